@@ -1,0 +1,50 @@
+"""msa_toolkit: multimodal sentiment analysis from raw video to sentiment.
+
+The public API is imported lazily so that ``import msa_toolkit`` (and ``msa --help``)
+stay instant; torch, transformers and mediapipe load only when a function needs them.
+
+    import msa_toolkit as msa
+    msa.extract(["clips/"], out_dir="features")
+    ds = msa.build_dataset(labels="label.csv", videos="Raw", out_dir="ds")
+    run = msa.train("almt", data="ds", out_dir="runs/almt")
+    msa.evaluate("runs/almt/best.ckpt", data="ds")
+    msa.predict("clip.mp4")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: public name -> "module:attribute", resolved on first access
+_LAZY = {
+    "extract": "msa_toolkit.pipeline:extract",
+    "build_dataset": "msa_toolkit.data.build:build_dataset",
+    "load_dataset": "msa_toolkit.data.native:load_dataset",
+    "train": "msa_toolkit.training.api:train",
+    "evaluate": "msa_toolkit.training.api:evaluate",
+    "predict": "msa_toolkit.predict:predict",
+    "create_model": "msa_toolkit.models:create_model",
+    "list_models": "msa_toolkit.models:list_models",
+    "FeatureSpec": "msa_toolkit.spec:FeatureSpec",
+    "FeatureBundle": "msa_toolkit.features:FeatureBundle",
+    "Batch": "msa_toolkit.data.batch:Batch",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'msa_toolkit' has no attribute {name!r}")
+    module, attr = target.split(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

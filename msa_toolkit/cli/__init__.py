@@ -1,0 +1,1 @@
+"""The `msa` command line. One module per command; heavy imports happen inside commands."""

@@ -1,0 +1,1 @@
+"""Data: Batch contract, collation, dataset formats (native, MMSA pickle) and dataset building."""

@@ -1,0 +1,45 @@
+"""Exception types. Every error the toolkit raises on bad input derives from MSAError."""
+
+from __future__ import annotations
+
+
+class MSAError(Exception):
+    """Base class for errors caused by inputs or configuration (shown to users without traceback)."""
+
+
+class MediaError(MSAError):
+    """A media file cannot be decoded: missing, empty, corrupt or unsupported.
+
+    The message always names the file and the cause.
+    """
+
+    def __init__(self, path: object, cause: str):
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+
+class ExtractionError(MSAError):
+    """An extractor failed on one file (recorded per file by the pipeline)."""
+
+    def __init__(self, path: object, stage: str, cause: str):
+        self.path = str(path)
+        self.stage = stage
+        self.cause = cause
+        super().__init__(f"{self.path} [{stage}]: {cause}")
+
+
+class ModelLoadError(MSAError):
+    """A pretrained model (Whisper, text encoder, ...) cannot be loaded, e.g. not available offline."""
+
+
+class SpecMismatchError(MSAError):
+    """Features, datasets or checkpoints were produced with incompatible FeatureSpecs."""
+
+
+class DatasetError(MSAError):
+    """A label file or dataset directory is malformed (missing column, unknown split, duplicate ids, ...)."""
+
+
+class CheckpointError(MSAError):
+    """A checkpoint file is missing, malformed or from an incompatible toolkit version."""

@@ -1,0 +1,1 @@
+"""Feature extractors, one module per modality, registered by name."""

@@ -1,0 +1,268 @@
+"""Feature containers: FeatureSequence, Transcript and FeatureBundle (one per media file).
+
+On disk a bundle is two files side by side: ``<stem>.safetensors`` with every
+array and ``<stem>.json`` with the FeatureSpec, transcript, column names and
+metadata. Both are written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .spec import FeatureSpec
+
+#: Version of the bundle file layout.
+BUNDLE_FORMAT_VERSION = 1
+
+
+@dataclass
+class FeatureSequence:
+    """A time series of feature vectors for one modality."""
+
+    # float32 [T, D] feature values
+    values: np.ndarray
+    # float32 [T] time of each row in seconds (frame centre, or word/token start)
+    times: np.ndarray
+    # bool [T] True where the row is valid (e.g. False for frames with no face)
+    mask: np.ndarray
+    # one name per column (len D), or empty for anonymous embedding columns
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=np.float32)
+        if self.values.ndim != 2:
+            raise ValueError(f"values must be [T, D], got shape {self.values.shape}")
+        self.times = np.asarray(self.times, dtype=np.float32).reshape(-1)
+        self.mask = np.asarray(self.mask, dtype=bool).reshape(-1)
+        t = self.values.shape[0]
+        if self.times.shape[0] != t or self.mask.shape[0] != t:
+            raise ValueError(
+                f"times ({self.times.shape[0]}) and mask ({self.mask.shape[0]}) must match values ({t})"
+            )
+        if self.names and len(self.names) != self.values.shape[1]:
+            raise ValueError(f"{len(self.names)} names for {self.values.shape[1]} columns")
+
+    @property
+    def length(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.values.shape[1])
+
+    @classmethod
+    def empty(cls, dim: int, names: list[str] | None = None) -> "FeatureSequence":
+        return cls(np.zeros((0, dim), np.float32), np.zeros(0, np.float32), np.zeros(0, bool), names or [])
+
+
+@dataclass(frozen=True)
+class Word:
+    """One recognised (or supplied) word."""
+
+    # the word as written, without surrounding whitespace
+    text: str
+    # start time in seconds (NaN when unknown, e.g. user-supplied text without timings)
+    start: float
+    # end time in seconds (NaN when unknown)
+    end: float
+    # recogniser confidence in [0, 1]; 1.0 for user-supplied text
+    probability: float = 1.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A sentence-like span of the transcript (Whisper segment)."""
+
+    # the segment text
+    text: str
+    # start time in seconds
+    start: float
+    # end time in seconds
+    end: float
+    # index of the segment's first word in Transcript.words
+    first_word: int = 0
+    # one past the index of the segment's last word
+    last_word: int = 0
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What was said in a clip."""
+
+    # all words in order
+    words: tuple[Word, ...] = ()
+    # sentence segments (may be empty for user-supplied text)
+    segments: tuple[Segment, ...] = ()
+    # language code, e.g. "en"
+    language: str = "en"
+    # where it came from: "whisper", "user" (sidecar or label file) or "none"
+    source: str = "none"
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words).strip()
+
+    @property
+    def is_empty(self) -> bool:
+        return len(self.words) == 0
+
+    @classmethod
+    def from_text(cls, text: str, language: str = "en", source: str = "user") -> "Transcript":
+        words = tuple(Word(w, float("nan"), float("nan"), 1.0) for w in text.split())
+        seg = (Segment(text.strip(), float("nan"), float("nan"), 0, len(words)),) if words else ()
+        return cls(words, seg, language, source)
+
+    def to_dict(self) -> dict[str, Any]:
+        def num(x: float) -> float | None:
+            return None if x != x else round(float(x), 4)
+
+        return {
+            "text": self.text,
+            "language": self.language,
+            "source": self.source,
+            "words": [
+                {"text": w.text, "start": num(w.start), "end": num(w.end), "probability": round(float(w.probability), 4)}
+                for w in self.words
+            ],
+            "segments": [
+                {"text": s.text, "start": num(s.start), "end": num(s.end), "first_word": s.first_word,
+                 "last_word": s.last_word}
+                for s in self.segments
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Transcript":
+        def num(x: Any) -> float:
+            return float("nan") if x is None else float(x)
+
+        words = tuple(Word(w["text"], num(w.get("start")), num(w.get("end")), float(w.get("probability", 1.0)))
+                      for w in d.get("words", ()))
+        segs = tuple(Segment(s["text"], num(s.get("start")), num(s.get("end")), int(s.get("first_word", 0)),
+                             int(s.get("last_word", 0))) for s in d.get("segments", ()))
+        return cls(words, segs, d.get("language", "en"), d.get("source", "none"))
+
+    def to_srt(self) -> str:
+        """SubRip subtitles, one cue per segment (segments without timings are skipped)."""
+
+        def ts(t: float) -> str:
+            ms = int(round(t * 1000))
+            h, ms = divmod(ms, 3_600_000)
+            m, ms = divmod(ms, 60_000)
+            s, ms = divmod(ms, 1000)
+            return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
+
+        cues = [s for s in self.segments if s.start == s.start and s.end == s.end]
+        return "".join(f"{i}\n{ts(s.start)} --> {ts(s.end)}\n{s.text.strip()}\n\n" for i, s in enumerate(cues, 1))
+
+
+@dataclass
+class FeatureBundle:
+    """All features extracted from one media file."""
+
+    # the FeatureSpec the features were extracted with
+    spec: FeatureSpec
+    # per model modality ("text", "audio", "vision") its feature sequence; absent modalities are missing keys
+    sequences: dict[str, FeatureSequence] = field(default_factory=dict)
+    # the transcript used for the text features (None when no text modality)
+    transcript: Transcript | None = None
+    # extra integer arrays, e.g. "text.input_ids", "text.attention_mask" [Lt], "text.word_index" [Lt]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    # free metadata: source path, content hash, duration, face ratio, timings, ...
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, stem: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``stem.safetensors`` and ``stem.json`` atomically; returns both paths."""
+        from safetensors.numpy import save_file
+
+        stem = Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, np.ndarray] = {}
+        names: dict[str, list[str]] = {}
+        for mod, seq in self.sequences.items():
+            tensors[f"{mod}.values"] = np.ascontiguousarray(seq.values, dtype=np.float32)
+            tensors[f"{mod}.times"] = np.ascontiguousarray(seq.times, dtype=np.float32)
+            tensors[f"{mod}.mask"] = np.ascontiguousarray(seq.mask.astype(np.uint8))
+            names[mod] = list(seq.names)
+        for k, v in self.arrays.items():
+            tensors[k] = np.ascontiguousarray(v)
+        header = {
+            "format_version": BUNDLE_FORMAT_VERSION,
+            "spec": self.spec.to_dict(),
+            "names": names,
+            "transcript": self.transcript.to_dict() if self.transcript is not None else None,
+            "meta": self.meta,
+        }
+        st_path = stem.with_suffix(".safetensors")
+        js_path = stem.with_suffix(".json")
+        # safetensors first, json last: a bundle counts as complete only when its json exists
+        _atomic_write(st_path, lambda p: save_file(tensors, str(p)))
+        _atomic_write(js_path, lambda p: Path(p).write_text(json.dumps(header, indent=1, default=_json_default)))
+        return st_path, js_path
+
+    @classmethod
+    def load(cls, stem: str | os.PathLike) -> "FeatureBundle":
+        from safetensors.numpy import load_file
+
+        stem = Path(stem)
+        if stem.suffix in (".json", ".safetensors"):
+            stem = stem.with_suffix("")
+        header = json.loads(stem.with_suffix(".json").read_text())
+        tensors = load_file(str(stem.with_suffix(".safetensors")))
+        sequences: dict[str, FeatureSequence] = {}
+        for mod, names in header.get("names", {}).items():
+            sequences[mod] = FeatureSequence(
+                tensors.pop(f"{mod}.values"), tensors.pop(f"{mod}.times"),
+                tensors.pop(f"{mod}.mask").astype(bool), list(names),
+            )
+        tr = header.get("transcript")
+        return cls(
+            spec=FeatureSpec.from_dict(header["spec"]),
+            sequences=sequences,
+            transcript=Transcript.from_dict(tr) if tr is not None else None,
+            arrays=dict(tensors),
+            meta=header.get("meta", {}),
+        )
+
+    @staticmethod
+    def exists(stem: str | os.PathLike) -> bool:
+        stem = Path(stem)
+        return stem.with_suffix(".json").is_file() and stem.with_suffix(".safetensors").is_file()
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temp file in the same directory, then rename (atomic on POSIX)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+atomic_write = _atomic_write

@@ -1,0 +1,151 @@
+"""Contracts shared by every model: ModelOutput, LossOutput, Objective, MSAModel.
+
+A model maps a :class:`~msa_toolkit.data.batch.Batch` to a :class:`ModelOutput`.
+Its :class:`Objective` (a submodule, so auxiliary learners such as critics or
+statistics networks are saved and optimised with the model) maps output + batch
+to a :class:`LossOutput`. The one generic trainer calls::
+
+    out = model(batch)
+    loss = model.objective(out, batch)      # LossOutput(total, components)
+    loss.total.backward(); optimizer.step()
+    model.objective.after_step(model)       # e.g. soft target-network updates
+
+Loss weights live in the model's config dataclass, never in the trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+
+from ..spec import FeatureSpec
+
+
+@dataclass
+class ModelOutput:
+    """What every model returns."""
+
+    # float [B] sentiment score (regression, same scale as the labels)
+    prediction: torch.Tensor
+    # named auxiliary tensors the objective needs (sub-predictions, embeddings, ...)
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class LossOutput:
+    """The training loss and its named, already weighted components (total == sum(components))."""
+
+    # scalar tensor to call backward() on
+    total: torch.Tensor
+    # each weighted term of total, by name, for logging
+    components: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def detached(self) -> dict[str, float]:
+        d = {k: float(v.detach()) for k, v in self.components.items()}
+        d["total"] = float(self.total.detach())
+        return d
+
+
+class Objective(nn.Module):
+    """Turns (ModelOutput, Batch) into a LossOutput. Subclass per model."""
+
+    def forward(self, output: ModelOutput, batch: Any) -> LossOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def after_step(self, model: "MSAModel") -> None:
+        """Hook run after each optimiser step (default: nothing)."""
+
+
+class RegressionObjective(Objective):
+    """Single prediction loss (L1 or MSE) for models with no auxiliary terms."""
+
+    def __init__(self, kind: str = "l1", weight: float = 1.0):
+        super().__init__()
+        if kind not in ("l1", "mse"):
+            raise ValueError(f"loss kind must be 'l1' or 'mse', got {kind!r}")
+        self.kind, self.weight = kind, weight
+
+    def forward(self, output: ModelOutput, batch: Any) -> LossOutput:
+        fn = nn.functional.l1_loss if self.kind == "l1" else nn.functional.mse_loss
+        loss = self.weight * fn(output.prediction, batch.label.to(output.prediction.dtype))
+        return LossOutput(loss, {f"prediction_{self.kind}": loss})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Fields every model config has. Model configs subclass this (frozen dataclasses)."""
+
+    # input feature dims (from the FeatureSpec; 1 for an absent modality)
+    text_dim: int = 768
+    audio_dim: int = 5
+    vision_dim: int = 20
+    # maximum sequence lengths the model is built for (positional tables, fixed-length layers)
+    text_len: int = 50
+    audio_len: int = 375
+    vision_len: int = 500
+    # optional text encoder fine-tuned inside the model: a transformers model id or local folder;
+    # None means the model consumes precomputed (frozen) text features
+    text_encoder: str | None = None
+    # dropout used by the model's own layers
+    dropout: float = 0.1
+    # training settings the published recipe uses; the trainer reads these as defaults
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    # "none" | "cosine" (with warmup_ratio) | "plateau"
+    scheduler: str = "none"
+    warmup_ratio: float = 0.0
+    # clip gradient values (0 = off) / norms (0 = off)
+    grad_clip_value: float = 0.0
+    grad_clip_norm: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def dims_from_spec(spec: FeatureSpec) -> dict[str, int]:
+    """Config overrides for input dims from a FeatureSpec (absent modality -> 1)."""
+    d = spec.dims
+    return {f"{m}_dim": max(1, d[m]) for m in d}
+
+
+class MSAModel(nn.Module):
+    """Base class: holds ``config`` and ``objective``; subclasses implement forward(batch)."""
+
+    #: registry name, set by @register_model
+    name: ClassVar[str] = ""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+
+    def forward(self, batch: Any) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def objective(self) -> Objective:
+        return self._modules["objective_"]  # type: ignore[return-value]
+
+    def set_objective(self, objective: Objective) -> None:
+        self.add_module("objective_", objective)
+
+    def num_parameters(self, exclude_text_encoder: bool = True) -> int:
+        skip = "text_encoder." if exclude_text_encoder else "\0"
+        return sum(p.numel() for n, p in self.named_parameters() if not n.startswith(skip) and p.requires_grad)
+
+
+def config_from_mapping(cls: type[ModelConfig], values: Mapping[str, Any]) -> ModelConfig:
+    """Build a config, rejecting unknown keys with a clear message."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; valid: {sorted(names)}")
+    return cls(**values)

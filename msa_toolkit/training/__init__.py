@@ -1,0 +1,1 @@
+"""Training: the generic Trainer, metrics and self-describing checkpoints."""
