@@ -1,0 +1,173 @@
+"""The field's evaluation metrics for sentiment regression.
+
+Definitions follow the MMSA reference evaluation (``MetricsTop``), which the
+DLF, ALMT, MMCL and MInD papers report:
+
+Labels in [-3, 3] (CMU-MOSI, CMU-MOSEI) — :func:`mosi_metrics`
+    * ``acc2_has0`` / ``f1_has0``: negative (< 0) vs non-negative (>= 0) over all samples;
+    * ``acc2_non0`` / ``f1_non0``: samples whose label is exactly 0 are excluded,
+      then label > 0 vs prediction > 0 (a prediction of exactly 0 counts as negative);
+    * ``acc3``: clip both to [-1, 1], round; ``acc5``: clip to [-2, 2], round;
+      ``acc7``: clip to [-3, 3], round (``numpy.round``: halves to even, as the reference);
+    * ``mae``: mean absolute error of the unclipped values; ``corr``: Pearson correlation.
+
+Labels in [-1, 1] (CH-SIMS) — :func:`sims_metrics`
+    Both values are clipped to [-1, 1], then binned by the usual thresholds:
+    * ``acc2``: [-1, 0] vs (0, 1];
+    * ``acc3``: [-1, -0.1], (-0.1, 0.1], (0.1, 1];
+    * ``acc5``: [-1, -0.7], (-0.7, -0.1], (-0.1, 0.1], (0.1, 0.7], (0.7, 1];
+    * ``f1``: weighted F1 of the Acc-2 classes; ``mae`` and ``corr`` on the clipped values.
+
+F1 is the support-weighted mean of per-class F1 (sklearn's ``average='weighted'``),
+implemented here. Correlation is 0.0 (not NaN) when either side is constant —
+an untrained model predicting a constant must not poison mean ± std tables.
+Accuracies and F1 are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+#: metrics where larger is better (everything else, MAE and losses, is smaller-is-better)
+HIGHER_IS_BETTER = frozenset({
+    "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc2", "acc3", "acc5", "acc7", "f1", "corr",
+})
+
+#: the metric sets: name -> (function, label range)
+METRIC_SETS = ("standard", "sims")
+
+
+def _as_1d(x) -> np.ndarray:
+    a = np.asarray(x.detach().cpu().float().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
+    return a.reshape(-1)
+
+
+def accuracy(pred_cls, true_cls) -> float:
+    """Fraction of equal entries (0.0 for empty input)."""
+    p, t = np.asarray(pred_cls), np.asarray(true_cls)
+    return float(np.mean(p == t)) if t.size else 0.0
+
+
+def weighted_f1(true_cls, pred_cls) -> float:
+    """Support-weighted mean of per-class F1 over the classes present in either array.
+
+    Matches ``sklearn.metrics.f1_score(true, pred, average='weighted')``: classes
+    that never occur in ``true`` get weight 0; a class never predicted has F1 0.
+    """
+    t, p = np.asarray(true_cls).reshape(-1), np.asarray(pred_cls).reshape(-1)
+    if t.size == 0:
+        return 0.0
+    total = 0.0
+    for c in np.unique(np.concatenate([t, p])):
+        support = int(np.sum(t == c))
+        if support == 0:
+            continue
+        tp = int(np.sum((t == c) & (p == c)))
+        fp = int(np.sum((t != c) & (p == c)))
+        fn = support - tp
+        denom = 2 * tp + fp + fn
+        total += support * (2 * tp / denom if denom else 0.0)
+    return float(total / t.size)
+
+
+def pearson(pred, true) -> float:
+    """Pearson correlation; 0.0 when either side is constant or there are < 2 samples."""
+    p, t = _as_1d(pred), _as_1d(true)
+    if p.size < 2:
+        return 0.0
+    p, t = p - p.mean(), t - t.mean()
+    denom = np.sqrt(np.sum(p * p) * np.sum(t * t))
+    if not np.isfinite(denom) or denom <= 1e-12:
+        return 0.0
+    return float(np.clip(np.sum(p * t) / denom, -1.0, 1.0))
+
+
+def multiclass_acc(pred, true, bound: float) -> float:
+    """Clip both to [-bound, bound], round to integers, compare (Acc-3/5/7)."""
+    p = np.round(np.clip(_as_1d(pred), -bound, bound))
+    t = np.round(np.clip(_as_1d(true), -bound, bound))
+    return accuracy(p, t)
+
+
+def mosi_metrics(pred, true) -> dict[str, float]:
+    """Standard metrics for labels in [-3, 3] (see module docstring)."""
+    p, t = _as_1d(pred), _as_1d(true)
+    if p.shape != t.shape:
+        raise ValueError(f"predictions {p.shape} and labels {t.shape} differ in shape")
+    nz = t != 0
+    out = {
+        "acc2_has0": accuracy(p >= 0, t >= 0),
+        "f1_has0": weighted_f1(t >= 0, p >= 0),
+        "acc2_non0": accuracy(p[nz] > 0, t[nz] > 0),
+        "f1_non0": weighted_f1(t[nz] > 0, p[nz] > 0),
+        "acc3": multiclass_acc(p, t, 1.0),
+        "acc5": multiclass_acc(p, t, 2.0),
+        "acc7": multiclass_acc(p, t, 3.0),
+        "mae": float(np.mean(np.abs(p - t))) if t.size else 0.0,
+        "corr": pearson(p, t),
+    }
+    return out
+
+
+def _bin(x: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Class index i where edges[i] < x <= edges[i+1] (right-closed bins, as the reference)."""
+    return np.searchsorted(np.asarray(edges[1:-1]), x, side="left")
+
+
+def sims_metrics(pred, true) -> dict[str, float]:
+    """CH-SIMS metrics for labels in [-1, 1] (see module docstring)."""
+    p = np.clip(_as_1d(pred), -1.0, 1.0)
+    t = np.clip(_as_1d(true), -1.0, 1.0)
+    if p.shape != t.shape:
+        raise ValueError(f"predictions {p.shape} and labels {t.shape} differ in shape")
+    e2, e3, e5 = [-1.01, 0.0, 1.01], [-1.01, -0.1, 0.1, 1.01], [-1.01, -0.7, -0.1, 0.1, 0.7, 1.01]
+    p2, t2 = _bin(p, e2), _bin(t, e2)
+    return {
+        "acc2": accuracy(p2, t2),
+        "acc3": accuracy(_bin(p, e3), _bin(t, e3)),
+        "acc5": accuracy(_bin(p, e5), _bin(t, e5)),
+        "f1": weighted_f1(t2, p2),
+        "mae": float(np.mean(np.abs(p - t))) if t.size else 0.0,
+        "corr": pearson(p, t),
+    }
+
+
+def infer_metric_set(labels) -> str:
+    """"sims" when every label lies in [-1, 1] and some are fractional, else "standard"."""
+    t = _as_1d(labels)
+    if t.size and np.all(np.abs(t) <= 1.0) and np.any((t != np.round(t))):
+        return "sims"
+    return "standard"
+
+
+def compute_metrics(pred, true, metric_set: str = "standard") -> dict[str, float]:
+    """Metrics of ``metric_set`` ("standard" for [-3, 3] labels, "sims" for [-1, 1])."""
+    if metric_set == "standard":
+        return mosi_metrics(pred, true)
+    if metric_set == "sims":
+        return sims_metrics(pred, true)
+    raise ValueError(f"unknown metric set {metric_set!r}; expected one of {METRIC_SETS}")
+
+
+def is_better(metric: str, new: float, best: float | None, min_delta: float = 0.0) -> bool:
+    """Whether ``new`` improves on ``best`` for ``metric`` (None = nothing yet)."""
+    if best is None:
+        return bool(np.isfinite(new))
+    if metric in HIGHER_IS_BETTER:
+        return new > best + min_delta
+    return new < best - min_delta
+
+
+def format_metrics(metrics: Mapping[str, float], percent: bool = True) -> str:
+    """One line, accuracies/F1 as percentages."""
+    parts = []
+    for k, v in metrics.items():
+        if not isinstance(v, (int, float)):
+            continue
+        if percent and k in HIGHER_IS_BETTER and k != "corr":
+            parts.append(f"{k}={100 * v:.2f}")
+        else:
+            parts.append(f"{k}={v:.4f}")
+    return " ".join(parts)
