@@ -1,0 +1,151 @@
+"""DataModule: the one object training code needs from a dataset.
+
+    dm = DataModule("ds", batch_size=32)
+    for batch in dm.train_loader():      # shuffled; DistributedSampler under torchrun
+        ...
+    for batch in dm.loader("valid"):     # "dev" works too
+        ...
+
+Loaders yield :class:`~msa_toolkit.data.batch.Batch` objects (see
+:mod:`msa_toolkit.data.collate`). ``max_lengths`` default to the longest train
+sequence per modality, capped at :data:`DEFAULT_LENGTH_CAPS` (so one long clip
+cannot blow up attention memory); explicit values override per modality.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..spec import MODALITIES, FeatureSpec
+from .collate import Collator
+from .native import MSADataset, SplitDataset, as_dataset
+
+#: upper bound of the automatic truncation length per modality
+DEFAULT_LENGTH_CAPS: dict[str, int] = {"text": 128, "audio": 1000, "vision": 500}
+
+
+def _dist_initialized() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+class DataModule:
+    """Loaders for the splits of one native dataset, sharing collation settings."""
+
+    def __init__(self, dataset_or_path: MSADataset | str | os.PathLike, batch_size: int = 32,
+                 max_lengths: Mapping[str, int | None] | None = None, normalize: bool = True,
+                 num_workers: int = 0, seed: int = 0, drop_last: bool = False,
+                 pin_memory: bool | None = None, length_caps: Mapping[str, int] | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        # the opened dataset
+        self.dataset = as_dataset(dataset_or_path)
+        # samples per batch (per process when distributed)
+        self.batch_size = int(batch_size)
+        # DataLoader worker processes
+        self.num_workers = int(num_workers)
+        # seed of the train shuffling (and of the DistributedSampler)
+        self.seed = int(seed)
+        # drop the last incomplete train batch
+        self.drop_last = bool(drop_last)
+        # pin host memory (default: when CUDA is available)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        # whether features are standardised with the train statistics
+        self.normalize = bool(normalize)
+        caps = {**DEFAULT_LENGTH_CAPS, **dict(length_caps or {})}
+        self._max_lengths = self._default_max_lengths(caps)
+        for m, v in dict(max_lengths or {}).items():
+            if m not in MODALITIES:
+                raise ValueError(f"max_lengths: unknown modality {m!r}; expected one of {MODALITIES}")
+            self._max_lengths[m] = None if v is None else int(v)
+        self.collator = Collator(dims=self.dims, max_lengths=dict(self._max_lengths),
+                                 stats=self.dataset.stats if normalize else {})
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    # -- description -------------------------------------------------------------------
+    @property
+    def spec(self) -> FeatureSpec:
+        return self.dataset.spec
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Feature dimension per modality as it appears in batches (1 for absent modalities)."""
+        return {m: max(d, 1) for m, d in self.spec.dims.items()}
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Modalities the dataset provides."""
+        return self.spec.modalities
+
+    @property
+    def max_lengths(self) -> dict[str, int | None]:
+        """Truncation length per modality (1 for absent modalities)."""
+        return dict(self._max_lengths)
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        return self.dataset.splits
+
+    @property
+    def stats(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return self.dataset.stats
+
+    def split(self, name: str) -> SplitDataset:
+        return self.dataset.split(name)
+
+    def _default_max_lengths(self, caps: Mapping[str, int]) -> dict[str, int | None]:
+        ref = "train" if "train" in self.dataset else self.dataset.splits[0]
+        out: dict[str, int | None] = {}
+        for m in MODALITIES:
+            if not self.spec.has(m):
+                out[m] = 1
+                continue
+            lens = self.dataset.split(ref).lengths(m)
+            longest = int(lens.max()) if lens.size else 1
+            out[m] = max(1, min(longest, int(caps.get(m, longest))))
+        return out
+
+    # -- loaders -----------------------------------------------------------------------
+    def _loader(self, ds: SplitDataset, shuffle: bool, sampler: Any = None, batch_size: int | None = None,
+                drop_last: bool = False) -> DataLoader:
+        kw: dict[str, Any] = {}
+        if self.num_workers > 0:
+            kw["persistent_workers"] = False
+            kw["prefetch_factor"] = 4
+        return DataLoader(
+            ds, batch_size=batch_size or self.batch_size, shuffle=shuffle if sampler is None else False,
+            sampler=sampler, collate_fn=self.collator, num_workers=self.num_workers,
+            pin_memory=self.pin_memory, drop_last=drop_last,
+            generator=self._generator if (shuffle and sampler is None) else None, **kw,
+        )
+
+    def train_loader(self, distributed: bool = False, num_replicas: int | None = None,
+                     rank: int | None = None) -> DataLoader:
+        """Shuffled loader over the train split.
+
+        Uses a :class:`DistributedSampler` (seeded with ``seed``) when ``distributed``
+        is True or ``torch.distributed`` is initialised; ``num_replicas``/``rank``
+        default to the process group's. Call ``loader.sampler.set_epoch(epoch)``
+        each epoch in that case (the trainer does).
+        """
+        ds = self.dataset.split("train")
+        if distributed or num_replicas is not None or _dist_initialized():
+            sampler = DistributedSampler(ds, num_replicas=num_replicas, rank=rank, shuffle=True,
+                                         seed=self.seed, drop_last=self.drop_last)
+            return self._loader(ds, shuffle=False, sampler=sampler, drop_last=self.drop_last)
+        return self._loader(ds, shuffle=True, drop_last=self.drop_last)
+
+    def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
+        """Loader over any split (``dev``/``val`` mean ``valid``), in order unless ``shuffle``."""
+        return self._loader(self.dataset.split(split), shuffle=shuffle, batch_size=batch_size)
+
+    def __repr__(self) -> str:
+        return (f"DataModule({self.dataset!r}, batch_size={self.batch_size}, "
+                f"max_lengths={self.max_lengths}, normalize={self.normalize})")
+
+
+__all__ = ["DataModule", "DEFAULT_LENGTH_CAPS"]

@@ -1,0 +1,130 @@
+"""Native dataset format: streaming write, memory-mapped read, manifest, stats, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from msa_toolkit.data.native import Sample, load_dataset, read_safetensors_mmap, write_dataset
+from msa_toolkit.errors import DatasetError
+from msa_toolkit.features import FeatureBundle, FeatureSequence, Transcript
+from msa_toolkit.spec import ExtractorSpec, FeatureSpec
+
+SPEC = FeatureSpec(
+    extractors=(ExtractorSpec("t", "text", "1", dim=4), ExtractorSpec("a", "audio", "1", dim=3)),
+    origin={"source": "test"},
+)
+
+
+def _samples(n, seed, prefix, missing_audio=()):
+    r = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        feats = {"text": r.standard_normal((int(r.integers(1, 6)), 4)).astype(np.float32)}
+        masks = {}
+        if i not in missing_audio:
+            la = int(r.integers(2, 8))
+            feats["audio"] = (r.standard_normal((la, 3)) * 2 + 5).astype(np.float32)
+            masks["audio"] = np.arange(la) != 1  # second frame invalid
+        out.append(Sample(id=f"{prefix}{i}", label=float(i) - 2, features=feats, masks=masks,
+                          arrays={"text.input_ids": np.arange(feats["text"].shape[0], dtype=np.int64) + 100},
+                          text=f"words {i}", video_id=prefix, label_T=0.5 if i == 0 else None))
+    return out
+
+
+def test_write_and_read_back_exactly(tmp_path):
+    tr, dv = _samples(7, 0, "tr", missing_audio=(3,)), _samples(3, 1, "dv")
+    ds = write_dataset(tmp_path / "ds", SPEC, {"train": iter(tr), "dev": dv}, provenance={"source": "unit"})
+    assert ds.splits == ("train", "valid")
+    assert ds.num_samples() == {"train": 7, "valid": 3}
+    assert ds.split("dev") is ds.split("valid")  # alias
+    for orig, got in zip(tr, ds.split("train")):
+        assert got.id == orig.id and got.label == orig.label and got.text == orig.text
+        np.testing.assert_array_equal(got.features["text"], orig.features["text"])
+        np.testing.assert_array_equal(got.arrays["text.input_ids"], orig.arrays["text.input_ids"])
+        if "audio" in orig.features:
+            np.testing.assert_array_equal(got.features["audio"], orig.features["audio"])
+            np.testing.assert_array_equal(got.masks["audio"], orig.masks["audio"])
+        else:
+            assert "audio" not in got.features
+    assert ds.split("train")[0].label_T == 0.5 and ds.split("train")[1].label_T is None
+    assert list(ds.split("train").lengths("audio"))[3] == 0
+    m = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert m["format_version"] == 1 and m["provenance"]["source"] == "unit"
+    assert "created" in m["provenance"] and "toolkit_version" in m["provenance"]
+    assert not FeatureSpec.from_dict(m["spec"]).diff(SPEC) and ds.spec.fingerprint() == SPEC.fingerprint()
+    # the split file is plain safetensors
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "ds" / "train.safetensors"), "np") as f:
+        assert f.get_tensor("text.offsets").shape == (8,)
+        assert f.get_tensor("audio.values").shape[1] == 3
+
+
+def test_stats_from_train_valid_steps_only(tmp_path):
+    tr = _samples(20, 2, "tr")
+    ds = write_dataset(tmp_path / "ds", SPEC, {"train": tr, "test": _samples(5, 3, "te")})
+    rows = np.concatenate([s.features["audio"][s.masks["audio"]] for s in tr])
+    mean, std = ds.stats["audio"]
+    np.testing.assert_allclose(mean, rows.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std, rows.std(0), rtol=1e-4)
+    assert ds.manifest["stats"]["split"] == "train"
+
+
+def test_memmap_reader_is_lazy(tmp_path):
+    write_dataset(tmp_path / "ds", SPEC, {"train": _samples(4, 0, "x")})
+    t = read_safetensors_mmap(tmp_path / "ds" / "train.safetensors")
+    assert isinstance(t["text.values"], np.memmap)
+
+
+def test_pickled_split_reopens(tmp_path):
+    import pickle
+    ds = write_dataset(tmp_path / "ds", SPEC, {"train": _samples(4, 0, "x")})
+    sp = ds.split("train")
+    _ = sp[0]
+    sp2 = pickle.loads(pickle.dumps(sp))
+    np.testing.assert_array_equal(sp2[2].features["text"], sp[2].features["text"])
+
+
+def test_duplicate_ids_across_splits(tmp_path):
+    with pytest.raises(DatasetError, match="duplicate sample id 'x0'"):
+        write_dataset(tmp_path / "ds", SPEC, {"train": _samples(3, 0, "x"), "test": _samples(2, 0, "x")})
+    assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
+def test_dim_mismatch_names_sample(tmp_path):
+    bad = Sample("bad", 0.0, features={"text": np.zeros((2, 5), np.float32)})
+    with pytest.raises(DatasetError, match=r"'bad'.*\[T, 4\]"):
+        write_dataset(tmp_path / "ds", SPEC, {"train": [bad]})
+
+
+def test_existing_dataset_needs_overwrite(tmp_path):
+    write_dataset(tmp_path / "ds", SPEC, {"train": _samples(2, 0, "x")})
+    with pytest.raises(DatasetError, match="already holds a dataset"):
+        write_dataset(tmp_path / "ds", SPEC, {"train": _samples(2, 0, "x")})
+    ds = write_dataset(tmp_path / "ds", SPEC, {"train": _samples(3, 0, "x")}, overwrite=True)
+    assert len(ds.split("train")) == 3
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="manifest.json is missing"):
+        load_dataset(tmp_path / "empty")
+    ds = write_dataset(tmp_path / "ds", SPEC, {"train": _samples(2, 0, "x")})
+    with pytest.raises(DatasetError, match="no split 'test'"):
+        ds.split("test")
+
+
+def test_sample_from_bundle():
+    b = FeatureBundle(
+        spec=SPEC,
+        sequences={"text": FeatureSequence(np.ones((3, 4)), np.zeros(3), np.ones(3, bool))},
+        transcript=Transcript.from_text("hello there"),
+        arrays={"text.input_ids": np.array([1, 2, 3]), "text.attention_mask": np.array([1, 1, 1])},
+    )
+    s = Sample.from_bundle("c1", b, 1.5)
+    assert s.text == "hello there" and s.features["text"].shape == (3, 4) and s.label == 1.5
+    assert set(s.arrays) == {"text.input_ids", "text.attention_mask"}
