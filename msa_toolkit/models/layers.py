@@ -1,0 +1,389 @@
+"""Reusable building blocks shared by the assembled models.
+
+Shape conventions: sequences are batch-first ``[B, L, D]``; masks are bool
+``[B, L]`` with True on valid steps (the :class:`~msa_toolkit.data.batch.Batch`
+convention). Every block here tolerates a sample whose mask is all False (an
+absent modality): pooling returns zeros and attention over no valid key
+returns a zero update instead of NaN.
+
+Contents
+--------
+- pooling: :func:`masked_mean`, :func:`last_valid`
+- positions: :class:`SinusoidalPositionalEncoding`, :class:`LearnedPositionalEncoding`
+- attention: :class:`MultiHeadAttention` (safe key masks), :class:`TransformerBlock`
+  (pre-LN self- or cross-attention block), :class:`CrossModalTransformer`
+  (MulT's cross-modal / self-attention encoder, also DLF's building block)
+- projections and heads: :class:`ConvProjection`, :class:`MLPHead`, :class:`ResidualHead`
+- :func:`grad_reverse` / :class:`GradientReversal`
+- :class:`TextEncoder`: optional fine-tuned transformers text encoder, usable by every model
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "masked_mean", "last_valid", "mask_fill", "SinusoidalPositionalEncoding", "LearnedPositionalEncoding",
+    "MultiHeadAttention", "FeedForward", "TransformerBlock", "CrossModalTransformer", "ConvProjection",
+    "MLPHead", "ResidualHead", "GradReverse", "grad_reverse", "GradientReversal", "TextEncoder",
+    "activation",
+]
+
+
+def activation(name: str) -> nn.Module:
+    """An activation module by name ("relu" | "gelu" | "tanh")."""
+    table = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+    if name not in table:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(table)}")
+    return table[name]()
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def mask_fill(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero the padded steps of ``x`` [B, L, D] (mask [B, L], True = valid)."""
+    if mask is None:
+        return x
+    return x * mask.unsqueeze(-1).to(x.dtype)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over valid steps: [B, L, D] -> [B, D]; a sample with no valid step gives zeros."""
+    if mask is None:
+        return x.mean(dim=1)
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
+
+
+def last_valid(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The state at the last valid step: [B, L, D] -> [B, D]; zeros for a sample with none.
+
+    Works for any mask (not only right padding): the largest valid index is taken.
+    """
+    if mask is None:
+        return x[:, -1]
+    L = x.shape[1]
+    pos = torch.arange(L, device=x.device).unsqueeze(0) * mask.long()
+    idx = pos.argmax(dim=1)
+    out = x[torch.arange(x.shape[0], device=x.device), idx]
+    return out * mask.any(dim=1, keepdim=True).to(x.dtype)
+
+
+# --------------------------------------------------------------------------- positions
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Fixed sine/cosine positions (Vaswani et al.) for any length; no parameters.
+
+    ``forward(x)`` returns the [L, D] table for ``x`` [B, L, D] (add it yourself).
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        L, D = x.shape[1], self.dim
+        pos = torch.arange(L, device=x.device, dtype=torch.float32).unsqueeze(1)
+        div = torch.exp(torch.arange(0, D, 2, device=x.device, dtype=torch.float32) * (-math.log(10000.0) / D))
+        pe = torch.zeros(L, D, device=x.device)
+        pe[:, 0::2] = torch.sin(pos * div)
+        pe[:, 1::2] = torch.cos(pos * div[: D // 2])
+        return pe.to(x.dtype)
+
+
+class LearnedPositionalEncoding(nn.Module):
+    """A learned [max_len, D] table (initialised N(0, 1) as in ViT-style code); returns its first L rows."""
+
+    def __init__(self, max_len: int, dim: int):
+        super().__init__()
+        self.max_len = max_len
+        self.table = nn.Parameter(torch.randn(max_len, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        L = x.shape[1]
+        if L > self.max_len:
+            raise ValueError(f"sequence of length {L} exceeds the positional table ({self.max_len}); "
+                             "raise the model's *_len config field")
+        return self.table[:L]
+
+
+# --------------------------------------------------------------------------- attention
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention with padding masks that never produce NaN.
+
+    Args:
+        dim: query (and output) dim.
+        heads: number of heads.
+        dim_head: per-head dim (default ``dim // heads``).
+        kv_dim: key/value input dim (default ``dim``).
+        qkv_bias / out_bias: biases of the input / output projections.
+        dropout: attention-probability dropout.
+
+    ``forward(q [B, Lq, D], k [B, Lk, Dkv], v [B, Lk, Dkv], key_mask [B, Lk] | None) -> [B, Lq, D]``.
+    For a sample whose ``key_mask`` is all False (absent modality) the attention
+    output is exactly zero, so residual connections pass the query through unchanged.
+    """
+
+    def __init__(self, dim: int, heads: int, dim_head: int | None = None, kv_dim: int | None = None,
+                 qkv_bias: bool = True, out_bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        if dim_head is None:
+            if dim % heads:
+                raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+            dim_head = dim // heads
+        kv_dim = kv_dim or dim
+        inner = heads * dim_head
+        self.heads, self.dim_head, self.dropout = heads, dim_head, dropout
+        self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
+        self.to_k = nn.Linear(kv_dim, inner, bias=qkv_bias)
+        self.to_v = nn.Linear(kv_dim, inner, bias=qkv_bias)
+        self.to_out = nn.Linear(inner, dim, bias=out_bias)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, _ = x.shape
+        return x.view(B, L, self.heads, self.dim_head).transpose(1, 2)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Attention on already projected q/k/v: [B, L, inner] -> [B, Lq, inner] (not yet out-projected)."""
+        qh, kh, vh = self._split(q), self._split(k), self._split(v)
+        attn_mask, has_key = None, None
+        if key_mask is not None:
+            has_key = key_mask.any(dim=1)
+            # samples with no valid key attend over their (zero) placeholder keys; the result is zeroed below
+            safe = key_mask | ~has_key.unsqueeze(1)
+            attn_mask = safe[:, None, None, :]
+        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=attn_mask,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        out = out.transpose(1, 2).reshape(q.shape[0], q.shape[1], -1)
+        if has_key is not None:
+            out = out * has_key[:, None, None].to(out.dtype)
+        return out
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.attend(self.to_q(q), self.to_k(k), self.to_v(v), key_mask)
+        out = self.to_out(out)
+        if key_mask is not None:  # keep out_bias from leaking into rows that attended over nothing
+            out = out * key_mask.any(dim=1)[:, None, None].to(out.dtype)
+        return out
+
+
+class FeedForward(nn.Sequential):
+    """Position-wise ``Linear(dim, hidden) -> act -> Dropout -> Linear(hidden, dim)``."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0, act: str = "relu"):
+        super().__init__(nn.Linear(dim, hidden), activation(act), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LayerNorm transformer block: (cross-)attention + feed-forward, both residual.
+
+    Self-attention when ``cross=False``; with ``cross=True`` the queries come from
+    ``x`` and keys/values from ``context`` (each with its own LayerNorm, as in MulT).
+
+    ``forward(x [B, Lq, D], mask [B, Lq] | None, context [B, Lk, D] | None, context_mask [B, Lk] | None)
+    -> [B, Lq, D]``. Padded query steps are computed but carry no information
+    (callers pool with the mask).
+    """
+
+    def __init__(self, dim: int, heads: int, ff_dim: int | None = None, dropout: float = 0.1,
+                 attn_dropout: float = 0.0, ff_dropout: float | None = None, act: str = "relu",
+                 cross: bool = False, dim_head: int | None = None, qkv_bias: bool = True):
+        super().__init__()
+        self.cross = cross
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim) if cross else None
+        self.attn = MultiHeadAttention(dim, heads, dim_head=dim_head, dropout=attn_dropout, qkv_bias=qkv_bias)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, ff_dim or 4 * dim, dropout if ff_dropout is None else ff_dropout, act)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm_q(x)
+        if self.cross:
+            if context is None:
+                raise ValueError("a cross-attention block needs a context")
+            kv, kv_mask = self.norm_kv(context), context_mask
+        else:
+            kv, kv_mask = h, mask
+        x = x + self.drop(self.attn(h, kv, kv, kv_mask))
+        return x + self.drop(self.ff(self.norm_ff(x)))
+
+
+class CrossModalTransformer(nn.Module):
+    """MulT's transformer encoder (Tsai et al., ACL 2019), cross-modal or self-attention.
+
+    The inputs are scaled by ``sqrt(dim)``, sinusoidal positions are added to both the
+    target and the source sequence, embedding dropout is applied, then ``layers``
+    pre-LN blocks and a final LayerNorm. With ``cross=True`` the target sequence
+    queries the source sequence (``source -> target`` in MulT's notation); with
+    ``cross=False`` it is a plain self-attention encoder.
+
+    ``forward(x [B, Lt, D], mask [B, Lt], source [B, Ls, D] | None, source_mask [B, Ls] | None) -> [B, Lt, D]``
+    """
+
+    def __init__(self, dim: int, heads: int, layers: int, cross: bool = True, ff_mult: int = 4,
+                 dropout: float = 0.1, attn_dropout: float = 0.1, ff_dropout: float = 0.1,
+                 embed_dropout: float = 0.25, act: str = "relu", scale_embedding: bool = True):
+        super().__init__()
+        self.cross, self.scale = cross, (math.sqrt(dim) if scale_embedding else 1.0)
+        self.pos = SinusoidalPositionalEncoding(dim)
+        self.embed_drop = nn.Dropout(embed_dropout)
+        self.blocks = nn.ModuleList([
+            TransformerBlock(dim, heads, ff_mult * dim, dropout=dropout, attn_dropout=attn_dropout,
+                             ff_dropout=ff_dropout, act=act, cross=cross) for _ in range(layers)])
+        self.norm = nn.LayerNorm(dim)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed_drop(self.scale * x + self.pos(x))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, source: torch.Tensor | None = None,
+                source_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._embed(x)
+        src = self._embed(source) if (self.cross and source is not None) else None
+        for blk in self.blocks:
+            x = blk(x, mask, src, source_mask)
+        return self.norm(x)
+
+
+# --------------------------------------------------------------------------- projections and heads
+
+
+class ConvProjection(nn.Module):
+    """Temporal 1-D convolution from ``in_dim`` to ``dim`` with kernel ``k`` (MulT / DLF input projection).
+
+    Uses "same" padding so the output keeps the input length (length-1 inputs work
+    for any kernel); padded steps are zeroed before and after the convolution.
+    ``forward(x [B, L, in_dim], mask [B, L] | None) -> [B, L, dim]``.
+    """
+
+    def __init__(self, in_dim: int, dim: int, kernel_size: int = 1, bias: bool = False):
+        super().__init__()
+        self.conv = nn.Conv1d(in_dim, dim, kernel_size, padding="same", bias=bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.conv(mask_fill(x, mask).transpose(1, 2)).transpose(1, 2)
+        return mask_fill(y, mask)
+
+
+class MLPHead(nn.Sequential):
+    """``layers`` Linear layers with activation + dropout between them: [*, in_dim] -> [*, out_dim]."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int = 1, layers: int = 2, dropout: float = 0.0,
+                 act: str = "relu"):
+        mods: list[nn.Module] = []
+        d = in_dim
+        for _ in range(layers - 1):
+            mods += [nn.Linear(d, hidden), activation(act), nn.Dropout(dropout)]
+            d = hidden
+        mods.append(nn.Linear(d, out_dim))
+        super().__init__(*mods)
+
+
+class ResidualHead(nn.Module):
+    """MulT's output head: ``h + Linear(Dropout(ReLU(Linear(h))))`` then ``Linear(dim, out_dim)``.
+
+    ``forward(h [B, dim]) -> (prediction [B, out_dim], representation [B, dim])``.
+    """
+
+    def __init__(self, dim: int, out_dim: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.proj1, self.proj2 = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(dim, out_dim)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rep = h + self.proj2(self.drop(F.relu(self.proj1(h))))
+        return self.out(rep), rep
+
+
+# --------------------------------------------------------------------------- gradient reversal
+
+
+class GradReverse(torch.autograd.Function):
+    """Identity forward; multiplies the incoming gradient by ``-scale`` backward (Ganin & Lempitsky, 2015)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return -ctx.scale * grad, None
+
+
+def grad_reverse(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Gradient reversal: ``x`` forward, ``-scale * grad`` backward."""
+    return GradReverse.apply(x, scale)
+
+
+class GradientReversal(nn.Module):
+    """Module form of :func:`grad_reverse`."""
+
+    def __init__(self, scale: float = 1.0):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return grad_reverse(x, self.scale)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+# --------------------------------------------------------------------------- text encoder
+
+
+class TextEncoder(nn.Module):
+    """A transformers encoder fine-tuned inside a model (token ids -> hidden states).
+
+    Loads ``AutoModel.from_pretrained(name_or_path, local_files_only=True)`` (never
+    downloads). Models store it as ``self.text_encoder`` so
+    ``MSAModel.num_parameters()`` can exclude it.
+
+    ``forward(tokens [B, Lt] long, mask [B, Lt] bool) -> [B, Lt, hidden_size]``; with
+    ``all_layers=True`` returns the tuple of every layer's hidden states instead.
+    Parameters the encoder does not use for hidden states (e.g. BERT's pooler) are
+    frozen so they do not sit in the optimiser with no gradient.
+    """
+
+    def __init__(self, name_or_path: str):
+        super().__init__()
+        try:
+            from transformers import AutoModel
+        except ImportError as e:  # pragma: no cover
+            raise ImportError("fine-tuning a text encoder needs the `transformers` package") from e
+        self.model = AutoModel.from_pretrained(name_or_path, local_files_only=True)
+        self.hidden_size = int(self.model.config.hidden_size)
+        pooler = getattr(self.model, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            for p in pooler.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None, all_layers: bool = False):
+        if mask is None:
+            mask = tokens != 0
+        out = self.model(input_ids=tokens, attention_mask=mask.long(), output_hidden_states=all_layers)
+        return tuple(out.hidden_states) if all_layers else out.last_hidden_state
+
+    @staticmethod
+    def features(encoder: "TextEncoder | None", batch: Any) -> torch.Tensor:
+        """``batch.text`` when ``encoder`` is None, else the encoder's states for ``batch.text_tokens``."""
+        if encoder is None:
+            return batch.text
+        if batch.text_tokens is None:
+            raise ValueError("this model fine-tunes a text encoder (config.text_encoder is set) but the batch "
+                             "has no text_tokens; build the dataset with token ids")
+        return encoder(batch.text_tokens, batch.text_mask)

@@ -1,0 +1,133 @@
+"""Shared blocks: masking, NaN-safety for absent modalities, shapes, gradient reversal, text encoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from msa_toolkit.models.layers import (ConvProjection, CrossModalTransformer, LearnedPositionalEncoding, MLPHead,
+                                       MultiHeadAttention, SinusoidalPositionalEncoding, TextEncoder,
+                                       TransformerBlock, grad_reverse, GradientReversal, last_valid, masked_mean)
+
+
+def test_masked_mean_and_last_valid():
+    x = torch.arange(12.0).view(2, 3, 2)
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    m = masked_mean(x, mask)
+    assert torch.allclose(m[0], torch.tensor([1.0, 2.0]))
+    assert torch.equal(m[1], torch.zeros(2))
+    holes = torch.tensor([[True, False, True], [False, True, False]])
+    lv = last_valid(x, holes)
+    assert torch.equal(lv[0], x[0, 2]) and torch.equal(lv[1], x[1, 1])
+    assert torch.equal(last_valid(x, mask)[1], torch.zeros(2))
+
+
+def test_attention_ignores_padding_and_is_safe_without_keys():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(8, 2)
+    q, k = torch.randn(2, 4, 8), torch.randn(2, 5, 8)
+    mask = torch.tensor([[True, True, False, False, False], [False] * 5])
+    out = attn(q, k, k, mask)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[1], torch.zeros(4, 8))  # no valid key -> zero update
+    k2 = k.clone()
+    k2[0, 2:] = 100.0  # padded keys must not matter
+    assert torch.allclose(attn(q, k2, k2, mask)[0], out[0], atol=1e-6)
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in attn.parameters())
+
+
+def test_cross_modal_transformer_shapes_and_absent_source():
+    torch.manual_seed(0)
+    tf = CrossModalTransformer(8, 2, 2, cross=True).eval()
+    x, src = torch.randn(3, 4, 8), torch.zeros(3, 1, 8)
+    out = tf(x, torch.ones(3, 4, dtype=torch.bool), src, torch.zeros(3, 1, dtype=torch.bool))
+    assert out.shape == (3, 4, 8) and torch.isfinite(out).all()
+    self_tf = CrossModalTransformer(8, 2, 1, cross=False)
+    assert self_tf(x, torch.ones(3, 4, dtype=torch.bool)).shape == (3, 4, 8)
+    with pytest.raises(ValueError):
+        TransformerBlock(8, 2, cross=True)(x)
+
+
+def test_conv_projection_keeps_length_and_zeroes_padding():
+    conv = ConvProjection(5, 8, kernel_size=5)
+    x = torch.randn(2, 1, 5)
+    assert conv(x).shape == (2, 1, 8)
+    x = torch.randn(2, 6, 5)
+    mask = torch.arange(6)[None] < torch.tensor([[6], [3]])
+    y = conv(x, mask)
+    assert y.shape == (2, 6, 8) and torch.equal(y[1, 3:], torch.zeros(3, 8))
+    x2 = x.clone()
+    x2[1, 3:] = 50.0  # padding content must not leak into valid steps
+    assert torch.allclose(conv(x2, mask), y)
+
+
+def test_positional_encodings():
+    x = torch.zeros(1, 7, 6)
+    pe = SinusoidalPositionalEncoding(6)(x)
+    assert pe.shape == (7, 6) and torch.allclose(pe[0, 1::2], torch.ones(3))
+    lp = LearnedPositionalEncoding(5, 6)
+    assert lp(x[:, :5]).shape == (5, 6)
+    with pytest.raises(ValueError, match="exceeds"):
+        lp(x)
+
+
+def test_grad_reverse():
+    x = torch.ones(3, requires_grad=True)
+    (2 * grad_reverse(x, 0.5)).sum().backward()
+    assert torch.allclose(x.grad, torch.full((3,), -1.0))
+    x.grad = None
+    GradientReversal(1.0)(x).sum().backward()
+    assert torch.allclose(x.grad, -torch.ones(3))
+
+
+def test_mlp_head():
+    assert MLPHead(4, 8, 2, layers=3)(torch.randn(5, 4)).shape == (5, 2)
+    assert len(MLPHead(4, 8, 1, layers=1)) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=64)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_bert")
+    transformers.BertModel(cfg).save_pretrained(path)
+    return str(path)
+
+
+def test_text_encoder_wrapper(tiny_bert):
+    from msa_toolkit.data.batch import synthetic_batch
+
+    enc = TextEncoder(tiny_bert)
+    assert enc.hidden_size == 16
+    b = synthetic_batch(2, (6, 4, 4), (16, 5, 7), with_tokens=True)
+    h = TextEncoder.features(enc, b)
+    assert h.shape == (2, 6, 16)
+    assert TextEncoder.features(None, b) is b.text
+    h.sum().backward()
+    trainable = [n for n, p in enc.named_parameters() if p.requires_grad]
+    assert all(not n.startswith("model.pooler") for n in trainable)
+    b.text_tokens = None
+    with pytest.raises(ValueError, match="text_tokens"):
+        TextEncoder.features(enc, b)
+
+
+@pytest.mark.parametrize("name", ["text_only", "mult", "dlf", "almt"])
+def test_models_fine_tune_text_encoder(tiny_bert, name):
+    from msa_toolkit.data.batch import synthetic_batch
+    from msa_toolkit.models import create_model, get_entry, list_models
+
+    if name not in list_models():
+        pytest.skip(f"{name} not registered")
+    preset = "tiny" if "tiny" in get_entry(name).presets else None
+    model = create_model(name, preset=preset, text_encoder=tiny_bert, text_dim=999, audio_dim=5, vision_dim=7,
+                         text_len=6, audio_len=4, vision_len=4)
+    b = synthetic_batch(3, (6, 4, 4), (3, 5, 7), with_tokens=True)  # text features are ignored
+    out = model(b)
+    loss = model.objective(out, b)
+    loss.total.backward()
+    emb = model.text_encoder.model.embeddings.word_embeddings.weight
+    assert emb.grad is not None and emb.grad.abs().sum() > 0
+    assert model.num_parameters() < model.num_parameters(exclude_text_encoder=False)
