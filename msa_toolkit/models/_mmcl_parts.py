@@ -1,0 +1,254 @@
+"""Building blocks private to the MMCL and MInD models.
+
+Kept separate from the shared ``layers.py`` so the two models do not depend on
+its evolving API. Everything here is mask-aware (bool masks, True = valid) and
+returns finite values for all-False masks (absent modality) and length-1
+sequences.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ----------------------------------------------------------------------------- masks and pooling
+
+
+def safe_key_mask(mask: torch.Tensor) -> torch.Tensor:
+    """bool [B, L] -> same mask with position 0 switched on in rows that have no valid step.
+
+    Attention over an all-False row would be a softmax over nothing (NaN); letting such rows
+    attend to their (zero) first position keeps everything finite. Callers zero those rows after.
+    """
+    empty = ~mask.any(dim=1)
+    if not bool(empty.any()):
+        return mask
+    fixed = mask.clone()
+    fixed[empty, 0] = True
+    return fixed
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, L, D], bool [B, L] -> [B, D] mean over valid steps (zeros where none is valid)."""
+    w = mask.to(x.dtype).unsqueeze(-1)
+    return (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+
+
+def last_valid(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, L, D], bool [B, L] -> [B, D]: the last valid step of each row (zeros where none is valid)."""
+    L = mask.shape[1]
+    pos = torch.arange(L, device=mask.device).expand_as(mask)
+    idx = torch.where(mask, pos, torch.zeros_like(pos)).amax(dim=1)  # [B]
+    out = x[torch.arange(x.shape[0], device=x.device), idx]
+    return out * mask.any(dim=1, keepdim=True).to(x.dtype)
+
+
+def resample_to_grid(x: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adaptive average pooling of each row's *valid* steps onto a fixed grid of ``length`` slots.
+
+    x [B, T, D], mask bool [B, T] -> (y [B, length, D], slot_mask bool [B, length]).
+    Row b with n valid steps (taken in order, wherever they are) gives slot j the mean of the valid
+    steps with rank in [floor(j n / length), ceil((j + 1) n / length)): the identity when
+    n == length, repetition when n < length, averaging when n > length. A row with no valid step
+    gives zeros and an all-False slot mask; any other row gives an all-True slot mask.
+    """
+    B, T, _ = x.shape
+    n = mask.sum(dim=1)  # [B]
+    rank = mask.long().cumsum(dim=1) - 1  # [B, T]
+    j = torch.arange(length, device=x.device)
+    start = (j[None, :] * n[:, None]) // length  # [B, S]
+    end = ((j[None, :] + 1) * n[:, None] + length - 1) // length
+    r = rank[:, None, :]  # [B, 1, T]
+    w = (r >= start[..., None]) & (r < end[..., None]) & mask[:, None, :]  # [B, S, T]
+    w = w.to(x.dtype)
+    y = torch.bmm(w, x) / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    slot_mask = (n > 0)[:, None].expand(B, length)
+    return y, slot_mask
+
+
+def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None,
+                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[length, dim] fixed sinusoidal position table (sin half, cos half; zero column if dim is odd)."""
+    half = dim // 2
+    scale = math.log(10000.0) / max(half - 1, 1)
+    freq = torch.exp(torch.arange(half, device=device, dtype=torch.float32) * -scale)
+    ang = torch.arange(length, device=device, dtype=torch.float32)[:, None] * freq[None, :]
+    table = torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
+    if dim % 2:
+        table = torch.cat([table, torch.zeros(length, 1, device=device)], dim=1)
+    return table.to(dtype)
+
+
+# ----------------------------------------------------------------------------- gradient reversal
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return grad.neg() * ctx.scale, None
+
+
+def grad_reverse(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Identity forward; multiplies the incoming gradient by ``-scale`` backward."""
+    return _GradReverse.apply(x, float(scale))
+
+
+# ----------------------------------------------------------------------------- attention blocks
+
+
+class MaskedSelfAttention(nn.Module):
+    """Multi-head self-attention over [B, L, D] with a bool key mask (True = valid)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        attn_mask = safe_key_mask(mask)[:, None, None, :]  # [B, 1, 1, L] True = attend
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, L, D))
+
+
+class EncoderLayer(nn.Module):
+    """Transformer encoder layer: self-attention + feed-forward, each with residual and LayerNorm.
+
+    ``norm_first=False`` is the post-norm layout of the original Transformer (and of
+    ``torch.nn.TransformerEncoderLayer``'s default); ``True`` is pre-norm. Padded steps are zeroed
+    on output.
+    """
+
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float = 0.1, attn_dropout: float = 0.0,
+                 activation: str = "relu", norm_first: bool = False, relu_dropout: float | None = None):
+        super().__init__()
+        self.attn = MaskedSelfAttention(dim, heads, attn_dropout)
+        act = {"relu": nn.ReLU, "gelu": nn.GELU}[activation]
+        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), act(),
+                                nn.Dropout(dropout if relu_dropout is None else relu_dropout),
+                                nn.Linear(ff_dim, dim))
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.norm_first:
+            x = x + self.drop(self.attn(self.norm1(x), mask))
+            x = x + self.drop(self.ff(self.norm2(x)))
+        else:
+            x = self.norm1(x + self.drop(self.attn(x, mask)))
+            x = self.norm2(x + self.drop(self.ff(x)))
+        return x * mask.unsqueeze(-1).to(x.dtype)
+
+
+# ----------------------------------------------------------------------------- target networks
+
+
+def _buffer_name(param_name: str) -> str:
+    return param_name.replace(".", "__")
+
+
+class TargetCopy(nn.Module):
+    """A frozen copy of another module's parameters, held as buffers (never seen by an optimiser).
+
+    ``params()`` maps the source's parameter names to the copies, ready for
+    ``torch.func.functional_call(source, copy.params(), args)``; ``soft_update(source, tau)``
+    applies ``target <- (1 - tau) * target + tau * source`` in place.
+    """
+
+    def __init__(self, source: nn.Module):
+        super().__init__()
+        self._names = [n for n, _ in source.named_parameters()]
+        for n, p in source.named_parameters():
+            self.register_buffer(_buffer_name(n), p.detach().clone())
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return {n: getattr(self, _buffer_name(n)) for n in self._names}
+
+    @torch.no_grad()
+    def soft_update(self, source: nn.Module, tau: float) -> None:
+        for n, p in source.named_parameters():
+            getattr(self, _buffer_name(n)).mul_(1.0 - tau).add_(p.detach(), alpha=tau)
+
+
+def frozen_params(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The module's parameters detached: call it through functional_call to pass gradients to its
+    inputs while keeping its own weights out of the backward pass."""
+    return {n: p.detach() for n, p in module.named_parameters()}
+
+
+# ----------------------------------------------------------------------------- replay buffer
+
+
+class ReplayBuffer(nn.Module):
+    """Ring buffer of detached (state, action, mask, reward) transitions, one row per sample.
+
+    Storage is non-persistent buffers (moved by ``.to()``, left out of checkpoints) allocated
+    lazily on the first ``add`` so building a model costs no memory. When full, the oldest
+    transitions are overwritten (first in, first out).
+    """
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        if capacity < 1:
+            raise ValueError("replay capacity must be >= 1")
+        self.capacity = int(capacity)
+        self.ptr = 0
+        self.size = 0
+        for name in ("state", "action", "mask", "reward"):
+            self.register_buffer(name, torch.empty(0), persistent=False)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _allocate(self, state: torch.Tensor, action: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor) -> None:
+        cap = self.capacity
+        self.state = state.new_zeros((cap, *state.shape[1:]))
+        self.action = action.new_zeros((cap, *action.shape[1:]))
+        self.mask = mask.new_zeros((cap, *mask.shape[1:]))
+        self.reward = reward.new_zeros((cap, *reward.shape[1:]))
+
+    @torch.no_grad()
+    def add(self, state: torch.Tensor, action: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor) -> None:
+        """Append a batch of transitions: state [N, ...], action [N, ...], mask [N, ...], reward [N]."""
+        if self.state.numel() == 0 or self.state.shape[1:] != state.shape[1:]:
+            self._allocate(state, action, mask, reward)
+            self.ptr = self.size = 0
+        n = state.shape[0]
+        if n >= self.capacity:  # only the newest `capacity` rows survive
+            state, action, mask, reward = state[-self.capacity:], action[-self.capacity:], mask[-self.capacity:], \
+                reward[-self.capacity:]
+            n = self.capacity
+        idx = (torch.arange(n, device=self.state.device) + self.ptr) % self.capacity
+        self.state[idx] = state.detach().to(self.state)
+        self.action[idx] = action.detach().to(self.action)
+        self.mask[idx] = mask.to(self.mask)
+        self.reward[idx] = reward.detach().to(self.reward)
+        self.ptr = (self.ptr + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """n transitions drawn uniformly with replacement (torch's global RNG)."""
+        if self.size == 0:
+            raise RuntimeError("replay buffer is empty")
+        idx = torch.randint(0, self.size, (n,), device=self.state.device)
+        return self.state[idx], self.action[idx], self.mask[idx], self.reward[idx]
+
+
+def modality_chunks(x: torch.Tensor, n: int = 3) -> Iterable[torch.Tensor]:
+    """Split the concatenated step axis [B, n*S, ...] into n chunks [B, S, ...]."""
+    return x.chunk(n, dim=1)

@@ -1,0 +1,264 @@
+"""MMCL: shapes, decoupling, policy range, replay buffer, target soft updates, gradient isolation, fit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from msa_toolkit.data.batch import Batch, synthetic_batch
+from msa_toolkit.models import create_model, list_models
+from msa_toolkit.models._mmcl_parts import ReplayBuffer, resample_to_grid
+from msa_toolkit.models.mmcl import MMCL
+
+DIMS = dict(text_dim=16, audio_dim=5, vision_dim=7)
+TINY = dict(DIMS, d_model=16, seq_len=6, num_heads=4, ff_dim=32, replay_capacity=12)
+
+
+def tiny(**kw) -> MMCL:
+    torch.manual_seed(0)
+    return create_model("mmcl", **{**TINY, **kw})
+
+
+def batch(b=5, lengths=(6, 9, 7), seed=0) -> Batch:
+    return synthetic_batch(b, lengths=lengths, dims=(16, 5, 7), seed=seed)
+
+
+def test_registered_with_presets():
+    assert "mmcl" in list_models()
+    for preset in ("mosi", "mosei"):
+        m = create_model("mmcl", preset=preset)
+        assert m.config.d_model == 256 and m.config.prediction_weight == 7 and m.config.critic_weight == 13
+        # config round-trips through JSON (checkpoints rebuild from it)
+        again = create_model("mmcl", **json.loads(json.dumps(m.config.to_dict())))
+        assert again.config == m.config
+        assert again.num_parameters() == m.num_parameters()
+
+
+def test_forward_shapes_and_components_finite():
+    m = tiny()
+    b = batch()
+    out = m(b)
+    S, d = m.config.seq_len, m.config.d_model
+    assert out.prediction.shape == (5,)
+    assert out.aux["state"].shape == (5, 3 * S, d)
+    assert out.aux["action"].shape == (5, 3 * S, 1)
+    assert out.aux["state_mask"].shape == (5, 3 * S)
+    loss = m.objective(out, b)
+    assert set(loss.components) == {"prediction", "critic", "policy"}
+    for v in loss.components.values():
+        assert torch.isfinite(v)
+    assert torch.allclose(loss.total, sum(loss.components.values()))
+
+
+def test_policy_weights_in_open_unit_interval():
+    m = tiny()
+    a = m(batch()).aux["action"]
+    assert bool((a > 0).all()) and bool((a < 1).all())
+
+
+def test_gradients_reach_every_trainable_parameter():
+    m = tiny()
+    b = batch(b=5)  # odd batch: an L1 gradient on the output bias cannot cancel exactly
+    loss = m.objective(m(b), b)
+    loss.total.backward()
+    dead = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert dead == []
+    # targets are buffers: never optimised, never counted as parameters
+    names = [n for n, _ in m.named_parameters()]
+    assert not any("target" in n for n in names)
+    assert any("target_critic" in n for n, _ in m.named_buffers())
+
+
+def test_critic_and_policy_gradients_are_isolated():
+    m = tiny()
+    b = batch()
+    out = m(b)
+    loss = m.objective(out, b)
+    critic_params = list(m.objective.critic.parameters())
+    policy_params = list(m.policy.parameters())
+    # the policy loss moves the policy only, never the critic
+    g = torch.autograd.grad(loss.components["policy"], critic_params + policy_params, allow_unused=True)
+    assert all(x is None or float(x.abs().sum()) == 0 for x in g[: len(critic_params)])
+    assert any(x is not None and float(x.abs().sum()) > 0 for x in g[len(critic_params):])
+    # the critic loss moves the critic only (replay inputs are detached)
+    enc = list(m.proj.parameters()) + policy_params
+    g = torch.autograd.grad(loss.components["critic"], critic_params + enc, allow_unused=True)
+    assert any(x is not None and float(x.abs().sum()) > 0 for x in g[: len(critic_params)])
+    assert all(x is None for x in g[len(critic_params):])
+
+
+def test_after_step_soft_update_is_exact():
+    m = tiny(tau=0.25)
+    obj = m.objective
+    before_c = {k: v.clone() for k, v in obj.target_critic.params().items()}
+    before_p = {k: v.clone() for k, v in obj.target_policy.params().items()}
+    with torch.no_grad():  # move the online networks away from their copies
+        for p in list(obj.critic.parameters()) + list(m.policy.parameters()):
+            p.add_(torch.randn_like(p))
+    online_c = dict(obj.critic.named_parameters())
+    online_p = dict(m.policy.named_parameters())
+    obj.after_step(m)
+    for k, v in obj.target_critic.params().items():
+        assert torch.allclose(v, 0.75 * before_c[k] + 0.25 * online_c[k], atol=1e-6), k
+        assert not torch.allclose(v, before_c[k])
+    for k, v in obj.target_policy.params().items():
+        assert torch.allclose(v, 0.75 * before_p[k] + 0.25 * online_p[k], atol=1e-6), k
+
+
+def test_targets_start_as_copies_and_follow_training():
+    m = tiny()
+    for k, v in m.objective.target_policy.params().items():
+        assert torch.equal(v, dict(m.policy.named_parameters())[k])
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    b = batch()
+    before = {k: v.clone() for k, v in m.objective.target_critic.params().items()}
+    loss = m.objective(m(b), b)
+    loss.total.backward()
+    opt.step()
+    m.objective.after_step(m)
+    assert any(not torch.equal(before[k], v) for k, v in m.objective.target_critic.params().items())
+
+
+def test_replay_buffer_fills_and_caps():
+    m = tiny(replay_capacity=12)
+    rb = m.objective.replay
+    assert len(rb) == 0
+    sizes = []
+    for i in range(4):
+        b = batch(b=5, seed=i)
+        m.objective(m(b), b)
+        sizes.append(len(rb))
+    assert sizes == [5, 10, 12, 12]
+    assert rb.state.shape[0] == 12
+    # eval mode stores nothing
+    m.eval()
+    b = batch(seed=9)
+    m.objective.eval()
+    m.objective(m(b), b)
+    assert len(rb) == 12
+    # the buffer is not part of checkpoints
+    assert not any(k.startswith("objective_.replay") for k in m.state_dict())
+
+
+def test_replay_buffer_is_fifo():
+    rb = ReplayBuffer(3)
+    for i in range(5):
+        rb.add(torch.full((1, 2, 1), float(i)), torch.zeros(1, 2, 1), torch.ones(1, 2, dtype=torch.bool),
+               torch.tensor([float(i)]))
+    assert sorted(rb.reward.tolist()) == [2.0, 3.0, 4.0]
+    s, a, k, r = rb.sample(7)
+    assert s.shape == (7, 2, 1) and set(r.tolist()) <= {2.0, 3.0, 4.0}
+
+
+def test_reward_kinds():
+    m = tiny()
+    pred, y = torch.tensor([0.0, 1.0, -3.0]), torch.tensor([0.0, 0.0, 3.0])
+    assert torch.allclose(m.objective.reward(pred, y), torch.exp(-torch.tensor([0.0, 1.0, 6.0])))
+    m2 = tiny(reward="linear")
+    assert torch.allclose(m2.objective.reward(pred, y), torch.tensor([1.0, 5 / 6, 0.0]))
+
+
+def test_resample_to_grid():
+    x = torch.arange(8.0).view(1, 8, 1).repeat(2, 1, 1)
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[1, 4:] = False
+    y, slots = resample_to_grid(x, mask, 4)
+    assert y[0, :, 0].tolist() == [0.5, 2.5, 4.5, 6.5]
+    assert y[1, :, 0].tolist() == [0.0, 1.0, 2.0, 3.0]  # identity on the 4 valid steps
+    assert slots.all()
+    y, slots = resample_to_grid(x[:, :1], mask[:, :1], 3)  # length 1 repeats
+    assert y[:, :, 0].tolist() == [[0.0] * 3, [0.0] * 3]
+    y, slots = resample_to_grid(x, torch.zeros_like(mask), 3)
+    assert not slots.any() and float(y.abs().sum()) == 0
+
+
+def test_decoupling_rows_are_convex_combinations():
+    torch.manual_seed(0)
+    x = {m: torch.randn(2, 4, 8) for m in ("text", "audio", "vision")}
+    present = {m: torch.ones(2, dtype=torch.bool) for m in x}
+    common, specific = MMCL.decouple(x, present)
+    # each common/specific step is a convex combination of the modality's own steps -> inside their hull
+    for m in x:
+        lo, hi = x[m].min(dim=1, keepdim=True).values, x[m].max(dim=1, keepdim=True).values
+        assert bool((common[m] >= lo - 1e-5).all() and (common[m] <= hi + 1e-5).all())
+        assert bool((specific[m] >= lo - 1e-5).all() and (specific[m] <= hi + 1e-5).all())
+    # absent vision: text/audio decoupling only looks at the present other modality, vision is zero
+    present["vision"] = torch.tensor([True, False])
+    common2, specific2 = MMCL.decouple(x, present)
+    assert float(common2["vision"][1].abs().sum()) == 0
+    assert torch.allclose(common2["text"][0], common["text"][0])
+
+
+@pytest.mark.parametrize("drop", [("audio",), ("vision",), ("audio", "vision"), ("text", "audio", "vision")])
+def test_absent_modalities_no_nan(drop):
+    m = tiny()
+    b = batch().drop(*drop)
+    out = m(b)
+    loss = m.objective(out, b)
+    loss.total.backward()
+    assert torch.isfinite(out.prediction).all()
+    assert all(torch.isfinite(v) for v in loss.components.values())
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+def test_absent_modality_as_dataset_convention():
+    # a text-only dataset: absent modalities are [B, 1, 1] zeros with all-False masks
+    m = tiny(audio_dim=1, vision_dim=1)
+    b = batch()
+    b = Batch(text=b.text, text_mask=b.text_mask, audio=torch.zeros(5, 1, 1), audio_mask=torch.zeros(5, 1, dtype=torch.bool),
+              vision=torch.zeros(5, 1, 1), vision_mask=torch.zeros(5, 1, dtype=torch.bool), label=b.label)
+    loss = m.objective(m(b), b)
+    assert torch.isfinite(loss.total)
+
+
+def test_length_one_and_batch_size_one():
+    m = tiny()
+    for b in (batch(b=3, lengths=(1, 1, 1)), batch(b=1)):
+        out = m(b)
+        loss = m.objective(out, b)
+        loss.total.backward()
+        assert torch.isfinite(loss.total)
+
+
+def test_deterministic_under_seed():
+    b = batch()
+    outs = []
+    for _ in range(2):
+        m = tiny()
+        torch.manual_seed(1)
+        out = m(b)
+        outs.append((out.prediction, m.objective(out, b).total))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    m = tiny()
+    m.eval()
+    assert torch.equal(m(b).prediction, m(b).prediction)
+
+
+def synthetic_task(n=48, seed=0) -> Batch:
+    """Label depends on text, audio and vision: y = 3 tanh(t0 + a0 - v0 over each sequence's mean)."""
+    g = torch.Generator().manual_seed(seed)
+    b = synthetic_batch(n, lengths=(6, 9, 7), dims=(16, 5, 7), seed=seed)
+    t = (b.text[..., 0] * b.text_mask).sum(1) / b.text_mask.sum(1)
+    a = (b.audio[..., 0] * b.audio_mask).sum(1) / b.audio_mask.sum(1)
+    v = (b.vision[..., 0] * b.vision_mask).sum(1) / b.vision_mask.sum(1)
+    b.label = 3 * torch.tanh(t + a - v + 0.05 * torch.randn(n, generator=g))
+    return b
+
+
+def test_short_fit_reduces_prediction_loss():
+    m = tiny(d_model=32, ff_dim=64, dropout=0.0)
+    b = synthetic_task()
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    first = last = None
+    for step in range(60):
+        opt.zero_grad()
+        loss = m.objective(m(b), b)
+        loss.total.backward()
+        opt.step()
+        m.objective.after_step(m)
+        v = float(loss.components["prediction"].detach())
+        first = v if first is None else first
+        last = v
+    assert last < 0.5 * first, (first, last)
