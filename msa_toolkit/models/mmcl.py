@@ -130,6 +130,8 @@ MMCL_PRESETS = {
     "mosi": dict(text_dim=768, audio_dim=74, vision_dim=47, text_len=50, audio_len=50, vision_len=50, seq_len=50),
     # CMU-MOSEI, same feature release (FACET 35)
     "mosei": dict(text_dim=768, audio_dim=74, vision_dim=35, text_len=50, audio_len=50, vision_len=50, seq_len=50),
+    # small widths for tests and smoke runs (not a published setting)
+    "tiny": dict(d_model=16, seq_len=6, num_heads=4, ff_dim=32, replay_capacity=64),
 }
 
 
