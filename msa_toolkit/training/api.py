@@ -1,0 +1,371 @@
+"""Library entry points behind ``msa train`` and ``msa evaluate``.
+
+    import msa_toolkit as msa
+    run = msa.train("almt", data="ds", out_dir="runs/almt", seeds=(1, 2, 3),
+                    overrides=["trainer.epochs=20", "model.dropout=0.2"])
+    run.summary["test"]["mae"]            # {"mean": ..., "std": ...}
+    msa.evaluate("runs/almt/seed_1/best.safetensors", data="ds", drop=("audio",))
+
+Run directory layout (one seed writes straight into ``out_dir``; several seeds
+write ``out_dir/seed_<s>/`` each and the summary into ``out_dir``)::
+
+    config.yaml          resolved configuration (model name/preset/overrides/resolved config, trainer, data, seeds)
+    best.safetensors     self-describing checkpoint of the best validation epoch (+ valid/test metrics)
+    last.pt              resume state (optimizer, scheduler, epoch, RNG, early stopping)
+    log.jsonl            one record per epoch: every train loss component, valid metrics, lr
+    metrics.json         best epoch, valid and test metrics
+    predictions_test.csv id,label,prediction on the test split
+    *.png                loss curves, predicted-vs-true scatter, Acc-7 confusion matrix
+    summary.{json,csv}   mean ± std per metric over seeds
+
+Configuration precedence: TrainConfig defaults <- ``config`` (a TrainConfig, a
+YAML file or a dict with ``trainer:`` and ``model:`` sections; on resume, the
+run's own ``config.yaml``) <- ``overrides`` (``"trainer.epochs=3"``,
+``"model.d_model=32"``; a bare key means the trainer when it is a TrainConfig
+field, else the model).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import MSAError
+from .trainer import FitResult, TrainConfig
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_JSON = "summary.json"
+SUMMARY_CSV = "summary.csv"
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns."""
+
+    # the output directory
+    out_dir: Path
+    # registry name of the trained model
+    model: str
+    # seeds, one sub-run each
+    seeds: list[int]
+    # one FitResult per seed, in seed order
+    runs: list[FitResult]
+    # split ("valid"/"test") -> metric -> {"mean", "std", "values"}
+    summary: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """Checkpoint of the first seed's run."""
+        return self.runs[0].checkpoint if self.runs else None
+
+    @property
+    def test(self) -> dict[str, float]:
+        """Mean test metric over seeds."""
+        return {k: v["mean"] for k, v in self.summary.get("test", {}).items()}
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        v = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(v, str):  # YAML 1.1 reads "1e-3" as a string
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+def parse_overrides(overrides: Iterable[str] | Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``["trainer.epochs=3", "model.d_model=32"]`` (or a mapping) -> [(dotted key, value)]."""
+    if isinstance(overrides, Mapping):
+        return [(str(k), v) for k, v in overrides.items()]
+    out = []
+    for item in overrides:
+        if "=" not in item:
+            raise MSAError(f"override {item!r} is not key=value (e.g. trainer.epochs=3 or model.dropout=0.2)")
+        k, v = item.split("=", 1)
+        out.append((k.strip(), _parse_value(v.strip())))
+    return out
+
+
+def _load_config_source(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(trainer settings, model section) from a TrainConfig / YAML path / dict / None."""
+    if config is None:
+        return {}, {}
+    if isinstance(config, TrainConfig):
+        return config.to_dict(), {}
+    if isinstance(config, (str, os.PathLike)):
+        import yaml
+
+        p = Path(config)
+        if not p.is_file():
+            raise MSAError(f"config file {p} not found")
+        try:
+            config = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise MSAError(f"{p}: invalid YAML ({e})") from e
+        if not isinstance(config, Mapping):
+            raise MSAError(f"{p}: expected a mapping with 'trainer:' and/or 'model:' sections")
+    config = dict(config)
+    if "trainer" in config or "model" in config:
+        unknown = sorted(set(config) - {"trainer", "model", "data", "seeds"})
+        if unknown:
+            raise MSAError(f"config has unknown section(s) {unknown}; expected trainer, model (data, seeds)")
+        model = config.get("model") or {}
+        if isinstance(model, str):
+            model = {"name": model}
+        return dict(config.get("trainer") or {}), dict(model)
+    return config, {}
+
+
+def resolve_run_config(config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = ()
+                       ) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
+    """(TrainConfig, model overrides, model section meta {"name", "preset"}) from config + overrides."""
+    trainer, model = _load_config_source(config)
+    meta = {k: model.pop(k) for k in ("name", "preset") if k in model}
+    model.pop("resolved", None)
+    model_over = dict(model.pop("overrides", None) or {})
+    model_over.update(model)
+    tfields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, value in parse_overrides(overrides):
+        section, _, name = key.partition(".")
+        if section in ("trainer", "train") and name:
+            trainer[name] = value
+        elif section == "model" and name:
+            if name in ("name", "preset"):
+                meta[name] = value
+            else:
+                model_over[name] = value
+        elif "." not in key:
+            (trainer if key in tfields else model_over)[key] = value
+        else:
+            raise MSAError(f"override {key!r}: the section must be 'trainer' or 'model'")
+    return TrainConfig.from_dict(trainer), model_over, meta
+
+
+def _coerce_model_overrides(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    from ..models import get_entry
+    from .trainer import coerce_field
+
+    cls = get_entry(name).config_cls
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise MSAError(f"model {name!r} has no config field(s) {unknown}; valid: {sorted(names)}")
+    return {k: coerce_field(cls, k, v) for k, v in values.items()}
+
+
+def _yaml_dump(obj: Any) -> str:
+    import yaml
+
+    from .checkpoint import _jsonable
+
+    return yaml.safe_dump(_jsonable(obj), sort_keys=False)
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _open_data(data: Any):
+    from ..data.native import load_dataset
+
+    if isinstance(data, (str, os.PathLike)):
+        return load_dataset(data)
+    return data
+
+
+def _data_module(data: Any, batch_size: int, tc: TrainConfig, seed: int,
+                 max_lengths: Mapping[str, int | None] | None = None):
+    from ..data.module import DataModule
+
+    if isinstance(data, DataModule):
+        return data
+    return DataModule(data, batch_size=batch_size, max_lengths=max_lengths if max_lengths is not None
+                      else tc.max_lengths, normalize=tc.normalize, num_workers=tc.num_workers, seed=seed)
+
+
+def _data_extra(dm: Any) -> dict[str, Any]:
+    """What inference needs from the data side: normalisation statistics and truncation lengths."""
+    norm = {m: {"mean": mean, "std": std} for m, (mean, std) in dm.stats.items()} if dm.normalize else {}
+    return {"normalization": norm, "max_lengths": dm.max_lengths, "normalize": bool(dm.normalize)}
+
+
+# -- train -------------------------------------------------------------------------------------
+
+def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
+          config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] = (1,),
+          resume: bool = False, callbacks: Sequence[Any] = ()) -> RunResult:
+    """Train a registered model on a dataset, once per seed; see the module docstring.
+
+    ``data`` is a native dataset directory, an opened dataset or a DataModule.
+    ``resume=True`` continues interrupted sub-runs from their ``last.pt`` and
+    skips finished ones.
+    """
+    from ..models import create_model, dims_from_spec, resolve_config
+    from . import distributed as D
+    from .trainer import Trainer
+
+    out_dir = Path(out_dir)
+    if resume and config is None and (out_dir / CONFIG_FILE).is_file():
+        config = out_dir / CONFIG_FILE
+    tc, model_over, meta = resolve_run_config(config, overrides)
+    name = model or meta.get("name")
+    if not name:
+        raise MSAError("no model given (pass a model name or set model.name in the config)")
+    preset = preset if preset is not None else meta.get("preset")
+    seeds = [int(s) for s in seeds] or [tc.seed]
+    model_over = _coerce_model_overrides(name, model_over)
+    base_cfg = resolve_config(name, preset, **model_over)  # validates name/preset/overrides early
+    batch_size = tc.batch_size or base_cfg.batch_size
+    dataset = _open_data(data)
+
+    ctx = D.setup(tc.device)
+    try:
+        runs: list[FitResult] = []
+        for seed in seeds:
+            run_dir = out_dir if len(seeds) == 1 else out_dir / f"seed_{seed}"
+            tcs = tc.replace(seed=seed)
+            _seed_everything(seed)
+            dm = _data_module(dataset, batch_size, tcs, seed)
+            lens = {f"{m}_len": int(v) for m, v in dm.max_lengths.items() if v is not None}
+            kwargs = {**dims_from_spec(dm.spec), **lens, **model_over}
+            net = create_model(name, preset, **kwargs)
+            if ctx.is_main:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                doc = {"model": {"name": name, "preset": preset, "overrides": model_over,
+                                 "resolved": net.config.to_dict()},
+                       "trainer": tcs.to_dict(), "data": str(data) if isinstance(data, (str, os.PathLike)) else None,
+                       "seeds": seeds}
+                (run_dir / CONFIG_FILE).write_text(_yaml_dump(doc))
+                if run_dir != out_dir:
+                    (out_dir / CONFIG_FILE).write_text(_yaml_dump({**doc, "trainer": tc.to_dict()}))
+            trainer = Trainer(net, dm, tcs, run_dir, spec=dm.spec, extra=_data_extra(dm), ctx=ctx,
+                              callbacks=callbacks)
+            if ctx.is_main and tcs.progress:
+                trainer._print(f"[bold]{name}[/bold] seed {seed}: {net.num_parameters():,} parameters, "
+                               f"device {ctx.device}, world size {ctx.world_size} -> {run_dir}")
+            runs.append(trainer.fit(resume=resume))
+        summary = summarize(runs)
+        result = RunResult(out_dir, name, seeds, runs, summary)
+        if ctx.is_main:
+            write_summary(result, out_dir)
+            if tc.progress:
+                print_summary(result)
+        return result
+    finally:
+        D.teardown(ctx)
+
+
+def summarize(runs: Sequence[FitResult]) -> dict[str, dict[str, dict[str, Any]]]:
+    """split -> metric -> {"mean", "std" (sample std over seeds; 0 for one seed), "values"}."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for split in ("valid", "test"):
+        per = [getattr(r, split) for r in runs if getattr(r, split)]
+        if not per:
+            continue
+        out[split] = {}
+        for k in per[0]:
+            vals = np.array([p.get(k, np.nan) for p in per], dtype=float)
+            out[split][k] = {"mean": float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan"),
+                             "std": float(np.nanstd(vals, ddof=1)) if np.isfinite(vals).sum() > 1 else 0.0,
+                             "values": vals.tolist()}
+    return out
+
+
+def _fmt(metric: str, mean: float, std: float) -> str:
+    from .metrics import HIGHER_IS_BETTER
+
+    if metric in HIGHER_IS_BETTER and metric != "corr":
+        return f"{100 * mean:.2f} ± {100 * std:.2f}"
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def write_summary(result: RunResult, out_dir: Path) -> None:
+    doc = {"model": result.model, "seeds": result.seeds, "summary": result.summary,
+           "runs": [{"seed": s, "run_dir": str(r.run_dir), "best_epoch": r.best_epoch, "valid": r.valid,
+                     "test": r.test} for s, r in zip(result.seeds, result.runs)]}
+    (out_dir / SUMMARY_JSON).write_text(json.dumps(doc, indent=2, default=float))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["model", "split", "metric", "mean", "std", "n_seeds", "values"])
+    for split, metrics in result.summary.items():
+        for k, v in metrics.items():
+            w.writerow([result.model, split, k, f"{v['mean']:.6g}", f"{v['std']:.6g}", len(v["values"]),
+                        " ".join(f"{x:.6g}" for x in v["values"])])
+    (out_dir / SUMMARY_CSV).write_text(buf.getvalue())
+
+
+def print_summary(result: RunResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.model}: mean ± std over seeds {result.seeds} (accuracies/F1 in %)")
+    table.add_column("metric")
+    splits = [s for s in ("valid", "test") if s in result.summary]
+    for s in splits:
+        table.add_column(s, justify="right")
+    keys = list(dict.fromkeys(k for s in splits for k in result.summary[s]))
+    for k in keys:
+        table.add_row(k, *[_fmt(k, result.summary[s][k]["mean"], result.summary[s][k]["std"])
+                           if k in result.summary[s] else "" for s in splits])
+    Console(stderr=True).print(table)
+
+
+# -- evaluate ----------------------------------------------------------------------------------
+
+def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop: Sequence[str] = (),
+             device: str = "auto", batch_size: int | None = None) -> dict[str, float]:
+    """Metrics (+ "loss") of a checkpoint on one split of a dataset; ``drop`` ablates modalities.
+
+    The data is prepared as in training: the checkpoint's truncation lengths and
+    its stored normalisation statistics (not the dataset's). The dataset's
+    FeatureSpec must match the checkpoint's (a SpecMismatchError names the
+    differences).
+    """
+    from ..spec import MODALITIES
+    from .checkpoint import load_checkpoint
+    from .trainer import Trainer
+
+    bad = [m for m in drop if m not in MODALITIES]
+    if bad:
+        raise MSAError(f"--drop: unknown modality {bad}; expected {', '.join(MODALITIES)}")
+    ck = load_checkpoint(checkpoint)
+    dataset = _open_data(data)
+    ds_spec = getattr(dataset, "spec", None)
+    if ck.spec is not None and ds_spec is not None:
+        ck.spec.require_compatible(ds_spec, modalities=ck.spec.modalities, what=f"dataset {data}")
+    tcd = ck.train_config or {}
+    tc = TrainConfig(device=device, progress=False, plots=False, metric_set=ck.extra.get("metric_set", "auto"))
+    stored = ck.extra.get("max_lengths") or {}
+    lens = {m: int(stored[m]) if stored.get(m) is not None else int(ck.model_config.get(f"{m}_len", 0)) or None
+            for m in MODALITIES}
+    normalize = bool(ck.extra.get("normalize", tcd.get("normalize", True)))
+    dm = _data_module(dataset, batch_size or tcd.get("batch_size") or ck.model_config.get("batch_size", 32),
+                      tc.replace(normalize=normalize), seed=0, max_lengths=lens)
+    norm = ck.extra.get("normalization")
+    if normalize and norm and hasattr(dm, "collator"):
+        dm.collator = dataclasses.replace(dm.collator, stats={m: (np.asarray(v["mean"], np.float32),
+                                                                  np.asarray(v["std"], np.float32))
+                                                              for m, v in norm.items()})
+    trainer = Trainer(ck.model, dm, tc, out_dir=None, spec=ck.spec)
+    return trainer.evaluate(split, drop=tuple(drop))

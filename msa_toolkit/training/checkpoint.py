@@ -1,0 +1,286 @@
+"""Self-describing checkpoints (one safetensors file) and resumable run state.
+
+A checkpoint is a single ``.safetensors`` file: the model's weights (its
+objective's auxiliary learners included) plus, in the safetensors metadata
+header under the key ``"msa_toolkit"``, one JSON document::
+
+    {"format_version": 1, "toolkit_version": "0.1.0",
+     "model_name": "almt", "model_config": {...}, "feature_spec": {...},
+     "train_config": {...}, "metrics": {...}, "extra": {...}}
+
+``extra`` is free JSON for what inference needs besides the weights — notably
+the data normalisation statistics. Arrays inside ``extra`` (numpy or torch) are
+stored as tensors named ``__extra__/<path>`` and restored as numpy arrays, so a
+768-d mean/std does not bloat the JSON header. ``load_checkpoint`` rebuilds the
+model with ``create_model(name, **model_config)`` and needs nothing else.
+
+The resume state of an interrupted run (optimiser, scheduler, grad scaler,
+epoch, RNG states, early-stopping counters) is a separate ``torch.save`` file,
+``last.pt`` in the run directory — see :func:`save_resume_state`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import CheckpointError
+from ..spec import FeatureSpec
+
+#: layout version of the metadata document; bumped on incompatible changes
+FORMAT_VERSION = 1
+#: safetensors metadata key holding the JSON document
+META_KEY = "msa_toolkit"
+#: tensor-name prefix of arrays lifted out of ``extra``
+EXTRA_PREFIX = "__extra__/"
+#: file name of the resume state inside a run directory
+RESUME_FILE = "last.pt"
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What :func:`load_checkpoint` returns."""
+
+    # the rebuilt model, weights loaded, in eval mode
+    model: Any
+    # the FeatureSpec the model was trained on (None if the checkpoint has none)
+    spec: FeatureSpec | None
+    # registry name of the model
+    model_name: str
+    # the resolved model config as a dict (create_model(model_name, **model_config) rebuilds it)
+    model_config: dict[str, Any]
+    # the training configuration of the run, as a dict
+    train_config: dict[str, Any] = field(default_factory=dict)
+    # metrics recorded with the checkpoint (e.g. {"valid": {...}, "test": {...}})
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # everything else (normalisation statistics, seed, epoch, ...); arrays as numpy
+    extra: dict[str, Any] = field(default_factory=dict)
+    # toolkit version that wrote the file
+    toolkit_version: str = ""
+    # the file it came from
+    path: str = ""
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def _lift_arrays(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace arrays in ``obj`` by {"__tensor__": name}, collecting them into ``tensors``."""
+    if isinstance(obj, torch.Tensor) or isinstance(obj, np.ndarray):
+        name = EXTRA_PREFIX + path
+        t = obj.detach().cpu() if isinstance(obj, torch.Tensor) else torch.from_numpy(np.asarray(obj))
+        tensors[name] = t.contiguous().clone()
+        return {"__tensor__": name}
+    if isinstance(obj, Mapping):
+        return {str(k): _lift_arrays(v, f"{path}/{k}" if path else str(k), tensors) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_lift_arrays(v, f"{path}/{i}", tensors) for i, v in enumerate(obj)]
+    return _jsonable(obj)
+
+
+def _restore_arrays(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            name = obj["__tensor__"]
+            if name not in tensors:
+                raise CheckpointError(f"checkpoint metadata refers to missing tensor {name!r}")
+            return tensors[name].numpy()
+        return {k: _restore_arrays(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_restore_arrays(v, tensors) for v in obj]
+    return obj
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def model_state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """CPU, contiguous, unshared copies of the state dict (safetensors rejects shared storage)."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, spec: FeatureSpec | Mapping | None,
+                    train_config: Any = None, metrics: Mapping[str, Any] | None = None,
+                    extra: Mapping[str, Any] | None = None,
+                    state: Mapping[str, torch.Tensor] | None = None) -> Path:
+    """Write one self-describing ``.safetensors`` checkpoint (atomically).
+
+    ``model`` must be a registered MSAModel (``model.name`` and ``model.config``);
+    ``state`` overrides the weights written (default: the model's current state dict).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    name = getattr(model, "name", "")
+    config = getattr(model, "config", None)
+    if not name or config is None:
+        raise CheckpointError("save_checkpoint needs a registered model (with .name and .config)")
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()} if state is not None \
+        else model_state_tensors(model)
+    if any(k.startswith(EXTRA_PREFIX) for k in tensors):
+        raise CheckpointError(f"model parameter names must not start with {EXTRA_PREFIX!r}")
+    extra_doc = _lift_arrays(dict(extra or {}), "", tensors)
+    spec_doc = spec.to_dict() if isinstance(spec, FeatureSpec) else (dict(spec) if spec is not None else None)
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "toolkit_version": __version__,
+        "model_name": name,
+        "model_config": _jsonable(config.to_dict() if hasattr(config, "to_dict") else config),
+        "feature_spec": spec_doc,
+        "train_config": _jsonable(train_config if train_config is not None else {}),
+        "metrics": _jsonable(dict(metrics or {})),
+        "extra": extra_doc,
+    }
+    meta = {META_KEY: json.dumps(doc, sort_keys=True), "format": "pt"}
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return path
+
+
+def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON document of a checkpoint, without loading weights."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({e})") from e
+    if META_KEY not in meta:
+        raise CheckpointError(f"{path}: safetensors file has no {META_KEY!r} metadata (not an msa_toolkit checkpoint)")
+    try:
+        doc = json.loads(meta[META_KEY])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: malformed checkpoint metadata ({e})") from e
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r} is not supported by msa_toolkit {__version__} "
+            f"(supports <= {FORMAT_VERSION}); upgrade the toolkit")
+    for key in ("model_name", "model_config"):
+        if key not in doc:
+            raise CheckpointError(f"{path}: checkpoint metadata lacks {key!r}")
+    return doc
+
+
+def _config_values(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON lists back to tuples where the config field's default is a tuple."""
+    from ..models import get_entry
+
+    cls = get_entry(name).config_cls
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    return {k: (tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v)
+            for k, v in values.items()}
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model of a checkpoint with its weights (eval mode) and its metadata."""
+    from safetensors.torch import load_file
+
+    from ..models import create_model
+
+    path = Path(path)
+    doc = read_checkpoint_metadata(path)
+    name = doc["model_name"]
+    try:
+        model = create_model(name, **_config_values(name, doc["model_config"]))
+    except KeyError as e:
+        raise CheckpointError(f"{path}: {e.args[0] if e.args else e}") from e
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild model {name!r} from its stored config ({e})") from e
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot read weights ({e})") from e
+    weights = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match model {name!r} (missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]})")
+    model.to(map_location).eval()
+    spec_doc = doc.get("feature_spec")
+    return LoadedCheckpoint(
+        model=model,
+        spec=FeatureSpec.from_dict(spec_doc) if spec_doc else None,
+        model_name=name,
+        model_config=dict(doc["model_config"]),
+        train_config=dict(doc.get("train_config") or {}),
+        metrics=dict(doc.get("metrics") or {}),
+        extra=_restore_arrays(doc.get("extra") or {}, tensors),
+        toolkit_version=str(doc.get("toolkit_version", "")),
+        path=str(path),
+    )
+
+
+# -- resume state ------------------------------------------------------------------------------
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA) RNG states."""
+    import random
+
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: Mapping[str, Any]) -> None:
+    import random
+
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_resume_state(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
+    """Atomically ``torch.save`` a resume state dict (model/optimizer/scheduler/epoch/RNG ...)."""
+    path = Path(path)
+    _atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
+    return path
+
+
+def load_resume_state(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: resume state not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"{path}: corrupt resume state ({e})") from e
