@@ -1,0 +1,331 @@
+"""Build a native dataset from a label file and (optionally) a folder of media.
+
+Media layouts found automatically, with any media extension:
+
+- MMSA-FET: ``<videos>/<video_id>/<clip_id>.<ext>`` (``<videos>`` may be the
+  dataset root holding ``Raw/``, or ``Raw`` itself);
+- flat: ``<videos>/<id>.<ext>`` or ``<videos>/<video_id>_<clip_id>.<ext>``.
+
+Without media the dataset is text-only: the label file's ``text`` goes through
+the text encoder (:func:`msa_toolkit.pipeline.extract_texts`) and audio/vision
+are absent from the FeatureSpec (masked in batches). With media, the
+extraction pipeline runs on every located file, reusing its content-addressed
+cache, worker processes, shards and progress display; ``transcripts="label"``
+replaces Whisper with the label file's text.
+
+Rows whose media is missing or fails to extract are listed in ``errors.json``
+inside the dataset directory (id, path, stage, message) and left out; the rest
+is built. ``shard="i/n"`` only extracts shard ``i`` into the cache (for fanning
+a large corpus out over machines); a final run without ``shard`` assembles the
+dataset from the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from ..errors import DatasetError
+from ..features import FeatureBundle, atomic_write
+from .labels import DEFAULT_SPLIT_RATIOS, LabelRow, LabelTable, read_labels
+from .native import MSADataset, Sample, write_dataset
+
+#: name of the failure report inside the dataset directory
+ERRORS_FILE = "errors.json"
+#: used when msa_toolkit.media is not available
+_FALLBACK_MEDIA_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".wmv", ".mpg", ".mpeg", ".m4v",
+                              ".3gp", ".ts", ".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus", ".wma")
+#: texts per extract_texts call (bounds memory on MOSEI-sized label files)
+TEXT_BATCH = 2048
+
+
+def media_extensions() -> frozenset[str]:
+    """Lower-case media extensions with dots (from msa_toolkit.media when present)."""
+    try:
+        from ..media import MEDIA_EXTENSIONS
+        exts: Sequence[str] = tuple(MEDIA_EXTENSIONS)
+    except ImportError:
+        exts = _FALLBACK_MEDIA_EXTENSIONS
+    return frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in exts)
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    """A label-file row left out of the dataset."""
+
+    # sample id
+    id: str
+    # media path involved ("" when none was found)
+    path: str
+    # pipeline stage that failed ("input" = media not found; else a pipeline stage)
+    stage: str
+    # readable cause
+    message: str
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build_dataset` did."""
+
+    # the dataset directory
+    out_dir: Path
+    # the built dataset (None when only a shard was extracted)
+    dataset: MSADataset | None
+    # samples written per split
+    sizes: dict[str, int] = field(default_factory=dict)
+    # rows left out and why
+    failures: list[RowFailure] = field(default_factory=list)
+    # rows in the label file
+    n_rows: int = 0
+    # True when the label file had no splits and they were created
+    splits_created: bool = False
+    # "text" (label text only) or "media"
+    kind: str = "text"
+    # the shard extracted, as (i, n), when only a shard was processed
+    shard: tuple[int, int] | None = None
+    # files served from the extraction cache
+    n_cached: int = 0
+    # wall time in seconds
+    seconds: float = 0.0
+
+    @property
+    def errors_path(self) -> Path | None:
+        p = self.out_dir / ERRORS_FILE
+        return p if p.is_file() else None
+
+
+# ---------------------------------------------------------------------------------------
+# media lookup
+# ---------------------------------------------------------------------------------------
+class MediaIndex:
+    """Media files under a folder, found by relative stem (``vid/clip``) or file stem."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: videos folder not found")
+        exts = media_extensions()
+        self.by_rel: dict[str, Path] = {}
+        for f in sorted(self.root.rglob("*")):
+            if f.is_file() and f.suffix.lower() in exts and not f.name.startswith("."):
+                rel = f.relative_to(self.root).with_suffix("").as_posix()
+                self.by_rel.setdefault(rel, f)
+                # MMSA-FET: the dataset root holds Raw/<video>/<clip>
+                if rel.lower().startswith("raw/"):
+                    self.by_rel.setdefault(rel[4:], f)
+
+    def candidates(self, row: LabelRow) -> list[str]:
+        c = []
+        if row.clip_id:
+            c.append(f"{row.video_id}/{row.clip_id}")
+        c.append(row.id)
+        if row.clip_id:
+            c.append(f"{row.video_id}_{row.clip_id}")
+        return list(dict.fromkeys(c))
+
+    def find(self, row: LabelRow) -> Path | None:
+        for key in self.candidates(row):
+            if key in self.by_rel:
+                return self.by_rel[key]
+        return None
+
+    def __len__(self) -> int:
+        return len(set(self.by_rel.values()))
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+def _row_fields(r: LabelRow) -> dict[str, Any]:
+    return {"label_T": r.label_T, "label_A": r.label_A, "label_V": r.label_V, "annotation": r.annotation,
+            "text": r.text, "video_id": r.video_id, "clip_id": r.clip_id or None}
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), transient=False)
+
+
+def _write_errors(out: Path, failures: Sequence[RowFailure]) -> None:
+    p = out / ERRORS_FILE
+    if failures:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(p, lambda t: Path(t).write_text(json.dumps([asdict(f) for f in failures], indent=1)))
+    else:
+        p.unlink(missing_ok=True)
+
+
+def _config_default():
+    from ..pipeline import ExtractConfig
+
+    return ExtractConfig()
+
+
+# ---------------------------------------------------------------------------------------
+# build
+# ---------------------------------------------------------------------------------------
+def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = None,
+                  out_dir: str | os.PathLike = "dataset", transcripts: str = "whisper", config: Any = None,
+                  cache_dir: str | os.PathLike | None = None, workers: int = 1, shard: str | None = None,
+                  progress: bool = True, seed: int = 0, split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
+                  overwrite: bool = False) -> BuildReport:
+    """Build a native dataset in ``out_dir`` from ``labels`` (+ ``videos``); see the module docstring.
+
+    Args:
+        labels: label file (CSV/TSV) in any of the layouts :mod:`msa_toolkit.data.labels` accepts.
+        videos: folder of media (MMSA-FET ``Raw/<video>/<clip>.*`` or flat); None builds a text-only set.
+        out_dir: the dataset directory to create.
+        transcripts: ``"whisper"`` (ASR) or ``"label"`` (the label file's text replaces ASR).
+        config: :class:`msa_toolkit.pipeline.ExtractConfig`; default the toolkit's defaults.
+        cache_dir: extraction cache (default ``$MSA_CACHE_DIR`` or ``~/.cache/msa_toolkit``).
+        workers: extraction processes.
+        shard: ``"i/n"``: extract only shard i of the media into the cache, write no dataset.
+        progress: show rich progress bars.
+        seed: seed of split creation when the label file has no split column.
+        split_ratios: train/valid/test fractions for created splits.
+        overwrite: replace an existing dataset in ``out_dir``.
+    """
+    t0 = time.perf_counter()
+    if transcripts not in ("whisper", "label"):
+        raise DatasetError(f"transcripts must be 'whisper' or 'label', got {transcripts!r}")
+    cfg = config if config is not None else _config_default()
+    table = read_labels(labels, seed=seed, split_ratios=split_ratios)
+    out = Path(out_dir)
+    if (out / "manifest.json").exists() and not overwrite and shard is None:
+        raise DatasetError(f"{out} already holds a dataset (manifest.json); choose another directory or overwrite")
+    prov = {"source": "label_file", "labels": str(Path(labels).resolve()),
+            "videos": str(Path(videos).resolve()) if videos is not None else None,
+            "transcripts": "label" if videos is None else transcripts, "config": cfg.to_dict(),
+            "splits_created": table.splits_created, "split_seed": table.split_seed,
+            "split_ratios": list(split_ratios) if table.splits_created else None}
+    if videos is None:
+        report = _build_text_only(table, out, cfg, cache_dir, progress, prov, overwrite)
+    else:
+        report = _build_from_media(table, Path(videos), out, cfg, transcripts, cache_dir, workers, shard,
+                                   progress, prov, overwrite)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _finish(table: LabelTable, out: Path, spec: Any, gens: Mapping[str, Any], failures: list[RowFailure],
+            prov: dict[str, Any], overwrite: bool, kind: str) -> BuildReport:
+    prov = {**prov, "n_rows": len(table), "n_failed": len(failures)}
+    try:
+        ds = write_dataset(out, spec, gens, provenance=prov, overwrite=overwrite)
+    finally:
+        _write_errors(out, failures)
+    sizes = ds.num_samples()
+    if sum(sizes.values()) == 0:
+        raise DatasetError(f"{table.path}: no row could be built; see {out / ERRORS_FILE}")
+    return BuildReport(out, ds, sizes, failures, len(table), table.splits_created, kind)
+
+
+def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, progress: bool,
+                     prov: dict[str, Any], overwrite: bool) -> BuildReport:
+    from ..pipeline import extract_texts
+
+    if not table.has_text:
+        raise DatasetError(f"{table.path}: no text column, so a text-only dataset cannot be built; "
+                           "add a 'text' column or give the videos folder")
+    if not cfg.text:
+        raise DatasetError("a text-only dataset needs a text encoder (the extraction config has text=None)")
+    tcfg = replace(cfg, asr=None, audio=None, vision=None)
+    spec = tcfg.build_spec(["text"])
+    failures = [RowFailure(r.id, "", "text", f"empty text in the label file (line {r.line})")
+                for r in table.rows if not r.text]
+    by_split = {s: [r for r in rows if r.text] for s, rows in table.by_split().items()}
+    total = sum(len(v) for v in by_split.values())
+
+    with _progress(progress) as bar:
+        task = bar.add_task("encode texts", total=total) if bar is not None else None
+
+        def gen(rows: list[LabelRow]) -> Iterator[Sample]:
+            for c in range(0, len(rows), TEXT_BATCH):
+                chunk = rows[c:c + TEXT_BATCH]
+                bundles = extract_texts({r.id: r.text for r in chunk}, tcfg, cache_dir=cache_dir, progress=False)
+                for r in chunk:
+                    b = bundles[r.id]
+                    if b.spec.fingerprint() != spec.fingerprint():
+                        b.spec.require_compatible(spec, what=f"text features of {r.id!r}")
+                    yield Sample.from_bundle(r.id, b, r.label, **_row_fields(r))
+                if bar is not None:
+                    bar.advance(task, len(chunk))
+
+        gens = {s: gen(rows) for s, rows in by_split.items()}
+        return _finish(table, out, spec, gens, failures, prov, overwrite, "text")
+
+
+def _build_from_media(table: LabelTable, videos: Path, out: Path, cfg: Any, transcripts: str, cache_dir: Any,
+                      workers: int, shard: str | None, progress: bool, prov: dict[str, Any],
+                      overwrite: bool) -> BuildReport:
+    from ..pipeline import extract, parse_shard
+
+    index = MediaIndex(videos)
+    failures: list[RowFailure] = []
+    path_of: dict[str, Path] = {}
+    for r in table.rows:
+        f = index.find(r)
+        if f is None:
+            looked = ", ".join(f"{c}.*" for c in index.candidates(r))
+            failures.append(RowFailure(r.id, "", "input", f"no media file found under {videos} (looked for {looked})"))
+        else:
+            path_of[r.id] = f.resolve()
+    user_tr: dict[str, str] | None = None
+    if transcripts == "label":
+        if not table.has_text:
+            raise DatasetError(f"{table.path}: --transcripts label needs a text column")
+        user_tr = {str(path_of[r.id]): r.text for r in table.rows if r.id in path_of and r.text}
+    files = sorted(set(path_of.values()), key=str)
+    res = extract(files, out_dir=None, config=cfg, cache_dir=cache_dir, workers=workers, shard=shard,
+                  transcripts=user_tr, progress=progress)
+    shard_t = parse_shard(shard)
+    if shard_t is not None:
+        return BuildReport(out, None, {}, [RowFailure("", f.path, f.stage, f.message) for f in res.failures],
+                           len(table), table.splits_created, "media", shard_t, res.n_cached)
+    item_of = {str(Path(i.path).resolve()): i for i in res.items}
+    fail_of = {str(Path(f.path).resolve()): f for f in res.failures}
+    spec = res.spec
+    ok_rows: dict[str, list[LabelRow]] = {}
+    for split, rows in table.by_split().items():
+        keep = []
+        for r in rows:
+            if r.id not in path_of:
+                continue
+            key = str(path_of[r.id])
+            if key in item_of:
+                keep.append(r)
+            else:
+                f = fail_of.get(key)
+                failures.append(RowFailure(r.id, key, f.stage if f else "extract",
+                                           f.message if f else "not extracted (no result from the pipeline)"))
+        ok_rows[split] = keep
+
+    def gen(rows: list[LabelRow]) -> Iterator[Sample]:
+        for r in rows:
+            item = item_of[str(path_of[r.id])]
+            try:
+                b = FeatureBundle.load(item.bundle_path)
+            except (OSError, ValueError, KeyError) as e:
+                failures.append(RowFailure(r.id, item.path, "save", f"cannot read extracted features: {e}"))
+                continue
+            text = r.text if transcripts == "label" else None
+            fields = {**_row_fields(r), "text": text}
+            yield Sample.from_bundle(r.id, b, r.label, **fields)
+
+    gens = {s: gen(rows) for s, rows in ok_rows.items()}
+    failures.sort(key=lambda f: f.id)
+    rep = _finish(table, out, spec, gens, failures, {**prov, "n_media_found": len(index)}, overwrite, "media")
+    rep.n_cached = res.n_cached
+    return rep
+
+
+__all__ = ["build_dataset", "BuildReport", "RowFailure", "MediaIndex", "media_extensions", "ERRORS_FILE"]
