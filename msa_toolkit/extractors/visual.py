@@ -92,6 +92,11 @@ FER_MAX_WARP_MULTIPLE = 4
 #: side of the square mesh crop relative to the detection box: BlazeFace boxes span brows to chin,
 #: the mesh's own detector and 192x192 landmark model want the whole head with some context
 MESH_CROP_SCALE = 1.7
+#: the mesh re-detects the face inside its crop (short-range detector; this threshold does reach the
+#: graph): on the crop real faces score ~0.7-0.95 and the detector's false positives on textures
+#: (e.g. tests/assets/noface.mp4's coffee cup, 0.50-0.62 full-range) mostly score 0, at most ~0.5, so the
+#: crop re-detection verifies every detection
+MESH_MIN_DETECTION_SCORE = 0.6
 #: seconds a lost face is waited for before the tracker re-acquires the largest face
 TRACK_MEMORY_S = 1.0
 #: minimum IoU with the previous box for a detection to count as the same face
@@ -414,7 +419,7 @@ class MediaPipeFaceExtractor(VisualExtractor):
         ]
         self._mesh = face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-            min_detection_confidence=0.3, min_tracking_confidence=0.3,
+            min_detection_confidence=MESH_MIN_DETECTION_SCORE, min_tracking_confidence=0.5,
         )
         if self.params["expressions"]:
             path = fer_model_path()
