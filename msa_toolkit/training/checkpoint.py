@@ -227,7 +227,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except Exception as e:
         raise CheckpointError(f"{path}: cannot read weights ({e})") from e
     weights = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise CheckpointError(f"{path}: weights do not match model {name!r} built from the stored config "
+                              f"({str(e).splitlines()[-1].strip()})") from e
     if missing or unexpected:
         raise CheckpointError(
             f"{path}: weights do not match model {name!r} (missing {sorted(missing)[:5]}, "

@@ -401,8 +401,10 @@ class Trainer:
         if resume and resume_path is not None and resume_path.is_file():
             state = load_resume_state(resume_path)
             if state.get("finished"):
-                self._print(f"[green]run in {self.out_dir} already finished; nothing to resume")
-                return self._finished_result(state)
+                if state["epoch"] >= tc.epochs or state["result"].get("stopped_early"):
+                    self._print(f"[green]run in {self.out_dir} already finished; nothing to resume")
+                    return self._finished_result(state)
+                self._print(f"[cyan]extending finished run {self.out_dir} to {tc.epochs} epochs")
         elif resume_path is not None and resume_path.is_file() and not resume:
             raise MSAError(f"{self.out_dir} already holds a run ({RESUME_FILE}); pass resume=True (--resume) "
                            f"to continue it or choose another output directory")
@@ -463,8 +465,8 @@ class Trainer:
             self._print(f"[cyan]resuming {self.out_dir} after epoch {start_epoch}")
 
         log_path = self.out_dir / LOG_FILE if self.out_dir is not None else None
-        if self.writes and state is None and log_path.exists():
-            log_path.unlink()
+        if self.writes:  # a fresh log, or the resumed run's history (drops lines of a half-finished epoch)
+            log_path.write_text("".join(json.dumps(r, default=float) + "\n" for r in history))
         stopped_early = False
         for epoch in range(start_epoch, tc.epochs):
             if tc.patience and bad_epochs >= tc.patience:
@@ -503,10 +505,10 @@ class Trainer:
             record["best_epoch"] = best_epoch
             history.append(record)
             if self.writes:
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(record, default=float) + "\n")
                 self._save_resume(resume_path, opt, sched, scaler, train_loader, epoch + 1, global_step,
                                   best_value, best_epoch, bad_epochs, best_valid, history)
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record, default=float) + "\n")
             elif ctx.distributed and self.out_dir is not None:
                 # every rank contributes its RNG state to rank 0's resume file
                 D.all_gather_objects(ctx, rng_state())

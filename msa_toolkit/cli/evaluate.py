@@ -1,0 +1,36 @@
+"""`msa evaluate`: metrics of a checkpoint on a dataset split, with optional modality ablation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def evaluate_command(
+    checkpoint: Path = typer.Argument(..., help="A .safetensors checkpoint written by `msa train`."),
+    data: Path = typer.Option(..., "--data", "-d", help="Native dataset directory."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate (train, valid/dev, test)."),
+    drop: List[str] = typer.Option([], "--drop", help="Modality to zero and mask (text|audio|vision); repeatable."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Evaluation batch size."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
+) -> None:
+    """Evaluate a checkpoint; prints the standard metrics (accuracies/F1 in %)."""
+    from ..training.api import evaluate
+    from ..training.metrics import format_metrics
+
+    drops = [d for item in drop for d in item.split(",") if d]
+    metrics = evaluate(checkpoint, data, split=split, drop=drops, device=device, batch_size=batch_size)
+    label = f"{split}" + (f" (dropped: {', '.join(drops)})" if drops else "")
+    typer.echo(f"{label}: {format_metrics(metrics)}")
+    if json_out is not None:
+        doc = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "drop": drops, "metrics": metrics}
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(doc, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_command)

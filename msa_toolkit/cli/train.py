@@ -1,0 +1,58 @@
+"""`msa train`: train a registered model on a native dataset (thin wrapper over msa_toolkit.training.api.train)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise typer.BadParameter(f"--seeds expects comma-separated integers, got {text!r}") from None
+
+
+def train_command(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name (see `msa models`)."),
+    data: Path = typer.Option(..., "--data", "-d", help="Native dataset directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named model preset (e.g. mosi, tiny)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="YAML with 'trainer:' and 'model:' sections (a run's config.yaml works)."),
+    set_: List[str] = typer.Option([], "--set", "-s",
+                                   help="Dotted override, repeatable: trainer.epochs=3, model.dropout=0.2."),
+    seeds: str = typer.Option("1", "--seeds", help="Comma-separated seeds; one sub-run each, mean ± std table."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Shortcut for --set trainer.epochs=N."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (shortcut for trainer.device)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last state."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables."),
+) -> None:
+    """Train a model; writes best.safetensors, logs, metrics, plots and a multi-seed summary.
+
+    Multi-GPU / multi-node: launch the same command with torchrun, e.g.
+    `torchrun --nproc_per_node 4 -m msa_toolkit train ...`.
+    """
+    from ..training.api import train
+
+    overrides = list(set_)
+    if epochs is not None:
+        overrides.append(f"trainer.epochs={epochs}")
+    if device is not None:
+        overrides.append(f"trainer.device={device}")
+    if precision is not None:
+        overrides.append(f"trainer.precision={precision}")
+    if quiet:
+        overrides.append("trainer.progress=false")
+    result = train(model, data, out, preset=preset, config=config, overrides=overrides, seeds=_seeds(seeds),
+                   resume=resume)
+    typer.echo(f"run written to {result.out_dir}")
+    if result.checkpoint is not None:
+        typer.echo(f"checkpoint: {result.checkpoint}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)

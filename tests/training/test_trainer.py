@@ -1,0 +1,170 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from msa_toolkit.data.module import DataModule
+from msa_toolkit.errors import MSAError
+from msa_toolkit.models import create_model
+from msa_toolkit.training.api import resolve_run_config, train
+from msa_toolkit.training.checkpoint import load_checkpoint
+from msa_toolkit.training.trainer import TrainConfig, Trainer, build_scheduler
+
+
+
+def _trainer(ds, tmp_path=None, model="late_fusion", seed=1, callbacks=(), model_over=None, **tc):
+    cfg = TrainConfig(progress=False, plots=False, device="cpu", seed=seed, **tc)
+    torch.manual_seed(seed)
+    dm = DataModule(ds, batch_size=cfg.batch_size or 16, seed=seed)
+    net = create_model(model, "tiny", text_dim=8, audio_dim=4, vision_dim=4, text_len=6, audio_len=8,
+                       vision_len=8, **(model_over or {}))
+    return Trainer(net, dm, cfg, tmp_path, callbacks=callbacks)
+
+
+def test_loss_goes_down_and_files_written(tiny_ds, tmp_path, fast):
+    res = train("late_fusion", tiny_ds, tmp_path / "run", preset="tiny",
+                overrides={**fast, "trainer.epochs": 12, "trainer.lr": 1e-2, "trainer.plots": True})
+    run = res.runs[0]
+    first, last = run.history[0]["train"]["total"], run.history[-1]["train"]["total"]
+    assert last < 0.85 * first, (first, last)
+    assert set(run.history[0]["train"]) == {"prediction_l1", "total"}
+    out = tmp_path / "run"
+    for f in ("best.safetensors", "last.pt", "log.jsonl", "metrics.json", "config.yaml", "summary.json",
+              "summary.csv", "predictions_test.csv", "loss_curves.png", "scatter_test.png", "confusion_acc7.png"):
+        assert (out / f).is_file(), f
+    lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == list(range(1, 13))
+    assert "mae" in lines[0]["valid"] and "prediction_l1" in lines[0]["train"]
+    ck = load_checkpoint(out / "best.safetensors")
+    assert ck.metrics["test"]["mae"] == pytest.approx(run.test["mae"])
+    assert ck.extra["epoch"] == run.best_epoch
+    assert set(ck.extra["normalization"]) == {"text", "audio", "vision"}
+    # the checkpoint holds the best epoch's weights: its valid MAE is the best one logged
+    assert run.valid["mae"] == min(r["valid"]["mae"] for r in lines)
+
+
+def test_early_stopping(tiny_ds):
+    # lr = 0: nothing improves after epoch 1, so patience 2 stops after epoch 3
+    res = _trainer(tiny_ds, epochs=20, lr=0.0, patience=2).fit()
+    assert res.stopped_early and len(res.history) == 3 and res.best_epoch == 1
+    res = _trainer(tiny_ds, epochs=3, lr=0.0, patience=0).fit()
+    assert not res.stopped_early and len(res.history) == 3
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _stop_after(n):
+    def cb(trainer, record):
+        if record["epoch"] == n:
+            raise _Interrupt()
+    return cb
+
+
+def test_resume_matches_uninterrupted_run(tiny_ds, tmp_path):
+    # dropout (global RNG), shuffling (loader generator) and a cosine schedule must all be restored
+    kw = dict(epochs=4, scheduler="cosine", warmup_ratio=0.2, model_over={"dropout": 0.3})
+    full = _trainer(tiny_ds, tmp_path / "full", **kw).fit()
+    with pytest.raises(_Interrupt):
+        _trainer(tiny_ds, tmp_path / "cut", callbacks=[_stop_after(2)], **kw).fit()
+    with pytest.raises(MSAError, match="already holds a run"):
+        _trainer(tiny_ds, tmp_path / "cut", **kw).fit()
+    t = _trainer(tiny_ds, tmp_path / "cut", **kw)
+    resumed = t.fit(resume=True)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    for a, b in zip(full.history, resumed.history):
+        assert a["train"] == b["train"] and a["valid"] == b["valid"]
+    assert full.test == resumed.test
+    a = load_checkpoint(tmp_path / "full" / "best.safetensors").model.state_dict()
+    b = load_checkpoint(tmp_path / "cut" / "best.safetensors").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len((tmp_path / "cut" / "log.jsonl").read_text().splitlines()) == 4
+    # resuming a finished run returns its result without training
+    again = _trainer(tiny_ds, tmp_path / "cut", **kw).fit(resume=True)
+    assert again.test == resumed.test
+
+
+def test_same_seed_same_metrics_other_seed_differs(tiny_ds, tmp_path, fast):
+    over = {**fast, "trainer.epochs": 2}
+    a = train("late_fusion", tiny_ds, tmp_path / "a", preset="tiny", overrides=over, seeds=(3,))
+    b = train("late_fusion", tiny_ds, tmp_path / "b", preset="tiny", overrides=over, seeds=(3,))
+    c = train("late_fusion", tiny_ds, tmp_path / "c", preset="tiny", overrides=over, seeds=(4,))
+    assert a.runs[0].test == b.runs[0].test
+    assert a.runs[0].test["mae"] != c.runs[0].test["mae"]
+
+
+def test_multi_seed_summary(tiny_ds, tmp_path, fast):
+    res = train("text_only", tiny_ds, tmp_path / "ms", preset="tiny", overrides={**fast, "trainer.epochs": 1},
+                seeds=(1, 2))
+    assert [r.run_dir.name for r in res.runs] == ["seed_1", "seed_2"]
+    s = res.summary["test"]["mae"]
+    vals = [r.test["mae"] for r in res.runs]
+    assert s["mean"] == pytest.approx(np.mean(vals)) and s["std"] == pytest.approx(np.std(vals, ddof=1))
+    doc = json.loads((tmp_path / "ms" / "summary.json").read_text())
+    assert doc["summary"]["test"]["mae"]["values"] == pytest.approx(vals)
+    csv = (tmp_path / "ms" / "summary.csv").read_text().splitlines()
+    assert csv[0].startswith("model,split,metric,mean,std") and any(",test,mae," in l for l in csv)
+
+
+def test_grad_accumulation_equals_bigger_batch(tiny_ds):
+    # 2 x 8 accumulated == 1 x 16 (same shuffled order, no dropout, mean L1 over equal halves)
+    over = {"dropout": 0.0}
+    a = _trainer(tiny_ds, epochs=2, batch_size=16, model_over=over).fit()
+    b = _trainer(tiny_ds, epochs=2, batch_size=8, grad_accum=2, model_over=over).fit()
+    assert a.history[-1]["step"] == b.history[-1]["step"] == 6
+    assert a.test["mae"] == pytest.approx(b.test["mae"], abs=1e-5)
+
+
+def test_grad_norm_clipping_and_after_step_hook(tiny_ds):
+    t = _trainer(tiny_ds, epochs=1, optimizer="sgd", lr=1.0, grad_clip_norm=1e-6, limit_train_batches=1)
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    calls = []
+    t.model.objective.after_step = lambda model: calls.append(model)
+    t.valid_split = None  # isolate the single step
+    t.test_split = None
+    t.fit()
+    delta = torch.sqrt(sum(((t.model.state_dict()[k] - v).float() ** 2).sum() for k, v in before.items()))
+    assert 0 < float(delta) <= 1.01e-6
+    assert calls == [t.model]
+
+
+def test_cosine_schedule_shape():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    model = torch.nn.Linear(1, 1)
+    sched, when = build_scheduler(opt, model, TrainConfig(scheduler="cosine", warmup_ratio=0.2), 10, "min")
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert when == "step"
+    assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0) and lrs[2] == pytest.approx(1.0)
+    assert all(x >= y for x, y in zip(lrs[2:], lrs[3:])) and lrs[-1] < 0.1
+
+
+def test_config_resolution(tmp_path):
+    (tmp_path / "c.yaml").write_text("trainer:\n  epochs: 5\n  lr: 1.0e-3\nmodel:\n  name: tfn\n  dropout: 0.3\n")
+    tc, model, meta = resolve_run_config(tmp_path / "c.yaml", ["trainer.epochs=7", "model.hidden=4", "patience=2",
+                                                                 "trainer.lr=2e-4", "trainer.max_lengths={text: 9}"])
+    assert tc.epochs == 7 and tc.patience == 2 and tc.lr == pytest.approx(2e-4)
+    assert tc.max_lengths == {"text": 9}
+    assert model == {"dropout": 0.3, "hidden": 4} and meta == {"name": "tfn"}
+    with pytest.raises(MSAError, match="unknown trainer setting"):
+        resolve_run_config({"trainer": {"epoch": 3}})
+    with pytest.raises(MSAError, match="cannot use"):
+        resolve_run_config(None, ["trainer.epochs=abc"])
+    with pytest.raises(MSAError, match="key=value"):
+        resolve_run_config(None, ["epochs"])
+    with pytest.raises(MSAError, match="no config field"):
+        train("late_fusion", tmp_path, tmp_path / "r", overrides=["model.nope=1"])
+
+
+def test_resolved_config_round_trips(tiny_ds, tmp_path, fast):
+    train("text_only", tiny_ds, tmp_path / "r", preset="tiny", overrides={**fast, "trainer.epochs": 1,
+                                                                          "model.hidden": 6})
+    tc, model, meta = resolve_run_config(tmp_path / "r" / "config.yaml")
+    assert tc.epochs == 1 and model == {"hidden": 6} and meta == {"name": "text_only", "preset": "tiny"}
