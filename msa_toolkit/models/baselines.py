@@ -25,7 +25,7 @@ from .layers import (ConvProjection, CrossModalTransformer, MLPHead, ResidualHea
 MOSI_INPUTS = {"text_dim": 768, "audio_dim": 5, "vision_dim": 20, "text_len": 50, "audio_len": 375, "vision_len": 500}
 #: the same for unaligned CMU-MOSEI (74-d COVAREP, 35-d Facet)
 MOSEI_INPUTS = {"text_dim": 768, "audio_dim": 74, "vision_dim": 35, "text_len": 50, "audio_len": 500,
-                "vision_len": 375}
+                "vision_len": 500}
 
 __all__ = ["MOSI_INPUTS", "MOSEI_INPUTS", "TextOnlyConfig", "TextOnly", "LateFusionConfig", "LateFusion", "TFNConfig",
            "TFN", "MulTConfig", "MulT"]

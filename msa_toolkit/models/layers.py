@@ -10,7 +10,7 @@ Contents
 --------
 - pooling: :func:`masked_mean`, :func:`last_valid`
 - positions: :class:`SinusoidalPositionalEncoding`, :class:`LearnedPositionalEncoding`
-- attention: :class:`MultiHeadAttention` (safe key masks), :class:`TransformerBlock`
+- attention: :func:`attend`, :class:`MultiHeadAttention` (safe key masks), :class:`TransformerBlock`
   (pre-LN self- or cross-attention block), :class:`CrossModalTransformer`
   (MulT's cross-modal / self-attention encoder, also DLF's building block)
 - projections and heads: :class:`ConvProjection`, :class:`MLPHead`, :class:`ResidualHead`
@@ -29,7 +29,7 @@ from torch import nn
 
 __all__ = [
     "masked_mean", "last_valid", "mask_fill", "SinusoidalPositionalEncoding", "LearnedPositionalEncoding",
-    "MultiHeadAttention", "FeedForward", "TransformerBlock", "CrossModalTransformer", "ConvProjection",
+    "attend", "MultiHeadAttention", "FeedForward", "TransformerBlock", "CrossModalTransformer", "ConvProjection",
     "MLPHead", "ResidualHead", "GradReverse", "grad_reverse", "GradientReversal", "TextEncoder",
     "activation",
 ]
@@ -117,6 +117,27 @@ class LearnedPositionalEncoding(nn.Module):
 # --------------------------------------------------------------------------- attention
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_mask: torch.Tensor | None = None,
+           dropout_p: float = 0.0) -> torch.Tensor:
+    """Multi-head scaled dot-product attention on projected inputs, safe for all-False key masks.
+
+    ``q`` [B, Lq, H*Dh], ``k``/``v`` [B, Lk, H*Dh], ``key_mask`` [B, Lk] (True = valid)
+    -> [B, Lq, H*Dh]. Rows of a sample with no valid key are exactly zero.
+    """
+    B, Lq, inner = q.shape
+    split = lambda x: x.view(B, x.shape[1], heads, inner // heads).transpose(1, 2)  # noqa: E731
+    attn_mask, has_key = None, None
+    if key_mask is not None:
+        has_key = key_mask.any(dim=1)
+        # samples with no valid key attend over their (placeholder) keys; the result is zeroed below
+        attn_mask = (key_mask | ~has_key.unsqueeze(1))[:, None, None, :]
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask, dropout_p=dropout_p)
+    out = out.transpose(1, 2).reshape(B, Lq, inner)
+    if has_key is not None:
+        out = out * has_key[:, None, None].to(out.dtype)
+    return out
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention with padding masks that never produce NaN.
 
@@ -148,26 +169,10 @@ class MultiHeadAttention(nn.Module):
         self.to_v = nn.Linear(kv_dim, inner, bias=qkv_bias)
         self.to_out = nn.Linear(inner, dim, bias=out_bias)
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        B, L, _ = x.shape
-        return x.view(B, L, self.heads, self.dim_head).transpose(1, 2)
-
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                key_mask: torch.Tensor | None) -> torch.Tensor:
         """Attention on already projected q/k/v: [B, L, inner] -> [B, Lq, inner] (not yet out-projected)."""
-        qh, kh, vh = self._split(q), self._split(k), self._split(v)
-        attn_mask, has_key = None, None
-        if key_mask is not None:
-            has_key = key_mask.any(dim=1)
-            # samples with no valid key attend over their (zero) placeholder keys; the result is zeroed below
-            safe = key_mask | ~has_key.unsqueeze(1)
-            attn_mask = safe[:, None, None, :]
-        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=attn_mask,
-                                             dropout_p=self.dropout if self.training else 0.0)
-        out = out.transpose(1, 2).reshape(q.shape[0], q.shape[1], -1)
-        if has_key is not None:
-            out = out * has_key[:, None, None].to(out.dtype)
-        return out
+        return attend(q, k, v, self.heads, key_mask, self.dropout if self.training else 0.0)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 key_mask: torch.Tensor | None = None) -> torch.Tensor:
