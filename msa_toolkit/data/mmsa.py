@@ -1,0 +1,359 @@
+"""Import and export of the MMSA pickle format (MMSA, ALMT, DLF: ``aligned_50.pkl``, ``unaligned_50.pkl``, ...).
+
+The format: a dict with ``train``/``valid``/``test``; per split numpy arrays
+
+=========================  ==============  =====================================================
+key                        shape           meaning
+=========================  ==============  =====================================================
+``id``                     (N,)            sample ids (MMSA-FET: ``<video>$_$<clip>``)
+``raw_text``               (N,)            transcripts
+``text``                   (N, L, Dt)      BERT features (768-d in the reference sets)
+``text_bert``              (N, 3, L)       token ids, attention mask, segment ids
+``audio``                  (N, Ta, Da)     acoustic features (``-inf`` in some files)
+``vision``                 (N, Tv, Dv)     visual features
+``audio_lengths``          (N,)            valid steps of ``audio`` (unaligned files only)
+``vision_lengths``         (N,)            valid steps of ``vision`` (unaligned files only)
+``regression_labels``      (N,)            sentiment (``_T``/``_A``/``_V``: CH-SIMS unimodal)
+``classification_labels``  (N,)            class index
+``annotations``            (N,)            e.g. ``Negative``/``Neutral``/``Positive``
+=========================  ==============  =====================================================
+
+Reference shapes: MOSI aligned 50/50/50 with dims 768/5/20 (unaligned audio 375,
+vision 500); MOSEI dims 768/74/35; CH-SIMS 39/400/55 with dims 768/33/709.
+
+Import rules (how masks are derived):
+
+- ``audio``/``vision`` with ``<m>_lengths`` (unaligned files): the first
+  ``length`` steps are kept (MMSA pads at the end), all valid.
+- without lengths (aligned files): all ``L`` steps are kept. The valid-step mask
+  is the ``text_bert`` attention mask when it has the same ``L`` (aligned audio
+  and vision sit on the text's token positions), else the non-zero rows.
+- ``text``: all ``L`` steps kept (BERT outputs at padding positions are kept
+  too, so exports reproduce the file); mask from ``text_bert`` when present,
+  else the non-zero rows.
+- ``-inf`` (and any non-finite value) in ``audio`` becomes 0, as MMSA's loader does.
+- ``text_bert`` rows become the arrays ``text.input_ids``, ``text.attention_mask``
+  and ``text.token_type_ids`` (so ``Batch.text_tokens`` works), unless every
+  token id of the split is 0 (no real tokens; only the mask row is used).
+
+The FeatureSpec records that these are precomputed features of unknown
+extractors: one ``ExtractorSpec(name="mmsa_precomputed", version="unknown")``
+per modality with the dims read from the arrays, and origin
+``{"source": "mmsa_pickle", "file": <file name>, "layout": "aligned"|"unaligned"}``
+(so they can never be mistaken for features of this toolkit's extractors).
+
+Export writes the same keys, zero-padded (or truncated) to fixed lengths: the
+longest stored sequence per modality (at least the padded length of the
+imported file, for imported datasets) unless given. ``text_bert`` comes from the
+stored token arrays; a dataset without them gets zero token ids (with the
+attention-mask row filled from the text mask) and a warning in the report —
+models that fine-tune BERT from ``text_bert`` cannot use such a file. Absent
+modalities are written as zeros ``(N, 1, 1)`` with length 1 (also warned).
+``audio_lengths``/``vision_lengths`` are written except for datasets imported
+from aligned files. Import -> export -> import reproduces the dataset exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from ..errors import DatasetError
+from ..features import atomic_write
+from ..spec import MODALITIES, ExtractorSpec, FeatureSpec
+from .native import MSADataset, Sample, as_dataset, canonical_split, write_dataset
+
+#: label keys and the Sample fields they map to
+_LABEL_KEYS = {"regression_labels_T": "label_T", "regression_labels_A": "label_A", "regression_labels_V": "label_V"}
+#: names of the token arrays built from text_bert rows 0, 1, 2
+TOKEN_ARRAYS = ("text.input_ids", "text.attention_mask", "text.token_type_ids")
+#: the separator MMSA-FET puts between video and clip ids
+MMSA_ID_SEP = "$_$"
+
+
+@dataclass
+class MMSAReport:
+    """What an import or export did."""
+
+    # the pickle file read or written
+    path: Path
+    # samples per split
+    sizes: dict[str, int] = field(default_factory=dict)
+    # feature dims per modality
+    dims: dict[str, int] = field(default_factory=dict)
+    # fixed padded length per modality (export) or stored length (import)
+    lengths: dict[str, int] = field(default_factory=dict)
+    # "aligned" or "unaligned"
+    layout: str = "unaligned"
+    # things users should know (replaced -inf values, missing token ids, absent modalities, ...)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _load_pickle(path: Path) -> Mapping[str, Any]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    try:
+        with open(path, "rb") as fh:
+            data = pickle.load(fh)
+    except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad input file
+        raise DatasetError(f"{path}: cannot read as a pickle ({type(e).__name__}: {e})") from None
+    if not isinstance(data, Mapping):
+        raise DatasetError(f"{path}: not an MMSA pickle (top level is {type(data).__name__}, expected a dict "
+                           "with train/valid/test)")
+    return data
+
+
+def _split_video(sample_id: str) -> tuple[str, str | None]:
+    if MMSA_ID_SEP in sample_id:
+        v, _, c = sample_id.partition(MMSA_ID_SEP)
+        return v, c
+    v, _, c = sample_id.rpartition("_")
+    return (v, c) if v else (sample_id, None)
+
+
+def _strs(a: Any, n: int) -> list[str | None]:
+    if a is None:
+        return [None] * n
+    out = []
+    for v in list(a):
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        out.append(None if v is None else str(v))
+    return out
+
+
+def _floats(a: Any, n: int) -> list[float | None]:
+    if a is None:
+        return [None] * n
+    arr = np.asarray(a, dtype=np.float64).reshape(n, -1)[:, 0]
+    return [float(x) for x in arr]
+
+
+def read_mmsa(path: str | os.PathLike) -> tuple[FeatureSpec, dict[str, Iterator[Sample]], MMSAReport]:
+    """Parse an MMSA pickle into a FeatureSpec and per-split sample iterators (see module docstring)."""
+    p = Path(path)
+    data = _load_pickle(p)
+    splits = {canonical_split(k): v for k, v in data.items() if canonical_split(k) in ("train", "valid", "test")}
+    if not splits:
+        raise DatasetError(f"{p}: not an MMSA pickle: no train/valid/test keys (found {sorted(map(str, data))[:10]})")
+    report = MMSAReport(p)
+    dims: dict[str, int] = {}
+    has_lengths: dict[str, bool] = {}
+    for name, d in splits.items():
+        if not isinstance(d, Mapping):
+            raise DatasetError(f"{p}: split {name!r} is a {type(d).__name__}, expected a dict of arrays")
+        if "regression_labels" not in d:
+            raise DatasetError(f"{p}: split {name!r} has no 'regression_labels' (keys: {sorted(d)})")
+        n = len(d["regression_labels"])
+        for m in MODALITIES:
+            if m in d and d[m] is not None:
+                a = d[m]
+                if getattr(a, "ndim", 0) != 3 or a.shape[0] != n:
+                    raise DatasetError(f"{p}: {name}/{m} has shape {getattr(a, 'shape', None)}, expected "
+                                       f"({n}, L, D)")
+                if dims.setdefault(m, int(a.shape[2])) != a.shape[2]:
+                    raise DatasetError(f"{p}: {m} has dim {a.shape[2]} in {name!r} but {dims[m]} elsewhere")
+                has_lengths[m] = has_lengths.get(m, False) or f"{m}_lengths" in d
+        if "text_bert" in d and d["text_bert"] is not None:
+            tb = d["text_bert"]
+            if getattr(tb, "ndim", 0) != 3 or tb.shape[0] != n or tb.shape[1] != 3:
+                raise DatasetError(f"{p}: {name}/text_bert has shape {getattr(tb, 'shape', None)}, "
+                                   f"expected ({n}, 3, L)")
+        if "id" in d and len(d["id"]) != n:
+            raise DatasetError(f"{p}: {name}/id has {len(d['id'])} entries for {n} labels")
+    if not dims:
+        raise DatasetError(f"{p}: no text/audio/vision arrays in any split")
+    layout = "unaligned" if any(has_lengths.values()) else "aligned"
+    report.layout = layout
+    report.dims = dict(dims)
+    origin = {"source": "mmsa_pickle", "file": p.name, "layout": layout}
+    spec = FeatureSpec(
+        tuple(ExtractorSpec(name="mmsa_precomputed", modality=m, version="unknown",
+                            params={"note": "precomputed features of unknown extractors"}, dim=dims[m])
+              for m in MODALITIES if m in dims),
+        origin=origin,
+    )
+    n_inf = 0
+    for d in splits.values():
+        if "audio" in d and d["audio"] is not None:
+            n_inf += int(np.count_nonzero(~np.isfinite(np.asarray(d["audio"], dtype=np.float32))))
+    if n_inf:
+        report.warnings.append(f"{n_inf} non-finite audio values (-inf) replaced by 0")
+    for name, d in splits.items():
+        report.sizes[name] = len(d["regression_labels"])
+        for m in dims:
+            if m in d:
+                report.lengths[m] = max(report.lengths.get(m, 0), int(d[m].shape[1]))
+    return spec, {name: _samples(p, name, d, dims) for name, d in splits.items()}, report
+
+
+def _samples(path: Path, split: str, d: Mapping[str, Any], dims: Mapping[str, int]) -> Iterator[Sample]:
+    n = len(d["regression_labels"])
+    ids = _strs(d.get("id"), n)
+    ids = [i if i is not None else f"{split}_{k}" for k, i in enumerate(ids)]
+    texts = _strs(d.get("raw_text"), n)
+    ann = _strs(d.get("annotations"), n)
+    labels = _floats(d["regression_labels"], n)
+    cls = _floats(d.get("classification_labels"), n)
+    uni = {f: _floats(d.get(k), n) for k, f in _LABEL_KEYS.items()}
+    tb = d.get("text_bert")
+    tb = None if tb is None else np.asarray(tb)
+    # all-zero token ids (e.g. written by an export without stored tokens): no token arrays
+    has_ids = tb is not None and bool(np.any(np.rint(tb[:, 0]) != 0))
+    for k in range(n):
+        feats: dict[str, np.ndarray] = {}
+        masks: dict[str, np.ndarray] = {}
+        tok_mask = None if tb is None else np.rint(tb[k, 1]).astype(np.int64) > 0
+        for m in dims:
+            if m not in d or d[m] is None:
+                continue
+            x = np.asarray(d[m][k], dtype=np.float32)
+            if m == "audio":
+                x = np.where(np.isfinite(x), x, np.float32(0.0))
+            lk = f"{m}_lengths"
+            if lk in d and d[lk] is not None:
+                L = int(np.clip(int(np.asarray(d[lk][k]).reshape(-1)[0]), 0, x.shape[0]))
+                if L > 0:
+                    feats[m] = np.ascontiguousarray(x[:L])
+                continue
+            feats[m] = np.ascontiguousarray(x)
+            if tok_mask is not None and tok_mask.shape[0] == x.shape[0]:
+                masks[m] = tok_mask.copy()
+            else:
+                masks[m] = np.abs(x).sum(axis=1) > 0
+        arrays = {}
+        if has_ids:
+            rows = np.rint(tb[k]).astype(np.int64)
+            arrays = {name: rows[i] for i, name in enumerate(TOKEN_ARRAYS)}
+        video, clip = _split_video(ids[k])
+        yield Sample(id=ids[k], label=labels[k] if labels[k] is not None else float("nan"), features=feats,
+                     masks=masks, arrays=arrays, text=texts[k], annotation=ann[k], class_label=cls[k],
+                     video_id=video, clip_id=clip, **{f: v[k] for f, v in uni.items()})
+
+
+def import_mmsa(path: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> tuple[MSADataset, MMSAReport]:
+    """Convert an MMSA pickle into a native dataset directory; returns (dataset, report)."""
+    spec, samples, report = read_mmsa(path)
+    ds = write_dataset(out_dir, spec, samples, overwrite=overwrite,
+                       provenance={"source": "mmsa_pickle", "file": str(Path(path).resolve()),
+                                   "layout": report.layout, "padded_lengths": report.lengths,
+                                   "warnings": report.warnings})
+    return ds, report
+
+
+# ---------------------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------------------
+def _pad(seqs: list[np.ndarray | None], L: int, D: int) -> tuple[np.ndarray, np.ndarray]:
+    out = np.zeros((len(seqs), L, D), np.float32)
+    lengths = np.zeros(len(seqs), np.int64)
+    for i, s in enumerate(seqs):
+        if s is None or s.shape[0] == 0:
+            continue
+        s = s[:L]
+        out[i, : s.shape[0]] = s
+        lengths[i] = s.shape[0]
+    return out, lengths
+
+
+def _annotation(label: float) -> str:
+    return "Positive" if label > 0 else ("Negative" if label < 0 else "Neutral")
+
+
+def export_mmsa(dataset: MSADataset | str | os.PathLike, out_file: str | os.PathLike,
+                lengths: Mapping[str, int] | None = None) -> MMSAReport:
+    """Write a native dataset as an MMSA pickle (see the module docstring)."""
+    ds = as_dataset(dataset)
+    out = Path(out_file)
+    aligned = ds.spec.origin.get("source") == "mmsa_pickle" and ds.spec.origin.get("layout") == "aligned"
+    report = MMSAReport(out, layout="aligned" if aligned else "unaligned")
+    fixed: dict[str, int] = {}
+    for m in MODALITIES:
+        if not ds.spec.has(m):
+            continue
+        longest = 1
+        for s in ds.splits:
+            sp = ds.split(s)
+            ls = sp.lengths(m)
+            if ls.size:
+                longest = max(longest, int(ls.max()))
+            if m == "text" and "text.input_ids.offsets" in sp.tensors:
+                longest = max(longest, int(np.diff(np.asarray(sp.tensors["text.input_ids.offsets"])).max(initial=1)))
+        # an imported pickle is re-exported with its original padded lengths
+        longest = max(longest, int(ds.provenance.get("padded_lengths", {}).get(m, 0)))
+        fixed[m] = int((lengths or {}).get(m) or longest)
+    report.lengths = dict(fixed)
+    report.dims = {m: ds.spec.dims[m] for m in MODALITIES if ds.spec.has(m)}
+    absent = [m for m in MODALITIES if not ds.spec.has(m)]
+    if absent:
+        report.warnings.append(f"{', '.join(absent)} absent: written as zeros (N, 1, 1) with length 1")
+    missing_tokens = False
+    result: dict[str, dict[str, Any]] = {}
+    for split in ds.splits:
+        sp = ds.split(split)
+        samples = list(sp)
+        n = len(samples)
+        d: dict[str, Any] = {
+            "id": np.array([s.id for s in samples], dtype=str) if n else np.array([], dtype=str),
+            "raw_text": np.array([s.text or "" for s in samples], dtype=str) if n else np.array([], dtype=str),
+        }
+        for m in MODALITIES:
+            if m in fixed:
+                arr, ln = _pad([s.features.get(m) for s in samples], fixed[m], ds.spec.dims[m])
+            else:
+                arr, ln = np.zeros((n, 1, 1), np.float32), np.ones(n, np.int64)
+            d[m] = arr
+            if m != "text" and not aligned:
+                d[f"{m}_lengths"] = ln
+        Lt = fixed.get("text", 1)
+        tb = np.zeros((n, 3, Lt), np.float32)
+        for i, s in enumerate(samples):
+            if all(k in s.arrays for k in ("text.input_ids", "text.attention_mask")):
+                for r, k in enumerate(TOKEN_ARRAYS):
+                    if k in s.arrays:
+                        v = np.asarray(s.arrays[k])[:Lt]
+                        tb[i, r, : v.shape[0]] = v
+            else:
+                missing_tokens = True
+                f = s.features.get("text")
+                if f is not None:
+                    mk = s.masks.get("text")
+                    mk = np.ones(f.shape[0], bool) if mk is None else mk
+                    mk = mk[:Lt]
+                    tb[i, 1, : mk.shape[0]] = mk
+        d["text_bert"] = tb
+        labels = np.array([s.label for s in samples], np.float32)
+        d["regression_labels"] = labels
+        for f, key in (("label_T", "regression_labels_T"), ("label_A", "regression_labels_A"),
+                       ("label_V", "regression_labels_V")):
+            if sp.field(f) is not None:
+                d[key] = np.array([np.nan if getattr(s, f) is None else getattr(s, f) for s in samples], np.float32)
+        cl = sp.field("class_label")
+        if cl is not None and all(v is not None for v in cl):
+            d["classification_labels"] = np.array(cl, np.float32)
+        else:
+            d["classification_labels"] = (np.sign(labels) + 1).astype(np.float32)
+        ann = sp.field("annotation")
+        d["annotations"] = np.array([a if a is not None else _annotation(float(y)) for a, y in
+                                     zip(ann or [None] * n, labels)], dtype=str) if n else np.array([], dtype=str)
+        result[split] = d
+        report.sizes[split] = n
+    if missing_tokens:
+        report.warnings.append("no stored token ids: text_bert holds zero ids (attention mask from the text mask); "
+                               "models that fine-tune BERT from text_bert cannot use this file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            pickle.dump(result, fh, protocol=4)
+
+    atomic_write(out, dump)
+    return report
+
+
+__all__ = ["import_mmsa", "export_mmsa", "read_mmsa", "MMSAReport", "TOKEN_ARRAYS"]
