@@ -1,0 +1,212 @@
+"""MInD: shapes, named components, loss helpers, gradient reversal, GRL schedule, absent modalities, fit."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from msa_toolkit.data.batch import Batch, synthetic_batch
+from msa_toolkit.models import create_model, list_models
+from msa_toolkit.models._mmcl_parts import grad_reverse, last_valid
+from msa_toolkit.models.mind import MInD, barlow_twins, hsic_linear, jsd_mi_loss
+
+DIMS = dict(text_dim=16, audio_dim=5, vision_dim=7)
+COMPONENTS = {"prediction", "info", "consistency", "difference", "reconstruction", "cyclic", "noise_prediction"}
+
+
+def tiny(**kw) -> MInD:
+    torch.manual_seed(0)
+    return create_model("mind", preset="tiny", **{**DIMS, **kw})
+
+
+def batch(b=5, lengths=(6, 9, 7), seed=0) -> Batch:
+    return synthetic_batch(b, lengths=lengths, dims=(16, 5, 7), seed=seed)
+
+
+def test_registered_with_presets():
+    assert "mind" in list_models()
+    mosi = create_model("mind", preset="mosi")
+    assert mosi.config.d_model == 512 and mosi.config.prediction_loss == "l1"
+    mosei = create_model("mind", preset="mosei")
+    assert mosei.config.d_model == 256 and mosei.config.prediction_loss == "mse+l1"
+    again = create_model("mind", **json.loads(json.dumps(mosei.config.to_dict())))
+    assert again.config == mosei.config and again.num_parameters() == mosei.num_parameters()
+
+
+def test_forward_shapes_and_named_components():
+    m = tiny()
+    b = batch()
+    out = m(b)
+    d = m.config.d_model
+    assert out.prediction.shape == (5,)
+    for k in "tav":
+        for name in ("u", "invariant", "specific", "noise", "gauss"):
+            assert out.aux[f"{name}_{k}"].shape == (5, d)
+    loss = m.objective(out, b)
+    assert set(loss.components) == COMPONENTS
+    for v in loss.components.values():
+        assert v.dim() == 0 and torch.isfinite(v)
+    assert torch.allclose(loss.total, sum(loss.components.values()))
+
+
+def test_weights_scale_components():
+    b = batch()
+    base = tiny()
+    torch.manual_seed(5)
+    l1 = base.objective(base(b), b).components
+    heavy = tiny(alpha_info=2e-2, beta_consistency=3e-4, gamma_difference=4e-3, lambda_reconstruction=0.5)
+    torch.manual_seed(5)
+    l2 = heavy.objective(heavy(b), b).components
+    assert torch.allclose(l2["info"], 2 * l1["info"], rtol=1e-4)
+    assert torch.allclose(l2["consistency"], 3 * l1["consistency"], rtol=1e-4)
+    assert torch.allclose(l2["difference"], 4 * l1["difference"], rtol=1e-4)
+    assert torch.allclose(l2["reconstruction"], 5 * l1["reconstruction"], rtol=1e-4)
+
+
+def test_gradients_reach_every_trainable_parameter():
+    m = tiny()
+    b = batch()
+    m.objective(m(b), b).total.backward()
+    dead = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert dead == []
+
+
+def test_gradient_reversal_flips_and_scales():
+    x = torch.randn(4, 3, requires_grad=True)
+    w = torch.randn(4, 3)
+    (grad_reverse(x, 0.7) * w).sum().backward()
+    assert torch.allclose(x.grad, -0.7 * w)
+    y = torch.randn(2, requires_grad=True)
+    assert torch.equal(grad_reverse(y, 2.0), y)  # identity forward
+
+
+def test_noise_prediction_gradient_is_reversed_into_private_encoders():
+    m = tiny(grl_alpha=1.0, grl_warmup_steps=0)
+    m.eval()  # no dropout: the two head evaluations below must match
+    b = batch()
+    out = m(b)
+    loss = m.objective(out, b)
+    noise_t = out.aux["noise_t"]
+    # gradient of the noise-prediction loss w.r.t. the noise components is the negated head gradient
+    g_rev, = torch.autograd.grad(loss.components["noise_prediction"], noise_t, retain_graph=True)
+    noise_all = torch.cat([out.aux[f"noise_{k}"] for k in "tav"], -1).detach().requires_grad_(True)
+    pred = m.objective.noise_head(noise_all).squeeze(-1)
+    g_plain, = torch.autograd.grad(m.objective.prediction_loss(pred, b.label, clamp_l1=False), noise_all)
+    d = m.config.d_model
+    assert torch.allclose(g_rev, -g_plain[:, :d], atol=1e-6)
+    # while the head itself descends the loss (its gradient is not reversed)
+    head_w = m.objective.noise_head[0].weight
+    g_head, = torch.autograd.grad(loss.components["noise_prediction"], head_w)
+    assert float(g_head.abs().sum()) > 0
+
+
+def test_grl_schedule_and_step_counter():
+    m = tiny(grl_alpha=1.0, grl_warmup_steps=10)
+    obj = m.objective
+    assert obj.grl_scale() == 0.0
+    for _ in range(5):
+        obj.after_step(m)
+    assert int(obj.step) == 5
+    assert math.isclose(obj.grl_scale(), 2 / (1 + math.exp(-5)) - 1, rel_tol=1e-9)
+    for _ in range(20):
+        obj.after_step(m)
+    assert math.isclose(obj.grl_scale(), 2 / (1 + math.exp(-10)) - 1, rel_tol=1e-9)
+    assert "objective_.step" in m.state_dict()
+    assert tiny(grl_alpha=0.3).objective.grl_scale() == 0.3
+
+
+def test_loss_helpers():
+    torch.manual_seed(0)
+    x = torch.randn(64, 8)
+    # Barlow Twins: identical views -> diag(C) = 1 -> invariance term ~ 0; independent views -> large
+    assert float(barlow_twins(x, x, offdiag_weight=0.0)) < 1e-3
+    c = torch.corrcoef(x.T)
+    expected = (c.pow(2).sum() - c.diagonal().pow(2).sum()) / 8  # default off-diagonal weight 1/d
+    assert torch.allclose(barlow_twins(x, x), expected, rtol=1e-3, atol=1e-4)
+    assert float(barlow_twins(x, torch.randn(64, 8))) > 1.0
+    assert torch.isfinite(barlow_twins(x[:1], x[:1]))  # batch of one stays finite
+    # HSIC (linear kernels): zero for a constant, positive for dependent, ~tr formula
+    y = torch.randn(64, 5)
+    assert abs(float(hsic_linear(x, torch.ones(64, 3)))) < 1e-4
+    assert float(hsic_linear(x, x)) > float(hsic_linear(x, y))
+    n = 64
+    H = torch.eye(n) - 1.0 / n
+    ref = torch.trace(x @ x.T @ H @ y @ y.T @ H) / (n - 1) ** 2
+    assert torch.allclose(hsic_linear(x, y), ref, rtol=1e-4)
+    assert float(hsic_linear(x[:1], y[:1])) == 0.0
+    # JSD estimator: separable joint/marginal scores -> lower loss than indistinguishable ones
+    assert float(jsd_mi_loss(torch.full((8,), 5.0), torch.full((8,), -5.0))) < \
+        float(jsd_mi_loss(torch.zeros(8), torch.zeros(8)))
+
+
+def test_last_valid_step_pooling():
+    x = torch.arange(12.0).view(2, 6, 1)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    assert last_valid(x, mask)[:, 0].tolist() == [2.0, 0.0]
+
+
+@pytest.mark.parametrize("drop", [("audio",), ("vision",), ("audio", "vision"), ("text", "audio", "vision")])
+def test_absent_modalities_no_nan(drop):
+    m = tiny()
+    b = batch().drop(*drop)
+    out = m(b)
+    loss = m.objective(out, b)
+    loss.total.backward()
+    assert torch.isfinite(out.prediction).all()
+    assert all(torch.isfinite(v) for v in loss.components.values())
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+    for mod in drop:
+        assert float(out.aux[f"u_{MInD.KEYS[mod]}"].abs().sum()) == 0
+
+
+def test_length_one_and_batch_size_one():
+    m = tiny(prediction_loss="mse+l1")
+    for b in (batch(b=3, lengths=(1, 1, 1)), batch(b=1)):
+        loss = m.objective(m(b), b)
+        loss.total.backward()
+        assert torch.isfinite(loss.total)
+
+
+def test_eval_prediction_deterministic_and_seeded_training_reproducible():
+    b = batch()
+    m = tiny()
+    m.eval()
+    assert torch.equal(m(b).prediction, m(b).prediction)  # noise only feeds the losses
+    totals = []
+    for _ in range(2):
+        mm = tiny()
+        torch.manual_seed(3)
+        totals.append(mm.objective(mm(b), b).total)
+    assert torch.equal(totals[0], totals[1])
+
+
+def synthetic_task(n=48, seed=0) -> Batch:
+    """Label depends on text, audio and vision (last valid audio/vision steps, mean text)."""
+    b = synthetic_batch(n, lengths=(6, 9, 7), dims=(16, 5, 7), seed=seed)
+    t = (b.text[..., 0] * b.text_mask).sum(1) / b.text_mask.sum(1)
+    a = (b.audio[..., 0] * b.audio_mask).sum(1) / b.audio_mask.sum(1)
+    v = (b.vision[..., 0] * b.vision_mask).sum(1) / b.vision_mask.sum(1)
+    b.label = 3 * torch.tanh(t + a - v)
+    return b
+
+
+def test_short_fit_reduces_prediction_loss():
+    m = tiny(d_model=32, backbone_heads=4, fusion_dim=32, dropout=0.0, classifier_dropout=0.0,
+             backbone_attn_dropout=0.0, backbone_embed_dropout=0.0, backbone_relu_dropout=0.0,
+             backbone_res_dropout=0.0, grl_warmup_steps=50)
+    b = synthetic_task()
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    first = last = None
+    for _ in range(60):
+        opt.zero_grad()
+        loss = m.objective(m(b), b)
+        loss.total.backward()
+        opt.step()
+        m.objective.after_step(m)
+        v = float(loss.components["prediction"].detach())
+        first = v if first is None else first
+        last = v
+    assert last < 0.5 * first, (first, last)
