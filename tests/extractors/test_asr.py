@@ -1,0 +1,136 @@
+"""Whisper ASR: transcripts of the real-speech fixtures, empty transcripts on silence, guards, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from msa_toolkit.errors import ModelLoadError
+from msa_toolkit.extractors.asr import HALLUCINATIONS, WhisperASR, bundled_whisper_path, energy_gate
+from msa_toolkit.extractors.base import create_extractor
+
+SR = 16000
+
+
+def wer(ref: str, hyp: str) -> float:
+    """Word error rate after lowercasing and removing punctuation (word-level Levenshtein)."""
+    norm = lambda s: re.sub(r"[^\w\s']", " ", s.lower()).split()  # noqa: E731
+    r, h = norm(ref), norm(hyp)
+    d = np.arange(len(h) + 1)
+    for i, rw in enumerate(r, 1):
+        prev, d = d, np.empty_like(d)
+        d[0] = i
+        for j, hw in enumerate(h, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (rw != hw))
+    return float(d[-1]) / max(1, len(r))
+
+
+@pytest.fixture(scope="module")
+def asr():
+    a = create_extractor("whisper")
+    a.load()
+    return a
+
+
+@pytest.fixture(scope="module")
+def sentences(assets_dir):
+    return json.loads((assets_dir / "sentences.json").read_text())
+
+
+def _load(path):
+    if path.suffix == ".wav":
+        x, sr = sf.read(str(path), dtype="float32")
+        assert sr == SR
+        return x
+    media = pytest.importorskip("msa_toolkit.media")
+    return media.load_audio(path, sample_rate=SR)
+
+
+def test_wer_helper():
+    assert wer("a b c d", "a b c d") == 0.0
+    assert wer("a b c d", "a x c") == 0.5
+
+
+@pytest.mark.parametrize("name", ["speech.wav", "speech_positive.mp4", "speech_negative.mp4", "noface.mp4"])
+def test_transcripts_match_known_sentences(asr, assets_dir, sentences, name):
+    wave = _load(assets_dir / name)
+    tr = asr.transcribe(wave, SR)
+    assert tr.source == "whisper" and tr.language == "en"
+    assert wer(sentences[name]["text"], tr.text) <= 0.2, tr.text
+    # word timestamps: inside the clip, ordered, each word non-negative length
+    starts = np.array([w.start for w in tr.words])
+    ends = np.array([w.end for w in tr.words])
+    assert np.all(ends >= starts) and np.all(np.diff(starts) >= 0)
+    assert starts[0] >= 0 and ends[-1] <= len(wave) / SR + 0.05
+    assert all(0.0 <= w.probability <= 1.0 for w in tr.words)
+    # segments index into the word list
+    assert tr.segments[0].first_word == 0 and tr.segments[-1].last_word == len(tr.words)
+    assert "-->" in tr.to_srt()
+
+
+def test_silence_clip_gives_empty_transcript(asr, assets_dir):
+    tr = asr.transcribe(_load(assets_dir / "silence.mp4"), SR)
+    assert tr.is_empty and tr.text == "" and tr.source == "whisper"
+
+
+def test_digital_silence_and_noise_give_empty_transcript(asr):
+    rng = np.random.default_rng(0)
+    assert asr.transcribe(np.zeros(3 * SR, np.float32), SR).is_empty
+    # steady ambient noise, loud enough to pass a plain level check, but no speech
+    noise = (0.02 * rng.standard_normal(4 * SR)).astype(np.float32)
+    assert asr.transcribe(noise, SR).is_empty
+
+
+def test_energy_gate():
+    rng = np.random.default_rng(1)
+    assert not energy_gate(np.zeros(SR, np.float32), SR, 12, -50)
+    assert not energy_gate((0.01 * rng.standard_normal(2 * SR)).astype(np.float32), SR, 12, -50)
+    t = np.arange(2 * SR) / SR
+    bursts = (0.3 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 1.5 * t) > 0)).astype(np.float32)
+    bursts += (0.001 * rng.standard_normal(bursts.size)).astype(np.float32)
+    assert energy_gate(bursts, SR, 12, -50)
+    assert not energy_gate(np.zeros(10, np.float32), SR, 12, -50)
+
+
+def _seg(text, no_speech=0.0, logprob=-0.2, probs=(0.9,)):
+    words = [SimpleNamespace(word=w, start=0.0, end=0.1, probability=p) for w, p in zip(text.split(), probs)]
+    return SimpleNamespace(text=text, no_speech_prob=no_speech, avg_logprob=logprob, words=words)
+
+
+def test_hallucination_filter():
+    a = WhisperASR()
+    assert "thank you" in HALLUCINATIONS and "you" in HALLUCINATIONS
+    # known phrases dropped unless the model is confident
+    assert a._is_hallucination(_seg(" you", no_speech=0.3, probs=(0.9,)))
+    assert a._is_hallucination(_seg(" Thank you.", no_speech=0.05, probs=(0.3, 0.4)))
+    assert not a._is_hallucination(_seg(" Thank you.", no_speech=0.01, probs=(0.95, 0.9)))
+    # confidence rules apply to any text
+    assert a._is_hallucination(_seg(" The cat sat.", no_speech=0.8))
+    assert a._is_hallucination(_seg(" The cat sat.", logprob=-1.4))
+    assert not a._is_hallucination(_seg(" The cat sat.", no_speech=0.2, logprob=-0.3))
+
+
+def test_bundled_model_and_spec():
+    assert (bundled_whisper_path() / "model.bin").is_file()
+    spec = WhisperASR(compute_type="float32").spec
+    assert spec.modality == "asr" and spec.dim == 0
+    assert spec.params["model"] == "tiny.en" and "compute_type" not in spec.params
+
+
+def test_model_errors(tmp_path):
+    (tmp_path / "m").mkdir()
+    with pytest.raises(ModelLoadError, match="model.bin"):
+        WhisperASR(model=str(tmp_path / "m"))
+    a = WhisperASR(model="no-such-whisper-model-xyz")
+    with pytest.raises(ModelLoadError, match="offline"):
+        a.load()
+
+
+def test_wrong_sample_rate(asr):
+    with pytest.raises(ValueError, match="16 kHz"):
+        asr.transcribe(np.ones(8000, np.float32), 8000)
