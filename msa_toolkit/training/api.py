@@ -234,8 +234,13 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
         raise MSAError("no model given (pass a model name or set model.name in the config)")
     preset = preset if preset is not None else meta.get("preset")
     seeds = [int(s) for s in seeds] or [tc.seed]
-    model_over = _coerce_model_overrides(name, model_over)
-    base_cfg = resolve_config(name, preset, **model_over)  # validates name/preset/overrides early
+    try:  # validates name, preset and overrides before any data is read
+        model_over = _coerce_model_overrides(name, model_over)
+        base_cfg = resolve_config(name, preset, **model_over)
+    except KeyError as e:
+        raise MSAError(str(e.args[0] if e.args else e)) from None
+    except (TypeError, ValueError) as e:
+        raise MSAError(f"model {name!r}: {e}") from None
     batch_size = tc.batch_size or base_cfg.batch_size
     dataset = _open_data(data)
 

@@ -1,0 +1,71 @@
+"""End to end through the CLI: `msa train` every registered model for a few steps, resume, `msa evaluate`."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from msa_toolkit.cli.main import app
+from msa_toolkit.models import list_models
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cli_ds(tmp_path_factory):
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+
+    path = tmp_path_factory.mktemp("cli") / "ds"
+    make_synthetic_dataset(path, n_train=24, n_valid=8, n_test=8, dims=(8, 4, 4), lengths=(6, 8, 8), seed=0)
+    return path
+
+
+def _ok(result):
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_train_resume_evaluate_every_model(cli_ds, tmp_path, name):
+    run = tmp_path / "run"
+    common = ["train", "--model", name, "--preset", "tiny", "--data", str(cli_ds), "-o", str(run),
+              "--device", "cpu", "--set", "trainer.batch_size=8", "--set", "trainer.limit_train_batches=2",
+              "--set", "trainer.plots=false", "-q"]
+    _ok(runner.invoke(app, common + ["--epochs", "1"]))
+    assert (run / "best.safetensors").is_file() and (run / "config.yaml").is_file()
+    # without --resume an existing run is refused with a clear message
+    r = runner.invoke(app, common + ["--epochs", "2"])
+    assert r.exit_code != 0 and "already holds a run" in str(r.exception)
+    # resume continues from the saved state to epoch 2
+    _ok(runner.invoke(app, common + ["--epochs", "2", "--resume"]))
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2] and log[1]["step"] == 4
+    out = tmp_path / "eval.json"
+    r = _ok(runner.invoke(app, ["evaluate", str(run / "best.safetensors"), "--data", str(cli_ds), "--split", "test",
+                                "--drop", "audio", "--drop", "vision", "--device", "cpu", "--json", str(out)]))
+    assert "acc2_non0" in r.output and "dropped: audio, vision" in r.output
+    doc = json.loads(out.read_text())
+    assert doc["drop"] == ["audio", "vision"] and 0.0 <= doc["metrics"]["acc7"] <= 1.0
+    assert doc["metrics"]["mae"] >= 0
+
+
+def test_multi_seed_and_config_file(cli_ds, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("trainer:\n  epochs: 1\n  batch_size: 8\n  progress: false\n  plots: false\n  device: cpu\n"
+                   "model:\n  name: text_only\n  preset: tiny\n")
+    _ok(runner.invoke(app, ["train", "--data", str(cli_ds), "-o", str(tmp_path / "ms"), "--config", str(cfg),
+                            "--seeds", "1,2"]))
+    assert (tmp_path / "ms" / "seed_1" / "best.safetensors").is_file()
+    assert (tmp_path / "ms" / "seed_2" / "best.safetensors").is_file()
+    doc = json.loads((tmp_path / "ms" / "summary.json").read_text())
+    assert doc["seeds"] == [1, 2] and len(doc["summary"]["test"]["mae"]["values"]) == 2
+
+
+def test_bad_arguments(cli_ds, tmp_path):
+    from msa_toolkit.cli.main import main
+
+    assert main(["train", "--model", "nope", "--data", str(cli_ds), "-o", str(tmp_path / "x"), "-q"]) != 0
+    assert main(["train", "--model", "text_only", "--data", str(cli_ds), "-o", str(tmp_path / "y"),
+                 "--set", "trainer.epochz=1", "-q"]) == 2
+    assert main(["train", "--model", "text_only", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "z"),
+                 "-q"]) == 2
