@@ -65,7 +65,7 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -580,26 +580,21 @@ class MediaPipeFaceExtractor(VisualExtractor):
 
     # -- the extractor API -------------------------------------------------------------
     def extract(self, frames: Iterable[Any]) -> FeatureSequence:
-        """Features for every frame of ``frames`` (``media.Frame``: ``time``, ``index``, ``image`` HxWx3 RGB).
+        """Features for the frames of ``frames`` (``media.Frame``: ``time``, ``index``, ``image`` HxWx3 RGB).
 
-        Frames closer together than ``1/fps`` are thinned (the first frame of each ``1/fps`` slot is
-        kept), so the output rate never exceeds ``fps`` even when given every decoded frame.
+        Frames are expected at ``fps`` (``media.iter_frames(path, fps=extractor.fps)``); denser input
+        is thinned to the frame nearest each ``k / fps`` instant (see :func:`sample_frames`), so the
+        output rate never exceeds ``fps``. Rows are in frame order; ``times`` are the frames' times.
         """
         self.load()
         self.reset()
-        fps = float(self.params["fps"])
         dim = self.dim
         rows: list[np.ndarray] = []
         times: list[float] = []
         mask: list[bool] = []
-        last_slot = None
         zeros = np.zeros(dim, np.float32)
-        for frame in frames:
+        for frame in sample_frames(frames, float(self.params["fps"])):
             t = float(frame.time)
-            slot = math.floor(t * fps + 0.5 + 1e-6)
-            if last_slot is not None and slot <= last_slot:
-                continue
-            last_slot = slot
             res = self.analyze(frame.image, t)
             rows.append(res.features if res is not None else zeros)
             times.append(t)
@@ -607,6 +602,30 @@ class MediaPipeFaceExtractor(VisualExtractor):
         if not rows:
             return FeatureSequence.empty(dim, list(self.feature_names))
         return FeatureSequence(np.stack(rows), np.asarray(times), np.asarray(mask), list(self.feature_names))
+
+
+def sample_frames(frames: Iterable[Any], fps: float) -> Iterator[Any]:
+    """Thin a time-ordered frame stream to at most one frame per ``1/fps`` slot, streaming.
+
+    Each frame belongs to the slot ``k = floor(time * fps + 0.5)`` (the nearest ``k / fps`` instant);
+    of each slot the frame nearest its instant is kept (one frame of look-ahead). A stream already at
+    ``fps`` - exact or nearest-frame resampled - passes through unchanged.
+    """
+    cand: Any = None
+    cand_slot, cand_err = -1, math.inf
+    for frame in frames:
+        x = float(frame.time) * fps
+        slot = math.floor(x + 0.5)
+        err = abs(x - slot)
+        if cand is not None and slot == cand_slot:
+            if err < cand_err:
+                cand, cand_err = frame, err
+            continue
+        if cand is not None:
+            yield cand
+        cand, cand_slot, cand_err = frame, slot, err
+    if cand is not None:
+        yield cand
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
