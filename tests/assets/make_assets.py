@@ -23,7 +23,9 @@ What it writes (all small: 320x240, 25 fps, H.264 + AAC, a few seconds each):
   ``speech.flac`` (22.05 kHz FLAC) - audio-only speech.
 * ``corrupt.mp4`` - an MP4 header followed by garbage; ``empty.mp4`` - 0 bytes.
 * ``sentences.json`` - for each fixture: the exact spoken text and its expected
-  properties (has_audio, has_video, has_speech, has_face, duration, ...).
+  properties (has_audio, has_video, has_speech, has_face, duration, speech
+  start/end times in s, ...) and, after ``--verify``, the measured Whisper
+  tiny.en word error rate and face detection rate.
 
 It also copies three clips to ``assets/samples/`` for the README demo.
 
@@ -344,10 +346,12 @@ def make_all(out: Path) -> dict[str, dict]:
     face = face_image()
 
     def speech_clip(name: str, sentences: list[str], image, centre, scale, motion, has_face):
-        audio, n = pad_to_frames(speak(sentences), ESPEAK_RATE)
+        speech = speak(sentences)
+        audio, n = pad_to_frames(speech, ESPEAK_RATE)
         write_mp4(out / name, render_frames(image, n, motion, centre, scale), audio, ESPEAK_RATE)
         meta[name] = dict(
             text=" ".join(sentences), has_audio=True, has_video=True, has_speech=True,
+            speech_start=LEAD_S, speech_end=round(LEAD_S + len(speech) / ESPEAK_RATE, 4),
             has_face=has_face, duration=n / FPS, fps=FPS, width=WIDTH, height=HEIGHT,
             rotation=0, audio_sample_rate=ESPEAK_RATE, n_frames=n,
         )
@@ -396,7 +400,8 @@ def make_all(out: Path) -> dict[str, dict]:
                           ("speech.mp3", ESPEAK_RATE, len(audio)),
                           ("speech.flac", ESPEAK_RATE, len(audio))):
         meta[name] = dict(text=" ".join(AUDIO_ONLY), has_audio=True, has_video=False,
-                          has_speech=True, has_face=False, duration=n / rate,
+                          has_speech=True, speech_start=LEAD_S,
+                          speech_end=round(LEAD_S + len(speech) / ESPEAK_RATE, 4), has_face=False, duration=n / rate,
                           audio_sample_rate=rate, n_samples=n)
 
     # corrupt: a plausible mp4 'ftyp' box followed by seeded garbage (no moov, no frames)
