@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -49,6 +50,8 @@ def train_command(
         overrides.append("trainer.progress=false")
     result = train(model, data, out, preset=preset, config=config, overrides=overrides, seeds=_seeds(seeds),
                    resume=resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return
     typer.echo(f"run written to {result.out_dir}")
     if result.checkpoint is not None:
         typer.echo(f"checkpoint: {result.checkpoint}")

@@ -69,3 +69,27 @@ def test_bad_arguments(cli_ds, tmp_path):
                  "--set", "trainer.epochz=1", "-q"]) == 2
     assert main(["train", "--model", "text_only", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "z"),
                  "-q"]) == 2
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_same_command_line(cli_ds, tmp_path):
+    """`torchrun --nproc_per_node 2 -m msa_toolkit train ...` (gloo on CPU) writes one run from rank 0."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(port), "-m", "msa_toolkit", "train",
+           "--model", "late_fusion", "--preset", "tiny", "--data", str(cli_ds), "-o", str(out), "--epochs", "2",
+           "--device", "cpu", "--set", "trainer.batch_size=4", "-q"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("run written to") == 1
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 2 * 3  # 24 train samples / 2 ranks / batch 4 = 3 steps per epoch
