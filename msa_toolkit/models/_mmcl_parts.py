@@ -197,8 +197,10 @@ def frozen_params(module: nn.Module) -> dict[str, torch.Tensor]:
 class ReplayBuffer(nn.Module):
     """Ring buffer of detached (state, action, mask, reward) transitions, one row per sample.
 
-    Storage is non-persistent buffers (moved by ``.to()``, left out of checkpoints) allocated
-    lazily on the first ``add`` so building a model costs no memory. When full, the oldest
+    Storage is plain tensors, deliberately *not* buffers: they stay out of checkpoints and out of
+    DistributedDataParallel's per-step buffer broadcast (each rank keeps its own experience).
+    They are allocated lazily on the first ``add`` (building a model costs no memory) on the
+    device of the incoming transitions, and follow it if the model moves. When full, the oldest
     transitions are overwritten (first in, first out).
     """
 
@@ -209,8 +211,7 @@ class ReplayBuffer(nn.Module):
         self.capacity = int(capacity)
         self.ptr = 0
         self.size = 0
-        for name in ("state", "action", "mask", "reward"):
-            self.register_buffer(name, torch.empty(0), persistent=False)
+        self.state = self.action = self.mask = self.reward = torch.empty(0)
 
     def __len__(self) -> int:
         return self.size
@@ -221,23 +222,26 @@ class ReplayBuffer(nn.Module):
         self.action = action.new_zeros((cap, *action.shape[1:]))
         self.mask = mask.new_zeros((cap, *mask.shape[1:]))
         self.reward = reward.new_zeros((cap, *reward.shape[1:]))
+        self.ptr = self.size = 0
 
     @torch.no_grad()
     def add(self, state: torch.Tensor, action: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor) -> None:
         """Append a batch of transitions: state [N, ...], action [N, ...], mask [N, ...], reward [N]."""
-        if self.state.numel() == 0 or self.state.shape[1:] != state.shape[1:]:
+        if self.state.numel() == 0 or self.state.shape[1:] != state.shape[1:] or self.state.dtype != state.dtype:
             self._allocate(state, action, mask, reward)
-            self.ptr = self.size = 0
+        elif self.state.device != state.device:
+            self.state, self.action, self.mask, self.reward = (t.to(state.device) for t in
+                                                               (self.state, self.action, self.mask, self.reward))
         n = state.shape[0]
         if n >= self.capacity:  # only the newest `capacity` rows survive
             state, action, mask, reward = state[-self.capacity:], action[-self.capacity:], mask[-self.capacity:], \
                 reward[-self.capacity:]
             n = self.capacity
         idx = (torch.arange(n, device=self.state.device) + self.ptr) % self.capacity
-        self.state[idx] = state.detach().to(self.state)
-        self.action[idx] = action.detach().to(self.action)
-        self.mask[idx] = mask.to(self.mask)
-        self.reward[idx] = reward.detach().to(self.reward)
+        self.state[idx] = state.detach()
+        self.action[idx] = action.detach().to(self.action.dtype)
+        self.mask[idx] = mask
+        self.reward[idx] = reward.detach().to(self.reward.dtype)
         self.ptr = (self.ptr + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 

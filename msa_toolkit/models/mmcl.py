@@ -26,6 +26,15 @@ Objective (all inside :class:`MMCLObjective`, one optimiser, named weighted comp
   detached (``torch.func.functional_call`` on detached parameters): the gradient reaches the
   policy through the action only, never the critic.
 
+How the auxiliary learners fit the one-optimiser trainer contract: the critic is a submodule of
+the objective (so the trainer's single optimiser trains it); the target critic and target policy
+are buffer copies (:class:`~._mmcl_parts.TargetCopy`, saved in checkpoints, never optimised)
+evaluated with ``torch.func.functional_call`` and soft-updated in ``after_step``; the replay
+buffer stores detached tensors (one transition per sample) as plain attributes, outside
+checkpoints and outside DDP's buffer broadcast (memory: capacity x 3·seq_len x d floats, about
+150 MB for the published presets, allocated on the first training step). Every loss is
+computed in the same forward/backward as the prediction loss.
+
 The critic is a centralised one: per modality a transformer layer over state ⊕ action (the
 action repeated ``num_heads`` times so the width stays divisible by the heads), mean-pooled,
 concatenated over the three modalities, then an MLP to a scalar.
