@@ -224,8 +224,8 @@ class TFN(MSAModel):
 
 @register_model("tfn", TFNConfig,
                 presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS),
-                         "tiny": {"text_hidden": 8, "text_out": 4, "audio_hidden": 3, "vision_hidden": 3,
-                                  "post_fusion_dim": 8}},
+                         "tiny": {"text_hidden": 16, "text_out": 8, "audio_hidden": 4, "vision_hidden": 4,
+                                  "post_fusion_dim": 16, "post_fusion_dropout": 0.0}},
                 summary="Tensor Fusion Network (Zadeh et al., 2017)")
 def _build_tfn(config: TFNConfig) -> TFN:
     return TFN(config)
