@@ -39,6 +39,9 @@ def align_frames(seq: FeatureSequence, words: Sequence[Word], frame_rate: float 
     from ``seq.times`` when omitted).
     """
     starts, ends = word_spans(words)
+    # compare at the float32 precision frame times are stored with, so boundaries are exact
+    starts = starts.astype(np.float32).astype(np.float64)
+    ends = ends.astype(np.float32).astype(np.float64)
     n, d = len(words), seq.dim
     values = np.zeros((n, d), np.float32)
     mask = np.zeros(n, bool)
