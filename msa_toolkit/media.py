@@ -272,8 +272,9 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode the first audio track to float32 mono in [-1, 1] at ``sample_rate`` Hz.
 
-    Channels are averaged and the rate converted by FFmpeg's resampler
-    (``av.AudioResampler``, flushed at the end so no tail samples are lost).
+    The rate is converted by FFmpeg's resampler (``av.AudioResampler``,
+    flushed at the end so no tail samples are lost) and the channels are
+    averaged.
     The result sits on the file's timeline: if the track starts after the
     file's start time, silence is prepended. Decoders already drop encoder
     priming samples (AAC, MP3) where the container says so; codec padding at
@@ -290,16 +291,18 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
             raise MediaError(path, "no audio track (the file has video only)")
         stream = c.streams.audio[0]
         origin = _start_time(c)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        # planar float at the target rate, channels kept: the mono mix is their plain mean (as in
+        # librosa / Whisper); FFmpeg's own downmix weights channels by -3 dB and can clip
+        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         chunks: list[np.ndarray] = []
         first_time: float | None = None
         for frame in c.decode(stream):
             if first_time is None and frame.time is not None:
                 first_time = frame.time
             for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
         for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
+            chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
         stated = _seconds(stream.duration, stream.time_base)
         stream_start = _seconds(stream.start_time, stream.time_base)
 
