@@ -92,6 +92,8 @@ FER_MAX_WARP_MULTIPLE = 4
 #: side of the square mesh crop relative to the detection box: BlazeFace boxes span brows to chin,
 #: the mesh's own detector and 192x192 landmark model want the whole head with some context
 MESH_CROP_SCALE = 1.7
+#: crops larger than this are downscaled before the mesh (its models see 128 and 192 px inputs)
+MESH_CROP_MAX_SIDE = 384
 #: the mesh re-detects the face inside its crop (short-range detector; this threshold does reach the
 #: graph): on the crop real faces score ~0.7-0.95 and the detector's false positives on textures
 #: (e.g. tests/assets/noface.mp4's coffee cup, 0.50-0.62 full-range) mostly score 0, at most ~0.5, so the
@@ -115,6 +117,11 @@ CANONICAL_FACE_HEIGHT = 8.261778 + 9.403378
 #: (~160 ms/s) would spend the whole budget. Facial expressions change on a 200-500 ms scale,
 #: so 5 frames/s still samples each one.
 DEFAULT_FPS = 5.0
+#: Default detection threshold. The detectors never return scores below 0.5 (their built-in floor);
+#: real faces in the test clips score 0.75-0.94 full-range, while textures fool it up to ~0.62
+#: (noface.mp4's coffee cup). 0.6 drops most of those; the mesh's own re-detection in the crop
+#: (MESH_MIN_DETECTION_SCORE) rejects the rest, so a false face must fool two detectors at once.
+DEFAULT_MIN_DETECTION_SCORE = 0.6
 #: Default detection input size: BlazeFace full-range works on 192x192 internally, 640 px keeps
 #: small faces (down to ~1/10 of the frame) detectable while making the RGB resize cheap.
 DEFAULT_MAX_SIDE = 640
@@ -363,7 +370,7 @@ class MediaPipeFaceExtractor(VisualExtractor):
     DEFAULTS: ClassVar[Mapping[str, Any]] = {
         "fps": DEFAULT_FPS,
         "max_side": DEFAULT_MAX_SIDE,
-        "min_detection_score": 0.5,
+        "min_detection_score": DEFAULT_MIN_DETECTION_SCORE,
         "expressions": True,
     }
 
@@ -449,6 +456,14 @@ class MediaPipeFaceExtractor(VisualExtractor):
         self._detectors, self._mesh, self._fer = [], None, None
         self._loaded = False
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (e.g. to send to worker processes): the MediaPipe graphs and the FER interpreter
+        are left behind and re-created by :meth:`load` on the other side."""
+        state = self.__dict__.copy()
+        state.update(_detectors=[], _mesh=None, _fer=None, _fer_io=(0, 0), _loaded=False,
+                     _track=None, _track_time=-math.inf)
+        return state
+
     # -- per-frame steps ------------------------------------------------------------
     def reset(self) -> None:
         """Forget the followed face (called at the start of every :meth:`extract`)."""
@@ -460,6 +475,7 @@ class MediaPipeFaceExtractor(VisualExtractor):
         import cv2
 
         self.load()
+        image = _as_rgb(image)
         h, w = image.shape[:2]
         small = image
         max_side = int(self.params["max_side"])
@@ -513,25 +529,35 @@ class MediaPipeFaceExtractor(VisualExtractor):
         return chosen
 
     def mesh(self, image: np.ndarray, box: FaceBox) -> np.ndarray | None:
-        """478 mesh points in frame pixels from a square crop around ``box``; None when the mesh finds no face."""
+        """478 mesh points in frame pixels from a square crop around ``box``; None when the mesh finds no face.
+
+        The crop is always square (zero-padded where it leaves the frame: MediaPipe projects landmarks
+        exactly only for square inputs) and at most :data:`MESH_CROP_MAX_SIDE` pixels.
+        """
+        import cv2
+
         self.load()
+        image = _as_rgb(image)
         h, w = image.shape[:2]
         cx, cy = box.centre
-        half = 0.5 * MESH_CROP_SCALE * max(box.width, box.height)
-        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
-        x1, y1 = min(w, int(math.ceil(cx + half))), min(h, int(math.ceil(cy + half)))
-        if x1 - x0 < 8 or y1 - y0 < 8:
+        side = max(8, int(round(MESH_CROP_SCALE * max(box.width, box.height))))
+        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+        if sx1 - sx0 < 8 or sy1 - sy0 < 8:
             return None
-        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-        res = self._mesh.process(crop)
+        crop = image[sy0:sy1, sx0:sx1]
+        if (sx0, sy0, sx1, sy1) != (x0, y0, x0 + side, y0 + side):
+            crop = cv2.copyMakeBorder(crop, sy0 - y0, y0 + side - sy1, sx0 - x0, x0 + side - sx1,
+                                      cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        if side > MESH_CROP_MAX_SIDE:
+            crop = cv2.resize(crop, (MESH_CROP_MAX_SIDE, MESH_CROP_MAX_SIDE), interpolation=cv2.INTER_AREA)
+        res = self._mesh.process(np.ascontiguousarray(crop))
         if not res.multi_face_landmarks:
             return None
         lms = res.multi_face_landmarks[0].landmark
         if len(lms) != G.NUM_MESH_POINTS:
             return None
-        cw, ch = x1 - x0, y1 - y0
-        pts = np.array([(p.x, p.y, p.z) for p in lms], dtype=np.float32)
-        pts *= np.array([cw, ch, cw], dtype=np.float32)
+        pts = np.array([(p.x, p.y, p.z) for p in lms], dtype=np.float32) * np.float32(side)
         pts[:, 0] += x0
         pts[:, 1] += y0
         return pts
@@ -543,7 +569,7 @@ class MediaPipeFaceExtractor(VisualExtractor):
         self.load()
         if self._fer is None:
             raise RuntimeError("expressions=False: the FER model is not loaded")
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        gray = cv2.cvtColor(_as_rgb(image), cv2.COLOR_RGB2GRAY)
         # warp (bilinear) to a whole multiple of 64 no larger than the face, then area-average down
         # to 64x64: bilinear sampling alone would alias on large faces
         side = float(np.ptp(landmarks[G.IBUG68_TO_MESH, :2], axis=0).max()) * FER_BOX_MARGIN

@@ -103,6 +103,16 @@ def test_bad_parameters_rejected():
         MediaPipeFaceExtractor(min_detection_score=1.5)
 
 
+def test_pickles_without_its_graphs(extractor, astronaut):
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(extractor))  # a loaded extractor, as sent to a worker process
+    assert clone.params == extractor.params and clone.spec == extractor.spec
+    res = analyze(clone, astronaut)
+    np.testing.assert_allclose(res.features, analyze(extractor, astronaut).features, atol=1e-5)
+    clone.close()
+
+
 def test_missing_fer_package_is_a_clear_error(monkeypatch):
     real = visual.importlib.util.find_spec
     monkeypatch.setattr(visual.importlib.util, "find_spec", lambda name, *a: None if name == "fer" else real(name, *a))
@@ -208,6 +218,18 @@ def test_pose_fit_recovers_a_known_rotation():
     pose = visual.estimate_head_pose(lms)
     assert (pose.yaw, pose.pitch, pose.roll) == pytest.approx((yaw, pitch, roll), abs=1e-6)
     assert pose.scale == pytest.approx(12.0)
+
+
+def test_grayscale_input_and_camera_photo(extractor, astronaut):
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    assert gray.ndim == 2 and analyze(extractor, gray) is not None
+    assert analyze(extractor, skdata.camera()) is not None  # the cameraman's face (grayscale photo)
+
+
+@pytest.mark.parametrize("photo", ["chelsea", "coffee", "rocket"])
+def test_no_face_in_photos_without_people(extractor, photo):
+    """A cat, a coffee cup, a rocket: neither detector nor mesh may report a face."""
+    assert analyze(extractor, getattr(skdata, photo)()) is None
 
 
 def test_black_frame_has_no_face(extractor):
