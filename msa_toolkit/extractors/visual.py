@@ -108,14 +108,14 @@ TRACK_MAX_CENTRE_DIST = 1.0
 #: canonical model face height (forehead top, mesh 10, y = 8.26 to chin, mesh 152, y = -9.40), model units
 CANONICAL_FACE_HEIGHT = 8.261778 + 9.403378
 
-#: Default frame rate. Budget: the whole pipeline must stay under RTF 0.3 on a 10 s clip on 2 cores,
-#: the visual part gets ~0.15 RTF = 150 ms of compute per second of video. Measured here
-#: (benchmarks/results/visual_speed.md) a frame with a face costs ~13-16 ms single-stream
-#: (full-range detection ~4 ms, mesh on the crop ~5 ms, FER ~0.5 ms, geometry ~1 ms, plus
-#: conversions), and frame decoding/scaling adds ~1.5 ms per *source* frame in media.py. 5 frames/s
-#: costs ~80 ms/s (RTF ~0.08) and leaves headroom for the shared, noisy CPU; 10 frames/s
-#: (~160 ms/s) would spend the whole budget. Facial expressions change on a 200-500 ms scale,
-#: so 5 frames/s still samples each one.
+#: Default frame rate. Budget: the whole pipeline must stay under RTF 0.3 on a 10 s clip with one
+#: worker on 2 cores; the visual part gets ~0.15 RTF = 150 ms of wall time per second of video.
+#: Measured (benchmarks/results/visual_speed.md), a frame with a face costs ~10-13 ms of CPU
+#: (full-range detection ~4 ms, mesh on the crop ~4 ms, FER ~0.5 ms, pose/geometry ~0.1 ms, plus
+#: conversions), and under CPU sharing the wall time per frame is 2-4x that (MediaPipe's graph threads
+#: wait to be scheduled). 5 frames/s = ~0.065 CPU-s per media-s and measured wall RTF <= ~0.15 even on
+#: a heavily shared machine; 10 frames/s (~0.13 CPU-s per media-s, RTF ~0.28 under load) would spend
+#: the whole budget. Facial expressions last 0.2-0.5 s and longer, so 5 frames/s still samples each.
 DEFAULT_FPS = 5.0
 #: Default detection threshold. The detectors never return scores below 0.5 (their built-in floor);
 #: real faces in the test clips score 0.75-0.94 full-range, while textures fool it up to ~0.62
