@@ -33,7 +33,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from ..errors import DatasetError
 from ..features import FeatureBundle, atomic_write
 from .labels import DEFAULT_SPLIT_RATIOS, LabelRow, LabelTable, read_labels
-from .native import MSADataset, Sample, write_dataset
+from .native import MSADataset, Sample, _umask_mode, write_dataset
 
 #: name of the failure report inside the dataset directory
 ERRORS_FILE = "errors.json"
@@ -160,6 +160,7 @@ def _write_errors(out: Path, failures: Sequence[RowFailure]) -> None:
     if failures:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(p, lambda t: Path(t).write_text(json.dumps([asdict(f) for f in failures], indent=1)))
+        _umask_mode(p)
     else:
         p.unlink(missing_ok=True)
 

@@ -1,0 +1,204 @@
+"""`msa dataset`: create, import, export, inspect and validate datasets (thin wrappers over msa_toolkit.data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+dataset_app = typer.Typer(
+    name="dataset",
+    help="Create datasets from label files (+ videos), import/export MMSA pickles, inspect and validate.",
+    no_args_is_help=True,
+)
+
+_DISABLED = ("none", "off", "")
+
+
+def _stage(value: Optional[str]) -> Optional[str]:
+    return None if value is None or value.strip().lower() in _DISABLED else value
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False)
+
+
+@dataset_app.command("create")
+def create_command(
+    labels: Path = typer.Option(..., "--labels", "-l", exists=True, dir_okay=False, readable=True,
+                                help="Label file (CSV/TSV): id or video_id+clip_id, label, optional mode, text, label_T/A/V, annotation."),
+    videos: Optional[Path] = typer.Option(None, "--videos", "-v", exists=True, file_okay=False,
+                                          help="Media folder (MMSA-FET Raw/<video>/<clip>.* or flat). "
+                                               "Omit for a text-only dataset from the label text."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to create."),
+    transcripts: str = typer.Option("whisper", "--transcripts", "-t",
+                                    help="whisper: recognise speech; label: use the label file's text."),
+    asr: str = typer.Option("whisper", "--asr", help="Speech recogniser, or 'none'."),
+    text: str = typer.Option("minilm", "--text",
+                             help="Text encoder: an extractor name (minilm, transformer) or a transformers "
+                                  "model id/folder."),
+    audio: str = typer.Option("opensmile", "--audio", help="Acoustic extractor (opensmile, librosa, wav2vec2) or none."),
+    vision: str = typer.Option("mediapipe_face", "--vision", help="Visual extractor (mediapipe_face) or none."),
+    align: str = typer.Option("none", "--align", help="none (native frame rates) or words."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Extraction processes."),
+    shard: Optional[str] = typer.Option(None, "--shard",
+                                        help="i/n: only extract shard i of n into the cache (no dataset written)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", file_okay=False,
+                                             help="Extraction cache (default $MSA_CACHE_DIR or ~/.cache/msa_toolkit)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for creating splits when the label file has none."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Build a native dataset from a label file and (optionally) videos."""
+    if transcripts not in ("whisper", "label"):
+        raise typer.BadParameter("--transcripts must be 'whisper' or 'label'")
+    from ..data.build import build_dataset
+    from ..pipeline import ExtractConfig
+
+    text_name, text_params = _text_choice(text)
+    config = ExtractConfig(asr=_stage(asr), text=text_name, text_params=text_params, audio=_stage(audio),
+                           vision=_stage(vision), align=align)
+    rep = build_dataset(labels, videos=videos, out_dir=out, transcripts=transcripts, config=config,
+                        cache_dir=cache_dir, workers=workers, shard=shard, progress=not quiet, seed=seed,
+                        overwrite=overwrite)
+    if rep.dataset is None:
+        typer.echo(f"shard {rep.shard[0]}/{rep.shard[1]} extracted into the cache "
+                   f"({rep.n_cached} already cached, {len(rep.failures)} failed); "
+                   "run again without --shard to write the dataset")
+        return
+    sizes = ", ".join(f"{k} {v}" for k, v in rep.sizes.items())
+    typer.echo(f"dataset written to {rep.out_dir}: {sizes} ({rep.seconds:.1f} s)")
+    if rep.splits_created:
+        typer.echo(f"splits created (seed {seed}, grouped by video)")
+    if rep.failures:
+        typer.secho(f"{len(rep.failures)} rows left out; see {rep.errors_path}", fg=typer.colors.YELLOW, err=True)
+        for f in rep.failures[:5]:
+            typer.echo(f"  {f.id} [{f.stage}] {f.message}", err=True)
+
+
+def _text_choice(value: str) -> tuple[Optional[str], dict[str, Any]]:
+    if _stage(value) is None:
+        return None, {}
+    from ..extractors.base import list_extractors
+
+    if value in list_extractors("text"):
+        return value, {}
+    return "transformer", {"model": value}
+
+
+@dataset_app.command("import")
+def import_command(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                help="MMSA pickle (aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl, ...)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to create."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset in --out."),
+) -> None:
+    """Import an MMSA pickle as a native dataset."""
+    from ..data.mmsa import import_mmsa
+
+    ds, rep = import_mmsa(file, out, overwrite=overwrite)
+    sizes = ", ".join(f"{k} {v}" for k, v in ds.num_samples().items())
+    dims = "/".join(str(rep.dims.get(m, 0)) for m in ("text", "audio", "vision"))
+    typer.echo(f"imported {file.name} ({rep.layout}, dims {dims}) -> {out}: {sizes}")
+    for w in rep.warnings:
+        typer.secho(f"note: {w}", fg=typer.colors.YELLOW, err=True)
+
+
+@dataset_app.command("export")
+def export_command(
+    dataset: Path = typer.Argument(..., exists=True, file_okay=False, help="Native dataset directory."),
+    out: Path = typer.Option(..., "--out", "-o", dir_okay=False, help="File to write."),
+    fmt: str = typer.Option("mmsa", "--format", "-f", help="Output format (mmsa: MMSA pickle)."),
+    text_len: Optional[int] = typer.Option(None, "--text-len", min=1, help="Pad/truncate text to this length."),
+    audio_len: Optional[int] = typer.Option(None, "--audio-len", min=1, help="Pad/truncate audio to this length."),
+    vision_len: Optional[int] = typer.Option(None, "--vision-len", min=1, help="Pad/truncate vision to this length."),
+) -> None:
+    """Export a native dataset (MMSA pickle, usable by MMSA, ALMT and DLF reference code)."""
+    if fmt != "mmsa":
+        raise typer.BadParameter(f"unknown format {fmt!r}; supported: mmsa")
+    from ..data.mmsa import export_mmsa
+
+    lengths = {k: v for k, v in (("text", text_len), ("audio", audio_len), ("vision", vision_len)) if v}
+    rep = export_mmsa(dataset, out, lengths=lengths)
+    sizes = ", ".join(f"{k} {v}" for k, v in rep.sizes.items())
+    typer.echo(f"wrote {out}: {sizes}; lengths {rep.lengths}")
+    for w in rep.warnings:
+        typer.secho(f"note: {w}", fg=typer.colors.YELLOW, err=True)
+
+
+@dataset_app.command("info")
+def info_command(
+    dataset: Path = typer.Argument(..., exists=True, file_okay=False, help="Native dataset directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Counts per split, label histogram, sequence lengths, feature dims and FeatureSpec."""
+    from ..data.native import dataset_info
+
+    info = dataset_info(dataset)
+    if as_json:
+        typer.echo(json.dumps(info, indent=1))
+        return
+    from rich.table import Table
+
+    con = _console()
+    con.print(f"[bold]{info['path']}[/bold]  modalities: {', '.join(info['modalities'])}  dims: "
+              + ", ".join(f"{m} {d}" for m, d in info["dims"].items()))
+    t = Table(title="splits")
+    for c in ("split", "samples", "neg", "neu", "pos", "label mean", "label std"):
+        t.add_column(c, justify="right")
+    for name, s in info["splits"].items():
+        t.add_row(name, str(s["samples"]), str(s["negative"]), str(s["neutral"]), str(s["positive"]),
+                  str(s["label_mean"]), str(s["label_std"]))
+    con.print(t)
+    bins = list(next(iter(info["splits"].values()))["label_histogram"]) if info["splits"] else []
+    h = Table(title="label histogram (rounded labels)")
+    h.add_column("split")
+    for b in bins:
+        h.add_column(b, justify="right")
+    for name, s in info["splits"].items():
+        h.add_row(name, *(str(s["label_histogram"][b]) for b in bins))
+    con.print(h)
+    lt = Table(title="sequence lengths (steps)")
+    for c in ("split", "modality", "min", "mean", "median", "p95", "max", "empty"):
+        lt.add_column(c, justify="right")
+    for name, s in info["splits"].items():
+        for m, st in s["lengths"].items():
+            lt.add_row(name, m, *(str(st[k]) for k in ("min", "mean", "median", "p95", "max", "empty")))
+    con.print(lt)
+    for e in info["spec"]["extractors"]:
+        con.print(f"  {e['modality']:6s} {e['name']} v{e['version']} dim={e['dim']} params={e['params']}")
+    if info["spec"].get("origin"):
+        con.print(f"  origin: {info['spec']['origin']}")
+    prov = info["provenance"]
+    con.print(f"  created {prov.get('created')} by msa_toolkit {prov.get('toolkit_version')} "
+              f"from {prov.get('labels') or prov.get('file') or prov.get('source')}")
+
+
+@dataset_app.command("validate")
+def validate_command(
+    dataset: Path = typer.Argument(..., exists=True, file_okay=False, help="Native dataset directory."),
+    label_min: Optional[float] = typer.Option(None, "--label-min", help="Lowest valid label (default: inferred)."),
+    label_max: Optional[float] = typer.Option(None, "--label-max", help="Highest valid label (default: inferred)."),
+) -> None:
+    """Check for NaNs, empty sequences, label range problems and duplicate ids; exit code 1 on problems."""
+    from ..data.native import label_range, load_dataset, validate_dataset
+
+    ds = load_dataset(dataset)
+    lo, hi = label_range(ds)
+    bounds = (lo if label_min is None else label_min, hi if label_max is None else label_max)
+    problems = validate_dataset(ds, label_bounds=bounds)
+    if not problems:
+        typer.echo(f"{dataset}: OK ({sum(ds.num_samples().values())} samples, labels in [{bounds[0]:g}, {bounds[1]:g}])")
+        return
+    for p in problems:
+        typer.secho(f"{p.split or '-'} [{p.kind}] {p.message}", fg=typer.colors.RED)
+    typer.secho(f"{dataset}: {len(problems)} problem(s)", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dataset_app, name="dataset")

@@ -1,0 +1,96 @@
+"""`msa dataset` commands: create (text-only), import/export, info, validate (incl. non-zero exit)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from msa_toolkit.cli.main import main
+
+
+def _write_labels(tmp_path, rows):
+    p = tmp_path / "label.csv"
+    p.write_text("id,text,label,mode\n" + "".join(f"{r}\n" for r in rows))
+    return p
+
+
+def test_create_text_only_info_validate(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MSA_CACHE_DIR", str(tmp_path / "cache"))
+    labels = _write_labels(tmp_path, ["a_1,what a great movie,2.5,train", "a_2,it was awful,-2,train",
+                                      "b_1,fine i guess,0.2,dev", "c_1,not bad at all,1,test"])
+    rc = main(["dataset", "create", "--labels", str(labels), "--transcripts", "label", "-o", str(tmp_path / "ds"),
+               "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "train 2, valid 1, test 1" in out
+    assert main(["dataset", "info", str(tmp_path / "ds"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["splits"]["train"]["samples"] == 2 and info["dims"]["text"] == 384
+    hist = info["splits"]["train"]["label_histogram"]
+    assert hist["-2"] == 1 and sum(hist.values()) == 2
+    assert main(["dataset", "info", str(tmp_path / "ds")]) == 0
+    assert "sequence lengths" in capsys.readouterr().out
+    assert main(["dataset", "validate", str(tmp_path / "ds")]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_create_errors_are_one_line(tmp_path, capsys):
+    labels = tmp_path / "l.csv"
+    labels.write_text("id,text,mode\na_1,hi,train\n")
+    rc = main(["dataset", "create", "--labels", str(labels), "-o", str(tmp_path / "ds"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no label column" in err and "Traceback" not in err
+
+
+def test_import_export_validate_problems(tmp_path, capsys):
+    r = np.random.default_rng(0)
+    data = {}
+    for s, n in (("train", 4), ("valid", 2), ("test", 2)):
+        lab = r.uniform(-3, 3, n).astype(np.float32)
+        data[s] = {"id": np.array([f"{s}{i}" for i in range(n)]), "raw_text": np.array(["x"] * n),
+                   "text": r.standard_normal((n, 3, 6)).astype(np.float32),
+                   "audio": r.standard_normal((n, 4, 2)).astype(np.float32),
+                   "vision": r.standard_normal((n, 5, 3)).astype(np.float32),
+                   "audio_lengths": np.full(n, 4), "vision_lengths": np.full(n, 5),
+                   "regression_labels": lab, "classification_labels": np.sign(lab) + 1,
+                   "annotations": np.array(["x"] * n)}
+    data["train"]["vision"][1, 2, 0] = np.nan   # NaN feature
+    data["train"]["regression_labels"][2] = 7.0  # out of range
+    data["test"]["audio_lengths"][0] = 0         # empty sequence
+    pkl = tmp_path / "unaligned_50.pkl"
+    with open(pkl, "wb") as fh:
+        pickle.dump(data, fh)
+    assert main(["dataset", "import", str(pkl), "-o", str(tmp_path / "ds")]) == 0
+    assert "imported unaligned_50.pkl (unaligned, dims 6/2/3)" in capsys.readouterr().out
+    rc = main(["dataset", "validate", str(tmp_path / "ds")])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "[nan] vision: NaN/inf values in 1 rows of 1 samples: train1" in out
+    assert "[label] 1 labels outside [-3, 3]: train2=7" in out
+    assert "[empty] audio: 1 samples without any valid step: test0" in out
+    assert main(["dataset", "export", str(tmp_path / "ds"), "--format", "mmsa", "-o", str(tmp_path / "o.pkl")]) == 0
+    with open(tmp_path / "o.pkl", "rb") as fh:
+        back = pickle.load(fh)
+    assert back["train"]["audio"].shape == (4, 4, 2) and list(back["test"]["audio_lengths"]) == [0, 4]
+    assert main(["dataset", "export", str(tmp_path / "ds"), "--format", "csv", "-o", str(tmp_path / "o.csv")]) != 0
+
+
+def test_validate_duplicate_ids(tmp_path, capsys):
+    from msa_toolkit.data.native import load_dataset
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path / "ds", n_train=4, n_valid=2, n_test=2)
+    mf = tmp_path / "ds" / "manifest.json"
+    m = json.loads(mf.read_text())
+    m["splits"]["test"]["ids"][0] = m["splits"]["train"]["ids"][0]  # corrupt by hand
+    mf.write_text(json.dumps(m))
+    load_dataset(tmp_path / "ds")
+    assert main(["dataset", "validate", str(tmp_path / "ds")]) == 1
+    assert "[duplicate] 1 duplicate ids: train0000_0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["dataset", "info", "/nonexistent/ds"], ["dataset", "import", "/nope.pkl", "-o", "x"]])
+def test_path_validation(args):
+    assert main(args) != 0
