@@ -210,3 +210,24 @@ def test_short_fit_reduces_prediction_loss():
         first = v if first is None else first
         last = v
     assert last < 0.5 * first, (first, last)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=64)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_bert_mind")
+    transformers.BertModel(cfg).save_pretrained(path)
+    return str(path)
+
+
+def test_fine_tunes_text_encoder(tiny_bert):
+    m = tiny(text_encoder=tiny_bert, text_dim=999)
+    b = synthetic_batch(3, (6, 4, 4), (3, 5, 7), with_tokens=True)  # text features are ignored
+    loss = m.objective(m(b), b)
+    loss.total.backward()
+    emb = m.text_encoder.model.embeddings.word_embeddings.weight
+    assert emb.grad is not None and float(emb.grad.abs().sum()) > 0
+    assert m.num_parameters() < m.num_parameters(exclude_text_encoder=False)

@@ -262,3 +262,8 @@ def test_short_fit_reduces_prediction_loss():
         first = v if first is None else first
         last = v
     assert last < 0.5 * first, (first, last)
+
+
+def test_mmcl_rejects_text_encoder():
+    with pytest.raises(ValueError, match="text_encoder"):
+        create_model("mmcl", preset="tiny", text_encoder="whatever", **DIMS)
