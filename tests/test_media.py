@@ -314,15 +314,13 @@ def _write(path: Path, vcodec: str | None, acodec: str | None, arate: int = 4800
             n = int(seconds * arate)
             tone = (0.5 * np.sin(2 * np.pi * TONE_HZ * np.arange(n) / arate)).astype(np.float32)
             planes = tone[None, :] if channels == 1 else np.stack([tone, np.zeros_like(tone)])
-            fmt = as_.codec_context.format.name if as_.codec_context.format else "fltp"
             chunk = as_.codec_context.frame_size or 1024
             offset = int(round(audio_delay * arate))
+            layout = "mono" if channels == 1 else "stereo"
             for start in range(0, n, chunk):
-                data = planes[:, start : start + chunk]
-                if fmt.startswith("s16"):
-                    data = (data * 32767).astype(np.int16).reshape(1, -1, order="F") if channels == 2 else (data * 32767).astype(np.int16)
-                f = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt,
-                                               layout="mono" if channels == 1 else "stereo")
+                # planar float in; PyAV converts to the codec's sample format and frame size
+                data = np.ascontiguousarray(planes[:, start : start + chunk])
+                f = av.AudioFrame.from_ndarray(data, format="fltp", layout=layout)
                 f.sample_rate, f.pts, f.time_base = arate, offset + start, Fraction(1, arate)
                 c.mux(as_.encode(f))
             c.mux(as_.encode(None))

@@ -55,7 +55,7 @@ import av
 import cv2
 import numpy as np
 import skimage.data
-from scipy.signal import resample_poly
+from scipy.signal import lfilter, resample_poly
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -223,8 +223,6 @@ def ambient(seconds: float, rate: int) -> np.ndarray:
     rng = np.random.default_rng(NOISE_SEED)
     white = rng.standard_normal(int(round(seconds * rate)))
     # one-pole low-pass (cut-off ~ rate/40) for a soft hum-like colour
-    from scipy.signal import lfilter
-
     alpha = 0.15
     room = lfilter([alpha], [1, alpha - 1], white)
     return (room * (AMBIENT_RMS / room.std())).astype(np.float32)
