@@ -61,8 +61,11 @@ all values 0 and ``mask`` False.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator, Mapping
@@ -96,9 +99,11 @@ MESH_CROP_SCALE = 1.7
 MESH_CROP_MAX_SIDE = 384
 #: the mesh re-detects the face inside its crop (short-range detector; this threshold does reach the
 #: graph): on the crop real faces score ~0.7-0.95 and the detector's false positives on textures
-#: (e.g. tests/assets/noface.mp4's coffee cup, 0.50-0.62 full-range) mostly score 0, at most ~0.5, so the
-#: crop re-detection verifies every detection
+#: (e.g. tests/assets/noface.mp4's coffee cup, 0.50-0.62 full-range) score 0 on most frames and
+#: ~0.5-0.6 on a rare one, so the crop re-detection verifies every detection
 MESH_MIN_DETECTION_SCORE = 0.6
+#: side of the blank image run through every graph at load time (they initialise lazily)
+WARMUP_SIDE = 64
 #: seconds a lost face is waited for before the tracker re-acquires the largest face
 TRACK_MEMORY_S = 1.0
 #: minimum IoU with the previous box for a detection to count as the same face
@@ -384,6 +389,7 @@ class MediaPipeFaceExtractor(VisualExtractor):
             raise ValueError(f"min_detection_score must be in [0, 1], got {self.params['min_detection_score']!r}")
         self._detectors: list[Any] = []
         self._mesh: Any = None
+        self._mesh_warm = False
         self._fer: Any = None
         self._fer_io: tuple[int, int] = (0, 0)
         self._track: FaceBox | None = None
@@ -413,6 +419,14 @@ class MediaPipeFaceExtractor(VisualExtractor):
 
     # -- loading --------------------------------------------------------------------
     def _load(self) -> None:
+        with _quiet_native_stderr():
+            self._load_models()
+            # warm-up: the graphs build their TFLite interpreters on first use (and log about it)
+            blank = np.zeros((WARMUP_SIDE, WARMUP_SIDE, 3), np.uint8)
+            for graph in (*self._detectors, self._mesh):
+                graph.process(blank)
+
+    def _load_models(self) -> None:
         mediapipe_model_paths()
         try:
             from mediapipe.python.solutions import face_detection, face_mesh
@@ -454,13 +468,13 @@ class MediaPipeFaceExtractor(VisualExtractor):
         if self._mesh is not None:
             self._mesh.close()
         self._detectors, self._mesh, self._fer = [], None, None
-        self._loaded = False
+        self._mesh_warm = self._loaded = False
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable (e.g. to send to worker processes): the MediaPipe graphs and the FER interpreter
         are left behind and re-created by :meth:`load` on the other side."""
         state = self.__dict__.copy()
-        state.update(_detectors=[], _mesh=None, _fer=None, _fer_io=(0, 0), _loaded=False,
+        state.update(_detectors=[], _mesh=None, _mesh_warm=False, _fer=None, _fer_io=(0, 0), _loaded=False,
                      _track=None, _track_time=-math.inf)
         return state
 
@@ -551,9 +565,14 @@ class MediaPipeFaceExtractor(VisualExtractor):
                                       cv2.BORDER_CONSTANT, value=(0, 0, 0))
         if side > MESH_CROP_MAX_SIDE:
             crop = cv2.resize(crop, (MESH_CROP_MAX_SIDE, MESH_CROP_MAX_SIDE), interpolation=cv2.INTER_AREA)
-        res = self._mesh.process(np.ascontiguousarray(crop))
+        if self._mesh_warm:
+            res = self._mesh.process(np.ascontiguousarray(crop))
+        else:  # the first face found logs a one-off warning about non-square ROIs (crops are square)
+            with _quiet_native_stderr():
+                res = self._mesh.process(np.ascontiguousarray(crop))
         if not res.multi_face_landmarks:
             return None
+        self._mesh_warm = True
         lms = res.multi_face_landmarks[0].landmark
         if len(lms) != G.NUM_MESH_POINTS:
             return None
@@ -652,6 +671,25 @@ def sample_frames(frames: Iterable[Any], fps: float) -> Iterator[Any]:
         cand, cand_slot, cand_err = frame, slot, err
     if cand is not None:
         yield cand
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence C++ log lines (TFLite "Created XNNPACK delegate", absl warnings) written to fd 2 while the
+    graphs are built; Python exceptions still propagate with their messages."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (e.g. embedded interpreters)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
