@@ -146,3 +146,23 @@ def test_published_presets_build(name, preset):
     model = create_model(name, preset=preset)
     assert model.num_parameters() > 0
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", MODELS)
+def test_cuda_mixed_precision_step(name):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.manual_seed(0)
+    model = tiny(name).cuda().train()
+    batches = (synthetic_batch(5, LENGTHS, FEAT_DIMS, seed=0), absent_av_batch(), synthetic_batch(2, (1, 1, 1), FEAT_DIMS))
+    for batch in batches:
+        batch = batch.to("cuda")
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out, loss = run_step(model, batch)
+        assert out.prediction.shape == (batch.size,)
+        assert torch.isfinite(loss.total)
+        loss.total.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        model.objective.after_step(model)
