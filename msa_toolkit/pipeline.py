@@ -124,7 +124,7 @@ class ExtractConfig:
     def build_spec(self, modalities: Iterable[str] | None = None) -> FeatureSpec:
         """The FeatureSpec this configuration produces (optionally only some stages)."""
         exs = self.create_extractors(modalities)
-        return FeatureSpec(tuple(e.spec for e in exs.values()), alignment=self.align)
+        return _spec_of(exs.values(), self.align)
 
     @classmethod
     def from_spec(cls, spec: FeatureSpec) -> "ExtractConfig":
@@ -154,6 +154,11 @@ class ExtractConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in asdict(self).items()}
+
+
+def _spec_of(extractors: Iterable[Any], alignment: str) -> FeatureSpec:
+    """FeatureSpec of extractors, in the canonical order (by modality) its JSON form uses."""
+    return FeatureSpec(tuple(sorted((e.spec for e in extractors), key=lambda s: s.modality)), alignment=alignment)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +343,7 @@ class _Runner:
     def __init__(self, config: ExtractConfig):
         self.config = config
         self.extractors = config.create_extractors()
-        self.spec = FeatureSpec(tuple(e.spec for e in self.extractors.values()), alignment=config.align)
+        self.spec = _spec_of(self.extractors.values(), config.align)
 
     def load(self) -> None:
         for e in self.extractors.values():
@@ -737,7 +742,7 @@ def extract_texts(texts: Mapping[str, str], config: ExtractConfig = ExtractConfi
     tcfg = replace(config, asr=None, audio=None, vision=None)
     exs = tcfg.create_extractors(["text"])
     enc = exs["text"]
-    spec = FeatureSpec((enc.spec,), alignment=config.align)
+    spec = _spec_of([enc], config.align)
     fingerprint = spec.fingerprint()
     cache = FeatureCache(cache_dir)
     norm = {k: " ".join(str(v).split()) for k, v in texts.items()}
