@@ -56,6 +56,8 @@ _TIME_EPS = 1e-6
 #: is trusted only within this margin; beyond it the stated duration is wrong and the decoded
 #: length wins (e.g. VBR files without a header, whose duration is estimated from the bit rate).
 _AUDIO_LENGTH_SLACK_S = 0.25
+#: Longest time (s) the last video frame is held to reach the stream's stated end when resampling.
+_MAX_LAST_FRAME_S = 1.0
 #: Fallback frame rate when a stream states none (rare: raw elementary streams).
 _DEFAULT_FPS = 25.0
 #: Exceptions PyAV / the OS raise for unreadable inputs; all become MediaError.
@@ -364,7 +366,9 @@ def iter_frames(
     return _frames(path, fps, max_side, rotation)
 
 
-def _frames(path: str | os.PathLike, fps: float | None, max_side: int | None, rotation: int) -> Iterator[Frame]:
+def _frames(
+    path: str | os.PathLike, fps: float | None, max_side: int | None, rotation: int
+) -> Iterator[Frame]:
     """The generator behind :func:`iter_frames`."""
     with _open(path) as c:
         stream = _video_stream(c)
@@ -390,32 +394,41 @@ def _frames(path: str | os.PathLike, fps: float | None, max_side: int | None, ro
                 yield Frame(time=t, index=k, image=to_rgb(frame))
             return
 
-        stream_end = _video_end(c, stream, origin)
+        stream_end = _video_end(stream, origin)
         k = 0
-        held: tuple[float, av.VideoFrame] | None = None
+        held: av.VideoFrame | None = None
         held_image: np.ndarray | None = None
         last_time = 0.0
+
+        def emit_until(limit: float) -> Iterator[Frame]:
+            """Yield the held frame for every target time k / fps before ``limit``."""
+            nonlocal k, held_image
+            while k / fps < limit - _TIME_EPS:
+                if held_image is None:
+                    held_image = image = to_rgb(held)
+                else:
+                    image = held_image.copy()  # repeats get their own array: callers may draw on frames
+                yield Frame(time=k / fps, index=k, image=image)
+                k += 1
+
         for t, frame in decoded:
             if held is not None:
-                # the held frame is on screen from its time until t: emit every target time before t
-                while k / fps < t - _TIME_EPS:
-                    if held_image is None:
-                        held_image = to_rgb(held[1])
-                    yield Frame(time=k / fps, index=k, image=held_image)
-                    k += 1
-            held, held_image, last_time = (t, frame), None, t
+                # the held frame is on screen from its own time until t
+                yield from emit_until(t)
+            held, held_image, last_time = frame, None, t
         if held is None:
             return
-        # the last frame stays on screen for one native frame duration, or until the stated end
-        end = max(stream_end or 0.0, last_time + 1.0 / native_fps)
-        while k / fps < end - _TIME_EPS:
-            if held_image is None:
-                held_image = to_rgb(held[1])
-            yield Frame(time=k / fps, index=k, image=held_image)
-            k += 1
+        # the last frame stays on screen for one native frame duration, or until the stream's
+        # stated end when that is close (a stated end far beyond the last frame is not trusted)
+        end = last_time + 1.0 / native_fps
+        if stream_end is not None and end < stream_end <= last_time + _MAX_LAST_FRAME_S:
+            end = stream_end
+        yield from emit_until(end)
 
 
-def _timed(frames: Iterator[av.VideoFrame], origin: float, native_fps: float) -> Iterator[tuple[float, av.VideoFrame]]:
+def _timed(
+    frames: Iterator[av.VideoFrame], origin: float, native_fps: float
+) -> Iterator[tuple[float, av.VideoFrame]]:
     """Pair decoded frames with their time (s) from ``origin``; frames without pts follow the previous one."""
     previous: float | None = None
     for frame in frames:
@@ -429,7 +442,7 @@ def _timed(frames: Iterator[av.VideoFrame], origin: float, native_fps: float) ->
         yield t, frame
 
 
-def _video_end(c: av.container.InputContainer, stream: av.video.stream.VideoStream, origin: float) -> float | None:
+def _video_end(stream: av.video.stream.VideoStream, origin: float) -> float | None:
     """End time (s from origin) of the video stream, from its stated start and duration."""
     duration = _seconds(stream.duration, stream.time_base)
     if not duration:

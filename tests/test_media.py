@@ -171,6 +171,9 @@ def test_resampling_picks_the_frame_on_screen():
     assert len(up) == 2 * len(native)
     for f in up:
         assert np.array_equal(f.image, native[f.index // 2])
+    # a repeated frame is a separate array: drawing on one leaves the other intact
+    up[0].image[:] = 0
+    assert np.array_equal(up[1].image, native[0])
 
 
 def test_first_frame_shows_the_photo_in_rgb():
