@@ -166,8 +166,8 @@ class SequenceBackbone(nn.Module):
         self.scale = math.sqrt(d)
         self.embed_drop = nn.Dropout(c.backbone_embed_dropout)
         self.layers = nn.ModuleList([
-            EncoderLayer(d, c.backbone_heads, 4 * d, dropout=c.backbone_res_dropout, attn_dropout=c.backbone_attn_dropout,
-                         relu_dropout=c.backbone_relu_dropout, norm_first=True)
+            EncoderLayer(d, c.backbone_heads, 4 * d, dropout=c.backbone_res_dropout,
+                         attn_dropout=c.backbone_attn_dropout, relu_dropout=c.backbone_relu_dropout, norm_first=True)
             for _ in range(c.backbone_layers)])
         self.norm = nn.LayerNorm(d)
 
@@ -348,8 +348,8 @@ class MInDObjective(Objective):
                        for k in keys) / 3
         info_spec = sum(jsd_mi_loss(self.stat_specific[k](u[k], spec[k]), self.stat_specific[k](u[k], _roll(spec[k])))
                         for k in keys) / 3
-        info_noise = sum(jsd_mi_loss(self.stat_noise[k](gauss[k], noise[k]), self.stat_noise[k](gauss[k], _roll(noise[k])))
-                         for k in keys) / 3
+        info_noise = sum(jsd_mi_loss(self.stat_noise[k](gauss[k], noise[k]),
+                                     self.stat_noise[k](gauss[k], _roll(noise[k]))) for k in keys) / 3
         info = info_inv + info_spec + info_noise
 
         pairs = [("t", "a"), ("t", "v"), ("a", "v")]

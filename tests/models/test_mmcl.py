@@ -207,8 +207,9 @@ def test_absent_modality_as_dataset_convention():
     # a text-only dataset: absent modalities are [B, 1, 1] zeros with all-False masks
     m = tiny(audio_dim=1, vision_dim=1)
     b = batch()
-    b = Batch(text=b.text, text_mask=b.text_mask, audio=torch.zeros(5, 1, 1), audio_mask=torch.zeros(5, 1, dtype=torch.bool),
-              vision=torch.zeros(5, 1, 1), vision_mask=torch.zeros(5, 1, dtype=torch.bool), label=b.label)
+    none = torch.zeros(5, 1, dtype=torch.bool)
+    b = Batch(text=b.text, text_mask=b.text_mask, audio=torch.zeros(5, 1, 1), audio_mask=none,
+              vision=torch.zeros(5, 1, 1), vision_mask=none, label=b.label)
     loss = m.objective(m(b), b)
     assert torch.isfinite(loss.total)
 
