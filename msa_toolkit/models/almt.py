@@ -231,7 +231,8 @@ class ALMT(MSAModel):
     """ALMT model. ``forward(batch) -> ModelOutput(prediction [B], aux)``.
 
     ``aux``: ``hyper`` [B, T, d] (final hyper-modality state), ``fused`` [B, d] (fusion
-    class-token state), ``text_tokens`` / ``audio_tokens`` / ``vision_tokens`` [B, T, d].
+    class-token state), ``tokens_text`` / ``tokens_audio`` / ``tokens_vision`` [B, T, d]
+    (the learned-token embeddings of each modality).
     See the module docstring for the architecture, parameter count and deviations.
     """
 
@@ -272,7 +273,7 @@ class ALMT(MSAModel):
         for layer, h_t in zip(self.ahl, scales):
             hyper = layer(h_t, h["audio"], h["vision"], hyper)
         fused = self.fusion(hyper, scales[-1])
-        aux = {"hyper": hyper, "fused": fused, **{f"{m}_tokens": h[m] for m in h}}
+        aux = {"hyper": hyper, "fused": fused, **{f"tokens_{m}": h[m] for m in h}}
         return ModelOutput(self.head(fused).squeeze(-1), aux)
 
 

@@ -149,7 +149,7 @@ def _build_late_fusion(config: LateFusionConfig) -> LateFusion:
 
 @dataclass(frozen=True)
 class TFNConfig(ModelConfig):
-    """Tensor Fusion Network (Zadeh et al., EMNLP 2017)."""
+    """Tensor Fusion Network (Zadeh et al., EMNLP 2017); base ``dropout`` unused (see post_fusion_dropout)."""
 
     # LSTM hidden size of the language subnetwork
     text_hidden: int = 128
@@ -236,7 +236,7 @@ def _build_tfn(config: TFNConfig) -> TFN:
 
 @dataclass(frozen=True)
 class MulTConfig(ModelConfig):
-    """Multimodal Transformer (Tsai et al., ACL 2019), unaligned setting."""
+    """Multimodal Transformer (Tsai et al., ACL 2019), unaligned setting (base ``dropout`` unused)."""
 
     # common model width after the conv projections
     dim: int = 30
@@ -279,7 +279,8 @@ class MulT(MSAModel):
     Deviations: pre-LN blocks with a per-sequence LayerNorm of source and target
     (the reference shares one norm); "same" padding in the conv projections so any
     length works; the last *valid* step (not the last padded step) is pooled; key
-    padding masks are applied (the reference attends over padding).
+    padding masks are applied and attention is bidirectional (the reference attends
+    over padding, with its causal "future" mask on by default).
     """
 
     def __init__(self, config: MulTConfig):

@@ -41,8 +41,8 @@ Deviations from the paper / the authors' reference behaviour (documented per the
 5. Branches the reference builds but never uses in the loss or prediction (per-modality
    "low" shared heads and the A/V-target cross-modal transformers) are omitted.
 6. The reference accumulates gradients over 10 mini-batches before each Adam step
-   (``update_epochs = 10``) and lists a weight decay its optimiser does not receive; our
-   presets keep batch 16, no weight decay, and leave accumulation to the trainer.
+   (``update_epochs = 10``; reproduce it with the trainer's ``grad_accum=10``) and lists a
+   weight decay its optimiser never receives; the presets keep batch 16 and no weight decay.
 7. Frozen precomputed text features by default; set ``text_encoder`` to fine-tune BERT as the
    reference does (``use_finetune``).
 """
@@ -67,7 +67,10 @@ __all__ = ["DLFConfig", "DLF", "DLFObjective"]
 
 @dataclass(frozen=True)
 class DLFConfig(ModelConfig):
-    """DLF hyper-parameters; defaults = the authors' CMU-MOSI setting."""
+    """DLF hyper-parameters; defaults = the authors' CMU-MOSI setting.
+
+    The base field ``dropout`` is unused: DLF has the reference's separate dropouts below.
+    """
 
     # common width d of every projected / encoded sequence
     dim: int = 50

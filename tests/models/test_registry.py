@@ -103,12 +103,17 @@ def test_deterministic_under_seed(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("case", ["absent_audio_vision", "length_1", "batch_1"])
+@pytest.mark.parametrize("case", ["absent_audio_vision", "absent_text", "length_1", "batch_1"])
 def test_edge_inputs(name, case):
     torch.manual_seed(0)
     model = tiny(name)
     if case == "absent_audio_vision":
         batch = absent_av_batch()
+    elif case == "absent_text":
+        b = synthetic_batch(4, LENGTHS, FEAT_DIMS, seed=1)
+        batch = Batch(text=torch.zeros(4, 1, FEAT_DIMS[0]), text_mask=torch.zeros(4, 1, dtype=torch.bool),
+                      audio=b.audio, audio_mask=b.audio_mask, vision=b.vision, vision_mask=b.vision_mask,
+                      label=b.label)
     elif case == "length_1":
         batch = synthetic_batch(3, (1, 1, 1), FEAT_DIMS, seed=2)
     else:
