@@ -320,7 +320,8 @@ class MulT(MSAModel):
 @register_model("mult", MulTConfig,
                 presets={
                     # MulT's published unaligned CMU-MOSI setting
-                    "mosi": {**MOSI_INPUTS, "dim": 30, "heads": 5, "layers": 5, "attn_dropout": 0.2, "attn_dropout_audio": 0.0,
+                    "mosi": {**MOSI_INPUTS, "dim": 30, "heads": 5, "layers": 5, "attn_dropout": 0.2,
+                             "attn_dropout_audio": 0.0,
                              "attn_dropout_vision": 0.0, "ff_dropout": 0.1, "res_dropout": 0.1,
                              "embed_dropout": 0.25, "out_dropout": 0.0, "lr": 1e-3, "batch_size": 24,
                              "grad_clip_norm": 0.8},

@@ -160,7 +160,8 @@ def test_cuda_mixed_precision_step(name):
         pytest.skip("no CUDA device")
     torch.manual_seed(0)
     model = tiny(name).cuda().train()
-    batches = (synthetic_batch(5, LENGTHS, FEAT_DIMS, seed=0), absent_av_batch(), synthetic_batch(2, (1, 1, 1), FEAT_DIMS))
+    batches = (synthetic_batch(5, LENGTHS, FEAT_DIMS, seed=0), absent_av_batch(),
+               synthetic_batch(2, (1, 1, 1), FEAT_DIMS))
     for batch in batches:
         batch = batch.to("cuda")
         model.zero_grad(set_to_none=True)
