@@ -154,6 +154,22 @@ def test_astronaut_face_features(extractor, astronaut):
     assert 0.3 < f[col(extractor, "face_x")] < 0.6 and f[col(extractor, "face_y")] < 0.4
 
 
+def test_geometry_is_scale_invariant_and_position_is_not(extractor, astronaut):
+    """Halving the face (in the top-left quarter of a grey canvas) keeps the normalised measures."""
+    small = cv2.resize(astronaut, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    canvas = np.full_like(astronaut, 128)
+    canvas[:256, :256] = small
+    a, b = analyze(extractor, astronaut).features, analyze(extractor, canvas).features
+    names = extractor.feature_names
+    invariant = [n for n in names[7:19]] + ["head_yaw", "head_pitch", "head_roll"]
+    for n in invariant:
+        tol = 2.0 if n.startswith("head_") else 0.05
+        assert abs(a[names.index(n)] - b[names.index(n)]) < tol, n
+    np.testing.assert_allclose(a[19:155], b[19:155], atol=0.03)  # landmarks are box-normalised
+    for n, ratio in (("face_x", 0.5), ("face_y", 0.5), ("face_size", 0.5)):
+        assert b[names.index(n)] / a[names.index(n)] == pytest.approx(ratio, rel=0.05), n
+
+
 def test_expression_probabilities_sum_to_one_and_smile_is_happy(extractor, astronaut):
     res = analyze(extractor, astronaut)
     p = res.features[-7:]
