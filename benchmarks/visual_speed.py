@@ -98,7 +98,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from skimage import data
-    import cv2
 
     photo = np.ascontiguousarray(data.astronaut())
     hd = np.full((720, 1280, 3), 110, np.uint8)

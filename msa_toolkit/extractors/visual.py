@@ -9,8 +9,9 @@ Registered as ``"mediapipe_face"``. Per frame:
    ``min_detection_score``.
 2. **Tracking** — one person is followed through the clip: the first face is the most salient,
    ``area * (1 - 0.25 * offset)`` with ``offset`` its centre's distance from the frame centre
-   over the half diagonal (the largest face, near-ties going to the most central); afterwards the detection overlapping the previous box
-   (IoU, else centre distance within one box size) is kept. When the followed face is
+   over the half diagonal (the largest face, near-ties going to the most central); afterwards
+   the detection overlapping the previous box (IoU, else centre distance within one box size)
+   is kept. When the followed face is
    missing, frames get ``face_present = False`` for up to :data:`TRACK_MEMORY_S` seconds
    before the tracker re-acquires the largest face, so a second person is never
    silently swapped in for a briefly occluded speaker.
