@@ -11,10 +11,9 @@ Registered as ``"mediapipe_face"``. Per frame:
    ``area * (1 - 0.25 * offset)`` with ``offset`` its centre's distance from the frame centre
    over the half diagonal (the largest face, near-ties going to the most central); afterwards
    the detection overlapping the previous box (IoU, else centre distance within one box size)
-   is kept. When the followed face is
-   missing, frames get ``face_present = False`` for up to :data:`TRACK_MEMORY_S` seconds
-   before the tracker re-acquires the largest face, so a second person is never
-   silently swapped in for a briefly occluded speaker.
+   is kept. When the followed face is missing, frames get ``face_present = False`` for up to
+   :data:`TRACK_MEMORY_S` seconds before the tracker re-acquires the most salient face, so a
+   second person is never silently swapped in for a briefly occluded speaker.
 3. **Mesh** — the 478-point face mesh (``refine_landmarks=True``: iris points 468-477) runs on
    a square crop of the full-resolution frame around the detection, and the landmarks are
    mapped back to frame pixels (``z`` in the same pixel scale as ``x``).
