@@ -244,6 +244,7 @@ def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, pro
     failures = [RowFailure(r.id, "", "text", f"empty text in the label file (line {r.line})")
                 for r in table.rows if not r.text]
     by_split = {s: [r for r in rows if r.text] for s, rows in table.by_split().items()}
+    by_split = {s: rows for s, rows in by_split.items() if rows}  # a split whose rows all failed is left out
     total = sum(len(v) for v in by_split.values())
 
     with _progress(progress) as bar:
@@ -308,7 +309,8 @@ def _build_from_media(table: LabelTable, videos: Path, out: Path, cfg: Any, tran
                 f = fail_of.get(key)
                 failures.append(RowFailure(r.id, key, f.stage if f else "extract",
                                            f.message if f else "not extracted (no result from the pipeline)"))
-        ok_rows[split] = keep
+        if keep:  # a split whose rows all failed is left out
+            ok_rows[split] = keep
 
     def gen(rows: list[LabelRow]) -> Iterator[Sample]:
         for r in rows:

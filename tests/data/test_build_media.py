@@ -1,0 +1,112 @@
+"""Datasets built from the committed clips + label files: MMSA-FET and flat layouts, error reports, shards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from msa_toolkit.data.build import MediaIndex, build_dataset
+from msa_toolkit.data.labels import read_labels
+from msa_toolkit.data.module import DataModule
+from msa_toolkit.errors import DatasetError
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("media_cache")
+
+
+def _config(**kw):
+    from msa_toolkit.pipeline import ExtractConfig
+
+    return ExtractConfig(**{"asr": None, "vision": None, **kw})
+
+
+def _mmsa_fet(root, assets):
+    raw = root / "Raw"
+    (raw / "vidA").mkdir(parents=True)
+    (raw / "vidB").mkdir()
+    shutil.copy(assets / "speech_positive.mp4", raw / "vidA" / "1.mp4")
+    shutil.copy(assets / "speech_negative.mp4", raw / "vidA" / "2.mp4")
+    shutil.copy(assets / "corrupt.mp4", raw / "vidB" / "1.mp4")
+    (root / "label.csv").write_text(
+        "video_id,clip_id,text,label,label_T,label_A,label_V,annotation,mode\n"
+        "vidA,1,i really love this movie,2.2,2,1,1,Positive,train\n"
+        "vidA,2,this was a terrible film,-2.4,-2,-2,-1,Negative,test\n"
+        "vidB,1,broken file,0,0,0,0,Neutral,train\n"
+        "vidC,1,no such video,1,1,1,1,Positive,valid\n")
+    return root / "label.csv"
+
+
+def test_mmsa_fet_layout_with_failures(tmp_path, assets_dir, cache_dir):
+    labels = _mmsa_fet(tmp_path / "MOSI", assets_dir)
+    rep = build_dataset(labels, videos=tmp_path / "MOSI", out_dir=tmp_path / "ds", transcripts="label",
+                        config=_config(), cache_dir=cache_dir, progress=False)
+    assert rep.sizes == {"train": 1, "test": 1}  # valid: its only clip is missing, so the split is left out
+    errs = {e["id"]: e for e in json.loads((tmp_path / "ds" / "errors.json").read_text())}
+    assert set(errs) == {"vidB_1", "vidC_1"}
+    assert errs["vidB_1"]["stage"] == "decode" and errs["vidB_1"]["path"].endswith("vidB/1.mp4")
+    assert errs["vidC_1"]["stage"] == "input" and "vidC/1.*" in errs["vidC_1"]["message"]
+    ds = rep.dataset
+    assert ds.spec.modalities == ("text", "audio") and ds.spec.origin == {}
+    s = ds.split("train")[0]
+    assert s.id == "vidA_1" and s.text == "i really love this movie" and s.label_A == 1.0
+    assert s.annotation == "Positive" and s.video_id == "vidA" and s.clip_id == "1"
+    assert s.features["audio"].shape[1] == ds.spec.dims["audio"] and s.features["audio"].shape[0] > 100
+    b = next(iter(DataModule(ds, batch_size=2).loader("train")))
+    assert b.audio_mask.any() and not b.vision_mask.any() and b.vision.shape == (1, 1, 1)
+    assert ds.provenance["n_failed"] == 2 and ds.provenance["transcripts"] == "label"
+
+
+def test_flat_layout_any_extension_and_shards(tmp_path, assets_dir, cache_dir):
+    vids = tmp_path / "clips"
+    vids.mkdir()
+    shutil.copy(assets_dir / "speech_positive.mp4", vids / "a_1.mp4")   # <id>.<ext>
+    shutil.copy(assets_dir / "speech.wav", vids / "a_2.wav")
+    shutil.copy(assets_dir / "speech.flac", vids / "c_7.flac")
+    shutil.copy(assets_dir / "noaudio.mp4", vids / "b_1.mp4")
+    labels = tmp_path / "label.csv"
+    labels.write_text("id,text,label,mode\na_1,i really love this movie,2,train\na_2,hello there,1,train\n"
+                      "b_1,silent,0,dev\nc_7,some speech,-1,test\n")
+    # a shard only fills the cache
+    rep = build_dataset(labels, videos=vids, out_dir=tmp_path / "ds", transcripts="label", config=_config(),
+                        cache_dir=cache_dir, shard="0/2", progress=False)
+    assert rep.dataset is None and rep.shard == (0, 2) and not (tmp_path / "ds" / "manifest.json").exists()
+    rep = build_dataset(labels, videos=vids, out_dir=tmp_path / "ds", transcripts="label", config=_config(),
+                        cache_dir=cache_dir, progress=False)
+    assert rep.n_cached >= 1  # a_1 (extracted by shard 0) came from the cache
+    assert rep.sizes == {"train": 2, "test": 1}
+    assert [(f.id, f.stage) for f in rep.failures] == [("b_1", "audio")]
+    assert "no audio" in rep.failures[0].message
+    with pytest.raises(DatasetError, match="already holds a dataset"):
+        build_dataset(labels, videos=vids, out_dir=tmp_path / "ds", transcripts="label", config=_config(),
+                      cache_dir=cache_dir, progress=False)
+
+
+def test_media_index_lookup(tmp_path):
+    for rel in ("Raw/v1/3.mp4", "v2_5.MKV", "x_1.m4a", "Raw/v1/notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    (tmp_path / "l.csv").write_text("video_id,clip_id,label\nv1,3,0\nv2,5,0\nx,1,0\nv1,9,0\n")
+    idx = MediaIndex(tmp_path)
+    rows = read_labels(tmp_path / "l.csv").rows
+    found = [idx.find(r) for r in rows]
+    assert found[0].name == "3.mp4" and found[1].name == "v2_5.MKV" and found[2].name == "x_1.m4a"
+    assert found[3] is None
+    with pytest.raises(DatasetError, match="videos folder not found"):
+        MediaIndex(tmp_path / "nope")
+
+
+def test_full_default_pipeline_whisper(tmp_path, assets_dir, cache_dir):
+    labels = _mmsa_fet(tmp_path / "MOSI", assets_dir)
+    rep = build_dataset(labels, videos=tmp_path / "MOSI", out_dir=tmp_path / "ds", cache_dir=cache_dir,
+                        progress=False)
+    ds = rep.dataset
+    assert ds.spec.modalities == ("text", "audio", "vision") and ds.spec.has("asr")
+    s = ds.split("train")[0]
+    assert s.text  # Whisper's transcript of the clip
+    assert ds.spec.get("asr").name == "whisper" and ds.provenance["transcripts"] == "whisper"
+    assert s.features["vision"].shape[0] > 0
+    assert {f.id for f in rep.failures} == {"vidB_1", "vidC_1"}
