@@ -11,7 +11,8 @@ the text encoder (:func:`msa_toolkit.pipeline.extract_texts`) and audio/vision
 are absent from the FeatureSpec (masked in batches). With media, the
 extraction pipeline runs on every located file, reusing its content-addressed
 cache, worker processes, shards and progress display; ``transcripts="label"``
-replaces Whisper with the label file's text.
+replaces Whisper with the label file's text (rows without text fall back to
+the configured ASR).
 
 Rows whose media is missing or fails to extract are listed in ``errors.json``
 inside the dataset directory (id, path, stage, message) and left out; the rest
@@ -175,7 +176,7 @@ def _config_default():
 # build
 # ---------------------------------------------------------------------------------------
 def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = None,
-                  out_dir: str | os.PathLike = "dataset", transcripts: str = "whisper", config: Any = None,
+                  out_dir: str | os.PathLike | None = None, transcripts: str = "whisper", config: Any = None,
                   cache_dir: str | os.PathLike | None = None, workers: int = 1, shard: str | None = None,
                   progress: bool = True, seed: int = 0, split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
                   overwrite: bool = False) -> BuildReport:
@@ -184,7 +185,7 @@ def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = 
     Args:
         labels: label file (CSV/TSV) in any of the layouts :mod:`msa_toolkit.data.labels` accepts.
         videos: folder of media (MMSA-FET ``Raw/<video>/<clip>.*`` or flat); None builds a text-only set.
-        out_dir: the dataset directory to create.
+        out_dir: the dataset directory to create (required).
         transcripts: ``"whisper"`` (ASR) or ``"label"`` (the label file's text replaces ASR).
         config: :class:`msa_toolkit.pipeline.ExtractConfig`; default the toolkit's defaults.
         cache_dir: extraction cache (default ``$MSA_CACHE_DIR`` or ``~/.cache/msa_toolkit``).
@@ -196,6 +197,8 @@ def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = 
         overwrite: replace an existing dataset in ``out_dir``.
     """
     t0 = time.perf_counter()
+    if out_dir is None:
+        raise DatasetError("build_dataset needs out_dir (the dataset directory to create)")
     if transcripts not in ("whisper", "label"):
         raise DatasetError(f"transcripts must be 'whisper' or 'label', got {transcripts!r}")
     cfg = config if config is not None else _config_default()

@@ -115,3 +115,9 @@ def test_synthetic_label_needs_all_modalities(synth, tmp_path):
 
     text_only, fused = r2([X["text"]]), r2([X["text"], X["audio"], X["vision"]])
     assert fused > text_only + 0.2, (text_only, fused)
+
+
+def test_worker_processes(synth):
+    dm = DataModule(synth, batch_size=16, num_workers=1)
+    ids = [i for b in dm.loader("test") for i in b.ids]
+    assert ids == synth.split("test").ids
