@@ -89,8 +89,10 @@ class TransformerTextExtractor(TextExtractor):
         "model": BUNDLED_MINILM_ID,
         # which hidden layer to output (index into hidden_states; -1 = last layer)
         "layer": -1,
-        # tokens per text including [CLS]/[SEP]; longer transcripts are truncated
+        # tokens per encoder pass including [CLS]/[SEP]
         "max_length": DEFAULT_MAX_LENGTH,
+        # longer texts: "window" (encode in word-aligned windows, keep every word) or "truncate"
+        "overflow": "window",
         # lowercase words before tokenising (None = leave it to the tokenizer)
         "lowercase": None,
         # texts per forward pass (runtime only)
@@ -102,6 +104,8 @@ class TransformerTextExtractor(TextExtractor):
 
     def __init__(self, **params: Any):
         super().__init__(**params)
+        if self.params["overflow"] not in ("window", "truncate"):
+            raise ValueError(f"overflow must be 'window' or 'truncate', got {self.params['overflow']!r}")
         self._path = resolve_text_model(str(self.params["model"]))
         self._config = None
         self._tokenizer = None
@@ -176,19 +180,48 @@ class TransformerTextExtractor(TextExtractor):
             words = [w.lower() for w in words]
         return words
 
+    def _pieces(self, words: list[str]) -> list[tuple[int, int]]:
+        """Word ranges ``[a, b)`` encoded as separate windows so none exceeds ``max_length`` tokens.
+
+        One range covering every word unless ``overflow == "window"`` and the text is too long.
+        """
+        limit = self.max_length - self._tokenizer.num_special_tokens_to_add()
+        if self.params["overflow"] != "window" or not words:
+            return [(0, len(words))]
+        counts = [len(t) for t in self._tokenizer(words, add_special_tokens=False)["input_ids"]]
+        if sum(counts) <= limit:
+            return [(0, len(words))]
+        pieces, a, used = [], 0, 0
+        for i, c in enumerate(counts):
+            if used + c > limit and i > a:
+                pieces.append((a, i))
+                a, used = i, 0
+            used += c
+        pieces.append((a, len(words)))
+        return pieces
+
     def encode(self, transcripts: list[Transcript]) -> list[tuple[FeatureSequence, dict[str, np.ndarray]]]:
-        """Hidden states per transcript; batched by similar length, padding removed again."""
+        """Hidden states per transcript; batched by similar length, padding removed again.
+
+        A transcript longer than ``max_length`` tokens is, with ``overflow="window"``, split at
+        word boundaries into windows that each fit; every window is encoded as its own
+        ``[CLS] ... [SEP]`` sequence and the windows are joined, keeping only the first
+        ``[CLS]`` and the last ``[SEP]`` (so the output may exceed ``max_length`` tokens).
+        With ``overflow="truncate"`` the tokens past ``max_length`` are dropped.
+        """
         import torch
 
         self.load()
         words = [self._words(t) for t in transcripts]
-        order = sorted(range(len(words)), key=lambda i: len(words[i]))
-        out: list[tuple[FeatureSequence, dict[str, np.ndarray]] | None] = [None] * len(words)
+        # (transcript index, first word, end word) of every window to encode
+        jobs = [(i, a, b) for i, w in enumerate(words) for a, b in self._pieces(w)]
+        order = sorted(range(len(jobs)), key=lambda j: jobs[j][2] - jobs[j][1])
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(jobs)
         bs = max(1, int(self.params["batch_size"]))
         dev = torch.device(self.params["device"])
         for b in range(0, len(order), bs):
             idx = order[b:b + bs]
-            batch_words = [words[i] for i in idx]
+            batch_words = [words[jobs[j][0]][jobs[j][1]:jobs[j][2]] for j in idx]
             # an empty transcript still yields [CLS] [SEP]; tokenizers refuse an empty word list
             enc = self._tokenizer(
                 [w if w else [""] for w in batch_words], is_split_into_words=True, truncation=True,
@@ -199,17 +232,37 @@ class TransformerTextExtractor(TextExtractor):
             hidden = res.hidden_states[int(self.params["layer"])].float().cpu().numpy()
             ids = enc["input_ids"].numpy()
             att = enc["attention_mask"].numpy()
-            for j, i in enumerate(idx):
-                n = int(att[j].sum())
-                wid = enc.word_ids(j)
-                widx = np.array([-1 if w is None else w for w in wid], dtype=np.int64)
-                keep = att[j].astype(bool)
+            for k, j in enumerate(idx):
+                keep = att[k].astype(bool)
+                widx = np.array([-1 if w is None else w + jobs[j][1] for w in enc.word_ids(k)], dtype=np.int64)
                 # tokens of the [""] placeholder map to word 0, which does not exist
-                if not batch_words[j]:
+                if not batch_words[k]:
                     widx[:] = -1
-                out[i] = self._sequence(hidden[j][keep], widx[keep], transcripts[i], n,
-                                        ids[j][keep], att[j][keep])
-        return out  # type: ignore[return-value]
+                parts[j] = (hidden[k][keep], widx[keep], ids[k][keep])
+        out: list[tuple[FeatureSequence, dict[str, np.ndarray]]] = []
+        j = 0
+        for i, t in enumerate(transcripts):
+            n_parts = sum(1 for job in jobs[j:] if job[0] == i) if j < len(jobs) else 0
+            mine = parts[j:j + n_parts]
+            j += n_parts
+            if len(mine) == 1:
+                h, widx, ids = mine[0]
+            else:
+                # join windows: first [CLS], every window's word tokens, last [SEP]
+                segs = []
+                for q, (h_q, w_q, i_q) in enumerate(mine):
+                    sel = w_q >= 0
+                    if q == 0:
+                        sel[: int(np.argmax(w_q >= 0))] = True  # leading specials of the first window
+                    if q == len(mine) - 1:
+                        last = len(w_q) - int(np.argmax(w_q[::-1] >= 0))
+                        sel[last:] = True  # trailing specials of the last window
+                    segs.append((h_q[sel], w_q[sel], i_q[sel]))
+                h = np.concatenate([x[0] for x in segs])
+                widx = np.concatenate([x[1] for x in segs])
+                ids = np.concatenate([x[2] for x in segs])
+            out.append(self._sequence(h, widx, t, len(ids), ids, np.ones(len(ids), np.int64)))
+        return out
 
     def _sequence(self, h: np.ndarray, widx: np.ndarray, t: Transcript | str, n: int, ids: np.ndarray,
                   att: np.ndarray) -> tuple[FeatureSequence, dict[str, np.ndarray]]:

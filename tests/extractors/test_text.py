@@ -61,10 +61,34 @@ def test_word_times_follow_transcript(minilm):
     np.testing.assert_allclose(seq.times[wi == 1], 0.9)
 
 
-def test_max_length_truncates(tmp_path):
-    ex = create_extractor("minilm", max_length=8)
-    (seq, arr), = ex.encode([Transcript.from_text("one two three four five six seven eight nine ten")])
+LONG = "one two three four five six seven eight nine ten eleven twelve"
+
+
+def test_max_length_truncates():
+    ex = create_extractor("minilm", max_length=8, overflow="truncate")
+    (seq, arr), = ex.encode([Transcript.from_text(LONG)])
     assert seq.length == 8 and arr["text.word_index"][-1] == -1
+    assert arr["text.word_index"].max() == 5  # six words fit between [CLS] and [SEP]
+
+
+def test_long_text_is_encoded_in_windows():
+    ex = create_extractor("minilm", max_length=8)
+    short = Transcript.from_text("good film")
+    (seq, arr), (s2, a2) = ex.encode([Transcript.from_text(LONG), short])
+    wi, ids = arr["text.word_index"], arr["text.input_ids"]
+    tok = ex._tokenizer
+    # every word kept, one [CLS] at the start and one [SEP] at the end, none in between
+    assert seq.length == 14 and sorted(set(wi.tolist())) == [-1] + list(range(12))
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+    assert (wi[1:-1] >= 0).all() and np.all(np.diff(wi[1:-1]) >= 0)
+    # the second window was encoded on its own: its tokens equal a separate encoding of those words
+    (w2, _), = ex.encode([Transcript.from_text("seven eight nine ten eleven twelve")])
+    np.testing.assert_allclose(seq.values[7:13], w2.values[1:7], atol=1e-4)
+    # short texts are unaffected
+    (ref, _), = create_extractor("minilm").encode([short])
+    np.testing.assert_allclose(s2.values, ref.values, atol=1e-4)
+    with pytest.raises(ValueError, match="overflow"):
+        create_extractor("minilm", overflow="drop")
 
 
 def test_spec_excludes_runtime_params():
