@@ -28,7 +28,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -349,9 +349,14 @@ class _Runner:
         for e in self.extractors.values():
             e.load()
 
-    def run(self, path: Path, user_transcript: Transcript | None = None) -> FeatureBundle:
+    def run(self, path: Path, user_transcript: Transcript | None = None,
+            on_stage: Callable[[str], None] | None = None) -> FeatureBundle:
+        """All stages on one file; ``on_stage(name)`` is called as each stage starts (progress display)."""
         cfg, ex = self.config, self.extractors
         from . import media
+
+        note = on_stage or (lambda _stage_name: None)
+        note("decode")
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -378,15 +383,18 @@ class _Runner:
         arrays: dict[str, np.ndarray] = {}
         transcript: Transcript | None = user_transcript
         if need_asr:
+            note("asr")
             t = time.perf_counter()
             transcript = _stage(path, "asr", lambda: ex["asr"].transcribe(wave, SAMPLE_RATE))
             timings["asr"] = time.perf_counter() - t
         if "text" in ex:
+            note("text")
             t = time.perf_counter()
             seq, arr = _stage(path, "text", lambda: ex["text"].encode([transcript])[0])
             sequences["text"], arrays = seq, dict(arr)
             timings["text"] = time.perf_counter() - t
         if "audio" in ex:
+            note("audio")
             t = time.perf_counter()
             sequences["audio"] = _stage(path, "audio", lambda: ex["audio"].extract(wave, SAMPLE_RATE))
             timings["audio"] = time.perf_counter() - t
@@ -394,6 +402,7 @@ class _Runner:
         if "vision" in ex:
             if not has_video:
                 raise ExtractionError(path, "vision", "the file has no video stream")
+            note("vision")
             t = time.perf_counter()
             vis = ex["vision"]
 
@@ -495,10 +504,10 @@ def _init_worker(config: ExtractConfig, env: dict[str, str]) -> None:
 
 
 def _compute(runner: _Runner, path: Path, transcript: Transcript | None, key: str, sha: str,
-             cache_root: str) -> tuple[str, str | None, str | None]:
+             cache_root: str, on_stage: Callable[[str], None] | None = None) -> tuple[str, str | None, str | None]:
     """Extract and store one file in the cache. Returns ("ok", None, None) or ("fail", stage, message)."""
     try:
-        bundle = runner.run(path, transcript)
+        bundle = runner.run(path, transcript, on_stage) if on_stage else runner.run(path, transcript)
     except ExtractionError as e:
         return "fail", e.stage, e.cause
     bundle.meta["sha256"] = sha
@@ -661,7 +670,8 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
             runner.load()
             for path, name, key, sha, tr, started in todo:
                 bar.update(task, current=name)
-                done(path, name, key, started, _compute(runner, path, tr, key, sha, str(cache.root)))
+                note = (lambda st, _n=name: bar.update(task, current=f"{_n}: {st}")) if progress else None
+                done(path, name, key, started, _compute(runner, path, tr, key, sha, str(cache.root), note))
         elif todo:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
