@@ -375,7 +375,9 @@ class _Runner:
         wave = None
         if need_audio:
             if not has_audio:
-                raise ExtractionError(path, "asr" if need_asr else "audio", "the file has no audio track")
+                raise ExtractionError(path, "asr" if need_asr else "audio",
+                                      "the file has no audio track (for video-only files disable the audio stages: "
+                                      "--asr none --audio none with a transcript, or --text none)")
             wave = _stage(path, "decode", lambda: media.load_audio(path, sample_rate=SAMPLE_RATE))
         timings["decode"] = time.perf_counter() - t0
 
@@ -401,7 +403,8 @@ class _Runner:
         del wave
         if "vision" in ex:
             if not has_video:
-                raise ExtractionError(path, "vision", "the file has no video stream")
+                raise ExtractionError(path, "vision", "the file has no video stream (for audio-only files use "
+                                                      "--vision none / ExtractConfig(vision=None))")
             note("vision")
             t = time.perf_counter()
             vis = ex["vision"]
