@@ -372,6 +372,9 @@ class _Runner:
         if "text" in ex and "asr" not in ex and user_transcript is None:
             raise ExtractionError(path, "text", "text features need a transcript: enable asr or supply one "
                                                 "(sidecar .txt next to the file, or transcripts=...)")
+        if "vision" in ex and not has_video:  # checked first: no point decoding audio for a file that will fail
+            raise ExtractionError(path, "vision", "the file has no video stream (for audio-only files use "
+                                                  "--vision none / ExtractConfig(vision=None))")
         wave = None
         if need_audio:
             if not has_audio:
@@ -402,9 +405,6 @@ class _Runner:
             timings["audio"] = time.perf_counter() - t
         del wave
         if "vision" in ex:
-            if not has_video:
-                raise ExtractionError(path, "vision", "the file has no video stream (for audio-only files use "
-                                                      "--vision none / ExtractConfig(vision=None))")
             note("vision")
             t = time.perf_counter()
             vis = ex["vision"]
