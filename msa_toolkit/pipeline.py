@@ -776,7 +776,8 @@ def extract_texts(texts: Mapping[str, str], config: ExtractConfig = ExtractConfi
                 missing[key] = norm[k]
         if missing:
             enc.load()
-            keys = list(missing)
+            # similar lengths together: little padding in every encoder batch
+            keys = sorted(missing, key=lambda k: len(missing[k]))
             for c in range(0, len(keys), TEXT_CHUNK):
                 chunk = keys[c:c + TEXT_CHUNK]
                 trs = [Transcript.from_text(missing[key]) for key in chunk]
