@@ -96,7 +96,7 @@ class TransformerTextExtractor(TextExtractor):
         # lowercase words before tokenising (None = leave it to the tokenizer)
         "lowercase": None,
         # texts per forward pass (runtime only)
-        "batch_size": 32,
+        "batch_size": 64,
         # torch device, e.g. "cpu", "cuda" (runtime only)
         "device": "cpu",
     }
@@ -227,9 +227,10 @@ class TransformerTextExtractor(TextExtractor):
                 [w if w else [""] for w in batch_words], is_split_into_words=True, truncation=True,
                 max_length=self.max_length, padding=True, return_tensors="pt",
             )
+            layer = int(self.params["layer"])
             with torch.inference_mode():
-                res = self._model(**{k: v.to(dev) for k, v in enc.items()}, output_hidden_states=True)
-            hidden = res.hidden_states[int(self.params["layer"])].float().cpu().numpy()
+                res = self._model(**{k: v.to(dev) for k, v in enc.items()}, output_hidden_states=layer != -1)
+            hidden = (res.last_hidden_state if layer == -1 else res.hidden_states[layer]).float().cpu().numpy()
             ids = enc["input_ids"].numpy()
             att = enc["attention_mask"].numpy()
             for k, j in enumerate(idx):

@@ -141,3 +141,12 @@ def test_unavailable_model_is_clear_error(tmp_path):
 def test_unknown_param():
     with pytest.raises(ValueError, match="no parameter"):
         create_extractor("minilm", hidden=3)
+
+
+def test_layer_choice(minilm):
+    tr = [Transcript.from_text("a fine day")]
+    (last, _), = minilm.encode(tr)
+    (six, _), = create_extractor("minilm", layer=6).encode(tr)  # 6 layers: hidden_states[6] is the last
+    (emb, _), = create_extractor("minilm", layer=0).encode(tr)
+    np.testing.assert_allclose(last.values, six.values, atol=1e-5)
+    assert not np.allclose(last.values, emb.values)
