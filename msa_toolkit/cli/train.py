@@ -25,7 +25,9 @@ def train_command(
                                           help="YAML with 'trainer:' and 'model:' sections (a run's config.yaml works)."),
     set_: List[str] = typer.Option([], "--set", "-s",
                                    help="Dotted override, repeatable: trainer.epochs=3, model.dropout=0.2."),
-    seeds: str = typer.Option("1", "--seeds", help="Comma-separated seeds; one sub-run each, mean ± std table."),
+    seeds: Optional[str] = typer.Option(None, "--seeds",
+                                        help="Comma-separated seeds; one sub-run each, mean ± std table "
+                                             "(default: the config's seeds, else trainer.seed)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Shortcut for --set trainer.epochs=N."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (shortcut for trainer.device)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16."),
@@ -48,8 +50,8 @@ def train_command(
         overrides.append(f"trainer.precision={precision}")
     if quiet:
         overrides.append("trainer.progress=false")
-    result = train(model, data, out, preset=preset, config=config, overrides=overrides, seeds=_seeds(seeds),
-                   resume=resume)
+    result = train(model, data, out, preset=preset, config=config, overrides=overrides,
+                   seeds=_seeds(seeds) if seeds else None, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
     typer.echo(f"run written to {result.out_dir}")

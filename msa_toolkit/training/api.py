@@ -129,15 +129,18 @@ def _load_config_source(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         model = config.get("model") or {}
         if isinstance(model, str):
             model = {"name": model}
-        return dict(config.get("trainer") or {}), dict(model)
+        model = dict(model)
+        if config.get("seeds"):
+            model["seeds"] = [int(s) for s in config["seeds"]]
+        return dict(config.get("trainer") or {}), model
     return config, {}
 
 
 def resolve_run_config(config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = ()
                        ) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
-    """(TrainConfig, model overrides, model section meta {"name", "preset"}) from config + overrides."""
+    """(TrainConfig, model overrides, meta {"name", "preset", "seeds"} where given) from config + overrides."""
     trainer, model = _load_config_source(config)
-    meta = {k: model.pop(k) for k in ("name", "preset") if k in model}
+    meta = {k: model.pop(k) for k in ("name", "preset", "seeds") if k in model}
     model.pop("resolved", None)
     model_over = dict(model.pop("overrides", None) or {})
     model_over.update(model)
@@ -213,13 +216,15 @@ def _data_extra(dm: Any) -> dict[str, Any]:
 # -- train -------------------------------------------------------------------------------------
 
 def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
-          config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] = (1,),
+          config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] | None = None,
           resume: bool = False, callbacks: Sequence[Any] = ()) -> RunResult:
     """Train a registered model on a dataset, once per seed; see the module docstring.
 
-    ``data`` is a native dataset directory, an opened dataset or a DataModule.
-    ``resume=True`` continues interrupted sub-runs from their ``last.pt`` and
-    skips finished ones.
+    ``data`` is a native dataset directory, an opened dataset or a DataModule
+    (a DataModule is used as given for every seed, so its shuffling seed is fixed).
+    ``seeds`` None means the config's ``seeds`` (on resume: the run's own), else
+    ``[trainer.seed]``. ``resume=True`` continues interrupted sub-runs from their
+    ``last.pt`` and skips finished ones (a finished run given more epochs is extended).
     """
     from ..models import create_model, dims_from_spec, resolve_config
     from . import distributed as D
@@ -233,7 +238,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     if not name:
         raise MSAError("no model given (pass a model name or set model.name in the config)")
     preset = preset if preset is not None else meta.get("preset")
-    seeds = [int(s) for s in seeds] or [tc.seed]
+    seeds = [int(s) for s in (seeds if seeds is not None else meta.get("seeds") or [tc.seed])] or [tc.seed]
     try:  # validates name, preset and overrides before any data is read
         model_over = _coerce_model_overrides(name, model_over)
         base_cfg = resolve_config(name, preset, **model_over)

@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,7 +299,7 @@ class Trainer:
                  ctx: D.DistContext | None = None, callbacks: Sequence[Callable] = ()):
         self.config = config or TrainConfig()
         self.data = data
-        self.ctx = ctx or D.current(D.resolve_device(self.config.device))
+        self.ctx = ctx or D.current(D.resolve_device(self.config.device, int(os.environ.get("LOCAL_RANK", 0))))
         self.device = self.ctx.device
         self.model = model.to(self.device)
         self.out_dir = Path(out_dir) if out_dir is not None else None

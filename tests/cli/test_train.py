@@ -59,6 +59,11 @@ def test_multi_seed_and_config_file(cli_ds, tmp_path):
     assert (tmp_path / "ms" / "seed_2" / "best.safetensors").is_file()
     doc = json.loads((tmp_path / "ms" / "summary.json").read_text())
     assert doc["seeds"] == [1, 2] and len(doc["summary"]["test"]["mae"]["values"]) == 2
+    # resume needs only the run directory: model, seeds and settings come from its config.yaml
+    _ok(runner.invoke(app, ["train", "--data", str(cli_ds), "-o", str(tmp_path / "ms"), "--resume"]))
+    assert not (tmp_path / "ms" / "best.safetensors").exists()
+    again = json.loads((tmp_path / "ms" / "summary.json").read_text())
+    assert again["summary"]["test"] == doc["summary"]["test"]
 
 
 def test_bad_arguments(cli_ds, tmp_path):
