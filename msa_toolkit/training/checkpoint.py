@@ -127,8 +127,21 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def model_state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """CPU, contiguous, unshared copies of the state dict (safetensors rejects shared storage)."""
-    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    """CPU, contiguous, unshared copies of the state dict's tensors (safetensors rejects shared storage).
+
+    Non-tensor entries (``get_extra_state`` of a module, e.g. a replay buffer) are left out here;
+    the resume state keeps them (:func:`full_model_state`).
+    """
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
+            if isinstance(v, torch.Tensor)}
+
+
+def full_model_state(model: torch.nn.Module) -> dict[str, Any]:
+    """The whole state dict on CPU, extra (non-tensor) state included, for ``last.pt``."""
+    import copy
+
+    return {k: v.detach().cpu().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+            for k, v in model.state_dict().items()}
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, spec: FeatureSpec | Mapping | None,
@@ -232,6 +245,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except RuntimeError as e:  # shape mismatches
         raise CheckpointError(f"{path}: weights do not match model {name!r} built from the stored config "
                               f"({str(e).splitlines()[-1].strip()})") from e
+    missing = [k for k in missing if not k.endswith("_extra_state")]  # non-tensor state is not stored
     if missing or unexpected:
         raise CheckpointError(
             f"{path}: weights do not match model {name!r} (missing {sorted(missing)[:5]}, "

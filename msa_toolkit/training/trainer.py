@@ -44,7 +44,7 @@ from torch import nn
 
 from ..errors import MSAError
 from . import distributed as D
-from .checkpoint import (RESUME_FILE, load_resume_state, model_state_tensors, rng_state, save_checkpoint,
+from .checkpoint import (RESUME_FILE, full_model_state, load_resume_state, model_state_tensors, rng_state, save_checkpoint,
                          save_resume_state, set_rng_state)
 from .metrics import compute_metrics, format_metrics, infer_metric_set, is_better
 
@@ -519,7 +519,8 @@ class Trainer:
 
         # restore the best weights, evaluate the test split once
         if best_state is not None:
-            self.model.load_state_dict({k: v.to(self.device) for k, v in best_state.items()})
+            # tensors only: non-tensor extra state (e.g. a replay buffer) stays as it is
+            self.model.load_state_dict({k: v.to(self.device) for k, v in best_state.items()}, strict=False)
         test: dict[str, float] = {}
         preds = None
         if self.test_split is not None:
@@ -622,7 +623,7 @@ class Trainer:
                      bad_epochs, best_valid, history) -> None:
         rngs = D.all_gather_objects(self.ctx, rng_state())
         save_resume_state(path, {
-            "model": model_state_tensors(self.model),
+            "model": full_model_state(self.model),
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict() if sched is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,

@@ -168,3 +168,37 @@ def test_resolved_config_round_trips(tiny_ds, tmp_path, fast):
                                                                           "model.hidden": 6})
     tc, model, meta = resolve_run_config(tmp_path / "r" / "config.yaml")
     assert tc.epochs == 1 and model == {"hidden": 6} and meta == {"name": "text_only", "preset": "tiny", "seeds": [1]}
+
+
+def test_non_tensor_extra_state_survives_resume_and_is_skipped_in_checkpoints(tiny_ds, tmp_path):
+    from msa_toolkit.models import RegressionObjective
+
+    class CountingObjective(RegressionObjective):
+        """Objective with Python-side state (like a replay buffer) exposed via get_extra_state."""
+
+        def __init__(self):
+            super().__init__("l1")
+            self.seen = 0
+
+        def forward(self, output, batch):
+            if self.training:
+                self.seen += batch.size
+            return super().forward(output, batch)
+
+        def get_extra_state(self):
+            return {"seen": self.seen}
+
+        def set_extra_state(self, state):
+            self.seen = state["seen"]
+
+    def make(out, cbs=()):
+        t = _trainer(tiny_ds, out, epochs=3, callbacks=cbs)
+        t.model.set_objective(CountingObjective())
+        return t
+
+    with pytest.raises(_Interrupt):
+        make(tmp_path / "r", [_stop_after(1)]).fit()
+    t = make(tmp_path / "r")
+    t.fit(resume=True)
+    assert t.model.objective.seen == 3 * 48  # 48 from before the interruption + 2 epochs after it
+    load_checkpoint(tmp_path / "r" / "best.safetensors")  # weights load despite the missing extra state
