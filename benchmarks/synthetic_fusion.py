@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- data: `make_synthetic_dataset(n_train={args.n_train}, n_valid={args.n_eval}, n_test={args.n_eval}, seed=0)`"
         " (dims 16/8/8, lengths ≤ 12/20/16, label = text 0.5 / audio 0.25 / vision 0.25 latents + noise)",
         f"- seeds {seeds}; up to {args.epochs} epochs, early stopping on valid MAE (patience {args.patience}); "
-        "each model's own optimiser/lr/schedule; test metrics of the best-valid epoch; mean ± std over seeds",
+        "each model's own optimiser/lr/schedule unless overridden "
+        f"(overrides: {', '.join(args.sets) or 'none'}); test metrics of the best-valid epoch; mean ± std over seeds",
         "- last column: test MAE of the same checkpoints with audio and vision dropped (`--drop audio --drop vision`)",
         "",
         "| model | preset | MAE ↓ | Corr ↑ | Acc-2 non-0 % | F1 non-0 % | Acc-7 % | beats text_only MAE | MAE w/o audio+vision |",
