@@ -337,15 +337,19 @@ class Trainer:
     def _resolve_metric_set(self) -> str:
         if self.metric_set != "auto":
             return self.metric_set
+        names = tuple(getattr(self.data, "split_names", ()))
         labels = None
-        if hasattr(self.data, "split") and "train" in tuple(getattr(self.data, "split_names", ())):
-            labels = getattr(self.data.split("train"), "labels", None)
+        if hasattr(self.data, "split") and names:  # the labels of every split, without reading features
+            parts = [getattr(self.data.split(s), "labels", None) for s in names]
+            if all(p is not None for p in parts):
+                labels = np.concatenate([np.asarray(p, np.float64) for p in parts])
         if labels is None:
-            labels = np.concatenate([b.label.numpy() for b in self.data.train_loader()]) \
-                if self.config.limit_train_batches is None else \
-                np.concatenate([b.label.numpy() for _, b in zip(range(self.config.limit_train_batches),
-                                                                  self.data.train_loader())])
-        return infer_metric_set(labels)
+            if "train" not in names:
+                return "standard"
+            labels = np.concatenate([b.label.numpy() for b in self.data.loader("train")])
+        labels = labels[np.isfinite(labels)]
+        self.metric_set = infer_metric_set(labels)  # resolved once
+        return self.metric_set
 
     # -- evaluation --------------------------------------------------------------------------
     @torch.no_grad()
