@@ -89,6 +89,40 @@ def build(name: str, work: Path, max_rows: int | None) -> Path:
     return ds
 
 
+def write_table(dsname: str, rows: dict, args, argv, seeds, out_dir, total: int) -> None:
+    """Print and (re)write the results table; called after every model so partial runs leave results."""
+    lines = [
+        f"# {dsname.upper()} text-only benchmark (label-file transcripts, MiniLM token features)"
+        + ("" if len(rows) == total else f" — partial: {len(rows)} of {total} models"),
+        "",
+        f"Command: `python benchmarks/real_text.py {' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))}`",
+        "",
+        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; "
+        f"device {args.device} ({torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'})",
+        f"- data: `build_dataset(../shared/data/{dsname}/label.csv, transcripts='label')`, standard splits"
+        + (f" (first {args.max_rows} rows per split)" if args.max_rows else ""),
+        f"- seeds {seeds}; up to {args.epochs} epochs, early stopping on valid MAE (patience {args.patience}); "
+        "each model's preset for this dataset where it has one; test metrics of the best-valid checkpoint, "
+        "mean ± std over seeds",
+        "",
+        "| model | preset | " + " | ".join(c for _, c, _ in COLUMNS) + " | minutes |",
+        "|---|---|" + "---:|" * (len(COLUMNS) + 1),
+    ]
+    if dsname in FLOORS:
+        f = FLOORS[dsname]
+        lines.append("| ridge floor (README) | - | " + " | ".join(
+            (f"{100 * f[k]:.1f}" if p else f"{f[k]:.3f}") if k in f else "" for k, _, p in COLUMNS) + " | |")
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['preset']} | " + " | ".join(_pm(r["test"][k], p) for k, _, p in COLUMNS)
+                     + f" | {r['minutes']:.1f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"real_text_{dsname}.md").write_text(text)
+        (out_dir / f"real_text_{dsname}.json").write_text(json.dumps(rows, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", action="append", choices=("mosi", "mosei"), default=[])
@@ -99,9 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra override (trainer.x=.. / model.x=..)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/msa_real_text"))
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--max-rows", type=int, default=None, help="rows per split (smoke test)")
     ap.add_argument("--out", type=Path, default=None, help="results directory (default benchmarks/results)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     names = [m for m in args.models.split(",") if m] or list_models()
     names = ["text_only"] + [n for n in names if n != "text_only"]
@@ -116,42 +153,15 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.time()
             res = train(name, ds, run, preset=preset, seeds=seeds,
                         overrides=[f"trainer.epochs={args.epochs}", f"trainer.patience={args.patience}",
-                                   f"trainer.device={args.device}", "trainer.plots=false", *args.sets])
+                                   f"trainer.device={args.device}", "trainer.plots=false", "trainer.progress=false",
+                                   *args.sets])
             rows[name] = {"preset": preset or "-", "minutes": (time.time() - t0) / 60,
                           "best_epochs": [r.best_epoch for r in res.runs],
                           "test": {k: [r.test[k] for r in res.runs] for k, _, _ in COLUMNS},
                           "valid": {k: [r.valid[k] for r in res.runs] for k, _, _ in COLUMNS}}
             print(f"{dsname} {name:12s} " + "  ".join(f"{k} {_pm(rows[name]['test'][k], p)}" for k, _, p in COLUMNS)
                   + f"  ({rows[name]['minutes']:.1f} min)", flush=True)
-        lines = [
-            f"# {dsname.upper()} text-only benchmark (label-file transcripts, MiniLM token features)",
-            "",
-            f"Command: `python benchmarks/real_text.py {' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))}`",
-            "",
-            f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; "
-            f"device {args.device} ({torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'})",
-            f"- data: `build_dataset(../shared/data/{dsname}/label.csv, transcripts='label')`, standard splits"
-            + (f" (first {args.max_rows} rows per split)" if args.max_rows else ""),
-            f"- seeds {seeds}; up to {args.epochs} epochs, early stopping on valid MAE (patience {args.patience}); "
-            "each model's preset for this dataset where it has one; test metrics of the best-valid checkpoint, "
-            "mean ± std over seeds",
-            "",
-            "| model | preset | " + " | ".join(c for _, c, _ in COLUMNS) + " | minutes |",
-            "|---|---|" + "---:|" * (len(COLUMNS) + 1),
-        ]
-        if dsname in FLOORS:
-            f = FLOORS[dsname]
-            lines.append("| ridge floor (README) | - | " + " | ".join(
-                (f"{100 * f[k]:.1f}" if p else f"{f[k]:.3f}") if k in f else "" for k, _, p in COLUMNS) + " | |")
-        for name, r in rows.items():
-            lines.append(f"| {name} | {r['preset']} | " + " | ".join(_pm(r["test"][k], p) for k, _, p in COLUMNS)
-                         + f" | {r['minutes']:.1f} |")
-        text = "\n".join(lines) + "\n"
-        print(text)
-        if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / f"real_text_{dsname}.md").write_text(text)
-            (out_dir / f"real_text_{dsname}.json").write_text(json.dumps(rows, indent=2))
+            write_table(dsname, rows, args, argv, seeds, out_dir, len(names))
     return 0
 
 
