@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device if args.device != "cuda" else "cuda:0")
     names = [m for m in args.models.split(",") if m] or list_models()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = []
     for name in names:
         r = measure(name, device, args.batch_size, args.steps, args.warmup, args.precision)
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- batch {args.batch_size}; lengths text/audio/vision {LENGTHS}; dims {DIMS}; precision {args.precision}; "
         f"median of {args.steps} steps after {args.warmup} warm-up",
         "- a train step = forward + objective + backward + clipping + optimiser step + after_step",
+        f"- 1-min load average at start: {load:.1f} (other processes on a shared machine lower these numbers)",
         "",
         "| model | preset | trainable params | train samples/s | train ms/step | inference samples/s |"
         + (" peak MiB |" if device.type == "cuda" else ""),
