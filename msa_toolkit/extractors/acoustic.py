@@ -31,6 +31,8 @@ from .base import AudioExtractor, register_extractor
 OPENSMILE_SETS: Mapping[str, int] = {"eGeMAPSv02": 25, "ComParE_2016": 65}
 #: openSMILE LLD hop: 10 ms
 OPENSMILE_FRAME_RATE = 100.0
+#: audio context given to each openSMILE chunk on both sides, seconds (covers windows and smoothing)
+OPENSMILE_CONTEXT_S = 1.0
 
 
 def _check_wave(waveform: np.ndarray) -> np.ndarray:
@@ -49,6 +51,9 @@ class OpenSmileExtractor(AudioExtractor):
     DEFAULTS: ClassVar[Mapping[str, Any]] = {
         # "eGeMAPSv02" (25 LLDs) or "ComParE_2016" (65 LLDs)
         "feature_set": "eGeMAPSv02",
+        # audio per openSMILE call in seconds (bounds memory on long files; each call also sees
+        # OPENSMILE_CONTEXT_S of audio either side, so only frames near chunk edges can differ slightly)
+        "chunk_seconds": 300.0,
     }
 
     def __init__(self, **params: Any):
@@ -91,11 +96,32 @@ class OpenSmileExtractor(AudioExtractor):
         names = list(smile.feature_names)
         if x.size < int(0.06 * sample_rate):  # shorter than the longest LLD window
             return FeatureSequence.empty(self.dim, names)
+        hop = sample_rate / OPENSMILE_FRAME_RATE
+        # chunk and context lengths on the 10 ms frame grid, so every chunk's frames sit on the global grid
+        chunk = int(round(float(self.params["chunk_seconds"]) * OPENSMILE_FRAME_RATE) * hop)
+        ctx = int(round(OPENSMILE_CONTEXT_S * OPENSMILE_FRAME_RATE) * hop)
+        if chunk <= 0 or x.size <= chunk + ctx:
+            values, times = self._run(smile, x, sample_rate, 0)
+        else:
+            parts_v, parts_t = [], []
+            for c in range(0, x.size, chunk):
+                a, b = max(0, c - ctx), min(x.size, c + chunk + ctx)
+                v, t = self._run(smile, x[a:b], sample_rate, a)
+                lo, hi = c / sample_rate, (c + chunk) / sample_rate if c + chunk < x.size else np.inf
+                keep = (t >= lo - 1e-6) & (t < hi - 1e-6)
+                parts_v.append(v[keep])
+                parts_t.append(t[keep])
+            values, times = np.concatenate(parts_v), np.concatenate(parts_t)
+        return FeatureSequence(values, times, np.ones(len(values), bool), names)
+
+    @staticmethod
+    def _run(smile, x: np.ndarray, sample_rate: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+        """LLDs of one stretch of audio starting at sample ``offset``: values and frame-centre times."""
         df = smile.process_signal(x, sample_rate)
         start = df.index.get_level_values("start").total_seconds().to_numpy()
         end = df.index.get_level_values("end").total_seconds().to_numpy()
         values = np.nan_to_num(df.to_numpy(dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        return FeatureSequence(values, (start + end) / 2, np.ones(len(df), bool), names)
+        return values, (start + end) / 2 + offset / sample_rate
 
 
 @register_extractor

@@ -98,3 +98,13 @@ def test_wav2vec2_needs_model(tmp_path):
         create_extractor("wav2vec2", model=str(tmp_path / "x"))
     with pytest.raises(ModelLoadError, match="offline"):
         _ = create_extractor("wav2vec2", model="no-such-org/no-such-w2v").dim
+
+
+def test_opensmile_chunked_matches_whole(speech):
+    x = np.tile(speech, 3)  # ~18.6 s
+    whole = create_extractor("opensmile", chunk_seconds=0).extract(x, SR)
+    chunked = create_extractor("opensmile", chunk_seconds=4).extract(x, SR)
+    assert chunked.length == whole.length
+    np.testing.assert_allclose(chunked.times, whole.times, atol=1e-6)
+    # chunks see 1 s of context either side: the LLDs come out the same
+    np.testing.assert_allclose(chunked.values, whole.values, atol=1e-3)
