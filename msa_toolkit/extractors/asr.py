@@ -50,6 +50,8 @@ HALLUCINATIONS: frozenset[str] = frozenset({
 })
 #: frame length of the energy gate, seconds
 _GATE_FRAME = 0.03
+#: how far back from a piece's nominal end the quietest cut point is searched, seconds
+CUT_SEARCH_S = 10.0
 
 
 def bundled_whisper_path() -> Path:
@@ -86,6 +88,31 @@ def energy_gate(waveform: np.ndarray, sample_rate: int, gate_db: float, min_leve
     return bool(peak >= min_level_db and peak - floor >= gate_db)
 
 
+def split_points(waveform: np.ndarray, sample_rate: int, chunk_seconds: float,
+                 search_seconds: float = CUT_SEARCH_S) -> list[int]:
+    """Sample indices ``[0, c1, ..., len]`` cutting the audio into pieces of at most ``chunk_seconds``.
+
+    Each cut lies at the quietest 30 ms frame within the last ``search_seconds`` of its piece,
+    so words are rarely split.
+    """
+    n = len(waveform)
+    chunk = int(chunk_seconds * sample_rate)
+    if chunk <= 0 or n <= chunk:
+        return [0, n]
+    frame = max(1, int(_GATE_FRAME * sample_rate))
+    search = min(int(search_seconds * sample_rate), chunk // 2)
+    cuts = [0]
+    while n - cuts[-1] > chunk:
+        hi = cuts[-1] + chunk
+        lo = hi - search
+        seg = np.asarray(waveform[lo:hi], dtype=np.float32)
+        m = len(seg) // frame
+        energy = np.mean(seg[: m * frame].reshape(m, frame) ** 2, axis=1)
+        cuts.append(lo + int(np.argmin(energy)) * frame + frame // 2)
+    cuts.append(n)
+    return cuts
+
+
 @register_extractor
 class WhisperASR(ASRExtractor):
     """Whisper via faster-whisper, with word timestamps and hallucination guards."""
@@ -117,6 +144,10 @@ class WhisperASR(ASRExtractor):
         "hallucination_no_speech": 0.1,
         # ... and at or above this mean word probability
         "hallucination_word_prob": 0.6,
+        # long audio is transcribed in pieces of at most this many seconds, cut at the quietest
+        # 30 ms within the last CUT_SEARCH_S seconds of each piece (bounds memory: Whisper's
+        # feature extractor holds the whole input's spectrogram); 0 = never split
+        "chunk_seconds": 120.0,
         # CTranslate2 compute type: "int8", "int8_float32", "float32", "float16" (runtime only)
         "compute_type": "int8",
         # "cpu", "cuda" or "auto" (runtime only)
@@ -172,29 +203,39 @@ class WhisperASR(ASRExtractor):
         if sample_rate != 16000:
             raise ValueError(f"Whisper needs 16 kHz audio, got {sample_rate} Hz")
         audio = np.ascontiguousarray(waveform, dtype=np.float32).reshape(-1)
-        if not energy_gate(audio, sample_rate, float(p["energy_gate_db"]), float(p["min_level_db"])):
+        gate = (float(p["energy_gate_db"]), float(p["min_level_db"]))
+        if not energy_gate(audio, sample_rate, *gate):
             return Transcript((), (), lang, "whisper")
         self.load()
-        segments, info = self._model.transcribe(
-            audio, language=p["language"], task=p["task"], beam_size=int(p["beam_size"]),
-            vad_filter=bool(p["vad_filter"]), word_timestamps=True,
-            condition_on_previous_text=bool(p["condition_on_previous_text"]),
-            no_speech_threshold=float(p["no_speech_threshold"]), log_prob_threshold=float(p["logprob_threshold"]),
-        )
         words: list[Word] = []
         segs: list[Segment] = []
-        for s in segments:
-            if self._is_hallucination(s):
-                continue
-            first = len(words)
-            for w in s.words or ():
-                text = w.word.strip()
-                if text:
-                    words.append(Word(text, round(float(w.start), 3), round(float(w.end), 3), float(w.probability)))
-            if len(words) > first:
-                segs.append(Segment(s.text.strip(), round(float(s.start), 3), round(float(s.end), 3), first,
-                                    len(words)))
-        return Transcript(tuple(words), tuple(segs), getattr(info, "language", None) or lang, "whisper")
+        cuts = split_points(audio, sample_rate, float(p["chunk_seconds"]))
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            piece = audio[a:b]
+            if len(cuts) > 2 and not energy_gate(piece, sample_rate, *gate):
+                continue  # a silent stretch of a long recording
+            offset = a / sample_rate
+            segments, info = self._model.transcribe(
+                piece, language=p["language"], task=p["task"], beam_size=int(p["beam_size"]),
+                vad_filter=bool(p["vad_filter"]), word_timestamps=True,
+                condition_on_previous_text=bool(p["condition_on_previous_text"]),
+                no_speech_threshold=float(p["no_speech_threshold"]),
+                log_prob_threshold=float(p["logprob_threshold"]),
+            )
+            lang = getattr(info, "language", None) or lang
+            for s in segments:
+                if self._is_hallucination(s):
+                    continue
+                first = len(words)
+                for w in s.words or ():
+                    text = w.word.strip()
+                    if text:
+                        words.append(Word(text, round(float(w.start) + offset, 3), round(float(w.end) + offset, 3),
+                                          float(w.probability)))
+                if len(words) > first:
+                    segs.append(Segment(s.text.strip(), round(float(s.start) + offset, 3),
+                                        round(float(s.end) + offset, 3), first, len(words)))
+        return Transcript(tuple(words), tuple(segs), lang, "whisper")
 
     def _is_hallucination(self, s: Any) -> bool:
         p = self.params

@@ -134,3 +134,29 @@ def test_model_errors(tmp_path):
 def test_wrong_sample_rate(asr):
     with pytest.raises(ValueError, match="16 kHz"):
         asr.transcribe(np.ones(8000, np.float32), 8000)
+
+
+def test_split_points_cut_in_quiet_places():
+    from msa_toolkit.extractors.asr import split_points
+
+    t = np.arange(30 * SR) / SR
+    x = np.sin(2 * np.pi * 220 * t).astype(np.float32)
+    for q in (8.0, 16.0):  # quiet gaps
+        x[int(q * SR):int((q + 0.3) * SR)] = 0
+    cuts = split_points(x, SR, 10.0, 4.0)
+    assert cuts[0] == 0 and cuts[-1] == len(x) and np.all(np.diff(cuts) <= 10 * SR)
+    assert 8.0 <= cuts[1] / SR <= 8.3 and 16.0 <= cuts[2] / SR <= 16.3
+    assert split_points(x, SR, 0) == [0, len(x)] and split_points(x, SR, 60) == [0, len(x)]
+
+
+def test_long_audio_is_transcribed_in_pieces(asr, assets_dir, sentences):
+    wave = _load(assets_dir / "speech.wav")
+    gap = np.zeros(int(1.5 * SR), np.float32)
+    x = np.concatenate([wave, gap, wave, gap, wave])
+    chunked = WhisperASR(chunk_seconds=9.0)
+    chunked._model, chunked._loaded = asr._model, True  # share the loaded model
+    tr = chunked.transcribe(x, SR)
+    assert wer(" ".join([sentences["speech.wav"]["text"]] * 3), tr.text) <= 0.2, tr.text
+    starts = np.array([w.start for w in tr.words])
+    assert np.all(np.diff(starts) >= 0) and starts[-1] > 2 * (len(wave) + len(gap)) / SR
+    assert tr.segments[-1].last_word == len(tr.words)
