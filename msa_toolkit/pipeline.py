@@ -39,7 +39,7 @@ from .features import FeatureBundle, FeatureSequence, Transcript, atomic_write
 from .spec import ExtractorSpec, FeatureSpec
 
 #: pipeline stages, in order; a Failure names one of them
-STAGES: tuple[str, ...] = ("input", "decode", "asr", "text", "audio", "vision", "align", "save")
+STAGES: tuple[str, ...] = ("input", "decode", "asr", "text", "audio", "vision", "align", "save", "worker")
 #: sample rate every audio extractor and ASR receive
 SAMPLE_RATE = 16_000
 #: name of the manifest written to out_dir (``manifest.shard-<i>-of-<n>.json`` for a shard)
@@ -691,7 +691,7 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
                     try:
                         status = fut.result()
                     except Exception as e:  # a worker died (e.g. out of memory) or failed to start
-                        status = ("fail", "decode", f"worker failed: {type(e).__name__}: {e}")
+                        status = ("fail", "worker", f"worker process failed: {type(e).__name__}: {e}")
                     bar.update(task, current=n)
                     done(p, n, key, st, status)
         bar.update(task, current="done")
