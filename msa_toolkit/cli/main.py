@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Optional
-
 import typer
 
 from .. import __version__
@@ -39,8 +37,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(
-        None, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
 ) -> None:
     """Multimodal sentiment analysis toolkit."""
