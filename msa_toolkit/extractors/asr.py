@@ -126,7 +126,7 @@ class WhisperASR(ASRExtractor):
         "language": "en",
         # Silero voice-activity filtering before decoding
         "vad_filter": True,
-        # beam search width; 1 = greedy decoding (openai-whisper's transcribe() default), ~30 % faster than 5
+        # beam search width; 1 = greedy decoding (openai-whisper's transcribe() default), ~20 % faster than 5
         "beam_size": 1,
         # "transcribe" or "translate" (to English; multilingual models only)
         "task": "transcribe",
