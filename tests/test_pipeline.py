@@ -288,3 +288,34 @@ def test_full_default_config_with_vision(assets_dir, tmp_path):
     assert v.dim == res.spec.dims["vision"] and v.length > 0
     # an audio-only file cannot give visual features: reported, not fatal
     assert [(Path(f.path).name, f.stage) for f in res.failures] == [("speech.wav", "vision")]
+
+
+def test_resume_after_real_kill(assets_dir, tmp_path):
+    """SIGKILL a running `msa extract` after its first bundle lands; the re-run redoes only the rest."""
+    import signal
+    import time
+
+    inp = _copy(assets_dir, tmp_path / "in", ["speech.wav", "speech.flac", "speech.mp3", "noface.mp4"])
+    cache = tmp_path / "c"
+    # ASR only: about a second per file, so the kill lands mid-run
+    cmd = [sys.executable, "-m", "msa_toolkit", "extract", str(inp), "-o", str(tmp_path / "out"), "--text", "none",
+           "--audio", "none", "--vision", "none", "--cache-dir", str(cache), "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not list(cache.rglob("*.json")):
+        time.sleep(0.02)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    before = {p.stem for p in cache.rglob("*.json")}
+    # nothing half-written is visible: every json has its safetensors and loads
+    for stem in before:
+        FeatureBundle.load(next(cache.rglob(f"{stem}.json")))
+    cfg = ExtractConfig(text=None, audio=None, vision=None)
+    res = extract(inp, out_dir=tmp_path / "out", config=cfg, cache_dir=cache, progress=False)
+    assert len(res.items) == 4 and not res.failures
+    assert res.n_cached == len(before) >= 1
+    if killed:
+        assert len(before) < 4
+    print(f"killed={killed} finished_before_kill={len(before)}")
