@@ -36,7 +36,7 @@ from . import __version__
 from .cache import FeatureCache, cache_key, hash_file, hash_text
 from .errors import ExtractionError, MediaError, ModelLoadError, MSAError, SpecMismatchError
 from .features import FeatureBundle, FeatureSequence, Transcript, atomic_write
-from .spec import ExtractorSpec, FeatureSpec
+from .spec import FeatureSpec
 
 #: pipeline stages, in order; a Failure names one of them
 STAGES: tuple[str, ...] = ("input", "decode", "asr", "text", "audio", "vision", "align", "save", "worker")
@@ -403,7 +403,7 @@ class _Runner:
             t = time.perf_counter()
             sequences["audio"] = _stage(path, "audio", lambda: ex["audio"].extract(wave, SAMPLE_RATE))
             timings["audio"] = time.perf_counter() - t
-        del wave
+        wave = None  # free the waveform before video decoding
         if "vision" in ex:
             note("vision")
             t = time.perf_counter()
