@@ -7,7 +7,9 @@ the start), zero padding to the longest sequence in the batch, and the mask
 modality the FeatureSpec lacks, or that no sample of the batch has, follows the
 absent-modality convention of :mod:`msa_toolkit.data.batch`: zeros ``[B, 1, D]``
 with an all-False mask. ``text_tokens`` holds the token ids (``text.input_ids``)
-when every sample has them, padded with 0 to the text length of the batch.
+when every sample has them, padded with 0 to the text length of the batch (or,
+when tokens and text rows differ in number, e.g. word-pooled text, to the
+longest token sequence, capped at the text maximum length).
 """
 
 from __future__ import annotations
@@ -90,7 +92,11 @@ def collate_samples(samples: Sequence[Sample], dims: Mapping[str, int],
         kw[f"{m}_mask"] = mask
     tokens = None
     if with_tokens and samples and all(TOKEN_IDS in s.arrays for s in samples):
-        L = kw["text"].shape[1] if any(s.features.get("text") is not None for s in samples) else \
+        # tokens aligned with text rows (token-level features) share the text length; otherwise
+        # (e.g. word-pooled text features) they are padded to their own longest, capped like text
+        aligned = all(s.features.get("text") is not None and len(s.arrays[TOKEN_IDS]) == s.features["text"].shape[0]
+                      for s in samples)
+        L = kw["text"].shape[1] if aligned else \
             max(1, min(max(len(s.arrays[TOKEN_IDS]) for s in samples), max_lengths.get("text") or 1 << 30))
         tokens = torch.zeros(len(samples), L, dtype=torch.long)
         for i, s in enumerate(samples):

@@ -121,3 +121,9 @@ def test_worker_processes(synth):
     dm = DataModule(synth, batch_size=16, num_workers=1)
     ids = [i for b in dm.loader("test") for i in b.ids]
     assert ids == synth.split("test").ids
+
+
+def test_tokens_not_aligned_with_word_pooled_text():
+    s = Sample("w", 0.0, features={"text": np.ones((2, 3), np.float32)}, arrays={"text.input_ids": np.arange(1, 6)})
+    b = collate_samples([s], {"text": 3}, {"text": 4})
+    assert b.text.shape[1] == 2 and b.text_tokens.tolist() == [[1, 2, 3, 4]]
