@@ -171,7 +171,7 @@ class _StreamingSafetensors:
                 out.write(hb)
                 for i, name in enumerate(self._parts):
                     with open(self._tmpdir / f"{i}.bin", "rb") as src:
-                        shutil.copyfileobj(src, out, 1 << 22)
+                        shutil.copyfileobj(src, out, 1 << 20)
             _umask_mode(Path(tmp))
             os.replace(tmp, self.path)
         except BaseException:

@@ -128,3 +128,20 @@ def test_sample_from_bundle():
     s = Sample.from_bundle("c1", b, 1.5)
     assert s.text == "hello there" and s.features["text"].shape == (3, 4) and s.label == 1.5
     assert set(s.arrays) == {"text.input_ids", "text.attention_mask"}
+
+
+def test_write_streams_without_holding_the_split(tmp_path):
+    import tracemalloc
+
+    spec = FeatureSpec((ExtractorSpec("a", "audio", "1", dim=64),))
+
+    def gen():
+        for i in range(200):  # 200 x 1000 x 64 float32 = 51 MB in all
+            yield Sample(f"s{i}", 0.0, features={"audio": np.full((1000, 64), i, np.float32)})
+
+    tracemalloc.start()
+    ds = write_dataset(tmp_path / "ds", spec, {"train": gen()})
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MB while writing 51 MB"
+    assert ds.split("train")[150].features["audio"][0, 0] == 150
