@@ -134,6 +134,9 @@ class DataModule:
         """
         ds = self.dataset.split("train")
         if distributed or num_replicas is not None or _dist_initialized():
+            if not _dist_initialized() and (num_replicas is None or rank is None):
+                raise ValueError("a distributed train loader needs torch.distributed initialised (e.g. under "
+                                 "torchrun) or explicit num_replicas and rank")
             sampler = DistributedSampler(ds, num_replicas=num_replicas, rank=rank, shuffle=True,
                                          seed=self.seed, drop_last=self.drop_last)
             return self._loader(ds, shuffle=False, sampler=sampler, drop_last=self.drop_last)

@@ -127,3 +127,8 @@ def test_tokens_not_aligned_with_word_pooled_text():
     s = Sample("w", 0.0, features={"text": np.ones((2, 3), np.float32)}, arrays={"text.input_ids": np.arange(1, 6)})
     b = collate_samples([s], {"text": 3}, {"text": 4})
     assert b.text.shape[1] == 2 and b.text_tokens.tolist() == [[1, 2, 3, 4]]
+
+
+def test_distributed_without_process_group_is_a_clear_error(synth):
+    with pytest.raises(ValueError, match="torchrun"):
+        DataModule(synth, batch_size=4).train_loader(distributed=True)
