@@ -1,0 +1,96 @@
+"""`msa predict`: media files and folders -> sentiment per clip (thin wrapper over msa_toolkit.predict.predict)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+#: shown in --help: what the bundled model is (kept in step with assets/default_model/MODEL_CARD.md)
+DEFAULT_MODEL_NOTE = (
+    "Without --checkpoint the bundled default model is used: a text-only model (Whisper tiny.en transcript -> "
+    "all-MiniLM-L6-v2 token features -> text_only regression head) trained on the human sentiment labels of "
+    "the CMU-MOSEI and CMU-MOSI train transcripts (research datasets; see assets/default_model/MODEL_CARD.md "
+    "for its MOSI and MOSEI test scores). It hears what is said, not how: multimodal models (DLF, ALMT, MMCL, "
+    "MInD) are trained on your own videos with `msa train` and used here with --checkpoint."
+)
+
+
+def predict_command(
+    paths: List[Path] = typer.Argument(..., exists=True, readable=True, resolve_path=True,
+                                       help="Video or audio files and/or folders (searched recursively)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", exists=True, dir_okay=False,
+                                              help="A checkpoint written by `msa train` (default: bundled model)."),
+    segments: bool = typer.Option(False, "--segments",
+                                  help="Also score each Whisper sentence segment (a sentiment timeline)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", dir_okay=False, help="Write results as JSON."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", dir_okay=False, help="Write results as CSV."),
+    plot_dir: Optional[Path] = typer.Option(None, "--plot-dir", file_okay=False,
+                                            help="With --segments: write one timeline PNG per clip here."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", file_okay=False,
+                                             help="Feature cache (default $MSA_CACHE_DIR or ~/.cache/msa_toolkit)."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Extraction worker processes."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no table."),
+) -> None:
+    """Predict the sentiment of each clip: score in [-3, 3], polarity, 7-class label, transcript."""
+    import time
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..predict import Predictor, plot_timeline, predict
+    from ..prediction_types import to_csv, to_json
+
+    t0 = time.perf_counter()
+    predictor = Predictor.load(checkpoint)
+    preds = predict(paths, segments=segments, cache_dir=cache_dir, workers=workers, progress=not quiet,
+                    predictor=predictor)
+    ck = predictor.checkpoint
+    extra = {"checkpoint": getattr(ck, "path", ""), "model": ck.model_name,
+             "seconds": round(time.perf_counter() - t0, 3)}
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(to_json(preds, extra))
+    if csv_out:
+        csv_out.parent.mkdir(parents=True, exist_ok=True)
+        csv_out.write_text(to_csv(preds))
+    if plot_dir and segments:
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        for p in preds:
+            if p.segments:
+                plot_timeline(p, plot_dir / f"{Path(p.path).stem}_timeline.png")
+    if not quiet:
+        console = Console()
+        table = Table(title=escape(f"sentiment ({ck.model_name}, {Path(extra['checkpoint']).name})"))
+        show_face = any(p.face_ratio is not None for p in preds)
+        cols = [("file", {"no_wrap": True}), ("score", {"justify": "right"}), ("polarity", {}), ("7-class", {})]
+        if show_face:
+            cols.append(("face", {"justify": "right"}))
+        cols.append(("transcript / note", {"overflow": "fold", "ratio": 1}))
+        for col, kw in cols:
+            table.add_column(col, **kw)
+        for p in preds:
+            face = [] if not show_face else ["-" if p.face_ratio is None else f"{p.face_ratio:.0%}"]
+            if not p.ok:
+                table.add_row(Path(p.path).name, "-", "-", "-", *(["-"] if show_face else []),
+                              f"[red]error: {escape(p.error or '')}[/red]")
+                continue
+            note = escape(p.transcript)
+            if p.flags:
+                note = (note + "  " if note else "") + f"[yellow]({escape('; '.join(p.flags))})[/yellow]"
+            table.add_row(Path(p.path).name, f"{p.score:+.2f}", p.polarity, p.label7, *face, note)
+            for sg in p.segments:
+                table.add_row("", f"{sg.score:+.2f}", sg.polarity, "", *([""] if show_face else []),
+                              escape(f"  [{sg.start:.1f}-{sg.end:.1f}s] {sg.text}"))
+        console.print(table)
+    if preds and all(not p.ok for p in preds):
+        raise typer.Exit(1)
+
+
+predict_command.__doc__ = (predict_command.__doc__ or "") + "\n\n" + DEFAULT_MODEL_NOTE
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict_command)

