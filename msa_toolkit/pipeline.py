@@ -438,6 +438,17 @@ class _Runner:
                              arrays, meta)
 
 
+#: public name of a loaded extractor set (one per ExtractConfig), reusable across extract() calls
+LoadedExtractors = _Runner
+
+
+def load_extractors(config: ExtractConfig = ExtractConfig()) -> LoadedExtractors:
+    """Create and load every extractor of ``config`` once, for reuse with ``extract(..., extractors=...)``."""
+    runner = _Runner(config)
+    runner.load()
+    return runner
+
+
 def _stage(path: Path, stage: str, fn):
     """Run one stage; any exception becomes an ExtractionError naming the stage."""
     try:
@@ -576,7 +587,7 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
             config: ExtractConfig = ExtractConfig(), cache_dir: str | os.PathLike | None = None,
             workers: int = 1, shard: str | tuple[int, int] | None = None,
             transcripts: str | os.PathLike | Mapping[str, Any] | None = None, progress: bool = True,
-            save_srt: bool = False) -> ExtractResult:
+            save_srt: bool = False, extractors: "LoadedExtractors | None" = None) -> ExtractResult:
     """Extract features from media files and folders (see the module docstring).
 
     Args:
@@ -591,6 +602,8 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
             path/name/stem -> text. A sidecar ``clip.txt`` next to ``clip.mp4`` is always honoured.
         progress: show a rich progress bar on stderr.
         save_srt: also write ``<name>.srt`` subtitles to out_dir.
+        extractors: already loaded extractors (:func:`load_extractors`) reused across calls, so a
+            long-lived caller (e.g. a Predictor) loads Whisper and the encoders once; must match ``config``.
     """
     t_start = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
@@ -600,7 +613,9 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
     files = select_shard(files, shard_t)
     if workers < 1:
         raise ExtractConfigError(f"workers must be >= 1, got {workers}")
-    runner = _Runner(config)
+    if extractors is not None and extractors.config != config:
+        raise ExtractConfigError("extract(): the loaded extractors were built for another ExtractConfig")
+    runner = extractors if extractors is not None else _Runner(config)
     spec = runner.spec
     fingerprint = spec.fingerprint()
     cache = FeatureCache(cache_dir)

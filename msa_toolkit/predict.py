@@ -54,6 +54,16 @@ class Predictor:
     extract_config: object
     # model modalities the checkpoint uses, e.g. ("text",)
     modalities: tuple[str, ...]
+    # extractors loaded on first use and kept, so repeated predictions stay warm
+    _extractors: object = None
+
+    def extractors(self):
+        """The loaded extractors of :attr:`extract_config` (loaded once, on first use)."""
+        from .pipeline import load_extractors
+
+        if self._extractors is None:
+            self._extractors = load_extractors(self.extract_config)
+        return self._extractors
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike | None = None, asr_params: dict | None = None) -> "Predictor":
@@ -159,8 +169,7 @@ class Predictor:
             return ()
         text_parts: list[tuple[FeatureSequence, dict]] = []
         if "text" in self.modalities:
-            enc = self.extract_config.create_extractors(["text"])["text"]
-            enc.load()
+            enc = self.extractors().extractors["text"]
             sub = [Transcript(tr.words[s.first_word:s.last_word], (), tr.language, tr.source) for s in segs]
             text_parts = enc.encode(sub)
         samples = []
@@ -199,7 +208,8 @@ def predict(paths: str | os.PathLike | Iterable[str | os.PathLike], checkpoint: 
     paths = [Path(p).expanduser() for p in paths]
     missing = [p for p in paths if not p.exists()]
     result = extract([p for p in paths if p.exists()], config=pred.extract_config, cache_dir=cache_dir,
-                     workers=workers, progress=progress) if len(missing) < len(paths) else None
+                     workers=workers, progress=progress,
+                     extractors=pred.extractors() if workers == 1 else None) if len(missing) < len(paths) else None
     out: list[Prediction] = [Prediction(path=str(p), score=None, error="no such file or folder") for p in missing]
     if result is not None:
         for item in result.items:
