@@ -1,7 +1,8 @@
 """Building blocks private to the MMCL and MInD models.
 
-Kept separate from the shared ``layers.py`` so the two models do not depend on
-its evolving API. Everything here is mask-aware (bool masks, True = valid) and
+Pooling and gradient reversal come from the shared ``layers.py``; what is here
+is specific to these two models (grid resampling, target copies, the replay
+buffer, their encoder layer). Everything here is mask-aware (bool masks, True = valid) and
 returns finite values for all-False masks (absent modality) and length-1
 sequences.
 """
@@ -14,6 +15,9 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# shared with every other model (re-exported here for mmcl.py / mind.py)
+from .layers import grad_reverse, last_valid, masked_mean  # noqa: F401
 
 # ----------------------------------------------------------------------------- masks and pooling
 
@@ -30,21 +34,6 @@ def safe_key_mask(mask: torch.Tensor) -> torch.Tensor:
     fixed = mask.clone()
     fixed[empty, 0] = True
     return fixed
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B, L, D], bool [B, L] -> [B, D] mean over valid steps (zeros where none is valid)."""
-    w = mask.to(x.dtype).unsqueeze(-1)
-    return (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
-
-
-def last_valid(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B, L, D], bool [B, L] -> [B, D]: the last valid step of each row (zeros where none is valid)."""
-    L = mask.shape[1]
-    pos = torch.arange(L, device=mask.device).expand_as(mask)
-    idx = torch.where(mask, pos, torch.zeros_like(pos)).amax(dim=1)  # [B]
-    out = x[torch.arange(x.shape[0], device=x.device), idx]
-    return out * mask.any(dim=1, keepdim=True).to(x.dtype)
 
 
 def resample_to_grid(x: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,22 +73,6 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
 
 
 # ----------------------------------------------------------------------------- gradient reversal
-
-
-class _GradReverse(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return grad.neg() * ctx.scale, None
-
-
-def grad_reverse(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    """Identity forward; multiplies the incoming gradient by ``-scale`` backward."""
-    return _GradReverse.apply(x, float(scale))
 
 
 # ----------------------------------------------------------------------------- attention blocks
