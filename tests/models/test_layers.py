@@ -86,16 +86,6 @@ def test_mlp_head():
     assert len(MLPHead(4, 8, 1, layers=1)) == 1
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=32, max_position_embeddings=64)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny_bert")
-    transformers.BertModel(cfg).save_pretrained(path)
-    return str(path)
-
 
 def test_text_encoder_wrapper(tiny_bert):
     from msa_toolkit.data.batch import synthetic_batch

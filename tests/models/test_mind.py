@@ -212,16 +212,6 @@ def test_short_fit_reduces_prediction_loss():
     assert last < 0.5 * first, (first, last)
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=32, max_position_embeddings=64)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny_bert_mind")
-    transformers.BertModel(cfg).save_pretrained(path)
-    return str(path)
-
 
 def test_fine_tunes_text_encoder(tiny_bert):
     m = tiny(text_encoder=tiny_bert, text_dim=999)
