@@ -1,0 +1,64 @@
+"""Mixed precision on CPU: the autocast code path that CUDA runs too (bf16), checked for every model.
+
+CUDA itself (fp16 + GradScaler, bf16 on a GPU) is covered by ``test_gpu.py`` (marker ``gpu``);
+what can be checked without a GPU is here: the precision switch, and that every model's
+forward, objective and backward run under ``torch.autocast(dtype=bfloat16)`` and train.
+"""
+
+import math
+
+import pytest
+import torch
+
+from msa_toolkit.errors import MSAError
+from msa_toolkit.models import list_models
+from msa_toolkit.training.trainer import resolve_precision
+
+CPU = torch.device("cpu")
+
+
+def test_resolve_precision_on_cpu():
+    assert resolve_precision("auto", CPU) is None  # fp32 unless asked
+    assert resolve_precision("fp32", CPU) is None
+    assert resolve_precision("bf16", CPU) is torch.bfloat16
+    with pytest.raises(MSAError, match="fp16.*CUDA"):
+        resolve_precision("fp16", CPU)
+    with pytest.raises(MSAError, match="auto|fp32|bf16|fp16"):
+        resolve_precision("half", CPU)
+
+
+def test_fp16_on_cpu_is_refused_before_training(tiny_ds, tmp_path, fast):
+    from msa_toolkit.training.api import train
+
+    with pytest.raises(MSAError, match="fp16"):
+        train("text_only", tiny_ds, tmp_path / "run", preset="tiny",
+              overrides={**fast, "trainer.precision": "fp16", "trainer.epochs": 1})
+    assert not (tmp_path / "run" / "best.safetensors").exists()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_trains_under_bf16_autocast(name, tiny_ds, tmp_path, fast):
+    from msa_toolkit.training.api import evaluate, train
+
+    seen: set[torch.dtype] = set()
+
+    def watch(trainer, record):  # after epoch 1: record the dtype of every Linear output from then on
+        if record["epoch"] == 1:
+            for m in trainer.model.modules():
+                if isinstance(m, torch.nn.Linear):
+                    m.register_forward_hook(lambda mod, args, out: seen.add(out.dtype))
+
+    res = train(name, tiny_ds, tmp_path / "run", preset="tiny", callbacks=[watch],
+                overrides={**fast, "trainer.precision": "bf16", "trainer.epochs": 2})
+    run = res.runs[0]
+    assert torch.bfloat16 in seen  # the autocast really ran (Linear layers compute in bf16)
+    for record in run.history:
+        assert all(math.isfinite(v) for v in record["train"].values()), record["train"]
+    assert math.isfinite(run.test["mae"]) and math.isfinite(run.valid["mae"])
+    # weights stay fp32 (autocast casts activations only) and evaluate in fp32 afterwards
+    from msa_toolkit.training.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert {p.dtype for p in ck.model.parameters()} == {torch.float32}
+    fp32 = evaluate(tmp_path / "run" / "best.safetensors", tiny_ds, device="cpu")
+    assert fp32["mae"] == pytest.approx(run.test["mae"], abs=0.1)  # bf16 vs fp32 evaluation of one model
