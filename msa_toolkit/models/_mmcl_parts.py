@@ -16,9 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# shared with every other model (re-exported here for mmcl.py / mind.py)
-from .layers import grad_reverse, last_valid, masked_mean  # noqa: F401
-
 # ----------------------------------------------------------------------------- masks and pooling
 
 

@@ -69,8 +69,9 @@ from torch import nn
 
 from ..data.batch import Batch
 from ..spec import MODALITIES
-from ._mmcl_parts import EncoderLayer, grad_reverse, last_valid, masked_mean, sinusoidal_positions
+from ._mmcl_parts import EncoderLayer, sinusoidal_positions
 from ._registry import register_model
+from .layers import grad_reverse, last_valid, masked_mean
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "leakyrelu": nn.LeakyReLU}

@@ -88,9 +88,9 @@ from torch.func import functional_call
 
 from ..data.batch import Batch
 from ..spec import MODALITIES
-from ._mmcl_parts import (EncoderLayer, ReplayBuffer, TargetCopy, frozen_params, masked_mean, modality_chunks,
-                          resample_to_grid)
+from ._mmcl_parts import EncoderLayer, ReplayBuffer, TargetCopy, frozen_params, modality_chunks, resample_to_grid
 from ._registry import register_model
+from .layers import masked_mean
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 
 

@@ -10,7 +10,7 @@ import torch
 
 from msa_toolkit.data.batch import Batch, synthetic_batch
 from msa_toolkit.models import create_model, list_models
-from msa_toolkit.models._mmcl_parts import grad_reverse, last_valid
+from msa_toolkit.models.layers import grad_reverse, last_valid
 from msa_toolkit.models.mind import MInD, barlow_twins, hsic_linear, jsd_mi_loss
 
 DIMS = dict(text_dim=16, audio_dim=5, vision_dim=7)

@@ -39,6 +39,7 @@ def test_fp16_on_cpu_is_refused_before_training(tiny_ds, tmp_path, fast):
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_trains_under_bf16_autocast(name, tiny_ds, tmp_path, fast):
     from msa_toolkit.training.api import evaluate, train
+    from msa_toolkit.training.checkpoint import load_checkpoint
 
     seen: set[torch.dtype] = set()
 
@@ -56,8 +57,6 @@ def test_every_model_trains_under_bf16_autocast(name, tiny_ds, tmp_path, fast):
         assert all(math.isfinite(v) for v in record["train"].values()), record["train"]
     assert math.isfinite(run.test["mae"]) and math.isfinite(run.valid["mae"])
     # weights stay fp32 (autocast casts activations only) and evaluate in fp32 afterwards
-    from msa_toolkit.training.checkpoint import load_checkpoint
-
     ck = load_checkpoint(tmp_path / "run" / "best.safetensors")
     assert {p.dtype for p in ck.model.parameters()} == {torch.float32}
     fp32 = evaluate(tmp_path / "run" / "best.safetensors", tiny_ds, device="cpu")
