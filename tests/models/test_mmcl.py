@@ -268,3 +268,39 @@ def test_short_fit_reduces_prediction_loss():
 def test_mmcl_rejects_text_encoder():
     with pytest.raises(ValueError, match="text_encoder"):
         create_model("mmcl", preset="tiny", text_encoder="whatever", **DIMS)
+
+
+def _mc_mean(head: torch.nn.Sequential, x: torch.Tensor, n: int = 8000) -> torch.Tensor:
+    """Mean over ``n`` dropout draws of ``head(x)`` (dropout on, everything else as in eval)."""
+    head.eval()
+    for mod in head:
+        if isinstance(mod, torch.nn.Dropout):
+            mod.train()
+    with torch.no_grad():
+        out = head(x.repeat(n, 1)).view(n, *x.shape[:-1], -1).mean(0)
+    head.eval()
+    return out
+
+
+def test_head_dropout_does_not_shift_eval_predictions():
+    """Eval output = expectation of the training-time output, for the prediction head and the critic.
+
+    Dropout in front of the LayerNorm (the reference order with LayerNorm in place of BatchNorm)
+    breaks this: the normalisation sees sparser inputs in training, and eval predictions came out
+    with 1.5x the spread on CMU-MOSI. The contrast below rebuilds that order with the same weights.
+    """
+    torch.manual_seed(0)
+    m = tiny(dropout=0.5).eval()
+    for head, width in ((m.head, 2 * 16), (m.objective.critic.proj, 3 * (16 + 4))):
+        x = torch.randn(64, width) * 3
+        with torch.no_grad():
+            exact = head(x)
+        gap = (_mc_mean(head, x) - exact).abs().mean()
+        assert gap < 0.03 * float(exact.std()), (gap, exact.std())
+    h = m.head  # Linear, ReLU, LayerNorm, Dropout, Linear
+    old = torch.nn.Sequential(h[0], torch.nn.Dropout(0.5), h[1], h[2], h[4]).eval()
+    x = torch.randn(64, 2 * 16) * 3
+    with torch.no_grad():
+        exact_old = old(x)
+    gap = (_mc_mean(old, x) - exact_old).abs().mean()
+    assert gap > 0.15 * float(exact_old.std()), (gap, exact_old.std())
