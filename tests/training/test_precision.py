@@ -61,3 +61,20 @@ def test_every_model_trains_under_bf16_autocast(name, tiny_ds, tmp_path, fast):
     assert {p.dtype for p in ck.model.parameters()} == {torch.float32}
     fp32 = evaluate(tmp_path / "run" / "best.safetensors", tiny_ds, device="cpu")
     assert fp32["mae"] == pytest.approx(run.test["mae"], abs=0.1)  # bf16 vs fp32 evaluation of one model
+
+
+def test_tfn_lstm_runs_in_fp32_under_cpu_bf16_autocast():
+    """oneDNN's bf16 LSTM kernel needs AVX-512; the TFN text LSTM must work on every CPU under autocast."""
+    from msa_toolkit.data.batch import synthetic_batch
+    from msa_toolkit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tfn", "tiny", text_dim=8, audio_dim=4, vision_dim=4, text_len=6, audio_len=8,
+                         vision_len=8)
+    seen = []
+    model.lstm.register_forward_hook(lambda mod, args, out: seen.append((args[0].dtype, out[0].dtype)))
+    batch = synthetic_batch(4, lengths=(6, 8, 8), dims=(8, 4, 4), seed=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch)
+    assert seen == [(torch.float32, torch.float32)]
+    assert torch.isfinite(out.prediction.float()).all()
