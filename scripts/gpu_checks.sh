@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# GPU checks for a lent CUDA machine (results: benchmarks/results/train_throughput_cuda.md): the `-m gpu` tests, `msa train` on CUDA
+# launched by torchrun (one rank per GPU; NCCL when there are two or more), and the training-throughput benchmark on CUDA (fp32 and bf16).
+# Runs from the repository root with the machine's own python3 and torch (no install):
+#   OUT=/some/dir bash scripts/gpu_checks.sh
+# Every step's log goes to $OUT; a failing step does not stop the later ones.
+set -u
+OUT=${OUT:-/tmp/msa_gpu_checks}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+PY=${PY:-python3}
+step() { local name=$1; shift; echo "== $name: $*"; local t0=$SECONDS
+  "$@" > "$OUT/$name.log" 2>&1; local rc=$?
+  echo "== $name: rc=$rc in $((SECONDS - t0)) s"; tail -n 15 "$OUT/$name.log"; }
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  $PY -c "import torch, sys; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+} > "$OUT/env.log" 2>&1; cat "$OUT/env.log"
+
+step gpu_tests $PY -m pytest -q -m gpu -p no:cacheprovider tests/training/test_gpu.py tests/models/test_registry.py
+
+DS=/tmp/msa_gpu_ds
+$PY -c "from msa_toolkit.data.synthetic import make_synthetic_dataset as m; m('$DS', n_train=256, n_valid=64, n_test=64, dims=(32, 8, 8), lengths=(12, 20, 20), seed=0)"
+TORCHRUN="$PY -m torch.distributed.run"
+# one rank per GPU: NCCL refuses two ranks on one device, so a one-GPU machine runs one rank
+NGPU=$($PY -c "import torch; print(torch.cuda.device_count())")
+for prec in bf16 fp16; do
+  step torchrun_$prec $TORCHRUN --nproc_per_node "$NGPU" --master_port 29517 -m msa_toolkit train --model mult \
+    --preset tiny --data $DS -o /tmp/msa_gpu_run_$prec --epochs 3 --device cuda --set trainer.precision=$prec \
+    --set trainer.plots=false
+  $PY - "$prec" > "$OUT/torchrun_${prec}_check.log" 2>&1 <<'PYEOF'
+import json, sys
+from pathlib import Path
+run = Path(f"/tmp/msa_gpu_run_{sys.argv[1]}")
+cfg = (run / "config.yaml").read_text()
+log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+print("epochs", [r["epoch"] for r in log], "steps", log[-1]["step"], "train total", [round(r["train"]["total"], 4) for r in log])
+print("valid mae", [round(r["valid"]["mae"], 4) for r in log])
+from msa_toolkit.training.api import evaluate
+print("evaluate on cpu:", {k: round(v, 4) for k, v in evaluate(run / "best.safetensors", "/tmp/msa_gpu_ds", device="cpu").items() if k in ("mae", "corr", "acc2_non0")})
+PYEOF
+  cat "$OUT/torchrun_${prec}_check.log"
+done
+
+for prec in fp32 bf16; do
+  step throughput_$prec $PY benchmarks/train_throughput.py --device cuda --precision $prec --batch-size 32 \
+    --steps 10 --warmup 3 --out "$OUT/train_throughput_cuda_$prec.md"
+done
+ls -la "$OUT"
