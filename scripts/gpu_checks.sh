@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU checks for a lent CUDA machine (results: benchmarks/results/train_throughput_cuda.md): the `-m gpu` tests, `msa train` on CUDA
-# launched by torchrun (one rank per GPU; NCCL when there are two or more), and the training-throughput benchmark on CUDA (fp32 and bf16).
+# GPU checks for a lent CUDA machine (results: benchmarks/results/train_throughput_cuda.md):
+# the `-m gpu` tests, `msa train` on CUDA launched by torchrun (one rank per GPU; NCCL when there
+# are two or more), and the training-throughput benchmark on CUDA (fp32 and bf16).
 # Runs from the repository root with the machine's own python3 and torch (no install):
 #   OUT=/some/dir bash scripts/gpu_checks.sh
 # Every step's log goes to $OUT; a failing step does not stop the later ones.
@@ -21,18 +22,16 @@ step gpu_tests $PY -m pytest -q -m gpu -p no:cacheprovider tests/training/test_g
 
 DS=/tmp/msa_gpu_ds
 $PY -c "from msa_toolkit.data.synthetic import make_synthetic_dataset as m; m('$DS', n_train=256, n_valid=64, n_test=64, dims=(32, 8, 8), lengths=(12, 20, 20), seed=0)"
-TORCHRUN="$PY -m torch.distributed.run"
 # one rank per GPU: NCCL refuses two ranks on one device, so a one-GPU machine runs one rank
 NGPU=$($PY -c "import torch; print(torch.cuda.device_count())")
 for prec in bf16 fp16; do
-  step torchrun_$prec $TORCHRUN --nproc_per_node "$NGPU" --master_port 29517 -m msa_toolkit train --model mult \
-    --preset tiny --data $DS -o /tmp/msa_gpu_run_$prec --epochs 3 --device cuda --set trainer.precision=$prec \
+  step torchrun_$prec $PY -m torch.distributed.run --nproc_per_node "$NGPU" --master_port 29517 \
+    -m msa_toolkit train --model mult --preset tiny --data $DS -o /tmp/msa_gpu_run_$prec --epochs 3 --device cuda --set trainer.precision=$prec \
     --set trainer.plots=false
   $PY - "$prec" > "$OUT/torchrun_${prec}_check.log" 2>&1 <<'PYEOF'
 import json, sys
 from pathlib import Path
 run = Path(f"/tmp/msa_gpu_run_{sys.argv[1]}")
-cfg = (run / "config.yaml").read_text()
 log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
 print("epochs", [r["epoch"] for r in log], "steps", log[-1]["step"], "train total", [round(r["train"]["total"], 4) for r in log])
 print("valid mae", [round(r["valid"]["mae"], 4) for r in log])
