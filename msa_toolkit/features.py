@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from ._io import atomic_write, atomic_write_json
 from .spec import FeatureSpec
 
 #: Version of the bundle file layout.
@@ -203,8 +203,8 @@ class FeatureBundle:
         st_path = stem.with_suffix(".safetensors")
         js_path = stem.with_suffix(".json")
         # safetensors first, json last: a bundle counts as complete only when its json exists
-        _atomic_write(st_path, lambda p: save_file(tensors, str(p)))
-        _atomic_write(js_path, lambda p: Path(p).write_text(json.dumps(header, indent=1, default=_json_default)))
+        atomic_write(st_path, lambda p: save_file(tensors, str(p)))
+        atomic_write_json(js_path, header)
         return st_path, js_path
 
     @classmethod
@@ -235,34 +235,3 @@ class FeatureBundle:
     def exists(stem: str | os.PathLike) -> bool:
         stem = Path(stem)
         return stem.with_suffix(".json").is_file() and stem.with_suffix(".safetensors").is_file()
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temp file in the same directory, then rename (atomic on POSIX)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-atomic_write = _atomic_write

@@ -31,21 +31,10 @@ from typing import Iterator
 import av
 import numpy as np
 
+from ._io import AUDIO_EXTENSIONS, MEDIA_EXTENSIONS, SAMPLE_RATE, VIDEO_EXTENSIONS, is_media_file  # noqa: F401
 from .errors import MediaError
 
-#: The toolkit's working audio sample rate (Hz): what Whisper and the acoustic extractors expect.
-SAMPLE_RATE = 16000
-
-#: Container extensions accepted as video (lower case, with the dot).
-VIDEO_EXTENSIONS: frozenset[str] = frozenset(
-    {".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".flv", ".wmv", ".mpg", ".mpeg", ".3gp", ".ts"}
-)
-#: Extensions accepted as audio-only files.
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".wma"}
-)
-#: Every extension the toolkit treats as media when it scans folders.
-MEDIA_EXTENSIONS: frozenset[str] = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
+# the sample rate and extension lists live in _io (no PyAV import needed to scan folders)
 
 #: PyAV's container durations and start times are in AV_TIME_BASE units (microseconds).
 _AV_TIME_BASE = 1_000_000
@@ -104,11 +93,6 @@ class Frame:
     index: int
     # (H, W, 3) uint8 RGB picture, rotation applied, downscaled if max_side was given
     image: np.ndarray
-
-
-def is_media_file(path: str | os.PathLike) -> bool:
-    """True if ``path`` has an extension the toolkit accepts (:data:`MEDIA_EXTENSIONS`); no I/O."""
-    return Path(path).suffix.lower() in MEDIA_EXTENSIONS
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
+
+from ._io import dumps_json
 
 #: the score range of CMU-MOSI / CMU-MOSEI style labels
 SCORE_MIN, SCORE_MAX = -3.0, 3.0
@@ -114,7 +114,7 @@ def to_json(preds: Iterable[Prediction], extra: dict[str, Any] | None = None) ->
     out = {"predictions": [p.to_dict() for p in preds]}
     if extra:
         out.update(extra)
-    return json.dumps(out, indent=2, default=_nan_safe)
+    return dumps_json(out, indent=2)
 
 
 def to_csv(preds: Iterable[Prediction]) -> str:
@@ -129,9 +129,3 @@ def to_csv(preds: Iterable[Prediction]) -> str:
             f"{p.timings.get('total', float('nan')):.3f}", "; ".join(p.flags), p.error or "",
         ])
     return buf.getvalue()
-
-
-def _nan_safe(o: Any) -> Any:
-    if isinstance(o, float) and math.isnan(o):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
