@@ -72,7 +72,7 @@ def _indexed(prefix: str, n: int, axes: str) -> tuple[str, ...]:
 
 #: column groups in the order OpenFace writes them: group -> (output flag, columns)
 GROUPS: Mapping[str, tuple[str, tuple[str, ...]]] = {
-    # unit gaze direction vectors of eye 0 (left) and 1 (right), camera frame; gaze angles in radians
+    # unit gaze vectors of eye 0 (leftmost in the image) and eye 1, world frame; mean gaze angles in radians
     "gaze": ("-gaze", ("gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z",
                        "gaze_angle_x", "gaze_angle_y")),
     # 56 eye-region landmarks: 2-D in pixels, then 3-D in millimetres
