@@ -31,7 +31,9 @@ import torch  # noqa: E402
 
 from msa_toolkit.data.batch import synthetic_batch  # noqa: E402
 from msa_toolkit.models import create_model, get_entry, list_models  # noqa: E402
-from msa_toolkit.training.trainer import TrainConfig, _Step, build_optimizer, resolve_precision  # noqa: E402
+from msa_toolkit.training.config import TrainConfig  # noqa: E402
+from msa_toolkit.training.optim import build_optimizer, resolve_precision  # noqa: E402
+from msa_toolkit.training.trainer import _Step  # noqa: E402
 
 LENGTHS = (50, 375, 500)
 DIMS = (768, 5, 20)

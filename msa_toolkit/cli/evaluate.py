@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,6 +18,7 @@ def evaluate_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
 ) -> None:
     """Evaluate a checkpoint; prints the standard metrics (accuracies/F1 in %)."""
+    from .._io import atomic_write_json
     from ..training.api import evaluate
     from ..training.metrics import format_metrics
 
@@ -28,8 +28,7 @@ def evaluate_command(
     typer.echo(f"{label}: {format_metrics(metrics)}")
     if json_out is not None:
         doc = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "drop": drops, "metrics": metrics}
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(doc, indent=2))
+        atomic_write_json(json_out, doc, indent=2)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,17 +30,17 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import os
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .._io import atomic_write_json, atomic_write_text
 from ..errors import MSAError
-from .trainer import FitResult, TrainConfig
+from .config import TrainConfig, coerce_field
+from .state import FitResult
 
 CONFIG_FILE = "config.yaml"
 SUMMARY_JSON = "summary.json"
@@ -163,7 +163,6 @@ def resolve_run_config(config: Any = None, overrides: Iterable[str] | Mapping[st
 
 def _coerce_model_overrides(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
     from ..models import get_entry
-    from .trainer import coerce_field
 
     cls = get_entry(name).config_cls
     names = {f.name for f in dataclasses.fields(cls)}
@@ -179,14 +178,6 @@ def _yaml_dump(obj: Any) -> str:
     from .checkpoint import _jsonable
 
     return yaml.safe_dump(_jsonable(obj), sort_keys=False)
-
-
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _open_data(data: Any):
@@ -228,6 +219,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     """
     from ..models import create_model, dims_from_spec, resolve_config
     from . import distributed as D
+    from .rng import seed_everything
     from .trainer import Trainer
 
     out_dir = Path(out_dir)
@@ -255,7 +247,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
         for seed in seeds:
             run_dir = out_dir if len(seeds) == 1 else out_dir / f"seed_{seed}"
             tcs = tc.replace(seed=seed)
-            _seed_everything(seed)
+            seed_everything(seed)
             dm = _data_module(dataset, batch_size, tcs, seed)
             lens = {f"{m}_len": int(v) for m, v in dm.max_lengths.items() if v is not None}
             kwargs = {**dims_from_spec(dm.spec), **lens, **model_over}
@@ -266,14 +258,13 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
                                  "resolved": net.config.to_dict()},
                        "trainer": tcs.to_dict(), "data": str(data) if isinstance(data, (str, os.PathLike)) else None,
                        "seeds": seeds}
-                (run_dir / CONFIG_FILE).write_text(_yaml_dump(doc))
+                atomic_write_text(run_dir / CONFIG_FILE, _yaml_dump(doc))
                 if run_dir != out_dir:
-                    (out_dir / CONFIG_FILE).write_text(_yaml_dump({**doc, "trainer": tc.to_dict()}))
+                    atomic_write_text(out_dir / CONFIG_FILE, _yaml_dump({**doc, "trainer": tc.to_dict()}))
             trainer = Trainer(net, dm, tcs, run_dir, spec=dm.spec, extra=_data_extra(dm), ctx=ctx,
                               callbacks=callbacks)
-            if ctx.is_main and tcs.progress:
-                trainer._print(f"[bold]{name}[/bold] seed {seed}: {net.num_parameters():,} parameters, "
-                               f"device {ctx.device}, world size {ctx.world_size} -> {run_dir}")
+            trainer.reporter.print(f"[bold]{name}[/bold] seed {seed}: {net.num_parameters():,} parameters, "
+                                   f"device {ctx.device}, world size {ctx.world_size} -> {run_dir}")
             runs.append(trainer.fit(resume=resume))
         summary = summarize(runs)
         result = RunResult(out_dir, name, seeds, runs, summary)
@@ -302,19 +293,12 @@ def summarize(runs: Sequence[FitResult]) -> dict[str, dict[str, dict[str, Any]]]
     return out
 
 
-def _fmt(metric: str, mean: float, std: float) -> str:
-    from .metrics import HIGHER_IS_BETTER
-
-    if metric in HIGHER_IS_BETTER and metric != "corr":
-        return f"{100 * mean:.2f} ± {100 * std:.2f}"
-    return f"{mean:.4f} ± {std:.4f}"
-
-
 def write_summary(result: RunResult, out_dir: Path) -> None:
+    """summary.json (per-seed runs and mean ± std) and summary.csv (one row per split and metric)."""
     doc = {"model": result.model, "seeds": result.seeds, "summary": result.summary,
            "runs": [{"seed": s, "run_dir": str(r.run_dir), "best_epoch": r.best_epoch, "valid": r.valid,
                      "test": r.test} for s, r in zip(result.seeds, result.runs)]}
-    (out_dir / SUMMARY_JSON).write_text(json.dumps(doc, indent=2, default=float))
+    atomic_write_json(out_dir / SUMMARY_JSON, doc, indent=2)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["model", "split", "metric", "mean", "std", "n_seeds", "values"])
@@ -322,23 +306,14 @@ def write_summary(result: RunResult, out_dir: Path) -> None:
         for k, v in metrics.items():
             w.writerow([result.model, split, k, f"{v['mean']:.6g}", f"{v['std']:.6g}", len(v["values"]),
                         " ".join(f"{x:.6g}" for x in v["values"])])
-    (out_dir / SUMMARY_CSV).write_text(buf.getvalue())
+    atomic_write_text(out_dir / SUMMARY_CSV, buf.getvalue())
 
 
 def print_summary(result: RunResult) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """The mean ± std table over seeds on stderr."""
+    from .report import print_seed_summary
 
-    table = Table(title=f"{result.model}: mean ± std over seeds {result.seeds} (accuracies/F1 in %)")
-    table.add_column("metric")
-    splits = [s for s in ("valid", "test") if s in result.summary]
-    for s in splits:
-        table.add_column(s, justify="right")
-    keys = list(dict.fromkeys(k for s in splits for k in result.summary[s]))
-    for k in keys:
-        table.add_row(k, *[_fmt(k, result.summary[s][k]["mean"], result.summary[s][k]["std"])
-                           if k in result.summary[s] else "" for s in splits])
-    Console(stderr=True).print(table)
+    print_seed_summary(result.model, result.seeds, result.summary)
 
 
 # -- evaluate ----------------------------------------------------------------------------------

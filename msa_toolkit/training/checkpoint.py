@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .._io import atomic_write, finite_or_none, json_default
 from ..errors import CheckpointError
 from ..spec import FeatureSpec
 
@@ -71,19 +71,16 @@ class LoadedCheckpoint:
 
 
 def _jsonable(obj: Any) -> Any:
+    """Plain JSON/YAML data: dataclasses as dicts, string keys, paths as str, NaN/inf as None."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return _jsonable(dataclasses.asdict(obj))
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
+    if isinstance(obj, (Path, np.floating, np.integer, np.bool_)):
+        obj = json_default(obj)
+    return finite_or_none(obj)
 
 
 def _lift_arrays(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -111,19 +108,6 @@ def _restore_arrays(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
     if isinstance(obj, list):
         return [_restore_arrays(v, tensors) for v in obj]
     return obj
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def model_state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -177,7 +161,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, spec: Featu
         "extra": extra_doc,
     }
     meta = {META_KEY: json.dumps(doc, sort_keys=True), "format": "pt"}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return path
 
 
@@ -267,34 +251,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 # -- resume state ------------------------------------------------------------------------------
 
-def rng_state() -> dict[str, Any]:
-    """Python, numpy, torch (and CUDA) RNG states."""
-    import random
-
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def set_rng_state(st: Mapping[str, Any]) -> None:
-    import random
-
-    random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
 def save_resume_state(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     """Atomically ``torch.save`` a resume state dict (model/optimizer/scheduler/epoch/RNG ...)."""
     path = Path(path)
-    _atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
+    atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
     return path
 
 
 def load_resume_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The dict written by :func:`save_resume_state` (CheckpointError when missing or unreadable)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: resume state not found")

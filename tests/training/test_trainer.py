@@ -202,3 +202,19 @@ def test_non_tensor_extra_state_survives_resume_and_is_skipped_in_checkpoints(ti
     t.fit(resume=True)
     assert t.model.objective.seen == 3 * 48  # 48 from before the interruption + 2 epochs after it
     load_checkpoint(tmp_path / "r" / "best.safetensors")  # weights load despite the missing extra state
+
+
+def test_run_files_get_the_usual_mode_under_umask_022(tiny_ds, tmp_path, fast):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        train("late_fusion", tiny_ds, tmp_path / "run", preset="tiny", overrides={**fast, "trainer.epochs": 2})
+    finally:
+        os.umask(old)
+    out = tmp_path / "run"
+    for f in ("best.safetensors", "last.pt", "config.yaml", "metrics.json", "summary.json", "summary.csv",
+              "log.jsonl", "predictions_test.csv"):
+        assert stat.S_IMODE((out / f).stat().st_mode) == 0o644, f
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}

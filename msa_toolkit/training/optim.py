@@ -1,0 +1,86 @@
+"""Optimiser, learning-rate schedule and mixed precision of a training run.
+
+Every choice comes from the model's config (``optimizer``, ``lr``, ``weight_decay``,
+``scheduler``, ``warmup_ratio``) unless the :class:`~.config.TrainConfig` overrides it. A model
+may define ``param_groups(lr, weight_decay) -> list[dict]`` (e.g. a smaller learning rate for a
+fine-tuned text encoder); otherwise all trainable parameters form one group.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import MSAError
+from .config import TrainConfig, setting
+
+#: SGD momentum (the only optimiser setting not taken from the configs)
+SGD_MOMENTUM = 0.9
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise MSAError("precision 'fp16' needs a CUDA device (use bf16 or fp32 on CPU)")
+        return torch.float16
+    raise MSAError(f"precision must be auto|fp32|bf16|fp16, got {precision!r}")
+
+
+def build_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD over the model's parameter groups."""
+    mc = getattr(model, "config", None)
+    name = str(setting(tc, mc, "optimizer", "adam")).lower()
+    lr = float(setting(tc, mc, "lr", 1e-4))
+    wd = float(setting(tc, mc, "weight_decay", 0.0))
+    groups = model.param_groups(lr, wd) if hasattr(model, "param_groups") else \
+        [p for p in model.parameters() if p.requires_grad]
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, weight_decay=wd, momentum=SGD_MOMENTUM)
+    raise MSAError(f"unknown optimizer {name!r}; expected adam, adamw or sgd")
+
+
+def build_scheduler(opt: torch.optim.Optimizer, model: nn.Module, tc: TrainConfig, total_steps: int,
+                    monitor_mode: str) -> tuple[Any, str]:
+    """(scheduler or None, "step" | "epoch" | "none"): when the trainer calls step()."""
+    mc = getattr(model, "config", None)
+    kind = str(setting(tc, mc, "scheduler", "none")).lower()
+    if kind == "none":
+        return None, "none"
+    if kind == "cosine":
+        warm = int(round(float(setting(tc, mc, "warmup_ratio", 0.0)) * total_steps))
+        total = max(1, total_steps)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            progress = (step - warm) / max(1, total - warm)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor), "step"
+    if kind == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode=monitor_mode, factor=tc.plateau_factor, patience=tc.plateau_patience), "epoch"
+    raise MSAError(f"unknown scheduler {kind!r}; expected none, cosine or plateau")
+
+
+def clip_thresholds(model: nn.Module, tc: TrainConfig) -> tuple[float, float]:
+    """(gradient value clip, gradient norm clip); 0 means off."""
+    mc = getattr(model, "config", None)
+    return (float(setting(tc, mc, "grad_clip_value", 0.0) or 0.0),
+            float(setting(tc, mc, "grad_clip_norm", 0.0) or 0.0))
