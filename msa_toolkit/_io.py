@@ -131,12 +131,13 @@ def dumps_json(obj: Any, *, indent: int | None = 1, sort_keys: bool = False) -> 
 # ---------------------------------------------------------------------------------------------
 # progress
 # ---------------------------------------------------------------------------------------------
-def progress_bar(enabled: bool = True, *, eta: bool = True, current: bool = False):
+def progress_bar(enabled: bool = True, *, eta: bool = True, current: bool = False, transient: bool = False):
     """The toolkit's rich progress bar on stderr (so stdout stays clean for JSON/CSV output).
 
     ``eta`` adds a time-remaining column; ``current`` adds a ``{task.fields[current]}`` column
     (the file being processed), so tasks must then be added with ``current=...``. A disabled bar
     is still a valid context manager whose ``add_task``/``advance``/``update`` do nothing visible.
+    ``transient`` clears the bar when it stops (per-epoch bars that a summary line replaces).
     """
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
@@ -147,4 +148,4 @@ def progress_bar(enabled: bool = True, *, eta: bool = True, current: bool = Fals
         columns.append(TimeRemainingColumn())
     if current:
         columns.append(TextColumn("{task.fields[current]}"))
-    return Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=False)
+    return Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=transient)

@@ -47,7 +47,7 @@ class Reporter:
         if not self.enabled:
             yield lambda loss: None
             return
-        bar = progress_bar(True, current=True)
+        bar = progress_bar(True, current=True, transient=True)
         task = bar.add_task(f"epoch {epoch}/{epochs}", total=batches, current="")
 
         def advance(loss: Any) -> None:
