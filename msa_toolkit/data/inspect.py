@@ -52,6 +52,58 @@ def label_range(ds: "MSADataset") -> tuple[float, float]:
     return (-1.0, 1.0) if vals.size and np.abs(vals).max() <= 1.0 else (-3.0, 3.0)
 
 
+def _issue(split: str, kind: str, message: str, ids: list[str] | tuple[str, ...] = ()) -> DatasetIssue:
+    return DatasetIssue(split, kind, message, tuple(ids[:KEPT_IDS]))
+
+
+def _modality_issues(ds: MSADataset, split: str, m: str, chunk_rows: int) -> list[DatasetIssue]:
+    """Missing/inconsistent tensors, NaN/inf rows and samples without a valid step of one modality."""
+    sp = ds.split(split)
+    t = sp.tensors
+    n = len(sp)
+    if any(k not in t for k in (f"{m}.values", f"{m}.mask", f"{m}.offsets")):
+        return [_issue(split, "file", f"{sp.path / sp._entry['file']}: missing tensors for {m}")]
+    off = np.asarray(t[f"{m}.offsets"])
+    vals = t[f"{m}.values"]
+    if off.shape[0] != n + 1 or int(off[-1]) != vals.shape[0] or np.any(np.diff(off) < 0):
+        return [_issue(split, "shape", f"{m}: offsets do not match {n} samples / {vals.shape[0]} rows")]
+    issues = []
+    if vals.ndim != 2 or vals.shape[1] != ds.spec.dims[m]:
+        issues.append(_issue(split, "shape", f"{m}: values have shape {vals.shape}, spec dim {ds.spec.dims[m]}"))
+    bad_rows = []
+    for a in range(0, vals.shape[0], chunk_rows):
+        fin = np.isfinite(np.asarray(vals[a:a + chunk_rows])).all(axis=1)
+        bad_rows.extend((np.nonzero(~fin)[0] + a).tolist())
+    if bad_rows:
+        owners = sorted(set(np.searchsorted(off, bad_rows, side="right") - 1))
+        ids = [sp.ids[i] for i in owners]
+        issues.append(_issue(split, "nan", f"{m}: NaN/inf values in {len(bad_rows)} rows of {len(ids)} samples: "
+                                           f"{_ids_listing(ids)}", ids))
+    mask = np.asarray(t[f"{m}.mask"]).astype(bool)
+    cs = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+    valid = cs[off[1:]] - cs[off[:-1]]
+    empty = [sp.ids[i] for i in np.nonzero(valid == 0)[0]]
+    if empty:
+        issues.append(_issue(split, "empty", f"{m}: {len(empty)} samples without any valid step: "
+                                             f"{_ids_listing(empty)}", empty))
+    return issues
+
+
+def _label_issues(ds: MSADataset, split: str, lo: float, hi: float) -> list[DatasetIssue]:
+    """Samples without a label, labels outside [lo, hi]."""
+    sp = ds.split(split)
+    lab = sp.labels
+    issues = []
+    nan = [sp.ids[i] for i in np.nonzero(~np.isfinite(lab))[0]]
+    if nan:
+        issues.append(_issue(split, "label", f"{len(nan)} samples without a label: {_ids_listing(nan)}", nan))
+    out = [f"{sp.ids[i]}={lab[i]:g}" for i in np.nonzero(np.isfinite(lab) & ((lab < lo) | (lab > hi)))[0]]
+    if out:
+        issues.append(_issue(split, "label", f"{len(out)} labels outside [{lo:g}, {hi:g}]: {_ids_listing(out)}",
+                             [o.split("=")[0] for o in out]))
+    return issues
+
+
 def validate_dataset(dataset: "MSADataset | str | os.PathLike", label_bounds: tuple[float, float] | None = None,
                      chunk_rows: int = 1 << 16) -> list[DatasetIssue]:
     """Find NaNs/infs in features, empty sequences, labels out of range or missing, duplicate ids,
@@ -69,52 +121,15 @@ def validate_dataset(dataset: "MSADataset | str | os.PathLike", label_bounds: tu
             else:
                 first_split[i] = split
         if dup:
-            issues.append(DatasetIssue(split, "duplicate", f"{len(dup)} duplicate ids: {_ids_listing(dup)}", tuple(dup[:KEPT_IDS])))
+            issues.append(_issue(split, "duplicate", f"{len(dup)} duplicate ids: {_ids_listing(dup)}", dup))
         try:
-            t = sp.tensors
+            sp.tensors  # opens the split file: a missing or unreadable one is an issue of its own
         except DatasetError as e:
-            issues.append(DatasetIssue(split, "file", str(e)))
+            issues.append(_issue(split, "file", str(e)))
             continue
-        n = len(sp)
         for m in ds.spec.modalities:
-            keys = [f"{m}.values", f"{m}.mask", f"{m}.offsets"]
-            if any(k not in t for k in keys):
-                issues.append(DatasetIssue(split, "file", f"{sp.path / sp._entry['file']}: missing tensors for {m}"))
-                continue
-            off = np.asarray(t[f"{m}.offsets"])
-            vals = t[f"{m}.values"]
-            if off.shape[0] != n + 1 or int(off[-1]) != vals.shape[0] or np.any(np.diff(off) < 0):
-                issues.append(DatasetIssue(split, "shape", f"{m}: offsets do not match {n} samples / "
-                                                        f"{vals.shape[0]} rows"))
-                continue
-            if vals.ndim != 2 or vals.shape[1] != ds.spec.dims[m]:
-                issues.append(DatasetIssue(split, "shape", f"{m}: values have shape {vals.shape}, spec dim "
-                                                        f"{ds.spec.dims[m]}"))
-            bad_rows = []
-            for a in range(0, vals.shape[0], chunk_rows):
-                fin = np.isfinite(np.asarray(vals[a:a + chunk_rows])).all(axis=1)
-                bad_rows.extend((np.nonzero(~fin)[0] + a).tolist())
-            if bad_rows:
-                owners = sorted(set(np.searchsorted(off, bad_rows, side="right") - 1))
-                ids = [sp.ids[i] for i in owners]
-                issues.append(DatasetIssue(split, "nan", f"{m}: NaN/inf values in {len(bad_rows)} rows of "
-                                                      f"{len(ids)} samples: {_ids_listing(ids)}", tuple(ids[:KEPT_IDS])))
-            mask = np.asarray(t[f"{m}.mask"]).astype(bool)
-            cs = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
-            valid = cs[off[1:]] - cs[off[:-1]]
-            empty = [sp.ids[i] for i in np.nonzero(valid == 0)[0]]
-            if empty:
-                issues.append(DatasetIssue(split, "empty", f"{m}: {len(empty)} samples without any valid step: "
-                                                        f"{_ids_listing(empty)}", tuple(empty[:KEPT_IDS])))
-        lab = sp.labels
-        nan = [sp.ids[i] for i in np.nonzero(~np.isfinite(lab))[0]]
-        if nan:
-            issues.append(DatasetIssue(split, "label", f"{len(nan)} samples without a label: {_ids_listing(nan)}",
-                                    tuple(nan[:KEPT_IDS])))
-        out = [f"{sp.ids[i]}={lab[i]:g}" for i in np.nonzero(np.isfinite(lab) & ((lab < lo) | (lab > hi)))[0]]
-        if out:
-            issues.append(DatasetIssue(split, "label", f"{len(out)} labels outside [{lo:g}, {hi:g}]: {_ids_listing(out)}",
-                                    tuple(o.split("=")[0] for o in out[:KEPT_IDS])))
+            issues.extend(_modality_issues(ds, split, m, chunk_rows))
+        issues.extend(_label_issues(ds, split, lo, hi))
     return issues
 
 

@@ -237,7 +237,8 @@ def _samples(path: Path, split: str, d: Mapping[str, Any], dims: Mapping[str, in
                      video_id=video, clip_id=clip, **{f: v[k] for f, v in uni.items()})
 
 
-def import_mmsa(path: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> tuple[MSADataset, MMSAReport]:
+def import_mmsa(path: str | os.PathLike, out_dir: str | os.PathLike,
+                overwrite: bool = False) -> tuple[MSADataset, MMSAReport]:
     """Convert an MMSA pickle into a native dataset directory; returns (dataset, report)."""
     spec, samples, report = read_mmsa(path)
     ds = write_dataset(out_dir, spec, samples, overwrite=overwrite,
@@ -328,7 +329,8 @@ def _export_labels(sp: SplitDataset, samples: list[Sample], d: dict[str, Any]) -
                                  zip(ann or [None] * n, labels)], dtype=str) if n else np.array([], dtype=str)
 
 
-def _export_split(ds: MSADataset, sp: SplitDataset, fixed: Mapping[str, int], aligned: bool) -> tuple[dict[str, Any], bool]:
+def _export_split(ds: MSADataset, sp: SplitDataset, fixed: Mapping[str, int],
+                  aligned: bool) -> tuple[dict[str, Any], bool]:
     """One split as MMSA's dict of padded arrays; also whether some sample lacked token ids."""
     samples = list(sp)
     n = len(samples)

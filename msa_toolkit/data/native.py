@@ -250,7 +250,9 @@ def write_dataset(out_dir: str | os.PathLike, spec: FeatureSpec, samples_by_spli
             raise DatasetError(f"split {name!r} given twice (as {c!r})")
         by_split[c] = samples
     order = [s for s in SPLIT_ORDER if s in by_split] + [s for s in by_split if s not in SPLIT_ORDER]
-    stats_on = canonical_split(stats_split) if canonical_split(stats_split) in by_split else (order[0] if order else None)
+    stats_on = canonical_split(stats_split)
+    if stats_on not in by_split:
+        stats_on = order[0] if order else None
 
     seen: dict[str, str] = {}
     splits: dict[str, Any] = {}

@@ -67,7 +67,8 @@ class StreamingSafetensorsWriter:
         for name, (fh, dtype, trailing, rows) in self._parts.items():
             fh.close()
             nbytes = rows * int(np.prod(trailing, dtype=np.int64)) * dtype.itemsize
-            header[name] = {"dtype": ST_DTYPES[dtype], "shape": [rows, *trailing], "data_offsets": [start, start + nbytes]}
+            header[name] = {"dtype": ST_DTYPES[dtype], "shape": [rows, *trailing],
+                            "data_offsets": [start, start + nbytes]}
             start += nbytes
         if metadata:
             header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
