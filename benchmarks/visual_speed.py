@@ -28,8 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from msa_toolkit.extractors import visual  # noqa: E402
-from msa_toolkit.extractors.visual import MediaPipeFaceExtractor  # noqa: E402
+from msa_toolkit.extractors import vision as visual  # noqa: E402
+from msa_toolkit.extractors.vision import MediaPipeFaceExtractor  # noqa: E402
 
 ASSETS = ROOT / "tests" / "assets"
 CLIPS = ("speech_positive.mp4", "speech_negative.mp4")

@@ -23,41 +23,38 @@ dataset from the cache.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from .._io import MEDIA_EXTENSIONS, atomic_write_json, progress_bar
 from ..errors import DatasetError
-from ..features import FeatureBundle, atomic_write
+from ..features import FeatureBundle
 from .labels import DEFAULT_SPLIT_RATIOS, LabelRow, LabelTable, read_labels
-from .native import MSADataset, Sample, _umask_mode, write_dataset
+from .native import MSADataset, Sample, write_dataset
 
 #: name of the failure report inside the dataset directory
 ERRORS_FILE = "errors.json"
-#: used when msa_toolkit.media is not available
-_FALLBACK_MEDIA_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".wmv", ".mpg", ".mpeg", ".m4v",
-                              ".3gp", ".ts", ".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus", ".wma")
 #: texts per extract_texts call (bounds memory on MOSEI-sized label files)
 TEXT_BATCH = 2048
 
 
 def media_extensions() -> frozenset[str]:
-    """Lower-case media extensions with dots (from msa_toolkit.media when present)."""
-    try:
-        from ..media import MEDIA_EXTENSIONS
-        exts: Sequence[str] = tuple(MEDIA_EXTENSIONS)
-    except ImportError:
-        exts = _FALLBACK_MEDIA_EXTENSIONS
-    return frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in exts)
+    """Lower-case media extensions with dots: the toolkit's one list, :data:`msa_toolkit._io.MEDIA_EXTENSIONS`."""
+    return MEDIA_EXTENSIONS
 
 
 @dataclass(frozen=True)
 class RowFailure:
-    """A label-file row left out of the dataset."""
+    """A label-file row left out of the dataset (one entry of ``errors.json``).
+
+    A different record from the extraction ``Failure`` (a media *file* that could not be
+    processed: path, stage, message): a row can fail without any file (no media found, empty
+    text), and one failed file fails every row that points at it. Defects found later in a
+    written dataset are :class:`~msa_toolkit.data.inspect.DatasetIssue`.
+    """
 
     # sample id
     id: str
@@ -147,21 +144,10 @@ def _row_fields(r: LabelRow) -> dict[str, Any]:
             "text": r.text, "video_id": r.video_id, "clip_id": r.clip_id or None}
 
 
-def _progress(enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), transient=False)
-
-
 def _write_errors(out: Path, failures: Sequence[RowFailure]) -> None:
     p = out / ERRORS_FILE
     if failures:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(p, lambda t: Path(t).write_text(json.dumps([asdict(f) for f in failures], indent=1)))
-        _umask_mode(p)
+        atomic_write_json(p, [asdict(f) for f in failures])
     else:
         p.unlink(missing_ok=True)
 
@@ -250,8 +236,8 @@ def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, pro
     by_split = {s: rows for s, rows in by_split.items() if rows}  # a split whose rows all failed is left out
     total = sum(len(v) for v in by_split.values())
 
-    with _progress(progress) as bar:
-        task = bar.add_task("encode texts", total=total) if bar is not None else None
+    with progress_bar(progress, eta=False) as bar:
+        task = bar.add_task("encode texts", total=total)
 
         def gen(rows: list[LabelRow]) -> Iterator[Sample]:
             for c in range(0, len(rows), TEXT_BATCH):
@@ -262,8 +248,7 @@ def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, pro
                     if b.spec.fingerprint() != spec.fingerprint():
                         b.spec.require_compatible(spec, what=f"text features of {r.id!r}")
                     yield Sample.from_bundle(r.id, b, r.label, **_row_fields(r))
-                if bar is not None:
-                    bar.advance(task, len(chunk))
+                bar.advance(task, len(chunk))
 
         gens = {s: gen(rows) for s, rows in by_split.items()}
         return _finish(table, out, spec, gens, failures, prov, overwrite, "text")

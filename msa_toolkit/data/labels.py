@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import DatasetError
-from .native import SPLIT_ALIASES, SPLIT_ORDER, canonical_split
+from .splits import SPLIT_ALIASES, SPLIT_ORDER, canonical_split
 
 #: accepted header names (lower-case) for each role, in order of preference
 COLUMN_ALIASES: Mapping[str, tuple[str, ...]] = {
@@ -128,10 +128,37 @@ def _parse_float(path: Path, col: str, value: str, line: int, required: bool) ->
         raise DatasetError(f"{path}: column {col!r} on line {line} is not a number: {v!r}") from None
 
 
-def read_labels(path: str | os.PathLike, seed: int = 0,
-                split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS) -> LabelTable:
-    """Parse a label file (see the module docstring); creates splits when it has none."""
-    p = Path(path)
+@dataclass(frozen=True)
+class _Columns:
+    """Where each role's column is in a label file's header."""
+
+    # the file (for error messages)
+    path: Path
+    # header names as written (stripped)
+    names: tuple[str, ...]
+    # role -> header name, None when the file has no such column
+    by_role: Mapping[str, str | None]
+    # header name -> position in a record
+    index: Mapping[str, int]
+
+    def get(self, rec: Sequence[str], role: str) -> str:
+        """The stripped value of ``role`` in ``rec`` ("" when the column is absent or the record short)."""
+        c = self.by_role[role]
+        if c is None:
+            return ""
+        i = self.index[c]
+        return rec[i].strip() if i < len(rec) else ""
+
+    def number(self, rec: Sequence[str], role: str, line: int, required: bool = False) -> float | None:
+        """``role`` parsed as a float; None when the column is absent or (if not ``required``) empty."""
+        c = self.by_role[role]
+        if c is None:
+            return None
+        return _parse_float(self.path, c, self.get(rec, role), line, required)
+
+
+def _read_records(p: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header names and the non-blank records with their 1-based line numbers."""
     if not p.is_file():
         raise DatasetError(f"{p}: label file not found")
     delim = "\t" if p.suffix.lower() in (".tsv", ".tab") else ","
@@ -147,74 +174,77 @@ def read_labels(path: str | os.PathLike, seed: int = 0,
         raise DatasetError(f"{p}: not a UTF-8 text file ({e})") from None
     except csv.Error as e:
         raise DatasetError(f"{p}: malformed CSV ({e})") from None
-    names = [h.strip() for h in raw_header]
-    header = {h.lower(): h for h in names}
-    index = {h: i for i, h in enumerate(names)}
-    cols = {role: _find_column(header, role) for role in COLUMN_ALIASES}
+    return [h.strip() for h in raw_header], records
 
-    if cols["label"] is None:
+
+def _find_columns(p: Path, names: list[str]) -> tuple[_Columns, str]:
+    """The columns of every role and the id style ("video_clip" or "id"); raises when label or ids lack."""
+    header = {h.lower(): h for h in names}
+    cols = _Columns(p, tuple(names), {role: _find_column(header, role) for role in COLUMN_ALIASES},
+                    {h: i for i, h in enumerate(names)})
+    if cols.by_role["label"] is None:
         raise DatasetError(f"{p}: no label column (expected one of {list(COLUMN_ALIASES['label'])}); "
                            f"columns found: {names}")
-    if cols["video_id"] and cols["clip_id"]:
-        id_style = "video_clip"
-    elif cols["id"]:
-        id_style = "id"
-    else:
-        raise DatasetError(f"{p}: no id columns: expected 'video_id' + 'clip_id' or a single 'id'; "
-                           f"columns found: {names}")
+    if cols.by_role["video_id"] and cols.by_role["clip_id"]:
+        return cols, "video_clip"
+    if cols.by_role["id"]:
+        return cols, "id"
+    raise DatasetError(f"{p}: no id columns: expected 'video_id' + 'clip_id' or a single 'id'; "
+                       f"columns found: {names}")
 
-    def get(rec: list[str], role: str) -> str:
-        c = cols[role]
-        if c is None:
-            return ""
-        i = index[c]
-        return rec[i].strip() if i < len(rec) else ""
 
-    modes = [get(rec, "mode") for _, rec in records]
-    create = cols["mode"] is None or all(m == "" for m in modes)
-    if not create:
-        empty = [str(line) for (line, _), m in zip(records, modes) if m == ""]
-        if empty:
-            raise DatasetError(f"{p}: column {cols['mode']!r} is empty on lines {_listing(empty)} "
-                               "(fill it everywhere, or leave it empty everywhere to create splits)")
-        bad: dict[str, list[str]] = {}
-        for (line, _), m in zip(records, modes):
-            if m.lower() not in SPLIT_ALIASES or canonical_split(m) not in SPLIT_ORDER:
-                bad.setdefault(m, []).append(str(line))
-        if bad:
-            detail = "; ".join(f"{v!r} on lines {_listing(lines)}" for v, lines in bad.items())
-            raise DatasetError(f"{p}: column {cols['mode']!r} has unknown split names: {detail} "
-                               "(expected train, valid/dev/val or test)")
+def _check_modes(cols: _Columns, records: list[tuple[int, list[str]]], modes: list[str]) -> None:
+    """A filled split column must be filled on every line, with known split names."""
+    p, col = cols.path, cols.by_role["mode"]
+    empty = [str(line) for (line, _), m in zip(records, modes) if m == ""]
+    if empty:
+        raise DatasetError(f"{p}: column {col!r} is empty on lines {_listing(empty)} "
+                           "(fill it everywhere, or leave it empty everywhere to create splits)")
+    bad: dict[str, list[str]] = {}
+    for (line, _), m in zip(records, modes):
+        if m.lower() not in SPLIT_ALIASES or canonical_split(m) not in SPLIT_ORDER:
+            bad.setdefault(m, []).append(str(line))
+    if bad:
+        detail = "; ".join(f"{v!r} on lines {_listing(lines)}" for v, lines in bad.items())
+        raise DatasetError(f"{p}: column {col!r} has unknown split names: {detail} "
+                           "(expected train, valid/dev/val or test)")
 
-    rows: list[LabelRow] = []
-    for (line, rec), mode in zip(records, modes):
-        if id_style == "video_clip":
-            vid, clip = get(rec, "video_id"), get(rec, "clip_id")
-            if not vid or not clip:
-                raise DatasetError(f"{p}: empty {cols['video_id']!r} or {cols['clip_id']!r} on line {line}")
-            sid = f"{vid}_{clip}"
-        else:
-            sid = get(rec, "id")
-            if not sid:
-                raise DatasetError(f"{p}: empty {cols['id']!r} on line {line}")
-            vid, _, clip = sid.rpartition("_")
-            if not vid:
-                vid, clip = sid, ""
-        text = get(rec, "text") if cols["text"] else ""
-        rows.append(LabelRow(
-            id=sid, video_id=vid, clip_id=clip,
-            label=float(_parse_float(p, cols["label"], get(rec, "label"), line, True)),  # type: ignore[arg-type]
-            split="" if create else canonical_split(mode),
-            text=text or None,
-            label_T=_parse_float(p, cols["label_T"], get(rec, "label_T"), line, False) if cols["label_T"] else None,
-            label_A=_parse_float(p, cols["label_A"], get(rec, "label_A"), line, False) if cols["label_A"] else None,
-            label_V=_parse_float(p, cols["label_V"], get(rec, "label_V"), line, False) if cols["label_V"] else None,
-            annotation=get(rec, "annotation") or None,
-            line=line,
-        ))
-    if not rows:
-        raise DatasetError(f"{p}: label file has a header but no rows")
 
+def _sample_ids(cols: _Columns, id_style: str, rec: list[str], line: int) -> tuple[str, str, str]:
+    """(sample id, video id, clip id) of one record."""
+    if id_style == "video_clip":
+        vid, clip = cols.get(rec, "video_id"), cols.get(rec, "clip_id")
+        if not vid or not clip:
+            raise DatasetError(f"{cols.path}: empty {cols.by_role['video_id']!r} or {cols.by_role['clip_id']!r} "
+                               f"on line {line}")
+        return f"{vid}_{clip}", vid, clip
+    sid = cols.get(rec, "id")
+    if not sid:
+        raise DatasetError(f"{cols.path}: empty {cols.by_role['id']!r} on line {line}")
+    vid, _, clip = sid.rpartition("_")
+    if not vid:
+        vid, clip = sid, ""
+    return sid, vid, clip
+
+
+def _parse_row(cols: _Columns, id_style: str, line: int, rec: list[str], split: str) -> LabelRow:
+    """One record as a :class:`LabelRow` (``split`` already canonical, "" when splits are created)."""
+    sid, vid, clip = _sample_ids(cols, id_style, rec, line)
+    text = cols.get(rec, "text") if cols.by_role["text"] else ""
+    return LabelRow(
+        id=sid, video_id=vid, clip_id=clip,
+        label=float(cols.number(rec, "label", line, required=True)),  # type: ignore[arg-type]
+        split=split,
+        text=text or None,
+        label_T=cols.number(rec, "label_T", line),
+        label_A=cols.number(rec, "label_A", line),
+        label_V=cols.number(rec, "label_V", line),
+        annotation=cols.get(rec, "annotation") or None,
+        line=line,
+    )
+
+
+def _check_unique_ids(p: Path, rows: list[LabelRow]) -> None:
     seen: dict[str, int] = {}
     dupes: dict[str, list[str]] = {}
     for r in rows:
@@ -227,10 +257,26 @@ def read_labels(path: str | os.PathLike, seed: int = 0,
         more = f" and {len(dupes) - _MAX_LISTED} more" if len(dupes) > _MAX_LISTED else ""
         raise DatasetError(f"{p}: duplicate sample ids: {detail}{more}")
 
+
+def read_labels(path: str | os.PathLike, seed: int = 0,
+                split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS) -> LabelTable:
+    """Parse a label file (see the module docstring); creates splits when it has none."""
+    p = Path(path)
+    names, records = _read_records(p)
+    cols, id_style = _find_columns(p, names)
+    modes = [cols.get(rec, "mode") for _, rec in records]
+    create = cols.by_role["mode"] is None or all(m == "" for m in modes)
+    if not create:
+        _check_modes(cols, records, modes)
+    rows = [_parse_row(cols, id_style, line, rec, "" if create else canonical_split(mode))
+            for (line, rec), mode in zip(records, modes)]
+    if not rows:
+        raise DatasetError(f"{p}: label file has a header but no rows")
+    _check_unique_ids(p, rows)
     if create:
         assign = make_splits([r.video_id for r in rows], seed, split_ratios)
         rows = [LabelRow(**{**r.__dict__, "split": assign[r.video_id]}) for r in rows]
-    return LabelTable(p, tuple(rows), id_style, cols["text"] is not None, create, seed if create else None)
+    return LabelTable(p, tuple(rows), id_style, cols.by_role["text"] is not None, create, seed if create else None)
 
 
 def make_splits(video_ids: Iterable[str], seed: int = 0,

@@ -63,10 +63,11 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from .._io import atomic_write
 from ..errors import DatasetError
-from ..features import atomic_write
 from ..spec import MODALITIES, ExtractorSpec, FeatureSpec
-from .native import MSADataset, Sample, as_dataset, canonical_split, write_dataset
+from .native import MSADataset, Sample, SplitDataset, as_dataset, write_dataset
+from .splits import canonical_split
 
 #: label keys and the Sample fields they map to
 _LABEL_KEYS = {"regression_labels_T": "label_T", "regression_labels_A": "label_A", "regression_labels_V": "label_V"}
@@ -236,7 +237,8 @@ def _samples(path: Path, split: str, d: Mapping[str, Any], dims: Mapping[str, in
                      video_id=video, clip_id=clip, **{f: v[k] for f, v in uni.items()})
 
 
-def import_mmsa(path: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> tuple[MSADataset, MMSAReport]:
+def import_mmsa(path: str | os.PathLike, out_dir: str | os.PathLike,
+                overwrite: bool = False) -> tuple[MSADataset, MMSAReport]:
     """Convert an MMSA pickle into a native dataset directory; returns (dataset, report)."""
     spec, samples, report = read_mmsa(path)
     ds = write_dataset(out_dir, spec, samples, overwrite=overwrite,
@@ -265,13 +267,9 @@ def _annotation(label: float) -> str:
     return "Positive" if label > 0 else ("Negative" if label < 0 else "Neutral")
 
 
-def export_mmsa(dataset: MSADataset | str | os.PathLike, out_file: str | os.PathLike,
-                lengths: Mapping[str, int] | None = None) -> MMSAReport:
-    """Write a native dataset as an MMSA pickle (see the module docstring)."""
-    ds = as_dataset(dataset)
-    out = Path(out_file)
-    aligned = ds.spec.origin.get("source") == "mmsa_pickle" and ds.spec.origin.get("layout") == "aligned"
-    report = MMSAReport(out, layout="aligned" if aligned else "unaligned")
+def _export_lengths(ds: MSADataset, lengths: Mapping[str, int] | None) -> dict[str, int]:
+    """The padded length of every present modality: ``lengths[m]`` when given, else the longest
+    stored sequence (or token list), at least an imported pickle's original padded length."""
     fixed: dict[str, int] = {}
     for m in MODALITIES:
         if not ds.spec.has(m):
@@ -287,6 +285,80 @@ def export_mmsa(dataset: MSADataset | str | os.PathLike, out_file: str | os.Path
         # an imported pickle is re-exported with its original padded lengths
         longest = max(longest, int(ds.provenance.get("padded_lengths", {}).get(m, 0)))
         fixed[m] = int((lengths or {}).get(m) or longest)
+    return fixed
+
+
+def _text_bert(samples: list[Sample], Lt: int) -> tuple[np.ndarray, bool]:
+    """MMSA's ``text_bert`` [N, 3, Lt] (token ids, attention mask, token types) and whether some
+    sample had no stored token ids (its row then holds zero ids and the text mask as attention)."""
+    tb = np.zeros((len(samples), 3, Lt), np.float32)
+    missing_tokens = False
+    for i, s in enumerate(samples):
+        if all(k in s.arrays for k in ("text.input_ids", "text.attention_mask")):
+            for r, k in enumerate(TOKEN_ARRAYS):
+                if k in s.arrays:
+                    v = np.asarray(s.arrays[k])[:Lt]
+                    tb[i, r, : v.shape[0]] = v
+        else:
+            missing_tokens = True
+            f = s.features.get("text")
+            if f is not None:
+                mk = s.masks.get("text")
+                mk = np.ones(f.shape[0], bool) if mk is None else mk
+                mk = mk[:Lt]
+                tb[i, 1, : mk.shape[0]] = mk
+    return tb, missing_tokens
+
+
+def _export_labels(sp: SplitDataset, samples: list[Sample], d: dict[str, Any]) -> None:
+    """Fill the label keys of one split's dict: regression (+ unimodal), classification, annotations."""
+    n = len(samples)
+    labels = np.array([s.label for s in samples], np.float32)
+    d["regression_labels"] = labels
+    for f, key in (("label_T", "regression_labels_T"), ("label_A", "regression_labels_A"),
+                   ("label_V", "regression_labels_V")):
+        if sp.field(f) is not None:
+            d[key] = np.array([np.nan if getattr(s, f) is None else getattr(s, f) for s in samples], np.float32)
+    cl = sp.field("class_label")
+    if cl is not None and all(v is not None for v in cl):
+        d["classification_labels"] = np.array(cl, np.float32)
+    else:
+        d["classification_labels"] = (np.sign(labels) + 1).astype(np.float32)
+    ann = sp.field("annotation")
+    d["annotations"] = np.array([a if a is not None else _annotation(float(y)) for a, y in
+                                 zip(ann or [None] * n, labels)], dtype=str) if n else np.array([], dtype=str)
+
+
+def _export_split(ds: MSADataset, sp: SplitDataset, fixed: Mapping[str, int],
+                  aligned: bool) -> tuple[dict[str, Any], bool]:
+    """One split as MMSA's dict of padded arrays; also whether some sample lacked token ids."""
+    samples = list(sp)
+    n = len(samples)
+    d: dict[str, Any] = {
+        "id": np.array([s.id for s in samples], dtype=str) if n else np.array([], dtype=str),
+        "raw_text": np.array([s.text or "" for s in samples], dtype=str) if n else np.array([], dtype=str),
+    }
+    for m in MODALITIES:
+        if m in fixed:
+            arr, ln = _pad([s.features.get(m) for s in samples], fixed[m], ds.spec.dims[m])
+        else:
+            arr, ln = np.zeros((n, 1, 1), np.float32), np.ones(n, np.int64)
+        d[m] = arr
+        if m != "text" and not aligned:
+            d[f"{m}_lengths"] = ln
+    d["text_bert"], missing_tokens = _text_bert(samples, fixed.get("text", 1))
+    _export_labels(sp, samples, d)
+    return d, missing_tokens
+
+
+def export_mmsa(dataset: MSADataset | str | os.PathLike, out_file: str | os.PathLike,
+                lengths: Mapping[str, int] | None = None) -> MMSAReport:
+    """Write a native dataset as an MMSA pickle (see the module docstring)."""
+    ds = as_dataset(dataset)
+    out = Path(out_file)
+    aligned = ds.spec.origin.get("source") == "mmsa_pickle" and ds.spec.origin.get("layout") == "aligned"
+    report = MMSAReport(out, layout="aligned" if aligned else "unaligned")
+    fixed = _export_lengths(ds, lengths)
     report.lengths = dict(fixed)
     report.dims = {m: ds.spec.dims[m] for m in MODALITIES if ds.spec.has(m)}
     absent = [m for m in MODALITIES if not ds.spec.has(m)]
@@ -295,58 +367,12 @@ def export_mmsa(dataset: MSADataset | str | os.PathLike, out_file: str | os.Path
     missing_tokens = False
     result: dict[str, dict[str, Any]] = {}
     for split in ds.splits:
-        sp = ds.split(split)
-        samples = list(sp)
-        n = len(samples)
-        d: dict[str, Any] = {
-            "id": np.array([s.id for s in samples], dtype=str) if n else np.array([], dtype=str),
-            "raw_text": np.array([s.text or "" for s in samples], dtype=str) if n else np.array([], dtype=str),
-        }
-        for m in MODALITIES:
-            if m in fixed:
-                arr, ln = _pad([s.features.get(m) for s in samples], fixed[m], ds.spec.dims[m])
-            else:
-                arr, ln = np.zeros((n, 1, 1), np.float32), np.ones(n, np.int64)
-            d[m] = arr
-            if m != "text" and not aligned:
-                d[f"{m}_lengths"] = ln
-        Lt = fixed.get("text", 1)
-        tb = np.zeros((n, 3, Lt), np.float32)
-        for i, s in enumerate(samples):
-            if all(k in s.arrays for k in ("text.input_ids", "text.attention_mask")):
-                for r, k in enumerate(TOKEN_ARRAYS):
-                    if k in s.arrays:
-                        v = np.asarray(s.arrays[k])[:Lt]
-                        tb[i, r, : v.shape[0]] = v
-            else:
-                missing_tokens = True
-                f = s.features.get("text")
-                if f is not None:
-                    mk = s.masks.get("text")
-                    mk = np.ones(f.shape[0], bool) if mk is None else mk
-                    mk = mk[:Lt]
-                    tb[i, 1, : mk.shape[0]] = mk
-        d["text_bert"] = tb
-        labels = np.array([s.label for s in samples], np.float32)
-        d["regression_labels"] = labels
-        for f, key in (("label_T", "regression_labels_T"), ("label_A", "regression_labels_A"),
-                       ("label_V", "regression_labels_V")):
-            if sp.field(f) is not None:
-                d[key] = np.array([np.nan if getattr(s, f) is None else getattr(s, f) for s in samples], np.float32)
-        cl = sp.field("class_label")
-        if cl is not None and all(v is not None for v in cl):
-            d["classification_labels"] = np.array(cl, np.float32)
-        else:
-            d["classification_labels"] = (np.sign(labels) + 1).astype(np.float32)
-        ann = sp.field("annotation")
-        d["annotations"] = np.array([a if a is not None else _annotation(float(y)) for a, y in
-                                     zip(ann or [None] * n, labels)], dtype=str) if n else np.array([], dtype=str)
-        result[split] = d
-        report.sizes[split] = n
+        result[split], missing = _export_split(ds, ds.split(split), fixed, aligned)
+        missing_tokens = missing_tokens or missing
+        report.sizes[split] = len(result[split]["regression_labels"])
     if missing_tokens:
         report.warnings.append("no stored token ids: text_bert holds zero ids (attention mask from the text mask); "
                                "models that fine-tune BERT from text_bert cannot use this file")
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     def dump(tmp: str) -> None:
         with open(tmp, "wb") as fh:

