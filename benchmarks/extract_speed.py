@@ -115,16 +115,16 @@ def _maxrss_mb() -> float:
 
 def measure(clip: Path, warm_runs: int) -> dict:
     """Run in a child process: load, warm per-stage runs (best of ``warm_runs``), cold and cached extract()."""
-    from msa_toolkit import pipeline
+    from msa_toolkit import extraction
     from msa_toolkit.media import probe
 
     info = probe(clip)
     dur = float(info.duration)
     out: dict = {"clip": clip.name, "duration_s": round(dur, 3), "warm_runs": warm_runs}
-    cfg = pipeline.ExtractConfig()
+    cfg = extraction.ExtractConfig()
     if warm_runs:
         t = time.perf_counter()
-        runner = pipeline._Runner(cfg)
+        runner = extraction.LoadedExtractors(cfg)
         runner.load()
         out["model_load_s"] = round(time.perf_counter() - t, 3)
         # warm-up on a short fixture so one-off initialisation is not charged to the clip
@@ -149,7 +149,7 @@ def measure(clip: Path, warm_runs: int) -> dict:
         del bundle, runner
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as od:
         t = time.perf_counter()
-        res = pipeline.extract(clip, out_dir=od, config=cfg, cache_dir=cache, progress=False)
+        res = extraction.extract(clip, out_dir=od, config=cfg, cache_dir=cache, progress=False)
         first = time.perf_counter() - t
         assert not res.failures, res.failures
         if not warm_runs:
@@ -159,7 +159,7 @@ def measure(clip: Path, warm_runs: int) -> dict:
             out["shapes"] = {m: list(s.values.shape) for m, s in b.sequences.items()}
             out["n_words"] = b.meta["n_words"]
         t = time.perf_counter()
-        res2 = pipeline.extract(clip, out_dir=od, config=cfg, cache_dir=cache, progress=False)
+        res2 = extraction.extract(clip, out_dir=od, config=cfg, cache_dir=cache, progress=False)
         again = time.perf_counter() - t
         assert res2.n_cached == 1
     out["extract_first_s"] = round(first, 3)

@@ -20,9 +20,9 @@ __version__ = "0.1.0"
 
 #: public name -> "module:attribute", resolved on first access
 _LAZY = {
-    "extract": "msa_toolkit.pipeline:extract",
-    "extract_texts": "msa_toolkit.pipeline:extract_texts",
-    "ExtractConfig": "msa_toolkit.pipeline:ExtractConfig",
+    "extract": "msa_toolkit.extraction:extract",
+    "extract_texts": "msa_toolkit.extraction:extract_texts",
+    "ExtractConfig": "msa_toolkit.extraction:ExtractConfig",
     "build_dataset": "msa_toolkit.data.build:build_dataset",
     "load_dataset": "msa_toolkit.data.native:load_dataset",
     "train": "msa_toolkit.training.api:train",

@@ -11,15 +11,19 @@ Text is pooled per word too: the mean of the word's sub-word token states
 aligned text sequence; the token ids, attention mask and word map stay in the
 bundle's arrays unchanged so models that fine-tune the encoder still can.
 Words cut off by the encoder's ``max_length`` have no tokens: zero and masked.
+
+:func:`align_bundle` applies both to every sequence of one extracted file (the
+extraction runner's "align" step, and :func:`~msa_toolkit.extraction.extract_texts`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from .features import FeatureSequence, Word
+from .features import FeatureSequence, Transcript, Word
+from .spec import FeatureSpec
 
 
 def word_spans(words: Sequence[Word]) -> tuple[np.ndarray, np.ndarray]:
@@ -85,3 +89,23 @@ def pool_tokens(seq: FeatureSequence, word_index: np.ndarray, words: Sequence[Wo
             mask[i] = True
     times = np.array([w.start for w in words], dtype=np.float32)
     return FeatureSequence(values, times, mask, list(seq.names))
+
+
+def align_bundle(sequences: Mapping[str, FeatureSequence], arrays: Mapping[str, np.ndarray],
+                 transcript: Transcript | None, spec: FeatureSpec) -> dict[str, FeatureSequence]:
+    """Word-level versions of every sequence of one file.
+
+    Text is pooled per word with ``arrays["text.word_index"]``; audio and vision are averaged
+    per word span, bounded by the frame rate ``spec`` records for them.
+    """
+    if transcript is None:
+        raise ValueError("word-level alignment needs a transcript")
+    words = transcript.words
+    out: dict[str, FeatureSequence] = {}
+    for mod, seq in sequences.items():
+        if mod == "text":
+            out[mod] = pool_tokens(seq, arrays["text.word_index"], words)
+        else:
+            es = spec.get(mod)
+            out[mod] = align_frames(seq, words, es.frame_rate if es else None)
+    return out

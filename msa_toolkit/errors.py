@@ -29,6 +29,10 @@ class ExtractionError(MSAError):
         super().__init__(f"{self.path} [{stage}]: {cause}")
 
 
+class ExtractConfigError(MSAError):
+    """The extraction configuration is invalid (unknown extractor, bad parameter, bad shard)."""
+
+
 class ModelLoadError(MSAError):
     """A pretrained model (Whisper, text encoder, ...) cannot be loaded, e.g. not available offline."""
 

@@ -59,7 +59,7 @@ class Predictor:
 
     def extractors(self):
         """The loaded extractors of :attr:`extract_config` (loaded once, on first use)."""
-        from .pipeline import load_extractors
+        from .extraction import load_extractors
 
         if self._extractors is None:
             self._extractors = load_extractors(self.extract_config)
@@ -67,7 +67,7 @@ class Predictor:
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike | None = None, asr_params: dict | None = None) -> "Predictor":
-        from .pipeline import ExtractConfig
+        from .extraction import ExtractConfig
         from .training.checkpoint import load_checkpoint
 
         path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
@@ -87,6 +87,18 @@ class Predictor:
         elif asr_params and cfg.asr is not None:
             cfg = dataclasses.replace(cfg, asr_params={**cfg.asr_params, **asr_params})
         return cls(ck, cfg, mods)
+
+    def with_extract_config(self, config) -> "Predictor":
+        """This predictor extracting with ``config`` instead (e.g. another Whisper model or language).
+
+        ``config`` must produce the features the model was trained on: any difference in the
+        extractors of the model's modalities, or in alignment, is a :class:`SpecMismatchError`
+        naming it. The speech recogniser may differ freely.
+        """
+        here = config.build_spec(self.modalities)
+        here.require_compatible(self.checkpoint.spec, modalities=self.modalities,
+                                what="the checkpoint's features")
+        return dataclasses.replace(self, extract_config=config, _extractors=None)
 
     # -- batch preparation ------------------------------------------------------------
     def _collate(self, samples):
@@ -199,7 +211,7 @@ def predict(paths: str | os.PathLike | Iterable[str | os.PathLike], checkpoint: 
     cannot be processed gives a Prediction with ``score=None`` and ``error`` set,
     and never stops the others. ``predictor`` reuses an already loaded checkpoint.
     """
-    from .pipeline import extract
+    from .extraction import extract
 
     pred = predictor or Predictor.load(checkpoint, asr_params)
     single = isinstance(paths, (str, os.PathLike))

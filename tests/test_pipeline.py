@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from msa_toolkit import pipeline
 from msa_toolkit.errors import ExtractionError, SpecMismatchError
+from msa_toolkit.extraction import (ExtractConfig, ExtractConfigError, LoadedExtractors, collect_files, extract,
+                                    extract_file, extract_texts, parse_shard, select_shard)
 from msa_toolkit.features import FeatureBundle
-from msa_toolkit.pipeline import (ExtractConfig, ExtractConfigError, collect_files, extract, extract_file,
-                                  extract_texts, parse_shard, select_shard)
 from msa_toolkit.spec import ExtractorSpec, FeatureSpec
 
 GOOD = ["speech_positive.mp4", "silence.mp4", "speech.wav"]
@@ -96,13 +95,13 @@ def test_transcripts_and_meta(run):
 def test_rerun_is_served_from_cache(run, monkeypatch):
     root, first = run
     calls = []
-    orig = pipeline._Runner.run
+    orig = LoadedExtractors.run
 
     def counting(self, path, transcript=None):
         calls.append(Path(path).name)
         return orig(self, path, transcript)
 
-    monkeypatch.setattr(pipeline._Runner, "run", counting)
+    monkeypatch.setattr(LoadedExtractors, "run", counting)
     res = extract(root / "in", out_dir=root / "out", config=AV_TEXT, cache_dir=root / "cache", progress=False)
     assert res.n_cached == 3 and all(i.cached for i in res.items)
     assert sorted(calls) == sorted(BAD)  # only the failed files are tried again
@@ -127,7 +126,7 @@ def test_changed_config_misses_cache(run, monkeypatch):
 
 def test_resume_after_interrupted_run(assets_dir, tmp_path, monkeypatch):
     inp = _copy(assets_dir, tmp_path / "in", ["speech.wav", "speech.flac", "speech.mp3"])
-    orig = pipeline._Runner.run
+    orig = LoadedExtractors.run
     done = []
 
     def dies_after_two(self, path, transcript=None):
@@ -136,13 +135,13 @@ def test_resume_after_interrupted_run(assets_dir, tmp_path, monkeypatch):
         done.append(Path(path).name)
         return orig(self, path, transcript)
 
-    monkeypatch.setattr(pipeline._Runner, "run", dies_after_two)
+    monkeypatch.setattr(LoadedExtractors, "run", dies_after_two)
     with pytest.raises(KeyboardInterrupt):
         extract(inp, out_dir=tmp_path / "out", config=CHEAP, cache_dir=tmp_path / "cache", progress=False)
     finished = list(done)
     assert len(finished) == 2
     done.clear()
-    monkeypatch.setattr(pipeline._Runner, "run", lambda self, p, t=None: (done.append(Path(p).name), orig(self, p, t))[1])
+    monkeypatch.setattr(LoadedExtractors, "run", lambda self, p, t=None: (done.append(Path(p).name), orig(self, p, t))[1])
     res = extract(inp, out_dir=tmp_path / "out", config=CHEAP, cache_dir=tmp_path / "cache", progress=False)
     assert len(res.items) == 3 and not res.failures
     assert set(done) == {"speech.flac", "speech.mp3", "speech.wav"} - set(finished)
@@ -177,7 +176,7 @@ def test_workers_match_single_process(assets_dir, tmp_path):
 
 def test_two_processes_on_one_cache(assets_dir, tmp_path):
     inp = _copy(assets_dir, tmp_path / "in", ["speech.wav", "speech.flac", "speech.mp3"])
-    code = ("import sys\nfrom msa_toolkit.pipeline import ExtractConfig, extract\n"
+    code = ("import sys\nfrom msa_toolkit.extraction import ExtractConfig, extract\n"
             "r = extract(sys.argv[1], out_dir=sys.argv[2], config=ExtractConfig(asr=None, text=None, vision=None),"
             " cache_dir=sys.argv[3], progress=False)\nassert len(r.items) == 3 and not r.failures, r.failures\n")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(inp), str(tmp_path / f"out{i}"), str(tmp_path / "c")])

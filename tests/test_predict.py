@@ -101,7 +101,7 @@ def test_mismatched_checkpoints_give_clear_errors(tmp_path):
     with pytest.raises(SpecMismatchError, match="mmsa_pickle"):
         Predictor.load(_save(tmp_path, spec))
     # the bundled extractor but a different recorded dimension
-    from msa_toolkit.pipeline import ExtractConfig
+    from msa_toolkit.extraction import ExtractConfig
 
     real = ExtractConfig(audio=None, vision=None).build_spec()
     bad = real.with_extractors([e if e.modality != "text" else ExtractorSpec(
@@ -112,7 +112,7 @@ def test_mismatched_checkpoints_give_clear_errors(tmp_path):
 
 def test_multimodal_checkpoint_extracts_what_its_spec_names(tmp_path, cache_dir):
     """An (untrained) fusion checkpoint over text + eGeMAPS + face features runs end to end."""
-    from msa_toolkit.pipeline import ExtractConfig
+    from msa_toolkit.extraction import ExtractConfig
 
     spec = ExtractConfig().build_spec()
     assert set(spec.modalities) == {"text", "audio", "vision"}

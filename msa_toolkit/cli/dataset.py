@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
+
+from ._options import ExtractorFlags, extract_config, extractor_options
 
 dataset_app = typer.Typer(
     name="dataset",
     help="Create datasets from label files (+ videos), import/export MMSA pickles, inspect and validate.",
     no_args_is_help=True,
 )
-
-_DISABLED = ("none", "off", "")
-
-
-def _stage(value: Optional[str]) -> Optional[str]:
-    return None if value is None or value.strip().lower() in _DISABLED else value
 
 
 def _console():
@@ -28,6 +24,7 @@ def _console():
 
 
 @dataset_app.command("create")
+@extractor_options()
 def create_command(
     labels: Path = typer.Option(..., "--labels", "-l", exists=True, dir_okay=False, readable=True,
                                 help="Label file (CSV/TSV): id or video_id+clip_id, label, optional mode, text, label_T/A/V, annotation."),
@@ -37,13 +34,7 @@ def create_command(
     out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to create."),
     transcripts: str = typer.Option("whisper", "--transcripts", "-t",
                                     help="whisper: recognise speech; label: use the label file's text."),
-    asr: str = typer.Option("whisper", "--asr", help="Speech recogniser, or 'none'."),
-    text: str = typer.Option("minilm", "--text",
-                             help="Text encoder: an extractor name (minilm, transformer) or a transformers "
-                                  "model id/folder."),
-    audio: str = typer.Option("opensmile", "--audio", help="Acoustic extractor (opensmile, librosa, wav2vec2) or none."),
-    vision: str = typer.Option("mediapipe_face", "--vision", help="Visual extractor (mediapipe_face) or none."),
-    align: str = typer.Option("none", "--align", help="none (native frame rates) or words."),
+    extractors: ExtractorFlags = ExtractorFlags(),  # the extractor flags (cli/_options.py)
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Extraction processes."),
     shard: Optional[str] = typer.Option(None, "--shard",
                                         help="i/n: only extract shard i of n into the cache (no dataset written)."),
@@ -56,12 +47,9 @@ def create_command(
     """Build a native dataset from a label file and (optionally) videos."""
     if transcripts not in ("whisper", "label"):
         raise typer.BadParameter("--transcripts must be 'whisper' or 'label'")
+    config = extract_config(extractors)
     from ..data.build import build_dataset
-    from ..pipeline import ExtractConfig
 
-    text_name, text_params = _text_choice(text)
-    config = ExtractConfig(asr=_stage(asr), text=text_name, text_params=text_params, audio=_stage(audio),
-                           vision=_stage(vision), align=align)
     rep = build_dataset(labels, videos=videos, out_dir=out, transcripts=transcripts, config=config,
                         cache_dir=cache_dir, workers=workers, shard=shard, progress=not quiet, seed=seed,
                         overwrite=overwrite)
@@ -78,16 +66,6 @@ def create_command(
         typer.secho(f"{len(rep.failures)} rows left out; see {rep.errors_path}", fg=typer.colors.YELLOW, err=True)
         for f in rep.failures[:5]:
             typer.echo(f"  {f.id} [{f.stage}] {f.message}", err=True)
-
-
-def _text_choice(value: str) -> tuple[Optional[str], dict[str, Any]]:
-    if _stage(value) is None:
-        return None, {}
-    from ..extractors.base import list_extractors
-
-    if value in list_extractors("text"):
-        return value, {}
-    return "transformer", {"model": value}
 
 
 @dataset_app.command("import")

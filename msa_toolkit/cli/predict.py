@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from ._options import ExtractorFlags, extract_config, extractor_options
+
 #: shown in --help: what the bundled model is (kept in step with assets/default_model/MODEL_CARD.md)
 DEFAULT_MODEL_NOTE = (
     "Without --checkpoint the bundled default model is used: a text-only model (Whisper tiny.en transcript -> "
@@ -15,8 +17,15 @@ DEFAULT_MODEL_NOTE = (
     "for its MOSI and MOSEI test scores). It hears what is said, not how: multimodal models (DLF, ALMT, MMCL, "
     "MInD) are trained on your own videos with `msa train` and used here with --checkpoint."
 )
+#: shown in --help: what the extractor flags do here
+EXTRACTOR_FLAGS_NOTE = (
+    "The extractor flags default to the checkpoint's FeatureSpec. Use them to choose the speech recogniser "
+    "(e.g. --asr-model, --language, --no-vad); a flag that changes the features the model was trained on is "
+    "an error naming the difference."
+)
 
 
+@extractor_options(from_checkpoint=True)
 def predict_command(
     paths: List[Path] = typer.Argument(..., exists=True, readable=True, resolve_path=True,
                                        help="Video or audio files and/or folders (searched recursively)."),
@@ -31,6 +40,7 @@ def predict_command(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", file_okay=False,
                                              help="Feature cache (default $MSA_CACHE_DIR or ~/.cache/msa_toolkit)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Extraction worker processes."),
+    extractors: ExtractorFlags = ExtractorFlags(),  # the extractor flags (cli/_options.py)
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no table."),
 ) -> None:
     """Predict the sentiment of each clip: score in [-3, 3], polarity, 7-class label, transcript."""
@@ -45,6 +55,8 @@ def predict_command(
 
     t0 = time.perf_counter()
     predictor = Predictor.load(checkpoint)
+    if extractors.given():
+        predictor = predictor.with_extract_config(extract_config(extractors, base=predictor.extract_config))
     preds = predict(paths, segments=segments, cache_dir=cache_dir, workers=workers, progress=not quiet,
                     predictor=predictor)
     ck = predictor.checkpoint
@@ -89,7 +101,7 @@ def predict_command(
         raise typer.Exit(1)
 
 
-predict_command.__doc__ = (predict_command.__doc__ or "") + "\n\n" + DEFAULT_MODEL_NOTE
+predict_command.__doc__ = "\n\n".join((predict_command.__doc__ or "", DEFAULT_MODEL_NOTE, EXTRACTOR_FLAGS_NOTE))
 
 
 def register(app: typer.Typer) -> None:

@@ -153,7 +153,7 @@ def _write_errors(out: Path, failures: Sequence[RowFailure]) -> None:
 
 
 def _config_default():
-    from ..pipeline import ExtractConfig
+    from ..extraction import ExtractConfig
 
     return ExtractConfig()
 
@@ -221,7 +221,7 @@ def _finish(table: LabelTable, out: Path, spec: Any, gens: Mapping[str, Any], fa
 
 def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, progress: bool,
                      prov: dict[str, Any], overwrite: bool) -> BuildReport:
-    from ..pipeline import extract_texts
+    from ..extraction import extract_texts
 
     if not table.has_text:
         raise DatasetError(f"{table.path}: no text column, so a text-only dataset cannot be built; "
@@ -257,7 +257,7 @@ def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, pro
 def _build_from_media(table: LabelTable, videos: Path, out: Path, cfg: Any, transcripts: str, cache_dir: Any,
                       workers: int, shard: str | None, progress: bool, prov: dict[str, Any],
                       overwrite: bool) -> BuildReport:
-    from ..pipeline import extract, parse_shard
+    from ..extraction import extract, parse_shard
 
     index = MediaIndex(videos)
     failures: list[RowFailure] = []

@@ -19,7 +19,7 @@ def cache_dir(tmp_path_factory):
 
 
 def _config(**kw):
-    from msa_toolkit.pipeline import ExtractConfig
+    from msa_toolkit.extraction import ExtractConfig
 
     return ExtractConfig(**{"asr": None, "vision": None, **kw})
 

@@ -1,0 +1,203 @@
+"""Command-line options shared by several `msa` commands (in the spirit of spaCy's ``cli/_util.py``).
+
+The extractor flags (``--asr``, ``--asr-model``, ``--language``, ``--vad``, ``--text``, ``--audio``,
+``--audio-model``, ``--opensmile-set``, ``--vision``, ``--fps``, ``--align``) are declared once
+here. :func:`extractor_options` adds them to a command, which receives them as one
+:class:`ExtractorFlags`; :func:`extract_config` turns that into an
+:class:`~msa_toolkit.extraction.ExtractConfig`. `msa extract`, `msa dataset create` and
+`msa predict` all use them, so the three accept the same flags. The help of a flag that sets
+an ExtractConfig field is that field's ``help`` metadata.
+
+This module imports only typer and the light ``extraction.config`` module (no numpy, no
+models), so ``msa --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, TypeVar
+
+import typer
+
+from ..extraction.config import ALIGN_CHOICES, ExtractConfig, field_help
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: values of --asr/--text/--audio/--vision that switch the stage off
+DISABLED_VALUES: tuple[str, ...] = ("none", "off", "")
+#: the name of the parameter a command declares to receive the extractor flags
+FLAGS_PARAMETER = "extractors"
+#: the --help panel the extractor flags are listed under
+HELP_PANEL = "Extractors"
+
+
+def stage_name(value: Optional[str]) -> Optional[str]:
+    """An extractor name, or None for a switched-off stage (none/off/empty)."""
+    return None if value is None or value.strip().lower() in DISABLED_VALUES else value
+
+
+def text_choice(value: str) -> tuple[Optional[str], dict[str, Any]]:
+    """``--text``: an extractor name (minilm, transformer), else a transformers model id / local folder."""
+    if stage_name(value) is None:
+        return None, {}
+    from ..extractors.base import list_extractors
+
+    if value in list_extractors("text"):
+        return value, {}
+    return "transformer", {"model": value}
+
+
+@dataclass(frozen=True)
+class ExtractorFlags:
+    """The extractor flags of one command line; None means the flag was not given (default: the base config)."""
+
+    # --asr: speech recogniser name or none
+    asr: Optional[str] = None
+    # --asr-model: faster-whisper model folder or cached name
+    asr_model: Optional[str] = None
+    # --language: spoken language code
+    language: Optional[str] = None
+    # --vad/--no-vad: voice-activity filtering before Whisper
+    vad: Optional[bool] = None
+    # --text: text extractor name, transformers model id / folder, or none
+    text: Optional[str] = None
+    # --audio: acoustic extractor name or none
+    audio: Optional[str] = None
+    # --audio-model: local wav2vec2/HuBERT folder
+    audio_model: Optional[Path] = None
+    # --opensmile-set: openSMILE feature set
+    opensmile_set: Optional[str] = None
+    # --vision: visual extractor name or none
+    vision: Optional[str] = None
+    # --fps: video frames analysed per second
+    fps: Optional[float] = None
+    # --align: none or words
+    align: Optional[str] = None
+
+    def given(self) -> bool:
+        """True when at least one flag was given."""
+        return any(v is not None for v in dataclasses.astuple(self))
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """How one ExtractorFlags field appears on the command line."""
+
+    # the ExtractorFlags field (and command parameter) it fills
+    name: str
+    # the type click parses the value to
+    annotation: Any
+    # default of `msa extract` / `msa dataset create` (predict's defaults are all None)
+    default: Any
+    # option declarations, e.g. ("--asr",) or ("--vad/--no-vad",)
+    decls: tuple[str, ...]
+    # the help text
+    help: str
+    # further typer.Option arguments (min=..., exists=..., file_okay=...)
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_DEFAULTS = ExtractConfig()
+
+#: every extractor flag, in the order --help lists them
+FLAGS: tuple[_Flag, ...] = (
+    _Flag("audio", Optional[str], _DEFAULTS.audio, ("--audio",), field_help("audio")),
+    _Flag("audio_model", Optional[Path], None, ("--audio-model",),
+          "Local wav2vec2/HuBERT folder (needed for --audio wav2vec2).", {"exists": True, "file_okay": False}),
+    _Flag("opensmile_set", Optional[str], "eGeMAPSv02", ("--opensmile-set",), "eGeMAPSv02 or ComParE_2016."),
+    _Flag("vision", Optional[str], _DEFAULTS.vision, ("--vision",), field_help("vision")),
+    _Flag("fps", Optional[float], None, ("--fps",), "Video frames analysed per second.", {"min": 0.1}),
+    _Flag("text", Optional[str], _DEFAULTS.text, ("--text",), field_help("text")),
+    _Flag("asr", Optional[str], _DEFAULTS.asr, ("--asr",), field_help("asr")),
+    _Flag("asr_model", Optional[str], None, ("--asr-model",),
+          "faster-whisper model: local CTranslate2 folder or a name in the local cache (default: bundled tiny.en)."),
+    _Flag("language", Optional[str], "en", ("--language",), "Spoken language code."),
+    _Flag("vad", Optional[bool], True, ("--vad/--no-vad",), "Voice-activity filtering before Whisper."),
+    _Flag("align", Optional[str], _DEFAULTS.align, ("--align",), field_help("align")),
+)
+
+
+def _option(flag: _Flag, from_checkpoint: bool) -> Any:
+    """The typer.Option of one flag; with ``from_checkpoint`` it defaults to None (= keep the checkpoint's)."""
+    default = None if from_checkpoint else flag.default
+    return typer.Option(default, *flag.decls, help=flag.help, rich_help_panel=HELP_PANEL,
+                        show_default=not from_checkpoint and default is not None, **flag.extra)
+
+
+def extractor_options(from_checkpoint: bool = False) -> Callable[[F], F]:
+    """Decorator: give a command every extractor flag in place of its ``extractors`` parameter.
+
+    The command declares ``extractors: ExtractorFlags`` (anywhere in its signature); typer sees
+    the flags of :data:`FLAGS` there instead, and the command is called with them packed into
+    one :class:`ExtractorFlags`. ``from_checkpoint`` (``msa predict``) makes every flag default
+    to None, i.e. "as the checkpoint's FeatureSpec says".
+    """
+    def decorate(command: F) -> F:
+        sig = inspect.signature(command, eval_str=True)
+        params = list(sig.parameters.values())
+        at = [p.name for p in params].index(FLAGS_PARAMETER)
+        flags = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=f.annotation,
+                                   default=_option(f, from_checkpoint)) for f in FLAGS]
+        params[at:at + 1] = flags
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            packed = ExtractorFlags(**{f.name: kwargs.pop(f.name) for f in FLAGS})
+            return command(**kwargs, **{FLAGS_PARAMETER: packed})
+
+        # typer reads the parameters from __signature__ and resolves types through __annotations__
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        wrapper.__annotations__["return"] = sig.return_annotation
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _stage(current: Optional[str], current_params: Mapping[str, Any], given: Optional[str],
+           given_params: Mapping[str, Any] | None = None) -> tuple[Optional[str], dict[str, Any]]:
+    """One stage's (name, params): a given name replaces the current one (its params start afresh
+    unless it names the same extractor); ``given_params`` then update the params."""
+    name, params = current, dict(current_params)
+    if given is not None:
+        name = stage_name(given)
+        if name != current:
+            params = {}
+    if name is None:
+        return None, {}
+    params.update(given_params or {})
+    return name, params
+
+
+def extract_config(flags: ExtractorFlags, base: ExtractConfig | None = None) -> ExtractConfig:
+    """The ExtractConfig the extractor flags ask for; flags not given keep ``base`` (default ExtractConfig()).
+
+    Raises ``typer.BadParameter`` for an --align value other than none/words, and for
+    ``--audio wav2vec2`` without ``--audio-model`` (unless ``base`` already names the model folder).
+    """
+    base = base if base is not None else ExtractConfig()
+    if flags.align is not None and flags.align not in ALIGN_CHOICES:
+        raise typer.BadParameter("must be 'none' or 'words'", param_hint="--align")
+    asr_params = {k: v for k, v in (("language", flags.language), ("vad_filter", flags.vad),
+                                    ("model", flags.asr_model or None)) if v is not None}
+    asr, asr_params = _stage(base.asr, base.asr_params, flags.asr, asr_params)
+    audio, audio_params = _stage(base.audio, base.audio_params, flags.audio)
+    if audio == "opensmile" and flags.opensmile_set is not None:
+        audio_params["feature_set"] = flags.opensmile_set
+    elif audio == "wav2vec2":
+        if flags.audio_model is not None:
+            audio_params["model"] = str(flags.audio_model)
+        elif not audio_params.get("model"):
+            raise typer.BadParameter("--audio wav2vec2 needs --audio-model FOLDER", param_hint="--audio-model")
+    vision, vision_params = _stage(base.vision, base.vision_params, flags.vision,
+                                   {"fps": flags.fps} if flags.fps else None)
+    text, text_params = base.text, dict(base.text_params)
+    if flags.text is not None:
+        text, text_params = text_choice(flags.text)
+    return ExtractConfig(asr=asr, asr_params=asr_params, text=text, text_params=text_params, audio=audio,
+                         audio_params=audio_params, vision=vision, vision_params=vision_params,
+                         align=flags.align if flags.align is not None else base.align)

@@ -1,0 +1,143 @@
+"""ExtractConfig: which extractor runs for each stage, with its parameters.
+
+Each field carries a ``help`` text in its dataclass metadata; the command line
+(:mod:`msa_toolkit.cli._options`) shows it for the matching flag, so the
+library and the CLI describe a setting in the same words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterable, Mapping
+
+from ..errors import ExtractConfigError, ModelLoadError, SpecMismatchError
+from ..spec import FeatureSpec
+
+#: the extraction stages an ExtractConfig configures, in pipeline order
+CONFIG_STAGES: tuple[str, ...] = ("asr", "text", "audio", "vision")
+#: accepted values of ExtractConfig.align
+ALIGN_CHOICES: tuple[str, ...] = ("none", "words")
+
+
+def _help(text: str) -> dict[str, str]:
+    """Field metadata holding the help text shown for the field (CLI flag help, docs)."""
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Which extractor runs for each stage, with its parameters (None disables a stage)."""
+
+    # speech recogniser ("whisper") or None (then text needs user transcripts)
+    asr: str | None = field(default="whisper", metadata=_help(
+        "Speech recogniser: whisper, or none (text then needs user transcripts)."))
+    # parameters of the speech recogniser, e.g. {"model": "tiny.en", "vad_filter": True}
+    asr_params: Mapping[str, Any] = field(default_factory=dict, metadata=_help(
+        "Parameters of the speech recogniser, e.g. model, language, vad_filter."))
+    # text encoder ("minilm", "transformer") or None
+    text: str | None = field(default="minilm", metadata=_help(
+        "Text encoder: minilm (bundled all-MiniLM-L6-v2), a transformers model id already in the local "
+        "cache, a local model folder, or none."))
+    # parameters of the text encoder, e.g. {"model": "bert-base-uncased", "max_length": 128}
+    text_params: Mapping[str, Any] = field(default_factory=dict, metadata=_help(
+        "Parameters of the text encoder, e.g. model, max_length."))
+    # acoustic extractor ("opensmile", "librosa", "wav2vec2") or None
+    audio: str | None = field(default="opensmile", metadata=_help(
+        "Acoustic features: opensmile (eGeMAPSv02 LLDs), librosa, wav2vec2, or none."))
+    # parameters of the acoustic extractor, e.g. {"feature_set": "ComParE_2016"}
+    audio_params: Mapping[str, Any] = field(default_factory=dict, metadata=_help(
+        "Parameters of the acoustic extractor, e.g. feature_set, model."))
+    # visual extractor ("mediapipe_face") or None
+    vision: str | None = field(default="mediapipe_face", metadata=_help(
+        "Facial features: mediapipe_face, or none."))
+    # parameters of the visual extractor, e.g. {"fps": 10}
+    vision_params: Mapping[str, Any] = field(default_factory=dict, metadata=_help(
+        "Parameters of the visual extractor, e.g. fps."))
+    # "none" (native frame rates) or "words" (audio/vision/text averaged per transcript word)
+    align: str = field(default="none", metadata=_help(
+        "none (native frame rates) or words (average per transcript word)."))
+
+    def __post_init__(self) -> None:
+        if self.align not in ALIGN_CHOICES:
+            raise ExtractConfigError(f"align must be 'none' or 'words', got {self.align!r}")
+        if self.align == "words" and self.asr is None and self.text is None:
+            raise ExtractConfigError("align='words' needs word timings: enable asr")
+
+    # -- stages ------------------------------------------------------------------------
+    def stages(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Enabled stages: modality -> (extractor name, params), in pipeline order."""
+        out: dict[str, tuple[str, dict[str, Any]]] = {}
+        for mod in CONFIG_STAGES:
+            name = getattr(self, mod)
+            if name:
+                out[mod] = (name, dict(getattr(self, f"{mod}_params")))
+        return out
+
+    def create_extractors(self, modalities: Iterable[str] | None = None) -> dict[str, Any]:
+        """One (not yet loaded) extractor per enabled stage."""
+        from ..extractors.base import get_extractor_class
+
+        wanted = set(modalities) if modalities is not None else None
+        out: dict[str, Any] = {}
+        for mod, (name, params) in self.stages().items():
+            if wanted is not None and mod not in wanted:
+                continue
+            try:
+                cls = get_extractor_class(name)
+            except KeyError as e:
+                raise ExtractConfigError(f"{mod}: {e.args[0]}") from None
+            if cls.modality != mod:
+                raise ExtractConfigError(f"{mod}: extractor {name!r} is a {cls.modality!r} extractor")
+            try:
+                out[mod] = cls(**params)
+            except ValueError as e:
+                raise ExtractConfigError(f"{mod}: {e}") from None
+        return out
+
+    def build_spec(self, modalities: Iterable[str] | None = None) -> FeatureSpec:
+        """The FeatureSpec this configuration produces (optionally only some stages)."""
+        exs = self.create_extractors(modalities)
+        return spec_of(exs.values(), self.align)
+
+    @classmethod
+    def from_spec(cls, spec: FeatureSpec) -> "ExtractConfig":
+        """The configuration that reproduces ``spec`` on this machine.
+
+        Raises :class:`SpecMismatchError` naming what cannot be reproduced:
+        precomputed features (non-empty ``origin``), an extractor unknown here,
+        a model that cannot be loaded offline, or a version/dim that differs.
+        """
+        if spec.origin:
+            raise SpecMismatchError(
+                f"features of origin {dict(spec.origin)} were not produced by this toolkit's extractors "
+                "and cannot be re-extracted from media")
+        kw: dict[str, Any] = {mod: None for mod in CONFIG_STAGES}
+        kw["align"] = spec.alignment
+        for e in spec.extractors:
+            if e.modality not in CONFIG_STAGES:
+                raise SpecMismatchError(f"unknown modality {e.modality!r} in FeatureSpec")
+            kw[e.modality] = e.name
+            kw[f"{e.modality}_params"] = dict(e.params)
+        try:
+            cfg = cls(**kw)
+            here = cfg.build_spec()
+        except (ExtractConfigError, ModelLoadError) as e:
+            raise SpecMismatchError(f"cannot reproduce the FeatureSpec here: {e}") from None
+        here.require_compatible(spec, what="extraction on this machine")
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in asdict(self).items()}
+
+
+def field_help(name: str) -> str:
+    """The help text of ExtractConfig field ``name`` (from its dataclass metadata)."""
+    for f in fields(ExtractConfig):
+        if f.name == name:
+            return f.metadata["help"]
+    raise KeyError(f"ExtractConfig has no field {name!r}")
+
+
+def spec_of(extractors: Iterable[Any], alignment: str) -> FeatureSpec:
+    """FeatureSpec of extractors, in the canonical order (by modality) its JSON form uses."""
+    return FeatureSpec(tuple(sorted((e.spec for e in extractors), key=lambda s: s.modality)), alignment=alignment)

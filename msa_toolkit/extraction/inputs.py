@@ -1,0 +1,111 @@
+"""Inputs of an extraction run: which files, under which names, in which shard, with which user transcript."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .._io import TRANSCRIPT_EXTENSIONS, is_media_file
+from ..errors import ExtractConfigError
+from ..features import Transcript
+from .results import Failure
+
+#: joins the folder parts of a file found inside a given folder into its output name (``sub__clip``)
+NAME_SEPARATOR = "__"
+
+
+def collect_files(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[Path, str]], list[Failure]]:
+    """Expand files and folders (recursively, media extensions only) to ``(path, name)`` pairs.
+
+    Names are file stems; files inside a given folder are named by their path relative
+    to it (``sub__clip``) so same-named clips in different folders do not collide.
+    Missing paths become "input" failures. Sorted by path, duplicates removed.
+    """
+    found: dict[Path, str] = {}
+    failures: list[Failure] = []
+    for p in paths:
+        p = Path(p).expanduser()
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and is_media_file(f) and not f.name.startswith("."):
+                    rel = f.relative_to(p).with_suffix("")
+                    found.setdefault(f.resolve(), NAME_SEPARATOR.join(rel.parts))
+        elif p.is_file():
+            found.setdefault(p.resolve(), p.stem)
+        else:
+            failures.append(Failure(str(p), "input", "no such file or directory"))
+    items = sorted(found.items(), key=lambda kv: str(kv[0]))
+    # disambiguate remaining collisions (same stem passed as separate files)
+    seen: dict[str, int] = {}
+    out: list[tuple[Path, str]] = []
+    for path, name in items:
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        out.append((path, name if n == 0 else f"{name}{NAME_SEPARATOR}{n}"))
+    return out, failures
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"i/n"`` (0-based i) -> (i, n); validates 0 <= i < n."""
+    if shard is None:
+        return None
+    if isinstance(shard, str):
+        try:
+            i_s, n_s = shard.split("/")
+            i, n = int(i_s), int(n_s)
+        except ValueError:
+            raise ExtractConfigError(f"shard must look like 'i/n' (e.g. 0/4), got {shard!r}") from None
+    else:
+        i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ExtractConfigError(f"shard index must satisfy 0 <= i < n, got {i}/{n}")
+    return i, n
+
+
+def select_shard(files: Sequence[tuple[Path, str]], shard: tuple[int, int] | None) -> list[tuple[Path, str]]:
+    """Files of shard ``i`` of ``n``: every n-th file of the path-sorted list, starting at i."""
+    files = sorted(files, key=lambda f: str(f[0]))
+    if shard is None:
+        return list(files)
+    i, n = shard
+    return files[i::n]
+
+
+def read_user_transcript(p: Path) -> Transcript:
+    """A user transcript file: plain text, or JSON (a string, ``{"text": ...}`` or a Transcript with words)."""
+    if p.suffix.lower() == ".json":
+        d = json.loads(p.read_text(encoding="utf-8"))
+        if isinstance(d, str):
+            return Transcript.from_text(d)
+        tr = Transcript.from_dict(d) if "words" in d else Transcript.from_text(str(d.get("text", "")))
+        return replace(tr, source="user")
+    return Transcript.from_text(p.read_text(encoding="utf-8"))
+
+
+def find_user_transcript(path: Path, name: str,
+                         transcripts: str | os.PathLike | Mapping[str, Any] | None) -> Transcript | None:
+    """The transcript the user supplied for ``path``, if any.
+
+    ``transcripts`` may be a folder (``<name>.txt``/``.json`` or ``<stem>.txt``/``.json``
+    inside it), a mapping from path, name or stem to text (or Transcript), or None; in
+    every case a sidecar ``clip.txt`` next to ``clip.mp4`` is used when nothing else is.
+    """
+    if isinstance(transcripts, Mapping):
+        for k in (str(path), name, path.stem, path.name):
+            if k in transcripts:
+                v = transcripts[k]
+                return v if isinstance(v, Transcript) else Transcript.from_text(str(v))
+    elif transcripts is not None:
+        folder = Path(transcripts)
+        for stem in dict.fromkeys((name, path.stem)):
+            for ext in TRANSCRIPT_EXTENSIONS:
+                cand = folder / f"{stem}{ext}"
+                if cand.is_file():
+                    return read_user_transcript(cand)
+    side = path.with_suffix(".txt")
+    if side.is_file():
+        return read_user_transcript(side)
+    return None

@@ -1,0 +1,80 @@
+"""What an extraction run returns: one FileResult per processed file, one Failure per failed file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ..features import FeatureBundle
+from ..spec import FeatureSpec
+
+#: pipeline stages, in order; a Failure names one of them
+STAGES: tuple[str, ...] = ("input", "decode", "asr", "text", "audio", "vision", "align", "save", "worker")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One file that could not be processed."""
+
+    # the input path
+    path: str
+    # the stage that failed (one of STAGES)
+    stage: str
+    # what went wrong, readable by users
+    message: str
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One file that was processed (or found in the cache)."""
+
+    # the input path
+    path: str
+    # output name (bundle files are <name>.safetensors / <name>.json)
+    name: str
+    # stem of the stored bundle: in out_dir when given, else the cache entry
+    bundle_path: str
+    # cache key (content hash + spec fingerprint)
+    key: str
+    # True when nothing was computed (cache hit)
+    cached: bool
+    # wall time spent on this file in seconds (hashing + extraction or cache copy)
+    seconds: float
+    # media duration in seconds (from the bundle meta)
+    duration: float | None = None
+    # number of transcript words
+    n_words: int = 0
+
+    def load(self) -> FeatureBundle:
+        return FeatureBundle.load(self.bundle_path)
+
+
+@dataclass
+class ExtractResult:
+    """What :func:`~msa_toolkit.extraction.extract` did: processed files, failures, the FeatureSpec, outputs."""
+
+    # the FeatureSpec every bundle was extracted with
+    spec: FeatureSpec
+    # processed files, sorted by path
+    items: list[FileResult] = field(default_factory=list)
+    # files that failed, sorted by path
+    failures: list[Failure] = field(default_factory=list)
+    # manifest path (None without out_dir)
+    manifest_path: Path | None = None
+    # total wall time in seconds
+    seconds: float = 0.0
+
+    def __iter__(self) -> Iterator[FileResult]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_cached(self) -> int:
+        return sum(1 for i in self.items if i.cached)
+
+    def bundles(self) -> dict[str, FeatureBundle]:
+        """Load every bundle, keyed by output name."""
+        return {i.name: i.load() for i in self.items}
