@@ -75,6 +75,12 @@ class ExtractorFlags:
     vision: Optional[str] = None
     # --fps: video frames analysed per second
     fps: Optional[float] = None
+    # --openface-bin: OpenFace 2.0 FeatureExtraction binary (--vision openface)
+    openface_bin: Optional[Path] = None
+    # --openface-csv-dir: folder of existing OpenFace CSVs (--vision openface_csv)
+    openface_csv_dir: Optional[Path] = None
+    # --openface-columns: OpenFace column preset, groups joined with + or a comma-separated column list
+    openface_columns: Optional[str] = None
     # --align: none or words
     align: Optional[str] = None
 
@@ -111,6 +117,15 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("opensmile_set", Optional[str], "eGeMAPSv02", ("--opensmile-set",), "eGeMAPSv02 or ComParE_2016."),
     _Flag("vision", Optional[str], _DEFAULTS.vision, ("--vision",), field_help("vision")),
     _Flag("fps", Optional[float], None, ("--fps",), "Video frames analysed per second.", {"min": 0.1}),
+    _Flag("openface_bin", Optional[Path], None, ("--openface-bin",),
+          "OpenFace 2.0 FeatureExtraction binary for --vision openface (default: $MSA_OPENFACE_BIN or PATH).",
+          {"dir_okay": False}),
+    _Flag("openface_csv_dir", Optional[Path], None, ("--openface-csv-dir",),
+          "Folder of existing OpenFace CSVs (<clip>.csv) for --vision openface_csv (default: next to each clip).",
+          {"exists": True, "file_okay": False}),
+    _Flag("openface_columns", Optional[str], None, ("--openface-columns",),
+          "OpenFace columns: aus (35), aus+pose+gaze (49, default), mmsa_fet (177), full (709), "
+          "groups joined with + or a comma-separated column list."),
     _Flag("text", Optional[str], _DEFAULTS.text, ("--text",), field_help("text")),
     _Flag("asr", Optional[str], _DEFAULTS.asr, ("--asr",), field_help("asr")),
     _Flag("asr_model", Optional[str], None, ("--asr-model",),
@@ -193,11 +208,39 @@ def extract_config(flags: ExtractorFlags, base: ExtractConfig | None = None) -> 
             audio_params["model"] = str(flags.audio_model)
         elif not audio_params.get("model"):
             raise typer.BadParameter("--audio wav2vec2 needs --audio-model FOLDER", param_hint="--audio-model")
-    vision, vision_params = _stage(base.vision, base.vision_params, flags.vision,
-                                   {"fps": flags.fps} if flags.fps else None)
+    vision, vision_params = _stage(base.vision, base.vision_params, flags.vision, _vision_params(flags))
+    _check_openface_flags(flags, vision)
     text, text_params = base.text, dict(base.text_params)
     if flags.text is not None:
         text, text_params = text_choice(flags.text)
     return ExtractConfig(asr=asr, asr_params=asr_params, text=text, text_params=text_params, audio=audio,
                          audio_params=audio_params, vision=vision, vision_params=vision_params,
                          align=flags.align if flags.align is not None else base.align)
+
+
+#: the --vision choices that read OpenFace output
+OPENFACE_VISION = ("openface", "openface_csv")
+
+
+def _vision_params(flags: ExtractorFlags) -> dict[str, Any]:
+    """The vision extractor parameters the flags set (--fps and the OpenFace flags)."""
+    params: dict[str, Any] = {}
+    if flags.fps:
+        params["fps"] = flags.fps
+    if flags.openface_bin is not None:
+        params["binary"] = str(flags.openface_bin)
+    if flags.openface_csv_dir is not None:
+        params["csv_dir"] = str(flags.openface_csv_dir)
+    if flags.openface_columns is not None:
+        params["columns"] = flags.openface_columns
+    return params
+
+
+def _check_openface_flags(flags: ExtractorFlags, vision: Optional[str]) -> None:
+    """An OpenFace flag with another --vision is a mistake worth a clear message, not a silent no-op."""
+    for value, hint, needs in ((flags.openface_bin, "--openface-bin", ("openface",)),
+                               (flags.openface_csv_dir, "--openface-csv-dir", ("openface_csv",)),
+                               (flags.openface_columns, "--openface-columns", OPENFACE_VISION)):
+        if value is not None and vision not in needs:
+            raise typer.BadParameter(f"only applies to --vision {' / '.join(needs)} (got --vision {vision or 'none'})",
+                                     param_hint=hint)

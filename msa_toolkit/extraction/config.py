@@ -47,12 +47,13 @@ class ExtractConfig:
     # parameters of the acoustic extractor, e.g. {"feature_set": "ComParE_2016"}
     audio_params: Mapping[str, Any] = field(default_factory=dict, metadata=_help(
         "Parameters of the acoustic extractor, e.g. feature_set, model."))
-    # visual extractor ("mediapipe_face") or None
+    # visual extractor ("mediapipe_face", "openface", "openface_csv") or None
     vision: str | None = field(default="mediapipe_face", metadata=_help(
-        "Facial features: mediapipe_face, or none."))
-    # parameters of the visual extractor, e.g. {"fps": 10}
+        "Facial features: mediapipe_face, openface (OpenFace 2.0 binary), openface_csv (existing OpenFace "
+        "CSVs), or none."))
+    # parameters of the visual extractor, e.g. {"fps": 10} or {"columns": "aus", "binary": "/opt/FeatureExtraction"}
     vision_params: Mapping[str, Any] = field(default_factory=dict, metadata=_help(
-        "Parameters of the visual extractor, e.g. fps."))
+        "Parameters of the visual extractor, e.g. fps, columns, binary, csv_dir."))
     # "none" (native frame rates) or "words" (audio/vision/text averaged per transcript word)
     align: str = field(default="none", metadata=_help(
         "none (native frame rates) or words (average per transcript word)."))

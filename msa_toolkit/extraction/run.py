@@ -30,7 +30,7 @@ from .config import ExtractConfig
 from .inputs import collect_files, find_user_transcript, parse_shard, select_shard
 from .outputs import export_bundle, out_is_current, write_reports, write_srt
 from .results import ExtractResult, Failure, FileResult
-from .runner import LoadedExtractors, StageCallback
+from .runner import LoadedExtractors, StageCallback, input_token
 
 #: environment variables (by prefix) handed to worker processes (model locations, offline flags, threads)
 WORKER_ENV_PREFIXES = ("HF_", "TRANSFORMERS_", "NUMBA_", "OMP_", "MSA_")
@@ -163,22 +163,28 @@ def _worker_env(workers: int) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 # the two passes
 # ---------------------------------------------------------------------------------------------
-def _look_up(files: Sequence[tuple[Path, str]], transcripts: Any, fingerprint: str, state: _RunState) -> list[Job]:
+def _look_up(files: Sequence[tuple[Path, str]], transcripts: Any, runner: LoadedExtractors,
+             state: _RunState) -> list[Job]:
     """Pass 1: hash every file; cache hits finish at once. Returns the files left to extract."""
     todo: list[Job] = []
+    fingerprint = runner.spec.fingerprint()
     for path, name in files:
         started = time.perf_counter()
         state.show(name)
         try:
             sha = hash_file(path)
             tr = find_user_transcript(path, name, transcripts)
+            token = input_token(runner.extractors, path)
+        except ExtractionError as e:  # a sidecar input an extractor needs is missing or unreadable
+            state.fail(Failure(str(path), e.stage, e.cause))
+            continue
         except OSError as e:
             state.fail(Failure(str(path), "input", f"cannot read: {e}"))
             continue
         except (ValueError, KeyError) as e:
             state.fail(Failure(str(path), "input", f"bad user transcript: {e}"))
             continue
-        key = cache_key(sha, fingerprint, hash_text(json.dumps(tr.to_dict(), sort_keys=True)) if tr else "")
+        key = cache_key(sha, fingerprint, (hash_text(json.dumps(tr.to_dict(), sort_keys=True)) if tr else "") + token)
         job = Job(path, name, key, sha, tr, started)
         if state.cache.contains(key):
             try:
@@ -258,7 +264,7 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
     with progress_bar(progress, current=True) as bar:
         state = _RunState(FeatureCache(cache_dir), out, save_srt, bar, bar.add_task("extract", total=len(files),
                                                                                      current=""), failures)
-        todo = _look_up(files, transcripts, runner.spec.fingerprint(), state)
+        todo = _look_up(files, transcripts, runner, state)
         if todo and workers == 1:
             _compute_here(runner, todo, state, show_stages=progress)
         elif todo:

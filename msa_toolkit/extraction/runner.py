@@ -51,6 +51,23 @@ def _no_note(_stage_name: str) -> None:
     """The progress callback used when nobody listens."""
 
 
+def run_vision(extractor: Any, path: Path) -> FeatureSequence:
+    """Run a visual extractor on one file: on decoded frames, or on the file itself for extractors
+    that read media themselves (``needs_path = True``, e.g. OpenFace's binary or its CSVs)."""
+    if getattr(extractor, "needs_path", False):
+        return extractor.extract_file(path)
+    from .. import media
+
+    # frames are decoded at the extractor's rate, full resolution (it downscales for detection itself)
+    return extractor.extract(media.iter_frames(path, fps=extractor.fps or None))
+
+
+def input_token(extractors: Mapping[str, Any], path: Path) -> str:
+    """Cache-key input besides the media file and transcript: what extractors read from elsewhere
+    (e.g. the sha256 of an OpenFace CSV next to the clip), so an edited sidecar is read again."""
+    return "".join(e.input_token(path) for e in extractors.values() if hasattr(e, "input_token"))
+
+
 class LoadedExtractors:
     """The extractors of one ExtractConfig (loaded by :meth:`load`); runs every stage on one file.
 
@@ -120,9 +137,7 @@ class LoadedExtractors:
         if "vision" in ex:
             note("vision")
             vis = ex["vision"]
-            # frames are decoded at the extractor's rate, full resolution (it downscales for detection itself)
-            sequences["vision"] = self._timed(path, "vision", timings,
-                                              lambda: vis.extract(media.iter_frames(path, fps=vis.fps or None)))
+            sequences["vision"] = self._timed(path, "vision", timings, lambda: run_vision(vis, path))
         if self.config.align == "words":
             sequences = self._timed(path, "align", timings, lambda: self.align_words(sequences, arrays, transcript))
         timings["total"] = time.perf_counter() - t0

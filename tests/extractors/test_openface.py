@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -350,3 +351,63 @@ def test_openface_csv_input_token_follows_csv(tmp_path: Path):
     before = ex.input_token(tmp_path / "clip.mp4")
     path.write_text(path.read_text().replace("0.97", "0.96", 1))
     assert ex.input_token(tmp_path / "clip.mp4") != before
+
+
+# ---- end to end through `msa extract` ----------------------------------------------------------------
+def test_msa_extract_vision_openface_runs_the_binary(fake_openface, assets_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from msa_toolkit.cli.main import app
+    from msa_toolkit.features import FeatureBundle
+
+    clip = tmp_path / "in" / "clip.mp4"
+    clip.parent.mkdir()
+    shutil.copy(assets_dir / "speech_positive.mp4", clip)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["extract", str(clip), "-o", str(out), "--cache-dir", str(tmp_path / "cache"),
+                                   "--asr", "none", "--text", "none", "--audio", "none", "--vision", "openface",
+                                   "--openface-columns", "aus"])
+    assert res.exit_code == 0, res.output
+    assert "-aus" in fake_openface.read_text()
+    bundle = FeatureBundle.load(out / "clip")
+    vis = bundle.sequences["vision"]
+    assert vis.values.shape == (10, 35) and list(vis.names) == AUS_R + AUS_C
+    assert not vis.mask[3] and not vis.mask[4] and vis.mask[0]
+    assert bundle.spec.get("vision").name == "openface"
+
+
+def test_msa_extract_openface_csv_cache_follows_the_csv(assets_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from msa_toolkit.cli.main import app
+    from msa_toolkit.features import FeatureBundle
+
+    clip = tmp_path / "in" / "clip.mp4"
+    clip.parent.mkdir()
+    shutil.copy(assets_dir / "speech_positive.mp4", clip)
+    csv_dir = tmp_path / "csvs"
+    csv_dir.mkdir()
+    documented_csv(csv_dir / "clip.csv")
+    args = ["extract", str(clip), "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+            "--asr", "none", "--text", "none", "--audio", "none", "--vision", "openface_csv",
+            "--openface-csv-dir", str(csv_dir), "--openface-columns", "pose"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    first = FeatureBundle.load(tmp_path / "out" / "clip").sequences["vision"].values.copy()
+    # an edited CSV is a different cache entry: the new values are read, not the stale bundle
+    rows = [[k + 1, 0, k * 0.04, 0.9, 1] + [float(7 + j) for j in range(len(POSE))] for k in range(3)]
+    write_csv(csv_dir / "clip.csv", POSE, rows)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    second = FeatureBundle.load(tmp_path / "out" / "clip").sequences["vision"].values
+    assert first.shape == (4, 6) and second.shape == (3, 6) and second[0, 0] == 7.0
+
+
+def test_openface_flags_need_an_openface_vision(tmp_path, assets_dir):
+    from typer.testing import CliRunner
+
+    from msa_toolkit.cli.main import app
+
+    res = CliRunner().invoke(app, ["extract", str(assets_dir / "speech.wav"), "-o", str(tmp_path / "o"),
+                                   "--vision", "mediapipe_face", "--openface-columns", "aus"])
+    assert res.exit_code == 2 and "--openface-columns" in res.output
