@@ -3,21 +3,26 @@
 Each command lives in its own module ``msa_toolkit.cli.<name>`` exposing
 ``register(app)``; the module imports only Typer at import time and does its
 heavy imports (torch, transformers, mediapipe) inside the command body, so
-``msa --help`` and ``msa --version`` never import torch.
+``msa --help`` and ``msa --version`` never import torch. Command modules are
+discovered: every module of this package except ``main`` and private ``_*``
+helpers is one. An import error in a command module propagates.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 import sys
+from typing import Iterable
+
 import typer
 
 from .. import __version__
 from ..errors import MSAError
 
-#: command modules, in the order `msa --help` lists them
-COMMAND_MODULES = ("extract", "dataset", "train", "evaluate", "predict", "models")
+#: the order `msa --help` lists commands in (pipeline order); commands not named here follow, sorted
+COMMAND_ORDER = ("extract", "dataset", "train", "evaluate", "predict", "models")
 
 app = typer.Typer(
     name="msa",
@@ -44,15 +49,31 @@ def _root(
     """Multimodal sentiment analysis toolkit."""
 
 
+def command_modules(found: Iterable[str] | None = None) -> list[str]:
+    """Command module names in help order: :data:`COMMAND_ORDER`, then any other discovered ones, sorted.
+
+    ``found`` defaults to the public modules of this package except ``main``. A name in
+    :data:`COMMAND_ORDER` without a module is an error (a typo must not hide a command).
+    """
+    if found is None:
+        package = importlib.import_module(__package__)
+        found = [m.name for m in pkgutil.iter_modules(package.__path__)
+                 if not m.name.startswith("_") and m.name != "main"]
+    names = set(found)
+    missing = [n for n in COMMAND_ORDER if n not in names]
+    if missing:
+        raise ModuleNotFoundError(f"COMMAND_ORDER names command modules that do not exist: {missing}")
+    return [*COMMAND_ORDER, *sorted(names - set(COMMAND_ORDER))]
+
+
 def _register_commands() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"msa_toolkit.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"msa_toolkit.cli.{name}":
-                continue  # command not built yet
-            raise
-        mod.register(app)
+    for name in command_modules():
+        mod = importlib.import_module(f"{__package__}.{name}")
+        register = getattr(mod, "register", None)
+        if register is None:
+            raise AttributeError(f"{mod.__name__} has no register(app); command modules define it, "
+                                 "helper modules of msa_toolkit.cli start with '_'")
+        register(app)
 
 
 _register_commands()

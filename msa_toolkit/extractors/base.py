@@ -15,6 +15,8 @@ describes itself with :attr:`Extractor.spec` (an
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Iterable, Mapping
 
@@ -142,24 +144,29 @@ def register_extractor(cls: type[Extractor]) -> type[Extractor]:
     return cls
 
 
-#: modules imported on first registry access
-_EXTRACTOR_MODULES = (
-    "msa_toolkit.extractors.asr",
-    "msa_toolkit.extractors.text",
-    "msa_toolkit.extractors.acoustic",
-    "msa_toolkit.extractors.visual",
-)
+_loaded = False
+
+
+def extractor_modules() -> list[str]:
+    """Dotted names of the extractor modules and subpackages of ``msa_toolkit.extractors``.
+
+    Every public one (not ``base``, not starting with ``_``) is imported on the first
+    registry access and registers its classes; such modules import only light libraries at
+    module level (heavy ones inside ``_load``), so discovery stays cheap.
+    """
+    package = importlib.import_module(__package__)
+    return sorted(f"{__package__}.{m.name}" for m in pkgutil.iter_modules(package.__path__)
+                  if not m.name.startswith("_") and m.name != "base")
 
 
 def _ensure_loaded() -> None:
-    import importlib
-
-    for mod in _EXTRACTOR_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
+    """Import every extractor module once; import errors propagate (a typo must raise)."""
+    global _loaded
+    if _loaded:
+        return
+    for module in extractor_modules():
+        importlib.import_module(module)
+    _loaded = True  # only after every module imported: a failed import raises again on the next access
 
 
 def list_extractors(modality: str | None = None) -> list[str]:

@@ -1,36 +1,20 @@
-"""Building blocks private to the MMCL and MInD models.
+"""Parts private to the MMCL model: grid resampling, target-network copies, the replay buffer.
 
-Pooling and gradient reversal come from the shared ``layers.py``; what is here
-is specific to these two models (grid resampling, target copies, the replay
-buffer, their encoder layer). Everything here is mask-aware (bool masks, True = valid) and
-returns finite values for all-False masks (absent modality) and length-1
-sequences.
+Attention, transformer layers and positions come from the shared ``layers.py``
+(MMCL and MInD both use :class:`~msa_toolkit.models.layers.EncoderLayer`); what
+is here exists for MMCL's decoupling and its actor-critic objective. Everything
+here is mask-aware (bool masks, True = valid) and returns finite values for
+all-False masks (absent modality) and length-1 sequences.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-# ----------------------------------------------------------------------------- masks and pooling
-
-
-def safe_key_mask(mask: torch.Tensor) -> torch.Tensor:
-    """bool [B, L] -> same mask with position 0 switched on in rows that have no valid step.
-
-    Attention over an all-False row would be a softmax over nothing (NaN); letting such rows
-    attend to their (zero) first position keeps everything finite. Callers zero those rows after.
-    """
-    empty = ~mask.any(dim=1)
-    if not bool(empty.any()):
-        return mask
-    fixed = mask.clone()
-    fixed[empty, 0] = True
-    return fixed
+# ----------------------------------------------------------------------------- time grid
 
 
 def resample_to_grid(x: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,75 +38,6 @@ def resample_to_grid(x: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[
     y = torch.bmm(w, x) / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
     slot_mask = (n > 0)[:, None].expand(B, length)
     return y, slot_mask
-
-
-def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None,
-                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """[length, dim] fixed sinusoidal position table (sin half, cos half; zero column if dim is odd)."""
-    half = dim // 2
-    scale = math.log(10000.0) / max(half - 1, 1)
-    freq = torch.exp(torch.arange(half, device=device, dtype=torch.float32) * -scale)
-    ang = torch.arange(length, device=device, dtype=torch.float32)[:, None] * freq[None, :]
-    table = torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
-    if dim % 2:
-        table = torch.cat([table, torch.zeros(length, 1, device=device)], dim=1)
-    return table.to(dtype)
-
-
-# ----------------------------------------------------------------------------- gradient reversal
-
-
-# ----------------------------------------------------------------------------- attention blocks
-
-
-class MaskedSelfAttention(nn.Module):
-    """Multi-head self-attention over [B, L, D] with a bool key mask (True = valid)."""
-
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        self.heads, self.dropout = heads, dropout
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        attn_mask = safe_key_mask(mask)[:, None, None, :]  # [B, 1, 1, L] True = attend
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(B, L, D))
-
-
-class EncoderLayer(nn.Module):
-    """Transformer encoder layer: self-attention + feed-forward, each with residual and LayerNorm.
-
-    ``norm_first=False`` is the post-norm layout of the original Transformer (and of
-    ``torch.nn.TransformerEncoderLayer``'s default); ``True`` is pre-norm. Padded steps are zeroed
-    on output.
-    """
-
-    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float = 0.1, attn_dropout: float = 0.0,
-                 activation: str = "relu", norm_first: bool = False, relu_dropout: float | None = None):
-        super().__init__()
-        self.attn = MaskedSelfAttention(dim, heads, attn_dropout)
-        act = {"relu": nn.ReLU, "gelu": nn.GELU}[activation]
-        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), act(),
-                                nn.Dropout(dropout if relu_dropout is None else relu_dropout),
-                                nn.Linear(ff_dim, dim))
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
-        self.norm_first = norm_first
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.norm_first:
-            x = x + self.drop(self.attn(self.norm1(x), mask))
-            x = x + self.drop(self.ff(self.norm2(x)))
-        else:
-            x = self.norm1(x + self.drop(self.attn(x, mask)))
-            x = self.norm2(x + self.drop(self.ff(x)))
-        return x * mask.unsqueeze(-1).to(x.dtype)
 
 
 # ----------------------------------------------------------------------------- target networks

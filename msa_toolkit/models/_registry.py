@@ -1,19 +1,31 @@
-"""Model registry: ``@register_model`` on builders, ``create_model`` and ``list_models``.
+"""Model registry: ``@register_model`` on model classes, ``create_model`` and ``list_models``.
 
-A builder is registered with its config class and named presets (the published
-configurations). ``create_model(name, preset=None, **overrides)`` resolves
-defaults <- preset <- overrides into the config, then builds the model; a
-checkpoint stores ``name`` and ``config.to_dict()`` so loading is
+A model class is registered with its config class and named presets (the
+published configurations). ``create_model(name, preset=None, **overrides)``
+resolves defaults <- preset <- overrides into the config, then builds the
+model; a checkpoint stores ``name`` and ``config.to_dict()`` so loading is
 ``create_model(name, **config_dict)``.
+
+Model modules register themselves on import. Every public module of the
+``msa_toolkit.models`` package (not starting with ``_``, not one of
+:data:`HELPER_MODULES`) is imported on the first registry access, so adding a
+model is one file plus one decorator. An import error in a model module
+propagates: a broken model is never silently missing.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from .base import ModelConfig, MSAModel, config_from_mapping
+
+#: modules of the package that hold shared parts, not models (skipped by discovery)
+HELPER_MODULES = frozenset({"base", "layers", "losses", "presets"})
+
+_ModelT = TypeVar("_ModelT", bound=Callable[..., MSAModel])
 
 
 @dataclass(frozen=True)
@@ -22,7 +34,7 @@ class ModelEntry:
 
     # registry name, e.g. "almt"
     name: str
-    # builds the model from a resolved config
+    # builds the model from a resolved config (the model class itself)
     builder: Callable[[ModelConfig], MSAModel]
     # the model's config dataclass
     config_cls: type[ModelConfig]
@@ -33,23 +45,17 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-
-#: modules imported on first registry access, so every model registers itself
-_MODEL_MODULES = (
-    "msa_toolkit.models.baselines",
-    "msa_toolkit.models.dlf",
-    "msa_toolkit.models.almt",
-    "msa_toolkit.models.mmcl",
-    "msa_toolkit.models.mind",
-)
 _loaded = False
 
 
 def register_model(name: str, config_cls: type[ModelConfig], presets: Mapping[str, Mapping[str, Any]] | None = None,
-                   summary: str = "") -> Callable:
-    """Decorator for ``builder(config) -> MSAModel``."""
+                   summary: str = "") -> Callable[[_ModelT], _ModelT]:
+    """Class decorator: register ``cls(config) -> MSAModel`` under ``name``.
 
-    def deco(builder: Callable[[ModelConfig], MSAModel]) -> Callable[[ModelConfig], MSAModel]:
+    Any callable taking the resolved config works (a class is the usual case).
+    """
+
+    def deco(builder: _ModelT) -> _ModelT:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = ModelEntry(name, builder, config_cls, dict(presets or {}), summary)
@@ -58,25 +64,32 @@ def register_model(name: str, config_cls: type[ModelConfig], presets: Mapping[st
     return deco
 
 
+def model_modules() -> Iterator[str]:
+    """Dotted names of the model modules of ``msa_toolkit.models`` (read from its ``__path__`` now)."""
+    package = importlib.import_module(__package__)
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_") and info.name not in HELPER_MODULES:
+            yield f"{__package__}.{info.name}"
+
+
 def _ensure_loaded() -> None:
+    """Import every model module once; errors propagate (a typo or missing dependency must raise)."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    for mod in _MODEL_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a model module not written yet must not hide the others
-            if e.name != mod:
-                raise
+    for module in sorted(model_modules()):
+        importlib.import_module(module)
+    _loaded = True  # only after every module imported: a failed import raises again on the next access
 
 
 def list_models() -> list[str]:
+    """Registered model names, sorted."""
     _ensure_loaded()
     return sorted(_REGISTRY)
 
 
 def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name`` (KeyError listing the available names)."""
     _ensure_loaded()
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
@@ -84,6 +97,7 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def resolve_config(name: str, preset: str | None = None, **overrides: Any) -> ModelConfig:
+    """Config of ``name``: defaults <- preset <- overrides."""
     entry = get_entry(name)
     values: dict[str, Any] = {}
     if preset is not None:

@@ -53,8 +53,8 @@ from torch import nn
 
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
-from .baselines import MOSEI_INPUTS, MOSI_INPUTS
 from .layers import LearnedPositionalEncoding, MultiHeadAttention, TextEncoder, activation, attend
+from .presets import MOSEI_INPUTS, MOSI_INPUTS
 
 __all__ = ["ALMTConfig", "ALMT", "ALMTBlock", "TokenEmbedding", "LanguageEncoder", "AHLLayer", "FusionTransformer"]
 
@@ -227,6 +227,18 @@ class FusionTransformer(nn.Module):
         return t[:, 0]
 
 
+#: the authors' published settings
+ALMT_PRESETS = {
+    "mosi": {**MOSI_INPUTS, "fusion_depth": 2},
+    "mosei": {**MOSEI_INPUTS, "fusion_depth": 4},
+    # for tests and quick experiments
+    "tiny": {"dim": 16, "token_len": 2, "heads": 2, "dim_head": 8, "mlp_dim": 16, "ahl_heads": 2,
+             "ahl_dim_head": 8, "fusion_depth": 1, "fusion_heads": 2, "fusion_dim_head": 8},
+}
+
+
+@register_model("almt", ALMTConfig, presets=ALMT_PRESETS,
+                summary="ALMT: Adaptive Language-guided Multimodal Transformer (Zhang et al., EMNLP 2023)")
 class ALMT(MSAModel):
     """ALMT model. ``forward(batch) -> ModelOutput(prediction [B], aux)``.
 
@@ -275,19 +287,3 @@ class ALMT(MSAModel):
         fused = self.fusion(hyper, scales[-1])
         aux = {"hyper": hyper, "fused": fused, **{f"tokens_{m}": h[m] for m in h}}
         return ModelOutput(self.head(fused).squeeze(-1), aux)
-
-
-#: the authors' published settings
-ALMT_PRESETS = {
-    "mosi": {**MOSI_INPUTS, "fusion_depth": 2},
-    "mosei": {**MOSEI_INPUTS, "fusion_depth": 4},
-    # for tests and quick experiments
-    "tiny": {"dim": 16, "token_len": 2, "heads": 2, "dim_head": 8, "mlp_dim": 16, "ahl_heads": 2,
-             "ahl_dim_head": 8, "fusion_depth": 1, "fusion_heads": 2, "fusion_dim_head": 8},
-}
-
-
-@register_model("almt", ALMTConfig, presets=ALMT_PRESETS,
-                summary="ALMT: Adaptive Language-guided Multimodal Transformer (Zhang et al., EMNLP 2023)")
-def _build_almt(config: ALMTConfig) -> ALMT:
-    return ALMT(config)

@@ -120,7 +120,7 @@ def dims_from_spec(spec: FeatureSpec) -> dict[str, int]:
 class MSAModel(nn.Module):
     """Base class: holds ``config`` and ``objective``; subclasses implement forward(batch)."""
 
-    #: registry name, set by @register_model
+    #: registry name, set on the instance by create_model
     name: ClassVar[str] = ""
 
     def __init__(self, config: ModelConfig):

@@ -19,13 +19,7 @@ from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .layers import (ConvProjection, CrossModalTransformer, MLPHead, ResidualHead, TextEncoder, last_valid,
                      masked_mean)
-
-#: input dims/lengths of the unaligned CMU-MOSI features (BERT 768-d text, COVAREP-subset 5-d audio,
-#: Facet 20-d vision) as distributed by MMSA; the defaults of ModelConfig
-MOSI_INPUTS = {"text_dim": 768, "audio_dim": 5, "vision_dim": 20, "text_len": 50, "audio_len": 375, "vision_len": 500}
-#: the same for unaligned CMU-MOSEI (74-d COVAREP, 35-d Facet)
-MOSEI_INPUTS = {"text_dim": 768, "audio_dim": 74, "vision_dim": 35, "text_len": 50, "audio_len": 500,
-                "vision_len": 500}
+from .presets import MOSEI_INPUTS, MOSI_INPUTS  # re-exported: the presets' old home
 
 __all__ = ["MOSI_INPUTS", "MOSEI_INPUTS", "TextOnlyConfig", "TextOnly", "LateFusionConfig", "LateFusion", "TFNConfig",
            "TFN", "MulTConfig", "MulT"]
@@ -59,6 +53,9 @@ class TextOnlyConfig(ModelConfig):
     lr: float = 1e-3
 
 
+@register_model("text_only", TextOnlyConfig, presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS),
+                                                  "tiny": {"hidden": 8}},
+                summary="Baseline: masked-mean text features + MLP")
 class TextOnly(MSAModel):
     """``prediction = MLP(masked_mean(text))``. Shapes: text [B, Lt, Dt] -> prediction [B]."""
 
@@ -71,13 +68,6 @@ class TextOnly(MSAModel):
     def forward(self, batch) -> ModelOutput:
         text = TextEncoder.features(self.text_encoder, batch)
         return ModelOutput(self.head(masked_mean(text, batch.text_mask)).squeeze(-1))
-
-
-@register_model("text_only", TextOnlyConfig, presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS),
-                                                  "tiny": {"hidden": 8}},
-                summary="Baseline: masked-mean text features + MLP")
-def _build_text_only(config: TextOnlyConfig) -> TextOnly:
-    return TextOnly(config)
 
 
 # --------------------------------------------------------------------------- late fusion
@@ -97,6 +87,9 @@ class LateFusionConfig(ModelConfig):
     lr: float = 1e-3
 
 
+@register_model("late_fusion", LateFusionConfig,
+                presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS), "tiny": {"hidden": 8}},
+                summary="Baseline: per-modality encoders, late fusion (concat or averaged heads)")
 class LateFusion(MSAModel):
     """Per modality: ``Linear -> ReLU -> masked mean -> Linear -> ReLU`` gives h_m [B, hidden].
 
@@ -137,13 +130,6 @@ class LateFusion(MSAModel):
         return ModelOutput(pred, aux)
 
 
-@register_model("late_fusion", LateFusionConfig,
-                presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS), "tiny": {"hidden": 8}},
-                summary="Baseline: per-modality encoders, late fusion (concat or averaged heads)")
-def _build_late_fusion(config: LateFusionConfig) -> LateFusion:
-    return LateFusion(config)
-
-
 # --------------------------------------------------------------------------- TFN
 
 
@@ -181,6 +167,11 @@ class _SubNet(nn.Module):
         return self.net(masked_mean(x, mask))
 
 
+@register_model("tfn", TFNConfig,
+                presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS),
+                         "tiny": {"text_hidden": 16, "text_out": 8, "audio_hidden": 4, "vision_hidden": 4,
+                                  "post_fusion_dim": 16, "post_fusion_dropout": 0.0}},
+                summary="Tensor Fusion Network (Zadeh et al., 2017)")
 class TFN(MSAModel):
     """Tensor Fusion Network.
 
@@ -236,15 +227,6 @@ def _rnn_fp32_under_cpu_autocast(rnn: nn.Module, x: torch.Tensor):
     return rnn(x)
 
 
-@register_model("tfn", TFNConfig,
-                presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS),
-                         "tiny": {"text_hidden": 16, "text_out": 8, "audio_hidden": 4, "vision_hidden": 4,
-                                  "post_fusion_dim": 16, "post_fusion_dropout": 0.0}},
-                summary="Tensor Fusion Network (Zadeh et al., 2017)")
-def _build_tfn(config: TFNConfig) -> TFN:
-    return TFN(config)
-
-
 # --------------------------------------------------------------------------- MulT
 
 
@@ -281,6 +263,23 @@ class MulTConfig(ModelConfig):
     grad_clip_norm: float = 0.8
 
 
+@register_model("mult", MulTConfig,
+                presets={
+                    # MulT's published unaligned CMU-MOSI setting
+                    "mosi": {**MOSI_INPUTS, "dim": 30, "heads": 5, "layers": 5, "attn_dropout": 0.2,
+                             "attn_dropout_audio": 0.0,
+                             "attn_dropout_vision": 0.0, "ff_dropout": 0.1, "res_dropout": 0.1,
+                             "embed_dropout": 0.25, "out_dropout": 0.0, "lr": 1e-3, "batch_size": 24,
+                             "grad_clip_norm": 0.8},
+                    # MulT's published unaligned CMU-MOSEI setting
+                    "mosei": {**MOSEI_INPUTS, "dim": 30, "heads": 5, "layers": 5,
+                              "attn_dropout": 0.1, "attn_dropout_audio": 0.0, "attn_dropout_vision": 0.0,
+                              "ff_dropout": 0.1, "res_dropout": 0.1, "embed_dropout": 0.25, "out_dropout": 0.1,
+                              "lr": 1e-3, "batch_size": 16, "grad_clip_norm": 1.0},
+                    # for tests
+                    "tiny": {"dim": 8, "heads": 2, "layers": 1, "mem_layers": 1},
+                },
+                summary="Multimodal Transformer, unaligned (Tsai et al., 2019)")
 class MulT(MSAModel):
     """MulT: six crossmodal transformers (every source -> every target) + self-attention memories.
 
@@ -329,25 +328,3 @@ class MulT(MSAModel):
             states.append(last_valid(h, masks[t]))
         pred, rep = self.head(torch.cat(states, dim=-1))
         return ModelOutput(pred.squeeze(-1), {"representation": rep})
-
-
-@register_model("mult", MulTConfig,
-                presets={
-                    # MulT's published unaligned CMU-MOSI setting
-                    "mosi": {**MOSI_INPUTS, "dim": 30, "heads": 5, "layers": 5, "attn_dropout": 0.2,
-                             "attn_dropout_audio": 0.0,
-                             "attn_dropout_vision": 0.0, "ff_dropout": 0.1, "res_dropout": 0.1,
-                             "embed_dropout": 0.25, "out_dropout": 0.0, "lr": 1e-3, "batch_size": 24,
-                             "grad_clip_norm": 0.8},
-                    # MulT's published unaligned CMU-MOSEI setting
-                    "mosei": {**MOSEI_INPUTS, "dim": 30, "heads": 5, "layers": 5,
-                              "attn_dropout": 0.1, "attn_dropout_audio": 0.0, "attn_dropout_vision": 0.0,
-                              "ff_dropout": 0.1, "res_dropout": 0.1, "embed_dropout": 0.25, "out_dropout": 0.1,
-                              "lr": 1e-3, "batch_size": 16, "grad_clip_norm": 1.0},
-                    # for tests
-                    "tiny": {"dim": 8, "heads": 2, "layers": 1, "mem_layers": 1},
-                },
-                summary="Multimodal Transformer, unaligned (Tsai et al., 2019)")
-def _build_mult(config: MulTConfig) -> MulT:
-    return MulT(config)
-

@@ -58,9 +58,9 @@ from torch import nn
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
-from .baselines import MOSEI_INPUTS, MOSI_INPUTS
 from .layers import ConvProjection, CrossModalTransformer, ResidualHead, TextEncoder, last_valid, masked_mean
 from .losses import cosine_orthogonality, masked_mse, modified_triplet_loss, regression_loss
+from .presets import MOSEI_INPUTS, MOSI_INPUTS
 
 __all__ = ["DLFConfig", "DLF", "DLFObjective"]
 
@@ -118,6 +118,19 @@ class DLFConfig(ModelConfig):
     grad_clip_value: float = 0.6
 
 
+#: the authors' published settings
+DLF_PRESETS = {
+    "mosi": dict(MOSI_INPUTS),
+    "mosei": {**MOSEI_INPUTS, "kernel_text": 3, "kernel_audio": 3, "kernel_vision": 3, "attn_dropout": 0.5,
+              "attn_dropout_audio": 0.0, "attn_dropout_vision": 0.0, "embed_dropout": 0.0, "text_dropout": 0.1},
+    # for tests and quick experiments
+    "tiny": {"dim": 8, "heads": 2, "layers": 1, "mem_layers": 1, "kernel_text": 3, "kernel_audio": 3,
+             "kernel_vision": 3, "text_dropout": 0.1, "out_dropout": 0.1},
+}
+
+
+@register_model("dlf", DLFConfig, presets=DLF_PRESETS,
+                summary="DLF: Disentangled-Language-Focused MSA (Wang et al., AAAI 2025)")
 class DLF(MSAModel):
     """DLF model. ``forward(batch) -> ModelOutput``.
 
@@ -234,20 +247,3 @@ class DLFObjective(Objective):
         raw["triplet"] = modified_triplet_loss(feats, labels, self.margin, valid)
         comps = {k: self.w[k] * v for k, v in raw.items()}
         return LossOutput(sum(comps.values()), comps)
-
-
-#: the authors' published settings
-DLF_PRESETS = {
-    "mosi": dict(MOSI_INPUTS),
-    "mosei": {**MOSEI_INPUTS, "kernel_text": 3, "kernel_audio": 3, "kernel_vision": 3, "attn_dropout": 0.5,
-              "attn_dropout_audio": 0.0, "attn_dropout_vision": 0.0, "embed_dropout": 0.0, "text_dropout": 0.1},
-    # for tests and quick experiments
-    "tiny": {"dim": 8, "heads": 2, "layers": 1, "mem_layers": 1, "kernel_text": 3, "kernel_audio": 3,
-             "kernel_vision": 3, "text_dropout": 0.1, "out_dropout": 0.1},
-}
-
-
-@register_model("dlf", DLFConfig, presets=DLF_PRESETS,
-                summary="DLF: Disentangled-Language-Focused MSA (Wang et al., AAAI 2025)")
-def _build_dlf(config: DLFConfig) -> DLF:
-    return DLF(config)

@@ -9,10 +9,14 @@ returns a zero update instead of NaN.
 Contents
 --------
 - pooling: :func:`masked_mean`, :func:`last_valid`
-- positions: :class:`SinusoidalPositionalEncoding`, :class:`LearnedPositionalEncoding`
-- attention: :func:`attend`, :class:`MultiHeadAttention` (safe key masks), :class:`TransformerBlock`
-  (pre-LN self- or cross-attention block), :class:`CrossModalTransformer`
-  (MulT's cross-modal / self-attention encoder, also DLF's building block)
+- positions: :func:`sinusoidal_table`, :class:`SinusoidalPositionalEncoding` (Vaswani's interleaved
+  or tensor2tensor's sin-half/cos-half layout), :class:`LearnedPositionalEncoding`
+- attention: :func:`attend` (the one scaled dot-product call, safe key masks), :class:`MultiHeadAttention`
+  (separate q/k/v projections, self or cross), :class:`SelfAttention` (one fused q/k/v projection)
+- transformer blocks: :class:`TransformerBlock` (pre-LN self- or cross-attention block, MulT / DLF /
+  ALMT), :class:`EncoderLayer` (post- or pre-norm self-attention layer with fused projections that
+  zeroes padded steps, MMCL / MInD), :class:`CrossModalTransformer` (MulT's cross-modal /
+  self-attention encoder, also DLF's building block)
 - projections and heads: :class:`ConvProjection`, :class:`MLPHead`, :class:`ResidualHead`
 - :func:`grad_reverse` / :class:`GradientReversal`
 - :class:`TextEncoder`: optional fine-tuned transformers text encoder, usable by every model
@@ -28,19 +32,22 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "masked_mean", "last_valid", "mask_fill", "SinusoidalPositionalEncoding", "LearnedPositionalEncoding",
-    "attend", "MultiHeadAttention", "FeedForward", "TransformerBlock", "CrossModalTransformer", "ConvProjection",
-    "MLPHead", "ResidualHead", "GradReverse", "grad_reverse", "GradientReversal", "TextEncoder",
-    "activation",
+    "masked_mean", "last_valid", "mask_fill", "sinusoidal_table", "SinusoidalPositionalEncoding",
+    "LearnedPositionalEncoding", "attend", "MultiHeadAttention", "SelfAttention", "FeedForward", "TransformerBlock",
+    "EncoderLayer", "CrossModalTransformer", "ConvProjection", "MLPHead", "ResidualHead", "GradReverse",
+    "grad_reverse", "GradientReversal", "TextEncoder", "ACTIVATIONS", "activation",
 ]
+
+#: activation modules by config name
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "elu": nn.ELU,
+                                           "leakyrelu": nn.LeakyReLU}
 
 
 def activation(name: str) -> nn.Module:
-    """An activation module by name ("relu" | "gelu" | "tanh")."""
-    table = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
-    if name not in table:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(table)}")
-    return table[name]()
+    """An activation module by name (a key of :data:`ACTIVATIONS`)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
 
 
 # --------------------------------------------------------------------------- pooling
@@ -78,24 +85,51 @@ def last_valid(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 # --------------------------------------------------------------------------- positions
 
 
-class SinusoidalPositionalEncoding(nn.Module):
-    """Fixed sine/cosine positions (Vaswani et al.) for any length; no parameters.
+#: layouts of :func:`sinusoidal_table`
+SINUSOID_LAYOUTS = ("interleaved", "halves")
 
-    ``forward(x)`` returns the [L, D] table for ``x`` [B, L, D] (add it yourself).
+
+def sinusoidal_table(length: int, dim: int, layout: str = "interleaved", device: torch.device | None = None,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[length, dim] fixed sine/cosine position table, computed in float32 and cast to ``dtype``.
+
+    ``"interleaved"`` (Vaswani et al.): sin on even and cos on odd columns, frequencies
+    ``10000^(-2i/dim)``. ``"halves"`` (tensor2tensor / fairseq, used by the MulT and MInD
+    reference code): sin in the first half, cos in the second, frequencies
+    ``10000^(-i/(dim/2 - 1))``, a zero last column when ``dim`` is odd.
+    """
+    pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
+    if layout == "interleaved":
+        div = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+        table = torch.zeros(length, dim, device=device)
+        table[:, 0::2] = torch.sin(pos * div)
+        table[:, 1::2] = torch.cos(pos * div[: dim // 2])
+    elif layout == "halves":
+        half = dim // 2
+        scale = math.log(10000.0) / max(half - 1, 1)
+        ang = pos * torch.exp(torch.arange(half, device=device, dtype=torch.float32) * -scale)[None, :]
+        table = torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
+        if dim % 2:
+            table = torch.cat([table, torch.zeros(length, 1, device=device)], dim=1)
+    else:
+        raise ValueError(f"unknown sinusoid layout {layout!r}; expected one of {SINUSOID_LAYOUTS}")
+    return table.to(dtype)
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Fixed sine/cosine positions for any length (:func:`sinusoidal_table`); no parameters.
+
+    ``forward(x)`` returns the [L, D] table for ``x`` [B, L, D] in ``x``'s dtype (add it yourself).
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, layout: str = "interleaved"):
         super().__init__()
-        self.dim = dim
+        if layout not in SINUSOID_LAYOUTS:
+            raise ValueError(f"unknown sinusoid layout {layout!r}; expected one of {SINUSOID_LAYOUTS}")
+        self.dim, self.layout = dim, layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        L, D = x.shape[1], self.dim
-        pos = torch.arange(L, device=x.device, dtype=torch.float32).unsqueeze(1)
-        div = torch.exp(torch.arange(0, D, 2, device=x.device, dtype=torch.float32) * (-math.log(10000.0) / D))
-        pe = torch.zeros(L, D, device=x.device)
-        pe[:, 0::2] = torch.sin(pos * div)
-        pe[:, 1::2] = torch.cos(pos * div[: D // 2])
-        return pe.to(x.dtype)
+        return sinusoidal_table(x.shape[1], self.dim, self.layout, x.device, x.dtype)
 
 
 class LearnedPositionalEncoding(nn.Module):
@@ -183,6 +217,27 @@ class MultiHeadAttention(nn.Module):
         return out
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused input projection (the fairseq / PyTorch layout).
+
+    ``qkv`` = Linear(dim, 3 dim) gives queries, keys and values, ``out`` = Linear(dim, dim);
+    the attention itself is :func:`attend`. ``forward(x [B, L, D], mask [B, L] | None) -> [B, L, D]``;
+    rows of a sample with no valid step attend to nothing (their pre-``out`` update is zero).
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return self.out(attend(q, k, v, self.heads, mask, self.dropout if self.training else 0.0))
+
+
 class FeedForward(nn.Sequential):
     """Position-wise ``Linear(dim, hidden) -> act -> Dropout -> Linear(hidden, dim)``."""
 
@@ -224,6 +279,36 @@ class TransformerBlock(nn.Module):
             kv, kv_mask = h, mask
         x = x + self.drop(self.attn(h, kv, kv, kv_mask))
         return x + self.drop(self.ff(self.norm_ff(x)))
+
+
+class EncoderLayer(nn.Module):
+    """Transformer encoder layer: fused self-attention + feed-forward, each with residual and LayerNorm.
+
+    ``norm_first=False`` is the post-norm layout of the original Transformer (and of
+    ``torch.nn.TransformerEncoderLayer``'s default); ``True`` is pre-norm (fairseq's
+    ``normalize_before``). ``relu_dropout`` is the feed-forward activation dropout (default
+    ``dropout``). Padded steps are zeroed on output, so a sample with no valid step gives zeros.
+
+    ``forward(x [B, L, D], mask [B, L]) -> [B, L, D]``.
+    """
+
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float = 0.1, attn_dropout: float = 0.0,
+                 act: str = "relu", norm_first: bool = False, relu_dropout: float | None = None):
+        super().__init__()
+        self.attn = SelfAttention(dim, heads, attn_dropout)
+        self.ff = FeedForward(dim, ff_dim, dropout if relu_dropout is None else relu_dropout, act)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.norm_first:
+            x = x + self.drop(self.attn(self.norm1(x), mask))
+            x = x + self.drop(self.ff(self.norm2(x)))
+        else:
+            x = self.norm1(x + self.drop(self.attn(x, mask)))
+            x = self.norm2(x + self.drop(self.ff(x)))
+        return x * mask.unsqueeze(-1).to(x.dtype)
 
 
 class CrossModalTransformer(nn.Module):

@@ -105,15 +105,17 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, offdiag_weight: float 
                       eps: float = 1e-5) -> torch.Tensor:
     """Barlow Twins (Zbontar et al., 2021) between two views ``z1``, ``z2`` [N, D].
 
-    Each view is standardised over the batch; ``C = z1^T z2 / N``; the loss is
+    Each view is standardised over the batch as a training-mode ``BatchNorm1d(affine=False)``
+    does, ``(z - mean) / sqrt(var + eps)`` with the biased variance (the Barlow Twins and
+    MInD reference code normalise with that layer); ``C = z1^T z2 / N``; the loss is
     ``sum_i (1 - C_ii)^2 + w * sum_{i!=j} C_ij^2`` with ``w = offdiag_weight``
     (default ``1 / D``, close to the paper's 5e-3 for D ~ 200). With N = 1 the
     standardisation is undefined; the centred views are then zero and C = 0.
     """
     N, D = z1.shape
     w = 1.0 / D if offdiag_weight is None else offdiag_weight
-    z1 = (z1 - z1.mean(0)) / (z1.std(0, unbiased=False) + eps)
-    z2 = (z2 - z2.mean(0)) / (z2.std(0, unbiased=False) + eps)
+    z1 = (z1 - z1.mean(0)) / torch.sqrt(z1.var(0, unbiased=False) + eps)
+    z2 = (z2 - z2.mean(0)) / torch.sqrt(z2.var(0, unbiased=False) + eps)
     c = z1.t() @ z2 / N
     on = (1 - torch.diagonal(c)).pow(2).sum()
     off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
@@ -129,9 +131,10 @@ def hsic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     N = x.shape[0]
     if N < 2:
         return (x.sum() + y.sum()) * 0.0
-    xc, yc = x - x.mean(0, keepdim=True), y - y.mean(0, keepdim=True)
-    # tr(K H L H) = ||xc^T yc||_F^2 for linear kernels
-    return (xc.t() @ yc).pow(2).sum() / (N - 1) ** 2
+    k, l = x @ x.t(), y @ y.t()
+    kc = k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()  # H K H
+    # tr(K H L H) = sum((H K H) * L); computed in this order, MInD's loss values stay as they were
+    return (kc * l).sum() / (N - 1) ** 2
 
 
 def jsd_mi(joint_scores: torch.Tensor, marginal_scores: torch.Tensor) -> torch.Tensor:

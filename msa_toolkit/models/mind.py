@@ -69,12 +69,12 @@ from torch import nn
 
 from ..data.batch import Batch
 from ..spec import MODALITIES
-from ._mmcl_parts import EncoderLayer, sinusoidal_positions
 from ._registry import register_model
-from .layers import grad_reverse, last_valid, masked_mean
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
-
-_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "leakyrelu": nn.LeakyReLU}
+from .layers import (ACTIVATIONS, EncoderLayer, SinusoidalPositionalEncoding, TextEncoder, activation, grad_reverse,
+                     last_valid, masked_mean)
+from .losses import barlow_twins_loss, hsic, jsd_mi
+from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 
 
 @dataclass(frozen=True)
@@ -130,14 +130,12 @@ class MInDConfig(ModelConfig):
 
 MIND_PRESETS = {
     # authors' MOSI script: BERT 768, COVAREP 74, FACET 47, 50 steps; embdim 512, 100 epochs x 41 steps
-    "mosi": dict(text_dim=768, audio_dim=74, vision_dim=47, text_len=50, audio_len=50, vision_len=50,
-                 d_model=512, dropout=0.35, fusion_dim=128, classifier_dropout=0.15,
+    "mosi": dict(MOSI_ALIGNED_INPUTS, d_model=512, dropout=0.35, fusion_dim=128, classifier_dropout=0.15,
                  alpha_info=1e-2, beta_consistency=1e-4, gamma_difference=1e-3, lambda_reconstruction=0.1,
                  cyclic_weight=0.1, noise_prediction_weight=1.0, grl_warmup_steps=4100,
                  prediction_loss="l1", lr=3e-5, batch_size=32),
     # authors' MOSEI script: FACET 35, embdim 256, 100 epochs x 511 steps
-    "mosei": dict(text_dim=768, audio_dim=74, vision_dim=35, text_len=50, audio_len=50, vision_len=50,
-                  d_model=256, dropout=0.4, fusion_dim=128, classifier_dropout=0.1,
+    "mosei": dict(MOSEI_ALIGNED_INPUTS, d_model=256, dropout=0.4, fusion_dim=128, classifier_dropout=0.1,
                   alpha_info=2e-2, beta_consistency=2e-4, gamma_difference=1e-3, lambda_reconstruction=1.0,
                   cyclic_weight=1.0, noise_prediction_weight=1.0, grl_warmup_steps=51100,
                   prediction_loss="mse+l1", lr=2e-5, batch_size=32),
@@ -149,8 +147,8 @@ MIND_PRESETS = {
 def _validate(c: MInDConfig) -> None:
     if c.d_model % c.backbone_heads:
         raise ValueError(f"d_model ({c.d_model}) must be divisible by backbone_heads ({c.backbone_heads})")
-    if c.activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {c.activation!r}")
+    if c.activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {c.activation!r}")
     if c.prediction_loss not in ("l1", "mse+l1"):
         raise ValueError(f"prediction_loss must be 'l1' or 'mse+l1', got {c.prediction_loss!r}")
     if c.fusion_dim < 2:
@@ -165,6 +163,8 @@ class SequenceBackbone(nn.Module):
         d = c.d_model
         self.conv = nn.Conv1d(in_dim, d, kernel_size=1, bias=False)
         self.scale = math.sqrt(d)
+        # the reference's fairseq table (sin half, cos half), positions from 0
+        self.pos = SinusoidalPositionalEncoding(d, layout="halves")
         self.embed_drop = nn.Dropout(c.backbone_embed_dropout)
         self.layers = nn.ModuleList([
             EncoderLayer(d, c.backbone_heads, 4 * d, dropout=c.backbone_res_dropout,
@@ -174,7 +174,7 @@ class SequenceBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.conv(x.transpose(1, 2)).transpose(1, 2)  # [B, L, d]
-        h = self.scale * h + sinusoidal_positions(h.shape[1], h.shape[2], h.device, h.dtype)
+        h = self.scale * h + self.pos(h)
         h = self.embed_drop(h) * mask.unsqueeze(-1).to(h.dtype)
         for layer in self.layers:
             h = layer(h, mask)
@@ -182,10 +182,13 @@ class SequenceBackbone(nn.Module):
 
 
 def _encoder(d: int, c: MInDConfig) -> nn.Sequential:
-    act = _ACTIVATIONS[c.activation]
-    return nn.Sequential(nn.Linear(d, d), act(), nn.LayerNorm(d), nn.Dropout(c.dropout), nn.Linear(d, d), act())
+    return nn.Sequential(nn.Linear(d, d), activation(c.activation), nn.LayerNorm(d), nn.Dropout(c.dropout),
+                         nn.Linear(d, d), activation(c.activation))
 
 
+@register_model("mind", MInDConfig, MIND_PRESETS,
+                summary="MInD (arXiv 2401.11818): shared/private encoders with a noise component; JSD MI, "
+                        "Barlow Twins, HSIC, reconstruction, cyclic and noise-prediction losses")
 class MInD(MSAModel):
     """MInD model; see the module docstring for the architecture, shapes, losses and deviations.
 
@@ -201,10 +204,8 @@ class MInD(MSAModel):
         super().__init__(config)
         _validate(config)
         c, d = config, config.d_model
-        act = _ACTIVATIONS[c.activation]
         text_in = c.text_dim
         if c.text_encoder is not None:
-            from .layers import TextEncoder
             self.text_encoder = TextEncoder(c.text_encoder)
             text_in = self.text_encoder.hidden_size
         else:
@@ -215,8 +216,8 @@ class MInD(MSAModel):
         self.shared = _encoder(d, c)
         self.private = nn.ModuleDict({m: _encoder(d, c) for m in MODALITIES})
         self.fusion = nn.Linear(6 * d, c.fusion_dim)
-        self.head = nn.Sequential(nn.Linear(c.fusion_dim, c.fusion_dim // 2), nn.Dropout(c.classifier_dropout), act(),
-                                  nn.Linear(c.fusion_dim // 2, 1))
+        self.head = nn.Sequential(nn.Linear(c.fusion_dim, c.fusion_dim // 2), nn.Dropout(c.classifier_dropout),
+                                  activation(c.activation), nn.Linear(c.fusion_dim // 2, 1))
         self.set_objective(MInDObjective(config))
 
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -246,35 +247,6 @@ class MInD(MSAModel):
 # ----------------------------------------------------------------------------- losses
 
 
-def jsd_mi_loss(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
-    """Negative Jensen–Shannon MI lower bound: E_P[softplus(-T)] + E_Q[softplus(T')] (minimise = maximise MI)."""
-    return F.softplus(-t_joint).mean() + F.softplus(t_marginal).mean()
-
-
-def barlow_twins(x1: torch.Tensor, x2: torch.Tensor, offdiag_weight: float | None = None, eps: float = 1e-5
-                 ) -> torch.Tensor:
-    """Barlow Twins on [B, d] pairs: sum (1 - C_ii)^2 + w * sum_{i != j} C_ij^2, C = z1^T z2 / B on
-    batch-standardised features; w defaults to 1/d."""
-    B, d = x1.shape
-    z1 = (x1 - x1.mean(0)) / torch.sqrt(x1.var(0, unbiased=False) + eps)
-    z2 = (x2 - x2.mean(0)) / torch.sqrt(x2.var(0, unbiased=False) + eps)
-    c = z1.T @ z2 / B
-    diag = torch.diagonal(c)
-    on = (1 - diag).pow(2).sum()
-    off = c.pow(2).sum() - diag.pow(2).sum()
-    return on + (1.0 / d if offdiag_weight is None else offdiag_weight) * off
-
-
-def hsic_linear(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-    """Biased HSIC estimate with inner-product kernels K = X X^T: tr(K H L H) / (n - 1)^2 (0 for n < 2)."""
-    n = x1.shape[0]
-    if n < 2:
-        return (x1.sum() + x2.sum()) * 0.0
-    k, l = x1 @ x1.T, x2 @ x2.T
-    kc = k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()  # H K H
-    return (kc * l).sum() / (n - 1) ** 2
-
-
 def _roll(x: torch.Tensor) -> torch.Tensor:
     """Pair each row with the next sample's (marginal samples for the MI estimator)."""
     return torch.roll(x, shifts=-1, dims=0)
@@ -298,20 +270,20 @@ class MInDObjective(Objective):
     def __init__(self, config: MInDConfig):
         super().__init__()
         self.config = c = config
-        d, h, act = c.d_model, c.stat_hidden, _ACTIVATIONS[c.activation]
+        d, h, act = c.d_model, c.stat_hidden, c.activation
         keys = [MInD.KEYS[m] for m in MODALITIES]
         self.stat_invariant = nn.ModuleDict({k: StatisticsNetwork(3 * d, d, h) for k in keys})
         self.stat_specific = nn.ModuleDict({k: StatisticsNetwork(d, d, h) for k in keys})
         self.stat_noise = nn.ModuleDict({k: StatisticsNetwork(d, d, h) for k in keys})
-        self.decoders = nn.ModuleDict({k: nn.Sequential(nn.Linear(3 * d, c.decoder_hidden), act(),
+        self.decoders = nn.ModuleDict({k: nn.Sequential(nn.Linear(3 * d, c.decoder_hidden), activation(act),
                                                         nn.Linear(c.decoder_hidden, d)) for k in keys})
         # cyclic cross-reconstruction: features from noise, noise from features
-        self.noise_to_feat = nn.ModuleDict({k: nn.Sequential(nn.Linear(d, 2 * d), act(), nn.Linear(2 * d, 2 * d))
+        self.noise_to_feat = nn.ModuleDict({k: nn.Sequential(nn.Linear(d, 2 * d), activation(act),
+                                                             nn.Linear(2 * d, 2 * d)) for k in keys})
+        self.feat_to_noise = nn.ModuleDict({k: nn.Sequential(nn.Linear(2 * d, d), activation(act), nn.Linear(d, d))
                                             for k in keys})
-        self.feat_to_noise = nn.ModuleDict({k: nn.Sequential(nn.Linear(2 * d, d), act(), nn.Linear(d, d))
-                                            for k in keys})
-        self.noise_head = nn.Sequential(nn.Linear(3 * d, 3 * d // 2), nn.Dropout(c.classifier_dropout), act(),
-                                        nn.Linear(3 * d // 2, 1))
+        self.noise_head = nn.Sequential(nn.Linear(3 * d, 3 * d // 2), nn.Dropout(c.classifier_dropout),
+                                        activation(act), nn.Linear(3 * d // 2, 1))
         # optimiser steps taken so far (drives the gradient-reversal schedule; saved with checkpoints)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
@@ -345,21 +317,22 @@ class MInDObjective(Objective):
         prediction = self.prediction_loss(pred, label)
 
         u_all = torch.cat([u[k] for k in keys], dim=-1)
-        info_inv = sum(jsd_mi_loss(self.stat_invariant[k](u_all, inv[k]), self.stat_invariant[k](u_all, _roll(inv[k])))
+        # -jsd_mi: minimising the loss maximises the MI estimate
+        info_inv = sum(-jsd_mi(self.stat_invariant[k](u_all, inv[k]), self.stat_invariant[k](u_all, _roll(inv[k])))
                        for k in keys) / 3
-        info_spec = sum(jsd_mi_loss(self.stat_specific[k](u[k], spec[k]), self.stat_specific[k](u[k], _roll(spec[k])))
+        info_spec = sum(-jsd_mi(self.stat_specific[k](u[k], spec[k]), self.stat_specific[k](u[k], _roll(spec[k])))
                         for k in keys) / 3
-        info_noise = sum(jsd_mi_loss(self.stat_noise[k](gauss[k], noise[k]),
-                                     self.stat_noise[k](gauss[k], _roll(noise[k]))) for k in keys) / 3
+        info_noise = sum(-jsd_mi(self.stat_noise[k](gauss[k], noise[k]),
+                                 self.stat_noise[k](gauss[k], _roll(noise[k]))) for k in keys) / 3
         info = info_inv + info_spec + info_noise
 
         pairs = [("t", "a"), ("t", "v"), ("a", "v")]
-        consistency = sum(barlow_twins(inv[i], inv[j]) for i, j in pairs) / 3
+        consistency = sum(barlow_twins_loss(inv[i], inv[j]) for i, j in pairs) / 3
 
-        difference = (sum(hsic_linear(inv[k], spec[k]) for k in keys)
-                      + sum(hsic_linear(spec[i], spec[j]) for i, j in pairs)) / 12 \
-            + (sum(hsic_linear(inv[k], noise[k]) for k in keys)
-               + sum(hsic_linear(spec[k], noise[k]) for k in keys)) / 12
+        difference = (sum(hsic(inv[k], spec[k]) for k in keys)
+                      + sum(hsic(spec[i], spec[j]) for i, j in pairs)) / 12 \
+            + (sum(hsic(inv[k], noise[k]) for k in keys)
+               + sum(hsic(spec[k], noise[k]) for k in keys)) / 12
 
         reconstruction = sum(F.mse_loss(self.decoders[k](torch.cat([inv[k], spec[k], noise[k]], -1)), u[k])
                              for k in keys) / 3
@@ -390,10 +363,3 @@ class MInDObjective(Objective):
     def after_step(self, model: MSAModel) -> None:
         """Advance the step counter that drives the gradient-reversal schedule."""
         self.step += 1
-
-
-@register_model("mind", MInDConfig, MIND_PRESETS,
-                summary="MInD (arXiv 2401.11818): shared/private encoders with a noise component; JSD MI, "
-                        "Barlow Twins, HSIC, reconstruction, cyclic and noise-prediction losses")
-def build_mind(config: MInDConfig) -> MInD:
-    return MInD(config)

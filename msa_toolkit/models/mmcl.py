@@ -94,10 +94,11 @@ from torch.func import functional_call
 
 from ..data.batch import Batch
 from ..spec import MODALITIES
-from ._mmcl_parts import EncoderLayer, ReplayBuffer, TargetCopy, frozen_params, modality_chunks, resample_to_grid
+from ._mmcl_parts import ReplayBuffer, TargetCopy, frozen_params, modality_chunks, resample_to_grid
 from ._registry import register_model
-from .layers import masked_mean
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
+from .layers import EncoderLayer, masked_mean
+from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,9 @@ class MMCLConfig(ModelConfig):
 MMCL_PRESETS = {
     # CMU-MOSI with the BERT-aligned features the authors' code points to (MAG-BERT release):
     # BERT 768, COVAREP 74, FACET 47, 50 word-aligned steps
-    "mosi": dict(text_dim=768, audio_dim=74, vision_dim=47, text_len=50, audio_len=50, vision_len=50, seq_len=50),
+    "mosi": {**MOSI_ALIGNED_INPUTS, "seq_len": 50},
     # CMU-MOSEI, same feature release (FACET 35)
-    "mosei": dict(text_dim=768, audio_dim=74, vision_dim=35, text_len=50, audio_len=50, vision_len=50, seq_len=50),
+    "mosei": {**MOSEI_ALIGNED_INPUTS, "seq_len": 50},
     # small widths for tests and smoke runs (not a published setting)
     "tiny": dict(d_model=16, seq_len=6, num_heads=4, ff_dim=32, replay_capacity=64),
 }
@@ -194,6 +195,9 @@ class MMCLCritic(nn.Module):
         return self.proj(torch.cat(pooled, dim=-1)).squeeze(-1)
 
 
+@register_model("mmcl", MMCLConfig, MMCL_PRESETS,
+                summary="MMCL (arXiv 2501.12424): cosine common/specific decoupling, policy-weighted "
+                        "specific features with a centralised critic")
 class MMCL(MSAModel):
     """MMCL model; see the module docstring for the architecture, shapes and deviations.
 
@@ -337,10 +341,3 @@ class MMCLObjective(Objective):
         """Soft target updates: target <- (1 - tau) * target + tau * online."""
         self.target_critic.soft_update(self.critic, self.config.tau)
         self.target_policy.soft_update(self.policy, self.config.tau)
-
-
-@register_model("mmcl", MMCLConfig, MMCL_PRESETS,
-                summary="MMCL (arXiv 2501.12424): cosine common/specific decoupling, policy-weighted "
-                        "specific features with a centralised critic")
-def build_mmcl(config: MMCLConfig) -> MMCL:
-    return MMCL(config)

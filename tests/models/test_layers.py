@@ -81,10 +81,24 @@ def test_grad_reverse():
     assert torch.allclose(x.grad, -torch.ones(3))
 
 
+def test_gradient_reversal_flips_and_scales():
+    x = torch.randn(4, 3, requires_grad=True)
+    w = torch.randn(4, 3)
+    (grad_reverse(x, 0.7) * w).sum().backward()
+    assert torch.allclose(x.grad, -0.7 * w)
+    y = torch.randn(2, requires_grad=True)
+    assert torch.equal(grad_reverse(y, 2.0), y)  # identity forward
+
+
+def test_last_valid_step_pooling():
+    x = torch.arange(12.0).view(2, 6, 1)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    assert last_valid(x, mask)[:, 0].tolist() == [2.0, 0.0]
+
+
 def test_mlp_head():
     assert MLPHead(4, 8, 2, layers=3)(torch.randn(5, 4)).shape == (5, 2)
     assert len(MLPHead(4, 8, 1, layers=1)) == 1
-
 
 
 def test_text_encoder_wrapper(tiny_bert):

@@ -1,4 +1,8 @@
-"""MMCL: shapes, decoupling, policy range, replay buffer, target soft updates, gradient isolation, fit."""
+"""MMCL specifics: shapes, decoupling, policy range, replay buffer, target soft updates, gradient isolation, fit.
+
+Generic checks (absent modalities, length 1, batch 1, padding invariance) run for every model in
+test_registry.py.
+"""
 
 from __future__ import annotations
 
@@ -191,18 +195,6 @@ def test_decoupling_rows_are_convex_combinations():
     assert torch.allclose(common2["text"][0], common["text"][0])
 
 
-@pytest.mark.parametrize("drop", [("audio",), ("vision",), ("audio", "vision"), ("text", "audio", "vision")])
-def test_absent_modalities_no_nan(drop):
-    m = tiny()
-    b = batch().drop(*drop)
-    out = m(b)
-    loss = m.objective(out, b)
-    loss.total.backward()
-    assert torch.isfinite(out.prediction).all()
-    assert all(torch.isfinite(v) for v in loss.components.values())
-    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
-
-
 def test_absent_modality_as_dataset_convention():
     # a text-only dataset: absent modalities are [B, 1, 1] zeros with all-False masks
     m = tiny(audio_dim=1, vision_dim=1)
@@ -212,15 +204,6 @@ def test_absent_modality_as_dataset_convention():
               vision=torch.zeros(5, 1, 1), vision_mask=none, label=b.label)
     loss = m.objective(m(b), b)
     assert torch.isfinite(loss.total)
-
-
-def test_length_one_and_batch_size_one():
-    m = tiny()
-    for b in (batch(b=3, lengths=(1, 1, 1)), batch(b=1)):
-        out = m(b)
-        loss = m.objective(out, b)
-        loss.total.backward()
-        assert torch.isfinite(loss.total)
 
 
 def test_deterministic_under_seed():

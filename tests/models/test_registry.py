@@ -7,17 +7,24 @@ Conventions the models follow so this test covers them automatically:
 - a model whose parameters are legitimately unused in a training step lists their
   name prefixes in a class attribute ``grad_exempt`` (documented in its docstring);
   every other trainable parameter must receive a non-zero gradient.
+
+Each check is a ``check_*`` function so the discovery test below can run them on a
+throwaway model module, the way a newly added model file is checked.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
+import textwrap
 
 import pytest
 import torch
 
+import msa_toolkit.models as models_package
 from msa_toolkit.data.batch import Batch, synthetic_batch
-from msa_toolkit.models import create_model, get_entry, list_models
+from msa_toolkit.models import _registry, create_model, get_entry, list_models
 
 LENGTHS = (6, 9, 7)
 FEAT_DIMS = (16, 5, 7)
@@ -60,8 +67,42 @@ def test_registry_lists_required_models():
         assert name in MODELS
 
 
+def pad_with_garbage(b: Batch) -> Batch:
+    """Overwrite every padded step with large values that must not reach the prediction."""
+    g = torch.Generator().manual_seed(7)
+    for m in ("text", "audio", "vision"):
+        v, mask = b.features(m)
+        garbage = 9.0 + 10.0 * torch.randn(v.shape, generator=g, dtype=v.dtype)
+        setattr(b, m, torch.where(mask.unsqueeze(-1), v, garbage))
+    return b
+
+
+EDGE_CASES = ["absent_audio_vision", "absent_text", "absent_audio", "absent_vision", "absent_all", "length_1",
+              "batch_1"]
+
+
+def edge_batch(case: str) -> Batch:
+    if case == "absent_audio_vision":
+        return absent_av_batch()
+    if case == "absent_text":
+        b = synthetic_batch(4, LENGTHS, FEAT_DIMS, seed=1)
+        return Batch(text=torch.zeros(4, 1, FEAT_DIMS[0]), text_mask=torch.zeros(4, 1, dtype=torch.bool),
+                     audio=b.audio, audio_mask=b.audio_mask, vision=b.vision, vision_mask=b.vision_mask,
+                     label=b.label)
+    if case.startswith("absent_"):
+        drop = ("text", "audio", "vision") if case == "absent_all" else (case.removeprefix("absent_"),)
+        return synthetic_batch(5, LENGTHS, FEAT_DIMS, seed=0).drop(*drop)
+    if case == "length_1":
+        return synthetic_batch(3, (1, 1, 1), FEAT_DIMS, seed=2)
+    return synthetic_batch(1, LENGTHS, FEAT_DIMS, seed=2)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_gradients(name):
+    check_forward_backward(name)
+
+
+def check_forward_backward(name):
     torch.manual_seed(0)
     model = tiny(name)
     model.train()
@@ -86,6 +127,10 @@ def test_forward_backward_gradients(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_deterministic_under_seed(name):
+    check_deterministic(name)
+
+
+def check_deterministic(name):
     batch = synthetic_batch(4, LENGTHS, FEAT_DIMS, seed=3)
     results = []
     for _ in range(2):
@@ -103,21 +148,15 @@ def test_deterministic_under_seed(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("case", ["absent_audio_vision", "absent_text", "length_1", "batch_1"])
+@pytest.mark.parametrize("case", EDGE_CASES)
 def test_edge_inputs(name, case):
+    check_edge_inputs(name, case)
+
+
+def check_edge_inputs(name, case):
     torch.manual_seed(0)
     model = tiny(name)
-    if case == "absent_audio_vision":
-        batch = absent_av_batch()
-    elif case == "absent_text":
-        b = synthetic_batch(4, LENGTHS, FEAT_DIMS, seed=1)
-        batch = Batch(text=torch.zeros(4, 1, FEAT_DIMS[0]), text_mask=torch.zeros(4, 1, dtype=torch.bool),
-                      audio=b.audio, audio_mask=b.audio_mask, vision=b.vision, vision_mask=b.vision_mask,
-                      label=b.label)
-    elif case == "length_1":
-        batch = synthetic_batch(3, (1, 1, 1), FEAT_DIMS, seed=2)
-    else:
-        batch = synthetic_batch(1, LENGTHS, FEAT_DIMS, seed=2)
+    batch = edge_batch(case)
     for mode in ("train", "eval"):
         model.train(mode == "train")
         model.zero_grad(set_to_none=True)
@@ -134,7 +173,25 @@ def test_edge_inputs(name, case):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_padding_does_not_change_predictions(name):
+    check_padding_invariance(name)
+
+
+def check_padding_invariance(name):
+    """Padded steps carry no information: garbage there leaves the eval prediction unchanged."""
+    torch.manual_seed(0)
+    model = tiny(name).eval()
+    b = synthetic_batch(3, LENGTHS, FEAT_DIMS, seed=3)
+    ref = model(b).prediction
+    assert torch.allclose(model(pad_with_garbage(b)).prediction, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_config_roundtrip(name):
+    check_config_roundtrip(name)
+
+
+def check_config_roundtrip(name):
     model = tiny(name)
     d = model.config.to_dict()
     json.dumps(d)  # JSON-serialisable
@@ -172,3 +229,90 @@ def test_cuda_mixed_precision_step(name):
         loss.total.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
         model.objective.after_step(model)
+
+
+# --------------------------------------------------------------------------- discovery
+
+#: a complete model module, as a user would add one: one file, one decorator
+THROWAWAY_MODEL = textwrap.dedent('''
+    """A throwaway model written by the registry test."""
+    from dataclasses import dataclass
+
+    import torch
+    from torch import nn
+
+    from msa_toolkit.models import ModelConfig, ModelOutput, MSAModel, RegressionObjective, register_model
+    from msa_toolkit.models.layers import masked_mean
+
+
+    @dataclass(frozen=True)
+    class PooledConfig(ModelConfig):
+        """Masked mean per modality, one Linear each, one Linear head."""
+
+        # per-modality width
+        hidden: int = 8
+
+
+    @register_model("throwaway_pooled", PooledConfig, presets={"tiny": {"hidden": 4}}, summary="test model")
+    class Pooled(MSAModel):
+        def __init__(self, config: PooledConfig):
+            super().__init__(config)
+            dims = {"text": config.text_dim, "audio": config.audio_dim, "vision": config.vision_dim}
+            self.proj = nn.ModuleDict({m: nn.Linear(d, config.hidden) for m, d in dims.items()})
+            self.head = nn.Linear(3 * config.hidden, 1)
+            self.set_objective(RegressionObjective("l1"))
+
+        def forward(self, batch) -> ModelOutput:
+            pooled = [masked_mean(self.proj[m](batch.features(m)[0]), batch.features(m)[1]) for m in self.proj]
+            return ModelOutput(self.head(torch.cat(pooled, dim=-1)).squeeze(-1))
+''')
+
+
+@pytest.fixture
+def extra_model_dir(tmp_path, monkeypatch):
+    """A folder scanned as part of ``msa_toolkit.models``; the registry is restored afterwards."""
+    list_models()  # the real models first, so the restored registry is complete
+    monkeypatch.setattr(models_package, "__path__", [*models_package.__path__, str(tmp_path)])
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+    monkeypatch.setattr(_registry, "_loaded", False)
+    before = set(sys.modules)
+    yield tmp_path
+    for module in set(sys.modules) - before:
+        if module.startswith("msa_toolkit.models."):
+            del sys.modules[module]
+            short = module.rsplit(".", 1)[1]
+            if hasattr(models_package, short):
+                delattr(models_package, short)
+
+
+def write_module(folder, name: str, source: str) -> None:
+    (folder / f"{name}.py").write_text(source)
+    importlib.invalidate_caches()
+
+
+def test_a_new_model_file_is_discovered_and_passes_the_registry_checks(extra_model_dir):
+    write_module(extra_model_dir, "throwaway_model", THROWAWAY_MODEL)
+    names = list_models()
+    assert "throwaway_pooled" in names and set(MODELS) <= set(names)
+    assert get_entry("throwaway_pooled").builder.__name__ == "Pooled"  # the class itself is registered
+    check_forward_backward("throwaway_pooled")
+    check_deterministic("throwaway_pooled")
+    for case in EDGE_CASES:
+        check_edge_inputs("throwaway_pooled", case)
+    check_padding_invariance("throwaway_pooled")
+    check_config_roundtrip("throwaway_pooled")
+
+
+def test_a_broken_import_in_a_model_module_raises(extra_model_dir):
+    write_module(extra_model_dir, "broken_model", "from msa_toolkit.models.layerz import masked_mean  # typo\n")
+    with pytest.raises(ModuleNotFoundError, match="layerz"):
+        list_models()
+    with pytest.raises(ModuleNotFoundError, match="layerz"):  # and again: never a silently partial registry
+        list_models()
+
+
+def test_helper_and_private_modules_are_not_scanned():
+    found = set(_registry.model_modules())
+    assert {"msa_toolkit.models.baselines", "msa_toolkit.models.mmcl", "msa_toolkit.models.mind"} <= found
+    assert not any(m.rsplit(".", 1)[1].startswith("_") or m.rsplit(".", 1)[1] in _registry.HELPER_MODULES
+                   for m in found)
