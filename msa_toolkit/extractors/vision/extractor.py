@@ -60,7 +60,7 @@ Feature columns (``feature_names``; D = 178 with expressions, 171 without):
 ``lip_corner_raise_left``, ``_right`` lip-corner height above the subnasale (mesh 2) / IOD; rises with smiles
 ``brow_height_left``, ``_right``      mean upper-brow height above the eye-corner midpoint / IOD
 ``lm00_x``, ``lm00_y`` ... ``lm67_y`` 68 iBUG landmarks in the image plane: (p - box centre) / box side,
-                                      box = square bounding box of the 478 mesh points (values in ~[-0.5, 0.5])
+                                      box = square bounding box of the 468 face-mesh points (values in ~[-0.5, 0.5])
 ``au01_inner_brow_raise``,            geometric action-unit proxies (:mod:`.action_units`): ``au01_inner_brow_raise``,
 ``...``, ``au26_jaw_drop``            ``au02_outer_brow_raise``, ``au04_brow_lower``, ``au05_upper_lid_raise``,
                                       ``au06_cheek_raise``, ``au07_lid_tighten``, ``au09_nose_wrinkle``,
