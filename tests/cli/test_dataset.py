@@ -62,14 +62,41 @@ def test_import_export_validate_problems(tmp_path, capsys):
     pkl = tmp_path / "unaligned_50.pkl"
     with open(pkl, "wb") as fh:
         pickle.dump(data, fh)
+    # issue 15: a label outside [-3, 3] is an import error naming split, key and index
+    assert main(["dataset", "import", str(pkl), "-o", str(tmp_path / "ds")]) == 2
+    assert "train/regression_labels: labels must be finite and inside [-3, 3]: [2]=7" in capsys.readouterr().err
+    assert not (tmp_path / "ds" / "manifest.json").exists()
+    data["train"]["regression_labels"][2] = 2.5
+    with open(pkl, "wb") as fh:
+        pickle.dump(data, fh)
     assert main(["dataset", "import", str(pkl), "-o", str(tmp_path / "ds")]) == 0
-    assert "imported unaligned_50.pkl (unaligned, dims 6/2/3)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "imported unaligned_50.pkl (unaligned, dims 6/2/3)" in out
+    # issue 15: the NaN vision value is replaced by 0 and counted per modality
+    assert "non-finite feature values replaced by 0: text 0, audio 0, vision 1" in out
     rc = main(["dataset", "validate", str(tmp_path / "ds")])
     out = capsys.readouterr().out
     assert rc == 1
+    assert "[nan]" not in out
+    assert "[empty] audio: 1 samples without any valid step: test0" in out
+    # validate still finds NaN features and out-of-range labels written by other means
+    from msa_toolkit.data.native import load_dataset, write_dataset
+
+    ds = load_dataset(tmp_path / "ds")
+
+    def corrupt(split):
+        for i, x in enumerate(ds.split(split)):
+            if split == "train" and i == 1:
+                x.features["vision"][2, 0] = np.nan
+            if split == "train" and i == 2:
+                x.label = 7.0
+            yield x
+
+    write_dataset(tmp_path / "bad", ds.spec, {s: corrupt(s) for s in ds.splits})
+    assert main(["dataset", "validate", str(tmp_path / "bad")]) == 1
+    out = capsys.readouterr().out
     assert "[nan] vision: NaN/inf values in 1 rows of 1 samples: train1" in out
     assert "[label] 1 labels outside [-3, 3]: train2=7" in out
-    assert "[empty] audio: 1 samples without any valid step: test0" in out
     assert main(["dataset", "export", str(tmp_path / "ds"), "--format", "mmsa", "-o", str(tmp_path / "o.pkl")]) == 0
     with open(tmp_path / "o.pkl", "rb") as fh:
         back = pickle.load(fh)
