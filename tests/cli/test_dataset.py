@@ -121,3 +121,64 @@ def test_validate_duplicate_ids(tmp_path, capsys):
 @pytest.mark.parametrize("args", [["dataset", "info", "/nonexistent/ds"], ["dataset", "import", "/nope.pkl", "-o", "x"]])
 def test_path_validation(args):
     assert main(args) != 0
+
+
+# -- issue 15 ------------------------------------------------------------------------------------
+
+def test_create_without_mode_prints_created_splits_and_nonfinite_counts(tmp_path, monkeypatch, capsys):
+    import msa_toolkit.pipeline as P
+
+    monkeypatch.setenv("MSA_CACHE_DIR", str(tmp_path / "cache"))
+    real = P.extract_texts
+
+    def with_inf(texts, *a, **k):  # one encoder output with a +inf, as a broken encoder could give
+        out = real(texts, *a, **k)
+        if "v0_0" in out:
+            out["v0_0"].sequences["text"].values[0, 0] = np.inf
+        return out
+
+    monkeypatch.setattr(P, "extract_texts", with_inf)
+    p = tmp_path / "label.csv"
+    p.write_text("video_id,clip_id,text,label\n" + "".join(f"v0,{i},words number {i},{i % 3 - 1}\n" for i in range(9)))
+    assert main(["dataset", "create", "--labels", str(p), "--transcripts", "label", "-o", str(tmp_path / "ds"),
+                 "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "splits created (seed 0, grouped by clip, asked 70/10/20%): train 66.7%, valid 11.1%, test 22.2%" in out
+    assert "non-finite feature values replaced by 0: text 1" in out
+    assert main(["dataset", "validate", str(tmp_path / "ds")]) == 0
+
+
+def test_failed_create_leaves_nothing_and_reruns(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MSA_CACHE_DIR", str(tmp_path / "cache"))
+    labels = _write_labels(tmp_path, ["a_1,,1,train", "b_1,,0,test"])  # no row has text
+    out = tmp_path / "ds"
+    assert main(["dataset", "create", "--labels", str(labels), "--transcripts", "label", "-o", str(out), "-q"]) == 2
+    assert "no row could be built, so no dataset was written" in capsys.readouterr().err
+    assert not out.exists()
+    labels = _write_labels(tmp_path, ["a_1,good,1,train", "b_1,bad,0,test"])
+    assert main(["dataset", "create", "--labels", str(labels), "--transcripts", "label", "-o", str(out), "-q"]) == 0
+
+
+def test_validate_fails_on_an_empty_dataset(tmp_path, capsys):
+    from msa_toolkit.data.native import write_dataset
+    from msa_toolkit.data.synthetic import synthetic_spec
+
+    write_dataset(tmp_path / "empty", synthetic_spec((4, 3, 2)), {})
+    assert main(["dataset", "validate", str(tmp_path / "empty")]) == 1
+    assert "no splits" in capsys.readouterr().out
+    write_dataset(tmp_path / "e2", synthetic_spec((4, 3, 2)), {"train": []})
+    assert main(["dataset", "validate", str(tmp_path / "e2")]) == 1
+    assert "train [empty] the split has no samples" in capsys.readouterr().out
+
+
+def test_export_max_len_option(tmp_path, capsys):
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path / "ds", n_train=6, n_valid=2, n_test=2, dims=(4, 3, 2), lengths=(6, 8, 8))
+    assert main(["dataset", "export", str(tmp_path / "ds"), "-o", str(tmp_path / "o.pkl"),
+                 "--max-len", "text=3,audio=5"]) == 0
+    with open(tmp_path / "o.pkl", "rb") as fh:
+        back = pickle.load(fh)
+    assert back["train"]["text"].shape[1] == 3 and back["train"]["audio"].shape[1] == 5
+    assert "truncated to 3 steps" in capsys.readouterr().err
+    assert main(["dataset", "export", str(tmp_path / "ds"), "-o", str(tmp_path / "x.pkl"), "--max-len", "text"]) != 0
