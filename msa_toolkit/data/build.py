@@ -18,7 +18,8 @@ Rows whose media is missing or fails to extract are listed in ``errors.json``
 inside the dataset directory (id, path, stage, message) and left out; the rest
 is built. When no row can be built, nothing is left behind (no empty dataset
 that would block a re-run). NaN/inf feature values of every modality are
-replaced by 0 and counted per modality (:mod:`.finite`; report and provenance). ``shard="i/n"`` only extracts shard ``i`` into the cache (for fanning
+replaced by 0 and counted per modality (:mod:`.finite`; report and provenance).
+``shard="i/n"`` only extracts shard ``i`` into the cache (for fanning
 a large corpus out over machines); a final run without ``shard`` assembles the
 dataset from the cache.
 """

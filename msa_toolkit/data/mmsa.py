@@ -210,7 +210,8 @@ def _check_labels(path: Path, split: str, d: Mapping[str, Any]) -> None:
         a = np.asarray(d[key], dtype=np.float64).reshape(len(d[key]), -1)[:, 0]
         bad = np.nonzero(~(np.isfinite(a) & (a >= lo) & (a <= hi)))[0]
         if bad.size:
-            shown = ", ".join(f"[{i}]={a[i]:g}" for i in bad[:8]) + (f", ... ({bad.size} in all)" if bad.size > 8 else "")
+            shown = ", ".join(f"[{i}]={a[i]:g}" for i in bad[:8])
+            shown += f", ... ({bad.size} in all)" if bad.size > 8 else ""
             raise DatasetError(f"{path}: {split}/{key}: labels must be finite and inside [{lo:g}, {hi:g}]: {shown}")
 
 

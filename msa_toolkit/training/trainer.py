@@ -11,13 +11,11 @@ Per epoch: mean of every named loss component (train), metrics and loss on the
 validation split, early stopping on ``monitor``, ``best.safetensors`` written
 when the validation metric improves, ``last.pt`` (resume state) and a line of
 ``log.jsonl``. After the last epoch the best weights are restored and the test
-split is evaluated once. Without a validation split there is no early stopping and
-the last epoch is kept (with a warning).
+split is evaluated once. Without a validation split the last epoch is kept (warned).
 
-Nothing non-finite is saved or scored: after each epoch the weights, the train loss and
-the validation metrics are checked for NaN/inf *before* anything is written, and the run
-stops with a :class:`~.metrics.NonFiniteError` naming the first bad tensor (the files of
-earlier, finite epochs stay as they were).
+Nothing non-finite is saved or scored: each epoch's weights, train loss and validation metrics
+are checked for NaN/inf *before* anything is written; a :class:`~.metrics.NonFiniteError` names
+the first bad tensor (files of earlier, finite epochs stay).
 
 ``Trainer.fit`` runs four steps around one :class:`~.state.RunState`: prepare
 (:class:`TrainingSetup`: step module, loader, optimiser, schedule, scaler),
