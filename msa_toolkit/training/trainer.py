@@ -11,7 +11,11 @@ Per epoch: mean of every named loss component (train), metrics and loss on the
 validation split, early stopping on ``monitor``, ``best.safetensors`` written
 when the validation metric improves, ``last.pt`` (resume state) and a line of
 ``log.jsonl``. After the last epoch the best weights are restored and the test
-split is evaluated once.
+split is evaluated once. Without a validation split the last epoch is kept (warned).
+
+Nothing non-finite is saved or scored: each epoch's weights, train loss and validation metrics
+are checked for NaN/inf *before* anything is written; a :class:`~.metrics.NonFiniteError` names
+the first bad tensor (files of earlier, finite epochs stay).
 
 ``Trainer.fit`` runs four steps around one :class:`~.state.RunState`: prepare
 (:class:`TrainingSetup`: step module, loader, optimiser, schedule, scaler),
@@ -45,10 +49,10 @@ from torch import nn
 from .._io import atomic_write_json, atomic_write_text, dumps_json
 from ..errors import MSAError
 from . import distributed as D
-from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, full_model_state, load_resume_state, model_state_tensors,
-                         save_checkpoint, save_resume_state)
+from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, describe_nonfinite, full_model_state, load_resume_state,
+                         model_state_tensors, save_checkpoint, save_resume_state)
 from .config import TrainConfig, coerce_field
-from .metrics import compute_metrics, infer_metric_set, is_better
+from .metrics import UNITS, NonFiniteError, compute_metrics, infer_metric_set, is_better
 from .optim import build_optimizer, build_scheduler, clip_thresholds, resolve_precision
 from .report import Reporter
 from .rng import loader_generators, rng_state, seed_everything, set_rng_state
@@ -143,7 +147,8 @@ class Trainer:
             raise MSAError("grad_accum must be >= 1")
         self.metric_set = self.config.metric_set
         self.monitor = self.config.monitor.removeprefix("valid_")
-        self.reporter = Reporter(self.config.progress and self.ctx.is_main)
+        self.reporter = Reporter(self.config.progress and self.ctx.is_main, main=self.ctx.is_main,
+                                 mmsa=self.config.mmsa_names)
 
     # -- helpers -----------------------------------------------------------------------------
     @property
@@ -234,10 +239,13 @@ class Trainer:
             self.reporter.print(f"[cyan]extending finished run {self.out_dir} to {self.config.epochs} epochs")
         setup = self._prepare()
         run = self._restore(setup, saved) if saved is not None else RunState()
+        if self.valid_split is None:
+            self.reporter.notice(f"warning: the dataset has no validation split: no early stopping, the last epoch's "
+                                 f"weights are kept (best.safetensors = epoch {self.config.epochs})")
         if self.writes:  # a fresh log, or the resumed run's history (drops lines of a half-finished epoch)
             atomic_write_text(self.out_dir / LOG_FILE, "".join(_json_line(r) for r in run.history))
         for epoch in range(run.epoch, self.config.epochs):
-            if self.config.patience and run.bad_epochs >= self.config.patience:
+            if self.config.patience and self.valid_split is not None and run.bad_epochs >= self.config.patience:
                 run.stopped_early = True
                 break
             record = self._run_epoch(setup, run, epoch)
@@ -302,7 +310,10 @@ class Trainer:
             from safetensors.torch import load_file
 
             run.best_weights = {k: v for k, v in load_file(str(best_path)).items() if not k.startswith(EXTRA_PREFIX)}
-        self.reporter.print(f"[cyan]resuming {self.out_dir} after epoch {run.epoch}")
+        todo = (f"runs epochs {run.epoch + 1}-{self.config.epochs}" if run.epoch < self.config.epochs
+                else "no epoch left to run")
+        self.reporter.notice(f"resuming {self.out_dir} after epoch {run.epoch} of {self.config.epochs}: {todo}",
+                             style="cyan")
         return run
 
     def _run_epoch(self, setup: TrainingSetup, run: RunState, epoch: int) -> dict[str, Any]:
@@ -312,11 +323,11 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         train_stats = self._train_epoch(setup, run, epoch)
+        self._check_finite(epoch, train_stats)
         record: dict[str, Any] = {"epoch": epoch + 1, "step": run.global_step, "train": train_stats,
                                   "lr": setup.optimizer.param_groups[0]["lr"]}
         value = self._validate(record)
-        monitor = self.monitor if self.valid_split is not None else "loss"
-        if is_better(monitor, value, run.best_value, self.config.min_delta):
+        if self.valid_split is None or is_better(self.monitor, value, run.best_value, self.config.min_delta):
             run.new_best(value, epoch, record.get("valid", {}), model_state_tensors(self.model))
             if self.writes:
                 self._save_best(run.best_weights, {"valid": run.best_valid}, run.best_epoch)
@@ -338,11 +349,28 @@ class Trainer:
         self.reporter.epoch(record, self.monitor)
         return record
 
+    def _check_finite(self, epoch: int, train_stats: Mapping[str, float]) -> None:
+        """NonFiniteError when a weight or the epoch's train loss is NaN/inf (before anything is saved)."""
+        bad = describe_nonfinite(self.model.state_dict())
+        if bad:
+            raise NonFiniteError(f"epoch {epoch + 1}: the model's {bad}; nothing of this epoch was saved. "
+                                 "Check the data for NaN/inf (msa dataset validate) or lower the learning rate")
+        if not all(math.isfinite(v) for v in train_stats.values()):
+            raise NonFiniteError(f"training loss became non-finite in epoch {epoch + 1}: "
+                                 + ", ".join(f"{k}={v}" for k, v in train_stats.items()))
+
     def _validate(self, record: dict[str, Any]) -> float:
         """Add the validation metrics to ``record``; the monitored value (the train loss without a valid split)."""
         if self.valid_split is None:
             return record["train"]["total"]
-        valid = self.evaluate(self.valid_split)
+        try:
+            valid = self.evaluate(self.valid_split)
+        except NonFiniteError as e:
+            raise NonFiniteError(f"epoch {record['epoch']}, split {self.valid_split!r}: {e}") from None
+        bad = [k for k, v in valid.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteError(f"epoch {record['epoch']}: validation {', '.join(bad)} not finite "
+                                 f"({', '.join(f'{k}={valid[k]}' for k in bad)}); nothing of this epoch was saved")
         record["valid"] = valid
         value = valid.get(self.monitor)
         if value is None:
@@ -379,11 +407,7 @@ class Trainer:
                     if tc.log_every and run.global_step % tc.log_every == 0 and ctx.is_main:
                         self.reporter.print(f"step {run.global_step}: loss {float(total):.4f}")
                 advance(total.detach())
-        stats = D.all_reduce_mean(ctx, {k: float(v) / max(1, count) for k, v in sums.items()})
-        if not math.isfinite(stats.get("total", 0.0)):
-            raise MSAError(f"training loss became non-finite in epoch {epoch + 1}: "
-                           + ", ".join(f"{k}={v}" for k, v in stats.items()))
-        return stats
+        return D.all_reduce_mean(ctx, {k: float(v) / max(1, count) for k, v in sums.items()})
 
     def _optimizer_step(self, setup: TrainingSetup) -> None:
         """Unscale and clip the gradients, step the optimiser, the objective's after_step and a per-step schedule."""
@@ -414,7 +438,10 @@ class Trainer:
         outputs = None
         if self.test_split is not None:
             outputs = self.predict(self.test_split)
-            test = compute_metrics(outputs.prediction, outputs.label, self.metric_set)
+            try:
+                test = compute_metrics(outputs.prediction, outputs.label, self.metric_set)
+            except NonFiniteError as e:
+                raise NonFiniteError(f"split {self.test_split!r} with the best weights: {e}") from None
             test["loss"] = outputs.loss.get("total", float("nan"))
         result = FitResult(self.out_dir, run.best_epoch, run.best_valid, test, run.history,
                            self.out_dir / BEST_FILE if self.out_dir is not None else None, run.stopped_early)
@@ -429,7 +456,8 @@ class Trainer:
         """best.safetensors with test metrics, metrics.json, test predictions, plots; last.pt marked finished."""
         self._save_best(model_state_tensors(self.model), {"valid": run.best_valid, "test": test}, run.best_epoch)
         summary = {"best_epoch": run.best_epoch, "stopped_early": run.stopped_early, "epochs_run": len(run.history),
-                   "metric_set": self.metric_set, "monitor": self.monitor, "valid": run.best_valid, "test": test}
+                   "metric_set": self.metric_set, "monitor": self.monitor, "units": UNITS, "valid": run.best_valid,
+                   "test": test}
         atomic_write_json(self.out_dir / RESULT_FILE, summary, indent=2)
         if outputs is not None:
             write_predictions(outputs, self.out_dir / PREDICTIONS_FILE)
