@@ -32,7 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_common import (Namespace, ParamMap, ParityReport, base_parser, check_coverage,  # noqa: E402
                            check_reference_dir, compare_training, diff_and_scale, finish, import_reference,
-                           load_mapped, reference_commit, same, split, tied)
+                           load_mapped, reference_commit, same, split)
 
 REPO = "pwang322/DLF"
 EXPECTED_FILES = ("trains/singleTask/model/DLF.py", "trains/singleTask/HingeLoss.py", "config/config.json")
@@ -62,7 +62,7 @@ def block_index(d: int, extra: int = 0) -> torch.Tensor:
     return torch.cat(idx)
 
 
-def _encoder(ref: str, tk: str, layers: int, cross: bool) -> list[ParamMap]:
+def _encoder(ref: str, tk: str, layers: int) -> list[ParamMap]:
     """A reference MulT TransformerEncoder -> the toolkit's CrossModalTransformer."""
     maps = [same(f"{ref}.layer_norm.{p}", f"{tk}.norm.{p}") for p in ("weight", "bias")]
     for i in range(layers):
@@ -73,9 +73,8 @@ def _encoder(ref: str, tk: str, layers: int, cross: bool) -> list[ParamMap]:
         maps += [same(f"{r}.fc1.{p}", f"{t}.ff.0.{p}") for p in ("weight", "bias")]
         maps += [same(f"{r}.fc2.{p}", f"{t}.ff.3.{p}") for p in ("weight", "bias")]
         maps += [same(f"{r}.layer_norms.1.{p}", f"{t}.norm_ff.{p}") for p in ("weight", "bias")]
-        for p in ("weight", "bias"):  # MulT normalises query, key and value with one LayerNorm
-            maps.append(tied(f"{r}.layer_norms.0.{p}", [f"{t}.norm_q.{p}", f"{t}.norm_kv.{p}"]) if cross
-                        else same(f"{r}.layer_norms.0.{p}", f"{t}.norm_q.{p}"))
+        # MulT normalises query, key and value with one LayerNorm; so does the toolkit (shared_kv_norm)
+        maps += [same(f"{r}.layer_norms.0.{p}", f"{t}.norm_q.{p}") for p in ("weight", "bias")]
     return maps
 
 
@@ -106,28 +105,28 @@ def weight_map(d: int, L: dict[str, int], layers: int, mem_layers: int) -> list[
     ``specific_encoders.<m>``, ``decoders.<m>``, ``triplet_proj.<m>``, ``shared_self_attn.<m>``,
     ``shared_head``, ``lfa_text_mem``, ``lfa_cross.{audio,vision}``, ``lfa_mem.{audio,vision}``,
     ``specific_heads.<m>``, ``gates.<m>``, ``shared_gate``, ``fusion_head``; encoders are
-    ``CrossModalTransformer`` (``blocks.<i>.{norm_q,norm_kv,attn.to_q/k/v/out,norm_ff,ff.0,ff.3}``,
+    ``CrossModalTransformer`` (``blocks.<i>.{norm_q,attn.to_q/k/v/out,norm_ff,ff.0,ff.3}``,
     ``norm``); heads are ``ResidualHead`` (``proj1``, ``proj2``, ``out``).
     """
     idx3, idx6 = block_index(d), block_index(d, extra=1)
-    maps = _encoder("encoder_c", "shared_encoder", layers, False)
+    maps = _encoder("encoder_c", "shared_encoder", layers)
     for m, k in KEY.items():
         maps.append(same(f"proj_{k}.weight", f"proj.{m}.conv.weight"))
-        maps += _encoder(f"encoder_s_{k}", f"specific_encoders.{m}", layers, False)
+        maps += _encoder(f"encoder_s_{k}", f"specific_encoders.{m}", layers)
         maps.append(same(f"decoder_{k}.weight", f"decoders.{m}.weight", lambda w: w.squeeze(-1)))
         maps += [_pooled_linear(f"align_c_{k}.weight", f"triplet_proj.{m}.weight", d, L[m]),
                  same(f"align_c_{k}.bias", f"triplet_proj.{m}.bias")]
-        maps += _encoder(f"self_attentions_c_{k}", f"shared_self_attn.{m}", layers, False)
+        maps += _encoder(f"self_attentions_c_{k}", f"shared_self_attn.{m}", layers)
         maps += _head((f"proj1_{k}_high", f"proj2_{k}_high", f"out_layer_{k}_high"), f"specific_heads.{m}", None)
         maps += [same(f"projector_{k}.{p}", f"gates.{m}.{p}") for p in ("weight", "bias")]
     maps += _head(("proj1_c", "proj2_c", "out_layer_c"), "shared_head", idx3)
     maps += [same("projector_c.weight", "shared_gate.weight", lambda w: w[idx3][:, idx3]),
              same("projector_c.bias", "shared_gate.bias", lambda b: b[idx3])]
     maps += _head(("proj1", "proj2", "out_layer"), "fusion_head", idx6)
-    maps += _encoder("trans_l_mem", "lfa_text_mem", layers, False)
+    maps += _encoder("trans_l_mem", "lfa_text_mem", layers)
     for m, k in (("audio", "a"), ("vision", "v")):
-        maps += _encoder(f"trans_l_with_{k}", f"lfa_cross.{m}", layers, True)
-        maps += _encoder(f"trans_{k}_mem", f"lfa_mem.{m}", mem_layers, False)
+        maps += _encoder(f"trans_l_with_{k}", f"lfa_cross.{m}", layers)
+        maps += _encoder(f"trans_{k}_mem", f"lfa_mem.{m}", mem_layers)
     return maps
 
 
@@ -180,8 +179,7 @@ def layer_checks(report: ParityReport, ref_mod, ref, tk, x_text: torch.Tensor, k
         if pe_mod is not None:
             L, dim = x_text.shape[1], p.shape[-1]
             ref_pe = pe_mod.SinusoidalPositionalEmbedding(dim)(torch.ones(1, L))[0]
-            from msa_toolkit.models.layers import SinusoidalPositionalEncoding  # public layer, read only
-            d, s = diff_and_scale(ref_pe, SinusoidalPositionalEncoding(dim)(p[:1]))
+            d, s = diff_and_scale(ref_pe, tk.specific_encoders["text"].pos(p[:1]))
             report.add("layer: sinusoidal position table", d, tol, "fairseq table (positions from 1, "
                        "sin|cos halves) vs toolkit table", scale=s)
         conv = torch.nn.Conv1d(x_text.shape[-1], p.shape[-1], kernel5, bias=False)

@@ -10,6 +10,7 @@ Each may fine-tune a text encoder (``config.text_encoder``), in which case
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -261,6 +262,15 @@ class MulTConfig(ModelConfig):
     batch_size: int = 24
     scheduler: str = "plateau"
     grad_clip_norm: float = 0.8
+    # position table of the MulT encoders (layers.sinusoidal_table): "fairseq" = the reference code's;
+    # "interleaved" = the toolkit's earlier table (checkpoints without this field were trained with it)
+    positions: str = "fairseq"
+    # one LayerNorm for query and key/value in cross-modal blocks (the reference); False = separate norms
+    # (checkpoints without this field)
+    shared_kv_norm: bool = True
+
+    #: values of fields added after early checkpoints: a stored config without them was trained with these
+    LEGACY_VALUES: ClassVar[dict] = {"positions": "interleaved", "shared_kv_norm": False}
 
 
 @register_model("mult", MulTConfig,
@@ -289,8 +299,9 @@ class MulT(MSAModel):
     kept. The three [2d] states are concatenated ([B, 6d]) and go through a
     residual MLP head to the prediction [B].
 
-    Deviations: pre-LN blocks with a per-sequence LayerNorm of source and target
-    (the reference shares one norm); "same" padding in the conv projections so any
+    Follows the reference code in its position table (fairseq: positions from 1, sin|cos
+    halves) and in normalising source and target with one shared LayerNorm per block.
+    Deviations: "same" padding in the conv projections so any
     length works; the last *valid* step (not the last padded step) is pooled; key
     padding masks are applied and attention is bidirectional (the reference attends
     over padding, with its causal "future" mask on by default).
@@ -307,7 +318,8 @@ class MulT(MSAModel):
 
         def tf(dim: int, cross: bool, layers: int, attn: float) -> CrossModalTransformer:
             return CrossModalTransformer(dim, c.heads, layers, cross=cross, dropout=c.res_dropout,
-                                         attn_dropout=attn, ff_dropout=c.ff_dropout, embed_dropout=c.embed_dropout)
+                                         attn_dropout=attn, ff_dropout=c.ff_dropout, embed_dropout=c.embed_dropout,
+                                         positions=c.positions, shared_kv_norm=c.shared_kv_norm)
 
         # cross[f"{src}_to_{tgt}"]: target queries, source keys/values (attention dropout of the source)
         self.cross = nn.ModuleDict({f"{s}_to_{t}": tf(c.dim, True, c.layers, attn_drop[s])

@@ -50,6 +50,7 @@ Deviations from the paper / the authors' reference behaviour (documented per the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +117,15 @@ class DLFConfig(ModelConfig):
     batch_size: int = 16
     scheduler: str = "plateau"
     grad_clip_value: float = 0.6
+    # position table of the MulT encoders (layers.sinusoidal_table): "fairseq" = the reference code's;
+    # "interleaved" = the toolkit's earlier table (checkpoints without this field were trained with it)
+    positions: str = "fairseq"
+    # one LayerNorm for query and key/value in cross-modal blocks (the reference); False = separate norms
+    # (checkpoints without this field)
+    shared_kv_norm: bool = True
+
+    #: values of fields added after early checkpoints: a stored config without them was trained with these
+    LEGACY_VALUES: ClassVar[dict] = {"positions": "interleaved", "shared_kv_norm": False}
 
 
 #: the authors' published settings
@@ -157,7 +167,8 @@ class DLF(MSAModel):
         def tf(layers: int, attn_dropout: float, cross: bool = False) -> CrossModalTransformer:
             return CrossModalTransformer(d, c.heads, layers, cross=cross, dropout=c.res_dropout,
                                          attn_dropout=attn_dropout, ff_dropout=c.ff_dropout,
-                                         embed_dropout=c.embed_dropout)
+                                         embed_dropout=c.embed_dropout, positions=c.positions,
+                                         shared_kv_norm=c.shared_kv_norm)
 
         self.proj = nn.ModuleDict({m: ConvProjection(in_dims[m], d, kernels[m]) for m in MODALITIES})
         # disentanglement: one shared encoder, one specific encoder per modality, decoders

@@ -9,8 +9,8 @@ returns a zero update instead of NaN.
 Contents
 --------
 - pooling: :func:`masked_mean`, :func:`last_valid`
-- positions: :func:`sinusoidal_table`, :class:`SinusoidalPositionalEncoding` (Vaswani's interleaved
-  or tensor2tensor's sin-half/cos-half layout), :class:`LearnedPositionalEncoding`
+- positions: :func:`sinusoidal_table`, :class:`SinusoidalPositionalEncoding` (Vaswani's interleaved,
+  tensor2tensor's sin-half/cos-half or fairseq's halves-from-position-1 layout), :class:`LearnedPositionalEncoding`
 - attention: :func:`attend` (the one scaled dot-product call, safe key masks), :class:`MultiHeadAttention`
   (separate q/k/v projections, self or cross), :class:`SelfAttention` (one fused q/k/v projection)
 - transformer blocks: :class:`TransformerBlock` (pre-LN self- or cross-attention block, MulT / DLF /
@@ -86,25 +86,29 @@ def last_valid(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 #: layouts of :func:`sinusoidal_table`
-SINUSOID_LAYOUTS = ("interleaved", "halves")
+SINUSOID_LAYOUTS = ("interleaved", "halves", "fairseq")
 
 
 def sinusoidal_table(length: int, dim: int, layout: str = "interleaved", device: torch.device | None = None,
                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """[length, dim] fixed sine/cosine position table, computed in float32 and cast to ``dtype``.
 
-    ``"interleaved"`` (Vaswani et al.): sin on even and cos on odd columns, frequencies
-    ``10000^(-2i/dim)``. ``"halves"`` (tensor2tensor / fairseq, used by the MulT and MInD
-    reference code): sin in the first half, cos in the second, frequencies
-    ``10000^(-i/(dim/2 - 1))``, a zero last column when ``dim`` is odd.
+    Row ``t`` encodes step ``t = 0 .. length-1``; ``h = dim // 2``.
+    - ``"interleaved"`` (Vaswani et al.): position ``p = t``, ``T[t, 2i] = sin(p w_i)``,
+      ``T[t, 2i+1] = cos(p w_i)`` with ``w_i = exp(-2i ln(10000) / dim)``.
+    - ``"halves"`` (tensor2tensor): ``p = t``, ``T[t, i] = sin(p w_i)``, ``T[t, h+i] = cos(p w_i)``,
+      ``w_i = exp(-i ln(10000) / (h - 1))``, ``i < h``; a zero last column when ``dim`` is odd.
+    - ``"fairseq"`` (fairseq's ``SinusoidalPositionalEmbedding``, padding index 0, used by the MulT
+      and DLF reference code): the ``"halves"`` formula at ``p = t + 1`` (fairseq's row 0 is padding).
     """
-    pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
+    first = 1 if layout == "fairseq" else 0
+    pos = torch.arange(first, first + length, device=device, dtype=torch.float32).unsqueeze(1)
     if layout == "interleaved":
         div = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
         table = torch.zeros(length, dim, device=device)
         table[:, 0::2] = torch.sin(pos * div)
         table[:, 1::2] = torch.cos(pos * div[: dim // 2])
-    elif layout == "halves":
+    elif layout in ("halves", "fairseq"):
         half = dim // 2
         scale = math.log(10000.0) / max(half - 1, 1)
         ang = pos * torch.exp(torch.arange(half, device=device, dtype=torch.float32) * -scale)[None, :]
@@ -249,7 +253,8 @@ class TransformerBlock(nn.Module):
     """Pre-LayerNorm transformer block: (cross-)attention + feed-forward, both residual.
 
     Self-attention when ``cross=False``; with ``cross=True`` the queries come from
-    ``x`` and keys/values from ``context`` (each with its own LayerNorm, as in MulT).
+    ``x`` and keys/values from ``context``, both normalised by ``norm_q`` when ``shared_kv_norm``
+    (MulT's and DLF's reference), else the context by its own ``norm_kv`` (the earlier layout).
 
     ``forward(x [B, Lq, D], mask [B, Lq] | None, context [B, Lk, D] | None, context_mask [B, Lk] | None)
     -> [B, Lq, D]``. Padded query steps are computed but carry no information
@@ -258,11 +263,12 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, ff_dim: int | None = None, dropout: float = 0.1,
                  attn_dropout: float = 0.0, ff_dropout: float | None = None, act: str = "relu",
-                 cross: bool = False, dim_head: int | None = None, qkv_bias: bool = True):
+                 cross: bool = False, dim_head: int | None = None, qkv_bias: bool = True,
+                 shared_kv_norm: bool = False):
         super().__init__()
-        self.cross = cross
+        self.cross, self.shared_kv_norm = cross, shared_kv_norm
         self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim) if cross else None
+        self.norm_kv = nn.LayerNorm(dim) if cross and not shared_kv_norm else None
         self.attn = MultiHeadAttention(dim, heads, dim_head=dim_head, dropout=attn_dropout, qkv_bias=qkv_bias)
         self.norm_ff = nn.LayerNorm(dim)
         self.ff = FeedForward(dim, ff_dim or 4 * dim, dropout if ff_dropout is None else ff_dropout, act)
@@ -274,11 +280,25 @@ class TransformerBlock(nn.Module):
         if self.cross:
             if context is None:
                 raise ValueError("a cross-attention block needs a context")
-            kv, kv_mask = self.norm_kv(context), context_mask
+            kv, kv_mask = (self.norm_q if self.norm_kv is None else self.norm_kv)(context), context_mask
         else:
             kv, kv_mask = h, mask
         x = x + self.drop(self.attn(h, kv, kv, kv_mask))
         return x + self.drop(self.ff(self.norm_ff(x)))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Refuse ``norm_kv.*`` weights in a shared-norm block: two trained norms cannot become one."""
+        old = [k for k in state_dict if k.startswith(f"{prefix}norm_kv.")]
+        if old and self.norm_kv is None:
+            for k in old:
+                state_dict.pop(k)
+            error_msgs.append(
+                f"{prefix}norm_kv: the weights have a separate key/value LayerNorm (toolkit layout before the "
+                "shared MulT norm) but this block shares one norm; build the model with shared_kv_norm=False "
+                "(and positions='interleaved', the table it was trained with) to load them as trained")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
 
 class EncoderLayer(nn.Module):
@@ -318,21 +338,24 @@ class CrossModalTransformer(nn.Module):
     target and the source sequence, embedding dropout is applied, then ``layers``
     pre-LN blocks and a final LayerNorm. With ``cross=True`` the target sequence
     queries the source sequence (``source -> target`` in MulT's notation); with
-    ``cross=False`` it is a plain self-attention encoder.
+    ``cross=False`` it is a plain self-attention encoder. Defaults = the reference code:
+    ``positions="fairseq"``, ``shared_kv_norm=True`` (``"interleaved"`` / False: the earlier layout).
 
     ``forward(x [B, Lt, D], mask [B, Lt], source [B, Ls, D] | None, source_mask [B, Ls] | None) -> [B, Lt, D]``
     """
 
     def __init__(self, dim: int, heads: int, layers: int, cross: bool = True, ff_mult: int = 4,
                  dropout: float = 0.1, attn_dropout: float = 0.1, ff_dropout: float = 0.1,
-                 embed_dropout: float = 0.25, act: str = "relu", scale_embedding: bool = True):
+                 embed_dropout: float = 0.25, act: str = "relu", scale_embedding: bool = True,
+                 positions: str = "fairseq", shared_kv_norm: bool = True):
         super().__init__()
         self.cross, self.scale = cross, (math.sqrt(dim) if scale_embedding else 1.0)
-        self.pos = SinusoidalPositionalEncoding(dim)
+        self.pos = SinusoidalPositionalEncoding(dim, positions)
         self.embed_drop = nn.Dropout(embed_dropout)
         self.blocks = nn.ModuleList([
             TransformerBlock(dim, heads, ff_mult * dim, dropout=dropout, attn_dropout=attn_dropout,
-                             ff_dropout=ff_dropout, act=act, cross=cross) for _ in range(layers)])
+                             ff_dropout=ff_dropout, act=act, cross=cross, shared_kv_norm=shared_kv_norm)
+            for _ in range(layers)])
         self.norm = nn.LayerNorm(dim)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -214,11 +214,13 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _config_values(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON lists back to tuples where the config field's default is a tuple."""
+    """JSON lists back to tuples where the config field's default is a tuple; fields a stored config
+    predates get the config class's ``LEGACY_VALUES`` (the behaviour it was trained with)."""
     from ..models import get_entry
 
     cls = get_entry(name).config_cls
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    values = {**getattr(cls, "LEGACY_VALUES", {}), **values}
     return {k: (tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v)
             for k, v in values.items()}
 

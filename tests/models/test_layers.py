@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from msa_toolkit.models.layers import (ConvProjection, CrossModalTransformer, LearnedPositionalEncoding, MLPHead,
                                        MultiHeadAttention, SinusoidalPositionalEncoding, TextEncoder,
-                                       TransformerBlock, grad_reverse, GradientReversal, last_valid, masked_mean)
+                                       TransformerBlock, grad_reverse, GradientReversal, last_valid, masked_mean,
+                                       sinusoidal_table)
 
 
 def test_masked_mean_and_last_valid():
@@ -70,6 +73,52 @@ def test_positional_encodings():
     assert lp(x[:, :5]).shape == (5, 6)
     with pytest.raises(ValueError, match="exceeds"):
         lp(x)
+
+
+def test_fairseq_layout_values_by_hand():
+    # dim 6: h = 3, w_i = exp(-i ln(10000) / (h - 1)) = 1, 0.01, 0.0001; row t holds position t + 1
+    w = (1.0, 0.01, 0.0001)
+    table = sinusoidal_table(4, 6, "fairseq", dtype=torch.float64)
+    for t in (0, 2, 3):
+        p = t + 1
+        expect = [math.sin(p * x) for x in w] + [math.cos(p * x) for x in w]
+        assert torch.allclose(table[t], torch.tensor(expect, dtype=torch.float64), atol=1e-6), t
+    assert torch.equal(table[:3], sinusoidal_table(4, 6, "halves", dtype=torch.float64)[1:])  # halves from 0
+    assert torch.equal(sinusoidal_table(2, 7, "fairseq")[:, 6], torch.zeros(2))  # odd dim: zero last column
+    with pytest.raises(ValueError, match="layout"):
+        sinusoidal_table(2, 6, "nope")
+
+
+def test_cross_block_shared_norm_normalises_query_and_context_with_one_module():
+    torch.manual_seed(0)
+    blk = TransformerBlock(8, 2, cross=True, shared_kv_norm=True).eval()
+    assert blk.norm_kv is None and not any(k.startswith("norm_kv") for k in blk.state_dict())
+    with torch.no_grad():
+        blk.norm_q.weight.uniform_(0.5, 2.0), blk.norm_q.bias.normal_()
+    seen = []
+    blk.norm_q.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    x, ctx = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    out = blk(x, None, ctx, None)
+    assert len(seen) == 2 and seen[0] is x and seen[1] is ctx
+    kv = blk.norm_q(ctx)
+    h = x + blk.attn(blk.norm_q(x), kv, kv)
+    assert torch.allclose(out, h + blk.ff(blk.norm_ff(h)), atol=1e-6)
+    # separate norms stay available (earlier layout) and their weights are refused by a shared-norm block
+    old = TransformerBlock(8, 2, cross=True, shared_kv_norm=False)
+    assert old.norm_kv is not None
+    with pytest.raises(RuntimeError, match="shared_kv_norm=False"):
+        blk.load_state_dict(old.state_dict())
+    assert TransformerBlock(8, 2, cross=True).norm_kv is not None  # block default unchanged
+
+
+def test_mult_encoders_follow_reference_and_old_checkpoints_keep_their_layout():
+    from msa_toolkit.training.checkpoint import _config_values
+
+    tf = CrossModalTransformer(8, 2, 1, cross=True)
+    assert tf.pos.layout == "fairseq" and tf.blocks[0].norm_kv is None
+    for name in ("dlf", "mult"):  # a stored config without the new fields was trained with the old layout
+        assert _config_values(name, {}) == {"positions": "interleaved", "shared_kv_norm": False}
+        assert _config_values(name, {"positions": "fairseq", "shared_kv_norm": True})["shared_kv_norm"] is True
 
 
 def test_grad_reverse():
