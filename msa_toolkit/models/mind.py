@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -97,6 +98,10 @@ class MInDConfig(ModelConfig):
     activation: str = "gelu"
     # width of the linear fusion layer; the MLP head halves it
     fusion_dim: int = 128
+    # position table of the audio/vision backbones (layers.sinusoidal_table): "fairseq" = the reference
+    # code's (models/modules.py: sin half, cos half, positions from 1); "halves" = the same table from
+    # position 0, which checkpoints without this field were trained with
+    positions: str = "fairseq"
     # dropout of the prediction and noise-prediction heads
     classifier_dropout: float = 0.1
     # hidden width of the JSD statistics networks
@@ -126,6 +131,9 @@ class MInDConfig(ModelConfig):
     lr: float = 3e-5
     batch_size: int = 32
     scheduler: str = "plateau"
+
+    #: values of fields added after early checkpoints: a stored config without them was trained with these
+    LEGACY_VALUES: ClassVar[dict] = {"positions": "halves"}
 
 
 MIND_PRESETS = {
@@ -163,8 +171,7 @@ class SequenceBackbone(nn.Module):
         d = c.d_model
         self.conv = nn.Conv1d(in_dim, d, kernel_size=1, bias=False)
         self.scale = math.sqrt(d)
-        # the reference's fairseq table (sin half, cos half), positions from 0
-        self.pos = SinusoidalPositionalEncoding(d, layout="halves")
+        self.pos = SinusoidalPositionalEncoding(d, layout=c.positions)
         self.embed_drop = nn.Dropout(c.backbone_embed_dropout)
         self.layers = nn.ModuleList([
             EncoderLayer(d, c.backbone_heads, 4 * d, dropout=c.backbone_res_dropout,

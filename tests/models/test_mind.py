@@ -176,3 +176,19 @@ def test_fine_tunes_text_encoder(tiny_bert):
     emb = m.text_encoder.model.embeddings.word_embeddings.weight
     assert emb.grad is not None and float(emb.grad.abs().sum()) > 0
     assert m.num_parameters() < m.num_parameters(exclude_text_encoder=False)
+
+
+def test_backbone_positions_follow_the_reference_and_old_checkpoints_keep_theirs():
+    """The reference's fairseq embedding numbers positions from 1 (padding index 0): row 0 of the
+    toolkit's table must be the reference's position 1, i.e. "halves" shifted by one row."""
+    from msa_toolkit.models import create_model
+    from msa_toolkit.models.layers import sinusoidal_table
+    from msa_toolkit.training.checkpoint import _config_values
+
+    model = create_model("mind", "tiny")
+    assert model.config.positions == "fairseq"
+    d = model.config.d_model
+    x = torch.zeros(1, 4, d)
+    table = next(m for m in model.modules() if type(m).__name__ == "SinusoidalPositionalEncoding")(x)
+    assert torch.allclose(table, sinusoidal_table(5, d, "halves", x.device, x.dtype)[1:])
+    assert _config_values("mind", {}) == {"positions": "halves"}
