@@ -43,7 +43,7 @@ def _has_vision() -> bool:
 def run(assets_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipe")
     inp = _copy(assets_dir, root / "in", GOOD + list(BAD))
-    (inp / "notes.md").write_text("not media")  # ignored: not a media extension
+    (inp / "notes.md").write_text("not media")  # skipped: not a media extension
     res = extract(inp, out_dir=root / "out", config=AV_TEXT, cache_dir=root / "cache", progress=False)
     return root, res
 
@@ -54,9 +54,11 @@ def test_good_files_extracted_and_bad_files_reported(run):
     assert {Path(f.path).name: f.stage for f in res.failures} == BAD
     assert all(f.message for f in res.failures)
     errs = json.loads((root / "out" / "errors.json").read_text())
-    assert {Path(e["path"]).name for e in errs} == set(BAD)
+    assert {Path(e["path"]).name for e in errs if e["stage"] != "skipped"} == set(BAD)
+    # notes.md is not media: listed as skipped (errors.json, manifest), never extracted
+    assert [(Path(e["path"]).name, e["stage"]) for e in errs if e["stage"] == "skipped"] == [("notes.md", "skipped")]
     rows = list(csv.DictReader((root / "out" / "errors.csv").open()))
-    assert {r["stage"] for r in rows} == set(BAD.values())
+    assert {r["stage"] for r in rows} == set(BAD.values()) | {"skipped"}
     manifest = json.loads((root / "out" / "manifest.json").read_text())
     assert len(manifest["files"]) == 3 and len(manifest["failures"]) == 3
     assert FeatureSpec.from_dict(manifest["spec"]) == res.spec

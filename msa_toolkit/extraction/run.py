@@ -150,10 +150,10 @@ def compute(runner: LoadedExtractors, job: Job, cache_root: str,
 _WORKER: LoadedExtractors | None = None
 
 
-def _init_worker(config: ExtractConfig, env: dict[str, str]) -> None:
+def _init_worker(config: ExtractConfig, env: dict[str, str], parent: int) -> None:
     """Worker process start: take the parent's settings, then load the models once."""
     global _WORKER
-    watch_parent()  # exit when the parent is killed: no worker outlives its run
+    watch_parent(parent)  # exit when the parent (pid ``parent``) is killed: no worker outlives its run
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops the pool
     os.environ.update(env)
     with contextlib.suppress(Exception):
@@ -229,7 +229,7 @@ def _compute_in_pool(config: ExtractConfig, todo: Sequence[Job], workers: int, s
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                               initializer=_init_worker, initargs=(config, _worker_env(workers)))
+                               initializer=_init_worker, initargs=(config, _worker_env(workers), os.getpid()))
     try:
         futures = {pool.submit(_worker_task, job, str(state.cache.root)): job for job in todo}
         for fut in as_completed(futures):

@@ -99,7 +99,7 @@ def absent_stages(path: Path, extractors: Mapping[str, Any], info: Any, user_tra
         first = next(iter(absent))
         off = [m for m in ("text", "audio", "vision") if m not in extractors]
         raise ExtractionError(path, first, f"{absent[first]}: nothing to extract ({', '.join(absent)} absent"
-                                           + (f"; {', '.join(off)} switched off)" if off else ")"))
+                                           + (f"; {', '.join(off)} not extracted)" if off else ")"))
     return absent
 
 

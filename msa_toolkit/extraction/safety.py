@@ -109,13 +109,16 @@ def write_or_fallback(path: str | os.PathLike, write: Callable[[Path], None]) ->
 # ---------------------------------------------------------------------------------------------
 def _watch(parent: int, poll_s: float) -> None:
     while True:
-        time.sleep(poll_s)
         if os.getppid() != parent:  # re-parented: the parent is gone
             os._exit(ORPHAN_EXIT_STATUS)
+        time.sleep(poll_s)
 
 
 def watch_parent(parent: int | None = None, poll_s: float = PARENT_POLL_S) -> threading.Thread:
     """Start a daemon thread that ends this process (``os._exit``) once its parent process is gone.
+
+    ``parent`` is the pid the parent had when it started this process (pass it: a parent killed
+    while this process was still starting up has already been replaced by ``os.getppid()``).
 
     A killed parent (SIGKILL, out-of-memory) runs no clean-up, and pool workers blocked on their
     task queue would otherwise live on. Polling ``os.getppid()`` works on every POSIX system
