@@ -172,25 +172,42 @@ def _reap(proc: subprocess.Popen, workers: list[int]) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_killing_the_parent_leaves_no_worker(assets_dir, tmp_path):
     proc, workers = _start_pool_run(assets_dir, tmp_path, cli=False)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-    assert _reap(proc, workers) == []
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert _reap(proc, workers) == []
+    finally:
+        _cleanup(proc, workers)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_sigterm_stops_the_pool_and_keeps_what_finished(assets_dir, tmp_path):
     proc, workers = _start_pool_run(assets_dir, tmp_path, cli=True)
-    # let some files finish
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list((tmp_path / "c").rglob("*.json")):
-        time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert b"Traceback" not in err and b"interrupted" in err
-    assert _reap(proc, workers) == []
-    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert m["interrupted"] is True and 1 <= len(m["files"]) <= 12
-    for f in m["files"]:
-        assert (tmp_path / "out" / f["bundle"]).is_file()
+    try:
+        # let some files finish
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list((tmp_path / "c").rglob("*.json")):
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert b"Traceback" not in err and b"interrupted" in err
+        assert _reap(proc, workers) == []
+        m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+        assert m["interrupted"] is True and 1 <= len(m["files"]) <= 12
+        for f in m["files"]:
+            assert (tmp_path / "out" / f["bundle"]).is_file()
+    finally:
+        _cleanup(proc, workers)
     shutil.rmtree(tmp_path / "in")
+
+
+def _cleanup(proc: subprocess.Popen, workers: list[int]) -> None:
+    """Kill (by pid) whatever this test started and is still running."""
+    for pid in [proc.pid, *workers]:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    proc.wait(timeout=10)

@@ -287,8 +287,14 @@ def test_full_default_config_with_vision(assets_dir, tmp_path):
     assert by["speech_positive"].meta["face_ratio"] >= 0.95 and by["noface"].meta["face_ratio"] == 0.0
     v = by["speech_positive"].sequences["vision"]
     assert v.dim == res.spec.dims["vision"] and v.length > 0
-    # an audio-only file cannot give visual features: reported, not fatal
-    assert [(Path(f.path).name, f.stage) for f in res.failures] == [("speech.wav", "vision")]
+    # an audio-only file gets text and audio with vision marked absent (issue 14), not a failure ...
+    assert res.failures == []
+    assert set(by["speech"].sequences) == {"text", "audio"} and by["speech"].meta["absent"] == {"vision": "no video stream"}
+    assert by["speech_positive"].meta["max_faces"] == 1 and not by["speech_positive"].meta["multi_face"]
+    # ... unless vision is required
+    strict = extract(assets_dir / "speech.wav", cache_dir=tmp_path / "c", progress=False,
+                     config=ExtractConfig(require=("vision",)))
+    assert [(Path(f.path).name, f.stage) for f in strict.failures] == [("speech.wav", "vision")]
 
 
 def test_resume_after_real_kill(assets_dir, tmp_path):
