@@ -220,7 +220,8 @@ def predict(paths: str | os.PathLike | Iterable[str | os.PathLike], checkpoint: 
     cannot be processed gives a Prediction with ``score=None`` and ``error`` set,
     and never stops the others (a file in a folder that is not media gets
     ``error="[skipped] not a media file (...)"``). A file lacking a stream the model
-    reads is scored on the modalities present (``absent`` and ``flags`` say which are not). ``predictor`` reuses an already loaded checkpoint.
+    reads is scored on the modalities present (``absent`` and ``flags`` say which are not).
+    ``predictor`` reuses an already loaded checkpoint.
     """
     from .extraction import extract
 

@@ -289,7 +289,8 @@ def test_full_default_config_with_vision(assets_dir, tmp_path):
     assert v.dim == res.spec.dims["vision"] and v.length > 0
     # an audio-only file gets text and audio with vision marked absent (issue 14), not a failure ...
     assert res.failures == []
-    assert set(by["speech"].sequences) == {"text", "audio"} and by["speech"].meta["absent"] == {"vision": "no video stream"}
+    assert set(by["speech"].sequences) == {"text", "audio"}
+    assert by["speech"].meta["absent"] == {"vision": "no video stream"}
     assert by["speech_positive"].meta["max_faces"] == 1 and not by["speech_positive"].meta["multi_face"]
     # ... unless vision is required
     strict = extract(assets_dir / "speech.wav", cache_dir=tmp_path / "c", progress=False,

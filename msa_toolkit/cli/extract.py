@@ -84,8 +84,9 @@ def _summary(res, out: Path) -> None:
         for col in ("file", "modalities", "duration s", "words", "cached", "time s"):
             table.add_column(col, justify="left" if col in ("file", "modalities") else "right")
         for i in res.items:
-            table.add_row(escape(i.name), escape(_modalities(i)), f"{i.duration:.1f}" if i.duration is not None else "-",
-                          str(i.n_words), "yes" if i.cached else "no", f"{i.seconds:.2f}")
+            duration = f"{i.duration:.1f}" if i.duration is not None else "-"
+            table.add_row(escape(i.name), escape(_modalities(i)), duration, str(i.n_words),
+                          "yes" if i.cached else "no", f"{i.seconds:.2f}")
         console.print(table)
     if res.failures:
         table = Table(title=f"{len(res.failures)} failed", title_style="bold red")
