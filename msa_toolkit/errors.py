@@ -47,3 +47,7 @@ class DatasetError(MSAError):
 
 class CheckpointError(MSAError):
     """A checkpoint file is missing, malformed or from an incompatible toolkit version."""
+
+
+class OutputError(MSAError):
+    """An output location (-o folder, --json/--csv file, cache folder) cannot be written."""

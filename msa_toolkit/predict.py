@@ -146,6 +146,14 @@ class Predictor:
             flags.append("no face found: vision modality absent")
         if "audio" in self.modalities and "audio" in seqs and seqs["audio"].length == 0:
             flags.append("no audio frames: audio modality absent")
+        absent = (bundle.meta or {}).get("absent") or {}
+        for m in self.modalities:
+            if m in absent and m not in seqs:
+                flags.append(f"{m} absent: {absent[m]}")
+        faces = (bundle.meta or {}).get("max_faces")
+        if "vision" in self.modalities and faces is not None and int(faces) > 1:
+            flags.append(f"multi-face clip: up to {int(faces)} faces seen, vision follows one "
+                         "(the most salient first, then the same person)")
         present = [m for m in self.modalities if m in seqs and seqs[m].length > 0 and seqs[m].mask.any()]
         if not present:
             flags.append("no usable input: score uninformative")
@@ -171,7 +179,8 @@ class Predictor:
             path=path, score=score, transcript=tr.text if tr is not None else "",
             speech_found=bool(tr is not None and not tr.is_empty),
             face_ratio=meta.get("face_ratio"), modalities_present=present, duration=meta.get("duration"),
-            timings=timings, flags=tuple(flags), segments=seg_preds)
+            timings=timings, flags=tuple(flags), segments=seg_preds, absent=dict(meta.get("absent") or {}),
+            max_faces=int(meta["max_faces"]) if meta.get("max_faces") is not None else None)
 
     def predict_segments(self, path: str, bundle: FeatureBundle) -> tuple[SegmentPrediction, ...]:
         """One score per Whisper sentence segment: text re-encoded per segment, audio/vision sliced by time."""
@@ -209,7 +218,10 @@ def predict(paths: str | os.PathLike | Iterable[str | os.PathLike], checkpoint: 
 
     Returns one :class:`Prediction` per input file, sorted by path; a file that
     cannot be processed gives a Prediction with ``score=None`` and ``error`` set,
-    and never stops the others. ``predictor`` reuses an already loaded checkpoint.
+    and never stops the others (a file in a folder that is not media gets
+    ``error="[skipped] not a media file (...)"``). A file lacking a stream the model
+    reads is scored on the modalities present (``absent`` and ``flags`` say which are not).
+    ``predictor`` reuses an already loaded checkpoint.
     """
     from .extraction import extract
 
@@ -231,7 +243,7 @@ def predict(paths: str | os.PathLike | Iterable[str | os.PathLike], checkpoint: 
                                                extract_seconds=item.seconds))
             except MSAError as e:
                 out.append(Prediction(path=item.path, score=None, error=str(e)))
-        for f in result.failures:
+        for f in [*result.failures, *result.skipped]:
             out.append(Prediction(path=f.path, score=None, error=f"[{f.stage}] {f.message}"))
     return sorted(out, key=lambda p: p.path)
 

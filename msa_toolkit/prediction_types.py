@@ -77,6 +77,10 @@ class Prediction:
     segments: tuple[SegmentPrediction, ...] = ()
     # failure message when the file could not be processed (score is None then)
     error: str | None = None
+    # stages the file could not feed, stage -> reason, e.g. {"vision": "no video stream"} (audio-only file)
+    absent: dict[str, str] = field(default_factory=dict)
+    # most faces seen at once in one analysed frame (None when no face-counting visual extractor ran)
+    max_faces: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,6 +101,7 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["modalities_present"] = list(self.modalities_present)
+        d["absent"] = dict(self.absent)
         d["flags"] = list(self.flags)
         d["segments"] = [{**asdict(s), "polarity": s.polarity} for s in self.segments]
         d["polarity"] = self.polarity
@@ -107,7 +112,7 @@ class Prediction:
 
 #: CSV columns, in order
 CSV_COLUMNS = ("path", "score", "polarity", "class7", "label7", "transcript", "speech_found", "face_ratio",
-               "modalities_present", "duration", "total_seconds", "flags", "error")
+               "modalities_present", "duration", "total_seconds", "flags", "error", "absent", "max_faces")
 
 
 def to_json(preds: Iterable[Prediction], extra: dict[str, Any] | None = None) -> str:
@@ -127,5 +132,6 @@ def to_csv(preds: Iterable[Prediction]) -> str:
             p.label7 or "", p.transcript, p.speech_found, "" if p.face_ratio is None else f"{p.face_ratio:.3f}",
             "+".join(p.modalities_present), "" if p.duration is None else f"{p.duration:.2f}",
             f"{p.timings.get('total', float('nan')):.3f}", "; ".join(p.flags), p.error or "",
+            "; ".join(f"{m}: {why}" for m, why in p.absent.items()), "" if p.max_faces is None else p.max_faces,
         ])
     return buf.getvalue()

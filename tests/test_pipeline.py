@@ -43,7 +43,7 @@ def _has_vision() -> bool:
 def run(assets_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipe")
     inp = _copy(assets_dir, root / "in", GOOD + list(BAD))
-    (inp / "notes.md").write_text("not media")  # ignored: not a media extension
+    (inp / "notes.md").write_text("not media")  # skipped: not a media extension
     res = extract(inp, out_dir=root / "out", config=AV_TEXT, cache_dir=root / "cache", progress=False)
     return root, res
 
@@ -54,9 +54,11 @@ def test_good_files_extracted_and_bad_files_reported(run):
     assert {Path(f.path).name: f.stage for f in res.failures} == BAD
     assert all(f.message for f in res.failures)
     errs = json.loads((root / "out" / "errors.json").read_text())
-    assert {Path(e["path"]).name for e in errs} == set(BAD)
+    assert {Path(e["path"]).name for e in errs if e["stage"] != "skipped"} == set(BAD)
+    # notes.md is not media: listed as skipped (errors.json, manifest), never extracted
+    assert [(Path(e["path"]).name, e["stage"]) for e in errs if e["stage"] == "skipped"] == [("notes.md", "skipped")]
     rows = list(csv.DictReader((root / "out" / "errors.csv").open()))
-    assert {r["stage"] for r in rows} == set(BAD.values())
+    assert {r["stage"] for r in rows} == set(BAD.values()) | {"skipped"}
     manifest = json.loads((root / "out" / "manifest.json").read_text())
     assert len(manifest["files"]) == 3 and len(manifest["failures"]) == 3
     assert FeatureSpec.from_dict(manifest["spec"]) == res.spec
@@ -285,8 +287,15 @@ def test_full_default_config_with_vision(assets_dir, tmp_path):
     assert by["speech_positive"].meta["face_ratio"] >= 0.95 and by["noface"].meta["face_ratio"] == 0.0
     v = by["speech_positive"].sequences["vision"]
     assert v.dim == res.spec.dims["vision"] and v.length > 0
-    # an audio-only file cannot give visual features: reported, not fatal
-    assert [(Path(f.path).name, f.stage) for f in res.failures] == [("speech.wav", "vision")]
+    # an audio-only file gets text and audio with vision marked absent (issue 14), not a failure ...
+    assert res.failures == []
+    assert set(by["speech"].sequences) == {"text", "audio"}
+    assert by["speech"].meta["absent"] == {"vision": "no video stream"}
+    assert by["speech_positive"].meta["max_faces"] == 1 and not by["speech_positive"].meta["multi_face"]
+    # ... unless vision is required
+    strict = extract(assets_dir / "speech.wav", cache_dir=tmp_path / "c", progress=False,
+                     config=ExtractConfig(require=("vision",)))
+    assert [(Path(f.path).name, f.stage) for f in strict.failures] == [("speech.wav", "vision")]
 
 
 def test_resume_after_real_kill(assets_dir, tmp_path):

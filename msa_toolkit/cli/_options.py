@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 
 import typer
 
-from ..extraction.config import ALIGN_CHOICES, ExtractConfig, field_help
+from ..extraction.config import ALIGN_CHOICES, REQUIRE_CHOICES, ExtractConfig, field_help
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -244,3 +244,23 @@ def _check_openface_flags(flags: ExtractorFlags, vision: Optional[str]) -> None:
         if value is not None and vision not in needs:
             raise typer.BadParameter(f"only applies to --vision {' / '.join(needs)} (got --vision {vision or 'none'})",
                                      param_hint=hint)
+
+
+# ---- --require -----------------------------------------------------------------------------------
+def require_option() -> Any:
+    """The ``--require STAGE`` option (repeatable, or a comma list) of `msa extract`."""
+    return typer.Option(None, "--require", metavar="STAGE", help=field_help("require"),
+                        rich_help_panel=HELP_PANEL)
+
+
+def parse_require(values: Optional[list[str]], config: ExtractConfig) -> tuple[str, ...]:
+    """``--require`` values (repeated and/or comma-separated) as ExtractConfig.require; a bad stage
+    name or a switched-off stage is a ``typer.BadParameter``."""
+    stages = tuple(dict.fromkeys(s.strip().lower() for v in values or () for s in v.split(",") if s.strip()))
+    for stage in stages:
+        if stage not in REQUIRE_CHOICES:
+            raise typer.BadParameter(f"unknown stage {stage!r} (choose from {', '.join(REQUIRE_CHOICES)})",
+                                     param_hint="--require")
+        if not getattr(config, stage):
+            raise typer.BadParameter(f"the {stage} stage is switched off (--{stage} none)", param_hint="--require")
+    return stages

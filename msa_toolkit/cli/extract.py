@@ -7,7 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from ._options import ExtractorFlags, extract_config, extractor_options
+from ._options import ExtractorFlags, extract_config, extractor_options, parse_require, require_option
+
+#: exit status of a run stopped by Ctrl-C / SIGTERM (128 + SIGINT, as shells report it)
+INTERRUPTED_EXIT = 130
 
 
 @extractor_options()
@@ -25,34 +28,64 @@ def extract_command(
                                                help="Folder of <name>.txt / .json transcripts that replace ASR "
                                                     "(a clip.txt next to clip.mp4 is always used)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    require: Optional[List[str]] = require_option(),
 ) -> None:
     """Extract transcripts and text, audio and facial features from videos into OUT.
 
-    Writes <name>.safetensors + <name>.json per file, manifest.json, and errors.json / errors.csv when files fail.
+    Writes <name>.safetensors + <name>.json per file, manifest.json, and errors.json / errors.csv when files fail or are skipped.
 
-    Results are cached by file content and settings: re-running does no work for unchanged files, and a killed run resumes where it stopped. Exits with status 1 when every file failed.
+    Each file gets the modalities its streams allow: an audio-only file (.wav, .mp3, .flac, .m4a, .ogg, ...) gets transcript, text and audio with vision absent; a video without sound gets vision with asr/text/audio absent (--require turns an absence into a failure). Files that are not media are listed as skipped.
+
+    Results are cached by file content and settings: re-running does no work for unchanged files, and a killed run resumes where it stopped; Ctrl-C or SIGTERM stops the workers and writes the manifest of the finished files. Exits with status 1 when every file failed, 2 when an output cannot be written (checked before any work).
     """
-    config = extract_config(extractors)
-    from ..extraction import extract
+    import dataclasses
 
-    res = extract(paths, out_dir=out, config=config, cache_dir=cache_dir, workers=workers, shard=shard,
-                  transcripts=transcripts, progress=not quiet, save_srt=srt)
+    config = extract_config(extractors)
+    config = dataclasses.replace(config, require=parse_require(require, config))
+    from ..extraction import ExtractionInterrupted, extract
+
+    try:
+        res = extract(paths, out_dir=out, config=config, cache_dir=cache_dir, workers=workers, shard=shard,
+                      transcripts=transcripts, progress=not quiet, save_srt=srt)
+    except ExtractionInterrupted as stop:
+        _summary(stop.result, out)
+        typer.secho(f"interrupted: {len(stop.result.items)} finished file(s) kept; "
+                    f"manifest in {stop.result.manifest_path}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
     _summary(res, out)
     if res.failures and not res.items:
         raise typer.Exit(1)
 
 
+#: how many skipped file names the summary line shows
+SKIPPED_SHOWN = 5
+
+
+def _modalities(item) -> str:
+    """``text+audio (no vision: no video stream)``, with the face count of multi-face clips."""
+    text = "+".join(item.modalities) or "-"
+    absent = [m for m in ("text", "audio", "vision") if m in item.absent]
+    if absent:
+        reasons = dict.fromkeys(item.absent[m].split(" (")[0] for m in absent)
+        text += f" (no {'/'.join(absent)}: {'; '.join(reasons)})"
+    if item.max_faces is not None and item.max_faces > 1:
+        text += f" [{item.max_faces} faces]"
+    return text
+
+
 def _summary(res, out: Path) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     if res.items:
         table = Table(title=f"{len(res.items)} extracted ({res.n_cached} from cache) in {res.seconds:.1f} s")
-        for col in ("file", "duration s", "words", "cached", "time s"):
-            table.add_column(col, justify="left" if col == "file" else "right")
+        for col in ("file", "modalities", "duration s", "words", "cached", "time s"):
+            table.add_column(col, justify="left" if col in ("file", "modalities") else "right")
         for i in res.items:
-            table.add_row(i.name, f"{i.duration:.1f}" if i.duration is not None else "-", str(i.n_words),
+            duration = f"{i.duration:.1f}" if i.duration is not None else "-"
+            table.add_row(escape(i.name), escape(_modalities(i)), duration, str(i.n_words),
                           "yes" if i.cached else "no", f"{i.seconds:.2f}")
         console.print(table)
     if res.failures:
@@ -60,8 +93,15 @@ def _summary(res, out: Path) -> None:
         for col in ("file", "stage", "message"):
             table.add_column(col)
         for f in res.failures:
-            table.add_row(Path(f.path).name, f.stage, f.message)
+            table.add_row(escape(Path(f.path).name), f.stage, escape(f.message))
         console.print(table)
+    if res.skipped:
+        names = ", ".join(Path(f.path).name for f in res.skipped[:SKIPPED_SHOWN])
+        more = f" and {len(res.skipped) - SKIPPED_SHOWN} more" if len(res.skipped) > SKIPPED_SHOWN else ""
+        console.print(escape(f"skipped {len(res.skipped)} file(s) that are not media: {names}{more} "
+                             "(listed in errors.json)"))
+    for w in res.warnings:
+        console.print(f"[yellow]warning: {escape(w)}[/yellow]")
     dims = ", ".join(f"{m} {d}" for m, d in res.spec.dims.items() if d)
     console.print(f"features: {dims or 'none'}; bundles and manifest in {out}")
 

@@ -50,10 +50,17 @@ def predict_command(
     from rich.markup import escape
     from rich.table import Table
 
+    from ..extraction.safety import check_output_dir, check_output_file
     from ..predict import Predictor, plot_timeline, predict
     from ..prediction_types import to_csv, to_json
 
     t0 = time.perf_counter()
+    # every output is checked before the model loads or anything is extracted (OutputError: exit 2)
+    for target, what in ((json_out, "--json file"), (csv_out, "--csv file")):
+        if target is not None:
+            check_output_file(target, what)
+    if plot_dir is not None and segments:
+        check_output_dir(plot_dir, "--plot-dir folder")
     predictor = Predictor.load(checkpoint)
     if extractors.given():
         predictor = predictor.with_extract_config(extract_config(extractors, base=predictor.extract_config))
@@ -62,12 +69,9 @@ def predict_command(
     ck = predictor.checkpoint
     extra = {"checkpoint": getattr(ck, "path", ""), "model": ck.model_name,
              "seconds": round(time.perf_counter() - t0, 3)}
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(to_json(preds, extra))
-    if csv_out:
-        csv_out.parent.mkdir(parents=True, exist_ok=True)
-        csv_out.write_text(to_csv(preds))
+    for target, text in ((json_out, lambda: to_json(preds, extra)), (csv_out, lambda: to_csv(preds))):
+        if target:
+            _write_result(target, text())
     if plot_dir and segments:
         plot_dir.mkdir(parents=True, exist_ok=True)
         for p in preds:
@@ -99,6 +103,17 @@ def predict_command(
         console.print(table)
     if preds and all(not p.ok for p in preds):
         raise typer.Exit(1)
+
+
+def _write_result(target: Path, text: str) -> None:
+    """Write ``text`` to ``target``; when that fails at the end of a run, to a fallback file (path printed)."""
+    from .._io import atomic_write_text
+    from ..extraction.safety import write_or_fallback
+
+    written, err = write_or_fallback(target, lambda p: atomic_write_text(p, text))
+    if err is not None:
+        typer.secho(f"warning: cannot write {target} ({err}); results written to {written}",
+                    fg=typer.colors.YELLOW, err=True)
 
 
 predict_command.__doc__ = "\n\n".join((predict_command.__doc__ or "", DEFAULT_MODEL_NOTE, EXTRACTOR_FLAGS_NOTE))

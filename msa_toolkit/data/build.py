@@ -36,6 +36,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from .._io import MEDIA_EXTENSIONS, atomic_write_json, progress_bar
 from ..errors import DatasetError
 from ..features import FeatureBundle
+from ..ids import NAME_SEPARATOR, sample_id
 from .finite import clean_sample
 from .labels import DEFAULT_SPLIT_RATIOS, LabelRow, LabelTable, read_labels
 from .native import MANIFEST, MSADataset, Sample, write_dataset
@@ -139,7 +140,9 @@ class MediaIndex:
             c.append(f"{row.video_id}/{row.clip_id}")
         c.append(row.id)
         if row.clip_id:
-            c.append(f"{row.video_id}_{row.clip_id}")
+            c.append(sample_id(row.video_id, row.clip_id))
+            # a flat folder of `msa extract`-style names (msa_toolkit/ids.py)
+            c.append(f"{row.video_id}{NAME_SEPARATOR}{row.clip_id}")
         return list(dict.fromkeys(c))
 
     def find(self, row: LabelRow) -> Path | None:

@@ -30,6 +30,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import DatasetError
+from ..ids import sample_id, split_sample_id
 from .splits import SPLIT_ALIASES, SPLIT_ORDER, canonical_split
 
 #: accepted header names (lower-case) for each role, in order of preference
@@ -228,14 +229,11 @@ def _sample_ids(cols: _Columns, id_style: str, rec: list[str], line: int) -> tup
         if not vid or not clip:
             raise DatasetError(f"{cols.path}: empty {cols.by_role['video_id']!r} or {cols.by_role['clip_id']!r} "
                                f"on line {line}")
-        return f"{vid}_{clip}", vid, clip
+        return sample_id(vid, clip), vid, clip
     sid = cols.get(rec, "id")
     if not sid:
         raise DatasetError(f"{cols.path}: empty {cols.by_role['id']!r} on line {line}")
-    vid, _, clip = sid.rpartition("_")
-    if not vid:
-        vid, clip = sid, ""
-    return sid, vid, clip
+    return (sid, *split_sample_id(sid))
 
 
 def _parse_row(cols: _Columns, id_style: str, line: int, rec: list[str], split: str) -> LabelRow:

@@ -5,7 +5,8 @@ The format: a dict with ``train``/``valid``/``test``; per split numpy arrays
 =========================  ==============  =====================================================
 key                        shape           meaning
 =========================  ==============  =====================================================
-``id``                     (N,)            sample ids (MMSA-FET: ``<video>$_$<clip>``)
+``id``                     (N,)            sample ids (MMSA-FET: ``<video>$_$<clip>``; imported as
+                                           ``<video>_<clip>``, see msa_toolkit/ids.py)
 ``raw_text``               (N,)            transcripts
 ``text``                   (N, L, Dt)      BERT features (768-d in the reference sets)
 ``text_bert``              (N, 3, L)       token ids, attention mask, segment ids
@@ -70,6 +71,7 @@ import numpy as np
 
 from .._io import atomic_write, atomic_write_json
 from ..errors import DatasetError
+from ..ids import MMSA_ID_SEPARATOR, from_mmsa_id, to_mmsa_id
 from ..spec import MODALITIES, ExtractorSpec, FeatureSpec
 from .finite import describe_counts
 from .labels import LABEL_BOUNDS
@@ -80,8 +82,8 @@ from .splits import canonical_split
 _LABEL_KEYS = {"regression_labels_T": "label_T", "regression_labels_A": "label_A", "regression_labels_V": "label_V"}
 #: names of the token arrays built from text_bert rows 0, 1, 2
 TOKEN_ARRAYS = ("text.input_ids", "text.attention_mask", "text.token_type_ids")
-#: the separator MMSA-FET puts between video and clip ids
-MMSA_ID_SEP = "$_$"
+#: the separator MMSA-FET puts between video and clip ids (the id rule: msa_toolkit/ids.py)
+MMSA_ID_SEP = MMSA_ID_SEPARATOR
 
 
 @dataclass
@@ -118,14 +120,6 @@ def _load_pickle(path: Path) -> Mapping[str, Any]:
         raise DatasetError(f"{path}: not an MMSA pickle (top level is {type(data).__name__}, expected a dict "
                            "with train/valid/test)")
     return data
-
-
-def _split_video(sample_id: str) -> tuple[str, str | None]:
-    if MMSA_ID_SEP in sample_id:
-        v, _, c = sample_id.partition(MMSA_ID_SEP)
-        return v, c
-    v, _, c = sample_id.rpartition("_")
-    return (v, c) if v else (sample_id, None)
 
 
 def _strs(a: Any, n: int) -> list[str | None]:
@@ -221,6 +215,8 @@ def _samples(path: Path, split: str, d: Mapping[str, Any], dims: Mapping[str, in
     n = len(d["regression_labels"])
     ids = _strs(d.get("id"), n)
     ids = [i if i is not None else f"{split}_{k}" for k, i in enumerate(ids)]
+    # <video>$_$<clip> -> sample id <video>_<clip> (msa_toolkit/ids.py)
+    parsed = [from_mmsa_id(i) for i in ids]
     texts = _strs(d.get("raw_text"), n)
     ann = _strs(d.get("annotations"), n)
     labels = _floats(d["regression_labels"], n)
@@ -257,8 +253,8 @@ def _samples(path: Path, split: str, d: Mapping[str, Any], dims: Mapping[str, in
         if has_ids:
             rows = np.rint(tb[k]).astype(np.int64)
             arrays = {name: rows[i] for i, name in enumerate(TOKEN_ARRAYS)}
-        video, clip = _split_video(ids[k])
-        yield Sample(id=ids[k], label=labels[k] if labels[k] is not None else float("nan"), features=feats,
+        sid, video, clip = parsed[k]
+        yield Sample(id=sid, label=labels[k] if labels[k] is not None else float("nan"), features=feats,
                      masks=masks, arrays=arrays, text=texts[k], annotation=ann[k], class_label=cls[k],
                      video_id=video, clip_id=clip, **{f: v[k] for f, v in uni.items()})
 
@@ -393,7 +389,8 @@ def _export_split(ds: MSADataset, sp: SplitDataset, fixed: Mapping[str, int],
     samples = list(sp)
     n = len(samples)
     d: dict[str, Any] = {
-        "id": np.array([s.id for s in samples], dtype=str) if n else np.array([], dtype=str),
+        "id": (np.array([to_mmsa_id(s.id, s.video_id, s.clip_id) for s in samples], dtype=str) if n
+               else np.array([], dtype=str)),
         "raw_text": np.array([s.text or "" for s in samples], dtype=str) if n else np.array([], dtype=str),
     }
     for m in MODALITIES:

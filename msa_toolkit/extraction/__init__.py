@@ -19,7 +19,15 @@ extractor, a model that cannot be loaded) raises.
 Modules: ``config`` (ExtractConfig), ``inputs`` (files, shards, user transcripts),
 ``runner`` (LoadedExtractors: every stage on one file), ``run`` (extract(): cache
 look-up, worker pool), ``outputs`` (out_dir copies, manifest, failure reports),
-``results`` (FileResult, Failure, ExtractResult), ``texts`` (extract_texts).
+``results`` (FileResult, Failure, ExtractResult), ``texts`` (extract_texts), ``safety`` (output checks
+before work, fallback writes, worker parent watch, SIGTERM as Ctrl-C).
+
+A stage whose input stream a file lacks is *absent*, not failed: an audio-only file gets
+transcript, text and audio with ``vision`` absent; a video without an audio track gets vision
+with ``asr``/``text``/``audio`` absent (bundle meta ``modalities`` / ``absent``, the manifest, the
+FileResult). ``ExtractConfig(require=("vision",))`` turns an absence into a failure; a file with
+every enabled stage absent fails. Files in a folder that are not media are listed as skipped
+(``ExtractResult.skipped``, stage ``"skipped"``); inputs with no media at all raise MediaError.
 
 The public names below are imported lazily (on first access), so importing one light
 submodule (``msa_toolkit.extraction.config``, which the CLI's ``--help`` reads) does not
@@ -36,6 +44,7 @@ _LAZY = {
     "ExtractConfig": ".config",
     "ExtractConfigError": "msa_toolkit.errors",
     "collect_files": ".inputs",
+    "collect_inputs": ".inputs",
     "find_user_transcript": ".inputs",
     "parse_shard": ".inputs",
     "select_shard": ".inputs",
@@ -47,6 +56,8 @@ _LAZY = {
     "Failure": ".results",
     "FileResult": ".results",
     "extract": ".run",
+    "ExtractionInterrupted": ".run",
+    "SKIPPED": ".results",
     "LoadedExtractors": ".runner",
     "extract_file": ".runner",
     "load_extractors": ".runner",

@@ -17,6 +17,8 @@ from ..spec import FeatureSpec
 CONFIG_STAGES: tuple[str, ...] = ("asr", "text", "audio", "vision")
 #: accepted values of ExtractConfig.align
 ALIGN_CHOICES: tuple[str, ...] = ("none", "words")
+#: stages ExtractConfig.require may name (a missing stream makes these stages absent for a file)
+REQUIRE_CHOICES: tuple[str, ...] = CONFIG_STAGES
 
 
 def _help(text: str) -> dict[str, str]:
@@ -57,10 +59,23 @@ class ExtractConfig:
     # "none" (native frame rates) or "words" (audio/vision/text averaged per transcript word)
     align: str = field(default="none", metadata=_help(
         "none (native frame rates) or words (average per transcript word)."))
+    # stages whose absence (no video stream, no audio track) fails a file instead of being recorded;
+    # not part of the FeatureSpec: it decides which files count as failed, not what features are
+    require: tuple[str, ...] = field(default=(), metadata=_help(
+        "Stages a file must have: asr, text, audio, vision (repeat or comma-separate). By default a "
+        "missing stream only marks its modalities absent (an audio-only file gets no vision); a "
+        "required stage that is absent fails the file."))
 
     def __post_init__(self) -> None:
         if self.align not in ALIGN_CHOICES:
             raise ExtractConfigError(f"align must be 'none' or 'words', got {self.align!r}")
+        req = self.require.split(",") if isinstance(self.require, str) else self.require
+        object.__setattr__(self, "require", tuple(dict.fromkeys(s.strip() for s in req if s.strip())))
+        for stage in self.require:
+            if stage not in REQUIRE_CHOICES:
+                raise ExtractConfigError(f"require: unknown stage {stage!r} (choose from {', '.join(REQUIRE_CHOICES)})")
+            if not getattr(self, stage):
+                raise ExtractConfigError(f"require: the {stage} stage is switched off, so it cannot be required")
         if self.align == "words" and self.asr is None and self.text is None:
             raise ExtractConfigError("align='words' needs word timings: enable asr")
 
@@ -128,7 +143,8 @@ class ExtractConfig:
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in asdict(self).items()}
+        return {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self).items()}
 
 
 def field_help(name: str) -> str:

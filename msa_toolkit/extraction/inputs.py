@@ -8,31 +8,56 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .._io import TRANSCRIPT_EXTENSIONS, is_media_file
-from ..errors import ExtractConfigError
+from .._io import AUDIO_EXTENSIONS, TRANSCRIPT_EXTENSIONS, VIDEO_EXTENSIONS, is_media_file
+from ..errors import ExtractConfigError, MediaError
 from ..features import Transcript
-from .results import Failure
+from ..ids import NAME_SEPARATOR, extract_name
+from .results import SKIPPED, Failure
 
-#: joins the folder parts of a file found inside a given folder into its output name (``sub__clip``)
-NAME_SEPARATOR = "__"
+__all__ = ["NAME_SEPARATOR", "collect_files", "collect_inputs", "require_media", "parse_shard", "select_shard",
+           "read_user_transcript", "find_user_transcript"]
 
 
 def collect_files(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[Path, str]], list[Failure]]:
     """Expand files and folders (recursively, media extensions only) to ``(path, name)`` pairs.
 
     Names are file stems; files inside a given folder are named by their path relative
-    to it (``sub__clip``) so same-named clips in different folders do not collide.
-    Missing paths become "input" failures. Sorted by path, duplicates removed.
+    to it (``sub__clip``, see :func:`msa_toolkit.ids.extract_name`) so same-named clips in
+    different folders do not collide. Missing paths become "input" failures. Sorted by path,
+    duplicates removed. :func:`collect_inputs` also lists the files a folder scan skipped.
     """
+    files, failures, _ = collect_inputs(paths)
+    return files, failures
+
+
+def _is_companion(f: Path) -> bool:
+    """A file that belongs to a media file next to it (``clip.txt``/``.json``/``.csv``/``.srt`` of
+    ``clip.mp4``): read or written alongside it, so it is neither media nor worth listing as skipped."""
+    return any(f.with_suffix(ext).is_file() or f.with_suffix(ext.upper()).is_file()
+               for ext in sorted(VIDEO_EXTENSIONS | AUDIO_EXTENSIONS))
+
+
+def collect_inputs(paths: Iterable[str | os.PathLike]
+                   ) -> tuple[list[tuple[Path, str]], list[Failure], list[Failure]]:
+    """:func:`collect_files`, plus the files found in folders that are not media: ``Failure``s of
+    stage ``"skipped"`` (hidden files and a media file's companions - its transcript, OpenFace CSV,
+    subtitles - are not listed)."""
     found: dict[Path, str] = {}
     failures: list[Failure] = []
+    skipped: dict[str, Failure] = {}
     for p in paths:
         p = Path(p).expanduser()
         if p.is_dir():
             for f in sorted(p.rglob("*")):
-                if f.is_file() and is_media_file(f) and not f.name.startswith("."):
-                    rel = f.relative_to(p).with_suffix("")
-                    found.setdefault(f.resolve(), NAME_SEPARATOR.join(rel.parts))
+                if not f.is_file():
+                    continue
+                rel = f.relative_to(p)
+                if is_media_file(f):
+                    if not f.name.startswith("."):
+                        found.setdefault(f.resolve(), extract_name(rel))
+                elif not any(part.startswith(".") for part in rel.parts) and not _is_companion(f):
+                    why = f"not a media file ({f.suffix or 'no extension'})"
+                    skipped.setdefault(str(f), Failure(str(f), SKIPPED, why))
         elif p.is_file():
             found.setdefault(p.resolve(), p.stem)
         else:
@@ -45,7 +70,19 @@ def collect_files(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[Path, 
         n = seen.get(name, 0)
         seen[name] = n + 1
         out.append((path, name if n == 0 else f"{name}{NAME_SEPARATOR}{n}"))
-    return out, failures
+    return out, failures, sorted(skipped.values(), key=lambda f: f.path)
+
+
+def require_media(paths: Iterable[str | os.PathLike], files: list[tuple[Path, str]], failures: list[Failure],
+                  skipped: list[Failure]) -> None:
+    """Raise :class:`MediaError` when the inputs hold no media file at all (only skipped files, or
+    empty folders): a run with nothing to do is a mistake worth one clear line, not an empty manifest."""
+    if files or failures:
+        return
+    where = ", ".join(str(p) for p in paths) or "(no paths)"
+    kinds = ", ".join(sorted(VIDEO_EXTENSIONS | AUDIO_EXTENSIONS))
+    extra = f"; {len(skipped)} other file(s) skipped, e.g. {Path(skipped[0].path).name}" if skipped else ""
+    raise MediaError(where, f"no media files found (looked for {kinds}){extra}")
 
 
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:

@@ -1,8 +1,8 @@
 """What a run writes to ``out_dir``: bundle copies, subtitles, the manifest and the failure reports.
 
 ``out_dir`` receives a copy of every bundle (``<name>.safetensors`` + ``<name>.json``, with the
-input path in its meta), ``manifest.json`` and, when something failed, ``errors.json`` /
-``errors.csv``. A shard ``i`` of ``n`` writes ``manifest.shard-<i>-of-<n>.json`` (and errors) instead.
+input path in its meta), ``manifest.json`` and, when something failed or was skipped,
+``errors.json`` / ``errors.csv``. A shard ``i`` of ``n`` writes ``manifest.shard-<i>-of-<n>.json`` (and errors) instead.
 Every file is written atomically with the usual user file mode.
 """
 
@@ -24,7 +24,8 @@ from .._io import atomic_write, atomic_write_json, atomic_write_text
 from ..cache import FeatureCache
 from ..features import Transcript
 from .config import ExtractConfig
-from .results import ExtractResult, Failure
+from .results import ExtractResult, Failure, FileResult
+from .safety import write_or_fallback
 
 #: name of the manifest written to out_dir (``manifest.shard-<i>-of-<n>.json`` for a shard)
 MANIFEST_NAME = "manifest.json"
@@ -89,10 +90,25 @@ def _shard_name(name: str, suffix: str) -> str:
     return f"{stem}{suffix}{ext}"
 
 
-def write_reports(out: Path, result: ExtractResult, config: ExtractConfig, shard: tuple[int, int] | None) -> Path:
-    """Write the manifest and (when something failed) the failure reports; returns the manifest path.
+def file_entry(i: FileResult) -> dict:
+    """One processed file in the manifest: names, cache key, what it holds and what it lacks."""
+    entry = {"path": i.path, "name": i.name, "bundle": f"{i.name}.safetensors", "key": i.key, "cached": i.cached,
+             "duration": i.duration, "n_words": i.n_words, "modalities": list(i.modalities),
+             "absent": dict(i.absent)}
+    if i.max_faces is not None:
+        entry["max_faces"] = i.max_faces
+        entry["multi_face"] = i.max_faces > 1
+    return entry
 
-    Failure reports of an earlier run that no longer apply are removed.
+
+def write_reports(out: Path, result: ExtractResult, config: ExtractConfig, shard: tuple[int, int] | None) -> Path:
+    """Write the manifest and (when something failed or was skipped) the failure reports; returns the
+    manifest path.
+
+    Skipped files (not media) are listed in the manifest's ``skipped`` and in the failure reports with
+    stage ``"skipped"``. Failure reports of an earlier run that no longer apply are removed. A manifest
+    that cannot be written goes to a fallback file in the temp folder (its path is returned and named
+    in ``result.warnings``), so the results of a long run are never lost at the last step.
     """
     suffix = f".shard-{shard[0]}-of-{shard[1]}" if shard else ""
     manifest = {
@@ -101,18 +117,27 @@ def write_reports(out: Path, result: ExtractResult, config: ExtractConfig, shard
         "spec": result.spec.to_dict(),
         "config": config.to_dict(),
         "shard": list(shard) if shard else None,
-        "files": [{"path": i.path, "name": i.name, "bundle": f"{i.name}.safetensors", "key": i.key,
-                   "cached": i.cached, "duration": i.duration, "n_words": i.n_words} for i in result.items],
+        "interrupted": result.interrupted,
+        "files": [file_entry(i) for i in result.items],
         "failures": [asdict(f) for f in result.failures],
+        "skipped": [asdict(f) for f in result.skipped],
     }
-    mpath = out / _shard_name(MANIFEST_NAME, suffix)
-    atomic_write_json(mpath, manifest)
+    mpath, err = write_or_fallback(out / _shard_name(MANIFEST_NAME, suffix),
+                                   lambda p: atomic_write_json(p, manifest))
+    if err is not None:
+        result.warnings.append(f"cannot write {out / _shard_name(MANIFEST_NAME, suffix)} ({err}); "
+                               f"the manifest was written to {mpath}")
+        return mpath
     ej, ec = out / _shard_name(ERRORS_JSON, suffix), out / _shard_name(ERRORS_CSV, suffix)
-    if result.failures:
-        atomic_write_json(ej, [asdict(f) for f in result.failures])
-        atomic_write(ec, partial(_write_errors_csv, result.failures))
-    else:
-        for p in (ej, ec):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+    rows = [*result.failures, *result.skipped]
+    try:
+        if rows:
+            atomic_write_json(ej, [asdict(f) for f in rows])
+            atomic_write(ec, partial(_write_errors_csv, rows))
+        else:
+            for p in (ej, ec):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+    except OSError as e:  # the manifest (written) holds the same rows
+        result.warnings.append(f"cannot write the failure reports in {out} ({e}); manifest.json lists them")
     return mpath

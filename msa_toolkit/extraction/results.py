@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 from ..features import FeatureBundle
 from ..spec import FeatureSpec
 
 #: pipeline stages, in order; a Failure names one of them
 STAGES: tuple[str, ...] = ("input", "decode", "asr", "text", "audio", "vision", "align", "save", "worker")
+#: the stage of a file a folder scan passed over (not a media extension); listed, never extracted
+SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,21 @@ class FileResult:
     duration: float | None = None
     # number of transcript words
     n_words: int = 0
+    # model modalities the bundle holds, e.g. ("text", "audio") for an audio-only file
+    modalities: tuple[str, ...] = ()
+    # stages the file could not feed, stage -> reason, e.g. {"vision": "no video stream"}
+    absent: Mapping[str, str] = field(default_factory=dict)
+    # most faces seen at once in one analysed frame (None without a face-counting visual extractor)
+    max_faces: int | None = None
+
+    @classmethod
+    def from_meta(cls, path: str, name: str, bundle_path: str, key: str, cached: bool, seconds: float,
+                  meta: Mapping[str, Any]) -> "FileResult":
+        """The result of one file whose bundle has ``meta`` (bundle meta as written by the runner)."""
+        faces = meta.get("max_faces")
+        return cls(path, name, bundle_path, key, cached, seconds, meta.get("duration"), int(meta.get("n_words", 0)),
+                   tuple(meta.get("modalities") or ()), dict(meta.get("absent") or {}),
+                   int(faces) if faces is not None else None)
 
     def load(self) -> FeatureBundle:
         return FeatureBundle.load(self.bundle_path)
@@ -64,6 +81,12 @@ class ExtractResult:
     manifest_path: Path | None = None
     # total wall time in seconds
     seconds: float = 0.0
+    # files a folder scan passed over (stage "skipped": not a media extension), sorted by path
+    skipped: list[Failure] = field(default_factory=list)
+    # True when the run was stopped (SIGTERM / Ctrl-C) before every file was done
+    interrupted: bool = False
+    # problems worth telling the user that lost nothing, e.g. "the manifest was written to /tmp/..."
+    warnings: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[FileResult]:
         return iter(self.items)

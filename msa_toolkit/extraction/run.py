@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,10 +28,11 @@ from ..cache import FeatureCache, cache_key, hash_file, hash_text
 from ..errors import ExtractConfigError, ExtractionError
 from ..features import Transcript
 from .config import ExtractConfig
-from .inputs import collect_files, find_user_transcript, parse_shard, select_shard
+from .inputs import collect_inputs, find_user_transcript, parse_shard, require_media, select_shard
 from .outputs import export_bundle, out_is_current, write_reports, write_srt
 from .results import ExtractResult, Failure, FileResult
 from .runner import LoadedExtractors, StageCallback, input_token
+from .safety import check_output_dir, sigterm_as_interrupt, watch_parent
 
 #: environment variables (by prefix) handed to worker processes (model locations, offline flags, threads)
 WORKER_ENV_PREFIXES = ("HF_", "TRANSFORMERS_", "NUMBA_", "OMP_", "MSA_")
@@ -73,6 +75,8 @@ class _RunState:
     failures: list[Failure]
     # processed files
     items: list[FileResult] = field(default_factory=list)
+    # stages a file must have (ExtractConfig.require): a cached bundle lacking one is a failure
+    require: tuple[str, ...] = ()
 
     def show(self, current: str) -> None:
         """Name the file (or file: stage) being worked on in the progress bar."""
@@ -89,6 +93,8 @@ class _RunState:
     def finish(self, job: Job, cached: bool) -> None:
         """Record a file whose bundle is in the cache; copy it to out_dir (unless already there)."""
         stem = self.cache.stem(job.key)
+        if self.require and self.fail_required(job, stem):
+            return
         if self.out is not None:
             if cached and out_is_current(self.out, job.name, job.key):
                 stem = self.out / job.name
@@ -99,8 +105,16 @@ class _RunState:
         meta = json.loads(stem.with_suffix(".json").read_text()).get("meta", {})
         # computed files report their extraction time; cache hits the time to find and copy them
         seconds = time.perf_counter() - job.started if cached else float(meta.get("timings", {}).get("total", 0.0))
-        self.items.append(FileResult(str(job.path), job.name, str(stem), job.key, cached, seconds,
-                                     meta.get("duration"), int(meta.get("n_words", 0))))
+        self.items.append(FileResult.from_meta(str(job.path), job.name, str(stem), job.key, cached, seconds, meta))
+
+    def fail_required(self, job: Job, stem: Path) -> bool:
+        """Record a failure when the bundle at ``stem`` lacks a required stage (a cached bundle made
+        without ``require``: absence is recorded in its meta); True when it did."""
+        absent = json.loads(stem.with_suffix(".json").read_text()).get("meta", {}).get("absent") or {}
+        missing = [m for m in self.require if m in absent]
+        if missing:
+            self.failures.append(Failure(str(job.path), missing[0], f"{absent[missing[0]]} ({missing[0]} is required)"))
+        return bool(missing)
 
     def record(self, job: Job, failure: Failure | None) -> None:
         """Record the outcome of extracting ``job`` (None = stored in the cache) and move the bar on."""
@@ -136,9 +150,11 @@ def compute(runner: LoadedExtractors, job: Job, cache_root: str,
 _WORKER: LoadedExtractors | None = None
 
 
-def _init_worker(config: ExtractConfig, env: dict[str, str]) -> None:
+def _init_worker(config: ExtractConfig, env: dict[str, str], parent: int) -> None:
     """Worker process start: take the parent's settings, then load the models once."""
     global _WORKER
+    watch_parent(parent)  # exit when the parent (pid ``parent``) is killed: no worker outlives its run
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops the pool
     os.environ.update(env)
     with contextlib.suppress(Exception):
         import torch
@@ -212,8 +228,9 @@ def _compute_in_pool(config: ExtractConfig, todo: Sequence[Job], workers: int, s
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                             initializer=_init_worker, initargs=(config, _worker_env(workers))) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
+                               initializer=_init_worker, initargs=(config, _worker_env(workers), os.getpid()))
+    try:
         futures = {pool.submit(_worker_task, job, str(state.cache.root)): job for job in todo}
         for fut in as_completed(futures):
             job = futures[fut]
@@ -223,6 +240,23 @@ def _compute_in_pool(config: ExtractConfig, todo: Sequence[Job], workers: int, s
                 failure = Failure(str(job.path), "worker", f"worker process failed: {type(e).__name__}: {e}")
             state.show(job.name)
             state.record(job, failure)
+    except BaseException:  # Ctrl-C / SIGTERM: stop the workers now, keep what finished
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_pool(pool: Any) -> None:
+    """Cancel the queued files and terminate the workers of ``pool`` (their running files are lost;
+    finished ones are in the cache already)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(timeout=5)
 
 
 def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None,
@@ -250,29 +284,56 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
     t_start = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    paths = list(paths)
     shard_t = parse_shard(shard)
-    files, failures = collect_files(paths)
+    files, failures, skipped = collect_inputs(paths)
+    require_media(paths, files, failures, skipped)
     files = select_shard(files, shard_t)
     if workers < 1:
         raise ExtractConfigError(f"workers must be >= 1, got {workers}")
     if extractors is not None and extractors.config != config:
         raise ExtractConfigError("extract(): the loaded extractors were built for another ExtractConfig")
     runner = extractors if extractors is not None else LoadedExtractors(config)
-    out = Path(out_dir).expanduser() if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    # every output location is checked before any work starts (OutputError, one line, exit 2)
+    out = check_output_dir(out_dir, "output folder") if out_dir is not None else None
+    cache = FeatureCache(cache_dir)
+    check_output_dir(cache.root, "cache folder")
+    interrupted = False
     with progress_bar(progress, current=True) as bar:
-        state = _RunState(FeatureCache(cache_dir), out, save_srt, bar, bar.add_task("extract", total=len(files),
-                                                                                     current=""), failures)
-        todo = _look_up(files, transcripts, runner, state)
-        if todo and workers == 1:
-            _compute_here(runner, todo, state, show_stages=progress)
-        elif todo:
-            _compute_in_pool(config, todo, workers, state)
-        state.show("done")
-    state.items.sort(key=lambda i: i.path)
-    state.failures.sort(key=lambda f: f.path)
-    result = ExtractResult(runner.spec, state.items, state.failures, None, time.perf_counter() - t_start)
+        state = _RunState(cache, out, save_srt, bar, bar.add_task("extract", total=len(files),
+                                                                                     current=""), failures,
+                          require=config.require)
+        try:
+            with sigterm_as_interrupt():
+                todo = _look_up(files, transcripts, runner, state)
+                if todo and workers == 1:
+                    _compute_here(runner, todo, state, show_stages=progress)
+                elif todo:
+                    _compute_in_pool(config, todo, workers, state)
+        except KeyboardInterrupt:
+            interrupted = True
+        state.show("interrupted" if interrupted else "done")
+    result = _result(runner, state, skipped, interrupted, t_start)
     if out is not None:
         result.manifest_path = write_reports(out, result, config, shard_t)
+    if interrupted:
+        raise ExtractionInterrupted(result)
     return result
+
+
+class ExtractionInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM; ``result`` holds the files that finished (and were reported)."""
+
+    def __init__(self, result: ExtractResult):
+        super().__init__(f"interrupted after {len(result.items)} file(s)")
+        # what finished before the interruption (its manifest is written when out_dir was given)
+        self.result = result
+
+
+def _result(runner: LoadedExtractors, state: _RunState, skipped: list[Failure], interrupted: bool,
+            t_start: float) -> ExtractResult:
+    """The ExtractResult of a (possibly interrupted) run, files and failures sorted by path."""
+    state.items.sort(key=lambda i: i.path)
+    state.failures.sort(key=lambda f: f.path)
+    return ExtractResult(runner.spec, state.items, state.failures, None, time.perf_counter() - t_start,
+                         skipped=skipped, interrupted=interrupted)

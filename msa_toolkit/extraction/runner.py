@@ -68,6 +68,41 @@ def input_token(extractors: Mapping[str, Any], path: Path) -> str:
     return "".join(e.input_token(path) for e in extractors.values() if hasattr(e, "input_token"))
 
 
+#: why a stage is absent: the file has no video stream / no audio track
+NO_VIDEO = "no video stream"
+NO_AUDIO = "no audio track"
+
+
+def absent_stages(path: Path, extractors: Mapping[str, Any], info: Any, user_transcript: Transcript | None,
+                  require: Iterable[str] = ()) -> dict[str, str]:
+    """The enabled stages this file cannot feed, stage -> reason (an absence, not a failure).
+
+    vision needs a video stream; asr needs an audio track; text needs the transcript, so
+    without an audio track it is absent unless the user supplied a transcript; audio needs
+    an audio track. Raises :class:`ExtractionError` (stage = the absent stage) when a stage in
+    ``require`` is absent, or when every enabled stage is: such a file yields nothing.
+    """
+    absent: dict[str, str] = {}
+    if "vision" in extractors and not info.has_video:
+        absent["vision"] = NO_VIDEO
+    if not info.has_audio:
+        if "asr" in extractors and user_transcript is None:
+            absent["asr"] = NO_AUDIO
+        if "text" in extractors and user_transcript is None:
+            absent["text"] = f"{NO_AUDIO} (nothing to transcribe)"
+        if "audio" in extractors:
+            absent["audio"] = NO_AUDIO
+    for stage in require:
+        if stage in absent:
+            raise ExtractionError(path, stage, f"{absent[stage]} ({stage} is required)")
+    if absent and set(absent) >= set(extractors):
+        first = next(iter(absent))
+        off = [m for m in ("text", "audio", "vision") if m not in extractors]
+        raise ExtractionError(path, first, f"{absent[first]}: nothing to extract ({', '.join(absent)} absent"
+                                           + (f"; {', '.join(off)} not extracted)" if off else ")"))
+    return absent
+
+
 class LoadedExtractors:
     """The extractors of one ExtractConfig (loaded by :meth:`load`); runs every stage on one file.
 
@@ -103,10 +138,14 @@ class LoadedExtractors:
     # -- one file ------------------------------------------------------------------------
     def run(self, path: Path, user_transcript: Transcript | None = None,
             on_stage: StageCallback | None = None) -> FeatureBundle:
-        """All stages on one file; ``on_stage(name)`` is called as each stage starts (progress display)."""
+        """All stages on one file; ``on_stage(name)`` is called as each stage starts (progress display).
+
+        A stage whose input stream the file lacks (vision without a video stream; asr, text and
+        audio without an audio track) is skipped and recorded in ``meta["absent"]``; see
+        :func:`absent_stages`.
+        """
         from .. import media
 
-        ex = self.extractors
         note = on_stage or _no_note
         note("decode")
         timings: dict[str, float] = {}
@@ -117,7 +156,9 @@ class LoadedExtractors:
             raise ExtractionError(path, "decode", e.cause) from None
         except Exception as e:
             raise ExtractionError(path, "decode", f"{type(e).__name__}: {e}") from None
-        wave = self._decode_audio(path, info, user_transcript)
+        absent = absent_stages(path, self.extractors, info, user_transcript, self.config.require)
+        ex = {k: e for k, e in self.extractors.items() if k not in absent}
+        wave = self._decode_audio(path, info, user_transcript, ex)
         timings["decode"] = time.perf_counter() - t0
 
         sequences: dict[str, FeatureSequence] = {}
@@ -134,36 +175,34 @@ class LoadedExtractors:
             note("audio")
             sequences["audio"] = self._timed(path, "audio", timings, lambda: ex["audio"].extract(wave, SAMPLE_RATE))
         wave = None  # free the waveform before video decoding
+        extra: dict[str, Any] = {}
         if "vision" in ex:
             note("vision")
             vis = ex["vision"]
             sequences["vision"] = self._timed(path, "vision", timings, lambda: run_vision(vis, path))
+            extra.update(getattr(vis, "last_meta", None) or {})  # e.g. faces seen (mediapipe_face)
+            if "max_faces" in extra:
+                extra["multi_face"] = int(extra["max_faces"]) > 1
         if self.config.align == "words":
             sequences = self._timed(path, "align", timings, lambda: self.align_words(sequences, arrays, transcript))
         timings["total"] = time.perf_counter() - t0
-        keep_transcript = "asr" in ex or "text" in ex or transcript
-        return FeatureBundle(self.spec, sequences, transcript if keep_transcript else None, arrays,
-                             self._meta(path, info, transcript, sequences, timings))
+        keep_transcript = "asr" in self.extractors or "text" in self.extractors or transcript
+        meta = self._meta(path, info, transcript, sequences, timings)
+        meta.update(extra)
+        meta["modalities"] = [m for m in self.spec.modalities if m in sequences]
+        meta["absent"] = absent
+        return FeatureBundle(self.spec, sequences, transcript if keep_transcript else None, arrays, meta)
 
-    def _decode_audio(self, path: Path, info: Any, user_transcript: Transcript | None) -> np.ndarray | None:
-        """Check the file has the streams the stages need; the 16 kHz waveform when ASR or audio runs."""
+    def _decode_audio(self, path: Path, info: Any, user_transcript: Transcript | None,
+                      ex: Mapping[str, Any]) -> np.ndarray | None:
+        """The 16 kHz waveform when ASR or audio runs (``ex``: the extractors of the stages present)."""
         from .. import media
 
-        ex = self.extractors
-        need_asr = "asr" in ex and user_transcript is None
-        need_audio = need_asr or "audio" in ex
-        if "text" in ex and "asr" not in ex and user_transcript is None:
+        if "text" in ex and "asr" not in self.extractors and user_transcript is None:
             raise ExtractionError(path, "text", "text features need a transcript: enable asr or supply one "
                                                 "(sidecar .txt next to the file, or transcripts=...)")
-        if "vision" in ex and not info.has_video:  # checked first: no point decoding audio for a file that will fail
-            raise ExtractionError(path, "vision", "the file has no video stream (for audio-only files use "
-                                                  "--vision none / ExtractConfig(vision=None))")
-        if not need_audio:
+        if not (("asr" in ex and user_transcript is None) or "audio" in ex):
             return None
-        if not info.has_audio:
-            raise ExtractionError(path, "asr" if need_asr else "audio",
-                                  "the file has no audio track (for video-only files disable the audio stages: "
-                                  "--asr none --audio none with a transcript, or --text none)")
         return run_stage(path, "decode", lambda: media.load_audio(path, sample_rate=SAMPLE_RATE))
 
     @staticmethod

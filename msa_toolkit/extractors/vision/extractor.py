@@ -73,6 +73,12 @@ Feature columns (``feature_names``; D = 178 with expressions, 171 without):
 
 *left*/*right* are the subject's (OpenFace convention). Frames without a followed face have
 all values 0 and ``mask`` False.
+
+Several faces: the features describe one person, chosen by the tracking rule of step 2
+(:data:`FACE_CHOICE_RULE`). After :meth:`~MediaPipeFaceExtractor.extract`, ``last_meta`` holds
+``max_faces`` (most faces detected in one analysed frame), ``multi_face_frames`` (analysed frames
+with more than one face) and ``face_choice`` (the rule); the pipeline copies them into the bundle
+meta, so the manifest and `msa predict` can flag multi-face clips.
 """
 
 from __future__ import annotations
@@ -104,6 +110,9 @@ WARMUP_SIDE = 64
 #: a heavily shared machine; 10 frames/s (~0.13 CPU-s per media-s, RTF ~0.28 under load) would spend
 #: the whole budget. Facial expressions last 0.2-0.5 s and longer, so 5 frames/s still samples each.
 DEFAULT_FPS = 5.0
+#: how the followed face is chosen when several are visible (recorded per file in the bundle meta)
+FACE_CHOICE_RULE = ("one face followed: first the most salient (largest, near-ties to the most central), then "
+                    "the detection overlapping it; a lost face is waited for 1 s before re-acquiring")
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,10 @@ class MediaPipeFaceExtractor(VisualExtractor):
         self._fer: Any = None
         self._fer_io: tuple[int, int] = (0, 0)
         self._tracker = FaceTracker()
+        # faces detected in the frame analyze() saw last
+        self._n_faces = 0
+        # face counts of the last extract() call, merged into the bundle meta by the pipeline
+        self.last_meta: dict[str, Any] = {}
 
     # -- description ----------------------------------------------------------------
     @property
@@ -269,6 +282,7 @@ class MediaPipeFaceExtractor(VisualExtractor):
         """Detect, follow, mesh and measure the face in one RGB frame; None when no face is followed."""
         image = as_rgb(image)
         boxes = self.detect(image)
+        self._n_faces = len(boxes)
         box = self.select(boxes, time, image.shape[:2])
         if box is None:
             return None
@@ -297,12 +311,15 @@ class MediaPipeFaceExtractor(VisualExtractor):
         times: list[float] = []
         mask: list[bool] = []
         zeros = np.zeros(dim, np.float32)
+        max_faces = multi = 0
         for frame in sample_frames(frames, float(self.params["fps"])):
             t = float(frame.time)
             res = self.analyze(frame.image, t)
             rows.append(res.features if res is not None else zeros)
             times.append(t)
             mask.append(res is not None)
+            max_faces, multi = max(max_faces, self._n_faces), multi + (self._n_faces > 1)
+        self.last_meta = {"max_faces": max_faces, "multi_face_frames": multi, "face_choice": FACE_CHOICE_RULE}
         if not rows:
             return FeatureSequence.empty(dim, list(self.feature_names))
         return FeatureSequence(np.stack(rows), np.asarray(times), np.asarray(mask), list(self.feature_names))

@@ -1,0 +1,165 @@
+"""Real-world folders (issue 14): audio-only files, videos without sound, silent, corrupt and non-media files
+go through `msa extract` and `msa predict` with default flags; a missing stream is absence, not failure."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from msa_toolkit.cli.main import main
+from msa_toolkit.extraction import ExtractConfig, collect_inputs, extract
+from msa_toolkit.errors import MediaError
+
+#: the done-when folder: file in tests/assets -> name in the folder
+FOLDER = {"speech.wav": "talk.wav", "speech.mp3": "talk_mp3.mp3", "noaudio.mp4": "noaudio.mp4",
+          "silence.mp4": "silence.mp4", "corrupt.mp4": "corrupt.mp4"}
+#: traceback-shaped text
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s+File \".*\", line \d+", re.M)
+#: the cheapest configuration with an audio and a vision-free stage (decodes audio only)
+CHEAP = ExtractConfig(asr=None, text=None, audio="opensmile", vision=None)
+
+
+def _has_vision() -> bool:
+    from msa_toolkit.extractors.base import list_extractors
+
+    return "mediapipe_face" in list_extractors("vision")
+
+
+@pytest.fixture(scope="module")
+def folder(assets_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("realworld")
+    inp = root / "in"
+    inp.mkdir()
+    for src, dst in FOLDER.items():
+        shutil.copy(assets_dir / src, inp / dst)
+    (inp / "notes.xyz").write_text("not media")
+    return root
+
+
+@pytest.fixture(scope="module")
+def extracted(folder):
+    """`msa extract FOLDER -o OUT` with default flags (in-process through main(), stderr captured by the test)."""
+    if not _has_vision():
+        pytest.skip("mediapipe_face not installed")
+    return folder
+
+
+def test_default_extract_gives_every_readable_file_its_modalities(extracted, capfd):
+    root = extracted
+    rc = main(["extract", str(root / "in"), "-o", str(root / "out"), "--cache-dir", str(root / "cache"), "-q"])
+    out, err = capfd.readouterr()
+    assert rc == 0, err
+    assert not TRACEBACK.search(err), err
+    m = json.loads((root / "out" / "manifest.json").read_text())
+    files = {Path(f["path"]).name: f for f in m["files"]}
+    assert set(files) == {"talk.wav", "talk_mp3.mp3", "noaudio.mp4", "silence.mp4"}
+    for audio_only in ("talk.wav", "talk_mp3.mp3"):
+        assert files[audio_only]["modalities"] == ["text", "audio"]
+        assert files[audio_only]["absent"] == {"vision": "no video stream"}
+        assert files[audio_only]["n_words"] >= 10
+    assert files["noaudio.mp4"]["modalities"] == ["vision"]
+    assert set(files["noaudio.mp4"]["absent"]) == {"asr", "text", "audio"}
+    assert files["silence.mp4"]["modalities"] == ["text", "audio", "vision"] and files["silence.mp4"]["absent"] == {}
+    assert files["silence.mp4"]["max_faces"] >= 0 and "multi_face" in files["silence.mp4"]
+    assert [Path(f["path"]).name for f in m["failures"]] == ["corrupt.mp4"]
+    assert [(Path(f["path"]).name, f["stage"]) for f in m["skipped"]] == [("notes.xyz", "skipped")]
+    errs = json.loads((root / "out" / "errors.json").read_text())
+    assert {(Path(e["path"]).name, e["stage"]) for e in errs} == {("corrupt.mp4", "decode"), ("notes.xyz", "skipped")}
+    # the bundle meta records absence, so a cached re-run reproduces it
+    hdr = json.loads((root / "out" / "noaudio.json").read_text())
+    assert hdr["meta"]["absent"]["audio"] == "no audio track" and hdr["names"].keys() == {"vision"}
+    # the summary table says which modalities each file has, and names the skipped file in one line
+    assert "no vision: no video stream" in out.replace("\n", " ") or "no vision" in out
+    assert "skipped 1 file(s) that are not media: notes.xyz" in out
+    rc = main(["extract", str(root / "in"), "-o", str(root / "out"), "--cache-dir", str(root / "cache"), "-q"])
+    again = json.loads((root / "out" / "manifest.json").read_text())
+    assert rc == 0 and all(f["cached"] for f in again["files"])
+    assert [f["absent"] for f in again["files"]] == [f["absent"] for f in m["files"]]
+
+
+def test_require_turns_absence_into_failure(extracted, capfd):
+    root = extracted
+    rc = main(["extract", str(root / "in"), "-o", str(root / "req"), "--cache-dir", str(root / "cache"), "-q",
+               "--require", "vision"])
+    capfd.readouterr()
+    assert rc == 0
+    m = json.loads((root / "req" / "manifest.json").read_text())
+    failed = {Path(f["path"]).name: f for f in m["failures"]}
+    # served from the cache made without --require: the recorded absence still fails them
+    assert failed["talk.wav"]["stage"] == "vision" and "required" in failed["talk.wav"]["message"]
+    assert {Path(f["path"]).name for f in m["files"]} == {"noaudio.mp4", "silence.mp4"}
+    assert main(["extract", str(root / "in"), "-o", str(root / "req2"), "--require", "nosuch", "-q"]) == 2
+    assert main(["extract", str(root / "in"), "-o", str(root / "req2"), "--require", "vision",
+                 "--vision", "none", "-q"]) == 2
+
+
+def test_predict_default_flags_on_the_folder(extracted, capfd, tmp_path):
+    root = extracted
+    rc = main(["predict", str(root / "in"), "--cache-dir", str(root / "cache"), "--json", str(tmp_path / "p.json"),
+               "-q"])
+    _, err = capfd.readouterr()
+    assert rc == 0, err
+    assert not TRACEBACK.search(err), err
+    by = {Path(p["path"]).name: p for p in json.loads((tmp_path / "p.json").read_text())["predictions"]}
+    assert set(by) == set(FOLDER.values()) | {"notes.xyz"}
+    for name in ("talk.wav", "talk_mp3.mp3"):
+        assert by[name]["score"] is not None and by[name]["modalities_present"] == ["text"]
+    assert by["silence.mp4"]["score"] is not None
+    assert by["corrupt.mp4"]["error"] and by["notes.xyz"]["error"].startswith("[skipped]")
+    # the bundled model reads only text: a video without sound has nothing it can use; the row says why
+    assert "no audio track" in by["noaudio.mp4"]["error"] and "--" not in by["noaudio.mp4"]["error"]
+
+
+def test_multimodal_checkpoint_scores_what_each_file_has(extracted, tmp_path):
+    """A text + audio + vision checkpoint scores an audio-only file on text+audio and a silent video on vision."""
+    from msa_toolkit.models import create_model
+    from msa_toolkit.predict import Predictor, predict
+    from msa_toolkit.training.checkpoint import save_checkpoint
+
+    root = extracted
+    spec = ExtractConfig().build_spec()
+    net = create_model("late_fusion", preset="tiny", **{f"{m}_dim": spec.dims[m] for m in ("text", "audio", "vision")})
+    pred = Predictor.load(save_checkpoint(tmp_path / "mm.safetensors", net, spec))
+    out = {Path(p.path).name: p for p in predict(root / "in", predictor=pred, cache_dir=root / "cache")}
+    wav, noaudio = out["talk.wav"], out["noaudio.mp4"]
+    assert wav.ok and set(wav.modalities_present) == {"text", "audio"} and wav.absent == {"vision": "no video stream"}
+    assert any(f == "vision absent: no video stream" for f in wav.flags)
+    assert noaudio.ok and "text" not in noaudio.modalities_present and "audio absent: no audio track" in noaudio.flags
+    assert noaudio.max_faces is not None and noaudio.to_dict()["absent"]["audio"] == "no audio track"
+    assert not any("--" in f for p in out.values() for f in p.flags)  # hints never name flags
+    # a multi-face clip is flagged (meta as the visual extractor records it)
+    from msa_toolkit.features import FeatureBundle
+
+    b = FeatureBundle.load(root / "out" / "noaudio")
+    assert b.meta["max_faces"] <= 1 and "one face followed" in b.meta["face_choice"]
+    b.meta.update(max_faces=3, multi_face=True)
+    p = pred.predict_bundle("x.mp4", b)
+    assert p.max_faces == 3 and any(f.startswith("multi-face clip: up to 3 faces") for f in p.flags)
+
+
+def test_non_media_files_are_listed_and_empty_folders_refused(tmp_path, assets_dir, capfd):
+    d = tmp_path / "docs"
+    d.mkdir()
+    (d / "a.pdf").write_text("x")
+    (d / ".hidden").write_text("x")
+    with pytest.raises(MediaError, match="no media files found.*a.pdf"):
+        extract(d, config=CHEAP, cache_dir=tmp_path / "c", progress=False)
+    assert main(["extract", str(d), "-o", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), "-q"]) == 2
+    err = capfd.readouterr().err
+    assert "no media files found" in err and len(err.strip().splitlines()) == 1
+    # a transcript next to its clip is a companion, not a skipped file
+    shutil.copy(assets_dir / "speech.wav", d / "clip.wav")
+    (d / "clip.txt").write_text("hello")
+    files, failures, skipped = collect_inputs([d])
+    assert [n for _, n in files] == ["clip"] and not failures
+    assert [Path(s.path).name for s in skipped] == ["a.pdf"]
+
+
+def test_video_without_sound_fails_only_when_nothing_is_left(assets_dir, tmp_path):
+    res = extract(assets_dir / "noaudio.mp4", config=CHEAP, cache_dir=tmp_path / "c", progress=False)
+    assert not res.items and res.failures[0].stage == "audio"
+    assert "nothing to extract" in res.failures[0].message

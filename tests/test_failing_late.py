@@ -1,0 +1,213 @@
+"""Failing late loses nothing (issue 14): outputs checked before work, fallback writes, no orphaned workers,
+SIGTERM keeps what finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from msa_toolkit.cli.main import main
+from msa_toolkit.errors import OutputError
+from msa_toolkit.extraction import ExtractConfig, LoadedExtractors, extract
+from msa_toolkit.extraction import outputs as outputs_mod
+from msa_toolkit.extraction.safety import check_output_dir, check_output_file, write_or_fallback
+
+ROOT = Path(__file__).resolve().parent.parent
+CHEAP = ExtractConfig(asr=None, text=None, audio="opensmile", vision=None)
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.fixture()
+def no_work(monkeypatch):
+    """Fail the test if any file is extracted or any model loaded."""
+    def boom(*a, **k):
+        raise AssertionError("work started before the outputs were checked")
+
+    monkeypatch.setattr(LoadedExtractors, "run", boom)
+    monkeypatch.setattr(LoadedExtractors, "load", boom)
+    from msa_toolkit.predict import Predictor
+
+    monkeypatch.setattr(Predictor, "load", boom)
+
+
+def _one_line_exit_2(argv, capfd, one_line: bool = True) -> str:
+    """Exit status 2 and no traceback; one line unless click's own usage error (a boxed message) answers."""
+    assert main(argv) == 2
+    err = capfd.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    if one_line:
+        assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_unwritable_outputs_refused_before_work(assets_dir, tmp_path, capfd, no_work):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    wav = str(assets_dir / "speech.wav")
+    cache = ["--cache-dir", str(tmp_path / "c")]
+    # click's own path checks answer these two (usage error, exit 2)
+    _one_line_exit_2(["extract", wav, "-o", str(a_file), *cache, "-q"], capfd, False)
+    assert "under" in _one_line_exit_2(["extract", wav, "-o", str(a_file / "out"), *cache, "-q"], capfd)
+    err = _one_line_exit_2(["extract", wav, "-o", str(tmp_path / "o"), "--cache-dir", str(a_file / "c"), "-q"], capfd)
+    assert "cache folder" in err
+    for flag in ("--json", "--csv"):
+        err = _one_line_exit_2(["predict", wav, flag, str(a_file / "p.out"), *cache, "-q"], capfd)
+        assert flag in err and "under" in err
+        _one_line_exit_2(["predict", wav, flag, str(tmp_path), *cache, "-q"], capfd, False)
+    with pytest.raises(OutputError):
+        extract(wav, out_dir=a_file / "x", config=CHEAP, cache_dir=tmp_path / "c", progress=False)
+
+
+@pytest.mark.skipif(IS_ROOT, reason="permission bits do not stop root")
+def test_read_only_folders_refused(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="not writable"):
+            check_output_dir(ro / "out")
+        with pytest.raises(OutputError, match="not writable"):
+            check_output_file(ro / "p.json")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_late_write_failure_goes_to_a_fallback_file(assets_dir, tmp_path, monkeypatch):
+    written, err = write_or_fallback(tmp_path / "nope" / "x.json", lambda p: p.write_text("{}"))
+    assert err is not None and written.is_file() and written.read_text() == "{}"
+    written.unlink()
+    real = outputs_mod.atomic_write_json
+
+    def failing(path, obj, **kw):
+        if Path(path) == tmp_path / "out" / "manifest.json":
+            raise PermissionError(13, "Permission denied")
+        return real(path, obj, **kw)
+
+    monkeypatch.setattr(outputs_mod, "atomic_write_json", failing)
+    res = extract(assets_dir / "speech.wav", out_dir=tmp_path / "out", config=CHEAP, cache_dir=tmp_path / "c",
+                  progress=False)
+    assert res.manifest_path.parent != tmp_path / "out" and res.manifest_path.is_file()
+    assert json.loads(res.manifest_path.read_text())["files"][0]["name"] == "speech"
+    assert any(str(res.manifest_path) in w for w in res.warnings)
+    res.manifest_path.unlink()
+
+
+# ---- worker processes ------------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    """Pool worker processes (multiprocessing spawn children) of ``pid``, from /proc."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and "spawn_main" in cmd:
+            out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _start_pool_run(assets_dir: Path, tmp_path: Path, cli: bool) -> tuple[subprocess.Popen, list[int]]:
+    """A 2-worker extraction in a child process, once both workers are up."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i in range(12):  # distinct bytes: every file is a cache miss
+        (inp / f"clip{i:02d}.wav").write_bytes((assets_dir / "speech.wav").read_bytes() + bytes([i]) * 2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    if cli:
+        code = ("import sys; from msa_toolkit.cli.main import main; sys.exit(main(sys.argv[1:]))")
+        args = ["extract", str(inp), "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"), "-q",
+                "--workers", "2", "--asr", "none", "--text", "none", "--vision", "none"]
+    else:
+        code = ("import sys; from msa_toolkit.extraction import ExtractConfig, extract; "
+                "extract(sys.argv[1], out_dir=sys.argv[2], cache_dir=sys.argv[3], workers=2, progress=False, "
+                "config=ExtractConfig(asr=None, text=None, vision=None))")
+        args = [str(inp), str(tmp_path / "out"), str(tmp_path / "c")]
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = _children(proc.pid)
+        if len(workers) >= 2:
+            break
+        time.sleep(0.05)
+    assert len(workers) >= 2, f"workers never started: {proc.communicate(timeout=30)}"
+    return proc, workers
+
+
+def _reap(proc: subprocess.Popen, workers: list[int]) -> list[int]:
+    """Wait up to 10 s for ``workers`` to end; kill (by pid) and return any still alive."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    left = [w for w in workers if _alive(w)]
+    for w in left:
+        try:
+            os.kill(w, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_killing_the_parent_leaves_no_worker(assets_dir, tmp_path):
+    proc, workers = _start_pool_run(assets_dir, tmp_path, cli=False)
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert _reap(proc, workers) == []
+    finally:
+        _cleanup(proc, workers)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_sigterm_stops_the_pool_and_keeps_what_finished(assets_dir, tmp_path):
+    proc, workers = _start_pool_run(assets_dir, tmp_path, cli=True)
+    try:
+        # let some files finish
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list((tmp_path / "c").rglob("*.json")):
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert b"Traceback" not in err and b"interrupted" in err
+        assert _reap(proc, workers) == []
+        m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+        assert m["interrupted"] is True and 1 <= len(m["files"]) <= 12
+        for f in m["files"]:
+            assert (tmp_path / "out" / f["bundle"]).is_file()
+    finally:
+        _cleanup(proc, workers)
+    shutil.rmtree(tmp_path / "in")
+
+
+def _cleanup(proc: subprocess.Popen, workers: list[int]) -> None:
+    """Kill (by pid) whatever this test started and is still running."""
+    for pid in [proc.pid, *workers]:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    proc.wait(timeout=10)
