@@ -184,9 +184,9 @@ def test_killing_the_parent_leaves_no_worker(assets_dir, tmp_path):
 def test_sigterm_stops_the_pool_and_keeps_what_finished(assets_dir, tmp_path):
     proc, workers = _start_pool_run(assets_dir, tmp_path, cli=True)
     try:
-        # let some files finish
+        # let some files finish: recorded by the parent (copied to out), not only stored by a worker
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not list((tmp_path / "c").rglob("*.json")):
+        while time.monotonic() < deadline and not list((tmp_path / "out").glob("*.json")):
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=60)

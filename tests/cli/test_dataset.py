@@ -126,7 +126,7 @@ def test_path_validation(args):
 # -- issue 15 ------------------------------------------------------------------------------------
 
 def test_create_without_mode_prints_created_splits_and_nonfinite_counts(tmp_path, monkeypatch, capsys):
-    import msa_toolkit.pipeline as P
+    import msa_toolkit.extraction as P  # data/build.py imports extract_texts from here at call time
 
     monkeypatch.setenv("MSA_CACHE_DIR", str(tmp_path / "cache"))
     real = P.extract_texts
