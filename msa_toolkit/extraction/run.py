@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .._io import progress_bar
 from ..cache import FeatureCache, cache_key, hash_file, hash_text
 from ..errors import ExtractConfigError, ExtractionError
-from ..features import BundleReadError, Transcript
+from ..features import BundleReadError, FeatureBundle, Transcript
 from .config import ExtractConfig
 from .inputs import collect_files, find_user_transcript, parse_shard, select_shard
 from .outputs import export_bundle, out_is_current, write_reports, write_srt
@@ -136,23 +136,23 @@ class _RunState:
 BUSY = "busy"
 #: compute() outcome: the entry was found whole after claiming it (another process stored it)
 FOUND = "found"
+#: derive_aligned() outcome: no whole unaligned bundle in the cache to align
+NO_BASE = "no-base"
 
 
 def derive_aligned(runner: LoadedExtractors, job: Job, cache: FeatureCache) -> Failure | str | None:
     """Store ``job``'s word-aligned bundle made from its cached unaligned one (no extractor runs).
 
-    None when stored, the Failure when alignment fails, BUSY when the unaligned bundle is not
+    None when stored, the Failure when alignment fails, NO_BASE when the unaligned bundle is not
     (whole) in the cache.
     """
-    from ..features import FeatureBundle
-
     if job.base_key is None or cache.lookup(job.base_key) is None:
-        return BUSY
+        return NO_BASE
     try:
         base = FeatureBundle.load(cache.stem(job.base_key))
     except BundleReadError:
         cache.discard(job.base_key)
-        return BUSY
+        return NO_BASE
     try:
         bundle = runner.align_cached(job.path, base)
     except ExtractionError as e:
@@ -180,7 +180,7 @@ def compute(runner: LoadedExtractors, job: Job, cache_root: str,
             return FOUND
         if job.base_key is not None:
             derived = derive_aligned(runner, job, cache)
-            if derived != BUSY:  # aligned from an unaligned bundle another process stored meanwhile
+            if derived != NO_BASE:  # aligned from an unaligned bundle another process stored meanwhile
                 return derived
         return _extract_and_store(runner, job, cache, on_stage)
 
@@ -204,7 +204,7 @@ def _extract_and_store(runner: LoadedExtractors, job: Job, cache: FeatureCache,
         return Failure(str(job.path), "save", f"{type(e).__name__}: {e}")
     # aligned from the stored unaligned bundle, exactly as a later run deriving it would
     failure = derive_aligned(runner, job, cache)
-    return Failure(str(job.path), "save", "the unaligned bundle just stored is unreadable") if failure == BUSY \
+    return Failure(str(job.path), "save", "the unaligned bundle just stored is unreadable") if failure == NO_BASE \
         else failure
 
 
@@ -287,7 +287,7 @@ def _serve_from_cache(runner: LoadedExtractors, job: Job, state: _RunState) -> b
     if job.base_key is None:
         return False
     derived = derive_aligned(runner, job, state.cache)
-    if derived == BUSY:
+    if derived == NO_BASE:
         return False
     if derived is None:
         state.record(job, FOUND)  # nothing extracted: counts as cached
