@@ -128,7 +128,7 @@ def main() -> None:
              "", f"Folder: {N_CLIPS} distinct clips (4 committed fixtures remuxed with different tags, 3-6 s each), "
              "default extractors (Whisper tiny.en, MiniLM, openSMILE eGeMAPSv02, mediapipe_face).",
              f"First (uncached) run: {first:.1f} s.", "",
-             f"| command | median s | beyond `python -c pass` s | rounds (s) |", "|---|---|---|---|"]
+             "| command | median s | beyond `python -c pass` s | rounds (s) |", "|---|---|---|---|"]
     for k, v in rows.items():
         lines.append(f"| {k} | {med[k]:.2f} | {med[k] - base_s:+.2f} | {', '.join(f'{x:.2f}' for x in v)} |")
     beyond = med["cached extract"] - base_s
