@@ -10,6 +10,16 @@ through :meth:`FeatureBundle.save` (temp file + ``os.replace``, json last, so a
 bundle is visible only once complete) under a per-key ``fcntl`` lock, so two
 processes sharing a cache never interleave the two files of one entry, and a
 run killed mid-write leaves at most an orphan temp file that is ignored.
+
+An entry is trusted only when whole: :meth:`FeatureCache.lookup` checks the json
+parses and the safetensors file's header, size (and, on demand, sha256) match
+what the json recorded (:func:`~msa_toolkit.features.check_bundle`); a damaged
+entry is removed, counts as a miss and is recomputed.
+
+Compute once: :meth:`FeatureCache.claim` holds the entry's lock while one process
+extracts it. Another process asking for the same entry either skips it for now
+(``wait=False``) or waits and then finds it stored. The lock is a kernel ``flock``,
+so a process that dies releases it at once: there is no stale lock to clean up.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .features import FeatureBundle
+from .features import BundleReadError, FeatureBundle, check_bundle
 
 #: environment variable that overrides the default cache location
 CACHE_ENV = "MSA_CACHE_DIR"
@@ -73,12 +83,17 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
         self.writes = 0
+        # damaged entries found (and removed) by this process
+        self.damaged = 0
+        # keys whose lock this object holds (claim), so put() inside a claim does not lock again
+        self._held: set[str] = set()
 
     def stem(self, key: str) -> Path:
         """Path without suffix of the entry for ``key``."""
         return self.root / "bundles" / key[:2] / key
 
     def contains(self, key: str) -> bool:
+        """True when both files of the entry exist (not checked; see :meth:`lookup`)."""
         return FeatureBundle.exists(self.stem(key))
 
     def get(self, key: str) -> FeatureBundle | None:
@@ -91,13 +106,41 @@ class FeatureCache:
             bundle = FeatureBundle.load(stem)
         except Exception:
             self.misses += 1
-            with self._lock(key):
-                for suffix in (".json", ".safetensors"):
-                    with contextlib.suppress(FileNotFoundError):
-                        stem.with_suffix(suffix).unlink()
+            self.discard(key)
             return None
         self.hits += 1
         return bundle
+
+    def lookup(self, key: str, full: bool = False) -> dict | None:
+        """The json header of a whole entry (checked, arrays not read), or None.
+
+        A missing entry is None; a damaged one (truncated or unparsable json or safetensors,
+        size -- or with ``full`` the sha256 -- differing from the json's record) is removed and
+        is None too. Counts neither hit nor miss: the caller decides what it used.
+        """
+        stem = self.stem(key)
+        if not stem.with_suffix(".json").is_file():
+            return None
+        try:
+            return check_bundle(stem, full=full)
+        except BundleReadError:
+            self.discard(key)
+            return None
+
+    def discard(self, key: str) -> None:
+        """Remove a damaged entry so it is recomputed; counts it in :attr:`damaged`.
+
+        Re-checked under the lock: another process may have just replaced it with a whole entry.
+        """
+        stem = self.stem(key)
+        self.damaged += 1
+        with self._lock(key):
+            with contextlib.suppress(BundleReadError):
+                check_bundle(stem, full=True)
+                return
+            for suffix in (".json", ".safetensors"):
+                with contextlib.suppress(FileNotFoundError):
+                    stem.with_suffix(suffix).unlink()
 
     def put(self, key: str, bundle: FeatureBundle) -> Path:
         """Store ``bundle`` under ``key`` atomically; returns the entry's stem."""
@@ -116,18 +159,44 @@ class FeatureCache:
             return None
 
     @contextlib.contextmanager
-    def _lock(self, key: str) -> Iterator[None]:
-        """Exclusive advisory lock on one entry (fcntl; a no-op where fcntl does not exist)."""
+    def claim(self, key: str, wait: bool = True) -> Iterator[bool]:
+        """Hold the entry's lock while computing it; yields False (without waiting) when ``wait`` is
+        False and another process holds it. Inside the claim, :meth:`put` does not lock again.
+
+        The caller checks :meth:`lookup` after claiming: the other process may have stored it.
+        """
+        with self._lock(key, wait) as got:
+            if got:
+                self._held.add(key)
+            try:
+                yield got
+            finally:
+                self._held.discard(key)
+
+    @contextlib.contextmanager
+    def _lock(self, key: str, wait: bool = True) -> Iterator[bool]:
+        """Exclusive advisory lock on one entry (fcntl; a no-op where fcntl does not exist).
+
+        Yields True once held, or False when ``wait`` is False and another process holds it.
+        A key this object already holds (inside :meth:`claim`) is not locked again.
+        """
+        if key in self._held:
+            yield True
+            return
         lock_path = self.stem(key).with_suffix(".lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: rely on os.replace atomicity alone
-            yield
+            yield True
             return
         with open(lock_path, "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

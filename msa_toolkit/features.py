@@ -2,13 +2,18 @@
 
 On disk a bundle is two files side by side: ``<stem>.safetensors`` with every
 array and ``<stem>.json`` with the FeatureSpec, transcript, column names and
-metadata. Both are written atomically (temp file + rename).
+metadata. Both are written atomically (temp file + rename), the json last: it
+records the safetensors file's byte size and sha256 (``"safetensors"`` entry), so a
+reader can tell a whole bundle from a truncated or replaced one (:func:`check_bundle`)
+without trusting the json's mere existence.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,10 +21,93 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._io import atomic_write, atomic_write_json
+from .errors import MSAError
 from .spec import FeatureSpec
 
 #: Version of the bundle file layout.
 BUNDLE_FORMAT_VERSION = 1
+#: json header key recording the safetensors file it belongs to: {"size": bytes, "sha256": hex}
+FILE_RECORD_KEY = "safetensors"
+#: bytes read per chunk when hashing or copying a safetensors file
+_CHUNK = 1 << 20
+#: size of the little-endian u64 that starts a safetensors file (its JSON header's length)
+_ST_PREFIX = 8
+
+
+class BundleReadError(MSAError, ValueError):
+    """A bundle on disk is missing, truncated, unparsable or does not match its json record."""
+
+
+def safetensors_data_size(path: str | os.PathLike) -> int:
+    """Parse a safetensors file's header only and check the file is exactly as long as it says.
+
+    Returns the file size. Raises BundleReadError on a truncated or malformed file (cheap: reads
+    the header, never the arrays).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            prefix = f.read(_ST_PREFIX)
+            if len(prefix) < _ST_PREFIX:
+                raise BundleReadError(f"{path}: truncated safetensors file ({size} bytes)")
+            (n,) = struct.unpack("<Q", prefix)
+            if n > size - _ST_PREFIX:
+                raise BundleReadError(f"{path}: truncated safetensors header")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError) as e:
+        if isinstance(e, BundleReadError):
+            raise
+        raise BundleReadError(f"{path}: unreadable safetensors file ({type(e).__name__}: {e})") from None
+    ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    if _ST_PREFIX + n + max(ends, default=0) != size:
+        raise BundleReadError(f"{path}: safetensors file is {size} bytes, its header describes "
+                              f"{_ST_PREFIX + n + max(ends, default=0)}")
+    return size
+
+
+def file_record(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"size", "sha256"}`` of a file (what a bundle's json records about its safetensors file)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+def check_bundle(stem: str | os.PathLike, full: bool = False) -> dict[str, Any]:
+    """The parsed json header of the bundle at ``stem`` after checking the pair is whole.
+
+    Checks (cheap, no array is read): the json parses; the safetensors file exists, its header
+    parses and its size matches both that header and the json's record. ``full=True`` also
+    compares the sha256 of the whole file with the record. Bundles written before the record
+    existed get the header/size checks only. Raises BundleReadError naming what is wrong.
+    """
+    stem = _stem(stem)
+    js = stem.with_suffix(".json")
+    try:
+        header = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BundleReadError(f"{js}: unreadable bundle json ({type(e).__name__}: {e})") from None
+    if not isinstance(header, dict) or "spec" not in header:
+        raise BundleReadError(f"{js}: not a feature bundle json")
+    st = stem.with_suffix(".safetensors")
+    size = safetensors_data_size(st)
+    record = header.get(FILE_RECORD_KEY)
+    if record is not None:
+        if int(record.get("size", -1)) != size:
+            raise BundleReadError(f"{st}: {size} bytes, its json records {record.get('size')}")
+        if full and file_record(st)["sha256"] != record.get("sha256"):
+            raise BundleReadError(f"{st}: content differs from the sha256 its json records")
+    return header
+
+
+def _stem(stem: str | os.PathLike) -> Path:
+    """A bundle path with or without its .json / .safetensors suffix -> the stem."""
+    stem = Path(stem)
+    return stem.with_suffix("") if stem.suffix in (".json", ".safetensors") else stem
 
 
 @dataclass
@@ -202,19 +290,35 @@ class FeatureBundle:
         }
         st_path = stem.with_suffix(".safetensors")
         js_path = stem.with_suffix(".json")
-        # safetensors first, json last: a bundle counts as complete only when its json exists
-        atomic_write(st_path, lambda p: save_file(tensors, str(p)))
+        # safetensors first, json last: a bundle counts as complete only when its json exists,
+        # and the json records the size and sha256 of exactly the safetensors file it belongs to
+        record: dict[str, Any] = {}
+
+        def write_tensors(tmp: str) -> None:
+            save_file(tensors, str(tmp))
+            record.update(file_record(tmp))
+
+        atomic_write(st_path, write_tensors)
+        header[FILE_RECORD_KEY] = record
         atomic_write_json(js_path, header)
         return st_path, js_path
 
     @classmethod
     def load(cls, stem: str | os.PathLike) -> "FeatureBundle":
+        """Read a bundle; any unreadable, truncated or inconsistent pair raises BundleReadError."""
+        stem = _stem(stem)
+        header = check_bundle(stem)
+        try:
+            return cls._from_files(stem, header)
+        except BundleReadError:
+            raise
+        except Exception as e:  # safetensors' own error type, a missing array, a malformed field
+            raise BundleReadError(f"{stem}: unreadable feature bundle ({type(e).__name__}: {e})") from None
+
+    @classmethod
+    def _from_files(cls, stem: Path, header: Mapping[str, Any]) -> "FeatureBundle":
         from safetensors.numpy import load_file
 
-        stem = Path(stem)
-        if stem.suffix in (".json", ".safetensors"):
-            stem = stem.with_suffix("")
-        header = json.loads(stem.with_suffix(".json").read_text())
         tensors = load_file(str(stem.with_suffix(".safetensors")))
         sequences: dict[str, FeatureSequence] = {}
         for mod, names in header.get("names", {}).items():

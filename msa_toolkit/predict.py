@@ -58,11 +58,12 @@ class Predictor:
     _extractors: object = None
 
     def extractors(self):
-        """The loaded extractors of :attr:`extract_config` (loaded once, on first use)."""
-        from .extraction import load_extractors
+        """The extractors of :attr:`extract_config`, created once and kept; each loads its model on
+        first use, so predicting on cached features loads none."""
+        from .extraction import LoadedExtractors
 
         if self._extractors is None:
-            self._extractors = load_extractors(self.extract_config)
+            self._extractors = LoadedExtractors(self.extract_config)
         return self._extractors
 
     @classmethod
@@ -239,6 +240,10 @@ def predict(paths: str | os.PathLike | Iterable[str | os.PathLike], checkpoint: 
         for item in result.items:
             try:
                 bundle = item.load()
+            except (MSAError, OSError, ValueError) as e:  # unreadable bundle: this file's error row only
+                out.append(Prediction(path=item.path, score=None, error=f"[read] {e}"))
+                continue
+            try:
                 out.append(pred.predict_bundle(item.path, bundle, segments=segments,
                                                extract_seconds=item.seconds))
             except MSAError as e:

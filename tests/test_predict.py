@@ -144,3 +144,33 @@ def test_cli_predict_json_csv(tmp_path, cache_dir):
     # every file failing is a non-zero exit
     res = CliRunner().invoke(app, ["predict", str(ASSETS / "corrupt.mp4"), "--cache-dir", str(cache_dir)])
     assert res.exit_code == 1
+
+
+def test_unreadable_bundle_is_only_that_files_error_row(default_predictor, tmp_path, monkeypatch):
+    """A bundle that cannot be read gives its file an error row; every other file keeps its result."""
+    from msa_toolkit.extraction import FileResult
+
+    orig = FileResult.load
+
+    def flaky(self):
+        if self.path.endswith("speech.wav"):
+            raise OSError("Input/output error")
+        return orig(self)
+
+    monkeypatch.setattr(FileResult, "load", flaky)
+    preds = {Path(p.path).name: p for p in predict([ASSETS / "speech_positive.mp4", ASSETS / "speech.wav"],
+                                                    predictor=default_predictor, cache_dir=tmp_path)}
+    assert preds["speech_positive.mp4"].ok and preds["speech_positive.mp4"].score is not None
+    assert not preds["speech.wav"].ok and "Input/output error" in preds["speech.wav"].error
+
+
+def test_damaged_cache_entry_is_recomputed_by_predict(default_predictor, tmp_path):
+    """A truncated cached .safetensors next to an intact .json: predict recomputes it, every file is scored."""
+    files = [ASSETS / "speech_positive.mp4", ASSETS / "speech.wav"]
+    first = {p.path: p.score for p in predict(files, predictor=default_predictor, cache_dir=tmp_path)}
+    entries = sorted(tmp_path.rglob("*.safetensors"))
+    assert len(entries) == 2
+    data = entries[0].read_bytes()
+    entries[0].write_bytes(data[: len(data) // 2])
+    again = predict(files, predictor=default_predictor, cache_dir=tmp_path)
+    assert all(p.ok for p in again) and {p.path: p.score for p in again} == first

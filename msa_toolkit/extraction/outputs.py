@@ -1,8 +1,10 @@
 """What a run writes to ``out_dir``: bundle copies, subtitles, the manifest and the failure reports.
 
 ``out_dir`` receives a copy of every bundle (``<name>.safetensors`` + ``<name>.json``, with the
-input path in its meta), ``manifest.json`` and, when something failed or was skipped,
-``errors.json`` / ``errors.csv``. A shard ``i`` of ``n`` writes ``manifest.shard-<i>-of-<n>.json`` (and errors) instead.
+input path in its meta; an independent copy checked against the cache entry's sha256, so editing
+an output never changes the cache), ``manifest.json`` and, when something failed or was skipped,
+``errors.json`` / ``errors.csv``. A shard ``i`` of ``n`` writes ``manifest.shard-<i>-of-<n>.json``
+(and errors) instead.
 Every file is written atomically with the usual user file mode.
 """
 
@@ -11,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as _dt
+import hashlib
 import json
 import os
-import shutil
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Sequence
 from .. import __version__
 from .._io import atomic_write, atomic_write_json, atomic_write_text
 from ..cache import FeatureCache
-from ..features import Transcript
+from ..features import FILE_RECORD_KEY, BundleReadError, Transcript, check_bundle
 from .config import ExtractConfig
 from .results import ExtractResult, Failure, FileResult
 from .safety import write_or_fallback
@@ -34,39 +36,51 @@ ERRORS_JSON = "errors.json"
 ERRORS_CSV = "errors.csv"
 #: columns of the errors.csv report (the fields of a Failure)
 ERRORS_CSV_COLUMNS = ("path", "stage", "message")
+#: bytes per read when copying a bundle out of the cache
+COPY_CHUNK = 1 << 20
 
 
-def _link_or_copy(src: Path, tmp: str) -> None:
-    """Replace the temp file ``tmp`` by a hard link to ``src`` (a copy across file systems)."""
-    os.unlink(tmp)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
+def _copy_checked(src: Path, record: dict | None, tmp: str) -> None:
+    """Copy ``src`` into the temp file ``tmp`` (an independent copy, never a link into the cache),
+    hashing on the way; raises BundleReadError when the bytes differ from the json's ``record``."""
+    h = hashlib.sha256()
+    size = 0
+    with open(src, "rb") as fi, open(tmp, "wb") as fo:
+        for chunk in iter(lambda: fi.read(COPY_CHUNK), b""):
+            h.update(chunk)
+            size += len(chunk)
+            fo.write(chunk)
+    if record is not None and (size != record.get("size") or h.hexdigest() != record.get("sha256")):
+        raise BundleReadError(f"{src}: content differs from the size/sha256 its json records")
 
 
-def export_bundle(cache: FeatureCache, key: str, out_dir: Path, name: str, source: Path) -> Path:
-    """Copy a cache entry to ``out_dir/<name>`` (atomic), with this file's path in its meta."""
+def export_bundle(cache: FeatureCache, key: str, out_dir: Path, name: str, source: Path,
+                  header: dict | None = None) -> Path:
+    """Copy a cache entry to ``out_dir/<name>`` (atomic), with this file's path in its meta.
+
+    The copy is checked against the sha256 the entry's json records (free: the bytes are read
+    anyway); a mismatch raises BundleReadError and leaves ``out_dir`` unchanged. ``header`` is the
+    entry's already parsed json, if the caller has it.
+    """
     src = cache.stem(key)
     dst = out_dir / name
-    atomic_write(dst.with_suffix(".safetensors"), partial(_link_or_copy, src.with_suffix(".safetensors")))
-    header = json.loads(src.with_suffix(".json").read_text())
-    header.setdefault("meta", {})["source"] = str(source)
-    header["meta"]["name"] = name
-    header["meta"]["cache_key"] = key
+    if header is None:
+        header = json.loads(src.with_suffix(".json").read_text())
+    atomic_write(dst.with_suffix(".safetensors"),
+                 partial(_copy_checked, src.with_suffix(".safetensors"), header.get(FILE_RECORD_KEY)))
+    header = {**header, "meta": {**header.get("meta", {}), "source": str(source), "name": name, "cache_key": key}}
     atomic_write_json(dst.with_suffix(".json"), header)
     return dst
 
 
 def out_is_current(out_dir: Path, name: str, key: str) -> bool:
-    """True when ``out_dir/<name>`` already holds the bundle of cache entry ``key``."""
-    js = (out_dir / name).with_suffix(".json")
-    if not (js.is_file() and js.with_suffix(".safetensors").is_file()):
-        return False
+    """True when ``out_dir/<name>`` already holds a whole copy of cache entry ``key`` (json names the
+    key; safetensors header and size match the json's record)."""
     try:
-        return json.loads(js.read_text()).get("meta", {}).get("cache_key") == key
-    except (OSError, json.JSONDecodeError):
+        header = check_bundle(out_dir / name)
+    except BundleReadError:
         return False
+    return header.get("meta", {}).get("cache_key") == key
 
 
 def write_srt(stem: Path) -> None:

@@ -1,10 +1,18 @@
 """extract(): media files and folders -> cached FeatureBundles (+ copies, manifest and reports in out_dir).
 
 A run has two passes. Pass 1 hashes every file and looks its key up in the
-content-addressed cache (:mod:`msa_toolkit.cache`); hits finish at once. Pass 2
-extracts the misses, in this process or in a pool of spawned worker processes
-that each load the models once, and stores each bundle in the cache as soon as
-it is done, so a killed run resumes where it stopped.
+content-addressed cache (:mod:`msa_toolkit.cache`); a whole entry (checked, see
+:meth:`FeatureCache.lookup`) finishes at once, a damaged one is removed and
+recomputed, and an ``align="words"`` file whose unaligned bundle is cached is
+aligned from it (a cheap transform) without running any extractor. Pass 2
+extracts the misses, in this process or in a pool of spawned worker processes,
+and stores each bundle in the cache as soon as it is done, so a killed run
+resumes where it stopped. Extractors load their models on first use: a run with
+nothing to compute imports no model library at all.
+
+Compute once: each miss is claimed (the entry's lock) while it is extracted. An
+entry another process is computing is skipped and taken up again at the end,
+when the claim waits and then usually finds the entry stored.
 
 One bad file never stops a run: its failure is recorded with the stage it
 failed in. Only a configuration problem that affects every file (an unknown
@@ -26,7 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .._io import progress_bar
 from ..cache import FeatureCache, cache_key, hash_file, hash_text
 from ..errors import ExtractConfigError, ExtractionError
-from ..features import Transcript
+from ..features import BundleReadError, FeatureBundle, Transcript
 from .config import ExtractConfig
 from .inputs import collect_inputs, find_user_transcript, parse_shard, require_media, select_shard
 from .outputs import export_bundle, out_is_current, write_reports, write_srt
@@ -56,6 +64,8 @@ class Job:
     transcript: Transcript | None
     # time.perf_counter() when work on this file began
     started: float
+    # with align="words": the key of the unaligned bundle the aligned one derives from; else None
+    base_key: str | None = None
 
 
 @dataclass
@@ -90,8 +100,12 @@ class _RunState:
         self.failures.append(failure)
         self.bar.advance(self.task)
 
-    def finish(self, job: Job, cached: bool) -> None:
-        """Record a file whose bundle is in the cache; copy it to out_dir (unless already there)."""
+    def finish(self, job: Job, cached: bool, header: dict | None = None) -> None:
+        """Record a file whose bundle is in the cache; copy it to out_dir (unless already there).
+
+        ``header`` is the entry's checked json when the caller has it. A copy whose bytes differ
+        from the entry's record raises BundleReadError (the entry is damaged).
+        """
         stem = self.cache.stem(job.key)
         if self.require and self.fail_required(job, stem):
             return
@@ -99,7 +113,7 @@ class _RunState:
             if cached and out_is_current(self.out, job.name, job.key):
                 stem = self.out / job.name
             else:
-                stem = export_bundle(self.cache, job.key, self.out, job.name, job.path)
+                stem = export_bundle(self.cache, job.key, self.out, job.name, job.path, header)
             if self.save_srt:
                 write_srt(stem)
         meta = json.loads(stem.with_suffix(".json").read_text()).get("meta", {})
@@ -116,12 +130,13 @@ class _RunState:
             self.failures.append(Failure(str(job.path), missing[0], f"{absent[missing[0]]} ({missing[0]} is required)"))
         return bool(missing)
 
-    def record(self, job: Job, failure: Failure | None) -> None:
-        """Record the outcome of extracting ``job`` (None = stored in the cache) and move the bar on."""
-        if failure is None:
+    def record(self, job: Job, failure: Failure | str | None) -> None:
+        """Record the outcome of extracting ``job`` (None = stored in the cache, FOUND = stored by
+        another process meanwhile) and move the bar on."""
+        if failure is None or failure == FOUND:
             try:
-                self.finish(job, cached=False)
-            except OSError as e:
+                self.finish(job, cached=failure == FOUND)
+            except (OSError, BundleReadError) as e:
                 self.failures.append(Failure(str(job.path), "save", str(e)))
         else:
             self.failures.append(failure)
@@ -131,19 +146,80 @@ class _RunState:
 # ---------------------------------------------------------------------------------------------
 # one file -> the cache (in this process or a worker)
 # ---------------------------------------------------------------------------------------------
-def compute(runner: LoadedExtractors, job: Job, cache_root: str,
-            on_stage: StageCallback | None = None) -> Failure | None:
-    """Extract ``job`` and store its bundle in the cache; the Failure, or None on success."""
+#: compute() outcome: another process holds the entry's claim (only with wait=False); try again later
+BUSY = "busy"
+#: compute() outcome: the entry was found whole after claiming it (another process stored it)
+FOUND = "found"
+#: derive_aligned() outcome: no whole unaligned bundle in the cache to align
+NO_BASE = "no-base"
+
+
+def derive_aligned(runner: LoadedExtractors, job: Job, cache: FeatureCache) -> Failure | str | None:
+    """Store ``job``'s word-aligned bundle made from its cached unaligned one (no extractor runs).
+
+    None when stored, the Failure when alignment fails, NO_BASE when the unaligned bundle is not
+    (whole) in the cache.
+    """
+    if job.base_key is None or cache.lookup(job.base_key) is None:
+        return NO_BASE
     try:
-        bundle = runner.run(job.path, job.transcript, on_stage) if on_stage else runner.run(job.path, job.transcript)
+        base = FeatureBundle.load(cache.stem(job.base_key))
+    except BundleReadError:
+        cache.discard(job.base_key)
+        return NO_BASE
+    try:
+        bundle = runner.align_cached(job.path, base)
+    except ExtractionError as e:
+        return Failure(str(job.path), e.stage, e.cause)
+    try:
+        cache.put(job.key, bundle)
+    except Exception as e:
+        return Failure(str(job.path), "save", f"{type(e).__name__}: {e}")
+    return None
+
+
+def compute(runner: LoadedExtractors, job: Job, cache_root: str,
+            on_stage: StageCallback | None = None, wait: bool = True) -> Failure | str | None:
+    """Extract ``job`` and store its bundle in the cache, claiming the entry while doing it.
+
+    Returns the Failure, None on success, FOUND when another process stored the entry first, or
+    BUSY (only with ``wait=False``) when another process is computing it now. With word alignment
+    the unaligned bundle is stored too and the aligned one is derived from it.
+    """
+    cache = FeatureCache(cache_root)
+    with cache.claim(job.key, wait=wait) as claimed:
+        if not claimed:
+            return BUSY
+        if cache.lookup(job.key) is not None:
+            return FOUND
+        if job.base_key is not None:
+            derived = derive_aligned(runner, job, cache)
+            if derived != NO_BASE:  # aligned from an unaligned bundle another process stored meanwhile
+                return derived
+        return _extract_and_store(runner, job, cache, on_stage)
+
+
+def _extract_and_store(runner: LoadedExtractors, job: Job, cache: FeatureCache,
+                       on_stage: StageCallback | None) -> Failure | None:
+    """Run the extractors on ``job`` and store the bundle (and, with alignment, its unaligned base)."""
+    base_runner = runner.unaligned() if job.base_key is not None else runner
+    try:
+        bundle = (base_runner.run(job.path, job.transcript, on_stage) if on_stage
+                  else base_runner.run(job.path, job.transcript))
     except ExtractionError as e:
         return Failure(str(job.path), e.stage, e.cause)
     bundle.meta["sha256"] = job.sha
     try:
-        FeatureCache(cache_root).put(job.key, bundle)
+        if job.base_key is None:
+            cache.put(job.key, bundle)
+            return None
+        cache.put(job.base_key, bundle)
     except Exception as e:
         return Failure(str(job.path), "save", f"{type(e).__name__}: {e}")
-    return None
+    # aligned from the stored unaligned bundle, exactly as a later run deriving it would
+    failure = derive_aligned(runner, job, cache)
+    return Failure(str(job.path), "save", "the unaligned bundle just stored is unreadable") if failure == NO_BASE \
+        else failure
 
 
 #: the loaded extractors of this worker process (set by _init_worker)
@@ -151,7 +227,7 @@ _WORKER: LoadedExtractors | None = None
 
 
 def _init_worker(config: ExtractConfig, env: dict[str, str], parent: int) -> None:
-    """Worker process start: take the parent's settings, then load the models once."""
+    """Worker process start: take the parent's settings; models load once, on first use."""
     global _WORKER
     watch_parent(parent)  # exit when the parent (pid ``parent``) is killed: no worker outlives its run
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops the pool
@@ -161,12 +237,11 @@ def _init_worker(config: ExtractConfig, env: dict[str, str], parent: int) -> Non
 
         torch.set_num_threads(max(1, int(env.get(WORKER_THREADS_ENV, "1"))))
     _WORKER = LoadedExtractors(config)
-    _WORKER.load()
 
 
-def _worker_task(job: Job, cache_root: str) -> Failure | None:
+def _worker_task(job: Job, cache_root: str, wait: bool = True) -> Failure | str | None:
     assert _WORKER is not None
-    return compute(_WORKER, job, cache_root)
+    return compute(_WORKER, job, cache_root, wait=wait)
 
 
 def _worker_env(workers: int) -> dict[str, str]:
@@ -184,6 +259,8 @@ def _look_up(files: Sequence[tuple[Path, str]], transcripts: Any, runner: Loaded
     """Pass 1: hash every file; cache hits finish at once. Returns the files left to extract."""
     todo: list[Job] = []
     fingerprint = runner.spec.fingerprint()
+    # with align="words", the unaligned bundle's spec: an aligned bundle derives from it
+    base_fingerprint = runner.unaligned().spec.fingerprint() if runner.config.align != "none" else None
     for path, name in files:
         started = time.perf_counter()
         state.show(name)
@@ -200,27 +277,53 @@ def _look_up(files: Sequence[tuple[Path, str]], transcripts: Any, runner: Loaded
         except (ValueError, KeyError) as e:
             state.fail(Failure(str(path), "input", f"bad user transcript: {e}"))
             continue
-        key = cache_key(sha, fingerprint, (hash_text(json.dumps(tr.to_dict(), sort_keys=True)) if tr else "") + token)
-        job = Job(path, name, key, sha, tr, started)
-        if state.cache.contains(key):
-            try:
-                state.finish(job, cached=True)
-                state.cache.hits += 1
-                state.bar.advance(state.task)
-                continue
-            except (OSError, json.JSONDecodeError):
-                pass  # damaged entry: recompute
-        todo.append(job)
+        extra = (hash_text(json.dumps(tr.to_dict(), sort_keys=True)) if tr else "") + token
+        base_key = cache_key(sha, base_fingerprint, extra) if base_fingerprint else None
+        job = Job(path, name, cache_key(sha, fingerprint, extra), sha, tr, started, base_key)
+        if not _serve_from_cache(runner, job, state):
+            todo.append(job)
     return todo
 
 
+def _serve_from_cache(runner: LoadedExtractors, job: Job, state: _RunState) -> bool:
+    """Finish ``job`` from the cache when its entry is whole (or, aligned, derivable from the cached
+    unaligned bundle); True when done (finished or failed), False when it must be computed."""
+    header = state.cache.lookup(job.key)
+    if header is not None:
+        try:
+            state.finish(job, cached=True, header=header)
+        except BundleReadError:  # the bytes differ from the json's sha256: recompute
+            state.cache.discard(job.key)
+            return False
+        except (OSError, json.JSONDecodeError):
+            return False
+        state.cache.hits += 1
+        state.bar.advance(state.task)
+        return True
+    if job.base_key is None:
+        return False
+    derived = derive_aligned(runner, job, state.cache)
+    if derived == NO_BASE:
+        return False
+    if derived is None:
+        state.record(job, FOUND)  # nothing extracted: counts as cached
+    else:
+        state.fail(derived)
+    return True
+
+
 def _compute_here(runner: LoadedExtractors, todo: Sequence[Job], state: _RunState, show_stages: bool) -> None:
-    """Pass 2 in this process."""
-    runner.load()
-    for job in todo:
-        state.show(job.name)
-        note = partial(state.show_stage, job.name) if show_stages else None
-        state.record(job, compute(runner, job, str(state.cache.root), note))
+    """Pass 2 in this process; entries another process is computing are taken up last (then waited for)."""
+    busy: list[Job] = []
+    for wait, jobs in ((False, todo), (True, busy)):
+        for job in jobs:
+            state.show(job.name)
+            note = partial(state.show_stage, job.name) if show_stages else None
+            outcome = compute(runner, job, str(state.cache.root), note, wait=wait)
+            if outcome == BUSY:
+                busy.append(job)
+            else:
+                state.record(job, outcome)
 
 
 def _compute_in_pool(config: ExtractConfig, todo: Sequence[Job], workers: int, state: _RunState) -> None:
@@ -231,15 +334,22 @@ def _compute_in_pool(config: ExtractConfig, todo: Sequence[Job], workers: int, s
     pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
                                initializer=_init_worker, initargs=(config, _worker_env(workers), os.getpid()))
     try:
-        futures = {pool.submit(_worker_task, job, str(state.cache.root)): job for job in todo}
-        for fut in as_completed(futures):
-            job = futures[fut]
-            try:
-                failure = fut.result()
-            except Exception as e:  # a worker died (e.g. out of memory) or failed to start
-                failure = Failure(str(job.path), "worker", f"worker process failed: {type(e).__name__}: {e}")
-            state.show(job.name)
-            state.record(job, failure)
+        # first pass skips entries another process is computing; they are resubmitted to wait for them
+        futures = {pool.submit(_worker_task, job, str(state.cache.root), False): job for job in todo}
+        while futures:
+            later = {}
+            for fut in as_completed(futures):
+                job = futures[fut]
+                try:
+                    failure = fut.result()
+                except Exception as e:  # a worker died (e.g. out of memory) or failed to start
+                    failure = Failure(str(job.path), "worker", f"worker process failed: {type(e).__name__}: {e}")
+                if failure == BUSY:
+                    later[pool.submit(_worker_task, job, str(state.cache.root), True)] = job
+                    continue
+                state.show(job.name)
+                state.record(job, failure)
+            futures = later
     except BaseException:  # Ctrl-C / SIGTERM: stop the workers now, keep what finished
         _stop_pool(pool)
         raise

