@@ -14,6 +14,10 @@ Words cut off by the encoder's ``max_length`` have no tokens: zero and masked.
 
 :func:`align_bundle` applies both to every sequence of one extracted file (the
 extraction runner's "align" step, and :func:`~msa_toolkit.extraction.extract_texts`).
+
+A user-supplied transcript (label file, sidecar ``.txt``) has no word times: the runner
+recognises the speech with Whisper anyway and :func:`time_transcript` maps the user's words
+onto the recognised ones (:mod:`msa_toolkit.word_timing`), keeping the user's text.
 """
 
 from __future__ import annotations
@@ -22,8 +26,26 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .features import FeatureSequence, Transcript, Word
+from .features import FeatureSequence, Segment, Transcript, Word
 from .spec import FeatureSpec
+from .word_timing import align_transcript
+
+
+def needs_timing(transcript: Transcript | None) -> bool:
+    """True when ``transcript`` has a word without start or end time (user-supplied text)."""
+    return transcript is not None and any(w.start != w.start or w.end != w.end for w in transcript.words)
+
+
+def time_transcript(user: Transcript, recognised: Transcript | None,
+                    duration: float | None) -> tuple[Transcript, float]:
+    """``user``'s words timed from the ``recognised`` words of the same clip, and the fraction matched.
+
+    The text, language and source of ``user`` are kept; its segments become one segment
+    spanning the timed words. See :func:`msa_toolkit.word_timing.align_transcript`.
+    """
+    words, matched = align_transcript(user.words, recognised.words if recognised is not None else (), duration)
+    segs = (Segment(user.text, words[0].start, words[-1].end, 0, len(words)),) if words else ()
+    return Transcript(tuple(words), segs, user.language, user.source), matched
 
 
 def word_spans(words: Sequence[Word]) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +54,8 @@ def word_spans(words: Sequence[Word]) -> tuple[np.ndarray, np.ndarray]:
     ends = np.array([w.end for w in words], dtype=np.float64)
     if np.isnan(starts).any() or np.isnan(ends).any():
         raise ValueError("word-level alignment needs word timings; the transcript has words without times "
-                         "(user-supplied text) - use align='none' or let Whisper transcribe")
+                         "(user-supplied text): enable asr (Whisper) so they are timed from the speech, "
+                         "or use align='none'")
     return starts, np.maximum(ends, starts)
 
 

@@ -43,6 +43,14 @@ def create_command(
     seed: int = typer.Option(0, "--seed", help="Seed for creating splits when the label file has none."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    # 0.5 = msa_toolkit.word_timing.MIN_WORD_MATCH, written out so `msa --help` imports nothing heavy
+    min_word_match: float = typer.Option(0.5, "--min-word-match", min=0.0, max=1.0,
+                                         help="With --transcripts label --align words: lowest fraction of a label "
+                                              "transcript's words that must match the words Whisper hears; rows "
+                                              "below it fail (listed in errors.json)."),
+    allow_missing: bool = typer.Option(False, "--allow-missing",
+                                       help="Write the dataset without the rows that failed (default: any lost "
+                                            "row fails the command, exit code 2, and only errors.json is written)."),
 ) -> None:
     """Build a native dataset from a label file and (optionally) videos."""
     if transcripts not in ("whisper", "label"):
@@ -52,7 +60,7 @@ def create_command(
 
     rep = build_dataset(labels, videos=videos, out_dir=out, transcripts=transcripts, config=config,
                         cache_dir=cache_dir, workers=workers, shard=shard, progress=not quiet, seed=seed,
-                        overwrite=overwrite)
+                        overwrite=overwrite, min_word_match=min_word_match, allow_missing=allow_missing)
     if rep.dataset is None:
         typer.echo(f"shard {rep.shard[0]}/{rep.shard[1]} extracted into the cache "
                    f"({rep.n_cached} already cached, {len(rep.failures)} failed); "
@@ -68,8 +76,14 @@ def create_command(
             typer.secho("note: too few videos to split by video: clips of one video are in several splits",
                         fg=typer.colors.YELLOW, err=True)
     typer.echo("non-finite feature values replaced by 0: " + ", ".join(f"{m} {n}" for m, n in rep.nonfinite.items()))
+    if rep.word_match:
+        fr = list(rep.word_match.values())
+        low = sum(f < min_word_match for f in fr)
+        typer.echo(f"label transcript words matched to the speech: mean {100 * sum(fr) / len(fr):.0f}%, "
+                   f"min {100 * min(fr):.0f}% over {len(fr)} rows; {low} below --min-word-match {min_word_match:g}")
     if rep.failures:
-        typer.secho(f"{len(rep.failures)} rows left out; see {rep.errors_path}", fg=typer.colors.YELLOW, err=True)
+        typer.secho(f"{len(rep.failures)} rows left out (--allow-missing); see {rep.errors_path}",
+                    fg=typer.colors.YELLOW, err=True)
         for f in rep.failures[:5]:
             typer.echo(f"  {f.id} [{f.stage}] {f.message}", err=True)
 

@@ -14,9 +14,18 @@ cache, worker processes, shards and progress display; ``transcripts="label"``
 replaces Whisper with the label file's text (rows without text fall back to
 the configured ASR).
 
-Rows whose media is missing or fails to extract are listed in ``errors.json``
-inside the dataset directory (id, path, stage, message) and left out; the rest
-is built. When no row can be built, nothing is left behind (no empty dataset
+With ``--align words`` a label transcript has no word times: Whisper still runs
+and the label's words are mapped onto the recognised ones
+(:mod:`msa_toolkit.word_timing`); the fraction of words matched is kept per row
+(bundle meta ``word_match``, manifest ``provenance.word_match``, the report). A
+row below ``min_word_match`` (default :data:`~msa_toolkit.word_timing.MIN_WORD_MATCH`)
+is a failure of stage ``"align"``: its transcript does not fit its audio.
+
+Rows whose media is missing, fails to extract or aligns too poorly are listed in
+``errors.json`` inside the dataset directory (id, path, stage, message) and left
+out; the rest is built. With ``allow_missing=False`` (the CLI's default) a lost
+row fails the whole build instead: no dataset is written, ``errors.json`` alone
+is left in the (new) directory, and :class:`RowsLostError` is raised. When no row can be built, nothing is left behind (no empty dataset
 that would block a re-run). NaN/inf feature values of every modality are
 replaced by 0 and counted per modality (:mod:`.finite`; report and provenance).
 ``shard="i/n"`` only extracts shard ``i`` into the cache (for fanning
@@ -26,6 +35,7 @@ dataset from the cache.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -37,6 +47,7 @@ from .._io import MEDIA_EXTENSIONS, atomic_write_json, progress_bar
 from ..errors import DatasetError
 from ..features import FeatureBundle
 from ..ids import NAME_SEPARATOR, sample_id
+from ..word_timing import MIN_WORD_MATCH
 from .finite import clean_sample
 from .labels import DEFAULT_SPLIT_RATIOS, LabelRow, LabelTable, read_labels
 from .native import MANIFEST, MSADataset, Sample, write_dataset
@@ -102,6 +113,8 @@ class BuildReport:
     split_grouping: str | None = None
     # created splits: the train/valid/test fractions asked for
     split_ratios: tuple[float, ...] | None = None
+    # fraction of the label transcript's words matched to Whisper's, per row id (rows whose words were timed)
+    word_match: dict[str, float] = field(default_factory=dict)
 
     def split_fractions(self) -> dict[str, float]:
         """Fraction of the written samples in each split."""
@@ -184,7 +197,8 @@ def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = 
                   out_dir: str | os.PathLike | None = None, transcripts: str = "whisper", config: Any = None,
                   cache_dir: str | os.PathLike | None = None, workers: int = 1, shard: str | None = None,
                   progress: bool = True, seed: int = 0, split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
-                  overwrite: bool = False) -> BuildReport:
+                  overwrite: bool = False, min_word_match: float = MIN_WORD_MATCH,
+                  allow_missing: bool = True) -> BuildReport:
     """Build a native dataset in ``out_dir`` from ``labels`` (+ ``videos``); see the module docstring.
 
     Args:
@@ -200,6 +214,10 @@ def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = 
         seed: seed of split creation when the label file has no split column.
         split_ratios: train/valid/test fractions for created splits.
         overwrite: replace an existing dataset in ``out_dir``.
+        min_word_match: lowest fraction of a label transcript's words matched to the speech
+            (``--align words`` with label transcripts); rows below it fail (stage ``"align"``).
+        allow_missing: build the dataset without the rows that failed; False raises
+            :class:`RowsLostError` when any row is lost, writing no dataset.
     """
     t0 = time.perf_counter()
     if out_dir is None:
@@ -218,10 +236,11 @@ def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = 
             "split_ratios": list(split_ratios) if table.splits_created else None,
             "split_grouping": table.split_grouping}
     if videos is None:
-        report = _build_text_only(table, out, cfg, cache_dir, progress, prov, overwrite)
+        report = _build_text_only(table, out, cfg, cache_dir, progress, prov, overwrite, allow_missing)
     else:
         report = _build_from_media(table, Path(videos), out, cfg, transcripts, cache_dir, workers, shard,
-                                   progress, prov, overwrite)
+                                   progress, {**prov, "min_word_match": min_word_match}, overwrite,
+                                   allow_missing)
     report.seconds = time.perf_counter() - t0
     if table.splits_created:
         report.split_grouping, report.split_ratios = table.split_grouping, tuple(split_ratios)
@@ -244,12 +263,15 @@ def _remove_partial(out: Path, existed: bool, splits: Sequence[str]) -> None:
 
 
 def _finish(table: LabelTable, out: Path, spec: Any, gens: Mapping[str, Any], failures: list[RowFailure],
-            prov: dict[str, Any], overwrite: bool, kind: str, nonfinite: Mapping[str, int]) -> BuildReport:
+            prov: dict[str, Any], overwrite: bool, kind: str, nonfinite: Mapping[str, int],
+            allow_missing: bool = True) -> BuildReport:
     """Write the dataset (and errors.json); on any failure, or when no row was built, leave nothing behind."""
     if not gens:
         raise _nothing_built(table, failures)
     if (out / MANIFEST).exists() and not overwrite:  # checked here too: the cleanup below must not touch it
         raise DatasetError(f"{out} already holds a dataset (manifest.json); choose another directory or overwrite")
+    if failures and not allow_missing:
+        raise _rows_lost(table, out, failures)
     existed = out.exists()
     prov = {**prov, "n_rows": len(table), "n_failed": len(failures)}
     try:
@@ -257,18 +279,22 @@ def _finish(table: LabelTable, out: Path, spec: Any, gens: Mapping[str, Any], fa
         sizes = ds.num_samples()
         if sum(sizes.values()) == 0:
             raise _nothing_built(table, failures)
+        if failures and not allow_missing:  # a row failed while its features were read
+            raise _rows_lost(table, out, failures, written=True)
         ds.manifest["provenance"]["nonfinite_replaced"] = dict(nonfinite)
         atomic_write_json(out / MANIFEST, ds.manifest)
         _write_errors(out, failures)
-    except BaseException:
+    except BaseException as e:
         _remove_partial(out, existed, list(gens))
+        if isinstance(e, RowsLostError):
+            _write_errors(out, failures)
         raise
     return BuildReport(out, ds, sizes, failures, len(table), table.splits_created, kind,
                        nonfinite=dict(nonfinite))
 
 
 def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, progress: bool,
-                     prov: dict[str, Any], overwrite: bool) -> BuildReport:
+                     prov: dict[str, Any], overwrite: bool, allow_missing: bool = True) -> BuildReport:
     from ..extraction import extract_texts
 
     if not table.has_text:
@@ -300,12 +326,12 @@ def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, pro
                 bar.advance(task, len(chunk))
 
         gens = {s: gen(rows) for s, rows in by_split.items()}
-        return _finish(table, out, spec, gens, failures, prov, overwrite, "text", nonfinite)
+        return _finish(table, out, spec, gens, failures, prov, overwrite, "text", nonfinite, allow_missing)
 
 
 def _build_from_media(table: LabelTable, videos: Path, out: Path, cfg: Any, transcripts: str, cache_dir: Any,
                       workers: int, shard: str | None, progress: bool, prov: dict[str, Any],
-                      overwrite: bool) -> BuildReport:
+                      overwrite: bool, allow_missing: bool = True) -> BuildReport:
     from ..extraction import extract, parse_shard
 
     index = MediaIndex(videos)
@@ -334,6 +360,7 @@ def _build_from_media(table: LabelTable, videos: Path, out: Path, cfg: Any, tran
     fail_of = {str(Path(f.path).resolve()): f for f in res.failures}
     spec = res.spec
     ok_rows: dict[str, list[LabelRow]] = {}
+    word_match: dict[str, float] = {}
     for split, rows in table.by_split().items():
         keep = []
         for r in rows:
@@ -341,7 +368,11 @@ def _build_from_media(table: LabelTable, videos: Path, out: Path, cfg: Any, tran
                 continue
             key = str(path_of[r.id])
             if key in item_of:
-                keep.append(r)
+                bad = _poor_word_match(r, item_of[key], prov["min_word_match"], word_match)
+                if bad is None:
+                    keep.append(r)
+                else:
+                    failures.append(bad)
             else:
                 f = fail_of.get(key)
                 failures.append(RowFailure(r.id, key, f.stage if f else "extract",
@@ -364,10 +395,51 @@ def _build_from_media(table: LabelTable, videos: Path, out: Path, cfg: Any, tran
 
     gens = {s: gen(rows) for s, rows in ok_rows.items()}
     failures.sort(key=lambda f: f.id)
-    rep = _finish(table, out, spec, gens, failures, {**prov, "n_media_found": len(index)}, overwrite, "media",
-                  nonfinite)
-    rep.n_cached = res.n_cached
+    prov = {**prov, "n_media_found": len(index), "word_match": _word_match_summary(word_match)}
+    rep = _finish(table, out, spec, gens, failures, prov, overwrite, "media", nonfinite, allow_missing)
+    rep.n_cached, rep.word_match = res.n_cached, word_match
     return rep
 
 
-__all__ = ["build_dataset", "BuildReport", "RowFailure", "MediaIndex", "media_extensions", "ERRORS_FILE"]
+def _poor_word_match(row: LabelRow, item: Any, threshold: float, word_match: dict[str, float]) -> RowFailure | None:
+    """Record the row's word match (bundle meta, when its words were timed from Whisper's) in
+    ``word_match``; a failure when it is below ``threshold``."""
+    try:
+        meta = json.loads(Path(item.bundle_path).with_suffix(".json").read_text()).get("meta", {})
+    except (OSError, ValueError):
+        return None  # unreadable bundle: reported when its features are read
+    frac = meta.get("word_match")
+    if frac is None:
+        return None
+    word_match[row.id] = float(frac)
+    if frac >= threshold:
+        return None
+    return RowFailure(row.id, item.path, "align",
+                      f"only {100 * frac:.0f}% of the label transcript's words match the speech Whisper "
+                      f"recognised (below --min-word-match {threshold:g}): the text does not fit this clip")
+
+
+def _word_match_summary(word_match: Mapping[str, float]) -> dict[str, Any] | None:
+    """Manifest record of the word matches: mean, min and every row's fraction (None when no row was timed)."""
+    if not word_match:
+        return None
+    vals = list(word_match.values())
+    return {"mean": round(sum(vals) / len(vals), 4), "min": round(min(vals), 4), "rows": dict(word_match)}
+
+
+class RowsLostError(DatasetError):
+    """Rows failed and the build was asked not to lose any (``allow_missing=False``): no dataset written."""
+
+
+def _rows_lost(table: LabelTable, out: Path, failures: Sequence[RowFailure], written: bool = False) -> RowsLostError:
+    """The error for lost rows; writes ``errors.json`` into ``out`` unless it holds a dataset."""
+    if not written and not (out / MANIFEST).exists():
+        _write_errors(out, failures)
+    reasons = "; ".join(f"{f.id} [{f.stage}] {f.message}" for f in failures[:3])
+    more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+    return RowsLostError(f"{len(failures)} of {len(table)} rows of {table.path} could not be built, so no dataset "
+                         f"was written (details in {out / ERRORS_FILE}): {reasons}{more}; pass --allow-missing "
+                         "to build the dataset without them")
+
+
+__all__ = ["build_dataset", "BuildReport", "RowFailure", "RowsLostError", "MediaIndex", "media_extensions", "ERRORS_FILE"]

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from .._io import SAMPLE_RATE
-from ..align import align_bundle
+from ..align import align_bundle, needs_timing, time_transcript
 from ..cache import hash_file
 from ..errors import ExtractionError, MediaError, ModelLoadError
 from ..features import FeatureBundle, FeatureSequence, Transcript
@@ -203,6 +203,11 @@ class LoadedExtractors:
         if "asr" in ex and user_transcript is None:
             note("asr")
             transcript = self._timed(path, "asr", timings, lambda: ex["asr"].transcribe(wave, SAMPLE_RATE))
+        word_match = None
+        if "asr" in ex and self.times_user_words(user_transcript):
+            note("asr")
+            transcript, word_match = self._timed(path, "asr", timings,
+                                                 lambda: self.time_user_words(user_transcript, wave, info))
         if "text" in ex:
             note("text")
             seq, arr = self._timed(path, "text", timings, lambda: self.encode_texts([transcript])[0])
@@ -227,17 +232,29 @@ class LoadedExtractors:
         meta.update(extra)
         meta["modalities"] = [m for m in self.spec.modalities if m in sequences]
         meta["absent"] = absent
+        if word_match is not None:  # the user's words were timed from Whisper's (word_timing.py)
+            meta.update(word_match=round(word_match, 4), word_timing="whisper")
         return FeatureBundle(self.spec, sequences, transcript if keep_transcript else None, arrays, meta)
+
+    def times_user_words(self, user_transcript: Transcript | None) -> bool:
+        """True when word alignment needs the user transcript's words timed from Whisper's."""
+        return self.config.align == "words" and "asr" in self.extractors and needs_timing(user_transcript)
+
+    def time_user_words(self, user: Transcript, wave: np.ndarray, info: Any) -> tuple[Transcript, float]:
+        """``user``'s words timed from Whisper's words of ``wave``, and the fraction of words matched."""
+        duration = float(info.duration) if info.duration is not None else len(wave) / SAMPLE_RATE
+        return time_transcript(user, self.extractors["asr"].transcribe(wave, SAMPLE_RATE), duration)
 
     def _decode_audio(self, path: Path, info: Any, user_transcript: Transcript | None,
                       ex: Mapping[str, Any]) -> np.ndarray | None:
         """The 16 kHz waveform when ASR or audio runs (``ex``: the extractors of the stages present)."""
         from .. import media
 
+        need_asr = "asr" in ex and (user_transcript is None or self.times_user_words(user_transcript))
         if "text" in ex and "asr" not in self.extractors and user_transcript is None:
             raise ExtractionError(path, "text", "text features need a transcript: enable asr or supply one "
                                                 "(sidecar .txt next to the file, or transcripts=...)")
-        if not (("asr" in ex and user_transcript is None) or "audio" in ex):
+        if not (need_asr or "audio" in ex):
             return None
         return run_stage(path, "decode", lambda: media.load_audio(path, sample_rate=SAMPLE_RATE))
 

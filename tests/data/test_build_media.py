@@ -112,3 +112,91 @@ def test_full_default_pipeline_whisper(tmp_path, assets_dir, cache_dir):
     assert ds.spec.get("asr").name == "whisper" and ds.provenance["transcripts"] == "whisper"
     assert s.features["vision"].shape[0] > 0
     assert {f.id for f in rep.failures} == {"vidB_1", "vidC_1"}
+
+
+# ---------------------------------------------------------------------------------------
+# --transcripts label --align words: human transcripts timed from Whisper's words (issue 15, 1)
+# ---------------------------------------------------------------------------------------
+def _mmsa_fet_spoken(root, assets):
+    """MMSA-FET layout whose label texts differ from what is spoken (sentences.json): a missing
+    word, an extra word, a misspelling, plus one unrelated text."""
+    raw = root / "Raw"
+    (raw / "vidA").mkdir(parents=True)
+    (raw / "vidB").mkdir()
+    shutil.copy(assets / "speech_positive.mp4", raw / "vidA" / "1.mp4")
+    shutil.copy(assets / "speech_negative.mp4", raw / "vidA" / "2.mp4")
+    shutil.copy(assets / "speech.wav", raw / "vidB" / "1.wav")
+    shutil.copy(assets / "speech_positive.mp4", raw / "vidB" / "2.mp4")
+    (root / "label.csv").write_text(
+        "video_id,clip_id,text,label,mode\n"
+        "vidA,1,I love this movie. It is wonderful and it made me very happy.,2.2,train\n"  # "really" missing
+        "vidA,2,This film was truly terrible. I hated every minute of it and it made me angry.,-2.4,train\n"
+        "vidB,1,We walked to the staton in the rain. After that we took the train home.,0.2,test\n"  # misspelt
+        "vidB,2,The quarterly budget report arrives next Tuesday afternoon.,1.0,test\n")  # not what is said
+    return root / "label.csv"
+
+
+def _word_config():
+    from msa_toolkit.extraction import ExtractConfig
+
+    return ExtractConfig(vision=None, align="words")
+
+
+def test_label_transcripts_are_timed_from_whisper(tmp_path, assets_dir, cache_dir):
+    """Every row whose text fits its clip is built; times are monotone and inside the clip."""
+    labels = _mmsa_fet_spoken(tmp_path / "MOSI", assets_dir)
+    sentences = json.loads((assets_dir / "sentences.json").read_text())
+    rep = build_dataset(labels, videos=tmp_path / "MOSI", out_dir=tmp_path / "ds", transcripts="label",
+                        config=_word_config(), cache_dir=cache_dir, progress=False)
+    assert rep.sizes == {"train": 2, "test": 1}
+    assert [(f.id, f.stage) for f in rep.failures] == [("vidB_2", "align")]  # reported, not silently dropped
+    assert "--min-word-match" in rep.failures[0].message
+    assert json.loads((tmp_path / "ds" / "errors.json").read_text())[0]["id"] == "vidB_2"
+    assert rep.word_match["vidA_1"] >= 0.9 and rep.word_match["vidA_2"] >= 0.9 and rep.word_match["vidB_1"] >= 0.9
+    assert rep.word_match["vidB_2"] < 0.5
+    assert rep.dataset.provenance["word_match"]["rows"] == rep.word_match
+    s = rep.dataset.split("test")[0]
+    assert s.text.startswith("We walked to the staton")  # the label text is kept
+    n_words = len(s.text.split())
+    assert s.features["text"].shape[0] == n_words and s.features["audio"].shape[0] == n_words
+    for clip, row in (("speech_positive.mp4", "vidA_1"), ("speech_negative.mp4", "vidA_2"), ("speech.wav", "vidB_1")):
+        res = [i for i in _bundles(cache_dir) if "word_match" in i.meta and i.meta["source"].endswith(
+            {"vidA_1": "vidA/1.mp4", "vidA_2": "vidA/2.mp4", "vidB_1": "vidB/1.wav"}[row])]
+        assert res, row
+        b = res[-1]
+        duration = sentences[clip]["duration"]
+        starts = [w.start for w in b.transcript.words]
+        ends = [w.end for w in b.transcript.words]
+        assert all(0.0 <= st <= en <= duration + 1e-3 for st, en in zip(starts, ends)), row
+        assert starts == sorted(starts) and ends == sorted(ends), row
+        assert b.meta["word_timing"] == "whisper" and b.transcript.source == "user"
+        assert abs(starts[0] - sentences[clip]["speech_start"]) < 0.6, row
+    # the same words aligned again (any row lost) is refused without --allow-missing: only errors.json is left
+    with pytest.raises(DatasetError, match="--allow-missing"):
+        build_dataset(labels, videos=tmp_path / "MOSI", out_dir=tmp_path / "strict", transcripts="label",
+                      config=_word_config(), cache_dir=cache_dir, progress=False, allow_missing=False)
+    assert [p.name for p in (tmp_path / "strict").iterdir()] == ["errors.json"]
+    # a lower threshold accepts the unrelated row (its words are spread over the speech)
+    rep2 = build_dataset(labels, videos=tmp_path / "MOSI", out_dir=tmp_path / "strict", transcripts="label",
+                         config=_word_config(), cache_dir=cache_dir, progress=False, allow_missing=False,
+                         min_word_match=0.0)
+    assert rep2.sizes == {"train": 2, "test": 2} and not rep2.failures
+    assert not (tmp_path / "strict" / "errors.json").exists()
+
+
+def _bundles(cache_dir):
+    from msa_toolkit.features import FeatureBundle
+
+    return [FeatureBundle.load(p) for p in sorted(cache_dir.rglob("*.json")) if (p.with_suffix(".safetensors")).exists()]
+
+
+def test_cli_exits_non_zero_when_rows_are_lost(tmp_path, assets_dir, cache_dir):
+    from msa_toolkit.cli.main import main
+
+    labels = _mmsa_fet_spoken(tmp_path / "MOSI", assets_dir)
+    args = ["dataset", "create", "--labels", str(labels), "--videos", str(tmp_path / "MOSI"), "--transcripts",
+            "label", "--align", "words", "--vision", "none", "--cache-dir", str(cache_dir), "-q"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    assert not (tmp_path / "a" / "manifest.json").exists() and (tmp_path / "a" / "errors.json").exists()
+    assert main([*args, "--out", str(tmp_path / "a"), "--allow-missing"]) == 0
+    assert (tmp_path / "a" / "manifest.json").exists()
