@@ -48,10 +48,11 @@ from . import distributed as D
 from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, full_model_state, load_resume_state, model_state_tensors,
                          save_checkpoint, save_resume_state)
 from .config import TrainConfig, coerce_field
-from .metrics import compute_metrics, infer_metric_set, is_better
+from .metrics import compute_metrics, infer_metric_set
 from .optim import build_optimizer, build_scheduler, clip_thresholds, resolve_precision
 from .report import Reporter
 from .rng import loader_generators, rng_state, seed_everything, set_rng_state
+from . import selection as S
 from .state import FitResult, RunState, SplitOutputs, write_predictions
 
 # TrainConfig, coerce_field and the optimiser builders live in .config / .optim; they stay importable from here
@@ -222,10 +223,9 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> FitResult:
-        """Train (see the module docstring); ``resume`` continues the run in ``out_dir`` from its ``last.pt``.
+        """Train (module docstring); ``resume`` continues ``out_dir``'s ``last.pt`` run.
 
-        A finished run is returned as it is, unless ``config.epochs`` now asks for more epochs.
-        """
+        A finished run is returned as it is, unless ``config.epochs`` now asks for more epochs."""
         saved = self._previous_run(resume)
         if saved is not None and saved.get("finished"):
             if saved["epoch"] >= self.config.epochs or saved["result"].get("stopped_early"):
@@ -239,6 +239,7 @@ class Trainer:
         for epoch in range(run.epoch, self.config.epochs):
             if self.config.patience and run.bad_epochs >= self.config.patience:
                 run.stopped_early = True
+            if run.stopped_early:  # early stopping, or a plateau after the last roll-back
                 break
             record = self._run_epoch(setup, run, epoch)
             for cb in self.callbacks:
@@ -263,7 +264,8 @@ class Trainer:
         """Resolve the metric set, seed, and build the step module, loader, optimiser, schedule and scaler."""
         tc, ctx = self.config, self.ctx
         self.metric_set = self._resolve_metric_set()
-        monitor_mode = "min" if self.monitor == "loss" or not is_better(self.monitor, 1.0, 0.0) else "max"
+        monitor_mode = S.resolve_mode(self.monitor if self.valid_split is not None else "loss", tc.monitor_mode)
+        self.monitor_direction = monitor_mode
         seed_everything(tc.seed)
         step_module: nn.Module = _Step(self.model)
         if ctx.distributed:
@@ -315,13 +317,18 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch + 1, "step": run.global_step, "train": train_stats,
                                   "lr": setup.optimizer.param_groups[0]["lr"]}
         value = self._validate(record)
-        monitor = self.monitor if self.valid_split is not None else "loss"
-        if is_better(monitor, value, run.best_value, self.config.min_delta):
+        if self.config.test_every_epoch and self.test_split is not None:  # for the labelled best-test figures
+            record["test"] = self.evaluate(self.test_split)
+        if S.improved(value, run.best_value, self.monitor_direction, self.config.min_delta, self.config.monitor_ties):
             run.new_best(value, epoch, record.get("valid", {}), model_state_tensors(self.model))
+            if self.config.rollback_patience:
+                run.best_optimizer = S.snapshot_optimizer(setup.optimizer)
             if self.writes:
                 self._save_best(run.best_weights, {"valid": run.best_valid}, run.best_epoch)
         else:
             run.bad_epochs += 1
+            run.plateau_epochs += 1
+            self._maybe_roll_back(setup, run, record)
         if setup.scheduler_when == "epoch":
             setup.scheduler.step(value)
         record["seconds"] = round(time.time() - t0, 3)
@@ -337,6 +344,20 @@ class Trainer:
             D.all_gather_objects(self.ctx, rng_state())
         self.reporter.epoch(record, self.monitor)
         return record
+
+    def _maybe_roll_back(self, setup: TrainingSetup, run: RunState, record: dict[str, Any]) -> None:
+        """After ``rollback_patience`` bad epochs: back to the best weights with a lower LR, or stop (limit spent)."""
+        tc = self.config
+        if not S.should_roll_back(run.plateau_epochs, tc.rollback_patience) or run.best_weights is None:
+            return
+        run.plateau_epochs = 0
+        if run.rollbacks >= tc.rollback_limit:
+            run.stopped_early = True
+            return
+        run.rollbacks += 1
+        lrs = S.roll_back(self.model, setup.optimizer, run.best_weights, run.best_optimizer, tc.rollback_factor)
+        record["rollback"] = {"to_epoch": run.best_epoch, "lr": lrs[0]}
+        self.reporter.print(f"[yellow]plateau: rolled back to epoch {run.best_epoch}, lr {lrs[0]:.3g}")
 
     def _validate(self, record: dict[str, Any]) -> float:
         """Add the validation metrics to ``record``; the monitored value (the train loss without a valid split)."""
@@ -416,20 +437,26 @@ class Trainer:
             outputs = self.predict(self.test_split)
             test = compute_metrics(outputs.prediction, outputs.label, self.metric_set)
             test["loss"] = outputs.loss.get("total", float("nan"))
+        tc = self.config  # "best test epoch" figures: only when the test split was evaluated every epoch
+        best_test = S.best_test_figures(run.history, tc.test_select or self.monitor,
+                                        tc.monitor_mode if tc.test_select is None else "auto", tc.monitor_ties)
         result = FitResult(self.out_dir, run.best_epoch, run.best_valid, test, run.history,
-                           self.out_dir / BEST_FILE if self.out_dir is not None else None, run.stopped_early)
+                           self.out_dir / BEST_FILE if self.out_dir is not None else None, run.stopped_early,
+                           best_test)
         if self.writes:
-            self._write_final(run, test, outputs)
+            self._write_final(run, test, outputs, best_test)
         D.barrier(self.ctx)
         self.reporter.run_summary(run.history, test, self.monitor)
         return result
 
     # -- files -------------------------------------------------------------------------------
-    def _write_final(self, run: RunState, test: dict[str, float], outputs: SplitOutputs | None) -> None:
+    def _write_final(self, run: RunState, test: dict[str, float], outputs: SplitOutputs | None,
+                     best_test: Mapping[str, Any]) -> None:
         """best.safetensors with test metrics, metrics.json, test predictions, plots; last.pt marked finished."""
         self._save_best(model_state_tensors(self.model), {"valid": run.best_valid, "test": test}, run.best_epoch)
         summary = {"best_epoch": run.best_epoch, "stopped_early": run.stopped_early, "epochs_run": len(run.history),
-                   "metric_set": self.metric_set, "monitor": self.monitor, "valid": run.best_valid, "test": test}
+                   "metric_set": self.metric_set, "monitor": self.monitor, "valid": run.best_valid, "test": test,
+                   **best_test}
         atomic_write_json(self.out_dir / RESULT_FILE, summary, indent=2)
         if outputs is not None:
             write_predictions(outputs, self.out_dir / PREDICTIONS_FILE)
@@ -469,4 +496,5 @@ class Trainer:
         """The FitResult stored in a finished run's ``last.pt``."""
         r = state["result"]
         return FitResult(self.out_dir, r["best_epoch"], r["valid"], r["test"], state["history"],
-                         self.out_dir / BEST_FILE, r["stopped_early"])
+                         self.out_dir / BEST_FILE, r["stopped_early"],
+                         {k: r[k] for k in (S.BEST_TEST_KEY, S.BEST_PER_METRIC_KEY) if k in r})
