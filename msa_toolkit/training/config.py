@@ -34,7 +34,8 @@ class TrainConfig:
     optimizer: str | None = None
     # weight decay; None = the model config's weight_decay
     weight_decay: float | None = None
-    # "none" | "cosine" (per step) | "epoch_cosine" (per epoch) | "plateau"; None = the model config's
+    # "constant" | "cosine" (per step) | "epoch_cosine" (per epoch) | "plateau"; None = the model config's
+    # (the word "none" reads as None, i.e. the model config's; "constant" switches scheduling off)
     scheduler: str | None = None
     # fraction of optimiser steps of linear warm-up before the cosine decay; None = model config's
     warmup_ratio: float | None = None

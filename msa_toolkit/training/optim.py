@@ -68,7 +68,7 @@ def build_scheduler(opt: torch.optim.Optimizer, model: nn.Module, tc: TrainConfi
     """(scheduler or None, "step" | "epoch" | "none"): when the trainer calls step()."""
     mc = getattr(model, "config", None)
     kind = str(setting(tc, mc, "scheduler", "none")).lower()
-    if kind == "none":
+    if kind in ("none", "constant"):  # "constant": a TrainConfig value that the "none" word cannot express
         return None, "none"
     if kind == "cosine":
         warm = int(round(float(setting(tc, mc, "warmup_ratio", 0.0)) * total_steps))
@@ -88,7 +88,7 @@ def build_scheduler(opt: torch.optim.Optimizer, model: nn.Module, tc: TrainConfi
     if kind == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=monitor_mode, factor=tc.plateau_factor, patience=tc.plateau_patience), "epoch"
-    raise MSAError(f"unknown scheduler {kind!r}; expected none, cosine, epoch_cosine or plateau")
+    raise MSAError(f"unknown scheduler {kind!r}; expected none/constant, cosine, epoch_cosine or plateau")
 
 
 def clip_thresholds(model: nn.Module, tc: TrainConfig) -> tuple[float, float]:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .._io import progress_bar
 from .metrics import HIGHER_IS_BETTER, format_metrics
+from .selection import BEST_TEST_KEY
 
 #: validation metrics shown on each epoch line (besides the monitored one)
 EPOCH_LINE_METRICS = ("loss", "acc2_non0", "acc2", "corr", "mae")
@@ -88,7 +89,11 @@ class Reporter:
                           f"{r.get('valid', {}).get(monitor, float('nan')):.4f}")
         self.print(table)
         if test:
-            self.print(f"[bold]test[/bold] {format_metrics(test)}")
+            self.print(f"[bold]test[/bold] (weights of the best valid epoch) {format_metrics(test)}")
+        tested = [r for r in history if r.get("test")]
+        if tested:
+            self.print(f"[dim]test evaluated every epoch ({len(tested)}); the labelled best-TEST-epoch figures are "
+                       f"in metrics.json ({BEST_TEST_KEY})[/dim]")
 
 
 def _mean_std(metric: str, mean: float, std: float) -> str:
@@ -105,9 +110,9 @@ def print_seed_summary(model: str, seeds: Sequence[int], summary: Mapping[str, M
 
     table = Table(title=f"{model}: mean ± std over seeds {list(seeds)} (accuracies/F1 in %)")
     table.add_column("metric")
-    splits = [s for s in ("valid", "test") if s in summary]
-    for s in splits:
-        table.add_column(s, justify="right")
+    splits = [s for s in ("valid", "test", BEST_TEST_KEY) if s in summary]
+    for s in splits:  # the test-selected column is labelled so it is never read as the valid-selected one
+        table.add_column(s if s != BEST_TEST_KEY else "test at best TEST epoch (test-selected)", justify="right")
     keys = list(dict.fromkeys(k for s in splits for k in summary[s]))
     for k in keys:
         table.add_row(k, *[_mean_std(k, summary[s][k]["mean"], summary[s][k]["std"])
