@@ -18,7 +18,8 @@ def benchmark_command(
                                help="Comma-separated model names, e.g. dlf,almt,mmcl,mind,text_only."),
     data: Path = typer.Option(..., "--data", "-d", help="Native dataset directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Benchmark directory (runs/ + results.*); re-running resumes."),
-    seeds: str = typer.Option("1,2,3", "--seeds", help="Comma-separated seeds, one run per model and seed."),
+    seeds: str = typer.Option("1,2,3", "--seeds",
+                              help="Comma-separated seeds, one run per model and seed; 'recipe' = each recipe's."),
     recipe: str = typer.Option("toolkit", "--recipe", "-r",
                                help="toolkit | reference (models without that recipe use toolkit; the table says)."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p",
@@ -47,7 +48,7 @@ def benchmark_command(
     if quiet:
         overrides.append("trainer.progress=false")
     try:
-        seed_list = [int(s) for s in _csv(seeds)]
+        seed_list = None if seeds == "recipe" else [int(s) for s in _csv(seeds)]
     except ValueError:
         raise typer.BadParameter(f"--seeds expects comma-separated integers, got {seeds!r}") from None
     result = run_benchmark(_csv(models), data, out, seeds=seed_list, recipe=recipe, preset=preset,

@@ -38,6 +38,8 @@ from ..errors import MSAError
 from .selection import BEST_TEST_KEY
 
 RUNS_DIR = "runs"
+#: seeds of a model whose recipe names none, when the caller asks for the recipes' seeds
+DEFAULT_SEEDS = (1, 2, 3)
 RUN_INFO = "bench_run.json"
 #: metrics shown in the table and chart, in order (the others stay in the JSON)
 TABLE_METRICS = ("acc2_non0", "f1_non0", "acc2_has0", "f1_has0", "acc7", "acc5", "mae", "corr")
@@ -121,14 +123,15 @@ def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, prese
     return row
 
 
-def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: Sequence[int] = (1, 2, 3),
+def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: Sequence[int] | None = (1, 2, 3),
                   recipe: str = "toolkit", preset: str | None = None, overrides: Iterable[str] = (),
                   mmsa_names: bool = False, percent: bool = True, paper: Mapping[str, Mapping[str, Any]] | None = None,
                   plot: bool = True) -> BenchmarkResult:
     """Train every model x seed on ``data`` (resumable) and write the cross-model tables (module docstring).
 
     ``recipe`` applies to every model that has it (the others use "toolkit"; the table says
-    which). ``preset`` is used by the models that define it. ``overrides`` are ``--set`` items;
+    which); ``seeds`` None means each model's recipe seeds (else :data:`DEFAULT_SEEDS`).
+    ``preset`` is used by the models that define it. ``overrides`` are ``--set`` items;
     ``"<model>:key=value"`` scopes one to a model. ``paper`` adds a table of published numbers.
     """
     from ..models import get_entry, list_models
@@ -138,13 +141,15 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
     unknown = [m for m in models if m not in known]
     if unknown:
         raise MSAError(f"unknown model(s) {unknown}; registered: {sorted(known)}")
-    if not models or not seeds:
+    if not models or (seeds is not None and not seeds):
         raise MSAError("benchmark needs at least one model and one seed")
+    from ..models.presets import get_recipe
+
     overrides = list(overrides)
     rows: list[dict[str, Any]] = []
     for model in models:
         p = preset if preset is not None and preset in get_entry(model).presets else None
-        for seed in seeds:
+        for seed in seeds if seeds is not None else (get_recipe(model, recipe, strict=False).seeds or DEFAULT_SEEDS):
             run_dir = out_dir / RUNS_DIR / model / f"seed_{seed}"
             try:
                 rows.append(_run_one(model, data, run_dir, int(seed), recipe, p, _scoped_overrides(overrides, model)))
@@ -293,3 +298,17 @@ def plot_results(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str],
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def combine(dirs: Sequence[str | Path], out_dir: str | Path, mmsa_names: bool = False, percent: bool = True,
+            paper: Mapping[str, Mapping[str, Any]] | None = None, plot: bool = True) -> BenchmarkResult:
+    """One table from several benchmark directories (e.g. aligned and unaligned data): their runs, re-aggregated."""
+    rows: list[dict[str, Any]] = []
+    for d in dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            raise MSAError(f"{path} not found (run msa benchmark there first)")
+        rows += json.loads(path.read_text())["runs"]
+    result = BenchmarkResult(Path(out_dir), rows, aggregate(rows))
+    write_results(result, mmsa_names=mmsa_names, percent=percent, paper=paper, plot=plot)
+    return result
