@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     for dsname in args.dataset or ["mosi"]:
         ds = build(dsname, args.work, args.max_rows)
         bench_dir = args.work / "bench" / dsname  # resumable: finished runs are skipped on a re-run
-        run_benchmark(names, ds, bench_dir, seeds=seeds, recipe=args.recipe, preset=dsname,
+        run_benchmark(names, ds, bench_dir, seeds=seeds, recipe=args.recipe, preset=dsname, percent=True,
                       overrides=[f"trainer.epochs={args.epochs}", f"trainer.patience={args.patience}",
                                  f"trainer.device={args.device}", "trainer.plots=false", "trainer.progress=false",
                                  *args.sets])

@@ -39,7 +39,7 @@ else
   LAUNCH=("$PY" -m msa_toolkit)
 fi
 
-ARGS=(--recipe reference --preset "$PRESET" --seeds "${SEEDS:-recipe}" --mmsa-names)
+ARGS=(--recipe reference --preset "$PRESET" --seeds "${SEEDS:-recipe}" --mmsa-names --percent)
 if [ -n "${EPOCHS:-}" ]; then ARGS+=(--epochs "$EPOCHS"); fi
 if [ -n "${BERT_DIR:-}" ]; then
   for m in dlf almt mind; do ARGS+=(--set "$m:model.text_encoder=$BERT_DIR"); done
@@ -83,6 +83,6 @@ import sys
 from msa_toolkit.training.benchmark import PAPER_MOSI, combine
 
 out, dataset, dirs = sys.argv[1], sys.argv[2], sys.argv[3:]
-combine(dirs, out, mmsa_names=True, paper=PAPER_MOSI if dataset == "mosi" else None)
+combine(dirs, out, mmsa_names=True, percent=True, paper=PAPER_MOSI if dataset == "mosi" else None)
 print(open(f"{out}/results.md").read())
 PYEOF

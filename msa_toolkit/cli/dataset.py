@@ -61,7 +61,13 @@ def create_command(
     sizes = ", ".join(f"{k} {v}" for k, v in rep.sizes.items())
     typer.echo(f"dataset written to {rep.out_dir}: {sizes} ({rep.seconds:.1f} s)")
     if rep.splits_created:
-        typer.echo(f"splits created (seed {seed}, grouped by video)")
+        asked = "/".join(f"{100 * r / sum(rep.split_ratios):g}" for r in rep.split_ratios)
+        got = ", ".join(f"{k} {100 * v:.1f}%" for k, v in rep.split_fractions().items())
+        typer.echo(f"splits created (seed {seed}, grouped by {rep.split_grouping}, asked {asked}%): {got}")
+        if rep.split_grouping == "clip":
+            typer.secho("note: too few videos to split by video: clips of one video are in several splits",
+                        fg=typer.colors.YELLOW, err=True)
+    typer.echo("non-finite feature values replaced by 0: " + ", ".join(f"{m} {n}" for m, n in rep.nonfinite.items()))
     if rep.failures:
         typer.secho(f"{len(rep.failures)} rows left out; see {rep.errors_path}", fg=typer.colors.YELLOW, err=True)
         for f in rep.failures[:5]:
@@ -82,6 +88,7 @@ def import_command(
     sizes = ", ".join(f"{k} {v}" for k, v in ds.num_samples().items())
     dims = "/".join(str(rep.dims.get(m, 0)) for m in ("text", "audio", "vision"))
     typer.echo(f"imported {file.name} ({rep.layout}, dims {dims}) -> {out}: {sizes}")
+    typer.echo("non-finite feature values replaced by 0: " + ", ".join(f"{m} {n}" for m, n in rep.nonfinite.items()))
     for w in rep.warnings:
         typer.secho(f"note: {w}", fg=typer.colors.YELLOW, err=True)
 
@@ -94,6 +101,10 @@ def export_command(
     text_len: Optional[int] = typer.Option(None, "--text-len", min=1, help="Pad/truncate text to this length."),
     audio_len: Optional[int] = typer.Option(None, "--audio-len", min=1, help="Pad/truncate audio to this length."),
     vision_len: Optional[int] = typer.Option(None, "--vision-len", min=1, help="Pad/truncate vision to this length."),
+    max_len: Optional[str] = typer.Option(None, "--max-len",
+                                          help="Padded length per modality, e.g. text=50,audio=375,vision=500 "
+                                               "(default: MMSA-FET's mean + 3 std of the lengths, rounded; an "
+                                               "imported pickle keeps its own)."),
 ) -> None:
     """Export a native dataset (MMSA pickle, usable by MMSA, ALMT and DLF reference code)."""
     if fmt != "mmsa":
@@ -101,11 +112,25 @@ def export_command(
     from ..data.mmsa import export_mmsa
 
     lengths = {k: v for k, v in (("text", text_len), ("audio", audio_len), ("vision", vision_len)) if v}
+    lengths.update(_max_len(max_len))
     rep = export_mmsa(dataset, out, lengths=lengths)
     sizes = ", ".join(f"{k} {v}" for k, v in rep.sizes.items())
     typer.echo(f"wrote {out}: {sizes}; lengths {rep.lengths}")
     for w in rep.warnings:
         typer.secho(f"note: {w}", fg=typer.colors.YELLOW, err=True)
+
+
+def _max_len(text: Optional[str]) -> dict[str, int]:
+    """``text=50,audio=375`` -> {"text": 50, "audio": 375}."""
+    out: dict[str, int] = {}
+    for item in (text or "").replace(" ", "").split(","):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        if not value.isdigit() or int(value) < 1:
+            raise typer.BadParameter(f"--max-len expects modality=length items like text=50,audio=375; got {item!r}")
+        out[name] = int(value)
+    return out
 
 
 @dataset_app.command("info")

@@ -16,18 +16,24 @@ def evaluate_command(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Evaluation batch size."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
+    mmsa: bool = typer.Option(False, "--mmsa-names",
+                              help="Name the metrics as MMSA does (Has0_acc_2, Non0_F1_score, Mult_acc_7, MAE, "
+                                   "Corr, ...), on the console and in --json."),
 ) -> None:
-    """Evaluate a checkpoint; prints the standard metrics (accuracies/F1 in %)."""
+    """Evaluate a checkpoint; prints the standard metrics (accuracies/F1 as fractions in [0, 1], as in --json)."""
     from .._io import atomic_write_json
     from ..training.api import evaluate
-    from ..training.metrics import format_metrics
+    from ..training.metrics import UNITS, UNITS_NOTE, format_metrics, mmsa_names
 
     drops = [d for item in drop for d in item.split(",") if d]
     metrics = evaluate(checkpoint, data, split=split, drop=drops, device=device, batch_size=batch_size)
+    if mmsa:
+        metrics = mmsa_names(metrics)
     label = f"{split}" + (f" (dropped: {', '.join(drops)})" if drops else "")
-    typer.echo(f"{label}: {format_metrics(metrics)}")
+    typer.echo(f"{label}: {format_metrics(metrics)}  ({UNITS_NOTE})")
     if json_out is not None:
-        doc = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "drop": drops, "metrics": metrics}
+        doc = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "drop": drops, "units": UNITS,
+               "metric_names": "mmsa" if mmsa else "toolkit", "metrics": metrics}
         atomic_write_json(json_out, doc, indent=2)
 
 

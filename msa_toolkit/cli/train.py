@@ -36,8 +36,13 @@ def train_command(
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last state."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables."),
+    mmsa: bool = typer.Option(False, "--mmsa-names",
+                              help="Show metrics with MMSA's names (Has0_acc_2, Non0_F1_score, Mult_acc_7, MAE, "
+                                   "Corr, ...); summary.csv and metrics.json keep the toolkit's names."),
 ) -> None:
     """Train a model; writes best.safetensors, logs, metrics, plots and a multi-seed summary.
+
+    Accuracies and F1 are fractions in [0, 1] on the console and in the files.
 
     Multi-GPU / multi-node: launch the same command with torchrun, e.g.
     `torchrun --nproc_per_node 4 -m msa_toolkit train ...`.
@@ -53,6 +58,8 @@ def train_command(
         overrides.append(f"trainer.precision={precision}")
     if quiet:
         overrides.append("trainer.progress=false")
+    if mmsa:
+        overrides.append("trainer.mmsa_names=true")
     result = train(model, data, out, preset=preset, config=config, overrides=overrides,
                    seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports

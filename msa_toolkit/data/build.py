@@ -16,7 +16,10 @@ the configured ASR).
 
 Rows whose media is missing or fails to extract are listed in ``errors.json``
 inside the dataset directory (id, path, stage, message) and left out; the rest
-is built. ``shard="i/n"`` only extracts shard ``i`` into the cache (for fanning
+is built. When no row can be built, nothing is left behind (no empty dataset
+that would block a re-run). NaN/inf feature values of every modality are
+replaced by 0 and counted per modality (:mod:`.finite`; report and provenance).
+``shard="i/n"`` only extracts shard ``i`` into the cache (for fanning
 a large corpus out over machines); a final run without ``shard`` assembles the
 dataset from the cache.
 """
@@ -24,6 +27,7 @@ dataset from the cache.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -32,8 +36,9 @@ from typing import Any, Iterator, Mapping, Sequence
 from .._io import MEDIA_EXTENSIONS, atomic_write_json, progress_bar
 from ..errors import DatasetError
 from ..features import FeatureBundle
+from .finite import clean_sample
 from .labels import DEFAULT_SPLIT_RATIOS, LabelRow, LabelTable, read_labels
-from .native import MSADataset, Sample, write_dataset
+from .native import MANIFEST, MSADataset, Sample, write_dataset
 
 #: name of the failure report inside the dataset directory
 ERRORS_FILE = "errors.json"
@@ -90,6 +95,17 @@ class BuildReport:
     n_cached: int = 0
     # wall time in seconds
     seconds: float = 0.0
+    # NaN/inf feature values replaced by 0, per modality
+    nonfinite: dict[str, int] = field(default_factory=dict)
+    # created splits: what they keep together ("video", or "clip" with too few videos); None when given
+    split_grouping: str | None = None
+    # created splits: the train/valid/test fractions asked for
+    split_ratios: tuple[float, ...] | None = None
+
+    def split_fractions(self) -> dict[str, float]:
+        """Fraction of the written samples in each split."""
+        total = sum(self.sizes.values())
+        return {k: v / total for k, v in self.sizes.items()} if total else {}
 
     @property
     def errors_path(self) -> Path | None:
@@ -196,27 +212,56 @@ def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = 
             "videos": str(Path(videos).resolve()) if videos is not None else None,
             "transcripts": "label" if videos is None else transcripts, "config": cfg.to_dict(),
             "splits_created": table.splits_created, "split_seed": table.split_seed,
-            "split_ratios": list(split_ratios) if table.splits_created else None}
+            "split_ratios": list(split_ratios) if table.splits_created else None,
+            "split_grouping": table.split_grouping}
     if videos is None:
         report = _build_text_only(table, out, cfg, cache_dir, progress, prov, overwrite)
     else:
         report = _build_from_media(table, Path(videos), out, cfg, transcripts, cache_dir, workers, shard,
                                    progress, prov, overwrite)
     report.seconds = time.perf_counter() - t0
+    if table.splits_created:
+        report.split_grouping, report.split_ratios = table.split_grouping, tuple(split_ratios)
     return report
 
 
+def _nothing_built(table: LabelTable, failures: Sequence[RowFailure]) -> DatasetError:
+    reasons = "; ".join(f"{f.id} [{f.stage}] {f.message}" for f in failures[:3])
+    more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+    return DatasetError(f"{table.path}: no row could be built, so no dataset was written: {reasons}{more}")
+
+
+def _remove_partial(out: Path, existed: bool, splits: Sequence[str]) -> None:
+    """Undo a failed write: the directory when this build made it, else the files it writes."""
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for name in (MANIFEST, ERRORS_FILE, *(f"{s}.safetensors" for s in splits)):
+        (out / name).unlink(missing_ok=True)
+
+
 def _finish(table: LabelTable, out: Path, spec: Any, gens: Mapping[str, Any], failures: list[RowFailure],
-            prov: dict[str, Any], overwrite: bool, kind: str) -> BuildReport:
+            prov: dict[str, Any], overwrite: bool, kind: str, nonfinite: Mapping[str, int]) -> BuildReport:
+    """Write the dataset (and errors.json); on any failure, or when no row was built, leave nothing behind."""
+    if not gens:
+        raise _nothing_built(table, failures)
+    if (out / MANIFEST).exists() and not overwrite:  # checked here too: the cleanup below must not touch it
+        raise DatasetError(f"{out} already holds a dataset (manifest.json); choose another directory or overwrite")
+    existed = out.exists()
     prov = {**prov, "n_rows": len(table), "n_failed": len(failures)}
     try:
         ds = write_dataset(out, spec, gens, provenance=prov, overwrite=overwrite)
-    finally:
+        sizes = ds.num_samples()
+        if sum(sizes.values()) == 0:
+            raise _nothing_built(table, failures)
+        ds.manifest["provenance"]["nonfinite_replaced"] = dict(nonfinite)
+        atomic_write_json(out / MANIFEST, ds.manifest)
         _write_errors(out, failures)
-    sizes = ds.num_samples()
-    if sum(sizes.values()) == 0:
-        raise DatasetError(f"{table.path}: no row could be built; see {out / ERRORS_FILE}")
-    return BuildReport(out, ds, sizes, failures, len(table), table.splits_created, kind)
+    except BaseException:
+        _remove_partial(out, existed, list(gens))
+        raise
+    return BuildReport(out, ds, sizes, failures, len(table), table.splits_created, kind,
+                       nonfinite=dict(nonfinite))
 
 
 def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, progress: bool,
@@ -236,6 +281,7 @@ def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, pro
     by_split = {s: rows for s, rows in by_split.items() if rows}  # a split whose rows all failed is left out
     total = sum(len(v) for v in by_split.values())
 
+    nonfinite: dict[str, int] = {m: 0 for m in spec.modalities}
     with progress_bar(progress, eta=False) as bar:
         task = bar.add_task("encode texts", total=total)
 
@@ -247,11 +293,11 @@ def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, pro
                     b = bundles[r.id]
                     if b.spec.fingerprint() != spec.fingerprint():
                         b.spec.require_compatible(spec, what=f"text features of {r.id!r}")
-                    yield Sample.from_bundle(r.id, b, r.label, **_row_fields(r))
+                    yield clean_sample(Sample.from_bundle(r.id, b, r.label, **_row_fields(r)), nonfinite)
                 bar.advance(task, len(chunk))
 
         gens = {s: gen(rows) for s, rows in by_split.items()}
-        return _finish(table, out, spec, gens, failures, prov, overwrite, "text")
+        return _finish(table, out, spec, gens, failures, prov, overwrite, "text", nonfinite)
 
 
 def _build_from_media(table: LabelTable, videos: Path, out: Path, cfg: Any, transcripts: str, cache_dir: Any,
@@ -299,6 +345,7 @@ def _build_from_media(table: LabelTable, videos: Path, out: Path, cfg: Any, tran
                                            f.message if f else "not extracted (no result from the pipeline)"))
         if keep:  # a split whose rows all failed is left out
             ok_rows[split] = keep
+    nonfinite: dict[str, int] = {m: 0 for m in spec.modalities} if spec is not None else {}
 
     def gen(rows: list[LabelRow]) -> Iterator[Sample]:
         for r in rows:
@@ -310,11 +357,12 @@ def _build_from_media(table: LabelTable, videos: Path, out: Path, cfg: Any, tran
                 continue
             text = r.text if transcripts == "label" else None
             fields = {**_row_fields(r), "text": text}
-            yield Sample.from_bundle(r.id, b, r.label, **fields)
+            yield clean_sample(Sample.from_bundle(r.id, b, r.label, **fields), nonfinite)
 
     gens = {s: gen(rows) for s, rows in ok_rows.items()}
     failures.sort(key=lambda f: f.id)
-    rep = _finish(table, out, spec, gens, failures, {**prov, "n_media_found": len(index)}, overwrite, "media")
+    rep = _finish(table, out, spec, gens, failures, {**prov, "n_media_found": len(index)}, overwrite, "media",
+                  nonfinite)
     rep.n_cached = res.n_cached
     return rep
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
+from .labels import METRIC_SET_RANGES
 from .native import MSADataset, as_dataset
 
 #: how many sample ids an issue message lists before "... (N in all)"
@@ -46,10 +47,13 @@ def _ids_listing(ids: list[str], limit: int = LISTED_IDS) -> str:
 
 
 def label_range(ds: "MSADataset") -> tuple[float, float]:
-    """Expected label range: [-1, 1] when every label lies in it (CH-SIMS style), else [-3, 3]."""
+    """Expected label range: the ``sims`` metric set's [-1, 1] when every label lies in it (CH-SIMS style),
+    else the ``standard`` set's [-3, 3] (:data:`~msa_toolkit.data.labels.METRIC_SET_RANGES`)."""
     vals = np.concatenate([ds.split(s).labels for s in ds.splits]) if ds.splits else np.zeros(0)
     vals = vals[np.isfinite(vals)]
-    return (-1.0, 1.0) if vals.size and np.abs(vals).max() <= 1.0 else (-3.0, 3.0)
+    lo, hi = METRIC_SET_RANGES["sims"]
+    return METRIC_SET_RANGES["sims"] if vals.size and lo <= vals.min() and vals.max() <= hi \
+        else METRIC_SET_RANGES["standard"]
 
 
 def _issue(split: str, kind: str, message: str, ids: list[str] | tuple[str, ...] = ()) -> DatasetIssue:
@@ -111,6 +115,11 @@ def validate_dataset(dataset: "MSADataset | str | os.PathLike", label_bounds: tu
     ds = as_dataset(dataset)
     lo, hi = label_bounds or label_range(ds)
     issues: list[DatasetIssue] = []
+    if not ds.splits:
+        issues.append(_issue("", "empty", "the dataset has no splits (no samples)"))
+    for split in ds.splits:
+        if len(ds.split(split)) == 0:
+            issues.append(_issue(split, "empty", "the split has no samples"))
     first_split: dict[str, str] = {}
     for split in ds.splits:
         sp = ds.split(split)

@@ -11,6 +11,10 @@ Accepted (CSV, or TSV by extension ``.tsv``; header names are case-insensitive):
   grouped by video so clips of one video never cross splits, 70/10/20 by default);
 - optional ``text``, ``label_T``/``label_A``/``label_V``, ``annotation``.
 
+Labels must be finite and inside the range of a metric set (:data:`METRIC_SET_RANGES`:
+``standard`` [-3, 3] for CMU-MOSI/MOSEI, ``sims`` [-1, 1] for CH-SIMS), that is inside
+:data:`LABEL_BOUNDS` [-3, 3]; anything else is an error naming the file, column and lines.
+
 Every problem raises :class:`~msa_toolkit.errors.DatasetError` naming the file,
 the column and the offending rows or ids.
 """
@@ -43,6 +47,10 @@ COLUMN_ALIASES: Mapping[str, tuple[str, ...]] = {
 }
 #: default fractions of clips in train/valid/test when splits are created
 DEFAULT_SPLIT_RATIOS = (0.7, 0.1, 0.2)
+#: label range of each metric set of :mod:`msa_toolkit.training.metrics`
+METRIC_SET_RANGES: Mapping[str, tuple[float, float]] = {"standard": (-3.0, 3.0), "sims": (-1.0, 1.0)}
+#: what a label may be: inside the widest metric-set range
+LABEL_BOUNDS = (min(lo for lo, _ in METRIC_SET_RANGES.values()), max(hi for _, hi in METRIC_SET_RANGES.values()))
 #: how many offending rows/ids an error message lists
 _MAX_LISTED = 10
 
@@ -89,6 +97,9 @@ class LabelTable:
     splits_created: bool
     # seed used to create splits (None when the file had splits)
     split_seed: int | None = None
+    # what created splits keep together: "video" (clips of one video never cross splits), or "clip" when
+    # the file has too few videos to give every split one (None when the file had splits)
+    split_grouping: str | None = None
 
     def by_split(self) -> dict[str, list[LabelRow]]:
         """Rows grouped by split, splits in train/valid/test order."""
@@ -258,6 +269,22 @@ def _check_unique_ids(p: Path, rows: list[LabelRow]) -> None:
         raise DatasetError(f"{p}: duplicate sample ids: {detail}{more}")
 
 
+def _check_label_values(p: Path, cols: _Columns, rows: list[LabelRow]) -> None:
+    """DatasetError listing every label (and unimodal label) that is NaN/inf or outside :data:`LABEL_BOUNDS`."""
+    lo, hi = LABEL_BOUNDS
+    bad: dict[str, list[str]] = {}
+    for r in rows:
+        for role in ("label", "label_T", "label_A", "label_V"):
+            v = getattr(r, role)
+            if v is not None and not (np.isfinite(v) and lo <= v <= hi):
+                bad.setdefault(str(cols.by_role[role]), []).append(f"line {r.line}: {v:g}")
+    if bad:
+        ranges = ", ".join(f"{k} [{a:g}, {b:g}]" for k, (a, b) in METRIC_SET_RANGES.items())
+        detail = "; ".join(f"column {c!r}: {_listing(v)}" for c, v in bad.items())
+        raise DatasetError(f"{p}: labels must be finite and inside [{lo:g}, {hi:g}] (metric sets: {ranges}); "
+                           f"{detail}")
+
+
 def read_labels(path: str | os.PathLike, seed: int = 0,
                 split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS) -> LabelTable:
     """Parse a label file (see the module docstring); creates splits when it has none."""
@@ -273,10 +300,18 @@ def read_labels(path: str | os.PathLike, seed: int = 0,
     if not rows:
         raise DatasetError(f"{p}: label file has a header but no rows")
     _check_unique_ids(p, rows)
+    _check_label_values(p, cols, rows)
+    grouping = None
     if create:
-        assign = make_splits([r.video_id for r in rows], seed, split_ratios)
-        rows = [LabelRow(**{**r.__dict__, "split": assign[r.video_id]}) for r in rows]
-    return LabelTable(p, tuple(rows), id_style, cols.by_role["text"] is not None, create, seed if create else None)
+        grouping = "video"
+        wanted = sum(1 for r in split_ratios if r > 0)
+        if len({r.video_id for r in rows}) < wanted <= len(rows):
+            grouping = "clip"  # too few videos for a train/valid/test split by video: split the clips
+        key = (lambda r: r.video_id) if grouping == "video" else (lambda r: r.id)
+        assign = make_splits([key(r) for r in rows], seed, split_ratios)
+        rows = [LabelRow(**{**r.__dict__, "split": assign[key(r)]}) for r in rows]
+    return LabelTable(p, tuple(rows), id_style, cols.by_role["text"] is not None, create, seed if create else None,
+                      grouping)
 
 
 def make_splits(video_ids: Iterable[str], seed: int = 0,
@@ -315,4 +350,5 @@ def make_splits(video_ids: Iterable[str], seed: int = 0,
     return assign
 
 
-__all__ = ["LabelRow", "LabelTable", "read_labels", "make_splits", "DEFAULT_SPLIT_RATIOS", "COLUMN_ALIASES"]
+__all__ = ["LabelRow", "LabelTable", "read_labels", "make_splits", "DEFAULT_SPLIT_RATIOS", "COLUMN_ALIASES",
+           "METRIC_SET_RANGES", "LABEL_BOUNDS"]

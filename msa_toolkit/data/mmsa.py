@@ -31,7 +31,10 @@ Import rules (how masks are derived):
 - ``text``: all ``L`` steps kept (BERT outputs at padding positions are kept
   too, so exports reproduce the file); mask from ``text_bert`` when present,
   else the non-zero rows.
-- ``-inf`` (and any non-finite value) in ``audio`` becomes 0, as MMSA's loader does.
+- ``-inf`` (and any non-finite value) in every modality becomes 0, as MMSA's loader does
+  for audio; the count per modality is in the report (``nonfinite``) and the provenance.
+- regression labels (and ``_T``/``_A``/``_V``) must be finite and inside [-3, 3]
+  (:data:`~.labels.LABEL_BOUNDS`); anything else is an error naming split and index.
 - ``text_bert`` rows become the arrays ``text.input_ids``, ``text.attention_mask``
   and ``text.token_type_ids`` (so ``Batch.text_tokens`` works), unless every
   token id of the split is 0 (no real tokens; only the mask row is used).
@@ -42,9 +45,11 @@ per modality with the dims read from the arrays, and origin
 ``{"source": "mmsa_pickle", "file": <file name>, "layout": "aligned"|"unaligned"}``
 (so they can never be mistaken for features of this toolkit's extractors).
 
-Export writes the same keys, zero-padded (or truncated) to fixed lengths: the
-longest stored sequence per modality (at least the padded length of the
-imported file, for imported datasets) unless given. ``text_bert`` comes from the
+Export writes the same keys, zero-padded (or truncated) to fixed lengths per
+modality: ``lengths[m]`` when given, else MMSA-FET's rule, mean + 3 standard
+deviations of the stored lengths, rounded (at most the longest; for datasets
+imported from a pickle, the original padded length, so import -> export
+reproduces the file). How many sequences were truncated is reported per modality. ``text_bert`` comes from the
 stored token arrays; a dataset without them gets zero token ids (with the
 attention-mask row filled from the text mask) and a warning in the report —
 models that fine-tune BERT from ``text_bert`` cannot use such a file. Absent
@@ -63,10 +68,12 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from .._io import atomic_write
+from .._io import atomic_write, atomic_write_json
 from ..errors import DatasetError
 from ..spec import MODALITIES, ExtractorSpec, FeatureSpec
-from .native import MSADataset, Sample, SplitDataset, as_dataset, write_dataset
+from .finite import describe_counts
+from .labels import LABEL_BOUNDS
+from .native import MANIFEST, MSADataset, Sample, SplitDataset, as_dataset, write_dataset
 from .splits import canonical_split
 
 #: label keys and the Sample fields they map to
@@ -93,6 +100,10 @@ class MMSAReport:
     layout: str = "unaligned"
     # things users should know (replaced -inf values, missing token ids, absent modalities, ...)
     warnings: list[str] = field(default_factory=list)
+    # import: NaN/inf feature values replaced by 0, per modality
+    nonfinite: dict[str, int] = field(default_factory=dict)
+    # export: sequences longer than the padded length (truncated), per modality
+    truncated: dict[str, int] = field(default_factory=dict)
 
 
 def _load_pickle(path: Path) -> Mapping[str, Any]:
@@ -179,21 +190,34 @@ def read_mmsa(path: str | os.PathLike) -> tuple[FeatureSpec, dict[str, Iterator[
               for m in MODALITIES if m in dims),
         origin=origin,
     )
-    n_inf = 0
-    for d in splits.values():
-        if "audio" in d and d["audio"] is not None:
-            n_inf += int(np.count_nonzero(~np.isfinite(np.asarray(d["audio"], dtype=np.float32))))
-    if n_inf:
-        report.warnings.append(f"{n_inf} non-finite audio values (-inf) replaced by 0")
+    for name, d in splits.items():
+        _check_labels(p, name, d)
+    report.nonfinite = {m: 0 for m in MODALITIES if m in dims}
     for name, d in splits.items():
         report.sizes[name] = len(d["regression_labels"])
         for m in dims:
             if m in d:
                 report.lengths[m] = max(report.lengths.get(m, 0), int(d[m].shape[1]))
-    return spec, {name: _samples(p, name, d, dims) for name, d in splits.items()}, report
+    return spec, {name: _samples(p, name, d, dims, report.nonfinite) for name, d in splits.items()}, report
 
 
-def _samples(path: Path, split: str, d: Mapping[str, Any], dims: Mapping[str, int]) -> Iterator[Sample]:
+def _check_labels(path: Path, split: str, d: Mapping[str, Any]) -> None:
+    """DatasetError when a regression label of ``split`` is NaN/inf or outside LABEL_BOUNDS."""
+    lo, hi = LABEL_BOUNDS
+    for key in ("regression_labels", *_LABEL_KEYS):
+        if d.get(key) is None:
+            continue
+        a = np.asarray(d[key], dtype=np.float64).reshape(len(d[key]), -1)[:, 0]
+        bad = np.nonzero(~(np.isfinite(a) & (a >= lo) & (a <= hi)))[0]
+        if bad.size:
+            shown = ", ".join(f"[{i}]={a[i]:g}" for i in bad[:8])
+            shown += f", ... ({bad.size} in all)" if bad.size > 8 else ""
+            raise DatasetError(f"{path}: {split}/{key}: labels must be finite and inside [{lo:g}, {hi:g}]: {shown}")
+
+
+def _samples(path: Path, split: str, d: Mapping[str, Any], dims: Mapping[str, int],
+             nonfinite: dict[str, int]) -> Iterator[Sample]:
+    """The samples of one split; NaN/inf feature values become 0 (counted per modality in ``nonfinite``)."""
     n = len(d["regression_labels"])
     ids = _strs(d.get("id"), n)
     ids = [i if i is not None else f"{split}_{k}" for k, i in enumerate(ids)]
@@ -214,8 +238,10 @@ def _samples(path: Path, split: str, d: Mapping[str, Any], dims: Mapping[str, in
             if m not in d or d[m] is None:
                 continue
             x = np.asarray(d[m][k], dtype=np.float32)
-            if m == "audio":
-                x = np.where(np.isfinite(x), x, np.float32(0.0))
+            bad = ~np.isfinite(x)
+            if bad.any():
+                nonfinite[m] = nonfinite.get(m, 0) + int(np.count_nonzero(bad))
+                x = np.where(bad, np.float32(0.0), x)
             lk = f"{m}_lengths"
             if lk in d and d[lk] is not None:
                 L = int(np.clip(int(np.asarray(d[lk][k]).reshape(-1)[0]), 0, x.shape[0]))
@@ -243,8 +269,12 @@ def import_mmsa(path: str | os.PathLike, out_dir: str | os.PathLike,
     spec, samples, report = read_mmsa(path)
     ds = write_dataset(out_dir, spec, samples, overwrite=overwrite,
                        provenance={"source": "mmsa_pickle", "file": str(Path(path).resolve()),
-                                   "layout": report.layout, "padded_lengths": report.lengths,
-                                   "warnings": report.warnings})
+                                   "layout": report.layout, "padded_lengths": report.lengths})
+    if any(report.nonfinite.values()):
+        report.warnings.append("non-finite values (NaN/-inf/+inf) replaced by 0: "
+                               + describe_counts(report.nonfinite))
+    ds.manifest["provenance"].update(warnings=report.warnings, nonfinite_replaced=dict(report.nonfinite))
+    atomic_write_json(Path(out_dir) / MANIFEST, ds.manifest)
     return ds, report
 
 
@@ -267,24 +297,52 @@ def _annotation(label: float) -> str:
     return "Positive" if label > 0 else ("Negative" if label < 0 else "Neutral")
 
 
-def _export_lengths(ds: MSADataset, lengths: Mapping[str, int] | None) -> dict[str, int]:
-    """The padded length of every present modality: ``lengths[m]`` when given, else the longest
-    stored sequence (or token list), at least an imported pickle's original padded length."""
+#: MMSA-FET's default padded length: mean + STD_FACTOR standard deviations of the sequence lengths
+STD_FACTOR = 3.0
+
+
+def _stored_lengths(ds: MSADataset, m: str) -> np.ndarray:
+    """Every sample's stored length of modality ``m`` (text: the longer of features and token ids)."""
+    parts = []
+    for s in ds.splits:
+        sp = ds.split(s)
+        ls = sp.lengths(m)
+        if m == "text" and "text.input_ids.offsets" in sp.tensors:
+            ls = np.maximum(ls, np.diff(np.asarray(sp.tensors["text.input_ids.offsets"])))
+        parts.append(ls)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def mmsa_fet_length(lengths: np.ndarray) -> int:
+    """MMSA-FET's rule: round(mean + 3 std) of the lengths, at least 1 and at most the longest."""
+    if lengths.size == 0:
+        return 1
+    rule = int(round(float(lengths.mean() + STD_FACTOR * lengths.std())))
+    return max(1, min(rule, int(lengths.max())))
+
+
+def _export_lengths(ds: MSADataset, lengths: Mapping[str, int] | None,
+                    report: MMSAReport | None = None) -> dict[str, int]:
+    """The padded length of every present modality: ``lengths[m]`` when given, else an imported pickle's
+    original padded length, else :func:`mmsa_fet_length`; truncated sequences are counted in ``report``."""
     fixed: dict[str, int] = {}
     for m in MODALITIES:
         if not ds.spec.has(m):
             continue
-        longest = 1
-        for s in ds.splits:
-            sp = ds.split(s)
-            ls = sp.lengths(m)
-            if ls.size:
-                longest = max(longest, int(ls.max()))
-            if m == "text" and "text.input_ids.offsets" in sp.tensors:
-                longest = max(longest, int(np.diff(np.asarray(sp.tensors["text.input_ids.offsets"])).max(initial=1)))
-        # an imported pickle is re-exported with its original padded lengths
-        longest = max(longest, int(ds.provenance.get("padded_lengths", {}).get(m, 0)))
-        fixed[m] = int((lengths or {}).get(m) or longest)
+        ls = _stored_lengths(ds, m)
+        original = int(ds.provenance.get("padded_lengths", {}).get(m, 0))
+        given = (lengths or {}).get(m)
+        if given:
+            fixed[m] = int(given)
+        elif original:  # an imported pickle is re-exported with its original padded length
+            fixed[m] = max(original, int(ls.max(initial=1)))
+        else:
+            fixed[m] = mmsa_fet_length(ls)
+        if report is not None:
+            report.truncated[m] = int(np.sum(ls > fixed[m]))
+            if report.truncated[m]:
+                report.warnings.append(f"{m}: {report.truncated[m]} of {ls.size} sequences truncated to "
+                                       f"{fixed[m]} steps (longest {int(ls.max())})")
     return fixed
 
 
@@ -358,7 +416,10 @@ def export_mmsa(dataset: MSADataset | str | os.PathLike, out_file: str | os.Path
     out = Path(out_file)
     aligned = ds.spec.origin.get("source") == "mmsa_pickle" and ds.spec.origin.get("layout") == "aligned"
     report = MMSAReport(out, layout="aligned" if aligned else "unaligned")
-    fixed = _export_lengths(ds, lengths)
+    unknown = sorted(set(lengths or {}) - set(MODALITIES))
+    if unknown:
+        raise DatasetError(f"max lengths given for unknown modalities {unknown}; expected {', '.join(MODALITIES)}")
+    fixed = _export_lengths(ds, lengths, report)
     report.lengths = dict(fixed)
     report.dims = {m: ds.spec.dims[m] for m in MODALITIES if ds.spec.has(m)}
     absent = [m for m in MODALITIES if not ds.spec.has(m)]
@@ -382,4 +443,4 @@ def export_mmsa(dataset: MSADataset | str | os.PathLike, out_file: str | os.Path
     return report
 
 
-__all__ = ["import_mmsa", "export_mmsa", "read_mmsa", "MMSAReport", "TOKEN_ARRAYS"]
+__all__ = ["import_mmsa", "export_mmsa", "read_mmsa", "MMSAReport", "TOKEN_ARRAYS", "mmsa_fet_length"]

@@ -40,6 +40,7 @@ import numpy as np
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import MSAError
 from .config import TrainConfig, coerce_field
+from .metrics import UNITS
 from .state import FitResult
 
 CONFIG_FILE = "config.yaml"
@@ -61,6 +62,8 @@ class RunResult:
     runs: list[FitResult]
     # split ("valid"/"test") -> metric -> {"mean", "std", "values"}
     summary: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # the console shows MMSA's metric names (the files keep the toolkit's)
+    mmsa_names: bool = False
 
     @property
     def checkpoint(self) -> Path | None:
@@ -167,6 +170,19 @@ def resolve_run_config(config: Any = None, overrides: Iterable[str] | Mapping[st
     return TrainConfig.from_dict(trainer), model_over, meta
 
 
+def _check_same_model(out_dir: Path, name: str, preset: str | None) -> None:
+    """On resume: MSAError when ``name``/``preset`` differ from the run's own config.yaml (its checkpoints
+    hold that model's weights)."""
+    path = out_dir / CONFIG_FILE
+    if not path.is_file():
+        return
+    _, _, saved = resolve_run_config(path)
+    was = (saved.get("name"), saved.get("preset"))
+    if was != (name, preset):
+        raise MSAError(f"--resume: {out_dir} holds a run of model {was[0]!r} (preset {was[1]!r}), not {name!r} "
+                       f"(preset {preset!r}); resume it without --model/--preset, or train into another --out")
+
+
 def _coerce_model_overrides(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
     from ..models import get_entry
 
@@ -242,6 +258,8 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     if rec.trainer or rec.model:  # again, with the recipe's settings below the config and overrides
         tc, model_over, meta = resolve_run_config(config, overrides, rec)
     preset = preset if preset is not None else meta.get("preset")
+    if resume:
+        _check_same_model(out_dir, name, preset)
     seeds = [int(s) for s in (seeds if seeds is not None else meta.get("seeds") or rec.seeds or [tc.seed])] \
         or [tc.seed]
     try:  # validates name, preset and overrides before any data is read
@@ -280,7 +298,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
                                    f"device {ctx.device}, world size {ctx.world_size} -> {run_dir}")
             runs.append(trainer.fit(resume=resume))
         summary = summarize(runs)
-        result = RunResult(out_dir, name, seeds, runs, summary)
+        result = RunResult(out_dir, name, seeds, runs, summary, mmsa_names=tc.mmsa_names)
         if ctx.is_main:
             write_summary(result, out_dir)
             if tc.progress:
@@ -325,7 +343,7 @@ def summarize(runs: Sequence[FitResult]) -> dict[str, dict[str, dict[str, Any]]]
 
 def write_summary(result: RunResult, out_dir: Path) -> None:
     """summary.json (per-seed runs and mean ± std) and summary.csv (one row per split and metric)."""
-    doc = {"model": result.model, "seeds": result.seeds, "summary": result.summary,
+    doc = {"model": result.model, "seeds": result.seeds, "units": UNITS, "summary": result.summary,
            "runs": [{"seed": s, "run_dir": str(r.run_dir), "best_epoch": r.best_epoch, "valid": r.valid,
                      "test": r.test, **r.best_test} for s, r in zip(result.seeds, result.runs)]}
     atomic_write_json(out_dir / SUMMARY_JSON, doc, indent=2)
@@ -343,7 +361,7 @@ def print_summary(result: RunResult) -> None:
     """The mean ± std table over seeds on stderr."""
     from .report import print_seed_summary
 
-    print_seed_summary(result.model, result.seeds, result.summary)
+    print_seed_summary(result.model, result.seeds, result.summary, mmsa=result.mmsa_names)
 
 
 # -- evaluate ----------------------------------------------------------------------------------
@@ -355,16 +373,21 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     The data is prepared as in training: the checkpoint's truncation lengths and
     its stored normalisation statistics (not the dataset's). The dataset's
     FeatureSpec must match the checkpoint's (a SpecMismatchError names the
-    differences).
+    differences). A checkpoint with NaN/inf weights is refused (CheckpointError), and
+    non-finite predictions are never scored (NonFiniteError).
     """
     from ..spec import MODALITIES
-    from .checkpoint import load_checkpoint
+    from ..errors import CheckpointError
+    from .checkpoint import describe_nonfinite, load_checkpoint
     from .trainer import Trainer
 
     bad = [m for m in drop if m not in MODALITIES]
     if bad:
         raise MSAError(f"--drop: unknown modality {bad}; expected {', '.join(MODALITIES)}")
     ck = load_checkpoint(checkpoint)
+    bad = describe_nonfinite(ck.model.state_dict())
+    if bad:
+        raise CheckpointError(f"{checkpoint}: {bad}; a broken model is not evaluated")
     dataset = _open_data(data)
     ds_spec = getattr(dataset, "spec", None)
     if ck.spec is not None and ds_spec is not None:

@@ -35,6 +35,7 @@ import numpy as np
 
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import MSAError
+from .metrics import MMSA_NAMES as _MMSA
 from .selection import BEST_TEST_KEY
 
 RUNS_DIR = "runs"
@@ -44,11 +45,8 @@ RUN_INFO = "bench_run.json"
 #: metrics shown in the table and chart, in order (the others stay in the JSON)
 TABLE_METRICS = ("acc2_non0", "f1_non0", "acc2_has0", "f1_has0", "acc7", "acc5", "mae", "corr")
 SIMS_METRICS = ("acc2", "f1", "acc3", "acc5", "mae", "corr")
-#: the toolkit's metric names -> MMSA's (``MetricsTop``) names. TODO(lead): unify with the mapping
-#: another helper adds to training/metrics.py
-MMSA_NAMES = {"acc2_has0": "Has0_acc_2", "f1_has0": "Has0_F1_score", "acc2_non0": "Non0_acc_2",
-              "f1_non0": "Non0_F1_score", "acc3": "Mult_acc_3", "acc5": "Mult_acc_5", "acc7": "Mult_acc_7",
-              "acc2": "Mult_acc_2", "f1": "F1_score", "mae": "MAE", "corr": "Corr"}
+#: the toolkit's metric names -> MMSA's (``MetricsTop``) names, both metric sets (they agree where they overlap)
+MMSA_NAMES = {**_MMSA["standard"], **_MMSA["sims"]}
 #: fractions shown x100 when ``percent`` (MAE and Corr stay as they are, as the papers print them)
 PERCENT_METRICS = frozenset({"acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc2", "acc3", "acc5", "acc7", "f1"})
 #: the published CMU-MOSI numbers of the seed models, for reproduce.sh (percent / raw)
@@ -125,7 +123,7 @@ def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, prese
 
 def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: Sequence[int] | None = (1, 2, 3),
                   recipe: str = "toolkit", preset: str | None = None, overrides: Iterable[str] = (),
-                  mmsa_names: bool = False, percent: bool = True, paper: Mapping[str, Mapping[str, Any]] | None = None,
+                  mmsa_names: bool = False, percent: bool = False, paper: Mapping[str, Mapping[str, Any]] | None = None,
                   plot: bool = True) -> BenchmarkResult:
     """Train every model x seed on ``data`` (resumable) and write the cross-model tables (module docstring).
 
@@ -209,7 +207,7 @@ def _metrics_of(table: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]:
     return tuple(m for m in (TABLE_METRICS if "acc2_non0" in found or not found else SIMS_METRICS) if m in found)
 
 
-def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bool = True,
+def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bool = False,
                   paper: Mapping[str, Mapping[str, Any]] | None = None, plot: bool = True) -> None:
     """runs.csv, results.csv / .json / .md and results.png in ``result.out_dir``."""
     out, table = result.out_dir, result.table
@@ -245,7 +243,7 @@ def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bo
 
 
 def markdown(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str], mmsa_names: bool = False,
-             percent: bool = True, paper: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+             percent: bool = False, paper: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """The Markdown report: valid-selected table first, then the labelled test-selected one, papers, failures."""
     head = "| model | recipe | seeds ok | params | s / epoch | device | " + \
         " | ".join(_label(m, mmsa_names, percent) for m in metrics) + " |"
@@ -278,7 +276,7 @@ def markdown(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str], mms
 
 
 def plot_results(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str], path: Path,
-                 percent: bool = True) -> Path:
+                 percent: bool = False) -> Path:
     """One bar panel per metric, a bar per model with the std over seeds as error bar."""
     from .plots import _plt
 
@@ -300,7 +298,7 @@ def plot_results(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str],
     return path
 
 
-def combine(dirs: Sequence[str | Path], out_dir: str | Path, mmsa_names: bool = False, percent: bool = True,
+def combine(dirs: Sequence[str | Path], out_dir: str | Path, mmsa_names: bool = False, percent: bool = False,
             paper: Mapping[str, Mapping[str, Any]] | None = None, plot: bool = True) -> BenchmarkResult:
     """One table from several benchmark directories (e.g. aligned and unaligned data): their runs, re-aggregated."""
     rows: list[dict[str, Any]] = []

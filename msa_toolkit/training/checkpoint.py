@@ -110,6 +110,21 @@ def _restore_arrays(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
     return obj
 
 
+def nonfinite_tensors(tensors: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``tensors`` holding a NaN or inf, in order."""
+    return [k for k, v in tensors.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
+
+
+def describe_nonfinite(tensors: Mapping[str, Any]) -> str | None:
+    """"N of M tensors hold NaN/inf (first: <name>)", or None when every tensor is finite."""
+    bad = nonfinite_tensors(tensors)
+    if not bad:
+        return None
+    total = sum(1 for v in tensors.values() if isinstance(v, torch.Tensor) and v.is_floating_point())
+    return f"{len(bad)} of {total} weight tensors hold NaN/inf (first: {bad[0]!r})"
+
+
 def model_state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """CPU, contiguous, unshared copies of the state dict's tensors (safetensors rejects shared storage).
 
@@ -136,6 +151,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, spec: Featu
 
     ``model`` must be a registered MSAModel (``model.name`` and ``model.config``);
     ``state`` overrides the weights written (default: the model's current state dict).
+    Weights holding NaN/inf are refused (CheckpointError naming the first bad tensor).
     """
     from safetensors.torch import save_file
 
@@ -148,6 +164,9 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, spec: Featu
         else model_state_tensors(model)
     if any(k.startswith(EXTRA_PREFIX) for k in tensors):
         raise CheckpointError(f"model parameter names must not start with {EXTRA_PREFIX!r}")
+    bad = describe_nonfinite(tensors)
+    if bad:
+        raise CheckpointError(f"{path}: not written: {bad}")
     extra_doc = _lift_arrays(dict(extra or {}), "", tensors)
     spec_doc = spec.to_dict() if isinstance(spec, FeatureSpec) else (dict(spec) if spec is not None else None)
     doc = {

@@ -8,6 +8,7 @@ section fill in; ``None`` fields fall back to the model's own config (:func:`set
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -18,6 +19,16 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 #: strings that mean ``None`` for a field annotated ``... | None``
 NONE_WORDS = ("none", "null")
+#: accepted ``device`` values: auto, cpu, cuda or cuda:<index>
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(device: str) -> str:
+    """``device`` when it is auto / cpu / cuda / cuda:N, else MSAError naming the accepted values."""
+    text = str(device).strip().lower()
+    if not DEVICE_PATTERN.fullmatch(text):
+        raise MSAError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N (--device)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,14 @@ class TrainConfig:
     plots: bool = True
     # show rich progress bars and per-epoch lines
     progress: bool = True
+    # console tables/lines use MMSA's metric names (Has0_acc_2, ...); files keep the toolkit's names
+    mmsa_names: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse settings no run can use (before any data is read)."""
+        if isinstance(self.epochs, int) and self.epochs < 1:
+            raise MSAError(f"epochs must be >= 1 (got {self.epochs}; --epochs / trainer.epochs)")
+        check_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (``max_lengths`` as a dict), as written to config.yaml and checkpoints."""

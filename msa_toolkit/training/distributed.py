@@ -51,11 +51,13 @@ def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
     """"auto" -> cuda:LOCAL_RANK when CUDA is available, else cpu."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            from ..errors import MSAError
+    from ..errors import MSAError
+    from .config import check_device
 
-            raise MSAError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
+    device = check_device(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MSAError(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
+    if device == "cuda":
         return torch.device("cuda", local_rank)
     return torch.device(device)
 

@@ -21,7 +21,14 @@ Labels in [-1, 1] (CH-SIMS) — :func:`sims_metrics`
 F1 is the support-weighted mean of per-class F1 (sklearn's ``average='weighted'``),
 implemented here. Correlation is 0.0 (not NaN) when either side is constant —
 an untrained model predicting a constant must not poison mean ± std tables.
-Accuracies and F1 are fractions in [0, 1].
+Accuracies and F1 are fractions in [0, 1], everywhere: in the files a run writes and on the
+console (:data:`UNITS`).
+
+Non-finite predictions or labels are refused (:class:`NonFiniteError`), never scored: a NaN
+prediction would otherwise count as "negative" in every accuracy.
+
+MMSA's names (``--mmsa-names``): :data:`MMSA_NAMES` maps each toolkit name to the key MMSA's
+``MetricsTop`` uses for the same quantity (:func:`mmsa_names` renames a result dict).
 """
 
 from __future__ import annotations
@@ -30,13 +37,50 @@ from typing import Mapping
 
 import numpy as np
 
+from ..errors import MSAError
+
 #: metrics where larger is better (everything else, MAE and losses, is smaller-is-better)
 HIGHER_IS_BETTER = frozenset({
     "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc2", "acc3", "acc5", "acc7", "f1", "corr",
 })
 
-#: the metric sets: name -> (function, label range)
+#: the metric sets
 METRIC_SETS = ("standard", "sims")
+#: how accuracies and F1 are reported in files and on the console
+UNITS = "fraction"
+#: the words every console table/line uses to say so
+UNITS_NOTE = "accuracies/F1 as fractions in [0, 1]"
+
+#: toolkit metric name -> MMSA's name, per metric set (MMSA ``MetricsTop``; ``loss`` is kept)
+MMSA_NAMES: Mapping[str, Mapping[str, str]] = {
+    "standard": {"acc2_has0": "Has0_acc_2", "f1_has0": "Has0_F1_score", "acc2_non0": "Non0_acc_2",
+                 "f1_non0": "Non0_F1_score", "acc3": "Mult_acc_3", "acc5": "Mult_acc_5", "acc7": "Mult_acc_7",
+                 "mae": "MAE", "corr": "Corr"},
+    "sims": {"acc2": "Mult_acc_2", "acc3": "Mult_acc_3", "acc5": "Mult_acc_5", "f1": "F1_score",
+             "mae": "MAE", "corr": "Corr"},
+}
+
+
+class NonFiniteError(MSAError):
+    """Predictions, labels, losses or weights that are NaN or infinite: nothing is scored or saved."""
+
+
+def mmsa_names(metrics: Mapping[str, float]) -> dict[str, float]:
+    """``metrics`` with MMSA's names (:data:`MMSA_NAMES`); keys without an MMSA name are kept."""
+    sims = "f1" in metrics or ("acc2" in metrics and "acc2_has0" not in metrics)
+    names = MMSA_NAMES["sims" if sims else "standard"]
+    return {names.get(k, k): v for k, v in metrics.items()}
+
+
+def check_finite(pred, true, what: str = "predictions") -> None:
+    """Raise :class:`NonFiniteError` when a prediction or label is NaN/inf (counts, first positions)."""
+    for name, a in (("predictions", _as_1d(pred)), ("labels", _as_1d(true))):
+        bad = np.nonzero(~np.isfinite(a))[0]
+        if bad.size:
+            label = what if name == "predictions" else f"labels of {what}"
+            raise NonFiniteError(f"{bad.size} of {a.size} {label} are NaN/inf (positions "
+                                 f"{', '.join(map(str, bad[:5].tolist()))}{', ...' if bad.size > 5 else ''}); "
+                                 "they cannot be scored")
 
 
 def _as_1d(x) -> np.ndarray:
@@ -143,7 +187,11 @@ def infer_metric_set(labels) -> str:
 
 
 def compute_metrics(pred, true, metric_set: str = "standard") -> dict[str, float]:
-    """Metrics of ``metric_set`` ("standard" for [-3, 3] labels, "sims" for [-1, 1])."""
+    """Metrics of ``metric_set`` ("standard" for [-3, 3] labels, "sims" for [-1, 1]).
+
+    Raises :class:`NonFiniteError` when a prediction or label is NaN/inf.
+    """
+    check_finite(pred, true)
     if metric_set == "standard":
         return mosi_metrics(pred, true)
     if metric_set == "sims":
@@ -160,8 +208,8 @@ def is_better(metric: str, new: float, best: float | None, min_delta: float = 0.
     return new < best - min_delta
 
 
-def format_metrics(metrics: Mapping[str, float], percent: bool = True) -> str:
-    """One line, accuracies/F1 as percentages."""
+def format_metrics(metrics: Mapping[str, float], percent: bool = False) -> str:
+    """One line; accuracies/F1 as fractions (:data:`UNITS`, as in the files) unless ``percent``."""
     parts = []
     for k, v in metrics.items():
         if not isinstance(v, (int, float)):

@@ -11,7 +11,7 @@ import contextlib
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .._io import progress_bar
-from .metrics import HIGHER_IS_BETTER, format_metrics
+from .metrics import UNITS_NOTE, format_metrics, mmsa_names
 from .selection import BEST_TEST_KEY
 
 #: validation metrics shown on each epoch line (besides the monitored one)
@@ -21,9 +21,13 @@ EPOCH_LINE_METRICS = ("loss", "acc2_non0", "acc2", "corr", "mae")
 class Reporter:
     """Console output of one process; silent unless ``enabled``."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, main: bool | None = None, mmsa: bool = False):
         # print at all (progress on and the main process)
         self.enabled = enabled
+        # the main process: warnings and notices print here even when progress is off
+        self.main = enabled if main is None else main
+        # show metrics with MMSA's names (files keep the toolkit's names)
+        self.mmsa = mmsa
         # the stderr console, made on first use
         self._console = None
         # the progress bar of the epoch being trained, while it is live (messages go through it)
@@ -41,6 +45,21 @@ class Reporter:
 
             self._console = Console(stderr=True)
         self._console.print(*args)
+
+    def notice(self, message: str, style: str = "yellow") -> None:
+        """A line that matters even without progress output (a warning, what a resume runs): main process only."""
+        if not self.main:
+            return
+        if self.enabled:
+            self.print(f"[{style}]{message}")
+            return
+        import sys
+
+        print(message, file=sys.stderr)
+
+    def names(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """``metrics`` with the names the console shows (MMSA's with ``mmsa``)."""
+        return mmsa_names(metrics) if self.mmsa else dict(metrics)
 
     @contextlib.contextmanager
     def epoch_bar(self, epoch: int, epochs: int, batches: int) -> Iterator[Callable[[Any], None]]:
@@ -67,8 +86,11 @@ class Reporter:
             return
         train = " ".join(f"{k}={v:.4f}" for k, v in record["train"].items())
         shown = (monitor, *EPOCH_LINE_METRICS)
-        valid = format_metrics({k: v for k, v in record.get("valid", {}).items() if k in shown})
         star = " *" if record["best_epoch"] == record["epoch"] else ""
+        if "valid" not in record:
+            self.print(f"epoch {record['epoch']:>3}  train {train}  |  no valid split{star}")
+            return
+        valid = format_metrics(self.names({k: v for k, v in record["valid"].items() if k in shown}))
         self.print(f"epoch {record['epoch']:>3}  train {train}  |  valid {valid}{star}")
 
     def run_summary(self, history: Sequence[Mapping[str, Any]], test: Mapping[str, float], monitor: str) -> None:
@@ -78,43 +100,42 @@ class Reporter:
         from rich.table import Table
 
         comps = list(history[-1]["train"])
+        with_valid = any("valid" in r for r in history)
         table = Table(title="training (mean loss components per epoch)")
         table.add_column("epoch", justify="right")
         for c in comps:
             table.add_column(f"train {c}", justify="right")
-        table.add_column(f"valid {monitor}", justify="right")
+        if with_valid:
+            table.add_column(f"valid {next(iter(self.names({monitor: 0})))}", justify="right")
         for r in history:
+            valid = [f"{r['valid'][monitor]:.4f}" if monitor in r.get("valid", {}) else "-"] if with_valid else []
             table.add_row(str(r["epoch"]) + (" *" if r["epoch"] == r["best_epoch"] else ""),
-                          *[f"{r['train'].get(c, float('nan')):.4f}" for c in comps],
-                          f"{r.get('valid', {}).get(monitor, float('nan')):.4f}")
+                          *[f"{r['train'][c]:.4f}" if c in r["train"] else "-" for c in comps], *valid)
         self.print(table)
         if test:
-            self.print(f"[bold]test[/bold] (weights of the best valid epoch) {format_metrics(test)}")
+            self.print(f"[bold]test[/bold] (weights of the best valid epoch) {format_metrics(self.names(test))}"
+                       f"  ({UNITS_NOTE})")
         tested = [r for r in history if r.get("test")]
         if tested:
             self.print(f"[dim]test evaluated every epoch ({len(tested)}); the labelled best-TEST-epoch figures are "
                        f"in metrics.json ({BEST_TEST_KEY})[/dim]")
 
 
-def _mean_std(metric: str, mean: float, std: float) -> str:
-    if metric in HIGHER_IS_BETTER and metric != "corr":
-        return f"{100 * mean:.2f} ± {100 * std:.2f}"
-    return f"{mean:.4f} ± {std:.4f}"
-
-
-def print_seed_summary(model: str, seeds: Sequence[int], summary: Mapping[str, Mapping[str, Mapping[str, Any]]]
-                       ) -> None:
-    """The mean ± std table over seeds (accuracies/F1 in %), as :func:`.api.summarize` computes it."""
+def print_seed_summary(model: str, seeds: Sequence[int], summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                       mmsa: bool = False) -> None:
+    """The mean ± std table over seeds (fractions, as in the files), as :func:`.api.summarize` computes it;
+    ``mmsa`` shows MMSA's metric names."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{model}: mean ± std over seeds {list(seeds)} (accuracies/F1 in %)")
+    table = Table(title=f"{model}: mean ± std over seeds {list(seeds)} ({UNITS_NOTE})")
     table.add_column("metric")
     splits = [s for s in ("valid", "test", BEST_TEST_KEY) if s in summary]
     for s in splits:  # the test-selected column is labelled so it is never read as the valid-selected one
         table.add_column(s if s != BEST_TEST_KEY else "test at best TEST epoch (test-selected)", justify="right")
     keys = list(dict.fromkeys(k for s in splits for k in summary[s]))
-    for k in keys:
-        table.add_row(k, *[_mean_std(k, summary[s][k]["mean"], summary[s][k]["std"])
-                           if k in summary[s] else "" for s in splits])
+    shown = mmsa_names({k: k for k in keys}) if mmsa else {k: k for k in keys}
+    for name, k in shown.items():
+        table.add_row(name, *[f"{summary[s][k]['mean']:.4f} ± {summary[s][k]['std']:.4f}"
+                              if k in summary[s] else "" for s in splits])
     Console(stderr=True).print(table)

@@ -139,3 +139,18 @@ def best_test_figures(history: Sequence[Mapping[str, Any]], metric: str, mode: s
                                                               ties=", ties to the later epoch" if ties else "")},
         BEST_PER_METRIC_KEY: {"metrics": per_metric, "epochs": per_epoch, "protocol": BEST_PER_METRIC_PROTOCOL},
     }
+
+
+def maybe_roll_back(model: Any, optimizer: Any, run: Any, tc: Any) -> dict[str, Any] | None:
+    """The trainer's plateau step (``run`` a RunState, ``tc`` a TrainConfig): after
+    ``tc.rollback_patience`` epochs without improvement, roll back (:func:`roll_back`) and return
+    ``{"to_epoch", "lr"}``; when ``tc.rollback_limit`` roll-backs are spent, mark the run stopped."""
+    if not should_roll_back(run.plateau_epochs, tc.rollback_patience) or run.best_weights is None:
+        return None
+    run.plateau_epochs = 0
+    if run.rollbacks >= tc.rollback_limit:
+        run.stopped_early = True
+        return None
+    run.rollbacks += 1
+    lrs = roll_back(model, optimizer, run.best_weights, run.best_optimizer, tc.rollback_factor)
+    return {"to_epoch": run.best_epoch, "lr": lrs[0]}

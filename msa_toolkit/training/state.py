@@ -1,6 +1,7 @@
 """What a training run carries from epoch to epoch and what it returns.
 
-:class:`RunState` is the progress the epoch loop updates (and ``last.pt`` stores),
+:class:`TrainingSetup` is what ``Trainer.fit`` builds once, :class:`RunState` is the progress
+the epoch loop updates (and ``last.pt`` stores),
 :class:`FitResult` the outcome of ``Trainer.fit``, :class:`SplitOutputs` what ``Trainer.predict``
 returns for one split (written as ``predictions_test.csv`` by :func:`write_predictions`).
 """
@@ -16,6 +17,7 @@ from .._io import atomic_write_text
 if TYPE_CHECKING:  # annotations only: importing the results must not need torch or numpy
     import numpy as np
     import torch
+    from torch import nn
 
 #: the RunState fields stored in (and restored from) the resume state ``last.pt``, in file order
 RESUME_FIELDS = ("epoch", "global_step", "best_value", "best_epoch", "bad_epochs", "best_valid", "history",
@@ -93,6 +95,30 @@ class FitResult:
     # labelled "best test epoch" figures (selection.BEST_TEST_KEY / BEST_PER_METRIC_KEY); empty unless
     # the test split was evaluated after every epoch (TrainConfig.test_every_epoch)
     best_test: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What :meth:`Trainer.fit` builds once, before the first epoch."""
+
+    # model + objective as one module (wrapped in DistributedDataParallel when distributed)
+    step_module: nn.Module
+    # the train split's loader (with a DistributedSampler when distributed)
+    loader: Any
+    # batches trained per epoch (``limit_train_batches`` applied)
+    batches: int
+    # the optimiser over the model's parameter groups
+    optimizer: torch.optim.Optimizer
+    # learning-rate scheduler, or None
+    scheduler: Any
+    # when ``scheduler.step()`` is called: "step" | "epoch" | "none"
+    scheduler_when: str
+    # fp16 gradient scaler (None unless fp16 autocast)
+    scaler: Any
+    # clip each gradient value to [-v, v] (0 = off)
+    clip_value: float
+    # clip the global gradient norm (0 = off)
+    clip_norm: float
 
 
 @dataclass

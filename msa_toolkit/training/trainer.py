@@ -11,7 +11,11 @@ Per epoch: mean of every named loss component (train), metrics and loss on the
 validation split, early stopping on ``monitor``, ``best.safetensors`` written
 when the validation metric improves, ``last.pt`` (resume state) and a line of
 ``log.jsonl``. After the last epoch the best weights are restored and the test
-split is evaluated once.
+split is evaluated once. Without a validation split the last epoch is kept (warned).
+
+Nothing non-finite is saved or scored: each epoch's weights, train loss and validation metrics
+are checked for NaN/inf *before* anything is written; a :class:`~.metrics.NonFiniteError` names
+the first bad tensor (files of earlier, finite epochs stay).
 
 ``Trainer.fit`` runs four steps around one :class:`~.state.RunState`: prepare
 (:class:`TrainingSetup`: step module, loader, optimiser, schedule, scaler),
@@ -34,7 +38,6 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -45,15 +48,15 @@ from torch import nn
 from .._io import atomic_write_json, atomic_write_text, dumps_json
 from ..errors import MSAError
 from . import distributed as D
-from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, full_model_state, load_resume_state, model_state_tensors,
-                         save_checkpoint, save_resume_state)
+from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, describe_nonfinite, full_model_state, load_resume_state,
+                         model_state_tensors, save_checkpoint, save_resume_state)
 from .config import TrainConfig, coerce_field
-from .metrics import compute_metrics, infer_metric_set
+from .metrics import UNITS, NonFiniteError, compute_metrics, infer_metric_set
 from .optim import build_optimizer, build_scheduler, clip_thresholds, resolve_precision
 from .report import Reporter
 from .rng import loader_generators, rng_state, seed_everything, set_rng_state
 from . import selection as S
-from .state import FitResult, RunState, SplitOutputs, write_predictions
+from .state import FitResult, RunState, SplitOutputs, TrainingSetup, write_predictions
 
 # TrainConfig, coerce_field and the optimiser builders live in .config / .optim; they stay importable from here
 __all__ = ["Trainer", "TrainConfig", "coerce_field", "FitResult", "RunState", "SplitOutputs", "TrainingSetup",
@@ -64,30 +67,6 @@ BEST_FILE = "best.safetensors"
 LOG_FILE = "log.jsonl"
 RESULT_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions_test.csv"
-
-
-@dataclass(frozen=True)
-class TrainingSetup:
-    """What :meth:`Trainer.fit` builds once, before the first epoch."""
-
-    # model + objective as one module (wrapped in DistributedDataParallel when distributed)
-    step_module: nn.Module
-    # the train split's loader (with a DistributedSampler when distributed)
-    loader: Any
-    # batches trained per epoch (``limit_train_batches`` applied)
-    batches: int
-    # the optimiser over the model's parameter groups
-    optimizer: torch.optim.Optimizer
-    # learning-rate scheduler, or None
-    scheduler: Any
-    # when ``scheduler.step()`` is called: "step" | "epoch" | "none"
-    scheduler_when: str
-    # fp16 gradient scaler (None unless fp16 autocast)
-    scaler: Any
-    # clip each gradient value to [-v, v] (0 = off)
-    clip_value: float
-    # clip the global gradient norm (0 = off)
-    clip_norm: float
 
 
 class _Step(nn.Module):
@@ -144,7 +123,8 @@ class Trainer:
             raise MSAError("grad_accum must be >= 1")
         self.metric_set = self.config.metric_set
         self.monitor = self.config.monitor.removeprefix("valid_")
-        self.reporter = Reporter(self.config.progress and self.ctx.is_main)
+        self.reporter = Reporter(self.config.progress and self.ctx.is_main, main=self.ctx.is_main,
+                                 mmsa=self.config.mmsa_names)
 
     # -- helpers -----------------------------------------------------------------------------
     @property
@@ -234,10 +214,13 @@ class Trainer:
             self.reporter.print(f"[cyan]extending finished run {self.out_dir} to {self.config.epochs} epochs")
         setup = self._prepare()
         run = self._restore(setup, saved) if saved is not None else RunState()
+        if self.valid_split is None:
+            self.reporter.notice(f"warning: the dataset has no validation split: no early stopping, the last epoch's "
+                                 f"weights are kept (best.safetensors = epoch {self.config.epochs})")
         if self.writes:  # a fresh log, or the resumed run's history (drops lines of a half-finished epoch)
             atomic_write_text(self.out_dir / LOG_FILE, "".join(_json_line(r) for r in run.history))
         for epoch in range(run.epoch, self.config.epochs):
-            if self.config.patience and run.bad_epochs >= self.config.patience:
+            if self.config.patience and self.valid_split is not None and run.bad_epochs >= self.config.patience:
                 run.stopped_early = True
             if run.stopped_early:  # early stopping, or a plateau after the last roll-back
                 break
@@ -304,7 +287,10 @@ class Trainer:
             from safetensors.torch import load_file
 
             run.best_weights = {k: v for k, v in load_file(str(best_path)).items() if not k.startswith(EXTRA_PREFIX)}
-        self.reporter.print(f"[cyan]resuming {self.out_dir} after epoch {run.epoch}")
+        todo = (f"runs epochs {run.epoch + 1}-{self.config.epochs}" if run.epoch < self.config.epochs
+                else "no epoch left to run")
+        self.reporter.notice(f"resuming {self.out_dir} after epoch {run.epoch} of {self.config.epochs}: {todo}",
+                             style="cyan")
         return run
 
     def _run_epoch(self, setup: TrainingSetup, run: RunState, epoch: int) -> dict[str, Any]:
@@ -314,12 +300,15 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         train_stats = self._train_epoch(setup, run, epoch)
+        self._check_finite(epoch, train_stats)
         record: dict[str, Any] = {"epoch": epoch + 1, "step": run.global_step, "train": train_stats,
                                   "lr": setup.optimizer.param_groups[0]["lr"]}
         value = self._validate(record)
         if self.config.test_every_epoch and self.test_split is not None:  # for the labelled best-test figures
             record["test"] = self.evaluate(self.test_split)
-        if S.improved(value, run.best_value, self.monitor_direction, self.config.min_delta, self.config.monitor_ties):
+        tc = self.config
+        if self.valid_split is None or S.improved(value, run.best_value, self.monitor_direction, tc.min_delta,
+                                                  tc.monitor_ties):
             run.new_best(value, epoch, record.get("valid", {}), model_state_tensors(self.model))
             if self.config.rollback_patience:
                 run.best_optimizer = S.snapshot_optimizer(setup.optimizer)
@@ -347,23 +336,33 @@ class Trainer:
 
     def _maybe_roll_back(self, setup: TrainingSetup, run: RunState, record: dict[str, Any]) -> None:
         """After ``rollback_patience`` bad epochs: back to the best weights with a lower LR, or stop (limit spent)."""
-        tc = self.config
-        if not S.should_roll_back(run.plateau_epochs, tc.rollback_patience) or run.best_weights is None:
-            return
-        run.plateau_epochs = 0
-        if run.rollbacks >= tc.rollback_limit:
-            run.stopped_early = True
-            return
-        run.rollbacks += 1
-        lrs = S.roll_back(self.model, setup.optimizer, run.best_weights, run.best_optimizer, tc.rollback_factor)
-        record["rollback"] = {"to_epoch": run.best_epoch, "lr": lrs[0]}
-        self.reporter.print(f"[yellow]plateau: rolled back to epoch {run.best_epoch}, lr {lrs[0]:.3g}")
+        done = S.maybe_roll_back(self.model, setup.optimizer, run, self.config)
+        if done:
+            record["rollback"] = done
+            self.reporter.print(f"[yellow]plateau: rolled back to epoch {done['to_epoch']}, lr {done['lr']:.3g}")
+
+    def _check_finite(self, epoch: int, train_stats: Mapping[str, float]) -> None:
+        """NonFiniteError when a weight or the epoch's train loss is NaN/inf (before anything is saved)."""
+        bad = describe_nonfinite(self.model.state_dict())
+        if bad:
+            raise NonFiniteError(f"epoch {epoch + 1}: the model's {bad}; nothing of this epoch was saved. "
+                                 "Check the data for NaN/inf (msa dataset validate) or lower the learning rate")
+        if not all(math.isfinite(v) for v in train_stats.values()):
+            raise NonFiniteError(f"training loss became non-finite in epoch {epoch + 1}: "
+                                 + ", ".join(f"{k}={v}" for k, v in train_stats.items()))
 
     def _validate(self, record: dict[str, Any]) -> float:
         """Add the validation metrics to ``record``; the monitored value (the train loss without a valid split)."""
         if self.valid_split is None:
             return record["train"]["total"]
-        valid = self.evaluate(self.valid_split)
+        try:
+            valid = self.evaluate(self.valid_split)
+        except NonFiniteError as e:
+            raise NonFiniteError(f"epoch {record['epoch']}, split {self.valid_split!r}: {e}") from None
+        bad = [k for k, v in valid.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteError(f"epoch {record['epoch']}: validation {', '.join(bad)} not finite "
+                                 f"({', '.join(f'{k}={valid[k]}' for k in bad)}); nothing of this epoch was saved")
         record["valid"] = valid
         value = valid.get(self.monitor)
         if value is None:
@@ -400,11 +399,7 @@ class Trainer:
                     if tc.log_every and run.global_step % tc.log_every == 0 and ctx.is_main:
                         self.reporter.print(f"step {run.global_step}: loss {float(total):.4f}")
                 advance(total.detach())
-        stats = D.all_reduce_mean(ctx, {k: float(v) / max(1, count) for k, v in sums.items()})
-        if not math.isfinite(stats.get("total", 0.0)):
-            raise MSAError(f"training loss became non-finite in epoch {epoch + 1}: "
-                           + ", ".join(f"{k}={v}" for k, v in stats.items()))
-        return stats
+        return D.all_reduce_mean(ctx, {k: float(v) / max(1, count) for k, v in sums.items()})
 
     def _optimizer_step(self, setup: TrainingSetup) -> None:
         """Unscale and clip the gradients, step the optimiser, the objective's after_step and a per-step schedule."""
@@ -435,7 +430,10 @@ class Trainer:
         outputs = None
         if self.test_split is not None:
             outputs = self.predict(self.test_split)
-            test = compute_metrics(outputs.prediction, outputs.label, self.metric_set)
+            try:
+                test = compute_metrics(outputs.prediction, outputs.label, self.metric_set)
+            except NonFiniteError as e:
+                raise NonFiniteError(f"split {self.test_split!r} with the best weights: {e}") from None
             test["loss"] = outputs.loss.get("total", float("nan"))
         tc = self.config  # "best test epoch" figures: only when the test split was evaluated every epoch
         best_test = S.best_test_figures(run.history, tc.test_select or self.monitor,
@@ -455,8 +453,8 @@ class Trainer:
         """best.safetensors with test metrics, metrics.json, test predictions, plots; last.pt marked finished."""
         self._save_best(model_state_tensors(self.model), {"valid": run.best_valid, "test": test}, run.best_epoch)
         summary = {"best_epoch": run.best_epoch, "stopped_early": run.stopped_early, "epochs_run": len(run.history),
-                   "metric_set": self.metric_set, "monitor": self.monitor, "valid": run.best_valid, "test": test,
-                   **best_test}
+                   "metric_set": self.metric_set, "monitor": self.monitor, "units": UNITS, "valid": run.best_valid,
+                   "test": test, **best_test}
         atomic_write_json(self.out_dir / RESULT_FILE, summary, indent=2)
         if outputs is not None:
             write_predictions(outputs, self.out_dir / PREDICTIONS_FILE)

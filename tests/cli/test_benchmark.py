@@ -25,7 +25,7 @@ def _bench(ds, out, *extra):
     return runner.invoke(app, ["benchmark", "--models", "text_only,late_fusion,tfn", "--data", str(ds), "-o",
                                str(out), "--seeds", "1,2", "--preset", "tiny", "--epochs", "2", "--device", "cpu",
                                "--set", "trainer.batch_size=8", "--set", "trainer.plots=false",
-                               "--set", "tfn:model.no_such_field=1", "--mmsa-names", *extra])
+                               "--set", "tfn:model.no_such_field=1", "--mmsa-names", "--percent", *extra])
 
 
 def test_benchmark_end_to_end_resume_and_failed_row(bench_ds, tmp_path):
@@ -73,6 +73,6 @@ def test_markdown_labels_the_test_selected_table():
     table = aggregate(rows)
     assert table["m"]["test"]["mae"]["mean"] == pytest.approx(1.15)
     assert table["m"]["test"]["mae"]["std"] == pytest.approx(0.0707107, rel=1e-4)
-    md = markdown(table, ("acc2_non0", "mae"), paper={"m": {"acc2": 86.0, "mae": 0.7, "source": "x"}})
+    md = markdown(table, ("acc2_non0", "mae"), percent=True, paper={"m": {"acc2": 86.0, "mae": 0.7, "source": "x"}})
     main, labelled = md.index("chosen on valid"), md.index("best TEST epoch")
     assert main < labelled and "60.00 ± 0.00" in md[labelled:] and "Published CMU-MOSI" in md

@@ -62,14 +62,41 @@ def test_import_export_validate_problems(tmp_path, capsys):
     pkl = tmp_path / "unaligned_50.pkl"
     with open(pkl, "wb") as fh:
         pickle.dump(data, fh)
+    # issue 15: a label outside [-3, 3] is an import error naming split, key and index
+    assert main(["dataset", "import", str(pkl), "-o", str(tmp_path / "ds")]) == 2
+    assert "train/regression_labels: labels must be finite and inside [-3, 3]: [2]=7" in capsys.readouterr().err
+    assert not (tmp_path / "ds" / "manifest.json").exists()
+    data["train"]["regression_labels"][2] = 2.5
+    with open(pkl, "wb") as fh:
+        pickle.dump(data, fh)
     assert main(["dataset", "import", str(pkl), "-o", str(tmp_path / "ds")]) == 0
-    assert "imported unaligned_50.pkl (unaligned, dims 6/2/3)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "imported unaligned_50.pkl (unaligned, dims 6/2/3)" in out
+    # issue 15: the NaN vision value is replaced by 0 and counted per modality
+    assert "non-finite feature values replaced by 0: text 0, audio 0, vision 1" in out
     rc = main(["dataset", "validate", str(tmp_path / "ds")])
     out = capsys.readouterr().out
     assert rc == 1
+    assert "[nan]" not in out
+    assert "[empty] audio: 1 samples without any valid step: test0" in out
+    # validate still finds NaN features and out-of-range labels written by other means
+    from msa_toolkit.data.native import load_dataset, write_dataset
+
+    ds = load_dataset(tmp_path / "ds")
+
+    def corrupt(split):
+        for i, x in enumerate(ds.split(split)):
+            if split == "train" and i == 1:
+                x.features["vision"][2, 0] = np.nan
+            if split == "train" and i == 2:
+                x.label = 7.0
+            yield x
+
+    write_dataset(tmp_path / "bad", ds.spec, {s: corrupt(s) for s in ds.splits})
+    assert main(["dataset", "validate", str(tmp_path / "bad")]) == 1
+    out = capsys.readouterr().out
     assert "[nan] vision: NaN/inf values in 1 rows of 1 samples: train1" in out
     assert "[label] 1 labels outside [-3, 3]: train2=7" in out
-    assert "[empty] audio: 1 samples without any valid step: test0" in out
     assert main(["dataset", "export", str(tmp_path / "ds"), "--format", "mmsa", "-o", str(tmp_path / "o.pkl")]) == 0
     with open(tmp_path / "o.pkl", "rb") as fh:
         back = pickle.load(fh)
@@ -94,3 +121,64 @@ def test_validate_duplicate_ids(tmp_path, capsys):
 @pytest.mark.parametrize("args", [["dataset", "info", "/nonexistent/ds"], ["dataset", "import", "/nope.pkl", "-o", "x"]])
 def test_path_validation(args):
     assert main(args) != 0
+
+
+# -- issue 15 ------------------------------------------------------------------------------------
+
+def test_create_without_mode_prints_created_splits_and_nonfinite_counts(tmp_path, monkeypatch, capsys):
+    import msa_toolkit.pipeline as P
+
+    monkeypatch.setenv("MSA_CACHE_DIR", str(tmp_path / "cache"))
+    real = P.extract_texts
+
+    def with_inf(texts, *a, **k):  # one encoder output with a +inf, as a broken encoder could give
+        out = real(texts, *a, **k)
+        if "v0_0" in out:
+            out["v0_0"].sequences["text"].values[0, 0] = np.inf
+        return out
+
+    monkeypatch.setattr(P, "extract_texts", with_inf)
+    p = tmp_path / "label.csv"
+    p.write_text("video_id,clip_id,text,label\n" + "".join(f"v0,{i},words number {i},{i % 3 - 1}\n" for i in range(9)))
+    assert main(["dataset", "create", "--labels", str(p), "--transcripts", "label", "-o", str(tmp_path / "ds"),
+                 "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "splits created (seed 0, grouped by clip, asked 70/10/20%): train 66.7%, valid 11.1%, test 22.2%" in out
+    assert "non-finite feature values replaced by 0: text 1" in out
+    assert main(["dataset", "validate", str(tmp_path / "ds")]) == 0
+
+
+def test_failed_create_leaves_nothing_and_reruns(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MSA_CACHE_DIR", str(tmp_path / "cache"))
+    labels = _write_labels(tmp_path, ["a_1,,1,train", "b_1,,0,test"])  # no row has text
+    out = tmp_path / "ds"
+    assert main(["dataset", "create", "--labels", str(labels), "--transcripts", "label", "-o", str(out), "-q"]) == 2
+    assert "no row could be built, so no dataset was written" in capsys.readouterr().err
+    assert not out.exists()
+    labels = _write_labels(tmp_path, ["a_1,good,1,train", "b_1,bad,0,test"])
+    assert main(["dataset", "create", "--labels", str(labels), "--transcripts", "label", "-o", str(out), "-q"]) == 0
+
+
+def test_validate_fails_on_an_empty_dataset(tmp_path, capsys):
+    from msa_toolkit.data.native import write_dataset
+    from msa_toolkit.data.synthetic import synthetic_spec
+
+    write_dataset(tmp_path / "empty", synthetic_spec((4, 3, 2)), {})
+    assert main(["dataset", "validate", str(tmp_path / "empty")]) == 1
+    assert "no splits" in capsys.readouterr().out
+    write_dataset(tmp_path / "e2", synthetic_spec((4, 3, 2)), {"train": []})
+    assert main(["dataset", "validate", str(tmp_path / "e2")]) == 1
+    assert "train [empty] the split has no samples" in capsys.readouterr().out
+
+
+def test_export_max_len_option(tmp_path, capsys):
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path / "ds", n_train=6, n_valid=2, n_test=2, dims=(4, 3, 2), lengths=(6, 8, 8))
+    assert main(["dataset", "export", str(tmp_path / "ds"), "-o", str(tmp_path / "o.pkl"),
+                 "--max-len", "text=3,audio=5"]) == 0
+    with open(tmp_path / "o.pkl", "rb") as fh:
+        back = pickle.load(fh)
+    assert back["train"]["text"].shape[1] == 3 and back["train"]["audio"].shape[1] == 5
+    assert "truncated to 3 steps" in capsys.readouterr().err
+    assert main(["dataset", "export", str(tmp_path / "ds"), "-o", str(tmp_path / "x.pkl"), "--max-len", "text"]) != 0

@@ -42,3 +42,43 @@ def test_evaluate_errors(trained):
     assert main(["evaluate", str(trained / "nope.safetensors"), "--data", str(trained / "ds")]) == 2
     r = runner.invoke(app, ["evaluate", ck, "--data", str(trained / "ds"), "--split", "valid"])
     assert r.exit_code == 0 and "valid:" in r.output and "mae=" in r.output
+
+
+# -- issue 15 ------------------------------------------------------------------------------------
+
+def test_evaluate_refuses_a_checkpoint_with_nan_weights(trained, tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    src = trained / "run" / "best.safetensors"
+    with safe_open(str(src), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(src))
+    name = sorted(k for k in tensors if not k.startswith("__extra__") and tensors[k].is_floating_point())[0]
+    tensors[name][...] = float("nan")
+    bad = tmp_path / "nan.safetensors"
+    save_file(tensors, str(bad), metadata=meta)
+    assert main(["evaluate", str(bad), "--data", str(trained / "ds"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "hold NaN/inf" in err and name in err and "Traceback" not in err
+
+
+def test_evaluate_console_and_json_same_units_and_mmsa_names(trained, tmp_path, capsys):
+    import json
+    import re
+
+    ck = str(trained / "run" / "best.safetensors")
+    out = tmp_path / "m.json"
+    assert main(["evaluate", ck, "--data", str(trained / "ds"), "--device", "cpu", "--json", str(out)]) == 0
+    line = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    printed = float(re.search(r"acc7=([0-9.]+)", line).group(1))
+    assert printed == pytest.approx(doc["metrics"]["acc7"], abs=1e-4) and doc["units"] == "fraction"
+    assert "fractions" in line
+    assert main(["evaluate", ck, "--data", str(trained / "ds"), "--device", "cpu", "--mmsa-names",
+                 "--json", str(out)]) == 0
+    line = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert "Non0_acc_2=" in line and "Mult_acc_7" in doc["metrics"] and doc["metric_names"] == "mmsa"
+    assert main(["evaluate", ck, "--data", str(trained / "ds"), "--device", "gpu"]) == 2
+    assert "unknown device 'gpu'" in capsys.readouterr().err

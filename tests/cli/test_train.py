@@ -98,3 +98,73 @@ def test_torchrun_two_processes_same_command_line(cli_ds, tmp_path):
     assert r.stdout.count("run written to") == 1
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2 * 3  # 24 train samples / 2 ranks / batch 4 = 3 steps per epoch
+
+
+# -- issue 15: honest runs -----------------------------------------------------------------------
+
+def _train_args(ds, out, *extra):
+    return ["train", "--model", "text_only", "--preset", "tiny", "--data", str(ds), "-o", str(out), "--device", "cpu",
+            "--set", "trainer.batch_size=8", "--set", "trainer.plots=false", "-q", *extra]
+
+
+def test_resume_with_another_model_or_preset_is_refused(cli_ds, tmp_path, capsys):
+    from msa_toolkit.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(_train_args(cli_ds, run, "--epochs", "1")) == 0
+    before = (run / "config.yaml").read_text()
+    args = [a if a != "text_only" else "late_fusion" for a in _train_args(cli_ds, run, "--epochs", "2", "--resume")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "holds a run of model 'text_only'" in err and "not 'late_fusion'" in err and "Traceback" not in err
+    args = [a if a != "tiny" else "mosi" for a in _train_args(cli_ds, run, "--epochs", "2", "--resume")]
+    assert main(args) == 2 and "preset 'tiny'" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == before  # the run is left as it was
+
+
+def test_resume_prints_the_epochs_it_runs(cli_ds, tmp_path, capsys):
+    from msa_toolkit.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(_train_args(cli_ds, run, "--epochs", "1")) == 0
+    capsys.readouterr()
+    assert main(_train_args(cli_ds, run, "--epochs", "3", "--resume")) == 0
+    assert "after epoch 1 of 3: runs epochs 2-3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["--epochs", "0"], ["--epochs", "-2"], ["--device", "foo"], ["--device", "gpu"]])
+def test_bad_epochs_and_device_are_one_line_errors(cli_ds, tmp_path, capsys, bad):
+    from msa_toolkit.cli.main import main
+
+    assert main(_train_args(cli_ds, tmp_path / "r", *bad)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert ("epochs must be >= 1" in err) if bad[0] == "--epochs" else ("unknown device" in err)
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_training_without_valid_split_warns_and_keeps_the_last_epoch(tmp_path, capsys):
+    from msa_toolkit.cli.main import main
+    from msa_toolkit.data.native import load_dataset, write_dataset
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path / "full", n_train=16, n_valid=4, n_test=4, dims=(8, 4, 4), lengths=(6, 8, 8))
+    ds = load_dataset(tmp_path / "full")
+    write_dataset(tmp_path / "nv", ds.spec, {s: ds.split(s) for s in ("train", "test")})
+    assert main(_train_args(tmp_path / "nv", tmp_path / "run", "--epochs", "3")) == 0
+    err = capsys.readouterr().err
+    assert "no validation split" in err and "last epoch" in err
+    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert doc["best_epoch"] == 3 and doc["valid"] == {}
+
+
+def test_mmsa_names_on_the_console_toolkit_names_in_files(cli_ds, tmp_path, capsys):
+    from msa_toolkit.cli.main import main
+
+    args = [a for a in _train_args(cli_ds, tmp_path / "run", "--epochs", "1", "--mmsa-names") if a != "-q"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "Has0_acc_2" in err and "Mult_acc_7" in err and "fractions" in err
+    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "acc2_has0" in doc["test"] and "Has0_acc_2" not in doc["test"] and doc["units"] == "fraction"
+    assert "acc7" in (tmp_path / "run" / "summary.csv").read_text()

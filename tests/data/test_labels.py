@@ -108,3 +108,26 @@ def test_make_splits_small_and_ratios():
     assert set(a.values()) == {"train"}
     with pytest.raises(DatasetError, match="three non-negative"):
         make_splits(["a"], 0, ratios=(1, 1))
+
+
+# -- issue 15 ------------------------------------------------------------------------------------
+
+def test_nonfinite_and_out_of_range_labels_are_errors_with_lines(tmp_path):
+    p = _write(tmp_path, "id,label,mode\na_1,inf,train\na_2,7,train\na_3,-12,test\na_4,1.5,test\n")
+    with pytest.raises(DatasetError, match=r"inside \[-3, 3\].*'label': line 2: inf, line 3: 7, line 4: -12") as e:
+        read_labels(p)
+    assert str(p) in str(e.value) and "sims [-1, 1]" in str(e.value)
+    p = _write(tmp_path, "id,label,label_T,mode\na_1,0.5,nan,train\na_2,0.2,-1.5,train\n")
+    read_labels(p)  # an empty/NaN unimodal label is "absent"; -1.5 is inside [-3, 3]
+    p = _write(tmp_path, "id,label,label_T,mode\na_1,0.5,-inf,train\n")
+    with pytest.raises(DatasetError, match="'label_T': line 2: -inf"):
+        read_labels(p)
+
+
+@pytest.mark.parametrize("videos", [1, 2])
+def test_created_splits_with_too_few_videos_still_have_valid_and_test(tmp_path, videos):
+    lines = ["video_id,clip_id,label"] + [f"v{i % videos},{i},{i % 3 - 1}" for i in range(9)]
+    t = read_labels(_write(tmp_path, "\n".join(lines) + "\n"))
+    assert set(t.split_sizes()) == {"train", "valid", "test"} and t.split_grouping == "clip"
+    t = read_labels(_write(tmp_path, "\n".join(["video_id,clip_id,label"] + [f"v{i % 3},{i},0" for i in range(9)])))
+    assert t.split_grouping == "video"

@@ -165,3 +165,50 @@ def test_import_shared_poria_pickle(shared_data, tmp_path):
     export_mmsa(ds, tmp_path / "out" / f.name)
     ds2, _ = import_mmsa(tmp_path / "out" / f.name, tmp_path / "ds2")
     _assert_same_dataset(ds, ds2)
+
+
+# -- issue 15 ------------------------------------------------------------------------------------
+
+def test_import_replaces_nonfinite_in_every_modality_with_counts(tmp_path):
+    data = _make_pickle(tmp_path / "a.pkl", (6, 6, 6), (4, 3, 2), aligned=False)
+    data["train"]["text"][1, 0, 0] = np.inf
+    data["valid"]["vision"][0, 0, :] = np.nan
+    with open(tmp_path / "a.pkl", "wb") as fh:
+        pickle.dump(data, fh)
+    ds, rep = import_mmsa(tmp_path / "a.pkl", tmp_path / "ds")
+    assert rep.nonfinite["text"] == 1 and rep.nonfinite["vision"] == 2 and rep.nonfinite["audio"] >= 1
+    assert ds.provenance["nonfinite_replaced"] == rep.nonfinite
+    assert all(np.isfinite(x.features[m]).all() for x in ds.samples() for m in x.features)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 7.0, -12.0])
+def test_import_refuses_bad_labels_naming_split_and_index(tmp_path, bad):
+    data = _make_pickle(tmp_path / "a.pkl", (6, 6, 6), (4, 3, 2), aligned=False)
+    data["test"]["regression_labels"][2] = bad
+    with open(tmp_path / "a.pkl", "wb") as fh:
+        pickle.dump(data, fh)
+    with pytest.raises(DatasetError, match=r"test/regression_labels: labels must be finite .*\[2\]="):
+        import_mmsa(tmp_path / "a.pkl", tmp_path / "ds")
+
+
+def test_export_pads_to_mmsa_fet_rule_or_given_lengths(tmp_path):
+    from msa_toolkit.data.mmsa import mmsa_fet_length
+    from msa_toolkit.data.native import Sample, write_dataset
+    from msa_toolkit.data.synthetic import synthetic_spec
+
+    r = np.random.default_rng(0)
+    lens = [10] * 40 + [12] * 19 + [300]  # one outlier must not set the padded length
+    spec = synthetic_spec((4, 3, 2))
+    samples = [Sample(f"v{i}_0", 0.5, {m: r.standard_normal((L, d)).astype(np.float32)
+                                        for m, d in spec.dims.items()}) for i, L in enumerate(lens)]
+    ds = write_dataset(tmp_path / "ds", spec, {"train": samples[:50], "test": samples[50:]})
+    rule = int(round(np.mean(lens) + 3 * np.std(lens)))
+    assert mmsa_fet_length(np.array(lens)) == rule < 300
+    rep = export_mmsa(ds, tmp_path / "o.pkl")
+    with open(tmp_path / "o.pkl", "rb") as fh:
+        out = pickle.load(fh)
+    assert rep.lengths == {"text": rule, "audio": rule, "vision": rule} and out["test"]["text"].shape[1] == rule
+    assert rep.truncated == {"text": 1, "audio": 1, "vision": 1}
+    assert any(f"text: 1 of 60 sequences truncated to {rule} steps (longest 300)" in w for w in rep.warnings)
+    rep = export_mmsa(ds, tmp_path / "o2.pkl", lengths={"text": 8, "audio": 20})
+    assert rep.lengths == {"text": 8, "audio": 20, "vision": rule} and rep.truncated["text"] == 60

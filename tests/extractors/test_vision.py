@@ -83,16 +83,18 @@ def test_registered_and_spec_matches_columns():
     assert _EXTRACTORS["mediapipe_face"] is MediaPipeFaceExtractor
     ex = MediaPipeFaceExtractor(fps=7.5)
     names = ex.feature_names
-    assert len(names) == len(set(names)) == ex.dim == 19 + 136 + 7
+    # 19 geometry + 136 landmark + 16 action-unit proxy + 7 expression columns (the AU proxies came with version 2)
+    assert len(names) == len(set(names)) == ex.dim == 19 + 136 + 16 + 7
     assert names[0] == "face_score" and names[-7:] == tuple(f"expr_{e}" for e in EXPRESSIONS)
     assert names[19:23] == ("lm00_x", "lm00_y", "lm01_x", "lm01_y") and names[19 + 135] == "lm67_y"
+    assert names[155:171] == visual.AU_NAMES and names[155] == "au01_inner_brow_raise"
     spec = ex.spec
     assert spec.modality == "vision" and spec.dim == ex.dim and spec.feature_names == names
     assert spec.frame_rate == 7.5 and ex.fps == 7.5
-    assert spec.params["fps"] == 7.5 and "mediapipe" in spec.version
+    assert spec.params["fps"] == 7.5 and "mediapipe" in spec.version and MediaPipeFaceExtractor.version == "2"
 
     no_expr = MediaPipeFaceExtractor(expressions=False)
-    assert no_expr.dim == 155 and not any(n.startswith("expr_") for n in no_expr.feature_names)
+    assert no_expr.dim == 171 and not any(n.startswith("expr_") for n in no_expr.feature_names)
 
 
 def test_bad_parameters_rejected():

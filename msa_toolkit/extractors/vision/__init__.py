@@ -5,6 +5,8 @@ One module per concern:
 - :mod:`.face` — face detection (MediaPipe BlazeFace) and the one-person tracker;
 - :mod:`.mesh` — the 478-point mesh crop, the head-pose fit and the geometric columns
   (index tables and canonical points in :mod:`._mesh_tables`);
+- :mod:`.action_units` — geometric action-unit proxies measured against MediaPipe's canonical face
+  model (its 468 vertices in :mod:`._canonical_mesh`);
 - :mod:`.expression` — FER2013 expression probabilities;
 - :mod:`.extractor` — :class:`MediaPipeFaceExtractor`, which runs them per frame (its module
   docstring lists every feature column);
@@ -15,6 +17,7 @@ extractor loads or processes a frame.
 """
 
 from ._runtime import INSTALL_HINT, mediapipe_model_paths
+from .action_units import AU_NAMES, NEUTRAL_MEASURES, action_unit_features
 from .expression import (EXPRESSION_NAMES, EXPRESSIONS, FER_BOX_MARGIN, FER_INPUT_SIDE, FER_MAX_WARP_MULTIPLE,
                          fer_affine, fer_model_path)
 from .extractor import DEFAULT_FPS, WARMUP_SIDE, FaceAnalysis, MediaPipeFaceExtractor, sample_frames
@@ -30,4 +33,5 @@ __all__ = [
     "DEFAULT_FPS", "DEFAULT_MAX_SIDE", "DEFAULT_MIN_DETECTION_SCORE", "TRACK_MEMORY_S", "TRACK_MIN_IOU",
     "TRACK_MAX_CENTRE_DIST", "MESH_CROP_SCALE", "MESH_CROP_MAX_SIDE", "MESH_MIN_DETECTION_SCORE",
     "CANONICAL_FACE_HEIGHT", "FER_INPUT_SIDE", "FER_BOX_MARGIN", "FER_MAX_WARP_MULTIPLE", "WARMUP_SIDE",
+    "AU_NAMES", "NEUTRAL_MEASURES", "action_unit_features",
 ]

@@ -34,12 +34,16 @@ Registered as ``"mediapipe_face"``. Per frame:
    probabilities (the file is weight-quantised only; its input/output tensors are float, so no
    (de)quantisation is needed). The crop is the square around the 68 landmarks enlarged by
    :data:`FER_BOX_MARGIN` (like ``fer``'s Haar box plus offsets), rotated so the eyes are level.
+7. **Action-unit proxies** — 16 FACS-like actions (brow raise/lower, lid raise/tighten, cheek
+   raise, nose wrinkle, lip movements, lips part, jaw drop) measured on the head-frame mesh / IOD
+   as displacements from MediaPipe's canonical (neutral) face model: 0 on a neutral face, > 0
+   for more of the action. :mod:`.action_units` documents each one's landmarks and formula.
 
 The steps live in this package's modules: detection and tracking in :mod:`.face`, mesh crop,
-pose and geometry in :mod:`.mesh`, expressions in :mod:`.expression`; this module runs them
-per frame.
+pose and geometry in :mod:`.mesh`, action-unit proxies in :mod:`.action_units`, expressions in
+:mod:`.expression`; this module runs them per frame.
 
-Feature columns (``feature_names``; D = 162 with expressions, 155 without):
+Feature columns (``feature_names``; D = 178 with expressions, 171 without):
 
 ====================================  ==========================================================
 ``face_score``                        detector confidence of the followed face, in [0, 1]
@@ -56,7 +60,14 @@ Feature columns (``feature_names``; D = 162 with expressions, 155 without):
 ``lip_corner_raise_left``, ``_right`` lip-corner height above the subnasale (mesh 2) / IOD; rises with smiles
 ``brow_height_left``, ``_right``      mean upper-brow height above the eye-corner midpoint / IOD
 ``lm00_x``, ``lm00_y`` ... ``lm67_y`` 68 iBUG landmarks in the image plane: (p - box centre) / box side,
-                                      box = square bounding box of the 478 mesh points (values in ~[-0.5, 0.5])
+                                      box = square bounding box of the 468 face-mesh points (values in ~[-0.5, 0.5])
+``au01_inner_brow_raise``,            geometric action-unit proxies (:mod:`.action_units`): ``au01_inner_brow_raise``,
+``...``, ``au26_jaw_drop``            ``au02_outer_brow_raise``, ``au04_brow_lower``, ``au05_upper_lid_raise``,
+                                      ``au06_cheek_raise``, ``au07_lid_tighten``, ``au09_nose_wrinkle``,
+                                      ``au10_upper_lip_raise``, ``au12_lip_corner_pull``, ``au14_dimpler``,
+                                      ``au15_lip_corner_depress``, ``au17_chin_raise``, ``au20_lip_stretch``,
+                                      ``au24_lip_press``, ``au25_lips_part``, ``au26_jaw_drop``; unitless
+                                      (/ IOD), 0 on the canonical neutral face, > 0 = more of the action
 ``expr_angry`` ... ``expr_neutral``   FER2013 probabilities (angry, disgust, fear, happy, sad, surprise, neutral)
 ====================================  ==========================================================
 
@@ -76,10 +87,11 @@ from ...errors import ModelLoadError
 from ...features import FeatureSequence
 from ..base import VisualExtractor, register_extractor
 from ._runtime import INSTALL_HINT, as_rgb, mediapipe_model_paths, quiet_native_stderr
+from .action_units import AU_NAMES, action_unit_features
 from .expression import EXPRESSION_NAMES, fer_model_path, fer_probabilities, load_fer_model
 from .face import DEFAULT_MAX_SIDE, DEFAULT_MIN_DETECTION_SCORE, FaceBox, FaceTracker, detect_faces
 from .mesh import (GEOMETRY_NAMES, LANDMARK_NAMES, MESH_MIN_DETECTION_SCORE, HeadPose, crop_landmarks_to_frame,
-                   estimate_head_pose, geometric_features, mesh_crop)
+                   estimate_head_pose, geometric_features, mesh_crop, to_head_frame)
 
 #: side of the blank image run through every graph at load time (they initialise lazily)
 WARMUP_SIDE = 64
@@ -111,7 +123,7 @@ class FaceAnalysis:
 # ---- the extractor -------------------------------------------------------------------------------
 @register_extractor
 class MediaPipeFaceExtractor(VisualExtractor):
-    """Per-frame facial geometry, 68 landmarks and FER2013 expressions of one followed face.
+    """Per-frame facial geometry, 68 landmarks, action-unit proxies and FER2013 expressions of one followed face.
 
     Parameters: ``fps`` (frames analysed per second; denser input frames are thinned),
     ``max_side`` (longest side the detector sees; 0 = no downscaling), ``min_detection_score``
@@ -120,7 +132,8 @@ class MediaPipeFaceExtractor(VisualExtractor):
     """
 
     name: ClassVar[str] = "mediapipe_face"
-    version: ClassVar[str] = "1"
+    # "2": the 16 action-unit proxy columns (au01_... au26_...) were added after the landmarks (D 162 -> 178)
+    version: ClassVar[str] = "2"
     DEFAULTS: ClassVar[Mapping[str, Any]] = {
         "fps": DEFAULT_FPS,
         "max_side": DEFAULT_MAX_SIDE,
@@ -147,7 +160,7 @@ class MediaPipeFaceExtractor(VisualExtractor):
     @property
     def feature_names(self) -> tuple[str, ...]:
         extra = EXPRESSION_NAMES if self.params["expressions"] else ()
-        return GEOMETRY_NAMES + LANDMARK_NAMES + extra
+        return GEOMETRY_NAMES + LANDMARK_NAMES + AU_NAMES + extra
 
     @property
     def dim(self) -> int:
@@ -263,7 +276,8 @@ class MediaPipeFaceExtractor(VisualExtractor):
         if lms is None:
             return None
         pose = estimate_head_pose(lms)
-        row = [np.array([box.score], np.float32), geometric_features(lms, pose, box, image.shape[:2])]
+        row = [np.array([box.score], np.float32), geometric_features(lms, pose, box, image.shape[:2]),
+               action_unit_features(to_head_frame(lms, pose))]
         if self.params["expressions"]:
             row.append(self.expression(image, lms))
         return FaceAnalysis(box, lms, pose, np.concatenate(row))

@@ -1,0 +1,299 @@
+"""Side-by-side speed of each seed model and the authors' implementation (samples/s, toolkit ÷ reference).
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/reference_speed.py \\
+        --reference-dir almt=/path/ALMT dlf=/path/DLF [--rounds 3] [--device cpu|cuda] [--threads N]
+
+The authors' code is imported from the given checkouts (never copied into this repository;
+BERT bypassed: both sides take 768-d text features). For each setting both models are built
+at the same shapes and batch, fed the same tensors, in one process with the same thread
+count; each round times ``--steps`` training steps (forward + the full loss + backward +
+optimiser step, the same optimiser class and settings on both sides) and ``--steps``
+inference steps (eval mode, no grad) of one side, then of the other, the order alternating
+between rounds. Reported: samples/s per side (median over rounds) and the median over rounds
+of the per-round toolkit ÷ reference ratio. Both sides run with their published dropout and
+masking settings (the reference DLF with its causal mask and unpadded k = 5 convolutions).
+Inputs have no padding (the references take none).
+
+``OMP_WAIT_POLICY=PASSIVE`` is set before torch is imported unless the environment sets it:
+on a shared machine OpenMP's spin-waiting makes identical steps vary by 10x.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see the module docstring)
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import shlex  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks" / "parity"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from parity_common import check_reference_dir, reference_commit  # noqa: E402
+
+DIMS = {"text": 768, "audio": 5, "vision": 20}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One measured configuration."""
+
+    # seed model (registry name) and the reference checkout key
+    model: str
+    # label shown in the table
+    label: str
+    # sequence lengths text / audio / vision
+    lengths: tuple[int, int, int]
+    # batch size
+    batch: int
+
+
+SETTINGS = (
+    Setting("almt", "unaligned 50/375/500", (50, 375, 500), 64),
+    Setting("dlf", "aligned 50/50/50", (50, 50, 50), 16),
+    Setting("dlf", "aligned 50/50/50", (50, 50, 50), 64),
+    Setting("dlf", "unaligned 50/375/500", (50, 375, 500), 16),
+)
+
+
+@dataclass
+class Side:
+    """One side of a comparison: a model and its train / inference step on fixed tensors."""
+
+    model: torch.nn.Module
+    # forward + loss on the fixed batch -> scalar loss
+    loss: Callable[[], torch.Tensor]
+    # forward only (called under no_grad, eval mode)
+    infer: Callable[[], object]
+    optimizer: torch.optim.Optimizer | None = None
+
+    def train_step(self) -> None:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss().backward()
+        self.optimizer.step()
+
+    def infer_step(self) -> None:
+        self.model.eval()
+        with torch.no_grad():
+            self.infer()
+
+
+def _inputs(s: Setting, device: torch.device, seed: int = 0):
+    """Same random tensors for both sides: dict of [B, L, D] features, masks (all valid), labels."""
+    from msa_toolkit.data.batch import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    x = {m: torch.randn(s.batch, L, DIMS[m], generator=g).to(device) for m, L in zip(DIMS, s.lengths)}
+    label = torch.empty(s.batch).uniform_(-3, 3, generator=g).to(device)
+    masks = {f"{m}_mask": torch.ones(s.batch, L, dtype=torch.bool, device=device) for m, L in zip(DIMS, s.lengths)}
+    return x, label, Batch(label=label, **x, **masks)
+
+
+def _toolkit_side(name: str, s: Setting, batch, device: torch.device) -> Side:
+    from msa_toolkit.models import create_model
+
+    L = dict(zip(DIMS, s.lengths))
+    model = create_model(name, "mosi", text_len=L["text"], audio_len=L["audio"], vision_len=L["vision"]).to(device)
+
+    def loss():
+        return model.objective(model(batch), batch).total
+
+    return Side(model, loss, lambda: model(batch))
+
+
+def _optimizer(tk: torch.nn.Module, params) -> torch.optim.Optimizer:
+    """The toolkit config's optimiser, built the same way for both sides."""
+    c = tk.config
+    cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=c.lr, weight_decay=c.weight_decay)
+
+
+def build_almt(ref_dir: Path, s: Setting, device: torch.device) -> tuple[Side, Side]:
+    import parity_almt
+
+    x, label, batch = _inputs(s, device)
+    tk = _toolkit_side("almt", s, batch, device)
+    ref_model, _ = parity_almt.build_reference(ref_dir)
+    ref_model.to(device)
+
+    def loss():
+        return F.mse_loss(ref_model(x["vision"], x["audio"], x["text"]), label.view(-1, 1))
+
+    return Side(ref_model, loss, lambda: ref_model(x["vision"], x["audio"], x["text"])), tk
+
+
+def build_dlf(ref_dir: Path, s: Setting, device: torch.device) -> tuple[Side, Side]:
+    import parity_dlf
+
+    x, label, batch = _inputs(s, device)
+    tk = _toolkit_side("dlf", s, batch, device)
+    model_mod, hinge_mod, cfg = parity_dlf.import_reference_modules(ref_dir)
+    aligned = s.lengths[1] == s.lengths[0]
+    mosi = cfg["DLF"]["datasetParams"]["mosi"]
+    args = parity_dlf.reference_args(cfg, aligned=aligned, kernel=mosi["conv1d_kernel_size_l"], attn_mask=True,
+                                     dims=tuple(DIMS.values()), keep_dropout=True)
+    ref_model = model_mod.DLF(args).to(device)
+    hinge, num = hinge_mod.HingeLoss(), mosi["dst_feature_dim_nheads"][0]
+
+    def loss():
+        out = ref_model(x["text"], x["audio"], x["vision"])
+        return parity_dlf.reference_loss(out, label, hinge, num)["total"]
+
+    return Side(ref_model, loss, lambda: ref_model(x["text"], x["audio"], x["vision"])), tk
+
+
+BUILDERS = {"almt": build_almt, "dlf": build_dlf}
+REPOS = {"almt": "Haoyu-ha/ALMT", "dlf": "pwang322/DLF", "mind": "WeeeicheN/MInD", "mmcl": "smwanghhh/MMCL"}
+EXPECTED = {"almt": ("models/almt.py",), "dlf": ("trains/singleTask/model/DLF.py",), "mind": ("models/model.py",),
+            "mmcl": ("network.py",)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn: Callable[[], None], steps: int, device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def measure(ref: Side, tk: Side, s: Setting, rounds: int, steps: int, device: torch.device) -> dict:
+    """Alternating rounds; returns per-phase samples/s lists and ratios."""
+    ref.optimizer = _optimizer(tk.model, ref.model.parameters())
+    tk.optimizer = _optimizer(tk.model, tk.model.parameters())
+    for side in (ref, tk):  # warm-up: one untimed step of each kind
+        side.train_step()
+        side.infer_step()
+    res: dict[str, dict[str, list[float]]] = {p: {"toolkit": [], "reference": [], "ratio": []}
+                                              for p in ("train", "inference")}
+    for r in range(rounds):
+        order = (("reference", ref), ("toolkit", tk)) if r % 2 == 0 else (("toolkit", tk), ("reference", ref))
+        per: dict[str, dict[str, float]] = {"train": {}, "inference": {}}
+        for who, side in order:
+            per["train"][who] = steps * s.batch / _time(side.train_step, steps, device)
+            per["inference"][who] = steps * s.batch / _time(side.infer_step, steps, device)
+        for phase, v in per.items():
+            res[phase]["toolkit"].append(v["toolkit"])
+            res[phase]["reference"].append(v["reference"])
+            res[phase]["ratio"].append(v["toolkit"] / v["reference"])
+        print(f"  round {r + 1}: train tk {per['train']['toolkit']:.1f} ref {per['train']['reference']:.1f}  "
+              f"infer tk {per['inference']['toolkit']:.1f} ref {per['inference']['reference']:.1f} samples/s",
+              flush=True)
+    return res
+
+
+def _params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters() if p.requires_grad)
+
+
+def to_markdown(rows: list[dict], meta: dict) -> str:
+    lines = ["# Toolkit vs the authors' code: samples/s side by side", "",
+             f"Measured {meta['date']} on {meta['machine']}, device `{meta['device']}`, {meta['threads']} "
+             f"thread(s), OMP_WAIT_POLICY={meta['omp_wait_policy']}, torch {meta['torch']}; "
+             f"{meta['rounds']} rounds × {meta['steps']} step(s) per phase, sides alternating in one process.", "",
+             "Command:", "", "```", meta["command"], "```", "",
+             "References (BERT bypassed, 768-d text features on both sides):", ""]
+    lines += [f"- {k}: `{v['repo']}` @ `{v['commit']}`" for k, v in meta["references"].items()]
+    lines += ["", "| model | setting | B | phase | toolkit samples/s | reference samples/s | toolkit ÷ reference |"
+              " params tk / ref |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['setting']} | {r['batch']} | — | — | — | error: {r['error']} | — |")
+            continue
+        for phase in ("train", "inference"):
+            p = r[phase]
+            lines.append(f"| {r['model']} | {r['setting']} | {r['batch']} | {phase} | {p['toolkit']:.1f} | "
+                         f"{p['reference']:.1f} | **{p['ratio']:.2f}×** | {r['params_toolkit']:,} / "
+                         f"{r['params_reference']:,} |")
+    lines += ["", "samples/s: median over rounds; ratio: median over rounds of the per-round ratio.",
+              "Train = forward + full loss + backward + optimiser step (the toolkit config's optimiser on both "
+              "sides); inference = eval-mode forward without gradients.", ""]
+    return "\n".join(lines)
+
+
+def parse_refs(items: list[str]) -> dict[str, Path]:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise SystemExit(f"error: --reference-dir takes NAME=PATH (NAME in {sorted(REPOS)}), got {it!r}")
+        name, path = it.split("=", 1)
+        if name not in REPOS:
+            raise SystemExit(f"error: unknown model {name!r} in --reference-dir; expected one of {sorted(REPOS)}")
+        out[name] = check_reference_dir(path, EXPECTED[name], REPOS[name])
+    if not out:
+        raise SystemExit("error: give at least one --reference-dir NAME=PATH (checkouts of "
+                         + ", ".join(f"github.com/{r}" for r in REPOS.values()) + ")")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reference-dir", nargs="+", default=[], metavar="NAME=PATH")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=1, help="timed steps per phase, side and round")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--only", default="", help="comma-separated 'model' or 'model:B' filters")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reference_speed"),
+                    help="output path without extension (.md and .json are written)")
+    a = ap.parse_args(argv)
+    refs = parse_refs(a.reference_dir)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    only = [x for x in a.only.split(",") if x]
+    rows = [{"model": m, "setting": "MOSI shapes", "batch": "-", "error": "no side-by-side builder in this script yet"}
+            for m in refs if m not in BUILDERS]
+    for s in SETTINGS:
+        if s.model not in refs or (only and s.model not in only and f"{s.model}:{s.batch}" not in only):
+            continue
+        print(f"{s.model} {s.label} B={s.batch}", flush=True)
+        row = {"model": s.model, "setting": s.label, "batch": s.batch, "lengths": s.lengths}
+        try:
+            torch.manual_seed(0)
+            ref, tk = BUILDERS[s.model](refs[s.model], s, device)
+            res = measure(ref, tk, s, a.rounds, a.steps, device)
+            for phase, v in res.items():
+                row[phase] = {k: statistics.median(x) for k, x in v.items()}
+                row[phase]["rounds"] = v
+            row.update(params_toolkit=_params(tk.model), params_reference=_params(ref.model))
+        except Exception as e:  # a failing setting is a row with its error, the others still run
+            row["error"] = f"{type(e).__name__}: {e}"
+            print(f"  error: {row['error']}", flush=True)
+        rows.append(row)
+    meta = {"date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} "
+            f"{os.cpu_count()} CPU(s)" + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
+            "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "rounds": a.rounds, "steps": a.steps,
+            "command": "python benchmarks/reference_speed.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+            "references": {k: {"repo": REPOS[k], "commit": reference_commit(p)} for k, p in refs.items()}}
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    out.with_suffix(".md").write_text(to_markdown(rows, meta))
+    print(to_markdown(rows, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

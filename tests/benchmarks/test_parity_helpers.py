@@ -1,0 +1,184 @@
+"""The parity scripts' shared helper on tiny synthetic modules (the authors' code is not needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+PARITY = Path(__file__).resolve().parents[2] / "benchmarks" / "parity"
+
+
+def _load(name: str):
+    sys.path.insert(0, str(PARITY))
+    try:
+        spec = importlib.util.spec_from_file_location(name, PARITY / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # dataclasses look their module up
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(PARITY))
+
+
+pc = _load("parity_common")
+
+
+class FusedRef(nn.Module):
+    """Reference-style: fused q/k/v in-projection, one LayerNorm used twice, a flattened-sequence Linear."""
+
+    def __init__(self, d: int = 4, L: int = 3):
+        super().__init__()
+        self.in_proj = nn.Parameter(torch.randn(3 * d, d))
+        self.norm = nn.LayerNorm(d)
+        self.flat = nn.Linear(d * L, d)
+        self.d, self.L = d, L
+
+    def forward(self, x, y):  # x [B, L, d], y [B, L, d]
+        q, k, v = (self.norm(x) @ self.in_proj.t()).chunk(3, -1)
+        ky = self.norm(y) @ self.in_proj[self.d:2 * self.d].t()
+        h = torch.softmax(q @ (k + ky).transpose(1, 2), -1) @ v
+        return self.flat(h.transpose(1, 2).reshape(h.shape[0], -1)).sum(-1)
+
+
+class SplitTk(nn.Module):
+    """Toolkit-style: separate q/k/v, two LayerNorms, mean-pool + Linear(d, d)."""
+
+    def __init__(self, d: int = 4):
+        super().__init__()
+        self.to_q, self.to_k, self.to_v = (nn.Linear(d, d, bias=False) for _ in range(3))
+        self.norm_x, self.norm_y = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.pool = nn.Linear(d, d)
+
+    def forward(self, x, y):
+        h = self.norm_x(x)
+        q, k, v = self.to_q(h), self.to_k(h), self.to_v(h)
+        ky = self.norm_y(y) @ self.to_k.weight.t()
+        h = torch.softmax(q @ (k + ky).transpose(1, 2), -1) @ v
+        return self.pool(h.mean(1)).sum(-1)
+
+
+def _maps(d: int, L: int):
+    def prepare(r):
+        return [r[0].view(d, d, L).mean(-1, keepdim=True).expand(d, d, L).reshape(d, d * L)]
+
+    pooled = pc.ParamMap(("flat.weight",), ("pool.weight",), lambda r: [r[0].view(d, d, L).sum(-1)],
+                         lambda rg, tg: (rg[0].view(d, d, L).mean(-1), tg[0]), elementwise=False, prepare=prepare)
+    return [pc.split("in_proj", ["to_q.weight", "to_k.weight", "to_v.weight"]),
+            pc.tied("norm.weight", ["norm_x.weight", "norm_y.weight"]),
+            pc.tied("norm.bias", ["norm_x.bias", "norm_y.bias"]),
+            pooled, pc.same("flat.bias", "pool.bias")]
+
+
+def test_mapping_makes_two_differently_built_models_agree_in_values_and_gradients():
+    torch.manual_seed(0)
+    d, L = 4, 3
+    ref, tk = FusedRef(d, L), SplitTk(d)
+    maps = _maps(d, L)
+    pc.check_coverage(maps, ref, tk)
+    pc.load_mapped(maps, ref, tk)
+    x, y = torch.randn(2, L, d), torch.randn(2, L, d)
+    out_r, out_t = ref(x, y), tk(x, y)
+    assert pc.max_abs_diff(out_r, out_t) < 1e-5
+    out_r.sum().backward()
+    out_t.sum().backward()
+    diffs = pc.grad_diffs(maps, ref, tk)
+    assert set(diffs) == {"to_q.weight,to_k.weight,to_v.weight", "norm_x.weight,norm_y.weight",
+                          "norm_x.bias,norm_y.bias", "pool.weight", "pool.bias"}
+    assert max(d for d, _ in diffs.values()) < 1e-5
+
+
+def test_compare_training_passes_for_identical_models_and_reports_json(tmp_path):
+    torch.manual_seed(1)
+    ref, tk = nn.Linear(3, 2), nn.Linear(3, 2)
+    maps = [pc.same("weight", "weight"), pc.same("bias", "bias")]
+    pc.load_mapped(maps, ref, tk)
+    x = torch.randn(5, 3)
+    report = pc.ParityReport("toy", "owner/repo", "abc123")
+
+    def fn(m):
+        return lambda: {"out": m(x), "total": m(x).pow(2).mean()}
+
+    pc.compare_training(report, ref, tk, maps, fn(ref), fn(tk), [("forward", "out", "out")],
+                        lambda ps: torch.optim.Adam(ps, lr=1e-2))
+    assert report.passed and all(c.status == "pass" for c in report.checks)
+    assert "toy vs owner/repo@abc123: PASS" in report.table()
+    report.write_json(tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["passed"] is True and data["checks"][0]["status"] == "pass"
+
+
+def test_a_real_difference_fails_and_tolerance_is_relative_above_one():
+    torch.manual_seed(2)
+    ref, tk = nn.Linear(3, 1), nn.Linear(3, 1)
+    maps = [pc.same("weight", "weight"), pc.same("bias", "bias")]
+    pc.load_mapped(maps, ref, tk)
+    with torch.no_grad():
+        tk.bias += 1e-3
+    x = torch.randn(4, 3)
+    report = pc.ParityReport("toy", "o/r", "c")
+    fn = lambda m: lambda: {"out": m(x), "total": m(x).sum()}  # noqa: E731
+    pc.compare_training(report, ref, tk, maps, fn(ref), fn(tk), [("forward", "out", "out")],
+                        lambda ps: torch.optim.SGD(ps, lr=0.1), steps=1)
+    assert not report.passed and report.checks[0].status == "FAIL"
+    assert pc.Check("big", 5e-5, 1e-5, scale=10.0).status == "pass"
+    assert pc.Check("small", 5e-5, 1e-5, scale=0.5).status == "FAIL"
+    assert pc.Check("info", 1.0, None).status == "info"
+
+
+def test_coverage_names_missing_and_unmapped_parameters():
+    ref, tk = nn.Linear(2, 2), nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="'bias' is not mapped"):
+        pc.check_coverage([pc.same("weight", "weight")], ref, tk)
+    with pytest.raises(ValueError, match="does not exist"):
+        pc.check_coverage([pc.same("weight", "weight"), pc.same("bias", "nope")], ref, tk)
+    pc.check_coverage([pc.same("weight", "weight")], ref, tk, ref_unused=("bias",), tk_unused=("bias",))
+
+
+def test_missing_or_wrong_reference_dir_exits_with_a_clear_message(tmp_path):
+    with pytest.raises(SystemExit, match="no reference checkout given.*github.com/o/r"):
+        pc.check_reference_dir(None, ("a.py",), "o/r")
+    with pytest.raises(SystemExit, match="is not a directory"):
+        pc.check_reference_dir(tmp_path / "nope", ("a.py",), "o/r")
+    with pytest.raises(SystemExit, match="missing a.py"):
+        pc.check_reference_dir(tmp_path, ("a.py",), "o/r")
+    (tmp_path / "a.py").write_text("X = 1\n")
+    assert pc.check_reference_dir(tmp_path, ("a.py",), "o/r") == tmp_path.resolve()
+
+
+def test_import_reference_forgets_the_checkout_modules(tmp_path):
+    for name, value in (("one", 1), ("two", 2)):
+        pkg = tmp_path / name / "models"
+        pkg.mkdir(parents=True)
+        (pkg / "net.py").write_text(f"VALUE = {value}\n")
+    a = pc.import_reference(tmp_path / "one", "models.net")
+    b = pc.import_reference(tmp_path / "two", "models.net")
+    assert (a.VALUE, b.VALUE) == (1, 2)
+    assert "models.net" not in sys.modules and str(tmp_path / "one") not in sys.path
+    (tmp_path / "one" / "REFERENCE_COMMIT").write_text("deadbeef\n")
+    assert pc.reference_commit(tmp_path / "one") == "deadbeef"
+
+
+@pytest.mark.parametrize("script", ["parity_almt", "parity_dlf"])
+def test_scripts_fail_clearly_without_reference_dir(script, capsys):
+    mod = _load(script)
+    with pytest.raises(SystemExit, match="no reference checkout given"):
+        mod.main([])
+
+
+def test_reference_speed_rejects_missing_or_malformed_reference_dirs(tmp_path):
+    spec = importlib.util.spec_from_file_location("reference_speed", PARITY.parent / "reference_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["reference_speed"] = mod
+    spec.loader.exec_module(mod)
+    with pytest.raises(SystemExit, match="at least one --reference-dir"):
+        mod.parse_refs([])
+    with pytest.raises(SystemExit, match="NAME=PATH"):
+        mod.parse_refs([str(tmp_path)])
+    with pytest.raises(SystemExit, match="does not look like Haoyu-ha/ALMT"):
+        mod.parse_refs([f"almt={tmp_path}"])
