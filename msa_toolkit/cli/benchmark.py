@@ -30,7 +30,7 @@ def benchmark_command(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
     mmsa_names: bool = typer.Option(False, "--mmsa-names", help="MMSA's metric names (Non0_acc_2, ...) in the tables."),
     percent: bool = typer.Option(False, "--percent/--fractions",
-                                 help="Accuracies and F1 in percent, as the papers (default: fractions, as the files)."),
+                                 help="Accuracies and F1 in percent, as the papers (default: fractions)."),
     paper: bool = typer.Option(False, "--paper", help="Add the papers' CMU-MOSI numbers next to the table."),
     quiet: bool = typer.Option(True, "--quiet/--verbose", "-q/-v", help="Per-run progress output."),
 ) -> None:
