@@ -5,17 +5,18 @@ Builds text-only native datasets from the shared label files
 ``msa_toolkit.data.build.build_dataset(labels, transcripts="label")`` — the
 label file's transcript goes through the bundled all-MiniLM-L6-v2 text
 encoder (token features); audio and vision are absent (masked). Then every
-registered model trains with the generic Trainer (its ``mosi``/``mosei`` preset
-when it has one; input dims and lengths come from the data), the best-valid
-checkpoint is evaluated once on test, and mean ± std over seeds is tabulated.
+registered model trains through ``msa_toolkit.training.benchmark.run_benchmark``
+(= ``msa benchmark``: its ``mosi``/``mosei`` preset when it has one; input dims
+and lengths come from the data; resumable), the best-valid checkpoint is
+evaluated once on test, and mean ± std over seeds is tabulated.
 
 Reference floor on the MOSI test split (``../shared/data/README.md``): ridge
 regression on mean-pooled MiniLM sentence embeddings — non-0 Acc-2 78.3 %,
 has-0 Acc-2 77.2 %, MAE 0.978, Corr 0.672, Acc-7 29.2 %.
 
 Run: ``python benchmarks/real_text.py --dataset mosi [--dataset mosei] [--seeds 1,2,3] [--models a,b]
-[--epochs 40] [--device auto] [--set key=value ...] [--work /tmp/msa_real_text]``; results go to
-``benchmarks/results/real_text_<dataset>.md`` and ``.json`` (``--max-rows N`` builds a small subset
+[--epochs 40] [--recipe toolkit|reference] [--device auto] [--set key=value ...] [--work /tmp/msa_real_text]``;
+results go to ``benchmarks/results/real_text_<dataset>.md`` and ``.json`` (``--max-rows N`` builds a small subset
 for a smoke test and writes nothing under benchmarks/results unless ``--out`` is given).
 """
 
@@ -24,9 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import json
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,23 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from msa_toolkit.models import get_entry, list_models  # noqa: E402
-from msa_toolkit.training.api import train  # noqa: E402
+from msa_toolkit.models import list_models  # noqa: E402
+from msa_toolkit.training.benchmark import run_benchmark  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 FLOORS = {"mosi": {"acc2_non0": 0.783, "acc2_has0": 0.772, "mae": 0.978, "corr": 0.672, "acc7": 0.292}}
-COLUMNS = (("acc2_non0", "Acc-2 non-0 %", True), ("f1_non0", "F1 non-0 %", True),
-           ("acc2_has0", "Acc-2 has-0 %", True), ("f1_has0", "F1 has-0 %", True), ("acc7", "Acc-7 %", True),
-           ("acc5", "Acc-5 %", True), ("mae", "MAE ↓", False), ("corr", "Corr ↑", False))
-
-
-def _pm(vals, pct: bool) -> str:
-    a = np.asarray(vals, float) * (100 if pct else 1)
-    s = a.std(ddof=1) if a.size > 1 else 0.0
-    return f"{a.mean():.2f} ± {s:.2f}" if pct else f"{a.mean():.3f} ± {s:.3f}"
 
 
 def _subset(labels: Path, out: Path, max_rows: int) -> Path:
@@ -89,38 +78,28 @@ def build(name: str, work: Path, max_rows: int | None) -> Path:
     return ds
 
 
-def write_table(dsname: str, rows: dict, args, argv, seeds, out_dir, total: int) -> None:
-    """Print and (re)write the results table; called after every model so partial runs leave results."""
-    lines = [
-        f"# {dsname.upper()} text-only benchmark (label-file transcripts, MiniLM token features)"
-        + ("" if len(rows) == total else f" — partial: {len(rows)} of {total} models"),
-        "",
-        f"Command: `python benchmarks/real_text.py {' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))}`",
-        "",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; "
-        f"device {args.device} ({torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'})",
-        f"- data: `build_dataset(../shared/data/{dsname}/label.csv, transcripts='label')`, standard splits"
-        + (f" (first {args.max_rows} rows per split)" if args.max_rows else ""),
-        f"- seeds {seeds}; up to {args.epochs} epochs, early stopping on valid MAE (patience {args.patience}); "
-        "each model's preset for this dataset where it has one; test metrics of the best-valid checkpoint, "
-        "mean ± std over seeds",
-        "",
-        "| model | preset | " + " | ".join(c for _, c, _ in COLUMNS) + " | minutes |",
-        "|---|---|" + "---:|" * (len(COLUMNS) + 1),
-    ]
+def write_report(dsname: str, args, argv, bench_dir: Path, out_dir: Path | None) -> str:
+    """The msa benchmark Markdown with the command, the data and the ridge floor in front."""
+    from msa_toolkit.training.benchmark import PERCENT_METRICS
+
+    lines = [f"# {dsname.upper()} text-only benchmark (label-file transcripts, MiniLM token features)", "",
+             f"Command: `python benchmarks/real_text.py {' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))}`"
+             f" (= `msa benchmark` on the built dataset, runs in `{bench_dir}`)", "",
+             f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}",
+             f"- data: `build_dataset(../shared/data/{dsname}/label.csv, transcripts='label')`, standard splits"
+             + (f" (first {args.max_rows} rows per split)" if args.max_rows else ""),
+             f"- recipe {args.recipe}; up to {args.epochs} epochs, early stopping on valid MAE (patience "
+             f"{args.patience}) unless the recipe says otherwise; each model's `{dsname}` preset where it has one"]
     if dsname in FLOORS:
-        f = FLOORS[dsname]
-        lines.append("| ridge floor (README) | - | " + " | ".join(
-            (f"{100 * f[k]:.1f}" if p else f"{f[k]:.3f}") if k in f else "" for k, _, p in COLUMNS) + " | |")
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['preset']} | " + " | ".join(_pm(r["test"][k], p) for k, _, p in COLUMNS)
-                     + f" | {r['minutes']:.1f} |")
-    text = "\n".join(lines) + "\n"
+        lines.append("- ridge floor (shared/data README): " + ", ".join(
+            f"{k} {100 * v:.1f}" if k in PERCENT_METRICS else f"{k} {v:.3f}" for k, v in FLOORS[dsname].items()))
+    text = "\n".join(lines) + "\n\n" + (bench_dir / "results.md").read_text()
     print(text)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f"real_text_{dsname}.md").write_text(text)
-        (out_dir / f"real_text_{dsname}.json").write_text(json.dumps(rows, indent=2))
+        (out_dir / f"real_text_{dsname}.json").write_text((bench_dir / "results.json").read_text())
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--patience", type=int, default=8)
+    ap.add_argument("--recipe", default="toolkit", help="toolkit | reference")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra override (trainer.x=.. / model.x=..)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/msa_real_text"))
@@ -145,23 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or (None if args.max_rows else ROOT / "benchmarks" / "results")
     for dsname in args.dataset or ["mosi"]:
         ds = build(dsname, args.work, args.max_rows)
-        rows = {}
-        for name in names:
-            preset = dsname if dsname in get_entry(name).presets else None
-            run = args.work / "runs" / dsname / name
-            shutil.rmtree(run, ignore_errors=True)
-            t0 = time.time()
-            res = train(name, ds, run, preset=preset, seeds=seeds,
-                        overrides=[f"trainer.epochs={args.epochs}", f"trainer.patience={args.patience}",
-                                   f"trainer.device={args.device}", "trainer.plots=false", "trainer.progress=false",
-                                   *args.sets])
-            rows[name] = {"preset": preset or "-", "minutes": (time.time() - t0) / 60,
-                          "best_epochs": [r.best_epoch for r in res.runs],
-                          "test": {k: [r.test[k] for r in res.runs] for k, _, _ in COLUMNS},
-                          "valid": {k: [r.valid[k] for r in res.runs] for k, _, _ in COLUMNS}}
-            print(f"{dsname} {name:12s} " + "  ".join(f"{k} {_pm(rows[name]['test'][k], p)}" for k, _, p in COLUMNS)
-                  + f"  ({rows[name]['minutes']:.1f} min)", flush=True)
-            write_table(dsname, rows, args, argv, seeds, out_dir, len(names))
+        bench_dir = args.work / "bench" / dsname  # resumable: finished runs are skipped on a re-run
+        run_benchmark(names, ds, bench_dir, seeds=seeds, recipe=args.recipe, preset=dsname, percent=True,
+                      overrides=[f"trainer.epochs={args.epochs}", f"trainer.patience={args.patience}",
+                                 f"trainer.device={args.device}", "trainer.plots=false", "trainer.progress=false",
+                                 *args.sets])
+        write_report(dsname, args, argv, bench_dir, out_dir)
     return 0
 
 

@@ -22,7 +22,7 @@ from .. import __version__
 from ..errors import MSAError
 
 #: the order `msa --help` lists commands in (pipeline order); commands not named here follow, sorted
-COMMAND_ORDER = ("extract", "dataset", "train", "evaluate", "predict", "models")
+COMMAND_ORDER = ("extract", "dataset", "train", "benchmark", "evaluate", "predict", "models")
 
 app = typer.Typer(
     name="msa",

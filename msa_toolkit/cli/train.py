@@ -21,6 +21,9 @@ def train_command(
     data: Path = typer.Option(..., "--data", "-d", help="Native dataset directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named model preset (e.g. mosi, tiny)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r",
+                                         help="Training recipe: toolkit (default: checkpoint chosen on valid) | "
+                                              "reference (the authors' protocol; see docs/models.md)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="YAML with 'trainer:' and 'model:' sections (a run's config.yaml works)."),
     set_: List[str] = typer.Option([], "--set", "-s",
@@ -58,7 +61,7 @@ def train_command(
     if mmsa:
         overrides.append("trainer.mmsa_names=true")
     result = train(model, data, out, preset=preset, config=config, overrides=overrides,
-                   seeds=_seeds(seeds) if seeds else None, resume=resume)
+                   seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
     typer.echo(f"run written to {result.out_dir}")

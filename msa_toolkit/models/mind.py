@@ -137,15 +137,16 @@ class MInDConfig(ModelConfig):
 
 
 MIND_PRESETS = {
-    # authors' MOSI script: BERT 768, COVAREP 74, FACET 47, 50 steps; embdim 512, 100 epochs x 41 steps
+    # authors' MOSI script: BERT 768, COVAREP 74, FACET 47, 50 steps; embdim 512; ramp over 100 epochs x 40
+    # steps (1284 // 32: the reference drops the last partial batch)
     "mosi": dict(MOSI_ALIGNED_INPUTS, d_model=512, dropout=0.35, fusion_dim=128, classifier_dropout=0.15,
                  alpha_info=1e-2, beta_consistency=1e-4, gamma_difference=1e-3, lambda_reconstruction=0.1,
-                 cyclic_weight=0.1, noise_prediction_weight=1.0, grl_warmup_steps=4100,
+                 cyclic_weight=0.1, noise_prediction_weight=1.0, grl_warmup_steps=4000,
                  prediction_loss="l1", lr=3e-5, batch_size=32),
-    # authors' MOSEI script: FACET 35, embdim 256, 100 epochs x 511 steps
+    # authors' MOSEI script: FACET 35, embdim 256; ramp over 100 epochs x 510 steps (16326 // 32)
     "mosei": dict(MOSEI_ALIGNED_INPUTS, d_model=256, dropout=0.4, fusion_dim=128, classifier_dropout=0.1,
                   alpha_info=2e-2, beta_consistency=2e-4, gamma_difference=1e-3, lambda_reconstruction=1.0,
-                  cyclic_weight=1.0, noise_prediction_weight=1.0, grl_warmup_steps=51100,
+                  cyclic_weight=1.0, noise_prediction_weight=1.0, grl_warmup_steps=51000,
                   prediction_loss="mse+l1", lr=2e-5, batch_size=32),
     # small widths for tests and smoke runs (not a published setting)
     "tiny": dict(d_model=16, backbone_heads=2, backbone_layers=1, fusion_dim=8, stat_hidden=16, decoder_hidden=16),

@@ -126,26 +126,32 @@ def _load_config_source(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             raise MSAError(f"{p}: expected a mapping with 'trainer:' and/or 'model:' sections")
     config = dict(config)
     if "trainer" in config or "model" in config:
-        unknown = sorted(set(config) - {"trainer", "model", "data", "seeds"})
+        unknown = sorted(set(config) - {"trainer", "model", "data", "seeds", "recipe"})
         if unknown:
-            raise MSAError(f"config has unknown section(s) {unknown}; expected trainer, model (data, seeds)")
+            raise MSAError(f"config has unknown section(s) {unknown}; expected trainer, model (data, seeds, recipe)")
         model = config.get("model") or {}
         if isinstance(model, str):
             model = {"name": model}
         model = dict(model)
         if config.get("seeds"):
             model["seeds"] = [int(s) for s in config["seeds"]]
+        if config.get("recipe"):  # a name, or a run's config.yaml record {"name", "source"}
+            rec = config["recipe"]
+            model["recipe"] = str(rec.get("name") if isinstance(rec, Mapping) else rec)
         return dict(config.get("trainer") or {}), model
     return config, {}
 
 
-def resolve_run_config(config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = ()
-                       ) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
-    """(TrainConfig, model overrides, meta {"name", "preset", "seeds"} where given) from config + overrides."""
+def resolve_run_config(config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (),
+                       recipe: Any = None) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
+    """(TrainConfig, model overrides, meta {"name", "preset", "seeds", "recipe"} where given) from config +
+    overrides, on top of a :class:`~msa_toolkit.models.presets.Recipe`'s settings when one is given."""
     trainer, model = _load_config_source(config)
-    meta = {k: model.pop(k) for k in ("name", "preset", "seeds") if k in model}
+    trainer = {**(recipe.trainer if recipe is not None else {}), **trainer}
+    meta = {k: model.pop(k) for k in ("name", "preset", "seeds", "recipe") if k in model}
     model.pop("resolved", None)
-    model_over = dict(model.pop("overrides", None) or {})
+    model_over = dict(recipe.model) if recipe is not None else {}
+    model_over.update(model.pop("overrides", None) or {})
     model_over.update(model)
     tfields = {f.name for f in dataclasses.fields(TrainConfig)}
     for key, value in parse_overrides(overrides):
@@ -211,7 +217,8 @@ def _data_module(data: Any, batch_size: int, tc: TrainConfig, seed: int,
     if isinstance(data, DataModule):
         return data
     return DataModule(data, batch_size=batch_size, max_lengths=max_lengths if max_lengths is not None
-                      else tc.max_lengths, normalize=tc.normalize, num_workers=tc.num_workers, seed=seed)
+                      else tc.max_lengths, normalize=tc.normalize, num_workers=tc.num_workers, seed=seed,
+                      drop_last=tc.drop_last)
 
 
 def _data_extra(dm: Any) -> dict[str, Any]:
@@ -224,7 +231,7 @@ def _data_extra(dm: Any) -> dict[str, Any]:
 
 def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
           config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] | None = None,
-          resume: bool = False, callbacks: Sequence[Any] = ()) -> RunResult:
+          resume: bool = False, callbacks: Sequence[Any] = (), recipe: str | None = None) -> RunResult:
     """Train a registered model on a dataset, once per seed; see the module docstring.
 
     ``data`` is a native dataset directory, an opened dataset or a DataModule
@@ -232,6 +239,8 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     ``seeds`` None means the config's ``seeds`` (on resume: the run's own), else
     ``[trainer.seed]``. ``resume=True`` continues interrupted sub-runs from their
     ``last.pt`` and skips finished ones (a finished run given more epochs is extended).
+    ``recipe`` names a training recipe (``models/presets.py``: "toolkit", the default, or
+    "reference" = the authors' protocol); None means the config's (on resume: the run's own).
     """
     from ..models import create_model, dims_from_spec, resolve_config
     from . import distributed as D
@@ -245,10 +254,14 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     name = model or meta.get("name")
     if not name:
         raise MSAError("no model given (pass a model name or set model.name in the config)")
+    rec = _recipe(name, recipe if recipe is not None else meta.get("recipe", "toolkit"))
+    if rec.trainer or rec.model:  # again, with the recipe's settings below the config and overrides
+        tc, model_over, meta = resolve_run_config(config, overrides, rec)
     preset = preset if preset is not None else meta.get("preset")
     if resume:
         _check_same_model(out_dir, name, preset)
-    seeds = [int(s) for s in (seeds if seeds is not None else meta.get("seeds") or [tc.seed])] or [tc.seed]
+    seeds = [int(s) for s in (seeds if seeds is not None else meta.get("seeds") or rec.seeds or [tc.seed])] \
+        or [tc.seed]
     try:  # validates name, preset and overrides before any data is read
         model_over = _coerce_model_overrides(name, model_over)
         base_cfg = resolve_config(name, preset, **model_over)
@@ -275,7 +288,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
                 doc = {"model": {"name": name, "preset": preset, "overrides": model_over,
                                  "resolved": net.config.to_dict()},
                        "trainer": tcs.to_dict(), "data": str(data) if isinstance(data, (str, os.PathLike)) else None,
-                       "seeds": seeds}
+                       "seeds": seeds, "recipe": {"name": rec.name, "source": rec.source}}
                 atomic_write_text(run_dir / CONFIG_FILE, _yaml_dump(doc))
                 if run_dir != out_dir:
                     atomic_write_text(out_dir / CONFIG_FILE, _yaml_dump({**doc, "trainer": tc.to_dict()}))
@@ -295,11 +308,28 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
         D.teardown(ctx)
 
 
+def _recipe(model: str, name: str):
+    """The named recipe of ``model`` (MSAError when it has none)."""
+    from ..models.presets import get_recipe
+
+    try:
+        return get_recipe(model, str(name))
+    except KeyError as e:
+        raise MSAError(str(e.args[0])) from None
+
+
 def summarize(runs: Sequence[FitResult]) -> dict[str, dict[str, dict[str, Any]]]:
-    """split -> metric -> {"mean", "std" (sample std over seeds; 0 for one seed), "values"}."""
+    """split -> metric -> {"mean", "std" (sample std over seeds; 0 for one seed), "values"}.
+
+    Splits: "valid", "test" (best valid epoch) and, when the runs evaluated test every epoch,
+    ``"test_at_best_test_epoch"`` (selected on test, as the authors' code prints it; labelled)."""
+    from .selection import BEST_TEST_KEY
+
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for split in ("valid", "test"):
-        per = [getattr(r, split) for r in runs if getattr(r, split)]
+    for split in ("valid", "test", BEST_TEST_KEY):  # the last: labelled test-selected figures, when recorded
+        per = [r.best_test.get(split, {}).get("metrics") if split == BEST_TEST_KEY else getattr(r, split)
+               for r in runs]
+        per = [p for p in per if p]
         if not per:
             continue
         out[split] = {}
@@ -315,7 +345,7 @@ def write_summary(result: RunResult, out_dir: Path) -> None:
     """summary.json (per-seed runs and mean ± std) and summary.csv (one row per split and metric)."""
     doc = {"model": result.model, "seeds": result.seeds, "units": UNITS, "summary": result.summary,
            "runs": [{"seed": s, "run_dir": str(r.run_dir), "best_epoch": r.best_epoch, "valid": r.valid,
-                     "test": r.test} for s, r in zip(result.seeds, result.runs)]}
+                     "test": r.test, **r.best_test} for s, r in zip(result.seeds, result.runs)]}
     atomic_write_json(out_dir / SUMMARY_JSON, doc, indent=2)
     buf = io.StringIO()
     w = csv.writer(buf)

@@ -45,10 +45,15 @@ class TrainConfig:
     optimizer: str | None = None
     # weight decay; None = the model config's weight_decay
     weight_decay: float | None = None
-    # "none" | "cosine" | "plateau"; None = the model config's scheduler
+    # "constant" | "cosine" (per step) | "epoch_cosine" (per epoch) | "plateau"; None = the model config's
+    # (the word "none" reads as None, i.e. the model config's; "constant" switches scheduling off)
     scheduler: str | None = None
     # fraction of optimiser steps of linear warm-up before the cosine decay; None = model config's
     warmup_ratio: float | None = None
+    # epoch_cosine: epochs of linear warm-up from LR 0 (epoch e trains at e / warmup_epochs of the LR)
+    warmup_epochs: int = 0
+    # epoch_cosine: length in epochs of the cosine decay after the warm-up (None = epochs - warmup_epochs)
+    cosine_epochs: int | None = None
     # plateau scheduler: LR multiplier on a plateau of the monitored metric
     plateau_factor: float = 0.5
     # plateau scheduler: epochs without improvement before the LR is reduced
@@ -66,6 +71,23 @@ class TrainConfig:
     monitor: str = "mae"
     # smallest change of `monitor` that counts as an improvement
     min_delta: float = 0.0
+    # direction of `monitor`: "auto" (from the metric: accuracies/F1/corr max, MAE/loss min) | "max" | "min"
+    monitor_mode: str = "auto"
+    # an epoch that equals the best value also counts as an improvement (">=", as MInD/MMCL's code)
+    monitor_ties: bool = False
+    # roll back to the best weights (and their optimiser state) after this many epochs in a row
+    # without improvement, then multiply the LR by rollback_factor (0 = never; MInD's reference protocol)
+    rollback_patience: int = 0
+    # LR multiplier applied after each roll-back
+    rollback_factor: float = 0.5
+    # roll-backs allowed; the next plateau after the last one ends the run
+    rollback_limit: int = 1
+    # evaluate the test split after every epoch too, to report the "best test epoch" figures the
+    # authors' code prints (labelled as such; the valid-selected figures stay the main ones)
+    test_every_epoch: bool = False
+    # metric that picks the "best test epoch" (None = `monitor`); its direction follows monitor_mode
+    # rules ("auto" from the metric) and monitor_ties
+    test_select: str | None = None
     # "auto" (from the training labels' range) | "standard" ([-3, 3]) | "sims" ([-1, 1])
     metric_set: str = "auto"
     # seed of model initialisation, shuffling and dropout
@@ -80,6 +102,8 @@ class TrainConfig:
     max_lengths: Mapping[str, int] | None = None
     # standardise features with the training split's statistics
     normalize: bool = True
+    # drop the last incomplete training batch (the MInD and MMCL reference loaders do)
+    drop_last: bool = False
     # also print/log the running training loss every N optimiser steps (0 = per epoch only)
     log_every: int = 0
     # stop each training epoch after this many batches (None = full epoch; for smoke tests)

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import MSAError
 from .config import TrainConfig, setting
+from .selection import epoch_cosine_factor
 
 #: SGD momentum (the only optimiser setting not taken from the configs)
 SGD_MOMENTUM = 0.9
@@ -55,12 +56,19 @@ def build_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
     raise MSAError(f"unknown optimizer {name!r}; expected adam, adamw or sgd")
 
 
+class EpochLambdaLR(torch.optim.lr_scheduler.LambdaLR):
+    """A LambdaLR stepped once per epoch; ``step(metric)`` ignores the metric the trainer passes."""
+
+    def step(self, metrics: Any = None) -> None:  # type: ignore[override]
+        super().step()
+
+
 def build_scheduler(opt: torch.optim.Optimizer, model: nn.Module, tc: TrainConfig, total_steps: int,
                     monitor_mode: str) -> tuple[Any, str]:
     """(scheduler or None, "step" | "epoch" | "none"): when the trainer calls step()."""
     mc = getattr(model, "config", None)
     kind = str(setting(tc, mc, "scheduler", "none")).lower()
-    if kind == "none":
+    if kind in ("none", "constant"):  # "constant": a TrainConfig value that the "none" word cannot express
         return None, "none"
     if kind == "cosine":
         warm = int(round(float(setting(tc, mc, "warmup_ratio", 0.0)) * total_steps))
@@ -73,10 +81,14 @@ def build_scheduler(opt: torch.optim.Optimizer, model: nn.Module, tc: TrainConfi
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
         return torch.optim.lr_scheduler.LambdaLR(opt, factor), "step"
+    if kind == "epoch_cosine":
+        warm = max(0, int(tc.warmup_epochs))
+        span = int(tc.cosine_epochs) if tc.cosine_epochs is not None else max(1, tc.epochs - warm)
+        return EpochLambdaLR(opt, lambda e: epoch_cosine_factor(e, warm, span)), "epoch"
     if kind == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=monitor_mode, factor=tc.plateau_factor, patience=tc.plateau_patience), "epoch"
-    raise MSAError(f"unknown scheduler {kind!r}; expected none, cosine or plateau")
+    raise MSAError(f"unknown scheduler {kind!r}; expected none/constant, cosine, epoch_cosine or plateau")
 
 
 def clip_thresholds(model: nn.Module, tc: TrainConfig) -> tuple[float, float]:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .._io import progress_bar
 from .metrics import UNITS_NOTE, format_metrics, mmsa_names
+from .selection import BEST_TEST_KEY
 
 #: validation metrics shown on each epoch line (besides the monitored one)
 EPOCH_LINE_METRICS = ("loss", "acc2_non0", "acc2", "corr", "mae")
@@ -112,7 +113,12 @@ class Reporter:
                           *[f"{r['train'][c]:.4f}" if c in r["train"] else "-" for c in comps], *valid)
         self.print(table)
         if test:
-            self.print(f"[bold]test[/bold] {format_metrics(self.names(test))}  ({UNITS_NOTE})")
+            self.print(f"[bold]test[/bold] (weights of the best valid epoch) {format_metrics(self.names(test))}"
+                       f"  ({UNITS_NOTE})")
+        tested = [r for r in history if r.get("test")]
+        if tested:
+            self.print(f"[dim]test evaluated every epoch ({len(tested)}); the labelled best-TEST-epoch figures are "
+                       f"in metrics.json ({BEST_TEST_KEY})[/dim]")
 
 
 def print_seed_summary(model: str, seeds: Sequence[int], summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
@@ -124,9 +130,9 @@ def print_seed_summary(model: str, seeds: Sequence[int], summary: Mapping[str, M
 
     table = Table(title=f"{model}: mean ± std over seeds {list(seeds)} ({UNITS_NOTE})")
     table.add_column("metric")
-    splits = [s for s in ("valid", "test") if s in summary]
-    for s in splits:
-        table.add_column(s, justify="right")
+    splits = [s for s in ("valid", "test", BEST_TEST_KEY) if s in summary]
+    for s in splits:  # the test-selected column is labelled so it is never read as the valid-selected one
+        table.add_column(s if s != BEST_TEST_KEY else "test at best TEST epoch (test-selected)", justify="right")
     keys = list(dict.fromkeys(k for s in splits for k in summary[s]))
     shown = mmsa_names({k: k for k in keys}) if mmsa else {k: k for k in keys}
     for name, k in shown.items():

@@ -1,6 +1,7 @@
 """What a training run carries from epoch to epoch and what it returns.
 
-:class:`RunState` is the progress the epoch loop updates (and ``last.pt`` stores),
+:class:`TrainingSetup` is what ``Trainer.fit`` builds once, :class:`RunState` is the progress
+the epoch loop updates (and ``last.pt`` stores),
 :class:`FitResult` the outcome of ``Trainer.fit``, :class:`SplitOutputs` what ``Trainer.predict``
 returns for one split (written as ``predictions_test.csv`` by :func:`write_predictions`).
 """
@@ -16,9 +17,11 @@ from .._io import atomic_write_text
 if TYPE_CHECKING:  # annotations only: importing the results must not need torch or numpy
     import numpy as np
     import torch
+    from torch import nn
 
 #: the RunState fields stored in (and restored from) the resume state ``last.pt``, in file order
-RESUME_FIELDS = ("epoch", "global_step", "best_value", "best_epoch", "bad_epochs", "best_valid", "history")
+RESUME_FIELDS = ("epoch", "global_step", "best_value", "best_epoch", "bad_epochs", "best_valid", "history",
+                 "rollbacks", "plateau_epochs")
 
 
 @dataclass
@@ -47,11 +50,17 @@ class RunState:
     best_weights: dict[str, torch.Tensor] | None = None
     # whether early stopping ended the run
     stopped_early: bool = False
+    # roll-backs to the best weights done so far (TrainConfig.rollback_patience)
+    rollbacks: int = 0
+    # epochs without improvement since the last improvement or roll-back
+    plateau_epochs: int = 0
+    # CPU copy of the optimiser state of the best epoch (only kept when roll-backs are on; not in last.pt)
+    best_optimizer: dict[str, Any] | None = None
 
     @classmethod
     def from_resume(cls, saved: Mapping[str, Any]) -> "RunState":
-        """The state stored in a resume dict (``last.pt``)."""
-        return cls(**{k: saved[k] for k in RESUME_FIELDS})
+        """The state stored in a resume dict (``last.pt``; fields newer than the file keep their defaults)."""
+        return cls(**{k: saved[k] for k in RESUME_FIELDS if k in saved})
 
     def resume_fields(self) -> dict[str, Any]:
         """The fields that go into ``last.pt``."""
@@ -60,7 +69,7 @@ class RunState:
     def new_best(self, value: float, epoch: int, valid: Mapping[str, float],
                  weights: dict[str, torch.Tensor]) -> None:
         """Record an improvement of the monitored metric in 0-based ``epoch``."""
-        self.best_value, self.best_epoch, self.bad_epochs = value, epoch + 1, 0
+        self.best_value, self.best_epoch, self.bad_epochs, self.plateau_epochs = value, epoch + 1, 0, 0
         self.best_valid = dict(valid)
         self.best_weights = weights
 
@@ -83,6 +92,33 @@ class FitResult:
     checkpoint: Path | None = None
     # whether early stopping ended the run
     stopped_early: bool = False
+    # labelled "best test epoch" figures (selection.BEST_TEST_KEY / BEST_PER_METRIC_KEY); empty unless
+    # the test split was evaluated after every epoch (TrainConfig.test_every_epoch)
+    best_test: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What :meth:`Trainer.fit` builds once, before the first epoch."""
+
+    # model + objective as one module (wrapped in DistributedDataParallel when distributed)
+    step_module: nn.Module
+    # the train split's loader (with a DistributedSampler when distributed)
+    loader: Any
+    # batches trained per epoch (``limit_train_batches`` applied)
+    batches: int
+    # the optimiser over the model's parameter groups
+    optimizer: torch.optim.Optimizer
+    # learning-rate scheduler, or None
+    scheduler: Any
+    # when ``scheduler.step()`` is called: "step" | "epoch" | "none"
+    scheduler_when: str
+    # fp16 gradient scaler (None unless fp16 autocast)
+    scaler: Any
+    # clip each gradient value to [-v, v] (0 = off)
+    clip_value: float
+    # clip the global gradient norm (0 = off)
+    clip_norm: float
 
 
 @dataclass

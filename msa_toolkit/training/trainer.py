@@ -38,7 +38,6 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -52,11 +51,12 @@ from . import distributed as D
 from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, describe_nonfinite, full_model_state, load_resume_state,
                          model_state_tensors, save_checkpoint, save_resume_state)
 from .config import TrainConfig, coerce_field
-from .metrics import UNITS, NonFiniteError, compute_metrics, infer_metric_set, is_better
+from .metrics import UNITS, NonFiniteError, compute_metrics, infer_metric_set
 from .optim import build_optimizer, build_scheduler, clip_thresholds, resolve_precision
 from .report import Reporter
 from .rng import loader_generators, rng_state, seed_everything, set_rng_state
-from .state import FitResult, RunState, SplitOutputs, write_predictions
+from . import selection as S
+from .state import FitResult, RunState, SplitOutputs, TrainingSetup, write_predictions
 
 # TrainConfig, coerce_field and the optimiser builders live in .config / .optim; they stay importable from here
 __all__ = ["Trainer", "TrainConfig", "coerce_field", "FitResult", "RunState", "SplitOutputs", "TrainingSetup",
@@ -67,30 +67,6 @@ BEST_FILE = "best.safetensors"
 LOG_FILE = "log.jsonl"
 RESULT_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions_test.csv"
-
-
-@dataclass(frozen=True)
-class TrainingSetup:
-    """What :meth:`Trainer.fit` builds once, before the first epoch."""
-
-    # model + objective as one module (wrapped in DistributedDataParallel when distributed)
-    step_module: nn.Module
-    # the train split's loader (with a DistributedSampler when distributed)
-    loader: Any
-    # batches trained per epoch (``limit_train_batches`` applied)
-    batches: int
-    # the optimiser over the model's parameter groups
-    optimizer: torch.optim.Optimizer
-    # learning-rate scheduler, or None
-    scheduler: Any
-    # when ``scheduler.step()`` is called: "step" | "epoch" | "none"
-    scheduler_when: str
-    # fp16 gradient scaler (None unless fp16 autocast)
-    scaler: Any
-    # clip each gradient value to [-v, v] (0 = off)
-    clip_value: float
-    # clip the global gradient norm (0 = off)
-    clip_norm: float
 
 
 class _Step(nn.Module):
@@ -227,10 +203,9 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> FitResult:
-        """Train (see the module docstring); ``resume`` continues the run in ``out_dir`` from its ``last.pt``.
+        """Train (module docstring); ``resume`` continues ``out_dir``'s ``last.pt`` run.
 
-        A finished run is returned as it is, unless ``config.epochs`` now asks for more epochs.
-        """
+        A finished run is returned as it is, unless ``config.epochs`` now asks for more epochs."""
         saved = self._previous_run(resume)
         if saved is not None and saved.get("finished"):
             if saved["epoch"] >= self.config.epochs or saved["result"].get("stopped_early"):
@@ -247,6 +222,7 @@ class Trainer:
         for epoch in range(run.epoch, self.config.epochs):
             if self.config.patience and self.valid_split is not None and run.bad_epochs >= self.config.patience:
                 run.stopped_early = True
+            if run.stopped_early:  # early stopping, or a plateau after the last roll-back
                 break
             record = self._run_epoch(setup, run, epoch)
             for cb in self.callbacks:
@@ -271,7 +247,8 @@ class Trainer:
         """Resolve the metric set, seed, and build the step module, loader, optimiser, schedule and scaler."""
         tc, ctx = self.config, self.ctx
         self.metric_set = self._resolve_metric_set()
-        monitor_mode = "min" if self.monitor == "loss" or not is_better(self.monitor, 1.0, 0.0) else "max"
+        monitor_mode = S.resolve_mode(self.monitor if self.valid_split is not None else "loss", tc.monitor_mode)
+        self.monitor_direction = monitor_mode
         seed_everything(tc.seed)
         step_module: nn.Module = _Step(self.model)
         if ctx.distributed:
@@ -327,12 +304,20 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch + 1, "step": run.global_step, "train": train_stats,
                                   "lr": setup.optimizer.param_groups[0]["lr"]}
         value = self._validate(record)
-        if self.valid_split is None or is_better(self.monitor, value, run.best_value, self.config.min_delta):
+        if self.config.test_every_epoch and self.test_split is not None:  # for the labelled best-test figures
+            record["test"] = self.evaluate(self.test_split)
+        tc = self.config
+        if self.valid_split is None or S.improved(value, run.best_value, self.monitor_direction, tc.min_delta,
+                                                  tc.monitor_ties):
             run.new_best(value, epoch, record.get("valid", {}), model_state_tensors(self.model))
+            if self.config.rollback_patience:
+                run.best_optimizer = S.snapshot_optimizer(setup.optimizer)
             if self.writes:
                 self._save_best(run.best_weights, {"valid": run.best_valid}, run.best_epoch)
         else:
             run.bad_epochs += 1
+            run.plateau_epochs += 1
+            self._maybe_roll_back(setup, run, record)
         if setup.scheduler_when == "epoch":
             setup.scheduler.step(value)
         record["seconds"] = round(time.time() - t0, 3)
@@ -348,6 +333,13 @@ class Trainer:
             D.all_gather_objects(self.ctx, rng_state())
         self.reporter.epoch(record, self.monitor)
         return record
+
+    def _maybe_roll_back(self, setup: TrainingSetup, run: RunState, record: dict[str, Any]) -> None:
+        """After ``rollback_patience`` bad epochs: back to the best weights with a lower LR, or stop (limit spent)."""
+        done = S.maybe_roll_back(self.model, setup.optimizer, run, self.config)
+        if done:
+            record["rollback"] = done
+            self.reporter.print(f"[yellow]plateau: rolled back to epoch {done['to_epoch']}, lr {done['lr']:.3g}")
 
     def _check_finite(self, epoch: int, train_stats: Mapping[str, float]) -> None:
         """NonFiniteError when a weight or the epoch's train loss is NaN/inf (before anything is saved)."""
@@ -443,21 +435,26 @@ class Trainer:
             except NonFiniteError as e:
                 raise NonFiniteError(f"split {self.test_split!r} with the best weights: {e}") from None
             test["loss"] = outputs.loss.get("total", float("nan"))
+        tc = self.config  # "best test epoch" figures: only when the test split was evaluated every epoch
+        best_test = S.best_test_figures(run.history, tc.test_select or self.monitor,
+                                        tc.monitor_mode if tc.test_select is None else "auto", tc.monitor_ties)
         result = FitResult(self.out_dir, run.best_epoch, run.best_valid, test, run.history,
-                           self.out_dir / BEST_FILE if self.out_dir is not None else None, run.stopped_early)
+                           self.out_dir / BEST_FILE if self.out_dir is not None else None, run.stopped_early,
+                           best_test)
         if self.writes:
-            self._write_final(run, test, outputs)
+            self._write_final(run, test, outputs, best_test)
         D.barrier(self.ctx)
         self.reporter.run_summary(run.history, test, self.monitor)
         return result
 
     # -- files -------------------------------------------------------------------------------
-    def _write_final(self, run: RunState, test: dict[str, float], outputs: SplitOutputs | None) -> None:
+    def _write_final(self, run: RunState, test: dict[str, float], outputs: SplitOutputs | None,
+                     best_test: Mapping[str, Any]) -> None:
         """best.safetensors with test metrics, metrics.json, test predictions, plots; last.pt marked finished."""
         self._save_best(model_state_tensors(self.model), {"valid": run.best_valid, "test": test}, run.best_epoch)
         summary = {"best_epoch": run.best_epoch, "stopped_early": run.stopped_early, "epochs_run": len(run.history),
                    "metric_set": self.metric_set, "monitor": self.monitor, "units": UNITS, "valid": run.best_valid,
-                   "test": test}
+                   "test": test, **best_test}
         atomic_write_json(self.out_dir / RESULT_FILE, summary, indent=2)
         if outputs is not None:
             write_predictions(outputs, self.out_dir / PREDICTIONS_FILE)
@@ -497,4 +494,5 @@ class Trainer:
         """The FitResult stored in a finished run's ``last.pt``."""
         r = state["result"]
         return FitResult(self.out_dir, r["best_epoch"], r["valid"], r["test"], state["history"],
-                         self.out_dir / BEST_FILE, r["stopped_early"])
+                         self.out_dir / BEST_FILE, r["stopped_early"],
+                         {k: r[k] for k in (S.BEST_TEST_KEY, S.BEST_PER_METRIC_KEY) if k in r})

@@ -167,7 +167,8 @@ def test_resolved_config_round_trips(tiny_ds, tmp_path, fast):
     train("text_only", tiny_ds, tmp_path / "r", preset="tiny", overrides={**fast, "trainer.epochs": 1,
                                                                           "model.hidden": 6})
     tc, model, meta = resolve_run_config(tmp_path / "r" / "config.yaml")
-    assert tc.epochs == 1 and model == {"hidden": 6} and meta == {"name": "text_only", "preset": "tiny", "seeds": [1]}
+    assert tc.epochs == 1 and model == {"hidden": 6} and meta == {"name": "text_only", "preset": "tiny", "seeds": [1],
+                                                                    "recipe": "toolkit"}
 
 
 def test_non_tensor_extra_state_survives_resume_and_is_skipped_in_checkpoints(tiny_ds, tmp_path):

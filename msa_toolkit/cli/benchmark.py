@@ -1,0 +1,66 @@
+"""`msa benchmark`: every model x seed on one dataset, one cross-model table (msa_toolkit.training.benchmark)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def _csv(text: str) -> list[str]:
+    return [s for s in text.replace(" ", "").split(",") if s]
+
+
+def benchmark_command(
+    models: str = typer.Option(..., "--models", "-m",
+                               help="Comma-separated model names, e.g. dlf,almt,mmcl,mind,text_only."),
+    data: Path = typer.Option(..., "--data", "-d", help="Native dataset directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Benchmark directory (runs/ + results.*); re-running resumes."),
+    seeds: str = typer.Option("1,2,3", "--seeds",
+                              help="Comma-separated seeds, one run per model and seed; 'recipe' = each recipe's."),
+    recipe: str = typer.Option("toolkit", "--recipe", "-r",
+                               help="toolkit | reference (models without that recipe use toolkit; the table says)."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p",
+                                         help="Preset for the models that define it (e.g. mosi)."),
+    set_: List[str] = typer.Option([], "--set", "-s",
+                                   help="Override for every model (trainer.epochs=3) or one (dlf:model.dim=32)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Shortcut for --set trainer.epochs=N."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
+    mmsa_names: bool = typer.Option(False, "--mmsa-names", help="MMSA's metric names (Non0_acc_2, ...) in the tables."),
+    percent: bool = typer.Option(False, "--percent/--fractions",
+                                 help="Accuracies and F1 in percent, as the papers (default: fractions)."),
+    paper: bool = typer.Option(False, "--paper", help="Add the papers' CMU-MOSI numbers next to the table."),
+    quiet: bool = typer.Option(True, "--quiet/--verbose", "-q/-v", help="Per-run progress output."),
+) -> None:
+    """Train every model x seed (finished runs are skipped) and write results.{md,csv,json,png}.
+
+    The main figures are test metrics of the checkpoint chosen on valid; with --recipe reference
+    the authors' "best test epoch" figures follow in their own, labelled table.
+    """
+    from ..training.benchmark import PAPER_MOSI, run_benchmark
+
+    overrides = list(set_)
+    if epochs is not None:
+        overrides.append(f"trainer.epochs={epochs}")
+    if device is not None:
+        overrides.append(f"trainer.device={device}")
+    if quiet:
+        overrides.append("trainer.progress=false")
+    try:
+        seed_list = None if seeds == "recipe" else [int(s) for s in _csv(seeds)]
+    except ValueError:
+        raise typer.BadParameter(f"--seeds expects comma-separated integers, got {seeds!r}") from None
+    result = run_benchmark(_csv(models), data, out, seeds=seed_list, recipe=recipe, preset=preset,
+                           overrides=overrides, mmsa_names=mmsa_names, percent=percent,
+                           paper=PAPER_MOSI if paper else None)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    typer.echo((out / "results.md").read_text())
+    failed = sum(r["status"] != "ok" for r in result.runs)
+    typer.echo(f"{len(result.runs) - failed} of {len(result.runs)} runs finished; results in {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("benchmark")(benchmark_command)

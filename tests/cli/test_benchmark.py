@@ -1,0 +1,78 @@
+"""`msa benchmark` end to end: two tiny models x two seeds, a failing run as a row, resume skips finished runs."""
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from msa_toolkit.cli.main import app
+from msa_toolkit.training.benchmark import BEST_TEST_KEY, aggregate, markdown
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def bench_ds(tmp_path_factory):
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+
+    path = tmp_path_factory.mktemp("bench") / "ds"
+    make_synthetic_dataset(path, n_train=24, n_valid=8, n_test=8, dims=(8, 4, 4), lengths=(6, 8, 8), seed=0)
+    return path
+
+
+def _bench(ds, out, *extra):
+    return runner.invoke(app, ["benchmark", "--models", "text_only,late_fusion,tfn", "--data", str(ds), "-o",
+                               str(out), "--seeds", "1,2", "--preset", "tiny", "--epochs", "2", "--device", "cpu",
+                               "--set", "trainer.batch_size=8", "--set", "trainer.plots=false",
+                               "--set", "tfn:model.no_such_field=1", "--mmsa-names", "--percent", *extra])
+
+
+def test_benchmark_end_to_end_resume_and_failed_row(bench_ds, tmp_path):
+    out = tmp_path / "bench"
+    r = _bench(bench_ds, out)
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "4 of 6 runs finished" in r.output
+    for f in ("runs.csv", "results.csv", "results.json", "results.md", "results.png"):
+        assert (out / f).is_file(), f
+    runs = list(csv.DictReader((out / "runs.csv").open()))
+    assert [(x["model"], x["seed"], x["status"]) for x in runs] == [
+        ("text_only", "1", "ok"), ("text_only", "2", "ok"), ("late_fusion", "1", "ok"), ("late_fusion", "2", "ok"),
+        ("tfn", "1", "failed"), ("tfn", "2", "failed")]
+    assert "no_such_field" in runs[-1]["error"] and int(runs[0]["params"]) > 0
+    assert float(runs[0]["seconds_per_epoch"]) > 0 and runs[0]["device"] == "cpu"
+    doc = json.loads((out / "results.json").read_text())
+    t = doc["table"]["text_only"]
+    assert t["ok"] == 2 and t["test"]["mae"]["n"] == 2 and t["test"]["mae"]["std"] >= 0
+    assert doc["table"]["tfn"]["ok"] == 0 and doc["table"]["tfn"]["errors"]
+    md = (out / "results.md").read_text()
+    assert "chosen on valid" in md and "Non0_acc_2 %" in md and "## Failed runs" in md
+    assert "| tfn | toolkit | 0/2 |" in md
+    header = next(csv.reader((out / "results.csv").open()))
+    assert "test_Non0_acc_2_mean" in header and "test_MAE_std" in header
+    # re-running skips the finished runs (their directories are not touched) and retries the failed ones
+    stamp = (out / "runs" / "text_only" / "seed_1" / "metrics.json").stat().st_mtime_ns
+    r = _bench(bench_ds, out)
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert (out / "runs" / "text_only" / "seed_1" / "metrics.json").stat().st_mtime_ns == stamp
+    again = json.loads((out / "results.json").read_text())
+    assert again["runs"][0]["resumed"] == "skipped (finished)"
+    assert again["table"]["text_only"]["test"] == t["test"]
+
+
+def test_unknown_model_is_one_line_error(bench_ds, tmp_path):
+    r = runner.invoke(app, ["benchmark", "--models", "nope", "--data", str(bench_ds), "-o", str(tmp_path / "b")])
+    assert r.exit_code != 0 and "unknown model" in (r.output + str(r.exception))
+
+
+def test_markdown_labels_the_test_selected_table():
+    rows = [{"model": "m", "seed": s, "recipe": "reference", "preset": "-", "status": "ok", "error": "",
+             "params": 10, "seconds_per_epoch": 1.0, "device": "cpu", "epochs_run": 3,
+             "valid": {"mae": 1.0}, "test": {"mae": 1.0 + s / 10, "acc2_non0": 0.5},
+             BEST_TEST_KEY: {"mae": 0.9, "acc2_non0": 0.6}} for s in (1, 2)]
+    table = aggregate(rows)
+    assert table["m"]["test"]["mae"]["mean"] == pytest.approx(1.15)
+    assert table["m"]["test"]["mae"]["std"] == pytest.approx(0.0707107, rel=1e-4)
+    md = markdown(table, ("acc2_non0", "mae"), percent=True, paper={"m": {"acc2": 86.0, "mae": 0.7, "source": "x"}})
+    main, labelled = md.index("chosen on valid"), md.index("best TEST epoch")
+    assert main < labelled and "60.00 ± 0.00" in md[labelled:] and "Published CMU-MOSI" in md

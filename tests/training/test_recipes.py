@@ -1,0 +1,169 @@
+"""Reference recipes and the generic trainer features they need: epoch-level warm-up + cosine,
+roll-back to the best weights on a plateau, selection direction / tie rule, labelled best-test figures."""
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from msa_toolkit.cli.main import app
+from msa_toolkit.data.module import DataModule
+from msa_toolkit.models import create_model
+from msa_toolkit.models.presets import RECIPES, TOOLKIT_RECIPE, get_recipe
+from msa_toolkit.training import selection as S
+from msa_toolkit.training.config import TrainConfig
+from msa_toolkit.training.optim import build_scheduler
+from msa_toolkit.training.trainer import Trainer
+
+runner = CliRunner()
+
+
+def _trainer(ds, tmp_path=None, callbacks=(), **tc):
+    cfg = TrainConfig(progress=False, plots=False, device="cpu", seed=1, **tc)
+    torch.manual_seed(1)
+    dm = DataModule(ds, batch_size=16, seed=1)
+    net = create_model("late_fusion", "tiny", text_dim=8, audio_dim=4, vision_dim=4, text_len=6, audio_len=8,
+                       vision_len=8)
+    return Trainer(net, dm, cfg, tmp_path, callbacks=callbacks)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_epoch_cosine_factor_and_scheduler():
+    assert [S.epoch_cosine_factor(e, 4, 6) for e in range(4)] == [0.0, 0.25, 0.5, 0.75]
+    assert S.epoch_cosine_factor(4, 4, 6) == 1.0
+    assert S.epoch_cosine_factor(7, 4, 6) == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 6)))
+    assert S.epoch_cosine_factor(99, 4, 6) == pytest.approx(0.0)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    tc = TrainConfig(scheduler="epoch_cosine", warmup_epochs=2, cosine_epochs=3, epochs=5)
+    sched, when = build_scheduler(opt, torch.nn.Linear(1, 1), tc, 1000, "min")
+    assert when == "epoch"
+    lrs = []
+    for _ in range(5):
+        lrs.append(opt.param_groups[0]["lr"])
+        sched.step(0.123)  # the trainer passes the monitored value; an epoch schedule ignores it
+    assert lrs == pytest.approx([0.0, 0.5, 1.0, 0.75, 0.25])
+
+
+def test_trainer_steps_the_epoch_schedule_once_per_epoch(tiny_ds):
+    res = _trainer(tiny_ds, epochs=5, lr=0.01, scheduler="epoch_cosine", warmup_epochs=2, cosine_epochs=3,
+                   patience=0).fit()
+    assert [r["lr"] for r in res.history] == pytest.approx([0.0, 0.005, 0.01, 0.0075, 0.0025])
+
+
+def test_improved_direction_and_ties():
+    assert S.resolve_mode("acc2_non0") == "max" and S.resolve_mode("mae") == "min"
+    assert S.resolve_mode("loss") == "min" and S.resolve_mode("mae", "max") == "max"
+    assert S.improved(0.5, None, "max") and not S.improved(float("nan"), None, "max")
+    assert not S.improved(0.5, 0.5, "max") and S.improved(0.5, 0.5, "max", ties=True)
+    assert S.improved(0.4, 0.5, "min") and not S.improved(0.6, 0.5, "min", ties=True)
+    assert not S.improved(0.5 - 1e-7, 0.5, "min", min_delta=1e-6)
+
+
+def test_roll_back_restores_weights_and_optimizer_state_then_scales_lr():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+
+    def step():
+        net(torch.randn(4, 3)).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+
+    step()
+    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    snap = S.snapshot_optimizer(opt)
+    exp_avg = opt.state[net.weight]["exp_avg"].clone()
+    for _ in range(3):
+        step()
+    opt.param_groups[0]["lr"] = 7e-3  # e.g. a schedule moved it; the roll-back halves the best epoch's LR
+    lrs = S.roll_back(net, opt, best, snap, 0.5)
+    assert lrs == [pytest.approx(5e-3)]
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, best[k])
+    assert torch.equal(opt.state[net.weight]["exp_avg"], exp_avg)
+    assert S.should_roll_back(3, 3) and not S.should_roll_back(2, 3) and not S.should_roll_back(9, 0)
+
+
+def test_trainer_rolls_back_on_plateau_then_stops(tiny_ds):
+    seen = {}
+
+    def perturb(trainer, record):
+        params = dict(trainer.model.named_parameters())
+        if record["epoch"] == 1:
+            seen["best"] = {k: v.detach().clone() for k, v in params.items()}
+        if "rollback" in record:  # the weights are the best epoch's again
+            seen["rolled_back_at"] = record["epoch"]
+            assert all(torch.equal(params[k].detach(), v) for k, v in seen["best"].items())
+        elif record["epoch"] <= 2:  # make epochs 2 and 3 worse than epoch 1
+            with torch.no_grad():
+                for p in params.values():
+                    p.add_(torch.randn_like(p) * 5)
+
+    # lr 0: only the perturbations change the weights
+    res = _trainer(tiny_ds, epochs=20, lr=0.0, patience=0, rollback_patience=2, rollback_factor=0.5,
+                   rollback_limit=1, callbacks=[perturb]).fit()
+    assert seen["rolled_back_at"] == 3 and res.best_epoch == 1
+    # after the roll-back (epoch 3) epochs 4 and 5 equal epoch 1 (no improvement): the second plateau stops
+    assert res.stopped_early and len(res.history) == 5
+    assert res.history[2]["rollback"] == {"to_epoch": 1, "lr": 0.0}
+    # with the >= tie rule equal epochs count as improvements: no plateau, no roll-back
+    res = _trainer(tiny_ds, epochs=4, lr=0.0, patience=0, rollback_patience=1, monitor_ties=True).fit()
+    assert not res.stopped_early and res.best_epoch == 4 and not any("rollback" in r for r in res.history)
+
+
+def test_best_test_figures_are_labelled():
+    hist = [{"epoch": e, "test": {"mae": m, "acc2_non0": a}}
+            for e, m, a in [(1, 0.9, 0.70), (2, 0.8, 0.75), (3, 0.85, 0.75), (4, 0.95, 0.72)]]
+    out = S.best_test_figures(hist, "acc2_non0", ties=True)
+    best = out[S.BEST_TEST_KEY]
+    assert best["epoch"] == 3 and best["metrics"]["mae"] == 0.85 and "TEST split" in best["protocol"]
+    assert S.best_test_figures(hist, "acc2_non0")[S.BEST_TEST_KEY]["epoch"] == 2
+    assert S.best_test_figures(hist, "mae")[S.BEST_TEST_KEY]["epoch"] == 2
+    per = out[S.BEST_PER_METRIC_KEY]
+    assert per["metrics"] == {"mae": 0.8, "acc2_non0": 0.75} and per["epochs"]["mae"] == 2
+    assert S.best_test_figures([{"epoch": 1, "valid": {}}], "mae") == {}
+
+
+def test_recipe_data():
+    assert set(RECIPES) == {"dlf", "almt", "mmcl", "mind"}
+    for model, recipes in RECIPES.items():
+        rec = recipes["reference"]
+        TrainConfig.from_dict(rec.trainer)  # every setting is a valid TrainConfig field
+        assert rec.source and rec.notes and rec.seeds
+    assert get_recipe("text_only") is TOOLKIT_RECIPE
+    assert get_recipe("text_only", "reference", strict=False) is TOOLKIT_RECIPE
+    with pytest.raises(KeyError, match="exists for almt"):
+        get_recipe("text_only", "reference")
+    assert RECIPES["almt"]["reference"].trainer["warmup_epochs"] == 20
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_cli_train_reference_recipe(tiny_ds, tmp_path, name):
+    run = tmp_path / name
+    r = runner.invoke(app, ["train", "--model", name, "--preset", "tiny", "--recipe", "reference", "--data",
+                            str(tiny_ds), "-o", str(run), "--device", "cpu", "--epochs", "2", "--seeds", "1",
+                            "--set", "trainer.batch_size=8", "--set", "trainer.limit_train_batches=2",
+                            "--set", "trainer.plots=false", "-q"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    rec = RECIPES[name]["reference"]
+    assert cfg["recipe"]["name"] == "reference" and cfg["recipe"]["source"] == rec.source
+    for k, v in rec.trainer.items():
+        if k not in ("epochs", "batch_size"):  # the command line overrides these two
+            assert cfg["trainer"][k] == v, k
+    metrics = json.loads((run / "metrics.json").read_text())
+    if rec.trainer.get("test_every_epoch"):
+        assert "TEST split" in metrics[S.BEST_TEST_KEY]["protocol"]
+        assert metrics[S.BEST_TEST_KEY]["metric"] == rec.trainer["test_select"]
+    else:
+        assert S.BEST_TEST_KEY not in metrics
+
+
+def test_cli_unknown_recipe_is_one_line_error(tiny_ds, tmp_path):
+    r = runner.invoke(app, ["train", "--model", "text_only", "--recipe", "reference", "--data", str(tiny_ds),
+                            "-o", str(tmp_path / "x"), "--device", "cpu", "-q"])
+    assert r.exit_code != 0 and "has no recipe 'reference'" in (r.output + str(r.exception))
