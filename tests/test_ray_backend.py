@@ -38,7 +38,7 @@ def cluster():
     from msa_toolkit.extraction.ray_backend import import_ray
 
     import_ray()  # usage stats off before the cluster starts
-    ctx = ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+    ctx = ray.init(num_cpus=2, include_dashboard=False,
                    object_store_memory=100 * 1024 * 1024, log_to_driver=False, logging_level="warning")
     yield ctx.address_info["gcs_address"]
     ray.shutdown()

@@ -137,7 +137,7 @@ def connect(ray: Any, address: str | None, num_cpus: int) -> bool:
     if address:
         ray.init(address=address, **common)
     else:
-        ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, _node_ip_address="127.0.0.1",
+        ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                  **common)
     return True
 
