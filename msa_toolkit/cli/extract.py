@@ -19,7 +19,7 @@ def extract_command(
     workers: int = typer.Option(1, "--workers", "-w", min=1,
                                 help="Worker processes, or Ray actors with --backend ray (each loads models once)."),
     backend: str = typer.Option("local", "--backend", help="local: this machine; ray: Ray actors on a cluster "
-                                                           "(pip install msa_toolkit[ray]; see docs/scaling.md)."),
+                                                           "(pip install msa_toolkit\\[ray]; see docs/scaling.md)."),
     address: Optional[str] = typer.Option(None, "--address", help="With --backend ray: auto or HOST:PORT of a "
                                                                   "running Ray cluster (default: start a local one)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: only every n-th file starting at i (0-based)."),
