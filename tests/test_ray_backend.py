@@ -4,6 +4,7 @@ serial run, a dead actor's file retried on another actor, resume after the drive
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -94,6 +95,18 @@ def test_dead_actor_file_is_retried_on_another(cluster, serial, tmp_path, monkey
     _assert_same_bundles(res, ref)
 
 
+def _sigkill_once(proc: subprocess.Popen, ready, timeout: float = 240.0) -> bool:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds; False when it had already exited by then."""
+    end = time.time() + timeout
+    while proc.poll() is None and time.time() < end and not ready():
+        time.sleep(0.02)
+    alive = proc.poll() is None
+    if alive:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    return alive
+
+
 @pytest.mark.slow
 def test_resume_after_driver_is_killed(cluster, assets_dir, tmp_path):
     """SIGKILL a `msa extract --backend ray --address` driver after its first bundle lands; the re-run
@@ -104,17 +117,9 @@ def test_resume_after_driver_is_killed(cluster, assets_dir, tmp_path):
     cmd = [sys.executable, "-m", "msa_toolkit", "extract", str(inp), "-o", str(tmp_path / "out"), "--text", "none",
            "--audio", "none", "--vision", "none", "--cache-dir", str(cache), "-q", "--backend", "ray",
            "--address", cluster, "--workers", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None and not list(cache.rglob("*.json")):
-        time.sleep(0.02)
-    killed = proc.poll() is None
-    if killed:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    before = {p.stem for p in cache.rglob("*.json")}
-    for stem in before:  # nothing half-written is visible
-        FeatureBundle.load(next(cache.rglob(f"{stem}.json")))
+    killed = _sigkill_once(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                           lambda: any(cache.rglob("*.json")))
+    before = [FeatureBundle.load(p) for p in cache.rglob("*.json")]  # each loads: nothing half-written is visible
     cfg = ExtractConfig(text=None, audio=None, vision=None)
     res = extract(inp, out_dir=tmp_path / "out", config=cfg, cache_dir=cache, workers=2, progress=False,
                   backend="ray")
