@@ -1,4 +1,4 @@
-"""`--backend ray` on a real local Ray cluster (127.0.0.1, 2 CPUs, no dashboard): same bundles as the
+"""`--backend ray` on a real local Ray cluster (this machine only, 2 CPUs, no dashboard): same bundles as the
 serial run, a dead actor's file retried on another actor, resume after the driver is killed."""
 
 from __future__ import annotations
