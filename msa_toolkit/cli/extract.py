@@ -19,7 +19,12 @@ def extract_command(
                                        help="Media files and/or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", file_okay=False, help="Output folder for bundles + manifest."),
     extractors: ExtractorFlags = ExtractorFlags(),  # the extractor flags (cli/_options.py)
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes (each loads models once)."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1,
+                                help="Worker processes, or Ray actors with --backend ray (each loads models once)."),
+    backend: str = typer.Option("local", "--backend", help="local: this machine; ray: Ray actors on a cluster "
+                                                           "(pip install msa_toolkit\\[ray]; see docs/scaling.md)."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --backend ray: auto or HOST:PORT of a "
+                                                                  "running Ray cluster (default: start a local one)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: only every n-th file starting at i (0-based)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", file_okay=False,
                                              help="Feature cache (default $MSA_CACHE_DIR or ~/.cache/msa_toolkit)."),
@@ -46,7 +51,8 @@ def extract_command(
 
     try:
         res = extract(paths, out_dir=out, config=config, cache_dir=cache_dir, workers=workers, shard=shard,
-                      transcripts=transcripts, progress=not quiet, save_srt=srt)
+                      transcripts=transcripts, progress=not quiet, save_srt=srt, backend=backend,
+                      ray_address=address)
     except ExtractionInterrupted as stop:
         _summary(stop.result, out)
         typer.secho(f"interrupted: {len(stop.result.items)} finished file(s) kept; "

@@ -46,6 +46,8 @@ from .safety import check_output_dir, sigterm_as_interrupt, watch_parent
 WORKER_ENV_PREFIXES = ("HF_", "TRANSFORMERS_", "NUMBA_", "OMP_", "MSA_")
 #: environment variable telling a worker how many torch threads to use
 WORKER_THREADS_ENV = "MSA_WORKER_THREADS"
+#: where pass 2 runs: this machine (serial or a process pool) or Ray actors (extraction/ray_backend.py)
+BACKENDS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -373,7 +375,8 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
             config: ExtractConfig = ExtractConfig(), cache_dir: str | os.PathLike | None = None,
             workers: int = 1, shard: str | tuple[int, int] | None = None,
             transcripts: str | os.PathLike | Mapping[str, Any] | None = None, progress: bool = True,
-            save_srt: bool = False, extractors: LoadedExtractors | None = None) -> ExtractResult:
+            save_srt: bool = False, extractors: LoadedExtractors | None = None, backend: str = "local",
+            ray_address: str | None = None) -> ExtractResult:
     """Extract features from media files and folders (see the module docstring).
 
     Args:
@@ -390,6 +393,10 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
         save_srt: also write ``<name>.srt`` subtitles to out_dir.
         extractors: already loaded extractors (:func:`load_extractors`) reused across calls, so a
             long-lived caller (e.g. a Predictor) loads Whisper and the encoders once; must match ``config``.
+        backend: ``"local"`` (this process, or ``workers`` spawned processes) or ``"ray"`` (``workers``
+            Ray actors; needs ``pip install msa_toolkit[ray]`` and a cache every node sees).
+        ray_address: with ``backend="ray"``: None starts a local Ray cluster, ``"auto"`` or
+            ``HOST:PORT`` joins a running one.
     """
     t_start = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
@@ -401,6 +408,10 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
     files = select_shard(files, shard_t)
     if workers < 1:
         raise ExtractConfigError(f"workers must be >= 1, got {workers}")
+    if backend not in BACKENDS:
+        raise ExtractConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if ray_address is not None and backend != "ray":
+        raise ExtractConfigError("a Ray address needs backend='ray' (--backend ray)")
     if extractors is not None and extractors.config != config:
         raise ExtractConfigError("extract(): the loaded extractors were built for another ExtractConfig")
     runner = extractors if extractors is not None else LoadedExtractors(config)
@@ -416,7 +427,11 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
         try:
             with sigterm_as_interrupt():
                 todo = _look_up(files, transcripts, runner, state)
-                if todo and workers == 1:
+                if todo and backend == "ray":
+                    from .ray_backend import compute_with_ray
+
+                    compute_with_ray(config, todo, workers, state, ray_address)
+                elif todo and workers == 1:
                     _compute_here(runner, todo, state, show_stages=progress)
                 elif todo:
                     _compute_in_pool(config, todo, workers, state)
