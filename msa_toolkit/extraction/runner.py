@@ -154,10 +154,10 @@ class LoadedExtractors:
         need_audio = need_asr or "audio" in ex
         if "text" in ex and "asr" not in ex and user_transcript is None:
             raise ExtractionError(path, "text", "text features need a transcript: enable asr or supply one "
-                                                "(sidecar .txt next to the file, or transcripts=...)")
+                                                "(a sidecar .txt next to the file, or --transcripts FOLDER)")
         if "vision" in ex and not info.has_video:  # checked first: no point decoding audio for a file that will fail
             raise ExtractionError(path, "vision", "the file has no video stream (for audio-only files use "
-                                                  "--vision none / ExtractConfig(vision=None))")
+                                                  "--vision none)")
         if not need_audio:
             return None
         if not info.has_audio:
