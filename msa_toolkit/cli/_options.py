@@ -264,3 +264,33 @@ def parse_require(values: Optional[list[str]], config: ExtractConfig) -> tuple[s
         if not getattr(config, stage):
             raise typer.BadParameter(f"the {stage} stage is switched off (--{stage} none)", param_hint="--require")
     return stages
+
+
+# -- the dataset directory: DATASET or --data/-d in every command that reads one -------------------------------
+
+#: --data/-d names the dataset directory in every command; the `msa dataset` subcommands also take it as DATASET
+DATASET_HELP = "Native dataset directory"
+
+
+def dataset_argument() -> Any:
+    """The optional positional DATASET of the `msa dataset` subcommands (``--data/-d`` works too)."""
+    return typer.Argument(None, exists=True, file_okay=False, metavar="DATASET", show_default=False,
+                          help=f"{DATASET_HELP} (or --data/-d)")
+
+
+def data_option(required: bool = False) -> Any:
+    """``--data/-d DIR``: the dataset directory; optional where a DATASET argument may give it instead."""
+    return typer.Option(... if required else None, "--data", "-d", exists=True, file_okay=False,
+                        help=f"{DATASET_HELP}." if required else f"{DATASET_HELP} (same as DATASET)")
+
+
+def dataset_path(positional: Optional[Path], option: Optional[Path]) -> Path:
+    """The dataset directory given either as DATASET or as ``--data/-d`` (exactly one of them)."""
+    if positional is not None and option is not None and positional != option:
+        raise typer.BadParameter(f"two datasets given: {positional} and --data {option}; give one",
+                                 param_hint="DATASET / --data")
+    path = positional if positional is not None else option
+    if path is None:
+        raise typer.BadParameter("missing the dataset directory: give DATASET or --data DIR",
+                                 param_hint="DATASET / --data")
+    return path

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from ._options import ExtractorFlags, extract_config, extractor_options
+from ._options import (ExtractorFlags, data_option, dataset_argument, dataset_path, extract_config,
+                       extractor_options)
 
 dataset_app = typer.Typer(
     name="dataset",
@@ -109,7 +110,8 @@ def import_command(
 
 @dataset_app.command("export")
 def export_command(
-    dataset: Path = typer.Argument(..., exists=True, file_okay=False, help="Native dataset directory."),
+    dataset: Optional[Path] = dataset_argument(),
+    data: Optional[Path] = data_option(),
     out: Path = typer.Option(..., "--out", "-o", dir_okay=False, help="File to write."),
     fmt: str = typer.Option("mmsa", "--format", "-f", help="Output format (mmsa: MMSA pickle)."),
     text_len: Optional[int] = typer.Option(None, "--text-len", min=1, help="Pad/truncate text to this length."),
@@ -121,6 +123,7 @@ def export_command(
                                                "imported pickle keeps its own)."),
 ) -> None:
     """Export a native dataset (MMSA pickle, usable by MMSA, ALMT and DLF reference code)."""
+    dataset = dataset_path(dataset, data)
     if fmt != "mmsa":
         raise typer.BadParameter(f"unknown format {fmt!r}; supported: mmsa")
     from ..data.mmsa import export_mmsa
@@ -149,10 +152,12 @@ def _max_len(text: Optional[str]) -> dict[str, int]:
 
 @dataset_app.command("info")
 def info_command(
-    dataset: Path = typer.Argument(..., exists=True, file_okay=False, help="Native dataset directory."),
+    dataset: Optional[Path] = dataset_argument(),
+    data: Optional[Path] = data_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Counts per split, label histogram, sequence lengths, feature dims and FeatureSpec."""
+    dataset = dataset_path(dataset, data)
     from ..data.native import dataset_info
 
     info = dataset_info(dataset)
@@ -197,11 +202,13 @@ def info_command(
 
 @dataset_app.command("validate")
 def validate_command(
-    dataset: Path = typer.Argument(..., exists=True, file_okay=False, help="Native dataset directory."),
+    dataset: Optional[Path] = dataset_argument(),
+    data: Optional[Path] = data_option(),
     label_min: Optional[float] = typer.Option(None, "--label-min", help="Lowest valid label (default: inferred)."),
     label_max: Optional[float] = typer.Option(None, "--label-max", help="Highest valid label (default: inferred)."),
 ) -> None:
     """Check for NaNs, empty sequences, label range problems and duplicate ids; exit code 1 on problems."""
+    dataset = dataset_path(dataset, data)
     from ..data.native import label_range, load_dataset, validate_dataset
 
     ds = load_dataset(dataset)

@@ -7,12 +7,15 @@ from typing import List, Optional
 
 import typer
 
+from ._options import data_option
+
 
 def evaluate_command(
     checkpoint: Path = typer.Argument(..., help="A .safetensors checkpoint written by `msa train`."),
-    data: Path = typer.Option(..., "--data", "-d", help="Native dataset directory."),
+    data: Path = data_option(required=True),
     split: str = typer.Option("test", "--split", help="Split to evaluate (train, valid/dev, test)."),
-    drop: List[str] = typer.Option([], "--drop", help="Modality to zero and mask (text|audio|vision); repeatable."),
+    drop: List[str] = typer.Option([], "--drop", metavar="<modality>",
+                                   help="Modality to zero and mask (text|audio|vision); repeatable."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Evaluation batch size."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),

@@ -17,6 +17,7 @@ import sys
 from typing import Iterable
 
 import typer
+import typer.core
 
 from .. import __version__
 from ..errors import MSAError
@@ -28,10 +29,22 @@ app = typer.Typer(
     name="msa",
     help="Multimodal sentiment analysis: raw video -> features -> datasets -> models -> sentiment.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, powershell)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+_typer_option_type = typer.core.TyperOption.display_type_rich
+
+
+def _option_type(self: typer.core.TyperOption, ctx: typer.Context) -> str | None:
+    """The value column of an option in --help; a boolean flag takes no value, so it shows none (not ``<bool>``)."""
+    return "" if self.is_bool_flag else _typer_option_type(self, ctx)
+
+
+# every flag of every command (and the --help of each) is covered, including flags added later
+typer.core.TyperOption.display_type_rich = _option_type  # type: ignore[method-assign]
 
 
 def _version(value: bool) -> None:

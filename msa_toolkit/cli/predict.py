@@ -29,7 +29,7 @@ EXTRACTOR_FLAGS_NOTE = (
 def predict_command(
     paths: List[Path] = typer.Argument(..., exists=True, readable=True, resolve_path=True,
                                        help="Video or audio files and/or folders (searched recursively)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", exists=True, dir_okay=False,
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", exists=True, dir_okay=False,
                                               help="A checkpoint written by `msa train` (default: bundled model)."),
     segments: bool = typer.Option(False, "--segments",
                                   help="Also score each Whisper sentence segment (a sentiment timeline)."),

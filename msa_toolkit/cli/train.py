@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from ._options import data_option
+
 
 def _seeds(text: str) -> list[int]:
     try:
@@ -18,7 +20,7 @@ def _seeds(text: str) -> list[int]:
 
 def train_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name (see `msa models`)."),
-    data: Path = typer.Option(..., "--data", "-d", help="Native dataset directory."),
+    data: Path = data_option(required=True),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named model preset (e.g. mosi, tiny)."),
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r",
@@ -26,9 +28,9 @@ def train_command(
                                               "reference (the authors' protocol; see docs/models.md)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="YAML with 'trainer:' and 'model:' sections (a run's config.yaml works)."),
-    set_: List[str] = typer.Option([], "--set", "-s",
+    set_: List[str] = typer.Option([], "--set", "-s", metavar="<key=value>",
                                    help="Dotted override, repeatable: trainer.epochs=3, model.dropout=0.2."),
-    seeds: Optional[str] = typer.Option(None, "--seeds",
+    seeds: Optional[str] = typer.Option(None, "--seeds", metavar="<s1,s2,...>",
                                         help="Comma-separated seeds; one sub-run each, mean ± std table "
                                              "(default: the config's seeds, else trainer.seed)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Shortcut for --set trainer.epochs=N."),
@@ -41,6 +43,9 @@ def train_command(
                                    "Corr, ...); summary.csv and metrics.json keep the toolkit's names."),
 ) -> None:
     """Train a model; writes best.safetensors, logs, metrics, plots and a multi-seed summary.
+
+    One seed writes OUT/best.safetensors; several seeds write OUT/seed_<s>/best.safetensors each (and
+    summary.json/csv in OUT). The checkpoint path(s) are printed at the end.
 
     Accuracies and F1 are fractions in [0, 1] on the console and in the files.
 
@@ -65,8 +70,14 @@ def train_command(
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
     typer.echo(f"run written to {result.out_dir}")
-    if result.checkpoint is not None:
-        typer.echo(f"checkpoint: {result.checkpoint}")
+    # the checkpoint rule (docs/formats.md): one seed -> OUT/best.safetensors; several -> OUT/seed_<s>/best.safetensors
+    checkpoints = [(seed, run.checkpoint) for seed, run in zip(result.seeds, result.runs) if run.checkpoint]
+    if len(checkpoints) == 1:
+        typer.echo(f"checkpoint: {checkpoints[0][1]}")
+    elif checkpoints:
+        typer.echo("checkpoints (one per seed):")
+        for seed, path in checkpoints:
+            typer.echo(f"  seed {seed}: {path}")
 
 
 def register(app: typer.Typer) -> None:

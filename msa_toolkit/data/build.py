@@ -228,7 +228,8 @@ def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = 
     table = read_labels(labels, seed=seed, split_ratios=split_ratios)
     out = Path(out_dir)
     if (out / "manifest.json").exists() and not overwrite and shard is None:
-        raise DatasetError(f"{out} already holds a dataset (manifest.json); choose another directory or overwrite")
+        raise DatasetError(f"{out} already holds a dataset (manifest.json); "
+                           "choose another directory or pass --overwrite")
     prov = {"source": "label_file", "labels": str(Path(labels).resolve()),
             "videos": str(Path(videos).resolve()) if videos is not None else None,
             "transcripts": "label" if videos is None else transcripts, "config": cfg.to_dict(),
@@ -269,7 +270,8 @@ def _finish(table: LabelTable, out: Path, spec: Any, gens: Mapping[str, Any], fa
     if not gens:
         raise _nothing_built(table, failures)
     if (out / MANIFEST).exists() and not overwrite:  # checked here too: the cleanup below must not touch it
-        raise DatasetError(f"{out} already holds a dataset (manifest.json); choose another directory or overwrite")
+        raise DatasetError(f"{out} already holds a dataset (manifest.json); "
+                           "choose another directory or pass --overwrite")
     if failures and not allow_missing:
         raise _rows_lost(table, out, failures)
     existed = out.exists()

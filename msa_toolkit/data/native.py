@@ -237,7 +237,8 @@ def write_dataset(out_dir: str | os.PathLike, spec: FeatureSpec, samples_by_spli
 
     out = Path(out_dir)
     if (out / MANIFEST).exists() and not overwrite:
-        raise DatasetError(f"{out} already holds a dataset (manifest.json); choose another directory or overwrite")
+        raise DatasetError(f"{out} already holds a dataset (manifest.json); "
+                           "choose another directory or pass --overwrite")
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)

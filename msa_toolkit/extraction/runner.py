@@ -253,7 +253,7 @@ class LoadedExtractors:
         need_asr = "asr" in ex and (user_transcript is None or self.times_user_words(user_transcript))
         if "text" in ex and "asr" not in self.extractors and user_transcript is None:
             raise ExtractionError(path, "text", "text features need a transcript: enable asr or supply one "
-                                                "(sidecar .txt next to the file, or transcripts=...)")
+                                                "(a sidecar .txt next to the file, or --transcripts FOLDER)")
         if not (need_asr or "audio" in ex):
             return None
         return run_stage(path, "decode", lambda: media.load_audio(path, sample_rate=SAMPLE_RATE))

@@ -239,7 +239,7 @@ class Trainer:
         if not path.is_file():
             return None
         if not resume:
-            raise MSAError(f"{self.out_dir} already holds a run ({RESUME_FILE}); pass resume=True (--resume) "
+            raise MSAError(f"{self.out_dir} already holds a run ({RESUME_FILE}); pass --resume "
                            f"to continue it or choose another output directory")
         return load_resume_state(path)
 

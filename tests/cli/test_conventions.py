@@ -1,0 +1,136 @@
+"""CLI conventions shared by every `msa` command: completion, help text, short flags, the dataset argument,
+messages that name flags, and the printed checkpoint paths (docs/cli.md)."""
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+import click
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from msa_toolkit.cli.main import app
+
+runner = CliRunner()
+
+#: the one meaning of each short flag (docs/cli.md keeps the same table)
+SHORT_FLAGS = {"-h": "--help", "-o": "--out", "-d": "--data", "-c": "--config", "-m": "--model", "-p": "--preset",
+               "-s": "--set", "-q": "--quiet", "-w": "--workers", "-l": "--labels", "-v": "--videos",
+               "-t": "--transcripts", "-f": "--format"}
+
+
+def _commands(cmd: click.Command = None, path: tuple[str, ...] = (), parent: click.Context = None):
+    """(path, click context) of the root and of every command and subcommand."""
+    cmd = cmd or typer.main.get_command(app)
+    ctx = click.Context(cmd, info_name=path[-1] if path else "msa", parent=parent, **(cmd.context_settings or {}))
+    yield path, ctx
+    for name, sub in getattr(cmd, "commands", {}).items():
+        yield from _commands(sub, (*path, name), ctx)
+
+
+def _params(ctx: click.Context):
+    return ctx.command.get_params(ctx)
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+
+    path = tmp_path_factory.mktemp("conv") / "ds"
+    make_synthetic_dataset(path, n_train=16, n_valid=8, n_test=8, dims=(8, 4, 4), lengths=(6, 8, 8), seed=0)
+    return path
+
+
+def _msa(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "msa_toolkit", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_show_completion_prints_a_completion_script():
+    # click's env-var way works anywhere; --show-completion detects the calling shell (here: bash)
+    r = _msa(env={"_MSA_COMPLETE": "source_bash"})
+    assert r.returncode == 0 and "_msa_completion" in r.stdout, r.stderr
+    if shutil.which("bash"):
+        r = subprocess.run(["bash", "-c", f"{shlex.quote(sys.executable)} -m msa_toolkit --show-completion; true"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "_msa_completion" in r.stdout and "complete " in r.stdout, r.stderr
+    assert "--install-completion" in _msa("--help").stdout
+
+
+def test_completion_completes_commands_and_flags():
+    env = {"_MSA_COMPLETE": "complete_bash", "COMP_WORDS": "msa tr", "COMP_CWORD": "1"}
+    assert _msa(env=env).stdout.split() == ["train"]
+    env = {"_MSA_COMPLETE": "complete_bash", "COMP_WORDS": "msa train --res", "COMP_CWORD": "2"}
+    assert _msa(env=env).stdout.split() == ["--resume"]
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _commands()], ids=lambda p: " ".join(p) or "msa")
+def test_help_shows_no_bool_or_python_type_metavars(path):
+    r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"})
+    assert r.exit_code == 0, r.output
+    for odd in ("<bool>", "BOOLEAN", "list[str]", "<str>...", "TEXT"):
+        assert odd not in r.output, f"msa {' '.join(path)} --help shows {odd}:\n{r.output}"
+
+
+def test_every_short_flag_has_one_meaning_across_commands():
+    meaning: dict[str, set[str]] = {}
+    for _, ctx in _commands():
+        for p in _params(ctx):
+            if p.param_type_name != "option":
+                continue
+            longs = [o for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+            for short in (o for o in (*p.opts, *p.secondary_opts) if not o.startswith("--")):
+                meaning.setdefault(short, set()).update(longs[:1])
+    clashes = {s: ls for s, ls in meaning.items() if len(ls) != 1}
+    assert not clashes, f"short flags with several meanings: {clashes}"
+    assert {s: next(iter(ls)) for s, ls in meaning.items()} == SHORT_FLAGS
+
+
+def test_data_option_is_accepted_by_every_command_that_reads_a_dataset(ds, tmp_path):
+    for path, ctx in _commands():
+        if {p.name for p in _params(ctx)} & {"data", "dataset"}:
+            assert {"--data", "-d"} <= {o for p in _params(ctx) for o in p.opts}, path
+    by_arg = runner.invoke(app, ["dataset", "info", str(ds), "--json"])
+    by_opt = runner.invoke(app, ["dataset", "info", "--data", str(ds), "--json"])
+    assert by_arg.exit_code == 0 and by_opt.exit_code == 0, (by_arg.output, by_opt.output)
+    assert json.loads(by_arg.stdout) == json.loads(by_opt.stdout)
+    assert runner.invoke(app, ["dataset", "validate", "-d", str(ds)]).exit_code == 0
+    out = tmp_path / "x.pkl"
+    assert runner.invoke(app, ["dataset", "export", "-d", str(ds), "-o", str(out)]).exit_code == 0 and out.is_file()
+    assert runner.invoke(app, ["dataset", "info"]).exit_code == 2
+    assert runner.invoke(app, ["dataset", "info", str(ds), "--data", str(tmp_path)]).exit_code == 2
+
+
+def test_messages_name_cli_flags_not_python_keywords(ds, tmp_path):
+    from msa_toolkit.cli.main import main
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+    from msa_toolkit.errors import DatasetError
+
+    args = ["train", "-m", "text_only", "-p", "tiny", "-d", str(ds), "-o", str(tmp_path / "run"), "-q",
+            "--epochs", "1", "--device", "cpu", "--set", "trainer.plots=false"]
+    assert main(args) == 0
+    r = runner.invoke(app, args)
+    assert r.exit_code != 0
+    message = str(r.exception)
+    assert "pass --resume" in message and "resume=True" not in message
+    with pytest.raises(DatasetError, match="pass --overwrite"):
+        for _ in range(2):
+            make_synthetic_dataset(tmp_path / "copy", n_train=4, n_valid=2, n_test=2, dims=(4, 2, 2),
+                                   lengths=(3, 3, 3), overwrite=False)
+
+
+def test_train_prints_the_checkpoint_of_every_seed(ds, tmp_path):
+    base = ["train", "-m", "text_only", "-p", "tiny", "-d", str(ds), "-q", "--epochs", "1", "--device", "cpu",
+            "--set", "trainer.plots=false"]
+    one = runner.invoke(app, [*base, "-o", str(tmp_path / "one")])
+    assert one.exit_code == 0, one.output
+    assert f"checkpoint: {tmp_path / 'one' / 'best.safetensors'}" in one.stdout
+    many = runner.invoke(app, [*base, "-o", str(tmp_path / "many"), "--seeds", "1,2"])
+    assert many.exit_code == 0, many.output
+    for seed in (1, 2):
+        path = tmp_path / "many" / f"seed_{seed}" / "best.safetensors"
+        assert path.is_file() and f"seed {seed}: {path}" in many.stdout
