@@ -6,8 +6,7 @@ convention). Every block here tolerates a sample whose mask is all False (an
 absent modality): pooling returns zeros and attention over no valid key
 returns a zero update instead of NaN.
 
-Contents
---------
+Contents:
 - pooling: :func:`masked_mean`, :func:`last_valid`
 - positions: :func:`sinusoidal_table`, :class:`SinusoidalPositionalEncoding` (Vaswani's interleaved,
   tensor2tensor's sin-half/cos-half or fairseq's halves-from-position-1 layout), :class:`LearnedPositionalEncoding`
@@ -17,8 +16,7 @@ Contents
   ALMT), :class:`EncoderLayer` (post- or pre-norm self-attention layer with fused projections that
   zeroes padded steps, MMCL / MInD), :class:`CrossModalTransformer` (MulT's cross-modal /
   self-attention encoder, also DLF's building block)
-- projections and heads: :class:`ConvProjection`, :class:`MLPHead`, :class:`ResidualHead`
-- :func:`grad_reverse` / :class:`GradientReversal`
+- projections and heads: :class:`ConvProjection`, :class:`MLPHead`, :class:`ResidualHead`; :func:`grad_reverse`
 - :class:`TextEncoder`: optional fine-tuned transformers text encoder, usable by every model
 """
 
