@@ -14,17 +14,17 @@ def _csv(text: str) -> list[str]:
 
 
 def benchmark_command(
-    models: str = typer.Option(..., "--models", "-m",
+    models: str = typer.Option(..., "--models",
                                help="Comma-separated model names, e.g. dlf,almt,mmcl,mind,text_only."),
     data: Path = typer.Option(..., "--data", "-d", help="Native dataset directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Benchmark directory (runs/ + results.*); re-running resumes."),
     seeds: str = typer.Option("1,2,3", "--seeds",
                               help="Comma-separated seeds, one run per model and seed; 'recipe' = each recipe's."),
-    recipe: str = typer.Option("toolkit", "--recipe", "-r",
+    recipe: str = typer.Option("toolkit", "--recipe",
                                help="toolkit | reference (models without that recipe use toolkit; the table says)."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p",
                                          help="Preset for the models that define it (e.g. mosi)."),
-    set_: List[str] = typer.Option([], "--set", "-s",
+    set_: List[str] = typer.Option([], "--set", "-s", metavar="<key=value>",
                                    help="Override for every model (trainer.epochs=3) or one (dlf:model.dim=32)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Shortcut for --set trainer.epochs=N."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
@@ -32,7 +32,7 @@ def benchmark_command(
     percent: bool = typer.Option(False, "--percent/--fractions",
                                  help="Accuracies and F1 in percent, as the papers (default: fractions)."),
     paper: bool = typer.Option(False, "--paper", help="Add the papers' CMU-MOSI numbers next to the table."),
-    quiet: bool = typer.Option(True, "--quiet/--verbose", "-q/-v", help="Per-run progress output."),
+    quiet: bool = typer.Option(True, "--quiet/--verbose", help="Per-run progress output."),
 ) -> None:
     """Train every model x seed (finished runs are skipped) and write results.{md,csv,json,png}.
 

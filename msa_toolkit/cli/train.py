@@ -23,7 +23,7 @@ def train_command(
     data: Path = data_option(required=True),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named model preset (e.g. mosi, tiny)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", "-r",
+    recipe: Optional[str] = typer.Option(None, "--recipe",
                                          help="Training recipe: toolkit (default: checkpoint chosen on valid) | "
                                               "reference (the authors' protocol; see docs/models.md)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
