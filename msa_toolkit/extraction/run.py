@@ -280,7 +280,10 @@ def _look_up(files: Sequence[tuple[Path, str]], transcripts: Any, runner: Loaded
             state.fail(Failure(str(path), "input", f"bad user transcript: {e}"))
             continue
         extra = (hash_text(json.dumps(tr.to_dict(), sort_keys=True)) if tr else "") + token
-        base_key = cache_key(sha, base_fingerprint, extra) if base_fingerprint else None
+        # an aligned bundle is derived from the cached unaligned one, unless the user's words still
+        # need times from Whisper: only the aligned run itself times them (runner.times_user_words)
+        derivable = base_fingerprint and not runner.times_user_words(tr)
+        base_key = cache_key(sha, base_fingerprint, extra) if derivable else None
         job = Job(path, name, cache_key(sha, fingerprint, extra), sha, tr, started, base_key)
         if not _serve_from_cache(runner, job, state):
             todo.append(job)

@@ -142,7 +142,6 @@ def _word_config():
     return ExtractConfig(vision=None, align="words")
 
 
-@pytest.mark.xfail(reason="merge regression: --align words now derives the aligned bundle from a cached unaligned one, which skips timing label words from Whisper (issue 15 left open)", strict=False)
 def test_label_transcripts_are_timed_from_whisper(tmp_path, assets_dir, cache_dir):
     """Every row whose text fits its clip is built; times are monotone and inside the clip."""
     labels = _mmsa_fet_spoken(tmp_path / "MOSI", assets_dir)
@@ -191,7 +190,6 @@ def _bundles(cache_dir):
     return [FeatureBundle.load(p) for p in sorted(cache_dir.rglob("*.json")) if (p.with_suffix(".safetensors")).exists()]
 
 
-@pytest.mark.xfail(reason="merge regression: --align words now derives the aligned bundle from a cached unaligned one, which skips timing label words from Whisper (issue 15 left open)", strict=False)
 def test_cli_exits_non_zero_when_rows_are_lost(tmp_path, assets_dir, cache_dir):
     from msa_toolkit.cli.main import main
 
