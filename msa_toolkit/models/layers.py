@@ -12,7 +12,7 @@ Contents
 - positions: :func:`sinusoidal_table`, :class:`SinusoidalPositionalEncoding` (Vaswani's interleaved
   or tensor2tensor's sin-half/cos-half layout), :class:`LearnedPositionalEncoding`
 - attention: :func:`attend` (the one scaled dot-product call, safe key masks), :class:`MultiHeadAttention`
-  (separate q/k/v projections, self or cross), :class:`SelfAttention` (one fused q/k/v projection)
+  (fused q/k/v projection, self or cross; loads older separate to_q/to_k/to_v weights), :class:`SelfAttention` (one fused q/k/v projection)
 - transformer blocks: :class:`TransformerBlock` (pre-LN self- or cross-attention block, MulT / DLF /
   ALMT), :class:`EncoderLayer` (post- or pre-norm self-attention layer with fused projections that
   zeroes padded steps, MMCL / MInD), :class:`CrossModalTransformer` (MulT's cross-modal /
@@ -157,11 +157,17 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
 
     ``q`` [B, Lq, H*Dh], ``k``/``v`` [B, Lk, H*Dh], ``key_mask`` [B, Lk] (True = valid)
     -> [B, Lq, H*Dh]. Rows of a sample with no valid key are exactly zero.
+
+    Fast path: a CPU mask with no padding is dropped (SDPA then takes its fused kernel without a
+    mask); on an accelerator the mask is always passed, since checking it would synchronise the
+    host. Attention dropout is SDPA's own: on CUDA its fused kernels accept dropout; on CPU every
+    exact route measured (manual Bernoulli masks, chunked calls, a mask trick on the fused kernel)
+    was no faster than SDPA's math path (``benchmarks/results/train_throughput.md``, 2026-11-30).
     """
     B, Lq, inner = q.shape
     split = lambda x: x.view(B, x.shape[1], heads, inner // heads).transpose(1, 2)  # noqa: E731
     attn_mask, has_key = None, None
-    if key_mask is not None:
+    if key_mask is not None and not (key_mask.device.type == "cpu" and bool(key_mask.all())):
         has_key = key_mask.any(dim=1)
         # samples with no valid key attend over their (placeholder) keys; the result is zeroed below
         attn_mask = (key_mask | ~has_key.unsqueeze(1))[:, None, None, :]
@@ -170,6 +176,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
     if has_key is not None:
         out = out * has_key[:, None, None].to(out.dtype)
     return out
+
+
+#: state-dict names of the separate projections older checkpoints hold (fused on load into ``qkv``)
+LEGACY_QKV_NAMES = ("to_q", "to_k", "to_v")
 
 
 class MultiHeadAttention(nn.Module):
@@ -186,6 +196,12 @@ class MultiHeadAttention(nn.Module):
     ``forward(q [B, Lq, D], k [B, Lk, Dkv], v [B, Lk, Dkv], key_mask [B, Lk] | None) -> [B, Lq, D]``.
     For a sample whose ``key_mask`` is all False (absent modality) the attention
     output is exactly zero, so residual connections pass the query through unchanged.
+
+    When ``kv_dim == dim`` the three input projections are one ``qkv`` Linear(dim, 3 inner) (rows:
+    q, k, v): one GEMM when ``q``, ``k`` and ``v`` are the same tensor (self-attention), two when
+    only ``k is v`` (cross-attention). Checkpoints with the former separate ``to_q`` / ``to_k`` /
+    ``to_v`` weights load unchanged (fused in :meth:`_load_from_state_dict`). With another
+    ``kv_dim`` the projections stay separate (``to_q``, ``to_k``, ``to_v``).
     """
 
     def __init__(self, dim: int, heads: int, dim_head: int | None = None, kv_dim: int | None = None,
@@ -197,11 +213,48 @@ class MultiHeadAttention(nn.Module):
             dim_head = dim // heads
         kv_dim = kv_dim or dim
         inner = heads * dim_head
-        self.heads, self.dim_head, self.dropout = heads, dim_head, dropout
-        self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
-        self.to_k = nn.Linear(kv_dim, inner, bias=qkv_bias)
-        self.to_v = nn.Linear(kv_dim, inner, bias=qkv_bias)
+        self.heads, self.dim_head, self.dropout, self.inner = heads, dim_head, dropout, inner
+        if kv_dim == dim:
+            # allocated without drawing, then initialised in the order three separate Linears drew
+            self.qkv = torch.nn.utils.skip_init(nn.Linear, dim, 3 * inner, bias=qkv_bias)
+            self._init_like_separate(dim)
+        else:
+            self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
+            self.to_k = nn.Linear(kv_dim, inner, bias=qkv_bias)
+            self.to_v = nn.Linear(kv_dim, inner, bias=qkv_bias)
         self.to_out = nn.Linear(inner, dim, bias=out_bias)
+
+    @torch.no_grad()
+    def _init_like_separate(self, fan_in: int) -> None:
+        """Initialise ``qkv`` exactly as the former ``to_q``, ``to_k``, ``to_v`` Linears were (same bounds and draws)."""
+        bound = 1.0 / math.sqrt(fan_in)
+        for i in range(3):
+            rows = slice(i * self.inner, (i + 1) * self.inner)
+            nn.init.kaiming_uniform_(self.qkv.weight[rows], a=math.sqrt(5))
+            if self.qkv.bias is not None:
+                nn.init.uniform_(self.qkv.bias[rows], -bound, bound)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        """Fuse the separate ``to_q`` / ``to_k`` / ``to_v`` tensors of older checkpoints into ``qkv``."""
+        if hasattr(self, "qkv"):
+            for part in ("weight", "bias"):
+                names = [f"{prefix}{n}.{part}" for n in LEGACY_QKV_NAMES]
+                if all(n in state_dict for n in names):
+                    state_dict[f"{prefix}qkv.{part}"] = torch.cat([state_dict.pop(n) for n in names], dim=0)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def project(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The projected queries, keys and values (one GEMM for self-attention, two for ``k is v``)."""
+        if not hasattr(self, "qkv"):
+            return self.to_q(q), self.to_k(k), self.to_v(v)
+        w, b, n = self.qkv.weight, self.qkv.bias, self.inner
+        if q is k and k is v:
+            return self.qkv(q).chunk(3, dim=-1)
+        piece = lambda x, lo, hi: F.linear(x, w[lo:hi], None if b is None else b[lo:hi])  # noqa: E731
+        if k is v:
+            return (piece(q, 0, n), *piece(k, n, 3 * n).chunk(2, dim=-1))
+        return piece(q, 0, n), piece(k, n, 2 * n), piece(v, 2 * n, 3 * n)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                key_mask: torch.Tensor | None) -> torch.Tensor:
@@ -210,8 +263,7 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.attend(self.to_q(q), self.to_k(k), self.to_v(v), key_mask)
-        out = self.to_out(out)
+        out = self.to_out(self.attend(*self.project(q, k, v), key_mask))
         if key_mask is not None:  # keep out_bias from leaking into rows that attended over nothing
             out = out * key_mask.any(dim=1)[:, None, None].to(out.dtype)
         return out
