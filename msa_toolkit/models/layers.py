@@ -402,21 +402,45 @@ class CrossModalTransformer(nn.Module):
 # --------------------------------------------------------------------------- projections and heads
 
 
+#: padding modes of :class:`ConvProjection`
+CONV_PADDINGS = ("same", "valid")
+
+
 class ConvProjection(nn.Module):
     """Temporal 1-D convolution from ``in_dim`` to ``dim`` with kernel ``k`` (MulT / DLF input projection).
 
-    Uses "same" padding so the output keeps the input length (length-1 inputs work
-    for any kernel); padded steps are zeroed before and after the convolution.
-    ``forward(x [B, L, in_dim], mask [B, L] | None) -> [B, L, dim]``.
+    ``padding="same"`` keeps the input length (length-1 inputs work for any kernel).
+    ``padding="valid"`` (PyTorch's ``padding=0``, as in the DLF reference) gives ``L - k + 1``
+    steps (the input is zero-extended to ``k`` steps when shorter); use :meth:`output_mask` for
+    the mask of the result: a sample of ``n`` valid steps (up to its last valid one) keeps its
+    ``max(n - k + 1, 1)`` windows, so the result does not depend on how far the batch is padded.
+    Padded steps are zeroed before and after the convolution.
+    ``forward(x [B, L, in_dim], mask [B, L] | None) -> [B, L', dim]``.
     """
 
-    def __init__(self, in_dim: int, dim: int, kernel_size: int = 1, bias: bool = False):
+    def __init__(self, in_dim: int, dim: int, kernel_size: int = 1, bias: bool = False, padding: str = "same"):
         super().__init__()
-        self.conv = nn.Conv1d(in_dim, dim, kernel_size, padding="same", bias=bias)
+        if padding not in CONV_PADDINGS:
+            raise ValueError(f"unknown padding {padding!r}; expected one of {CONV_PADDINGS}")
+        self.kernel_size, self.padding = kernel_size, padding
+        self.conv = nn.Conv1d(in_dim, dim, kernel_size, padding="same" if padding == "same" else 0, bias=bias)
+
+    def output_mask(self, mask: torch.Tensor | None, length: int | None = None) -> torch.Tensor | None:
+        """The mask of :meth:`forward`'s output for an input ``mask`` [B, L] (the same mask for "same")."""
+        if mask is None or self.padding == "same":
+            return mask
+        k, L = self.kernel_size, mask.shape[1]
+        out_len = max(L, k) - k + 1 if length is None else length
+        n = (torch.arange(1, L + 1, device=mask.device) * mask).amax(dim=1)  # steps up to the last valid one
+        windows = (n - k + 1).clamp_min(1) * (n > 0)
+        return torch.arange(out_len, device=mask.device)[None, :] < windows[:, None]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        y = self.conv(mask_fill(x, mask).transpose(1, 2)).transpose(1, 2)
-        return mask_fill(y, mask)
+        x = mask_fill(x, mask)
+        if self.padding == "valid" and x.shape[1] < self.kernel_size:
+            x = F.pad(x, (0, 0, 0, self.kernel_size - x.shape[1]))
+        y = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        return mask_fill(y, self.output_mask(mask, y.shape[1]))
 
 
 class MLPHead(nn.Sequential):

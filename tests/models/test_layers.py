@@ -250,3 +250,24 @@ def test_attention_dropout_drops_at_the_configured_rate_and_keeps_the_mean():
         # unbiased: the mean over many draws approaches the clean weights
         mean = torch.stack([attend(q[:4], k[:4], v[:4], 1, None, p) for _ in range(400)]).mean(0)
         assert (mean - clean[:4]).abs().mean() < 0.01
+
+
+def test_valid_conv_projection_shrinks_by_the_kernel_and_ignores_extra_padding():
+    torch.manual_seed(0)
+    proj = ConvProjection(3, 4, kernel_size=5, padding="valid")
+    x = torch.randn(3, 9, 3)
+    mask = torch.tensor([[True] * 9, [True] * 6 + [False] * 3, [True] * 2 + [False] * 7])
+    y, m = proj(x, mask), proj.output_mask(mask)
+    assert y.shape == (3, 5, 4)
+    assert m.sum(1).tolist() == [5, 2, 1]  # n - k + 1 windows, at least one for a short sample
+    torch.testing.assert_close(y[0], proj.conv(x[0].T).T)  # full sample: plain convolution
+    # more padding changes nothing on the valid windows
+    xp = torch.cat([x, torch.randn(3, 4, 3)], dim=1)
+    mp = torch.cat([mask, torch.zeros(3, 4, dtype=torch.bool)], dim=1)
+    yp, mpp = proj(xp, mp), proj.output_mask(mp)
+    assert torch.equal(mpp[:, :5], m) and not mpp[:, 5:].any()
+    torch.testing.assert_close(yp[:, :5] * m[..., None], y * m[..., None])
+    # shorter than the kernel: one zero-extended window; absent: none
+    short = proj(x[:, :2], mask[:, :2])
+    assert short.shape == (3, 1, 4) and proj.output_mask(mask[:, :2]).tolist() == [[True], [True], [True]]
+    assert not proj.output_mask(torch.zeros(2, 3, dtype=torch.bool)).any()
