@@ -33,6 +33,9 @@ def train_command(
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last state."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables."),
+    compile_: bool = typer.Option(False, "--compile",
+                                  help="torch.compile the training step (CUDA mainly; on CPU the inductor needs a C "
+                                       "compiler; a failure warns and falls back to eager)."),
 ) -> None:
     """Train a model; writes best.safetensors, logs, metrics, plots and a multi-seed summary.
 
@@ -50,6 +53,8 @@ def train_command(
         overrides.append(f"trainer.precision={precision}")
     if quiet:
         overrides.append("trainer.progress=false")
+    if compile_:
+        overrides.append("trainer.compile=true")
     result = train(model, data, out, preset=preset, config=config, overrides=overrides,
                    seeds=_seeds(seeds) if seeds else None, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports

@@ -266,6 +266,10 @@ class Trainer:
         monitor_mode = "min" if self.monitor == "loss" or not is_better(self.monitor, 1.0, 0.0) else "max"
         seed_everything(tc.seed)
         step_module: nn.Module = _Step(self.model)
+        if tc.compile:
+            from .compiled import CompiledStep
+
+            step_module = CompiledStep(step_module, self.reporter.print)
         if ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
