@@ -159,15 +159,17 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
     -> [B, Lq, H*Dh]. Rows of a sample with no valid key are exactly zero.
 
     Fast path: a CPU mask with no padding is dropped (SDPA then takes its fused kernel without a
-    mask); on an accelerator the mask is always passed, since checking it would synchronise the
-    host. Attention dropout is SDPA's own: on CUDA its fused kernels accept dropout; on CPU every
+    mask); on an accelerator, and under ``torch.compile``, the mask is always passed, since checking
+    it would synchronise the host (break the graph). Attention dropout is SDPA's own: on CUDA its fused kernels accept dropout; on CPU every
     exact route measured (manual Bernoulli masks, chunked calls, a mask trick on the fused kernel)
     was no faster than SDPA's math path (``benchmarks/results/train_throughput.md``, 2026-11-30).
     """
     B, Lq, inner = q.shape
     split = lambda x: x.view(B, x.shape[1], heads, inner // heads).transpose(1, 2)  # noqa: E731
     attn_mask, has_key = None, None
-    if key_mask is not None and not (key_mask.device.type == "cpu" and bool(key_mask.all())):
+    no_padding = (key_mask is not None and key_mask.device.type == "cpu" and not torch.compiler.is_compiling()
+                  and bool(key_mask.all()))  # a data-dependent check: skipped under torch.compile (graph break)
+    if key_mask is not None and not no_padding:
         has_key = key_mask.any(dim=1)
         # samples with no valid key attend over their (placeholder) keys; the result is zeroed below
         attn_mask = (key_mask | ~has_key.unsqueeze(1))[:, None, None, :]
