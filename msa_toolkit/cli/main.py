@@ -22,6 +22,12 @@ import typer.core
 from .. import __version__
 from ..errors import MSAError
 
+#: OpenMP waiting policy set before torch loads unless the user set one (spinning threads steal the
+#: cores of other processes on a shared machine and make step times vary by an order of magnitude)
+DEFAULT_OMP_WAIT_POLICY = "PASSIVE"
+#: environment variable naming the toolkit's CPU thread count (sets OMP_NUM_THREADS and MKL_NUM_THREADS)
+THREADS_ENV = "MSA_THREADS"
+
 #: the order `msa --help` lists commands in (pipeline order); commands not named here follow, sorted
 COMMAND_ORDER = ("extract", "dataset", "train", "benchmark", "evaluate", "predict", "models")
 
@@ -92,8 +98,32 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def configure_threads(environ: dict | None = None) -> None:
+    """Thread settings for torch, applied before it loads; a user's explicit values are kept.
+
+    ``OMP_WAIT_POLICY`` defaults to :data:`DEFAULT_OMP_WAIT_POLICY`. ``MSA_THREADS=N`` sets
+    ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` to N; without it an explicit ``OMP_NUM_THREADS``
+    is kept and also given to MKL, so both pools use one count (otherwise torch's default).
+    """
+    env = os.environ if environ is None else environ
+    env.setdefault("OMP_WAIT_POLICY", DEFAULT_OMP_WAIT_POLICY)
+    threads = env.get(THREADS_ENV, "").strip()
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            raise MSAError(f"{THREADS_ENV} must be a positive integer, got {threads!r}")
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = threads
+    elif env.get("OMP_NUM_THREADS"):
+        env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app; MSAError becomes a one-line message and exit code 2."""
+    if "torch" not in sys.modules:  # torch reads the OpenMP settings once, when it loads
+        try:
+            configure_threads()
+        except MSAError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            return 2
     # Weights must come from installed packages or local paths: never reach for a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

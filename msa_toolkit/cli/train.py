@@ -41,6 +41,9 @@ def train_command(
     mmsa: bool = typer.Option(False, "--mmsa-names",
                               help="Show metrics with MMSA's names (Has0_acc_2, Non0_F1_score, Mult_acc_7, MAE, "
                                    "Corr, ...); summary.csv and metrics.json keep the toolkit's names."),
+    compile_: bool = typer.Option(False, "--compile",
+                                  help="torch.compile the training step (CUDA mainly; on CPU the inductor needs a C "
+                                       "compiler; a failure warns and falls back to eager)."),
 ) -> None:
     """Train a model; writes best.safetensors, logs, metrics, plots and a multi-seed summary.
 
@@ -65,6 +68,8 @@ def train_command(
         overrides.append("trainer.progress=false")
     if mmsa:
         overrides.append("trainer.mmsa_names=true")
+    if compile_:
+        overrides.append("trainer.compile=true")
     result = train(model, data, out, preset=preset, config=config, overrides=overrides,
                    seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports

@@ -3,6 +3,7 @@
     dm = DataModule("ds", batch_size=32)
     for batch in dm.train_loader():      # shuffled; DistributedSampler under torchrun
         ...
+    dm.train_loader(bucket_by_length=True)   # batches of similar lengths (BucketBatchSampler)
     for batch in dm.loader("valid"):     # "dev" works too
         ...
 
@@ -15,11 +16,11 @@ cannot blow up attention memory); explicit values override per modality.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sized
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
 from ..spec import MODALITIES, FeatureSpec
 from .collate import Collator
@@ -29,8 +30,70 @@ from .native import MSADataset, SplitDataset, as_dataset
 DEFAULT_LENGTH_CAPS: dict[str, int] = {"text": 128, "audio": 1000, "vision": 500}
 
 
+#: batches per pool of :class:`BucketBatchSampler`: samples are sorted by length within a pool
+BUCKET_POOL_BATCHES = 32
+
+
 def _dist_initialized() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar lengths, in a shuffled order (length bucketing).
+
+    Each epoch the inner ``sampler``'s indices (a shuffled permutation, or a rank's shard from a
+    :class:`DistributedSampler`) are cut into pools of ``pool_batches * batch_size``; each pool is
+    sorted by ``lengths`` and cut into batches, and the batches of all pools are shuffled. So batch
+    membership changes every epoch, every sample is seen once, and a batch is padded only to its own
+    longest sample. Deterministic under the inner sampler's seed and ``generator``.
+    """
+
+    def __init__(self, sampler: Sampler[int] | Sized, lengths: np.ndarray, batch_size: int, drop_last: bool = False,
+                 pool_batches: int = BUCKET_POOL_BATCHES, generator: torch.Generator | None = None,
+                 seed: int = 0):
+        # the per-epoch order of sample indices (RandomSampler, or DistributedSampler's rank shard)
+        self.sampler = sampler
+        # sort key per sample of the dataset (e.g. the total number of steps)
+        self.lengths = np.asarray(lengths)
+        # samples per batch
+        self.batch_size = int(batch_size)
+        # drop the last incomplete batch
+        self.drop_last = bool(drop_last)
+        # batches per sorted pool
+        self.pool_batches = max(1, int(pool_batches))
+        # shuffles the batch order (None: a generator seeded with ``seed`` + epoch)
+        self.generator = generator
+        # seed of the batch order when no generator is given
+        self.seed = int(seed)
+        # epoch of the batch order when no generator is given (set_epoch)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch on to the inner sampler (a DistributedSampler reshuffles with it)."""
+        self.epoch = int(epoch)
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def _batches(self) -> list[list[int]]:
+        order = np.fromiter(iter(self.sampler), dtype=np.int64)
+        pool = self.pool_batches * self.batch_size
+        batches: list[list[int]] = []
+        for start in range(0, len(order), pool):
+            chunk = order[start:start + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            # the incomplete batch is the shortest one of the last pool
+            batches = [b for b in batches if len(b) == self.batch_size]
+        g = self.generator if self.generator is not None else torch.Generator().manual_seed(self.seed + self.epoch)
+        return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        n = len(self.sampler)  # type: ignore[arg-type]
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
 class DataModule:
@@ -111,26 +174,40 @@ class DataModule:
 
     # -- loaders -----------------------------------------------------------------------
     def _loader(self, ds: SplitDataset, shuffle: bool, sampler: Any = None, batch_size: int | None = None,
-                drop_last: bool = False) -> DataLoader:
+                drop_last: bool = False, batch_sampler: Any = None) -> DataLoader:
         kw: dict[str, Any] = {}
         if self.num_workers > 0:
             kw["persistent_workers"] = False
             kw["prefetch_factor"] = 4
-        return DataLoader(
-            ds, batch_size=batch_size or self.batch_size, shuffle=shuffle if sampler is None else False,
-            sampler=sampler, collate_fn=self.collator, num_workers=self.num_workers,
-            pin_memory=self.pin_memory, drop_last=drop_last,
-            generator=self._generator if (shuffle and sampler is None) else None, **kw,
-        )
+        if batch_sampler is not None:
+            kw["batch_sampler"] = batch_sampler
+        else:
+            kw.update(batch_size=batch_size or self.batch_size, shuffle=shuffle if sampler is None else False,
+                      sampler=sampler, drop_last=drop_last,
+                      generator=self._generator if (shuffle and sampler is None) else None)
+        return DataLoader(ds, collate_fn=self.collator, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          **kw)
+
+    def sample_lengths(self, split: str = "train") -> np.ndarray:
+        """Per sample, the steps it will have in a batch: lengths capped at ``max_lengths``, summed over modalities."""
+        ds = self.dataset.split(split)
+        total = np.zeros(len(ds), np.int64)
+        for m in self.modalities:
+            cap = self._max_lengths.get(m)
+            lens = ds.lengths(m)
+            total += np.minimum(lens, cap) if cap else lens
+        return total
 
     def train_loader(self, distributed: bool = False, num_replicas: int | None = None,
-                     rank: int | None = None) -> DataLoader:
+                     rank: int | None = None, bucket_by_length: bool = False) -> DataLoader:
         """Shuffled loader over the train split.
 
         Uses a :class:`DistributedSampler` (seeded with ``seed``) when ``distributed``
         is True or ``torch.distributed`` is initialised; ``num_replicas``/``rank``
-        default to the process group's. Call ``loader.sampler.set_epoch(epoch)``
-        each epoch in that case (the trainer does).
+        default to the process group's. Call ``set_epoch(epoch)`` on ``loader.sampler``
+        (or ``loader.batch_sampler`` with bucketing) each epoch in that case (the trainer does).
+        ``bucket_by_length``: batches of similar lengths (:class:`BucketBatchSampler`; under DDP
+        each rank buckets its own shard).
         """
         ds = self.dataset.split("train")
         if distributed or num_replicas is not None or _dist_initialized():
@@ -139,7 +216,14 @@ class DataModule:
                                  "torchrun) or explicit num_replicas and rank")
             sampler = DistributedSampler(ds, num_replicas=num_replicas, rank=rank, shuffle=True,
                                          seed=self.seed, drop_last=self.drop_last)
+            if bucket_by_length:
+                return self._loader(ds, False, batch_sampler=BucketBatchSampler(
+                    sampler, self.sample_lengths(), self.batch_size, self.drop_last, seed=self.seed + sampler.rank))
             return self._loader(ds, shuffle=False, sampler=sampler, drop_last=self.drop_last)
+        if bucket_by_length:
+            inner = RandomSampler(ds, generator=self._generator)
+            return self._loader(ds, False, batch_sampler=BucketBatchSampler(
+                inner, self.sample_lengths(), self.batch_size, self.drop_last, generator=self._generator))
         return self._loader(ds, shuffle=True, drop_last=self.drop_last)
 
     def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
@@ -151,4 +235,4 @@ class DataModule:
                 f"max_lengths={self.max_lengths}, normalize={self.normalize})")
 
 
-__all__ = ["DataModule", "DEFAULT_LENGTH_CAPS"]
+__all__ = ["DataModule", "BucketBatchSampler", "DEFAULT_LENGTH_CAPS", "BUCKET_POOL_BATCHES"]

@@ -27,8 +27,10 @@ Loss (:class:`DLFObjective`; weights in :class:`DLFConfig`, MOSI reference defau
 
 Deviations from the paper / the authors' reference behaviour (documented per the project rules):
 
-1. Conv projections use "same" padding (reference: no padding, so the length shrinks by k-1);
-   any length, including 1, works.
+1. Conv projections have no padding, as in the reference (the length shrinks by k - 1); a
+   sample of n valid steps keeps max(n - k + 1, 1) windows (a sample shorter than the kernel
+   keeps one zero-extended window), so any length, including 1, works and padding does not
+   change the result.
 2. The reference flattens fixed-length sequences into Linear layers for the triplet embeddings;
    here each modality's shared sequence is mean-pooled over valid steps then projected
    (``Linear(d, d)``), so the model is independent of sequence lengths.
@@ -147,7 +149,8 @@ class DLF(MSAModel):
     ``prediction`` [B] is the final (fused) prediction; ``aux`` holds the hierarchical
     predictions ``pred_shared``, ``pred_text``, ``pred_audio``, ``pred_vision`` [B] and the
     tensors of the regularisers: ``proj_<m>``, ``shared_<m>``, ``specific_<m>``,
-    ``recon_<m>``, ``specific_recon_<m>`` [B, L_m, d], ``shared_embed_<m>`` [B, d].
+    ``recon_<m>``, ``specific_recon_<m>`` [B, L_m, d], ``shared_embed_<m>`` [B, d] and ``mask_<m>``
+    [B, L_m] (the masks of the projected sequences, L_m = input length - kernel + 1).
     See the module docstring for the architecture and deviations.
     """
 
@@ -170,7 +173,8 @@ class DLF(MSAModel):
                                          embed_dropout=c.embed_dropout, positions=c.positions,
                                          shared_kv_norm=c.shared_kv_norm)
 
-        self.proj = nn.ModuleDict({m: ConvProjection(in_dims[m], d, kernels[m]) for m in MODALITIES})
+        self.proj = nn.ModuleDict({m: ConvProjection(in_dims[m], d, kernels[m], padding="valid")
+                                   for m in MODALITIES})
         # disentanglement: one shared encoder, one specific encoder per modality, decoders
         self.shared_encoder = tf(c.layers, c.attn_dropout)
         self.specific_encoders = nn.ModuleDict({m: tf(c.layers, attn[m]) for m in MODALITIES})
@@ -194,11 +198,11 @@ class DLF(MSAModel):
         c = self.config
         text = TextEncoder.features(self.text_encoder, batch)
         x = {"text": F.dropout(text, c.text_dropout, self.training), "audio": batch.audio, "vision": batch.vision}
-        mask = {m: batch.features(m)[1] for m in MODALITIES}
         aux: dict[str, torch.Tensor] = {}
-        s, sh = {}, {}
+        s, sh, mask = {}, {}, {}
         for m in MODALITIES:
-            p = self.proj[m](x[m], mask[m])
+            p = self.proj[m](x[m], batch.features(m)[1])
+            mask[m] = aux[f"mask_{m}"] = self.proj[m].output_mask(batch.features(m)[1], p.shape[1])
             s[m] = self.specific_encoders[m](p, mask[m])
             sh[m] = self.shared_encoder(p, mask[m])
             recon = self.decoders[m](torch.cat([s[m], sh[m]], dim=-1))
@@ -246,7 +250,7 @@ class DLFObjective(Objective):
                "shared_l1": regression_loss(a["pred_shared"], y, "l1")}
         for m in MODALITIES:
             raw[f"{m}_l1"] = regression_loss(a[f"pred_{m}"], y, "l1")
-        masks = {m: batch.features(m)[1] for m in MODALITIES}
+        masks = {m: a[f"mask_{m}"] for m in MODALITIES}  # the masks of the projected (shorter) sequences
         raw["specific"] = sum(masked_mse(a[f"specific_recon_{m}"], a[f"specific_{m}"], masks[m]) for m in MODALITIES)
         raw["reconstruction"] = sum(masked_mse(a[f"recon_{m}"], a[f"proj_{m}"], masks[m]) for m in MODALITIES)
         raw["orthogonality"] = sum(

@@ -11,7 +11,7 @@ Contents:
 - positions: :func:`sinusoidal_table`, :class:`SinusoidalPositionalEncoding` (Vaswani's interleaved,
   tensor2tensor's sin-half/cos-half or fairseq's halves-from-position-1 layout), :class:`LearnedPositionalEncoding`
 - attention: :func:`attend` (the one scaled dot-product call, safe key masks), :class:`MultiHeadAttention`
-  (separate q/k/v projections, self or cross), :class:`SelfAttention` (one fused q/k/v projection)
+  (fused q/k/v projection, self or cross; loads older separate to_q/to_k/to_v weights), :class:`SelfAttention` (one fused q/k/v projection)
 - transformer blocks: :class:`TransformerBlock` (pre-LN self- or cross-attention block, MulT / DLF /
   ALMT), :class:`EncoderLayer` (post- or pre-norm self-attention layer with fused projections that
   zeroes padded steps, MMCL / MInD), :class:`CrossModalTransformer` (MulT's cross-modal /
@@ -159,11 +159,19 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
 
     ``q`` [B, Lq, H*Dh], ``k``/``v`` [B, Lk, H*Dh], ``key_mask`` [B, Lk] (True = valid)
     -> [B, Lq, H*Dh]. Rows of a sample with no valid key are exactly zero.
+
+    Fast path: a CPU mask with no padding is dropped (SDPA then takes its fused kernel without a
+    mask); on an accelerator, and under ``torch.compile``, the mask is always passed, since checking
+    it would synchronise the host (break the graph). Attention dropout is SDPA's own: on CUDA its fused kernels accept dropout; on CPU every
+    exact route measured (manual Bernoulli masks, chunked calls, a mask trick on the fused kernel)
+    was no faster than SDPA's math path (``benchmarks/results/train_throughput.md``, 2026-11-30).
     """
     B, Lq, inner = q.shape
     split = lambda x: x.view(B, x.shape[1], heads, inner // heads).transpose(1, 2)  # noqa: E731
     attn_mask, has_key = None, None
-    if key_mask is not None:
+    no_padding = (key_mask is not None and key_mask.device.type == "cpu" and not torch.compiler.is_compiling()
+                  and bool(key_mask.all()))  # a data-dependent check: skipped under torch.compile (graph break)
+    if key_mask is not None and not no_padding:
         has_key = key_mask.any(dim=1)
         # samples with no valid key attend over their (placeholder) keys; the result is zeroed below
         attn_mask = (key_mask | ~has_key.unsqueeze(1))[:, None, None, :]
@@ -172,6 +180,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
     if has_key is not None:
         out = out * has_key[:, None, None].to(out.dtype)
     return out
+
+
+#: state-dict names of the separate projections older checkpoints hold (fused on load into ``qkv``)
+LEGACY_QKV_NAMES = ("to_q", "to_k", "to_v")
 
 
 class MultiHeadAttention(nn.Module):
@@ -188,6 +200,12 @@ class MultiHeadAttention(nn.Module):
     ``forward(q [B, Lq, D], k [B, Lk, Dkv], v [B, Lk, Dkv], key_mask [B, Lk] | None) -> [B, Lq, D]``.
     For a sample whose ``key_mask`` is all False (absent modality) the attention
     output is exactly zero, so residual connections pass the query through unchanged.
+
+    When ``kv_dim == dim`` the three input projections are one ``qkv`` Linear(dim, 3 inner) (rows:
+    q, k, v): one GEMM when ``q``, ``k`` and ``v`` are the same tensor (self-attention), two when
+    only ``k is v`` (cross-attention). Checkpoints with the former separate ``to_q`` / ``to_k`` /
+    ``to_v`` weights load unchanged (fused in :meth:`_load_from_state_dict`). With another
+    ``kv_dim`` the projections stay separate (``to_q``, ``to_k``, ``to_v``).
     """
 
     def __init__(self, dim: int, heads: int, dim_head: int | None = None, kv_dim: int | None = None,
@@ -199,11 +217,48 @@ class MultiHeadAttention(nn.Module):
             dim_head = dim // heads
         kv_dim = kv_dim or dim
         inner = heads * dim_head
-        self.heads, self.dim_head, self.dropout = heads, dim_head, dropout
-        self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
-        self.to_k = nn.Linear(kv_dim, inner, bias=qkv_bias)
-        self.to_v = nn.Linear(kv_dim, inner, bias=qkv_bias)
+        self.heads, self.dim_head, self.dropout, self.inner = heads, dim_head, dropout, inner
+        if kv_dim == dim:
+            # allocated without drawing, then initialised in the order three separate Linears drew
+            self.qkv = torch.nn.utils.skip_init(nn.Linear, dim, 3 * inner, bias=qkv_bias)
+            self._init_like_separate(dim)
+        else:
+            self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
+            self.to_k = nn.Linear(kv_dim, inner, bias=qkv_bias)
+            self.to_v = nn.Linear(kv_dim, inner, bias=qkv_bias)
         self.to_out = nn.Linear(inner, dim, bias=out_bias)
+
+    @torch.no_grad()
+    def _init_like_separate(self, fan_in: int) -> None:
+        """Initialise ``qkv`` exactly as the former ``to_q``, ``to_k``, ``to_v`` Linears were (same bounds and draws)."""
+        bound = 1.0 / math.sqrt(fan_in)
+        for i in range(3):
+            rows = slice(i * self.inner, (i + 1) * self.inner)
+            nn.init.kaiming_uniform_(self.qkv.weight[rows], a=math.sqrt(5))
+            if self.qkv.bias is not None:
+                nn.init.uniform_(self.qkv.bias[rows], -bound, bound)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        """Fuse the separate ``to_q`` / ``to_k`` / ``to_v`` tensors of older checkpoints into ``qkv``."""
+        if hasattr(self, "qkv"):
+            for part in ("weight", "bias"):
+                names = [f"{prefix}{n}.{part}" for n in LEGACY_QKV_NAMES]
+                if all(n in state_dict for n in names):
+                    state_dict[f"{prefix}qkv.{part}"] = torch.cat([state_dict.pop(n) for n in names], dim=0)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def project(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The projected queries, keys and values (one GEMM for self-attention, two for ``k is v``)."""
+        if not hasattr(self, "qkv"):
+            return self.to_q(q), self.to_k(k), self.to_v(v)
+        w, b, n = self.qkv.weight, self.qkv.bias, self.inner
+        if q is k and k is v:
+            return self.qkv(q).chunk(3, dim=-1)
+        piece = lambda x, lo, hi: F.linear(x, w[lo:hi], None if b is None else b[lo:hi])  # noqa: E731
+        if k is v:
+            return (piece(q, 0, n), *piece(k, n, 3 * n).chunk(2, dim=-1))
+        return piece(q, 0, n), piece(k, n, 2 * n), piece(v, 2 * n, 3 * n)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                key_mask: torch.Tensor | None) -> torch.Tensor:
@@ -212,8 +267,7 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.attend(self.to_q(q), self.to_k(k), self.to_v(v), key_mask)
-        out = self.to_out(out)
+        out = self.to_out(self.attend(*self.project(q, k, v), key_mask))
         if key_mask is not None:  # keep out_bias from leaking into rows that attended over nothing
             out = out * key_mask.any(dim=1)[:, None, None].to(out.dtype)
         return out
@@ -371,21 +425,45 @@ class CrossModalTransformer(nn.Module):
 # --------------------------------------------------------------------------- projections and heads
 
 
+#: padding modes of :class:`ConvProjection`
+CONV_PADDINGS = ("same", "valid")
+
+
 class ConvProjection(nn.Module):
     """Temporal 1-D convolution from ``in_dim`` to ``dim`` with kernel ``k`` (MulT / DLF input projection).
 
-    Uses "same" padding so the output keeps the input length (length-1 inputs work
-    for any kernel); padded steps are zeroed before and after the convolution.
-    ``forward(x [B, L, in_dim], mask [B, L] | None) -> [B, L, dim]``.
+    ``padding="same"`` keeps the input length (length-1 inputs work for any kernel).
+    ``padding="valid"`` (PyTorch's ``padding=0``, as in the DLF reference) gives ``L - k + 1``
+    steps (the input is zero-extended to ``k`` steps when shorter); use :meth:`output_mask` for
+    the mask of the result: a sample of ``n`` valid steps (up to its last valid one) keeps its
+    ``max(n - k + 1, 1)`` windows, so the result does not depend on how far the batch is padded.
+    Padded steps are zeroed before and after the convolution.
+    ``forward(x [B, L, in_dim], mask [B, L] | None) -> [B, L', dim]``.
     """
 
-    def __init__(self, in_dim: int, dim: int, kernel_size: int = 1, bias: bool = False):
+    def __init__(self, in_dim: int, dim: int, kernel_size: int = 1, bias: bool = False, padding: str = "same"):
         super().__init__()
-        self.conv = nn.Conv1d(in_dim, dim, kernel_size, padding="same", bias=bias)
+        if padding not in CONV_PADDINGS:
+            raise ValueError(f"unknown padding {padding!r}; expected one of {CONV_PADDINGS}")
+        self.kernel_size, self.padding = kernel_size, padding
+        self.conv = nn.Conv1d(in_dim, dim, kernel_size, padding="same" if padding == "same" else 0, bias=bias)
+
+    def output_mask(self, mask: torch.Tensor | None, length: int | None = None) -> torch.Tensor | None:
+        """The mask of :meth:`forward`'s output for an input ``mask`` [B, L] (the same mask for "same")."""
+        if mask is None or self.padding == "same":
+            return mask
+        k, L = self.kernel_size, mask.shape[1]
+        out_len = max(L, k) - k + 1 if length is None else length
+        n = (torch.arange(1, L + 1, device=mask.device) * mask).amax(dim=1)  # steps up to the last valid one
+        windows = (n - k + 1).clamp_min(1) * (n > 0)
+        return torch.arange(out_len, device=mask.device)[None, :] < windows[:, None]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        y = self.conv(mask_fill(x, mask).transpose(1, 2)).transpose(1, 2)
-        return mask_fill(y, mask)
+        x = mask_fill(x, mask)
+        if self.padding == "valid" and x.shape[1] < self.kernel_size:
+            x = F.pad(x, (0, 0, 0, self.kernel_size - x.shape[1]))
+        y = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        return mask_fill(y, self.output_mask(mask, y.shape[1]))
 
 
 class MLPHead(nn.Sequential):

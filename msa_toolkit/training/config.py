@@ -98,6 +98,11 @@ class TrainConfig:
     precision: str = "auto"
     # DataLoader worker processes
     num_workers: int = 0
+    # train batches of similar lengths (shuffled across length buckets each epoch); None = on unless the
+    # model sets ``padding_invariant = False`` (every registered model passes the padding-invariance test)
+    bucket_by_length: bool | None = None
+    # torch.compile the model + objective step ("msa train --compile"; CUDA mainly, falls back loudly)
+    compile: bool = False
     # truncation lengths per modality, e.g. {"text": 50, "audio": 375, "vision": 500}; None = dataset's
     max_lengths: Mapping[str, int] | None = None
     # standardise features with the training split's statistics

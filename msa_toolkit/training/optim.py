@@ -39,20 +39,41 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     raise MSAError(f"precision must be auto|fp32|bf16|fp16, got {precision!r}")
 
 
+#: devices whose parameters get the fused optimiser kernels (torch has them for CPU and CUDA)
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def _make(cls: type, groups: list, **kw: Any) -> torch.optim.Optimizer:
+    """``cls`` with its fused kernel (one kernel over all parameters) where every parameter is a floating
+    tensor on a :data:`FUSED_DEVICES` device and this torch has one, else its ``foreach`` implementation.
+
+    Measured on the 2-core CPU (Adam step): MMCL 13.2 M parameters 33.8 ms per-tensor loop, 36.8 ms
+    foreach, 11.9 ms fused; DLF 1.3 M parameters 13.8 / 10.8 / 6.7 ms.
+    """
+    tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+    if tensors and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in tensors):
+        try:
+            return cls(groups, fused=True, **kw)
+        except (RuntimeError, TypeError, ValueError):  # no fused kernel here: the foreach one
+            pass
+    return cls(groups, foreach=True, **kw)
+
+
 def build_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over the model's parameter groups."""
+    """Adam, AdamW or SGD over the model's parameter groups (fused kernels where available, see :func:`_make`)."""
     mc = getattr(model, "config", None)
     name = str(setting(tc, mc, "optimizer", "adam")).lower()
     lr = float(setting(tc, mc, "lr", 1e-4))
     wd = float(setting(tc, mc, "weight_decay", 0.0))
     groups = model.param_groups(lr, wd) if hasattr(model, "param_groups") else \
         [p for p in model.parameters() if p.requires_grad]
+    groups = list(groups)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
+        return _make(torch.optim.Adam, groups, lr=lr, weight_decay=wd)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
+        return _make(torch.optim.AdamW, groups, lr=lr, weight_decay=wd)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, weight_decay=wd, momentum=SGD_MOMENTUM)
+        return _make(torch.optim.SGD, groups, lr=lr, weight_decay=wd, momentum=SGD_MOMENTUM)
     raise MSAError(f"unknown optimizer {name!r}; expected adam, adamw or sgd")
 
 

@@ -8,6 +8,7 @@ other than rank 0) prints nothing and never touches rich.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .._io import progress_bar
@@ -16,6 +17,8 @@ from .selection import BEST_TEST_KEY
 
 #: validation metrics shown on each epoch line (besides the monitored one)
 EPOCH_LINE_METRICS = ("loss", "acc2_non0", "acc2", "corr", "mae")
+#: seconds between two readings of the loss shown on the progress bar (reading it syncs the device)
+LOSS_REFRESH_SECONDS = 1.0
 
 
 class Reporter:
@@ -63,14 +66,24 @@ class Reporter:
 
     @contextlib.contextmanager
     def epoch_bar(self, epoch: int, epochs: int, batches: int) -> Iterator[Callable[[Any], None]]:
-        """A progress bar over one epoch's batches; yields ``advance(loss)`` to call after each batch."""
+        """A progress bar over one epoch's batches; yields ``advance(loss)`` to call after each batch.
+
+        The loss (a device tensor) is read at most every :data:`LOSS_REFRESH_SECONDS`, so the bar
+        does not synchronise the host with the device on every step.
+        """
         if not self.enabled:
             yield lambda loss: None
             return
         bar = progress_bar(True, current=True, transient=True)
         task = bar.add_task(f"epoch {epoch}/{epochs}", total=batches, current="")
+        shown = [float("-inf")]  # when the loss was last read
 
         def advance(loss: Any) -> None:
+            now = time.monotonic()
+            if now - shown[0] < LOSS_REFRESH_SECONDS:
+                bar.update(task, advance=1)
+                return
+            shown[0] = now
             bar.update(task, advance=1, current=f"loss {float(loss):.4f}")
 
         with bar:

@@ -251,12 +251,16 @@ class Trainer:
         self.monitor_direction = monitor_mode
         seed_everything(tc.seed)
         step_module: nn.Module = _Step(self.model)
+        if tc.compile:
+            from .compiled import CompiledStep
+
+            step_module = CompiledStep(step_module, self.reporter.print)
         if ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             step_module = DDP(step_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                               find_unused_parameters=tc.find_unused_parameters)
-        loader = self.data.train_loader(distributed=ctx.distributed)
+        loader = self.data.train_loader(distributed=ctx.distributed, **self._loader_options())
         batches = len(loader)
         if tc.limit_train_batches is not None:
             batches = min(batches, tc.limit_train_batches)
@@ -268,6 +272,13 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         clip_value, clip_norm = clip_thresholds(self.model, tc)
         return TrainingSetup(step_module, loader, batches, opt, sched, sched_when, scaler, clip_value, clip_norm)
+
+    def _loader_options(self) -> dict[str, Any]:
+        """``bucket_by_length=True`` for a data module that buckets, when configured (default: padding-invariant model)."""
+        bucket = self.config.bucket_by_length
+        if bucket is None:
+            bucket = bool(getattr(self.model, "padding_invariant", True))
+        return {"bucket_by_length": True} if bucket and hasattr(self.data, "sample_lengths") else {}
 
     def _restore(self, setup: TrainingSetup, saved: Mapping[str, Any]) -> RunState:
         """Load an interrupted run's weights, optimiser, schedule, scaler, RNG and loader states; its RunState."""
@@ -296,9 +307,9 @@ class Trainer:
     def _run_epoch(self, setup: TrainingSetup, run: RunState, epoch: int) -> dict[str, Any]:
         """Train and validate 0-based ``epoch``, keep the best weights, save state and log; the epoch's record."""
         t0 = time.time()
-        sampler = getattr(setup.loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        for sampler in (getattr(setup.loader, "sampler", None), getattr(setup.loader, "batch_sampler", None)):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
         train_stats = self._train_epoch(setup, run, epoch)
         self._check_finite(epoch, train_stats)
         record: dict[str, Any] = {"epoch": epoch + 1, "step": run.global_step, "train": train_stats,

@@ -132,3 +132,50 @@ def test_tokens_not_aligned_with_word_pooled_text():
 def test_distributed_without_process_group_is_a_clear_error(synth):
     with pytest.raises(ValueError, match="torchrun"):
         DataModule(synth, batch_size=4).train_loader(distributed=True)
+
+
+def test_bucket_batch_sampler_groups_similar_lengths_and_covers_every_sample():
+    from msa_toolkit.data.module import BucketBatchSampler
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 500, size=1000)
+    g = torch.Generator().manual_seed(5)
+    bs = BucketBatchSampler(torch.utils.data.RandomSampler(range(1000), generator=g), lengths, 32,
+                            pool_batches=8, generator=g)
+    epochs = [list(bs), list(bs)]
+    for batches in epochs:
+        assert len(batches) == len(bs) == 32
+        assert sorted(i for b in batches for i in b) == list(range(1000))
+        spread = np.mean([np.ptp(lengths[b]) for b in batches])
+        assert spread < 0.25 * np.ptp(lengths)  # a random batch spans nearly the whole range
+    assert epochs[0] != epochs[1]  # reshuffled every epoch
+    g2 = torch.Generator().manual_seed(5)
+    again = BucketBatchSampler(torch.utils.data.RandomSampler(range(1000), generator=g2), lengths, 32,
+                               pool_batches=8, generator=g2)
+    assert list(again) == epochs[0]  # deterministic under the seed
+    dropped = BucketBatchSampler(range(1000), lengths, 32, drop_last=True, seed=1)
+    assert len(list(dropped)) == len(dropped) == 31 and all(len(b) == 32 for b in dropped)
+
+
+def test_bucketed_train_loader_pads_to_the_batch_maximum(synth):
+    dm = DataModule(synth, batch_size=8, seed=2)
+    loader = dm.train_loader(bucket_by_length=True)
+    ids = [i for b in loader for i in b.ids]
+    assert sorted(ids) == sorted(synth.split("train").ids)
+    for b in loader:
+        assert b.audio.shape[1] == int(b.audio_mask.sum(1).max())  # no step beyond the batch's longest
+    again = [i for b in DataModule(synth, batch_size=8, seed=2).train_loader(bucket_by_length=True) for i in b.ids]
+    assert again == ids
+
+
+def test_bucketed_distributed_loader_partitions(synth):
+    dm = DataModule(synth, batch_size=4, seed=3)
+    parts = []
+    for rank in (0, 1):
+        loader = dm.train_loader(distributed=True, num_replicas=2, rank=rank, bucket_by_length=True)
+        loader.batch_sampler.set_epoch(1)
+        assert loader.batch_sampler.sampler.epoch == 1
+        parts.append([i for b in loader for i in b.ids])
+    assert len(parts[0]) == len(parts[1]) == 20
+    assert not set(parts[0]) & set(parts[1])
+    assert set(parts[0]) | set(parts[1]) == set(synth.split("train").ids)

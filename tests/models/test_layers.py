@@ -184,3 +184,139 @@ def test_models_fine_tune_text_encoder(tiny_bert, name):
     emb = model.text_encoder.model.embeddings.word_embeddings.weight
     assert emb.grad is not None and emb.grad.abs().sum() > 0
     assert model.num_parameters() < model.num_parameters(exclude_text_encoder=False)
+
+
+# --------------------------------------------------------------------------- fused attention (issue 17)
+
+
+class _SeparateAttention(torch.nn.Module):
+    """The former MultiHeadAttention: separate q/k/v Linears, the key mask always passed to SDPA."""
+
+    def __init__(self, dim: int, heads: int, bias: bool = True):
+        super().__init__()
+        self.heads = heads
+        self.to_q, self.to_k, self.to_v = (torch.nn.Linear(dim, dim, bias=bias) for _ in range(3))
+        self.to_out = torch.nn.Linear(dim, dim)
+
+    def forward(self, q, k, v, key_mask=None):
+        B, Lq, D = q.shape
+        split = lambda x: x.view(B, x.shape[1], self.heads, D // self.heads).transpose(1, 2)  # noqa: E731
+        attn_mask, has_key = None, None
+        if key_mask is not None:
+            has_key = key_mask.any(dim=1)
+            attn_mask = (key_mask | ~has_key.unsqueeze(1))[:, None, None, :]
+        out = torch.nn.functional.scaled_dot_product_attention(split(self.to_q(q)), split(self.to_k(k)),
+                                                               split(self.to_v(v)), attn_mask=attn_mask)
+        out = out.transpose(1, 2).reshape(B, Lq, D)
+        if has_key is not None:
+            out = out * has_key[:, None, None].to(out.dtype)
+        out = self.to_out(out)
+        if key_mask is not None:
+            out = out * key_mask.any(dim=1)[:, None, None].to(out.dtype)
+        return out
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_attention_initialises_and_loads_like_the_separate_one(bias):
+    torch.manual_seed(3)
+    old = _SeparateAttention(8, 2, bias)
+    torch.manual_seed(3)
+    new = MultiHeadAttention(8, 2, qkv_bias=bias)
+    # same RNG draws at construction: the fused weight is the three former weights stacked
+    assert torch.equal(new.qkv.weight, torch.cat([old.to_q.weight, old.to_k.weight, old.to_v.weight]))
+    fresh = MultiHeadAttention(8, 2, qkv_bias=bias)
+    fresh.load_state_dict(old.state_dict())  # strict: the former names are fused by the load hook
+    assert set(fresh.state_dict()) == {"qkv.weight", "to_out.weight", "to_out.bias"} | (
+        {"qkv.bias"} if bias else set())
+    for a, b in zip(fresh.state_dict().values(), new.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_legacy_transformer_block_checkpoint_loads_strictly():
+    torch.manual_seed(0)
+    blk = TransformerBlock(8, 2)
+    legacy = {}
+    for k, v in blk.state_dict().items():
+        if k.startswith("attn.qkv."):
+            for name, part in zip(("to_q", "to_k", "to_v"), v.chunk(3, dim=0)):
+                legacy[k.replace("qkv", name)] = part.clone()
+        else:
+            legacy[k] = v.clone()
+    other = TransformerBlock(8, 2)
+    other.load_state_dict(legacy)
+    assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), blk.state_dict().values()))
+
+
+@pytest.mark.parametrize("mode", ["self", "cross_kv", "separate"])
+def test_fused_attention_matches_the_separate_path_without_dropout(mode):
+    torch.manual_seed(1)
+    old = _SeparateAttention(12, 3)
+    new = MultiHeadAttention(12, 3)
+    new.load_state_dict(old.state_dict())
+    x, ctx, other = torch.randn(3, 5, 12), torch.randn(3, 7, 12), torch.randn(3, 7, 12)
+    q, k, v = {"self": (x, x, x), "cross_kv": (x, ctx, ctx), "separate": (x, ctx, other)}[mode]
+    lk = k.shape[1]
+    masks = [None, torch.ones(3, lk, dtype=torch.bool),  # no padding: the fast path drops the mask
+             torch.tensor([[True] * (lk - 2) + [False] * 2, [False] * lk, [True] * lk])]
+    for mask in masks:
+        xs = [t.detach().clone().requires_grad_(True) for t in (q, k, v)]
+        ys = [t.detach().clone().requires_grad_(True) for t in (q, k, v)]
+        if mode == "self":
+            xs, ys = [xs[0]] * 3, [ys[0]] * 3
+        elif mode == "cross_kv":
+            xs[2], ys[2] = xs[1], ys[1]
+        a, b = old(*xs, mask), new(*ys, mask)
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
+        g = torch.randn_like(a)
+        old.zero_grad(), new.zero_grad()
+        (a * g).sum().backward()
+        (b * g).sum().backward()
+        w_old = torch.cat([old.to_q.weight.grad, old.to_k.weight.grad, old.to_v.weight.grad])
+        torch.testing.assert_close(new.qkv.weight.grad, w_old, atol=1e-6, rtol=1e-6)
+        b_old = torch.cat([old.to_q.bias.grad, old.to_k.bias.grad, old.to_v.bias.grad])
+        torch.testing.assert_close(new.qkv.bias.grad, b_old, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(new.to_out.weight.grad, old.to_out.weight.grad, atol=1e-6, rtol=1e-6)
+        for gx, gy in zip(xs, ys):
+            torch.testing.assert_close(gy.grad, gx.grad, atol=1e-6, rtol=1e-6)
+
+
+def test_attention_dropout_drops_at_the_configured_rate_and_keeps_the_mean():
+    from msa_toolkit.models.layers import attend
+
+    torch.manual_seed(0)
+    p, n, lk = 0.3, 64, 32
+    q, k = torch.randn(n, 4, lk), torch.randn(n, lk, lk)
+    v = torch.eye(lk).expand(n, lk, lk)  # one-hot values: the output rows are the attention weights
+    for mask in (None, torch.ones(n, lk, dtype=torch.bool)):
+        clean = attend(q, k, v, heads=1, key_mask=mask)
+        dropped = attend(q, k, v, heads=1, key_mask=mask, dropout_p=p)
+        assert (clean > 0).all()
+        rate = (dropped == 0).float().mean().item()
+        total = dropped.numel()
+        assert abs(rate - p) < 4 * (p * (1 - p) / total) ** 0.5, rate
+        kept = dropped != 0
+        torch.testing.assert_close(dropped[kept], clean[kept] / (1 - p))  # inverted-dropout scaling
+        # unbiased: the mean over many draws approaches the clean weights
+        mean = torch.stack([attend(q[:4], k[:4], v[:4], 1, None, p) for _ in range(400)]).mean(0)
+        assert (mean - clean[:4]).abs().mean() < 0.01
+
+
+def test_valid_conv_projection_shrinks_by_the_kernel_and_ignores_extra_padding():
+    torch.manual_seed(0)
+    proj = ConvProjection(3, 4, kernel_size=5, padding="valid")
+    x = torch.randn(3, 9, 3)
+    mask = torch.tensor([[True] * 9, [True] * 6 + [False] * 3, [True] * 2 + [False] * 7])
+    y, m = proj(x, mask), proj.output_mask(mask)
+    assert y.shape == (3, 5, 4)
+    assert m.sum(1).tolist() == [5, 2, 1]  # n - k + 1 windows, at least one for a short sample
+    torch.testing.assert_close(y[0], proj.conv(x[0].T).T)  # full sample: plain convolution
+    # more padding changes nothing on the valid windows
+    xp = torch.cat([x, torch.randn(3, 4, 3)], dim=1)
+    mp = torch.cat([mask, torch.zeros(3, 4, dtype=torch.bool)], dim=1)
+    yp, mpp = proj(xp, mp), proj.output_mask(mp)
+    assert torch.equal(mpp[:, :5], m) and not mpp[:, 5:].any()
+    torch.testing.assert_close(yp[:, :5] * m[..., None], y * m[..., None])
+    # shorter than the kernel: one zero-extended window; absent: none
+    short = proj(x[:, :2], mask[:, :2])
+    assert short.shape == (3, 1, 4) and proj.output_mask(mask[:, :2]).tolist() == [[True], [True], [True]]
+    assert not proj.output_mask(torch.zeros(2, 3, dtype=torch.bool)).any()
