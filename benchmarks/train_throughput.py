@@ -33,7 +33,7 @@ from msa_toolkit.data.batch import synthetic_batch  # noqa: E402
 from msa_toolkit.models import create_model, get_entry, list_models  # noqa: E402
 from msa_toolkit.training.config import TrainConfig  # noqa: E402
 from msa_toolkit.training.optim import build_optimizer, resolve_precision  # noqa: E402
-from msa_toolkit.training.trainer import _Step  # noqa: E402
+from msa_toolkit.training.step import TrainStep  # noqa: E402
 
 LENGTHS = (50, 375, 500)
 DIMS = (768, 5, 20)
@@ -49,7 +49,7 @@ def measure(name: str, device: torch.device, batch_size: int, steps: int, warmup
     torch.manual_seed(0)
     model = create_model(name, preset, text_dim=DIMS[0], audio_dim=DIMS[1], vision_dim=DIMS[2],
                          text_len=LENGTHS[0], audio_len=LENGTHS[1], vision_len=LENGTHS[2]).to(device)
-    step = _Step(model)
+    step = TrainStep(model)
     opt = build_optimizer(model, TrainConfig())
     amp = resolve_precision(precision, device)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None

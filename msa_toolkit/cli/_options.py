@@ -294,3 +294,16 @@ def dataset_path(positional: Optional[Path], option: Optional[Path]) -> Path:
         raise typer.BadParameter("missing the dataset directory: give DATASET or --data DIR",
                                  param_hint="DATASET / --data")
     return path
+
+
+# ---- trainer shortcut flags -----------------------------------------------------------------------
+def trainer_overrides(set_: list[str], **shortcuts: Any) -> list[str]:
+    """``--set`` values plus the shortcut flags of `msa train` / `msa benchmark` as ``trainer.*``
+    overrides: ``epochs=3`` -> ``trainer.epochs=3``; None (flag not given) and False are left out,
+    True becomes ``true``."""
+    out = list(set_)
+    for key, value in shortcuts.items():
+        if value is None or value is False:
+            continue
+        out.append(f"trainer.{key}={'true' if value is True else value}")
+    return out

@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from ._options import trainer_overrides
+
 
 def _csv(text: str) -> list[str]:
     return [s for s in text.replace(" ", "").split(",") if s]
@@ -41,11 +43,7 @@ def benchmark_command(
     """
     from ..training.benchmark import PAPER_MOSI, run_benchmark
 
-    overrides = list(set_)
-    if epochs is not None:
-        overrides.append(f"trainer.epochs={epochs}")
-    if device is not None:
-        overrides.append(f"trainer.device={device}")
+    overrides = trainer_overrides(set_, epochs=epochs, device=device)
     if quiet:
         overrides.append("trainer.progress=false")
     try:

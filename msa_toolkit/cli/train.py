@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ._options import data_option
+from ._options import data_option, trainer_overrides
 
 
 def _seeds(text: str) -> list[int]:
@@ -57,19 +57,10 @@ def train_command(
     """
     from ..training.api import train
 
-    overrides = list(set_)
-    if epochs is not None:
-        overrides.append(f"trainer.epochs={epochs}")
-    if device is not None:
-        overrides.append(f"trainer.device={device}")
-    if precision is not None:
-        overrides.append(f"trainer.precision={precision}")
+    overrides = trainer_overrides(set_, epochs=epochs, device=device, precision=precision, mmsa_names=mmsa,
+                                  compile=compile_)
     if quiet:
         overrides.append("trainer.progress=false")
-    if mmsa:
-        overrides.append("trainer.mmsa_names=true")
-    if compile_:
-        overrides.append("trainer.compile=true")
     result = train(model, data, out, preset=preset, config=config, overrides=overrides,
                    seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports

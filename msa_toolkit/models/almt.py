@@ -53,7 +53,8 @@ from torch import nn
 
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
-from .layers import LearnedPositionalEncoding, MultiHeadAttention, TextEncoder, activation, attend
+from .layers import LearnedPositionalEncoding, MultiHeadAttention, activation, attend
+from .text_encoder import TextEncoder
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
 
 __all__ = ["ALMTConfig", "ALMT", "ALMTBlock", "TokenEmbedding", "LanguageEncoder", "AHLLayer", "FusionTransformer"]

@@ -18,8 +18,9 @@ from torch import nn
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
-from .layers import (ConvProjection, CrossModalTransformer, MLPHead, ResidualHead, TextEncoder, last_valid,
-                     masked_mean)
+from .layers import CrossModalTransformer, last_valid, masked_mean
+from .heads import ConvProjection, MLPHead, ResidualHead
+from .text_encoder import TextEncoder
 from .presets import MOSEI_INPUTS, MOSI_INPUTS  # re-exported: the presets' old home
 
 __all__ = ["MOSI_INPUTS", "MOSEI_INPUTS", "TextOnlyConfig", "TextOnly", "LateFusionConfig", "LateFusion", "TFNConfig",

@@ -61,7 +61,9 @@ from torch import nn
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
-from .layers import ConvProjection, CrossModalTransformer, ResidualHead, TextEncoder, last_valid, masked_mean
+from .layers import CrossModalTransformer, last_valid, masked_mean
+from .heads import ConvProjection, ResidualHead
+from .text_encoder import TextEncoder
 from .losses import cosine_orthogonality, masked_mse, modified_triplet_loss, regression_loss
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
 

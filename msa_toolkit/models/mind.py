@@ -72,8 +72,9 @@ from ..data.batch import Batch
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
-from .layers import (ACTIVATIONS, EncoderLayer, SinusoidalPositionalEncoding, TextEncoder, activation, grad_reverse,
-                     last_valid, masked_mean)
+from .layers import ACTIVATIONS, EncoderLayer, SinusoidalPositionalEncoding, activation, last_valid, masked_mean
+from .heads import grad_reverse
+from .text_encoder import TextEncoder
 from .losses import barlow_twins_loss, hsic, jsd_mi
 from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 

@@ -57,6 +57,7 @@ from .report import Reporter
 from .rng import loader_generators, rng_state, seed_everything, set_rng_state
 from . import selection as S
 from .state import FitResult, RunState, SplitOutputs, TrainingSetup, write_predictions
+from .step import TrainStep
 
 # TrainConfig, coerce_field and the optimiser builders live in .config / .optim; they stay importable from here
 __all__ = ["Trainer", "TrainConfig", "coerce_field", "FitResult", "RunState", "SplitOutputs", "TrainingSetup",
@@ -67,19 +68,6 @@ BEST_FILE = "best.safetensors"
 LOG_FILE = "log.jsonl"
 RESULT_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions_test.csv"
-
-
-class _Step(nn.Module):
-    """model + objective in one forward, so DistributedDataParallel sees every parameter used."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch):  # type: ignore[override]
-        out = self.model(batch)
-        loss = self.model.objective(out, batch)
-        return out.prediction, loss.total, dict(loss.components)
 
 
 def _split_name(data: Any, *candidates: str) -> str | None:
@@ -250,9 +238,9 @@ class Trainer:
         monitor_mode = S.resolve_mode(self.monitor if self.valid_split is not None else "loss", tc.monitor_mode)
         self.monitor_direction = monitor_mode
         seed_everything(tc.seed)
-        step_module: nn.Module = _Step(self.model)
+        step_module: nn.Module = TrainStep(self.model)
         if tc.compile:
-            from .compiled import CompiledStep
+            from .step import CompiledStep
 
             step_module = CompiledStep(step_module, self.reporter.print)
         if ctx.distributed:

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from msa_toolkit.models.layers import (ConvProjection, CrossModalTransformer, LearnedPositionalEncoding, MLPHead,
-                                       MultiHeadAttention, SinusoidalPositionalEncoding, TextEncoder,
-                                       TransformerBlock, grad_reverse, GradientReversal, last_valid, masked_mean,
-                                       sinusoidal_table)
+from msa_toolkit.models.layers import (CrossModalTransformer, LearnedPositionalEncoding, MultiHeadAttention,
+    SinusoidalPositionalEncoding, TransformerBlock, last_valid, masked_mean, sinusoidal_table)
+from msa_toolkit.models.heads import ConvProjection, MLPHead, grad_reverse, GradientReversal
+from msa_toolkit.models.text_encoder import TextEncoder
 
 
 def test_masked_mean_and_last_valid():

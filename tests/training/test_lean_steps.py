@@ -9,7 +9,7 @@ from torch import nn
 from msa_toolkit.cli.main import configure_threads
 from msa_toolkit.errors import MSAError
 from msa_toolkit.training import report
-from msa_toolkit.training.compiled import CompiledStep
+from msa_toolkit.training.step import CompiledStep
 from msa_toolkit.training.config import TrainConfig
 from msa_toolkit.training.optim import build_optimizer
 

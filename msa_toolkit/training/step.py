@@ -1,4 +1,5 @@
-"""``torch.compile`` of the training step (``msa train --compile``), with a loud eager fall-back.
+"""The training step as one module: :class:`TrainStep` (model + objective, what DDP wraps) and
+``torch.compile`` of it (``msa train --compile``) with a loud eager fall-back.
 
 Compilation happens on the first call, so errors surface there: :class:`CompiledStep` runs the
 compiled module and, if that first call fails (no C compiler for the CPU inductor, an operator
@@ -13,6 +14,19 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+
+
+class TrainStep(nn.Module):
+    """model + objective in one forward, so DistributedDataParallel sees every parameter used."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):  # type: ignore[override]
+        out = self.model(batch)
+        loss = self.model.objective(out, batch)
+        return out.prediction, loss.total, dict(loss.components)
 
 
 class CompiledStep(nn.Module):
