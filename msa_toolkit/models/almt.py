@@ -78,7 +78,7 @@ class ALMTConfig(ModelConfig):
     fusion_heads: int = doc(8, "attention heads of the fusion transformer")
     fusion_dim_head: int = doc(64, "per-head dim of the fusion-transformer attention")
     dropout: float = doc(0.0, "dropout after attention and feed-forward layers (reference: 0)")
-    emb_dropout: float = doc(0.0, "dropout on the token embeddings with positions (reference: 0)")
+    emb_dropout: float = doc(0.0, "dropout on each transformer's input after adding positions (reference: 0)")
     loss: str = doc("mse", "training criterion: mse (reference) | l1")
     optimizer: str = doc("adamw", "optimiser (reference: adamw)")
     lr: float = doc(1e-4, "learning rate (reference: 1e-4)")
