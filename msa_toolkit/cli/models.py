@@ -31,13 +31,14 @@ def list_command(ctx: typer.Context) -> None:
 @models_app.command("show")
 def show_command(name: str = typer.Argument(..., help="Model name."),
                  preset: str = typer.Option(None, "--preset", "-p", help="Show the values of this preset.")) -> None:
-    """Print a model's config fields (type, default or preset value, comment) and presets."""
+    """Print a model's config fields (type, default or preset value, help text) and presets."""
     import dataclasses
     import inspect
 
     from rich.console import Console
     from rich.table import Table
 
+    from .._fields import field_helps
     from ..errors import MSAError
     from ..models import get_entry, resolve_config
 
@@ -46,7 +47,7 @@ def show_command(name: str = typer.Argument(..., help="Model name."),
         cfg = resolve_config(name, preset)
     except KeyError as e:
         raise MSAError(str(e.args[0] if e.args else e)) from None
-    comments = _field_comments(entry.config_cls)
+    helps = field_helps(entry.config_cls)
     table = Table(title=f"{name} ({entry.config_cls.__name__})" + (f", preset {preset}" if preset else ""))
     table.add_column("field", style="bold")
     table.add_column("type")
@@ -54,7 +55,7 @@ def show_command(name: str = typer.Argument(..., help="Model name."),
     table.add_column("description")
     for f in dataclasses.fields(cfg):
         t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        table.add_row(f.name, t, repr(getattr(cfg, f.name)), comments.get(f.name, ""))
+        table.add_row(f.name, t, repr(getattr(cfg, f.name)), helps.get(f.name, ""))
     con = Console()
     if entry.summary:
         con.print(entry.summary)
@@ -64,30 +65,6 @@ def show_command(name: str = typer.Argument(..., help="Model name."),
     con.print(table)
     for p, vals in sorted(entry.presets.items()):
         con.print(f"preset [bold]{p}[/bold]: {dict(vals)}")
-
-
-def _field_comments(cls: type) -> dict[str, str]:
-    """The `# comment` lines above each field, across the config class hierarchy."""
-    import inspect
-    import re
-
-    out: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        try:
-            src = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        pending: list[str] = []
-        for line in src.splitlines():
-            s = line.strip()
-            if s.startswith("#"):
-                pending.append(s.lstrip("#").strip())
-                continue
-            m = re.match(r"^([A-Za-z_]\w*)\s*:", s)
-            if m and pending:
-                out[m.group(1)] = " ".join(pending)
-            pending = [] if not s.startswith("#") else pending
-    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -7,9 +7,10 @@ library and the CLI describe a setting in the same words.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
+from .._fields import doc, field_helps
 from ..errors import ExtractConfigError, ModelLoadError, SpecMismatchError
 from ..spec import FeatureSpec
 
@@ -21,50 +22,33 @@ ALIGN_CHOICES: tuple[str, ...] = ("none", "words")
 REQUIRE_CHOICES: tuple[str, ...] = CONFIG_STAGES
 
 
-def _help(text: str) -> dict[str, str]:
-    """Field metadata holding the help text shown for the field (CLI flag help, docs)."""
-    return {"help": text}
-
-
 @dataclass(frozen=True)
 class ExtractConfig:
     """Which extractor runs for each stage, with its parameters (None disables a stage)."""
 
-    # speech recogniser ("whisper") or None (then text needs user transcripts)
-    asr: str | None = field(default="whisper", metadata=_help(
-        "Speech recogniser: whisper, or none (text then needs user transcripts)."))
-    # parameters of the speech recogniser, e.g. {"model": "tiny.en", "vad_filter": True}
-    asr_params: Mapping[str, Any] = field(default_factory=dict, metadata=_help(
-        "Parameters of the speech recogniser, e.g. model, language, vad_filter."))
-    # text encoder ("minilm", "transformer") or None
-    text: str | None = field(default="minilm", metadata=_help(
-        "Text encoder: minilm (bundled all-MiniLM-L6-v2), a transformers model id already in the local "
-        "cache, a local model folder, or none."))
-    # parameters of the text encoder, e.g. {"model": "bert-base-uncased", "max_length": 128}
-    text_params: Mapping[str, Any] = field(default_factory=dict, metadata=_help(
-        "Parameters of the text encoder, e.g. model, max_length."))
-    # acoustic extractor ("opensmile", "librosa", "wav2vec2") or None
-    audio: str | None = field(default="opensmile", metadata=_help(
-        "Acoustic features: opensmile (eGeMAPSv02 LLDs), librosa, wav2vec2, or none."))
-    # parameters of the acoustic extractor, e.g. {"feature_set": "ComParE_2016"}
-    audio_params: Mapping[str, Any] = field(default_factory=dict, metadata=_help(
-        "Parameters of the acoustic extractor, e.g. feature_set, model."))
-    # visual extractor ("mediapipe_face", "openface", "openface_csv") or None
-    vision: str | None = field(default="mediapipe_face", metadata=_help(
-        "Facial features: mediapipe_face, openface (OpenFace 2.0 binary), openface_csv (existing OpenFace "
-        "CSVs), or none."))
-    # parameters of the visual extractor, e.g. {"fps": 10} or {"columns": "aus", "binary": "/opt/FeatureExtraction"}
-    vision_params: Mapping[str, Any] = field(default_factory=dict, metadata=_help(
-        "Parameters of the visual extractor, e.g. fps, columns, binary, csv_dir."))
-    # "none" (native frame rates) or "words" (audio/vision/text averaged per transcript word)
-    align: str = field(default="none", metadata=_help(
-        "none (native frame rates) or words (average per transcript word)."))
-    # stages whose absence (no video stream, no audio track) fails a file instead of being recorded;
+    asr: str | None = doc("whisper", "Speech recogniser: whisper, or none (text then needs user transcripts).")
+    # e.g. {"model": "tiny.en", "vad_filter": True}
+    asr_params: Mapping[str, Any] = doc({}, "Parameters of the speech recogniser, e.g. model, language, vad_filter.")
+    text: str | None = doc("minilm", "Text encoder: minilm (bundled all-MiniLM-L6-v2), a transformers model id "
+                                     "already in the local cache, a local model folder, or none.")
+    # e.g. {"model": "bert-base-uncased", "max_length": 128}
+    text_params: Mapping[str, Any] = doc({}, "Parameters of the text encoder, e.g. model, max_length.")
+    audio: str | None = doc("opensmile", "Acoustic features: opensmile (eGeMAPSv02 LLDs), librosa, wav2vec2, "
+                                         "or none.")
+    # e.g. {"feature_set": "ComParE_2016"}
+    audio_params: Mapping[str, Any] = doc({}, "Parameters of the acoustic extractor, e.g. feature_set, model.")
+    vision: str | None = doc("mediapipe_face", "Facial features: mediapipe_face, openface (OpenFace 2.0 binary), "
+                                               "openface_csv (existing OpenFace CSVs), or none.")
+    # e.g. {"fps": 10} or {"columns": "aus", "binary": "/opt/FeatureExtraction"}
+    vision_params: Mapping[str, Any] = doc({}, "Parameters of the visual extractor, e.g. fps, columns, binary, "
+                                               "csv_dir.")
+    # "words": audio, vision and text averaged per transcript word
+    align: str = doc("none", "none (native frame rates) or words (average per transcript word).")
     # not part of the FeatureSpec: it decides which files count as failed, not what features are
-    require: tuple[str, ...] = field(default=(), metadata=_help(
-        "Stages a file must have: asr, text, audio, vision (repeat or comma-separate). By default a "
-        "missing stream only marks its modalities absent (an audio-only file gets no vision); a "
-        "required stage that is absent fails the file."))
+    require: tuple[str, ...] = doc((), "Stages a file must have: asr, text, audio, vision (repeat or "
+                                       "comma-separate). By default a missing stream only marks its modalities "
+                                       "absent (an audio-only file gets no vision); a required stage that is "
+                                       "absent fails the file.")
 
     def __post_init__(self) -> None:
         if self.align not in ALIGN_CHOICES:
@@ -149,10 +133,10 @@ class ExtractConfig:
 
 def field_help(name: str) -> str:
     """The help text of ExtractConfig field ``name`` (from its dataclass metadata)."""
-    for f in fields(ExtractConfig):
-        if f.name == name:
-            return f.metadata["help"]
-    raise KeyError(f"ExtractConfig has no field {name!r}")
+    helps = field_helps(ExtractConfig)
+    if name not in helps:
+        raise KeyError(f"ExtractConfig has no field {name!r}")
+    return helps[name]
 
 
 def spec_of(extractors: Iterable[Any], alignment: str) -> FeatureSpec:

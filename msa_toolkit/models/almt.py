@@ -51,6 +51,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .._fields import doc
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .layers import LearnedPositionalEncoding, MultiHeadAttention, activation, attend
@@ -64,38 +65,28 @@ __all__ = ["ALMTConfig", "ALMT", "ALMTBlock", "TokenEmbedding", "LanguageEncoder
 class ALMTConfig(ModelConfig):
     """ALMT hyper-parameters; defaults = the authors' CMU-MOSI setting."""
 
-    # token / model width
-    dim: int = 128
-    # number of learned tokens each modality is embedded into
-    token_len: int = 8
-    # heads and per-head dim of the embedding and language-encoder attention
-    heads: int = 8
-    dim_head: int = 64
-    # hidden width of every feed-forward block
-    mlp_dim: int = 128
-    # pre-LN layers of each modality-embedding transformer
-    embed_depth: int = 1
-    # AHL layers; the language encoder has ahl_depth - 1 layers (one language scale per AHL layer)
-    ahl_depth: int = 3
-    # heads and per-head dim of the AHL attention
-    ahl_heads: int = 8
-    ahl_dim_head: int = 16
-    # cross-modality fusion transformer depth (MOSI 2, MOSEI 4), heads, per-head dim
-    fusion_depth: int = 2
-    fusion_heads: int = 8
-    fusion_dim_head: int = 64
-    # dropout after attention / feed-forward layers (reference: 0) and on embeddings (reference: 0)
-    dropout: float = 0.0
-    emb_dropout: float = 0.0
-    # "mse" (reference) | "l1" training criterion
-    loss: str = "mse"
-    # training recipe of the reference
-    optimizer: str = "adamw"
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    scheduler: str = "cosine"
-    warmup_ratio: float = 0.1
+    dim: int = doc(128, "token / model width d")
+    token_len: int = doc(8, "number of learned tokens each modality is embedded into")
+    heads: int = doc(8, "attention heads of the modality embeddings and the language encoder")
+    dim_head: int = doc(64, "per-head dim of the modality-embedding and language-encoder attention")
+    mlp_dim: int = doc(128, "hidden width of every feed-forward block")
+    embed_depth: int = doc(1, "pre-LN layers of each modality-embedding transformer")
+    ahl_depth: int = doc(3, "AHL layers; the language encoder has ahl_depth - 1 layers (one language scale per "
+                            "AHL layer)")
+    ahl_heads: int = doc(8, "AHL attention heads")
+    ahl_dim_head: int = doc(16, "per-head dim of the AHL attention")
+    fusion_depth: int = doc(2, "layers of the cross-modality fusion transformer (reference: MOSI 2, MOSEI 4)")
+    fusion_heads: int = doc(8, "attention heads of the fusion transformer")
+    fusion_dim_head: int = doc(64, "per-head dim of the fusion-transformer attention")
+    dropout: float = doc(0.0, "dropout after attention and feed-forward layers (reference: 0)")
+    emb_dropout: float = doc(0.0, "dropout on each transformer's input after adding positions (reference: 0)")
+    loss: str = doc("mse", "training criterion: mse (reference) | l1")
+    optimizer: str = doc("adamw", "optimiser (reference: adamw)")
+    lr: float = doc(1e-4, "learning rate (reference: 1e-4)")
+    weight_decay: float = doc(1e-4, "weight decay (reference: 1e-4)")
+    batch_size: int = doc(64, "training batch size (reference: 64)")
+    scheduler: str = doc("cosine", "learning-rate schedule (reference: linear warm-up then cosine decay)")
+    warmup_ratio: float = doc(0.1, "fraction of the optimiser steps of linear warm-up (reference: 10 %)")
 
 
 class ALMTBlock(nn.Module):

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import nn
 
+from .._fields import doc
 from ..spec import FeatureSpec
 
 
@@ -77,32 +78,30 @@ class RegressionObjective(Objective):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Fields every model config has. Model configs subclass this (frozen dataclasses)."""
+    """Fields every model config has. Model configs subclass this (frozen dataclasses).
 
-    # input feature dims (from the FeatureSpec; 1 for an absent modality)
-    text_dim: int = 768
-    audio_dim: int = 5
-    vision_dim: int = 20
-    # maximum sequence lengths the model is built for (positional tables, fixed-length layers)
-    text_len: int = 50
-    audio_len: int = 375
-    vision_len: int = 500
-    # optional text encoder fine-tuned inside the model: a transformers model id or local folder;
-    # None means the model consumes precomputed (frozen) text features
-    text_encoder: str | None = None
-    # dropout used by the model's own layers
-    dropout: float = 0.1
-    # training settings the published recipe uses; the trainer reads these as defaults
-    optimizer: str = "adam"
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    batch_size: int = 32
-    # "none" | "cosine" (with warmup_ratio) | "plateau"
-    scheduler: str = "none"
-    warmup_ratio: float = 0.0
-    # clip gradient values (0 = off) / norms (0 = off)
-    grad_clip_value: float = 0.0
-    grad_clip_norm: float = 0.0
+    The training fields (``optimizer`` ... ``grad_clip_norm``) hold the model's published recipe;
+    the trainer uses them unless :class:`~msa_toolkit.training.config.TrainConfig` overrides them.
+    """
+
+    text_dim: int = doc(768, "text feature dim (from the FeatureSpec; 1 when text is absent)")
+    audio_dim: int = doc(5, "audio feature dim (from the FeatureSpec; 1 when audio is absent)")
+    vision_dim: int = doc(20, "vision feature dim (from the FeatureSpec; 1 when vision is absent)")
+    text_len: int = doc(50, "longest text sequence the model is built for (position tables, fixed-length layers)")
+    audio_len: int = doc(375, "longest audio sequence the model is built for (position tables, fixed-length layers)")
+    vision_len: int = doc(500, "longest vision sequence the model is built for (position tables, fixed-length layers)")
+    text_encoder: str | None = doc(None, "text encoder fine-tuned inside the model (transformers model id or local "
+                                         "folder); None = precomputed (frozen) text features")
+    dropout: float = doc(0.1, "dropout of the model's own layers")
+    optimizer: str = doc("adam", "optimiser: adam | adamw | sgd")
+    lr: float = doc(1e-4, "learning rate")
+    weight_decay: float = doc(0.0, "weight decay of the optimiser")
+    batch_size: int = doc(32, "training batch size")
+    scheduler: str = doc("none", "learning-rate schedule: none | cosine (per step, warm-up by warmup_ratio) | "
+                                 "epoch_cosine | plateau (on the monitored metric)")
+    warmup_ratio: float = doc(0.0, "cosine scheduler: fraction of the optimiser steps of linear warm-up")
+    grad_clip_value: float = doc(0.0, "clip each gradient value to [-v, v] (0 = off)")
+    grad_clip_norm: float = doc(0.0, "clip the global gradient norm (0 = off)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

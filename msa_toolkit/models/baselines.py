@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .._fields import doc
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
@@ -46,13 +47,10 @@ def _input_dims(cfg: ModelConfig, text_dim: int) -> dict[str, int]:
 class TextOnlyConfig(ModelConfig):
     """Text-only baseline: masked mean of text features, then an MLP."""
 
-    # hidden width of the MLP head
-    hidden: int = 128
-    # number of Linear layers in the head
-    layers: int = 2
-    # "l1" | "mse" training criterion
-    loss: str = "l1"
-    lr: float = 1e-3
+    hidden: int = doc(128, "hidden width of the MLP head")
+    layers: int = doc(2, "number of Linear layers in the head")
+    loss: str = doc("l1", "training criterion: l1 | mse")
+    lr: float = doc(1e-3, "learning rate")
 
 
 @register_model("text_only", TextOnlyConfig, presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS),
@@ -79,14 +77,11 @@ class TextOnly(MSAModel):
 class LateFusionConfig(ModelConfig):
     """Late fusion: one encoder + head per modality, fused at the decision or representation level."""
 
-    # per-modality hidden width
-    hidden: int = 64
-    # "mean": average the per-modality predictions of present modalities;
-    # "concat": one head over the concatenated per-modality representations
-    fusion: str = "concat"
-    # "l1" | "mse" training criterion
-    loss: str = "l1"
-    lr: float = 1e-3
+    hidden: int = doc(64, "per-modality hidden width")
+    fusion: str = doc("concat", "concat: one head over the concatenated per-modality representations; "
+                                "mean: average the per-modality predictions of the present modalities")
+    loss: str = doc("l1", "training criterion: l1 | mse")
+    lr: float = doc(1e-3, "learning rate")
 
 
 @register_model("late_fusion", LateFusionConfig,
@@ -139,22 +134,16 @@ class LateFusion(MSAModel):
 class TFNConfig(ModelConfig):
     """Tensor Fusion Network (Zadeh et al., EMNLP 2017); base ``dropout`` unused (see post_fusion_dropout)."""
 
-    # LSTM hidden size of the language subnetwork
-    text_hidden: int = 128
-    # output size of the language subnetwork (after its Linear)
-    text_out: int = 64
-    # hidden/output width of the audio subnetwork
-    audio_hidden: int = 16
-    # hidden/output width of the visual subnetwork
-    vision_hidden: int = 16
-    # width of the two post-fusion hidden layers
-    post_fusion_dim: int = 128
-    # dropout in the modality subnetworks / after fusion
-    post_fusion_dropout: float = 0.2
-    # "l1" | "mse" training criterion
-    loss: str = "l1"
-    lr: float = 1e-3
-    batch_size: int = 32
+    text_hidden: int = doc(128, "LSTM hidden size of the language subnetwork")
+    text_out: int = doc(64, "output size of the language subnetwork (after its Linear)")
+    audio_hidden: int = doc(16, "hidden/output width of the audio subnetwork")
+    vision_hidden: int = doc(16, "hidden/output width of the visual subnetwork")
+    post_fusion_dim: int = doc(128, "width of the two post-fusion hidden layers")
+    post_fusion_dropout: float = doc(0.2, "dropout in the modality subnetworks and before the post-fusion MLP")
+    dropout: float = doc(0.1, "unused: TFN's dropout is post_fusion_dropout")
+    loss: str = doc("l1", "training criterion: l1 | mse")
+    lr: float = doc(1e-3, "learning rate")
+    batch_size: int = doc(32, "training batch size")
 
 
 class _SubNet(nn.Module):
@@ -236,39 +225,32 @@ def _rnn_fp32_under_cpu_autocast(rnn: nn.Module, x: torch.Tensor):
 class MulTConfig(ModelConfig):
     """Multimodal Transformer (Tsai et al., ACL 2019), unaligned setting (base ``dropout`` unused)."""
 
-    # common model width after the conv projections
-    dim: int = 30
-    # attention heads
-    heads: int = 5
-    # layers of each crossmodal transformer
-    layers: int = 5
-    # layers of each modality's self-attention memory transformer (MulT uses max(layers, 3))
-    mem_layers: int = 5
-    # Conv1d kernel sizes of the input projections
-    kernel_text: int = 1
-    kernel_audio: int = 1
-    kernel_vision: int = 1
-    # dropouts: attention weights, feed-forward activation, residual, embedding, output head
-    attn_dropout: float = 0.1
-    attn_dropout_audio: float = 0.0
-    attn_dropout_vision: float = 0.0
-    ff_dropout: float = 0.1
-    res_dropout: float = 0.1
-    embed_dropout: float = 0.25
-    out_dropout: float = 0.0
-    # "l1" | "mse" training criterion
-    loss: str = "l1"
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    batch_size: int = 24
-    scheduler: str = "plateau"
-    grad_clip_norm: float = 0.8
-    # position table of the MulT encoders (layers.sinusoidal_table): "fairseq" = the reference code's;
-    # "interleaved" = the toolkit's earlier table (checkpoints without this field were trained with it)
-    positions: str = "fairseq"
-    # one LayerNorm for query and key/value in cross-modal blocks (the reference); False = separate norms
-    # (checkpoints without this field)
-    shared_kv_norm: bool = True
+    dim: int = doc(30, "common model width after the conv projections")
+    heads: int = doc(5, "attention heads of every transformer")
+    layers: int = doc(5, "layers of each crossmodal transformer")
+    mem_layers: int = doc(5, "layers of each modality's self-attention memory transformer (MulT: max(layers, 3))")
+    kernel_text: int = doc(1, "Conv1d kernel size of the text input projection")
+    kernel_audio: int = doc(1, "Conv1d kernel size of the audio input projection")
+    kernel_vision: int = doc(1, "Conv1d kernel size of the vision input projection")
+    attn_dropout: float = doc(0.1, "attention dropout of the text-sourced crossmodal blocks and the memory "
+                                   "transformers")
+    attn_dropout_audio: float = doc(0.0, "attention dropout of the audio-sourced crossmodal blocks")
+    attn_dropout_vision: float = doc(0.0, "attention dropout of the vision-sourced crossmodal blocks")
+    dropout: float = doc(0.1, "unused: MulT has the separate dropouts attn_/ff_/res_/embed_/out_dropout")
+    ff_dropout: float = doc(0.1, "feed-forward activation dropout of the transformers")
+    res_dropout: float = doc(0.1, "residual dropout of the transformers")
+    embed_dropout: float = doc(0.25, "dropout on the transformers' inputs after adding positions")
+    out_dropout: float = doc(0.0, "dropout inside the residual output head")
+    loss: str = doc("l1", "training criterion: l1 | mse")
+    optimizer: str = doc("adam", "optimiser (MulT: adam)")
+    lr: float = doc(1e-3, "learning rate (MulT: 1e-3)")
+    batch_size: int = doc(24, "training batch size (MulT MOSI: 24)")
+    scheduler: str = doc("plateau", "learning-rate schedule (MulT: reduce on plateau)")
+    grad_clip_norm: float = doc(0.8, "clip the global gradient norm (MulT MOSI: 0.8)")
+    positions: str = doc("fairseq", "position table of the encoders (layers.sinusoidal_table): fairseq = the "
+                                    "reference code's; interleaved = the table of checkpoints without this field")
+    shared_kv_norm: bool = doc(True, "one LayerNorm for query and key/value in cross-modal blocks (reference); "
+                                     "False = separate norms (checkpoints without this field)")
 
     #: values of fields added after early checkpoints: a stored config without them was trained with these
     LEGACY_VALUES: ClassVar[dict] = {"positions": "interleaved", "shared_kv_norm": False}

@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spec import MODALITIES
+from .._fields import doc
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .layers import CrossModalTransformer, last_valid, masked_mean
@@ -77,56 +78,45 @@ class DLFConfig(ModelConfig):
     The base field ``dropout`` is unused: DLF has the reference's separate dropouts below.
     """
 
-    # common width d of every projected / encoded sequence
-    dim: int = 50
-    # attention heads (d must be divisible)
-    heads: int = 10
-    # transformer depth of the encoders, shared self-attention and L->L / cross blocks ("nlevels")
-    layers: int = 2
-    # depth of the A->L and V->L memory transformers (reference: max(layers, 3))
-    mem_layers: int = 3
-    # Conv1d kernel sizes of the input projections
-    kernel_text: int = 5
-    kernel_audio: int = 5
-    kernel_vision: int = 5
-    # attention dropout of language-keyed blocks / audio-keyed / vision-keyed blocks
-    attn_dropout: float = 0.3
-    attn_dropout_audio: float = 0.2
-    attn_dropout_vision: float = 0.0
-    # feed-forward activation dropout ("relu_dropout"), residual dropout, embedding dropout
-    ff_dropout: float = 0.0
-    res_dropout: float = 0.0
-    embed_dropout: float = 0.2
-    # dropout inside the residual prediction heads
-    out_dropout: float = 0.5
-    # dropout on the input text features
-    text_dropout: float = 0.5
-    # prediction-loss weights: final, shared, language-, vision-, audio-specific predictions
-    w_final: float = 1.0
-    w_shared: float = 1.0
-    w_text: float = 3.0
-    w_vision: float = 1.0
-    w_audio: float = 1.0
-    # regulariser weights (reference: 0.1 * (specific + recon + 0.1 * (triplet + ort)))
-    w_specific: float = 0.1
-    w_reconstruction: float = 0.1
-    w_triplet: float = 0.01
-    w_orthogonality: float = 0.01
-    # triplet margin per unit of label difference
-    triplet_margin: float = 0.15
-    # training recipe of the reference
-    optimizer: str = "adam"
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    batch_size: int = 16
-    scheduler: str = "plateau"
-    grad_clip_value: float = 0.6
-    # position table of the MulT encoders (layers.sinusoidal_table): "fairseq" = the reference code's;
-    # "interleaved" = the toolkit's earlier table (checkpoints without this field were trained with it)
-    positions: str = "fairseq"
-    # one LayerNorm for query and key/value in cross-modal blocks (the reference); False = separate norms
-    # (checkpoints without this field)
-    shared_kv_norm: bool = True
+    dim: int = doc(50, "common width d of every projected / encoded sequence")
+    heads: int = doc(10, "attention heads of every transformer (dim must be divisible by it)")
+    layers: int = doc(2, "depth of the encoders, shared self-attention and L->L / cross-modal blocks (nlevels)")
+    mem_layers: int = doc(3, "depth of the A->L and V->L memory transformers (reference: max(layers, 3))")
+    kernel_text: int = doc(5, "Conv1d kernel size of the text input projection")
+    kernel_audio: int = doc(5, "Conv1d kernel size of the audio input projection")
+    kernel_vision: int = doc(5, "Conv1d kernel size of the vision input projection")
+    attn_dropout: float = doc(0.3, "attention dropout of the text and shared blocks and the memory transformers")
+    attn_dropout_audio: float = doc(0.2, "attention dropout of the audio blocks (specific encoder, self-attention, "
+                                         "A->L)")
+    attn_dropout_vision: float = doc(0.0, "attention dropout of the vision blocks (specific encoder, "
+                                          "self-attention, V->L)")
+    dropout: float = doc(0.1, "unused: DLF has the reference's separate dropouts (attn_/ff_/res_/embed_/out_dropout)")
+    ff_dropout: float = doc(0.0, "feed-forward activation dropout of the transformers (reference: relu_dropout)")
+    res_dropout: float = doc(0.0, "residual dropout of the transformers")
+    embed_dropout: float = doc(0.2, "dropout on the transformers' inputs after adding positions")
+    out_dropout: float = doc(0.5, "dropout inside the residual prediction heads")
+    text_dropout: float = doc(0.5, "dropout on the input text features")
+    w_final: float = doc(1.0, "weight of the L1 loss of the final (fused) prediction")
+    w_shared: float = doc(1.0, "weight of the L1 loss of the shared-representation prediction")
+    w_text: float = doc(3.0, "weight of the L1 loss of the language-specific prediction")
+    w_vision: float = doc(1.0, "weight of the L1 loss of the vision-specific (V->L) prediction")
+    w_audio: float = doc(1.0, "weight of the L1 loss of the audio-specific (A->L) prediction")
+    # regulariser weights below: the reference's 0.1 * (specific + recon + 0.1 * (triplet + ort))
+    w_specific: float = doc(0.1, "weight of the specific-consistency MSE (re-encoded reconstruction vs specific)")
+    w_reconstruction: float = doc(0.1, "weight of the reconstruction MSE of the projected inputs")
+    w_triplet: float = doc(0.01, "weight of the triplet loss on the shared embeddings")
+    w_orthogonality: float = doc(0.01, "weight of the shared/specific orthogonality (cosine hinge) loss")
+    triplet_margin: float = doc(0.15, "triplet margin per unit of label difference")
+    optimizer: str = doc("adam", "optimiser (reference: adam)")
+    lr: float = doc(1e-4, "learning rate (reference: 1e-4)")
+    weight_decay: float = doc(0.0, "weight decay (0: the reference lists one that its optimiser never receives)")
+    batch_size: int = doc(16, "training batch size (reference: 16, with 10 batches per step: trainer grad_accum=10)")
+    scheduler: str = doc("plateau", "learning-rate schedule (reference: reduce on plateau)")
+    grad_clip_value: float = doc(0.6, "clip each gradient value to [-v, v] (reference: 0.6)")
+    positions: str = doc("fairseq", "position table of the encoders (layers.sinusoidal_table): fairseq = the "
+                                    "reference code's; interleaved = the table of checkpoints without this field")
+    shared_kv_norm: bool = doc(True, "one LayerNorm for query and key/value in cross-modal blocks (reference); "
+                                     "False = separate norms (checkpoints without this field)")
 
     #: values of fields added after early checkpoints: a stored config without them was trained with these
     LEGACY_VALUES: ClassVar[dict] = {"positions": "interleaved", "shared_kv_norm": False}

@@ -68,6 +68,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._fields import doc
 from ..data.batch import Batch
 from ..spec import MODALITIES
 from ._registry import register_model
@@ -83,55 +84,38 @@ from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 class MInDConfig(ModelConfig):
     """MInD configuration (defaults = the authors' code defaults; presets = their MOSI/MOSEI scripts)."""
 
-    # embedding width of the backbones and of the invariant / specific / noise components
-    d_model: int = 256
-    # attention heads and layers of the audio/vision transformer backbones
-    backbone_heads: int = 4
-    backbone_layers: int = 3
-    # dropouts inside the audio/vision backbones (attention weights, input embedding, FFN, residual)
-    backbone_attn_dropout: float = 0.5
-    backbone_embed_dropout: float = 0.2
-    backbone_relu_dropout: float = 0.3
-    backbone_res_dropout: float = 0.3
-    # dropout inside the shared and private encoders
-    dropout: float = 0.4
-    # activation of encoders, decoders and heads: gelu | relu | elu | tanh | leakyrelu
-    activation: str = "gelu"
-    # width of the linear fusion layer; the MLP head halves it
-    fusion_dim: int = 128
-    # position table of the audio/vision backbones (layers.sinusoidal_table): "fairseq" = the reference
-    # code's (models/modules.py: sin half, cos half, positions from 1); "halves" = the same table from
-    # position 0, which checkpoints without this field were trained with
-    positions: str = "fairseq"
-    # dropout of the prediction and noise-prediction heads
-    classifier_dropout: float = 0.1
-    # hidden width of the JSD statistics networks
-    stat_hidden: int = 512
-    # hidden width of the reconstruction decoders
-    decoder_hidden: int = 256
-    # alpha: weight of the JSD mutual-information (information) loss
-    alpha_info: float = 1e-2
-    # beta: weight of the Barlow Twins consistency loss
-    beta_consistency: float = 1e-4
-    # gamma: weight of the HSIC difference loss
-    gamma_difference: float = 1e-3
-    # lambda: weight of the reconstruction loss
-    lambda_reconstruction: float = 0.1
-    # weight of the cyclic (cross) reconstruction loss through gradient reversal
-    cyclic_weight: float = 0.1
-    # weight of the noise-prediction loss through gradient reversal
-    noise_prediction_weight: float = 1.0
-    # maximum gradient-reversal scale
-    grl_alpha: float = 1.0
-    # optimiser steps over which the reversal scale ramps 0 -> grl_alpha (DANN schedule); 0 = constant
-    grl_warmup_steps: int = 0
-    # prediction criterion: "l1" (MOSI) or "mse+l1" (MOSEI: MSE + L1 on values clamped to [-3, 3])
-    prediction_loss: str = "l1"
-    # published training recipe: AdamW, batch 32 (lr per preset)
-    optimizer: str = "adamw"
-    lr: float = 3e-5
-    batch_size: int = 32
-    scheduler: str = "plateau"
+    d_model: int = doc(256, "embedding width d of the backbones and of the invariant / specific / noise components")
+    backbone_heads: int = doc(4, "attention heads of the audio/vision transformer backbones")
+    backbone_layers: int = doc(3, "layers of the audio/vision transformer backbones")
+    backbone_attn_dropout: float = doc(0.5, "dropout on the attention weights of the audio/vision backbones")
+    backbone_embed_dropout: float = doc(0.2, "dropout on the backbones' input embedding (after positions)")
+    backbone_relu_dropout: float = doc(0.3, "feed-forward activation dropout of the backbones")
+    backbone_res_dropout: float = doc(0.3, "residual dropout of the backbones")
+    dropout: float = doc(0.4, "dropout inside the shared and private encoders")
+    activation: str = doc("gelu", "activation of encoders, decoders and heads: gelu | relu | elu | tanh | leakyrelu")
+    fusion_dim: int = doc(128, "width of the linear fusion layer; the MLP head halves it")
+    # the reference table: models/modules.py (sin half, cos half, positions from 1)
+    positions: str = doc("fairseq", "position table of the audio/vision backbones (layers.sinusoidal_table): "
+                                    "fairseq = the reference code's; halves = the same table from position 0 "
+                                    "(checkpoints without this field)")
+    classifier_dropout: float = doc(0.1, "dropout of the prediction and noise-prediction heads")
+    stat_hidden: int = doc(512, "hidden width of the JSD statistics networks")
+    decoder_hidden: int = doc(256, "hidden width of the reconstruction decoders")
+    alpha_info: float = doc(1e-2, "alpha: weight of the JSD mutual-information (information) loss")
+    beta_consistency: float = doc(1e-4, "beta: weight of the Barlow Twins consistency loss")
+    gamma_difference: float = doc(1e-3, "gamma: weight of the HSIC difference loss")
+    lambda_reconstruction: float = doc(0.1, "lambda: weight of the reconstruction loss")
+    cyclic_weight: float = doc(0.1, "weight of the cyclic (cross) reconstruction loss through gradient reversal")
+    noise_prediction_weight: float = doc(1.0, "weight of the noise-prediction loss through gradient reversal")
+    grl_alpha: float = doc(1.0, "maximum gradient-reversal scale")
+    grl_warmup_steps: int = doc(0, "optimiser steps over which the reversal scale ramps 0 -> grl_alpha (DANN "
+                                   "schedule); 0 = constant")
+    prediction_loss: str = doc("l1", "prediction criterion: l1 (MOSI) | mse+l1 (MOSEI: MSE + L1 on values "
+                                     "clamped to [-3, 3])")
+    optimizer: str = doc("adamw", "optimiser (published recipe: adamw)")
+    lr: float = doc(3e-5, "learning rate (published: 3e-5 MOSI, 2e-5 MOSEI)")
+    batch_size: int = doc(32, "training batch size (published: 32)")
+    scheduler: str = doc("plateau", "learning-rate schedule (plateau stands in for the authors' roll-back LR decay)")
 
     #: values of fields added after early checkpoints: a stored config without them was trained with these
     LEGACY_VALUES: ClassVar[dict] = {"positions": "halves"}

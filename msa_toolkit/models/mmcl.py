@@ -92,6 +92,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from .._fields import doc
 from ..data.batch import Batch
 from ..spec import MODALITIES
 from ._mmcl_parts import ReplayBuffer, TargetCopy, frozen_params, modality_chunks, resample_to_grid
@@ -105,39 +106,27 @@ from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 class MMCLConfig(ModelConfig):
     """MMCL configuration (defaults = the published setting where known)."""
 
-    # width of the shared subspace every modality is projected into (paper: 256)
-    d_model: int = 256
-    # length of the common time grid every modality is resampled onto before decoupling
-    seq_len: int = 50
-    # attention heads in every transformer layer (common block, temporal encoders, critic)
-    num_heads: int = 4
-    # hidden width of the transformer layers' feed-forward networks
-    ff_dim: int = 2048
-    # dropout on attention weights (reference: 0)
-    attn_dropout: float = 0.0
-    # dropout of the heads and transformer layers (reference: 0.5)
-    dropout: float = 0.5
-    # weight of the L1 prediction loss (reference w1 = 7)
-    prediction_weight: float = 7.0
-    # weight of the policy loss -Q(s, pi(s)) (reference w2 = 13)
-    policy_weight: float = 13.0
-    # weight of the critic's L1 temporal-difference loss (reference w2 = 13)
-    critic_weight: float = 13.0
-    # discount of the TD target r + gamma * Q_target(s', pi_target(s')) (reference: 0.5)
-    gamma: float = 0.5
-    # soft target-update rate: target <- (1 - tau) target + tau online, after every optimiser step
-    tau: float = 0.01
-    # replay buffer capacity in transitions (one transition per sample)
-    replay_capacity: int = 1000
-    # transitions drawn per step for the critic/policy losses (0 = the current batch size)
-    replay_batch: int = 0
-    # reward from the regression error: "exp" -> exp(-|err|), "linear" -> 1 - |err| / 6
-    reward: str = "exp"
-    # published training recipe (authors' code): Adam, lr 3e-4, batch 128, reduce-on-plateau
-    optimizer: str = "adam"
-    lr: float = 3e-4
-    batch_size: int = 128
-    scheduler: str = "plateau"
+    text_encoder: str | None = doc(None, "must stay None: MMCL consumes precomputed (frozen) text features")
+    d_model: int = doc(256, "width d of the shared subspace every modality is projected into (paper: 256)")
+    seq_len: int = doc(50, "length of the common time grid every modality is resampled onto before decoupling")
+    num_heads: int = doc(4, "attention heads in every transformer layer (common block, temporal encoders, critic)")
+    ff_dim: int = doc(2048, "hidden width of the transformer layers' feed-forward networks")
+    attn_dropout: float = doc(0.0, "dropout inside the transformer layers: attention weights, feed-forward, "
+                                   "residual (reference: 0)")
+    dropout: float = doc(0.5, "dropout of the prediction head and the critic head (reference: 0.5)")
+    prediction_weight: float = doc(7.0, "weight of the L1 prediction loss (reference w1 = 7)")
+    policy_weight: float = doc(13.0, "weight of the policy loss -Q(s, pi(s)) (reference w2 = 13)")
+    critic_weight: float = doc(13.0, "weight of the critic's L1 temporal-difference loss (reference w2 = 13)")
+    gamma: float = doc(0.5, "discount of the TD target r + gamma * Q_target(s', pi_target(s')) (reference: 0.5)")
+    tau: float = doc(0.01, "soft target-update rate: target <- (1 - tau) target + tau online, after every "
+                           "optimiser step")
+    replay_capacity: int = doc(1000, "replay buffer capacity in transitions (one transition per sample)")
+    replay_batch: int = doc(0, "transitions drawn per step for the critic/policy losses (0 = the current batch size)")
+    reward: str = doc("exp", "reward from the regression error: exp -> exp(-|err|), linear -> 1 - |err| / 6")
+    optimizer: str = doc("adam", "optimiser (authors' code: adam)")
+    lr: float = doc(3e-4, "learning rate (authors' code: 3e-4)")
+    batch_size: int = doc(128, "training batch size (authors' code: 128)")
+    scheduler: str = doc("plateau", "learning-rate schedule (authors' code: reduce on plateau)")
 
 
 MMCL_PRESETS = {

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .._fields import doc
 from ..errors import MSAError
 
 #: strings accepted as true / false for a ``bool`` field
@@ -35,92 +36,73 @@ def check_device(device: str) -> str:
 class TrainConfig:
     """How to train. ``None`` means "take it from the model's config"."""
 
-    # number of passes over the training split
-    epochs: int = 30
-    # batch size; None = the model config's batch_size
-    batch_size: int | None = None
-    # learning rate; None = the model config's lr
-    lr: float | None = None
-    # "adam" | "adamw" | "sgd"; None = the model config's optimizer
-    optimizer: str | None = None
-    # weight decay; None = the model config's weight_decay
-    weight_decay: float | None = None
-    # "constant" | "cosine" (per step) | "epoch_cosine" (per epoch) | "plateau"; None = the model config's
-    # (the word "none" reads as None, i.e. the model config's; "constant" switches scheduling off)
-    scheduler: str | None = None
-    # fraction of optimiser steps of linear warm-up before the cosine decay; None = model config's
-    warmup_ratio: float | None = None
-    # epoch_cosine: epochs of linear warm-up from LR 0 (epoch e trains at e / warmup_epochs of the LR)
-    warmup_epochs: int = 0
-    # epoch_cosine: length in epochs of the cosine decay after the warm-up (None = epochs - warmup_epochs)
-    cosine_epochs: int | None = None
-    # plateau scheduler: LR multiplier on a plateau of the monitored metric
-    plateau_factor: float = 0.5
-    # plateau scheduler: epochs without improvement before the LR is reduced
-    plateau_patience: int = 3
-    # clip each gradient value to [-v, v] (0 = off); None = model config's grad_clip_value
-    grad_clip_value: float | None = None
-    # clip the global gradient norm (0 = off); None = model config's grad_clip_norm
-    grad_clip_norm: float | None = None
-    # batches whose gradients are accumulated into one optimiser step
-    grad_accum: int = 1
-    # stop after this many epochs without improvement of `monitor` on valid (0 = never)
-    patience: int = 10
-    # validation metric for early stopping and best-checkpoint choice: a metric name
-    # ("mae", "acc2_non0", "corr", ...) or "loss" (the objective's total loss on valid)
-    monitor: str = "mae"
-    # smallest change of `monitor` that counts as an improvement
-    min_delta: float = 0.0
-    # direction of `monitor`: "auto" (from the metric: accuracies/F1/corr max, MAE/loss min) | "max" | "min"
-    monitor_mode: str = "auto"
-    # an epoch that equals the best value also counts as an improvement (">=", as MInD/MMCL's code)
-    monitor_ties: bool = False
-    # roll back to the best weights (and their optimiser state) after this many epochs in a row
-    # without improvement, then multiply the LR by rollback_factor (0 = never; MInD's reference protocol)
-    rollback_patience: int = 0
-    # LR multiplier applied after each roll-back
-    rollback_factor: float = 0.5
-    # roll-backs allowed; the next plateau after the last one ends the run
-    rollback_limit: int = 1
-    # evaluate the test split after every epoch too, to report the "best test epoch" figures the
-    # authors' code prints (labelled as such; the valid-selected figures stay the main ones)
-    test_every_epoch: bool = False
-    # metric that picks the "best test epoch" (None = `monitor`); its direction follows monitor_mode
-    # rules ("auto" from the metric) and monitor_ties
-    test_select: str | None = None
-    # "auto" (from the training labels' range) | "standard" ([-3, 3]) | "sims" ([-1, 1])
-    metric_set: str = "auto"
-    # seed of model initialisation, shuffling and dropout
-    seed: int = 1
-    # "auto" (cuda when available) | "cpu" | "cuda"
-    device: str = "auto"
-    # "auto" (bf16 autocast on CUDA when supported, else fp16; fp32 on CPU) | "fp32" | "bf16" | "fp16"
-    precision: str = "auto"
-    # DataLoader worker processes
-    num_workers: int = 0
-    # train batches of similar lengths (shuffled across length buckets each epoch); None = on unless the
-    # model sets ``padding_invariant = False`` (every registered model passes the padding-invariance test)
-    bucket_by_length: bool | None = None
-    # torch.compile the model + objective step ("msa train --compile"; CUDA mainly, falls back loudly)
-    compile: bool = False
-    # truncation lengths per modality, e.g. {"text": 50, "audio": 375, "vision": 500}; None = dataset's
-    max_lengths: Mapping[str, int] | None = None
-    # standardise features with the training split's statistics
-    normalize: bool = True
-    # drop the last incomplete training batch (the MInD and MMCL reference loaders do)
-    drop_last: bool = False
-    # also print/log the running training loss every N optimiser steps (0 = per epoch only)
-    log_every: int = 0
-    # stop each training epoch after this many batches (None = full epoch; for smoke tests)
-    limit_train_batches: int | None = None
-    # DDP: let DistributedDataParallel find parameters unused in a step (safe for every model)
-    find_unused_parameters: bool = True
-    # write loss-curve, scatter and confusion-matrix PNGs with the run
-    plots: bool = True
-    # show rich progress bars and per-epoch lines
-    progress: bool = True
-    # console tables/lines use MMSA's metric names (Has0_acc_2, ...); files keep the toolkit's names
-    mmsa_names: bool = False
+    epochs: int = doc(30, "number of passes over the training split")
+    batch_size: int | None = doc(None, "batch size; None = the model config's batch_size")
+    lr: float | None = doc(None, "learning rate; None = the model config's lr")
+    optimizer: str | None = doc(None, "adam | adamw | sgd; None = the model config's optimizer")
+    weight_decay: float | None = doc(None, "weight decay; None = the model config's weight_decay")
+    # the word "none" reads as None (the model config's schedule), hence "constant" for no schedule
+    scheduler: str | None = doc(None, "constant | cosine (per step) | epoch_cosine (per epoch) | plateau; "
+                                      "None = the model config's")
+    warmup_ratio: float | None = doc(None, "fraction of the optimiser steps of linear warm-up before the cosine "
+                                           "decay; None = the model config's")
+    warmup_epochs: int = doc(0, "epoch_cosine: epochs of linear warm-up from LR 0 (epoch e trains at "
+                                "e / warmup_epochs of the LR)")
+    cosine_epochs: int | None = doc(None, "epoch_cosine: epochs of cosine decay after the warm-up "
+                                          "(None = epochs - warmup_epochs)")
+    plateau_factor: float = doc(0.5, "plateau scheduler: LR multiplier on a plateau of the monitored metric")
+    plateau_patience: int = doc(3, "plateau scheduler: epochs without improvement before the LR is reduced")
+    grad_clip_value: float | None = doc(None, "clip each gradient value to [-v, v] (0 = off); None = the model "
+                                              "config's grad_clip_value")
+    grad_clip_norm: float | None = doc(None, "clip the global gradient norm (0 = off); None = the model config's "
+                                             "grad_clip_norm")
+    grad_accum: int = doc(1, "batches whose gradients are accumulated into one optimiser step")
+    patience: int = doc(10, "stop after this many epochs without improvement of monitor on valid (0 = never)")
+    monitor: str = doc("mae", "validation metric for early stopping and the best checkpoint: a metric name "
+                              "(mae, acc2_non0, corr, ...) or loss (the objective's total loss on valid)")
+    min_delta: float = doc(0.0, "smallest change of monitor that counts as an improvement")
+    monitor_mode: str = doc("auto", "direction of monitor: auto (from the metric: accuracies/F1/corr max, "
+                                    "MAE/loss min) | max | min")
+    monitor_ties: bool = doc(False, "an epoch equal to the best value also counts as an improvement (>=, as "
+                                    "MInD/MMCL's code)")
+    # MInD's reference protocol
+    rollback_patience: int = doc(0, "roll back to the best weights and optimiser state after this many epochs "
+                                    "in a row without improvement, then multiply the LR by rollback_factor "
+                                    "(0 = never)")
+    rollback_factor: float = doc(0.5, "LR multiplier applied after each roll-back")
+    rollback_limit: int = doc(1, "roll-backs allowed; the next plateau after the last one ends the run")
+    test_every_epoch: bool = doc(False, "also evaluate the test split every epoch, to report the 'best test "
+                                        "epoch' figures the authors' code prints (labelled as such; the "
+                                        "valid-selected figures stay the main ones)")
+    test_select: str | None = doc(None, "metric that picks the 'best test epoch' (None = monitor); direction "
+                                        "by the monitor_mode rules (auto from the metric) and monitor_ties")
+    metric_set: str = doc("auto", "label scale of the metrics: auto (from the training labels' range) | "
+                                  "standard ([-3, 3]) | sims ([-1, 1])")
+    seed: int = doc(1, "seed of model initialisation, shuffling and dropout")
+    device: str = doc("auto", "auto (cuda when available) | cpu | cuda | cuda:N")
+    precision: str = doc("auto", "auto (bf16 autocast on CUDA when supported, else fp16; fp32 on CPU) | fp32 | "
+                                 "bf16 | fp16")
+    num_workers: int = doc(0, "DataLoader worker processes")
+    # every registered model passes the padding-invariance test, so bucketing is on for all of them
+    bucket_by_length: bool | None = doc(None, "train on batches of similar lengths (shuffled across length "
+                                              "buckets each epoch); None = on unless the model sets "
+                                              "padding_invariant = False")
+    compile: bool = doc(False, "torch.compile the model + objective step (msa train --compile; CUDA mainly, "
+                               "falls back loudly)")
+    max_lengths: Mapping[str, int] | None = doc(None, "truncation length per modality, e.g. {text: 50, "
+                                                      "audio: 375, vision: 500}; None = the dataset's")
+    normalize: bool = doc(True, "standardise features with the training split's statistics")
+    drop_last: bool = doc(False, "drop the last incomplete training batch (the MInD and MMCL reference loaders do)")
+    log_every: int = doc(0, "also print/log the running training loss every N optimiser steps (0 = per epoch "
+                            "only)")
+    limit_train_batches: int | None = doc(None, "stop each training epoch after this many batches (None = full "
+                                                "epoch; for smoke tests)")
+    find_unused_parameters: bool = doc(True, "DDP: let DistributedDataParallel find parameters unused in a step "
+                                             "(safe for every model)")
+    plots: bool = doc(True, "write loss-curve, scatter and confusion-matrix PNGs with the run")
+    progress: bool = doc(True, "show rich progress bars and per-epoch lines")
+    mmsa_names: bool = doc(False, "console tables/lines use MMSA's metric names (Has0_acc_2, ...); files keep "
+                                  "the toolkit's names")
 
     def __post_init__(self) -> None:
         """Refuse settings no run can use (before any data is read)."""
