@@ -18,6 +18,7 @@ prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -25,7 +26,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -397,6 +398,38 @@ def finish(report: ParityReport, json_path: str | None) -> int:
     if json_path:
         report.write_json(json_path)
     return 0 if report.passed else 1
+
+
+# --------------------------------------------------------------------------- noise drawn inside forward
+
+
+@contextlib.contextmanager
+def injected_noise(draws: Sequence[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
+    """Make ``torch.randn_like`` return ``draws`` in order (for a model that draws noise in forward).
+
+    Two implementations that draw the same Gaussian inputs in a different order (e.g. per
+    modality v, a, t against t, a, v) get the same values when each side's forward runs under
+    this context with the draws listed in its own order. Shapes are checked; a call beyond the
+    list, or a list not used up, raises. Yields the list of tensors handed out.
+    """
+    queue, given, original = list(draws), [], torch.randn_like
+
+    def fake(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if not queue:
+            raise RuntimeError(f"torch.randn_like called more than the {len(draws)} injected draws")
+        g = queue.pop(0)
+        if g.shape != x.shape:
+            raise ValueError(f"injected noise of shape {tuple(g.shape)} for randn_like of {tuple(x.shape)}")
+        given.append(g)
+        return g.to(dtype=x.dtype, device=x.device).clone()
+
+    torch.randn_like = fake
+    try:
+        yield given
+    finally:
+        torch.randn_like = original
+    if queue:
+        raise RuntimeError(f"{len(queue)} injected noise draws were not used")
 
 
 # --------------------------------------------------------------------------- training-step comparison

@@ -164,7 +164,26 @@ def test_import_reference_forgets_the_checkout_modules(tmp_path):
     assert pc.reference_commit(tmp_path / "one") == "deadbeef"
 
 
-@pytest.mark.parametrize("script", ["parity_almt", "parity_dlf"])
+def test_injected_noise_hands_out_the_draws_in_order_and_restores_randn_like():
+    a, b = torch.randn(2, 3), torch.randn(2, 3)
+    original = torch.randn_like
+    with pc.injected_noise([b, a]) as given:
+        first, second = torch.randn_like(a), torch.randn_like(a)
+    assert torch.equal(first, b) and torch.equal(second, a) and len(given) == 2
+    assert torch.randn_like is original
+    with pytest.raises(RuntimeError, match="more than"):
+        with pc.injected_noise([a]):
+            torch.randn_like(a), torch.randn_like(a)
+    with pytest.raises(ValueError, match="shape"):
+        with pc.injected_noise([torch.zeros(3)]):
+            torch.randn_like(a)
+    with pytest.raises(RuntimeError, match="not used"):
+        with pc.injected_noise([a, b]):
+            torch.randn_like(a)
+    assert torch.randn_like is original
+
+
+@pytest.mark.parametrize("script", ["parity_almt", "parity_dlf", "parity_mind"])
 def test_scripts_fail_clearly_without_reference_dir(script, capsys):
     mod = _load(script)
     with pytest.raises(SystemExit, match="no reference checkout given"):
