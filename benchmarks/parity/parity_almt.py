@@ -56,7 +56,8 @@ def weight_map(embed_depth: int, ahl_depth: int, fusion_depth: int) -> list[Para
     ``embed.<m>.{tokens,pos.table,blocks.<i>}``, ``language_encoder.{pos.table,blocks.<i>}``,
     ``ahl.<i>.{norm_text,norm_audio,norm_vision,norm_hyper,to_q,to_k_audio,to_v_audio,
     to_k_vision,to_v_vision,to_out.0}``, ``fusion.{pos_source.table,pos_target.table,cls,blocks.<i>}``,
-    ``head``; each block ``norm_q/norm_k/norm_v``, ``attn.qkv`` (fused q/k/v), ``attn.to_out``, ``norm_ff``, ``ff.0/ff.3``.
+    ``head``; each block ``norm_q/norm_k/norm_v``, ``attn.qkv`` (fused q/k/v), ``attn.to_out``, ``norm_ff``,
+    ``ff.0/ff.3``.
     """
     squeeze0 = lambda x: x.squeeze(0)  # noqa: E731  reference keeps a leading batch axis of 1
     maps = [same("h_hyper", "hyper", squeeze0), same("regression_layer.0.weight", "head.weight"),

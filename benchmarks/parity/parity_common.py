@@ -412,6 +412,22 @@ def finish(report: ParityReport, json_path: str | None) -> int:
     return 0 if report.passed else 1
 
 
+# --------------------------------------------------------------------------- diagnosis modules
+
+
+class ReferencePositions(nn.Module):
+    """A reference's fairseq ``SinusoidalPositionalEmbedding`` (class ``table_cls``) in place of a
+    toolkit position module: ``forward(x [B, L, D]) -> [L, D]`` (the first row's table; fairseq
+    gives the padding index 0 to a step whose first feature is 0). Diagnosis only, in memory."""
+
+    def __init__(self, table_cls: type, dim: int):
+        super().__init__()
+        self.table = table_cls(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table(x[:, :, 0])[0].to(x.dtype)
+
+
 # --------------------------------------------------------------------------- noise drawn inside forward
 
 

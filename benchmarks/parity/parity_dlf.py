@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (Namespace, ParamMap, ParityReport, base_parser, check_coverage,  # noqa: E402
-                           check_reference_dir, compare_training, diff_and_scale, finish, import_reference,
-                           load_mapped, reference_commit, same)
+from parity_common import (Namespace, ParamMap, ParityReport, ReferencePositions, base_parser,  # noqa: E402
+                           check_coverage, check_reference_dir, compare_training, diff_and_scale, finish,
+                           import_reference, load_mapped, reference_commit, same)
 
 REPO = "pwang322/DLF"
 EXPECTED_FILES = ("trains/singleTask/model/DLF.py", "trains/singleTask/HingeLoss.py", "config/config.json")
@@ -194,17 +194,6 @@ def layer_checks(report: ParityReport, ref_mod, ref, tk, x_text: torch.Tensor, k
                    "('same' padding): compared on the steps both have", scale=s)
 
 
-class _ReferencePositions(torch.nn.Module):
-    """Diagnosis only: the reference's fairseq position table in place of a toolkit instance's table."""
-
-    def __init__(self, table_cls, dim: int):
-        super().__init__()
-        self.table = table_cls(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.table(x[:, :, 0])[0].to(x.dtype)
-
-
 def patch_positions(tk, table_cls) -> int:
     """Swap every CrossModalTransformer's ``pos`` in this toolkit *instance* for the reference table.
 
@@ -215,7 +204,7 @@ def patch_positions(tk, table_cls) -> int:
     n = 0
     for mod in tk.modules():
         if isinstance(mod, CrossModalTransformer):
-            mod.pos = _ReferencePositions(table_cls, mod.norm.normalized_shape[0])
+            mod.pos = ReferencePositions(table_cls, mod.norm.normalized_shape[0])
             n += 1
     return n
 

@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (Namespace, ParamMap, ParityReport, base_parser, check_coverage,  # noqa: E402
-                           check_reference_dir, compare_training, diff_and_scale, finish, import_reference,
-                           injected_noise, load_mapped, reference_commit, same)
+from parity_common import (Namespace, ParamMap, ParityReport, ReferencePositions, base_parser,  # noqa: E402
+                           check_coverage, check_reference_dir, compare_training, diff_and_scale, finish,
+                           import_reference, injected_noise, load_mapped, reference_commit, same)
 
 REPO = "WeeeicheN/MInD"
 EXPECTED_FILES = ("models/model.py", "models/backbones.py", "models/modules.py", "utils.py",
@@ -240,18 +240,7 @@ def reference_losses(ref, out_pred: torch.Tensor, label: torch.Tensor, fns, coef
 # --------------------------------------------------------------------------- layer checks
 
 
-class _ReferencePositions(nn.Module):
-    """Diagnosis only: the reference's fairseq table (padding index 0 where the first feature is 0)."""
-
-    def __init__(self, table_cls, dim: int):
-        super().__init__()
-        self.table = table_cls(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.table(x[:, :, 0])[0].to(x.dtype)
-
-
-def backbone_checks(report: ParityReport, ref, tk, x: dict[str, torch.Tensor], tol: float) -> None:
+def backbone_checks(report: ParityReport, ref, tk, x: dict[str, torch.Tensor], table_cls: type, tol: float) -> None:
     """Each audio/vision backbone: bridged (padding 0), as published (info), and as published against
     the toolkit layer given the zero-padded input and the reference's position table (in memory)."""
     for m in ("audio", "vision"):
@@ -268,7 +257,7 @@ def backbone_checks(report: ParityReport, ref, tk, x: dict[str, torch.Tensor], t
                        "reference: zero step appended each side by the conv padding, output = appended last step; "
                        "toolkit: no padding, last valid step", scale=s)
             padded = F.pad(x[m], (0, 0, 1, 1))
-            own_pos, tb.pos = tb.pos, _ReferencePositions(sys.modules["_mind_ref_pos"], tb.norm.normalized_shape[0])
+            own_pos, tb.pos = tb.pos, ReferencePositions(table_cls, tb.norm.normalized_shape[0])
             try:
                 d, s = diff_and_scale(published, tb(padded, torch.ones(B, L + 2, dtype=torch.bool)))
             finally:
@@ -287,7 +276,6 @@ def main(argv: list[str] | None = None) -> int:
     from msa_toolkit.models import create_model
 
     model_mod, utils_mod = import_reference_modules(ref_dir)
-    sys.modules["_mind_ref_pos"] = model_mod.Bert.__init__.__globals__["SinusoidalPositionalEmbedding"]
     flags = run_script_flags(ref_dir)
     coef = {k: float(flags[k]) for k in COEFFS}
     d = int(flags["embdim"])
@@ -355,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag, field in COEFFS.items():
         report.add(f"config: {flag} (run script) vs preset {field}", abs(coef[flag] - getattr(c, field)), 0.0)
     report.add("config: lr (run script) vs preset", abs(float(flags["lr"]) - c.lr), 0.0)
-    backbone_checks(report, ref, tk, x, a.tolerance)
+    positions = model_mod.Bert.__init__.__globals__["SinusoidalPositionalEmbedding"]  # models/modules.py
+    backbone_checks(report, ref, tk, x, positions, a.tolerance)
     pairs = [("forward: prediction", "prediction", "prediction"), ("forward: gradient-reversal scale", "grl_scale",
                                                                      "grl_scale")]
     pairs += [(f"forward: {k}", k, k) for k in ("u_t", "u_a", "u_v")]

@@ -272,7 +272,8 @@ def _run(a) -> int:
         return out
 
     report = ParityReport("mmcl", REPO, reference_commit(ref_dir),
-                          {"dtype": "float64" if a.float64 else "float32", "preset": "mosi", "d": d, "seq_len": S, "heads": h, "ff_dim": c.ff_dim, "dims": dims,
+                          {"dtype": "float64" if a.float64 else "float32", "preset": "mosi", "d": d, "seq_len": S,
+                           "heads": h, "ff_dim": c.ff_dim, "dims": dims,
                            "batch_size": B, "dropout": 0.0, "optimizer": "Adam", "lr": c.lr, "gamma": c.gamma,
                            "tau": c.tau, "loss weights": {"policy": c.policy_weight, "critic": c.critic_weight},
                            "bridged in the toolkit instance": ["common block = reference Self_Attention",
