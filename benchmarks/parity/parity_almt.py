@@ -21,7 +21,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_common import (ParamMap, ParityReport, base_parser, check_coverage, check_reference_dir,  # noqa: E402
-                           compare_training, finish, import_reference, load_mapped, reference_commit, same)
+                           compare_training, finish, fused, import_reference, load_mapped, reference_commit,
+                           same)
 
 REPO = "Haoyu-ha/ALMT"
 EXPECTED_FILES = ("models/almt.py", "models/almt_layer.py", "configs/mosi.yaml")
@@ -41,7 +42,7 @@ class _Identity(nn.Module):
 def _block(ref: str, tk: str) -> list[ParamMap]:
     """One pre-LN attention + feed-forward layer (reference PreNormAttention/PreNormForward pair)."""
     maps = [same(f"{ref}.0.norm_{x}.{p}", f"{tk}.norm_{x}.{p}") for x in "qkv" for p in ("weight", "bias")]
-    maps += [same(f"{ref}.0.fn.to_{x}.weight", f"{tk}.attn.to_{x}.weight") for x in "qkv"]
+    maps.append(fused([f"{ref}.0.fn.to_{x}.weight" for x in "qkv"], f"{tk}.attn.qkv.weight"))
     maps += [same(f"{ref}.0.fn.to_out.0.{p}", f"{tk}.attn.to_out.{p}") for p in ("weight", "bias")]
     maps += [same(f"{ref}.1.norm.{p}", f"{tk}.norm_ff.{p}") for p in ("weight", "bias")]
     maps += [same(f"{ref}.1.fn.net.{i}.{p}", f"{tk}.ff.{i}.{p}") for i in (0, 3) for p in ("weight", "bias")]
@@ -55,7 +56,8 @@ def weight_map(embed_depth: int, ahl_depth: int, fusion_depth: int) -> list[Para
     ``embed.<m>.{tokens,pos.table,blocks.<i>}``, ``language_encoder.{pos.table,blocks.<i>}``,
     ``ahl.<i>.{norm_text,norm_audio,norm_vision,norm_hyper,to_q,to_k_audio,to_v_audio,
     to_k_vision,to_v_vision,to_out.0}``, ``fusion.{pos_source.table,pos_target.table,cls,blocks.<i>}``,
-    ``head``; each block ``norm_q/norm_k/norm_v``, ``attn.to_q/to_k/to_v/to_out``, ``norm_ff``, ``ff.0/ff.3``.
+    ``head``; each block ``norm_q/norm_k/norm_v``, ``attn.qkv`` (fused q/k/v), ``attn.to_out``, ``norm_ff``,
+    ``ff.0/ff.3``.
     """
     squeeze0 = lambda x: x.squeeze(0)  # noqa: E731  reference keeps a leading batch axis of 1
     maps = [same("h_hyper", "hyper", squeeze0), same("regression_layer.0.weight", "head.weight"),

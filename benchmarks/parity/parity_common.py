@@ -18,6 +18,7 @@ prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -25,7 +26,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -165,6 +166,14 @@ def split(ref: str, tks: Sequence[str], dim: int = 0) -> ParamMap:
                     lambda rg, tg: (rg[0], torch.cat(tg, dim)), note=f"fused reference tensor split in {n}")
 
 
+def fused(refs: Sequence[str], tk: str, dim: int = 0) -> ParamMap:
+    """Several reference tensors (e.g. separate q/k/v projections) concatenated along ``dim`` into one
+    toolkit tensor (e.g. a fused ``qkv``); the inverse of :func:`split`."""
+    n = len(refs)
+    return ParamMap(tuple(refs), (tk,), lambda r: [torch.cat(list(r), dim).clone()],
+                    lambda rg, tg: (torch.cat(list(rg), dim), tg[0]), note=f"{n} reference tensors fused in one")
+
+
 def tied(ref: str, tks: Sequence[str]) -> ParamMap:
     """One reference tensor used in several places where the toolkit has separate tensors.
 
@@ -266,14 +275,17 @@ Diffs = dict[str, tuple[float, float]]
 
 
 @torch.no_grad()
-def param_diffs(maps: Sequence[ParamMap], ref: nn.Module, tk: nn.Module) -> tuple[Diffs, Diffs]:
+def param_diffs(maps: Sequence[ParamMap], ref: nn.Module, tk: nn.Module,
+                floor: Mapping[str, float] | None = None) -> tuple[Diffs, Diffs]:
     """(max abs difference, scale) of ``load(reference)`` and the toolkit values, per elementwise entry.
 
     Returns two dicts: elements whose reference gradient is above :data:`ZERO_GRAD`, and
     elements whose reference gradient is zero in exact arithmetic (an adaptive optimiser
     turns their rounding noise into an update of size ~lr with a random sign, e.g. a key
     bias under softmax); the second is informational. The gradients of the step must still
-    be in ``.grad``.
+    be in ``.grad``. ``floor`` (entry name -> value, e.g. the measured gradient difference of
+    that entry from :func:`grad_diffs`) raises the threshold per entry: an element whose reference
+    gradient is not above the two sides' measured gradient disagreement has no defined sign either.
     """
     rp, tp = _named(ref), _named(tk)
     real: Diffs = {}
@@ -282,7 +294,8 @@ def param_diffs(maps: Sequence[ParamMap], ref: nn.Module, tk: nn.Module) -> tupl
         if not m.elementwise:
             continue
         values = m.load([rp[n] for n in m.ref])
-        live = m.load([(rp[n].grad.abs() > ZERO_GRAD).float() if rp[n].grad is not None
+        limit = max(ZERO_GRAD, (floor or {}).get(",".join(m.tk), 0.0))
+        live = m.load([(rp[n].grad.abs() > limit).float() if rp[n].grad is not None
                        else torch.zeros_like(rp[n]) for n in m.ref])
         for out, keep in ((real, True), (noise, False)):
             pairs = [diff_and_scale(v[(k > 0.5) == keep], tp[n][(k > 0.5) == keep])
@@ -399,6 +412,54 @@ def finish(report: ParityReport, json_path: str | None) -> int:
     return 0 if report.passed else 1
 
 
+# --------------------------------------------------------------------------- diagnosis modules
+
+
+class ReferencePositions(nn.Module):
+    """A reference's fairseq ``SinusoidalPositionalEmbedding`` (class ``table_cls``) in place of a
+    toolkit position module: ``forward(x [B, L, D]) -> [L, D]`` (the first row's table; fairseq
+    gives the padding index 0 to a step whose first feature is 0). Diagnosis only, in memory."""
+
+    def __init__(self, table_cls: type, dim: int):
+        super().__init__()
+        self.table = table_cls(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table(x[:, :, 0])[0].to(x.dtype)
+
+
+# --------------------------------------------------------------------------- noise drawn inside forward
+
+
+@contextlib.contextmanager
+def injected_noise(draws: Sequence[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
+    """Make ``torch.randn_like`` return ``draws`` in order (for a model that draws noise in forward).
+
+    Two implementations that draw the same Gaussian inputs in a different order (e.g. per
+    modality v, a, t against t, a, v) get the same values when each side's forward runs under
+    this context with the draws listed in its own order. Shapes are checked; a call beyond the
+    list, or a list not used up, raises. Yields the list of tensors handed out.
+    """
+    queue, given, original = list(draws), [], torch.randn_like
+
+    def fake(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if not queue:
+            raise RuntimeError(f"torch.randn_like called more than the {len(draws)} injected draws")
+        g = queue.pop(0)
+        if g.shape != x.shape:
+            raise ValueError(f"injected noise of shape {tuple(g.shape)} for randn_like of {tuple(x.shape)}")
+        given.append(g)
+        return g.to(dtype=x.dtype, device=x.device).clone()
+
+    torch.randn_like = fake
+    try:
+        yield given
+    finally:
+        torch.randn_like = original
+    if queue:
+        raise RuntimeError(f"{len(queue)} injected noise draws were not used")
+
+
 # --------------------------------------------------------------------------- training-step comparison
 
 #: step outputs: named tensors (outputs and loss terms); must hold "total", the loss to back-propagate
@@ -408,7 +469,8 @@ StepFn = Callable[[], dict[str, torch.Tensor]]
 def compare_training(report: ParityReport, ref: nn.Module, tk: nn.Module, maps: Sequence[ParamMap],
                      ref_fn: StepFn, tk_fn: StepFn, pairs: Sequence[tuple[str, str, str]],
                      make_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
-                     steps: int = 2, seed: int = 0, tolerance: float = TOLERANCE) -> None:
+                     steps: int = 2, seed: int = 0, tolerance: float = TOLERANCE,
+                     measured_floor: bool = False, resync: bool = False) -> None:
     """Run ``steps`` training steps on both models and record every comparison in ``report``.
 
     Each step: the same RNG seed before each side's forward (for models that draw noise in
@@ -417,6 +479,12 @@ def compare_training(report: ParityReport, ref: nn.Module, tk: nn.Module, maps: 
     optimiser step on each side (same optimiser), non-elementwise entries re-synchronised,
     parameters compared. Step 0 compares the freshly mapped models; step 1 compares the
     models after one optimiser step.
+
+    ``measured_floor``: elements whose reference gradient is not above the measured gradient
+    difference of their entry count as zero-gradient elements (see :func:`param_diffs`).
+    ``resync``: after each step's comparison every entry is loaded again from the reference, so
+    the next step starts from equal parameters (the optimiser states stay each side's own) and a
+    rounding-level sign flip of an adaptive step is not compounded into the next forward.
     """
     opt_r, opt_t = make_optimizer(ref.parameters()), make_optimizer(tk.parameters())
     for step in range(steps):
@@ -431,15 +499,22 @@ def compare_training(report: ParityReport, ref: nn.Module, tk: nn.Module, maps: 
             report.add(f"step {step}: {label}", d, tolerance, scale=s)
         r["total"].backward()
         t["total"].backward()
-        report.add_group(f"step {step}: gradients", grad_diffs(maps, ref, tk), tolerance)
+        grads = grad_diffs(maps, ref, tk)
+        report.add_group(f"step {step}: gradients", grads, tolerance)
         opt_r.step()
         opt_t.step()
         load_mapped(maps, ref, tk, only_tied=True)
-        real, noise = param_diffs(maps, ref, tk)
+        real, noise = param_diffs(maps, ref, tk, {k: v[0] for k, v in grads.items()} if measured_floor else None)
         report.add_group(f"step {step}: parameters after the optimiser step", real, tolerance)
         report.add_group(f"step {step}: parameters after the step, zero-gradient elements", noise, None,
-                         f"reference |grad| <= {ZERO_GRAD:g}: rounding noise normalised by the optimiser; "
-                         "informational")
+                         f"reference |grad| <= {'max(1e-7, measured grad difference)' if measured_floor else ZERO_GRAD}"
+                         ": rounding noise normalised by the optimiser; informational")
+        if resync:
+            with torch.no_grad():
+                load_mapped(maps, ref, tk)
+    if resync:
+        report.not_compared.append("compounding over steps: every step after the first starts from the reference's "
+                                   "parameters copied into the toolkit model (resync)")
     untied = [",".join(m.tk) for m in maps if not m.elementwise]
     if untied:
         report.not_compared.append(

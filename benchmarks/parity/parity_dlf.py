@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (Namespace, ParamMap, ParityReport, base_parser, check_coverage,  # noqa: E402
-                           check_reference_dir, compare_training, diff_and_scale, finish, import_reference,
-                           load_mapped, reference_commit, same, split)
+from parity_common import (Namespace, ParamMap, ParityReport, ReferencePositions, base_parser,  # noqa: E402
+                           check_coverage, check_reference_dir, compare_training, diff_and_scale, finish,
+                           import_reference, load_mapped, reference_commit, same)
 
 REPO = "pwang322/DLF"
 EXPECTED_FILES = ("trains/singleTask/model/DLF.py", "trains/singleTask/HingeLoss.py", "config/config.json")
@@ -67,8 +67,9 @@ def _encoder(ref: str, tk: str, layers: int) -> list[ParamMap]:
     maps = [same(f"{ref}.layer_norm.{p}", f"{tk}.norm.{p}") for p in ("weight", "bias")]
     for i in range(layers):
         r, t = f"{ref}.layers.{i}", f"{tk}.blocks.{i}"
-        maps += [split(f"{r}.self_attn.in_proj_weight", [f"{t}.attn.to_{x}.weight" for x in "qkv"]),
-                 split(f"{r}.self_attn.in_proj_bias", [f"{t}.attn.to_{x}.bias" for x in "qkv"])]
+        # MulT's fused in-projection is the toolkit's fused ``qkv`` (rows q, k, v) as it is
+        maps += [same(f"{r}.self_attn.in_proj_weight", f"{t}.attn.qkv.weight"),
+                 same(f"{r}.self_attn.in_proj_bias", f"{t}.attn.qkv.bias")]
         maps += [same(f"{r}.self_attn.out_proj.{p}", f"{t}.attn.to_out.{p}") for p in ("weight", "bias")]
         maps += [same(f"{r}.fc1.{p}", f"{t}.ff.0.{p}") for p in ("weight", "bias")]
         maps += [same(f"{r}.fc2.{p}", f"{t}.ff.3.{p}") for p in ("weight", "bias")]
@@ -105,7 +106,7 @@ def weight_map(d: int, L: dict[str, int], layers: int, mem_layers: int) -> list[
     ``specific_encoders.<m>``, ``decoders.<m>``, ``triplet_proj.<m>``, ``shared_self_attn.<m>``,
     ``shared_head``, ``lfa_text_mem``, ``lfa_cross.{audio,vision}``, ``lfa_mem.{audio,vision}``,
     ``specific_heads.<m>``, ``gates.<m>``, ``shared_gate``, ``fusion_head``; encoders are
-    ``CrossModalTransformer`` (``blocks.<i>.{norm_q,attn.to_q/k/v/out,norm_ff,ff.0,ff.3}``,
+    ``CrossModalTransformer`` (``blocks.<i>.{norm_q,attn.qkv,attn.to_out,norm_ff,ff.0,ff.3}``,
     ``norm``); heads are ``ResidualHead`` (``proj1``, ``proj2``, ``out``).
     """
     idx3, idx6 = block_index(d), block_index(d, extra=1)
@@ -193,17 +194,6 @@ def layer_checks(report: ParityReport, ref_mod, ref, tk, x_text: torch.Tensor, k
                    "('same' padding): compared on the steps both have", scale=s)
 
 
-class _ReferencePositions(torch.nn.Module):
-    """Diagnosis only: the reference's fairseq position table in place of a toolkit instance's table."""
-
-    def __init__(self, table_cls, dim: int):
-        super().__init__()
-        self.table = table_cls(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.table(x[:, :, 0])[0].to(x.dtype)
-
-
 def patch_positions(tk, table_cls) -> int:
     """Swap every CrossModalTransformer's ``pos`` in this toolkit *instance* for the reference table.
 
@@ -214,7 +204,7 @@ def patch_positions(tk, table_cls) -> int:
     n = 0
     for mod in tk.modules():
         if isinstance(mod, CrossModalTransformer):
-            mod.pos = _ReferencePositions(table_cls, mod.norm.normalized_shape[0])
+            mod.pos = ReferencePositions(table_cls, mod.norm.normalized_shape[0])
             n += 1
     return n
 

@@ -93,6 +93,21 @@ def test_mapping_makes_two_differently_built_models_agree_in_values_and_gradient
     assert max(d for d, _ in diffs.values()) < 1e-5
 
 
+def test_fused_concatenates_separate_reference_projections_into_one_toolkit_tensor():
+    torch.manual_seed(4)
+    ref = nn.ModuleDict({n: nn.Linear(3, 2, bias=False) for n in ("to_q", "to_k", "to_v")})
+    tk = nn.Linear(3, 6, bias=False)
+    maps = [pc.fused([f"{n}.weight" for n in ("to_q", "to_k", "to_v")], "weight")]
+    pc.check_coverage(maps, ref, tk)
+    pc.load_mapped(maps, ref, tk)
+    x = torch.randn(5, 3)
+    out_r = torch.cat([ref[n](x) for n in ("to_q", "to_k", "to_v")], -1)
+    assert torch.equal(out_r, tk(x))
+    out_r.pow(2).sum().backward()
+    tk(x).pow(2).sum().backward()
+    assert max(d for d, _ in pc.grad_diffs(maps, ref, tk).values()) < 1e-6
+
+
 def test_compare_training_passes_for_identical_models_and_reports_json(tmp_path):
     torch.manual_seed(1)
     ref, tk = nn.Linear(3, 2), nn.Linear(3, 2)
@@ -131,6 +146,29 @@ def test_a_real_difference_fails_and_tolerance_is_relative_above_one():
     assert pc.Check("info", 1.0, None).status == "info"
 
 
+def test_measured_floor_counts_noise_level_gradients_as_zero_and_resync_realigns_the_models():
+    torch.manual_seed(3)
+    ref, tk = nn.Linear(3, 1), nn.Linear(3, 1)
+    maps = [pc.same("weight", "weight"), pc.same("bias", "bias")]
+    pc.load_mapped(maps, ref, tk)
+    for p in (*ref.parameters(), *tk.parameters()):
+        p.grad = torch.full_like(p, 1e-3)
+    with torch.no_grad():
+        tk.weight += 1e-4  # as if an adaptive step had flipped the sign of noise-level gradients
+    real, noise = pc.param_diffs(maps, ref, tk)
+    assert "weight" in real and "weight" not in noise
+    real, noise = pc.param_diffs(maps, ref, tk, floor={"weight": 1e-2})
+    assert "weight" not in real and noise["weight"][0] == pytest.approx(1e-4, rel=1e-2)
+    x = torch.randn(4, 3)
+    report = pc.ParityReport("toy", "o/r", "c")
+    fn = lambda m: lambda: {"out": m(x), "total": m(x).sum()}  # noqa: E731
+    pc.compare_training(report, ref, tk, maps, fn(ref), fn(tk), [("forward", "out", "out")],
+                        lambda ps: torch.optim.Adam(ps, lr=0.1), measured_floor=True, resync=True)
+    assert report.checks[0].status == "FAIL"  # step 0: the offset is still there
+    assert all(c.status != "FAIL" for c in report.checks if c.name.startswith("step 1"))  # resynced
+    assert any("resync" in x for x in report.not_compared)
+
+
 def test_coverage_names_missing_and_unmapped_parameters():
     ref, tk = nn.Linear(2, 2), nn.Linear(2, 2)
     with pytest.raises(ValueError, match="'bias' is not mapped"):
@@ -164,7 +202,26 @@ def test_import_reference_forgets_the_checkout_modules(tmp_path):
     assert pc.reference_commit(tmp_path / "one") == "deadbeef"
 
 
-@pytest.mark.parametrize("script", ["parity_almt", "parity_dlf"])
+def test_injected_noise_hands_out_the_draws_in_order_and_restores_randn_like():
+    a, b = torch.randn(2, 3), torch.randn(2, 3)
+    original = torch.randn_like
+    with pc.injected_noise([b, a]) as given:
+        first, second = torch.randn_like(a), torch.randn_like(a)
+    assert torch.equal(first, b) and torch.equal(second, a) and len(given) == 2
+    assert torch.randn_like is original
+    with pytest.raises(RuntimeError, match="more than"):
+        with pc.injected_noise([a]):
+            torch.randn_like(a), torch.randn_like(a)
+    with pytest.raises(ValueError, match="shape"):
+        with pc.injected_noise([torch.zeros(3)]):
+            torch.randn_like(a)
+    with pytest.raises(RuntimeError, match="not used"):
+        with pc.injected_noise([a, b]):
+            torch.randn_like(a)
+    assert torch.randn_like is original
+
+
+@pytest.mark.parametrize("script", ["parity_almt", "parity_dlf", "parity_mind", "parity_mmcl"])
 def test_scripts_fail_clearly_without_reference_dir(script, capsys):
     mod = _load(script)
     with pytest.raises(SystemExit, match="no reference checkout given"):
