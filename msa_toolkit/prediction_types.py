@@ -87,6 +87,11 @@ class Prediction:
         return self.error is None and self.score is not None
 
     @property
+    def skipped(self) -> bool:
+        """A file in a folder that is not media: listed (error ``[skipped] ...``), never scored."""
+        return (self.error or "").startswith("[skipped]")
+
+    @property
     def polarity(self) -> str | None:
         return None if self.score is None else polarity(self.score)
 

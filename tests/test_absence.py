@@ -114,6 +114,16 @@ def test_predict_default_flags_on_the_folder(extracted, capfd, tmp_path):
     assert "no audio track" in by["noaudio.mp4"]["error"] and "--" not in by["noaudio.mp4"]["error"]
 
 
+def test_predict_table_lists_non_media_files_in_one_line(extracted, capfd):
+    """The terminal table scores media files; a non-media file is one "skipped" line, not an error row."""
+    root = extracted
+    rc = main(["predict", str(root / "in"), "--cache-dir", str(root / "cache")])
+    out, _ = capfd.readouterr()
+    assert rc == 0
+    assert "skipped (not media): notes.xyz" in out
+    assert "[skipped]" not in out
+
+
 def test_multimodal_checkpoint_scores_what_each_file_has(extracted, tmp_path):
     """A text + audio + vision checkpoint scores an audio-only file on text+audio and a silent video on vision."""
     from msa_toolkit.models import create_model

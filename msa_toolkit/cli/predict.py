@@ -87,7 +87,10 @@ def predict_command(
         cols.append(("transcript / note", {"overflow": "fold", "ratio": 1}))
         for col, kw in cols:
             table.add_column(col, **kw)
+        skipped = [p for p in preds if p.skipped]
         for p in preds:
+            if p.skipped:  # not media: one line under the table, not a row (the JSON/CSV keep the record)
+                continue
             face = [] if not show_face else ["-" if p.face_ratio is None else f"{p.face_ratio:.0%}"]
             if not p.ok:
                 table.add_row(Path(p.path).name, "-", "-", "-", *(["-"] if show_face else []),
@@ -101,6 +104,8 @@ def predict_command(
                 table.add_row("", f"{sg.score:+.2f}", sg.polarity, "", *([""] if show_face else []),
                               escape(f"  [{sg.start:.1f}-{sg.end:.1f}s] {sg.text}"))
         console.print(table)
+        if skipped:
+            console.print(escape(f"skipped (not media): {', '.join(Path(p.path).name for p in skipped)}"))
     if preds and all(not p.ok for p in preds):
         raise typer.Exit(1)
 
