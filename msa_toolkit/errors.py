@@ -51,3 +51,20 @@ class CheckpointError(MSAError):
 
 class OutputError(MSAError):
     """An output location (-o folder, --json/--csv file, cache folder) cannot be written."""
+
+
+class NonFiniteError(MSAError):
+    """Predictions, labels, losses or weights that are NaN or infinite: nothing is scored or saved."""
+
+
+class OpenFaceNotFoundError(ModelLoadError):
+    """OpenFace's ``FeatureExtraction`` binary is not installed (or not executable)."""
+
+
+class RowsLostError(DatasetError):
+    """Rows failed and the build was asked not to lose any (``allow_missing=False``): no dataset written."""
+
+
+class BundleReadError(MSAError, ValueError):
+    """A bundle on disk is missing, truncated, unparsable or does not match its json record (also a
+    ValueError, for callers that catch bad values)."""

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._io import atomic_write, atomic_write_json
-from .errors import MSAError
+from .errors import BundleReadError
 from .spec import FeatureSpec
 
 #: Version of the bundle file layout.
@@ -32,10 +32,6 @@ FILE_RECORD_KEY = "safetensors"
 _CHUNK = 1 << 20
 #: size of the little-endian u64 that starts a safetensors file (its JSON header's length)
 _ST_PREFIX = 8
-
-
-class BundleReadError(MSAError, ValueError):
-    """A bundle on disk is missing, truncated, unparsable or does not match its json record."""
 
 
 def safetensors_data_size(path: str | os.PathLike) -> int:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .._io import MEDIA_EXTENSIONS, atomic_write_json, progress_bar
-from ..errors import DatasetError
+from ..errors import DatasetError, RowsLostError
 from ..features import FeatureBundle
 from ..ids import NAME_SEPARATOR, sample_id
 from ..word_timing import MIN_WORD_MATCH
@@ -427,10 +427,6 @@ def _word_match_summary(word_match: Mapping[str, float]) -> dict[str, Any] | Non
         return None
     vals = list(word_match.values())
     return {"mean": round(sum(vals) / len(vals), 4), "min": round(min(vals), 4), "rows": dict(word_match)}
-
-
-class RowsLostError(DatasetError):
-    """Rows failed and the build was asked not to lose any (``allow_missing=False``): no dataset written."""
 
 
 def _rows_lost(table: LabelTable, out: Path, failures: Sequence[RowFailure], written: bool = False) -> RowsLostError:

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
 
-from ..errors import ExtractionError, ModelLoadError
+from ..errors import ExtractionError, OpenFaceNotFoundError
 from ..features import FeatureSequence
 from ..spec import ExtractorSpec
 from .base import VisualExtractor, register_extractor
@@ -113,10 +113,6 @@ INSTALL_HINT = (
     "'Unix-Installation', and run download_models.sh) and put its build/bin folder on PATH, or pass its "
     f"path with --openface-bin / binary=, or set ${BINARY_ENV}; without OpenFace use --vision mediapipe_face"
 )
-
-
-class OpenFaceNotFoundError(ModelLoadError):
-    """OpenFace's ``FeatureExtraction`` binary is not installed (or not executable)."""
 
 
 def resolve_columns(columns: str | Iterable[str]) -> tuple[str, ...]:

@@ -37,7 +37,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import MSAError
+from ..errors import NonFiniteError
 
 #: metrics where larger is better (everything else, MAE and losses, is smaller-is-better)
 HIGHER_IS_BETTER = frozenset({
@@ -59,10 +59,6 @@ MMSA_NAMES: Mapping[str, Mapping[str, str]] = {
     "sims": {"acc2": "Mult_acc_2", "acc3": "Mult_acc_3", "acc5": "Mult_acc_5", "f1": "F1_score",
              "mae": "MAE", "corr": "Corr"},
 }
-
-
-class NonFiniteError(MSAError):
-    """Predictions, labels, losses or weights that are NaN or infinite: nothing is scored or saved."""
 
 
 def mmsa_names(metrics: Mapping[str, float]) -> dict[str, float]:
