@@ -171,3 +171,16 @@ def test_library_threads_caps_torch_and_opencv_and_restores():
         assert torch.get_num_threads() == 2 and cv2.getNumThreads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_each_worker_gets_its_share_of_the_cores(monkeypatch):
+    from msa_toolkit.extraction.run import _worker_env
+
+    monkeypatch.delenv(WORKER_THREADS_ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("msa_toolkit.extraction.run.available_cores", lambda: 16)
+    env = _worker_env(4)
+    assert env[WORKER_THREADS_ENV] == "4" and env["OMP_NUM_THREADS"] == "4"
+    assert _worker_env(32)[WORKER_THREADS_ENV] == "1"
+    monkeypatch.setenv(WORKER_THREADS_ENV, "3")  # the user's budget wins
+    assert _worker_env(4)[WORKER_THREADS_ENV] == "3"
