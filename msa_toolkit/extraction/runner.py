@@ -22,7 +22,7 @@ from .. import __version__
 from .._io import SAMPLE_RATE
 from ..align import align_bundle, needs_timing, time_transcript
 from ..cache import hash_file
-from ..errors import ExtractionError, MediaError, ModelLoadError
+from ..errors import ExtractConfigError, ExtractionError, MediaError, ModelLoadError
 from ..features import FeatureBundle, FeatureSequence, Transcript
 from .config import ExtractConfig, spec_of
 from .inputs import find_user_transcript
@@ -127,6 +127,57 @@ class _FileOutputs:
     word_match: float | None = None
     # set when the file has failed: the other lane stops at its next frame
     cancel: threading.Event = field(default_factory=threading.Event)
+
+
+#: --device choices: where the neural extractors (Whisper, transformers text encoders, wav2vec2) run
+DEVICES = ("cpu", "cuda", "auto")
+#: CTranslate2 compute type of Whisper on a GPU (the CPU default is int8)
+CUDA_COMPUTE_TYPE = "float16"
+
+
+def cuda_available() -> bool:
+    """True when CTranslate2 (Whisper) sees a CUDA device (imports ctranslate2, not torch)."""
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count() > 0
+    except Exception:
+        return False
+
+
+def on_device(config: ExtractConfig, device: str) -> ExtractConfig:
+    """``config`` with every extractor that has a ``device`` parameter on ``device`` ("cpu", "cuda",
+    or "auto" = cuda when CTranslate2 sees a GPU); on cuda, Whisper's CTranslate2 ``compute_type``
+    becomes float16 unless the config names another one than the CPU default.
+
+    ``device`` and ``compute_type`` are runtime parameters: the FeatureSpec and cache keys stay the
+    same (GPU features differ from CPU ones only by float rounding). The visual and openSMILE
+    extractors have no GPU path and are left alone.
+    """
+    if device not in DEVICES:
+        raise ExtractConfigError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    from ..extractors.base import get_extractor_class
+
+    changes: dict[str, Any] = {}
+    for mod, (name, params) in config.stages().items():
+        try:
+            defaults = get_extractor_class(name).DEFAULTS
+        except KeyError:  # reported by create_extractors
+            continue
+        if "device" not in defaults:
+            continue
+        params["device"] = device
+        if "compute_type" in defaults:
+            cpu_type = defaults["compute_type"]
+            current = params.get("compute_type", cpu_type)
+            if device == "cuda" and current == cpu_type:
+                params["compute_type"] = CUDA_COMPUTE_TYPE
+            elif device == "cpu" and current == CUDA_COMPUTE_TYPE:
+                params["compute_type"] = cpu_type
+        changes[f"{mod}_params"] = params
+    return replace(config, **changes)
 
 
 def apply_thread_plan(extractors: Mapping[str, Any], plan: ThreadPlan) -> None:
