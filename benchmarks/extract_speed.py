@@ -133,16 +133,18 @@ def measure(clip: Path, warm_runs: int) -> dict:
         out["model_load_s"] = round(time.perf_counter() - t, 3)
         out["threads"] = dict(zip(("cores", "speech", "other"), (runner.threads.cores, runner.threads.speech,
                                                                  runner.threads.other)))
+        before = _before_runner(cfg)
         # warm-up on a short fixture so one-off initialisation is not charged to the clip
         runner.run(ASSETS / "speech_positive.mp4")
-        runs: dict[str, list[dict]] = {"sequential": [], "overlapped": []}
+        before.run(ASSETS / "speech_positive.mp4")
+        runs: dict[str, list[dict]] = {"before": [], "sequential": [], "overlapped": []}
         bundles = {}
-        for _ in range(warm_runs):  # alternate the two schedules, so both see the same machine load
+        for _ in range(warm_runs):  # alternate the schedules, so all see the same machine load
             for mode in runs:
                 runner.parallel_stages = mode == "overlapped"
                 load = os.getloadavg()[0]
                 t, c = time.perf_counter(), time.process_time()
-                bundles[mode] = runner.run(clip)
+                bundles[mode] = (before if mode == "before" else runner).run(clip)
                 wall, cpu = time.perf_counter() - t, time.process_time() - c
                 runs[mode].append({"wall": wall, "cpu": cpu, "load": load, "timings": bundles[mode].meta["timings"]})
         out["modes"] = {mode: _summary(rs, dur) for mode, rs in runs.items()}
@@ -161,7 +163,7 @@ def measure(clip: Path, warm_runs: int) -> dict:
             np.array_equal(bundle.sequences[m].values, bundles["sequential"].sequences[m].values)
             for m in ("audio", "vision") if m in bundle.sequences)
         out["same_transcript"] = bundle.transcript == bundles["sequential"].transcript
-        del bundle, bundles, runner
+        del bundle, bundles, runner, before
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as od:
         t = time.perf_counter()
         res = extraction.extract(clip, out_dir=od, config=cfg, cache_dir=cache, progress=False)
@@ -183,6 +185,22 @@ def measure(clip: Path, warm_runs: int) -> dict:
     out["cached_ratio"] = round(again / first, 5)
     out["peak_rss_mb"] = round(_maxrss_mb(), 1)
     return out
+
+
+def _before_runner(cfg):
+    """Extractors run as before issue 18: stages one after the other, CTranslate2's default thread count
+    (``cpu_threads=0``), torch and OpenCV threads left as they are (a second set of models)."""
+    import cv2
+    import torch
+    from msa_toolkit import extraction
+    from msa_toolkit.extraction.lanes import ThreadPlan
+
+    before = extraction.LoadedExtractors(cfg)
+    before.parallel_stages = False
+    before.extractors["asr"].params["cpu_threads"] = 0
+    before.threads = ThreadPlan(before.threads.cores, torch.get_num_threads(), cv2.getNumThreads())
+    before.load()
+    return before
 
 
 def _summary(runs: list[dict], dur: float) -> dict:
@@ -324,21 +342,25 @@ def _modes_md(report: dict) -> list[str]:
     rows = [r for r in report["clips"] if "modes" in r]
     if not rows:
         return []
-    lines = ["Before / after (same process, warm models, the two schedules alternating "
-             f"{rows[0]['warm_runs']} rounds; `sequential` = MSA_PARALLEL_STAGES=0, the schedule before this "
-             "change; RTF median (fastest) and every run; load = 1-minute load average before each run, median):",
-             "", "| clip | sequential RTF | overlapped RTF | speed-up (medians) | runs seq / overlapped | "
-             "CPU s / media s seq / overlapped | load seq / overlapped | same audio+vision features | "
-             "same transcript |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["Before / after (same process, warm models, the three schedules alternating "
+             f"{rows[0]['warm_runs']} rounds): *before* = as before issue 18 (stages one after the other, "
+             "CTranslate2's default threads, torch/OpenCV untouched; a second set of models); *sequential* = "
+             "`MSA_PARALLEL_STAGES=0` (one after the other, thread plan of this change); *overlapped* = the new "
+             "default. RTF median (fastest), every run; load = 1-minute load average before each run, median "
+             "(it includes this benchmark's own 1-2 threads):",
+             "", "| clip | before RTF | sequential RTF | overlapped RTF | speed-up before -> overlapped (medians) | "
+             "runs before / sequential / overlapped | CPU s / media s before / seq / overlapped | load | "
+             "same audio+vision features | same transcript |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        s, p = r["modes"]["sequential"], r["modes"]["overlapped"]
-        lines.append(f"| {r['clip']} | {s['rtf_median']:.3f} ({s['rtf_min']:.3f}) | **{p['rtf_median']:.3f}** "
-                     f"({p['rtf_min']:.3f}) | {s['rtf_median'] / p['rtf_median']:.2f}x | "
-                     f"{', '.join(f'{x:.3f}' for x in s['rtf_runs'])} / {', '.join(f'{x:.3f}' for x in p['rtf_runs'])}"
-                     f" | {s['cpu_s_per_media_s']:.3f} / {p['cpu_s_per_media_s']:.3f} | "
-                     f"{s['load_median']:.1f} / {p['load_median']:.1f} | {r.get('same_features')} | "
-                     f"{r.get('same_transcript')} |")
-    seq_stages = ", ".join(f"{r['clip']}: " + " ".join(f"{k} {v:.3f}" for k, v in r["modes"]["sequential"]["rtf"].items())
+        m = r["modes"]
+        b, s, p = m.get("before", m["sequential"]), m["sequential"], m["overlapped"]
+        runs = " / ".join(", ".join(f"{x:.3f}" for x in q["rtf_runs"]) for q in (b, s, p))
+        lines.append(f"| {r['clip']} | {b['rtf_median']:.3f} ({b['rtf_min']:.3f}) | {s['rtf_median']:.3f} "
+                     f"({s['rtf_min']:.3f}) | **{p['rtf_median']:.3f}** ({p['rtf_min']:.3f}) | "
+                     f"{b['rtf_median'] / p['rtf_median']:.2f}x | {runs} | {b['cpu_s_per_media_s']:.3f} / "
+                     f"{s['cpu_s_per_media_s']:.3f} / {p['cpu_s_per_media_s']:.3f} | {p['load_median']:.1f} | "
+                     f"{r.get('same_features')} | {r.get('same_transcript')} |")
+    seq_stages = "; ".join(f"{r['clip']}: " + " ".join(f"{k} {v:.3f}" for k, v in r["modes"]["sequential"]["rtf"].items())
                            for r in rows)
     return lines + ["", f"Sequential per-stage RTF medians: {seq_stages}. Threads: {rows[0].get('threads')}.", ""]
 
