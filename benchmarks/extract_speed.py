@@ -299,8 +299,15 @@ def write_md(report: dict, path: Path) -> None:
                   + (f"; 60 s clip: {mid['rtf_total_warm']:.3f} "
                      f"({'met' if mid['rtf_total_warm'] <= TARGET_RTF_60 else 'NOT met'})" if mid else "")
                   + f"; first extract() call including extractor set-up (10 s): {short['rtf_total_cold']:.3f}",
+                  f"- lower bound with the two cores free of other work: CPU s per media s / cores = "
+                  f"{short['cpu_s_per_media_s'] / report['machine']['cores']:.3f} (10 s clip)"
+                  + (f", {mid['cpu_s_per_media_s'] / report['machine']['cores']:.3f} (60 s clip)" if mid else "")
+                  + "; the measured medians are above it by what other processes on the shared machine took "
+                    "(load column)",
                   f"- cached re-run: {100 * short['cached_ratio']:.2f} % of the first "
                   f"({'met' if short['cached_ratio'] <= TARGET_CACHED else 'NOT met'})"]
+    for note in report.get("earlier_runs", []):  # other runs of this script in the same session, summarised
+        lines.append(f"- earlier run: {note}")
     peak = max(r["peak_rss_mb"] for r in report["clips"])
     lines += [f"- peak memory over all clips: {peak:.0f} MB ({'met' if peak <= TARGET_MEM_MB else 'NOT met'}); "
               "per clip: " + ", ".join(f"{r['duration_s']:.0f} s -> {r['peak_rss_mb']:.0f} MB" for r in report["clips"]),
@@ -324,7 +331,12 @@ def write_md(report: dict, path: Path) -> None:
               "(> 2.4 = repetitive) rejects some 30 s windows and decodes them again with temperature "
               "sampling 0.2, 0.4, ... (faster-whisper's fallback): ASR costs ~0.10-0.15 RTF there instead of "
               "~0.07, and the sampled words can differ between two runs (the *same transcript* column; the "
-              "acoustic and visual features are still identical). Real speech rarely triggers the fallback.", ""]
+              "acoustic and visual features are still identical). Real speech rarely triggers the fallback.",
+              "- Workers on this 2-core machine: one worker already keeps both cores busy (overlapped stages), "
+              "so two workers cannot be faster: they load the models twice (~6 s of CPU each) and share the same "
+              "two cores, one thread each. They are still 1.4-1.7x slower here (54 s vs 31 s before issue 18, "
+              "when each worker also started CTranslate2's, torch's and OpenCV's default thread pools on both "
+              "cores). `--workers N` pays off with more cores: N = cores // 2 workers of two threads each.", ""]
     path.write_text("\n".join(lines))
 
 

@@ -235,6 +235,7 @@ class LoadedExtractors:
             other.spec = spec_of(self.extractors.values(), "none")
             other._unaligned = other
             self._unaligned = other
+        self._unaligned.parallel_stages = self.parallel_stages  # the switch may have changed since
         return self._unaligned
 
     def align_cached(self, path: Path, bundle: FeatureBundle) -> FeatureBundle:
