@@ -83,6 +83,8 @@ class ExtractorFlags:
     openface_columns: Optional[str] = None
     # --align: none or words
     align: Optional[str] = None
+    # --device: cpu, cuda or auto: where Whisper, transformers text encoders and wav2vec2 run
+    device: Optional[str] = None
 
     def given(self) -> bool:
         """True when at least one flag was given."""
@@ -133,6 +135,9 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("language", Optional[str], "en", ("--language",), "Spoken language code."),
     _Flag("vad", Optional[bool], True, ("--vad/--no-vad",), "Voice-activity filtering before Whisper."),
     _Flag("align", Optional[str], _DEFAULTS.align, ("--align",), field_help("align")),
+    _Flag("device", Optional[str], None, ("--device",),
+          "cpu | cuda | auto: where Whisper (CTranslate2, float16 on cuda), transformers text encoders and "
+          "wav2vec2 run (default cpu). The features' identity and cache keys do not change."),
 )
 
 
@@ -213,9 +218,16 @@ def extract_config(flags: ExtractorFlags, base: ExtractConfig | None = None) -> 
     text, text_params = base.text, dict(base.text_params)
     if flags.text is not None:
         text, text_params = text_choice(flags.text)
-    return ExtractConfig(asr=asr, asr_params=asr_params, text=text, text_params=text_params, audio=audio,
-                         audio_params=audio_params, vision=vision, vision_params=vision_params,
-                         align=flags.align if flags.align is not None else base.align)
+    config = ExtractConfig(asr=asr, asr_params=asr_params, text=text, text_params=text_params, audio=audio,
+                           audio_params=audio_params, vision=vision, vision_params=vision_params,
+                           align=flags.align if flags.align is not None else base.align)
+    if flags.device is None:
+        return config
+    from ..extraction.runner import DEVICES, on_device
+
+    if flags.device not in DEVICES:
+        raise typer.BadParameter(f"must be one of {', '.join(DEVICES)}", param_hint="--device")
+    return on_device(config, flags.device)
 
 
 #: the --vision choices that read OpenFace output

@@ -36,6 +36,7 @@ from ..cache import FeatureCache, cache_key, hash_file, hash_text
 from ..errors import ExtractConfigError, ExtractionError
 from ..features import BundleReadError, FeatureBundle, Transcript
 from .config import ExtractConfig
+from .lanes import WORKER_THREADS_ENV, available_cores
 from .inputs import collect_inputs, find_user_transcript, parse_shard, require_media, select_shard
 from .outputs import export_bundle, out_is_current, write_reports, write_srt
 from .results import ExtractResult, Failure, FileResult
@@ -44,8 +45,6 @@ from .safety import check_output_dir, sigterm_as_interrupt, watch_parent
 
 #: environment variables (by prefix) handed to worker processes (model locations, offline flags, threads)
 WORKER_ENV_PREFIXES = ("HF_", "TRANSFORMERS_", "NUMBA_", "OMP_", "MSA_")
-#: environment variable telling a worker how many torch threads to use
-WORKER_THREADS_ENV = "MSA_WORKER_THREADS"
 #: where pass 2 runs: this machine (serial or a process pool) or Ray actors (extraction/ray_backend.py)
 BACKENDS = ("local", "ray")
 
@@ -247,9 +246,12 @@ def _worker_task(job: Job, cache_root: str, wait: bool = True) -> Failure | str 
 
 
 def _worker_env(workers: int) -> dict[str, str]:
-    """The parent's environment variables workers need, plus their share of the CPU threads."""
+    """The parent's environment variables workers need, plus their share of the CPU threads
+    (cores / workers): read by the runner's thread plan (CTranslate2, torch, OpenCV; lanes.py) and,
+    through OMP_NUM_THREADS, by any OpenMP library a worker loads."""
     env = {k: v for k, v in os.environ.items() if k.startswith(WORKER_ENV_PREFIXES)}
-    env.setdefault(WORKER_THREADS_ENV, str(max(1, (os.cpu_count() or 1) // workers)))
+    env.setdefault(WORKER_THREADS_ENV, str(max(1, available_cores() // workers)))
+    env.setdefault("OMP_NUM_THREADS", env[WORKER_THREADS_ENV])
     return env
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
@@ -21,10 +22,11 @@ from .. import __version__
 from .._io import SAMPLE_RATE
 from ..align import align_bundle, needs_timing, time_transcript
 from ..cache import hash_file
-from ..errors import ExtractionError, MediaError, ModelLoadError
+from ..errors import ExtractConfigError, ExtractionError, MediaError, ModelLoadError
 from ..features import FeatureBundle, FeatureSequence, Transcript
 from .config import ExtractConfig, spec_of
 from .inputs import find_user_transcript
+from .lanes import Step, ThreadPlan, library_threads, parallel_from_env, run_lanes, thread_plan, until_cancelled
 
 T = TypeVar("T")
 
@@ -53,15 +55,19 @@ def _no_note(_stage_name: str) -> None:
     """The progress callback used when nobody listens."""
 
 
-def run_vision(extractor: Any, path: Path) -> FeatureSequence:
+def run_vision(extractor: Any, path: Path, cancel: threading.Event | None = None) -> FeatureSequence:
     """Run a visual extractor on one file: on decoded frames, or on the file itself for extractors
-    that read media themselves (``needs_path = True``, e.g. OpenFace's binary or its CSVs)."""
+    that read media themselves (``needs_path = True``, e.g. OpenFace's binary or its CSVs).
+
+    ``cancel``: stop (:class:`~.lanes.Cancelled`) at the next frame once it is set.
+    """
     if getattr(extractor, "needs_path", False):
         return extractor.extract_file(path)
     from .. import media
 
     # frames are decoded at the extractor's rate, full resolution (it downscales for detection itself)
-    return extractor.extract(media.iter_frames(path, fps=extractor.fps or None))
+    frames = media.iter_frames(path, fps=extractor.fps or None)
+    return extractor.extract(until_cancelled(frames, cancel) if cancel is not None else frames)
 
 
 def input_token(extractors: Mapping[str, Any], path: Path) -> str:
@@ -105,6 +111,87 @@ def absent_stages(path: Path, extractors: Mapping[str, Any], info: Any, user_tra
     return absent
 
 
+@dataclass
+class _FileOutputs:
+    """What the stages of one file produce (each step of :meth:`LoadedExtractors._steps` fills its part)."""
+
+    # the transcript: the user's, or Whisper's (asr step)
+    transcript: Transcript | None
+    # modality -> features
+    sequences: dict[str, FeatureSequence] = field(default_factory=dict)
+    # extra arrays (text token ids, attention mask, word index)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    # meta entries from the visual extractor (faces seen)
+    extra: dict[str, Any] = field(default_factory=dict)
+    # fraction of user words matched to Whisper's when timing them, else None
+    word_match: float | None = None
+    # set when the file has failed: the other lane stops at its next frame
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+#: --device choices: where the neural extractors (Whisper, transformers text encoders, wav2vec2) run
+DEVICES = ("cpu", "cuda", "auto")
+#: CTranslate2 compute type of Whisper on a GPU (the CPU default is int8)
+CUDA_COMPUTE_TYPE = "float16"
+
+
+def cuda_available() -> bool:
+    """True when CTranslate2 (Whisper) sees a CUDA device (imports ctranslate2, not torch)."""
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count() > 0
+    except Exception:
+        return False
+
+
+def on_device(config: ExtractConfig, device: str) -> ExtractConfig:
+    """``config`` with every extractor that has a ``device`` parameter on ``device`` ("cpu", "cuda",
+    or "auto" = cuda when CTranslate2 sees a GPU); on cuda, Whisper's CTranslate2 ``compute_type``
+    becomes float16 unless the config names another one than the CPU default.
+
+    ``device`` and ``compute_type`` are runtime parameters: the FeatureSpec and cache keys stay the
+    same (GPU features differ from CPU ones only by float rounding). The visual and openSMILE
+    extractors have no GPU path and are left alone.
+    """
+    if device not in DEVICES:
+        raise ExtractConfigError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    from ..extractors.base import get_extractor_class
+
+    changes: dict[str, Any] = {}
+    for mod, (name, params) in config.stages().items():
+        try:
+            defaults = get_extractor_class(name).DEFAULTS
+        except KeyError:  # reported by create_extractors
+            continue
+        if "device" not in defaults:
+            continue
+        params["device"] = device
+        if "compute_type" in defaults:
+            cpu_type = defaults["compute_type"]
+            current = params.get("compute_type", cpu_type)
+            if device == "cuda" and current == cpu_type:
+                params["compute_type"] = CUDA_COMPUTE_TYPE
+            elif device == "cpu" and current == CUDA_COMPUTE_TYPE:
+                params["compute_type"] = cpu_type
+        changes[f"{mod}_params"] = params
+    return replace(config, **changes)
+
+
+def apply_thread_plan(extractors: Mapping[str, Any], plan: ThreadPlan) -> None:
+    """Give Whisper the speech lane's CTranslate2 threads unless the user set ``cpu_threads`` (0 = auto).
+
+    ``cpu_threads`` is a runtime parameter (not in the FeatureSpec); torch and OpenCV are capped
+    while stages run (:func:`~.lanes.library_threads`).
+    """
+    asr = extractors.get("asr")
+    params = getattr(asr, "params", None)
+    if isinstance(params, dict) and "cpu_threads" in params and not int(params["cpu_threads"] or 0):
+        params["cpu_threads"] = plan.speech
+
+
 class LoadedExtractors:
     """The extractors of one ExtractConfig (loaded by :meth:`load`); runs every stage on one file.
 
@@ -121,6 +208,11 @@ class LoadedExtractors:
         self.spec = spec_of(self.extractors.values(), config.align)
         # the same extractors without word alignment (see unaligned()), made on first use
         self._unaligned: LoadedExtractors | None = None
+        # overlap the speech lane with the acoustic/visual stages (lanes.py); $MSA_PARALLEL_STAGES=0 turns it off
+        self.parallel_stages: bool = parallel_from_env()
+        # threads per lane, from $MSA_WORKER_THREADS or this process's CPUs
+        self.threads: ThreadPlan = thread_plan()
+        apply_thread_plan(self.extractors, self.threads)
 
     def load(self) -> None:
         """Load every extractor's models (once; later calls do nothing).
@@ -143,6 +235,7 @@ class LoadedExtractors:
             other.spec = spec_of(self.extractors.values(), "none")
             other._unaligned = other
             self._unaligned = other
+        self._unaligned.parallel_stages = self.parallel_stages  # the switch may have changed since
         return self._unaligned
 
     def align_cached(self, path: Path, bundle: FeatureBundle) -> FeatureBundle:
@@ -176,9 +269,11 @@ class LoadedExtractors:
             on_stage: StageCallback | None = None) -> FeatureBundle:
         """All stages on one file; ``on_stage(name)`` is called as each stage starts (progress display).
 
-        A stage whose input stream the file lacks (vision without a video stream; asr, text and
-        audio without an audio track) is skipped and recorded in ``meta["absent"]``; see
-        :func:`absent_stages`.
+        After decoding, the speech lane (asr, then text) and the other lane (vision; audio goes to
+        whichever lane is free first) overlap when :attr:`parallel_stages` is on (see
+        :mod:`.lanes`); the bundle is the same either way. A stage whose input stream the file
+        lacks (vision without a video stream; asr, text and audio without an audio track) is
+        skipped and recorded in ``meta["absent"]``; see :func:`absent_stages`.
         """
         from .. import media
 
@@ -197,33 +292,16 @@ class LoadedExtractors:
         wave = self._decode_audio(path, info, user_transcript, ex)
         timings["decode"] = time.perf_counter() - t0
 
-        sequences: dict[str, FeatureSequence] = {}
-        arrays: dict[str, np.ndarray] = {}
-        transcript: Transcript | None = user_transcript
-        if "asr" in ex and user_transcript is None:
-            note("asr")
-            transcript = self._timed(path, "asr", timings, lambda: ex["asr"].transcribe(wave, SAMPLE_RATE))
-        word_match = None
-        if "asr" in ex and self.times_user_words(user_transcript):
-            note("asr")
-            transcript, word_match = self._timed(path, "asr", timings,
-                                                 lambda: self.time_user_words(user_transcript, wave, info))
-        if "text" in ex:
-            note("text")
-            seq, arr = self._timed(path, "text", timings, lambda: self.encode_texts([transcript])[0])
-            sequences["text"], arrays = seq, dict(arr)
-        if "audio" in ex:
-            note("audio")
-            sequences["audio"] = self._timed(path, "audio", timings, lambda: ex["audio"].extract(wave, SAMPLE_RATE))
-        wave = None  # free the waveform before video decoding
-        extra: dict[str, Any] = {}
-        if "vision" in ex:
-            note("vision")
-            vis = ex["vision"]
-            sequences["vision"] = self._timed(path, "vision", timings, lambda: run_vision(vis, path))
-            extra.update(getattr(vis, "last_meta", None) or {})  # e.g. faces seen (mediapipe_face)
-            if "max_faces" in extra:
-                extra["multi_face"] = int(extra["max_faces"]) > 1
+        out = _FileOutputs(user_transcript)
+        steps = self._steps(path, ex, wave, info, user_transcript, timings, note, out)
+        parallel = self.parallel_stages and self.threads.cores >= 2 and sum(map(len, steps)) >= 2
+        if parallel:
+            for stage, e in ex.items():  # models load here, not in two threads at once (no overlapped imports)
+                run_stage(path, stage, e.load)
+        with library_threads(self.threads):
+            run_lanes(*steps, parallel=parallel, cancel=out.cancel)
+        wave = None
+        sequences, arrays, transcript, extra = out.sequences, out.arrays, out.transcript, out.extra
         if self.config.align == "words":
             sequences = self._timed(path, "align", timings, lambda: self.align_words(sequences, arrays, transcript))
         timings["total"] = time.perf_counter() - t0
@@ -232,9 +310,53 @@ class LoadedExtractors:
         meta.update(extra)
         meta["modalities"] = [m for m in self.spec.modalities if m in sequences]
         meta["absent"] = absent
-        if word_match is not None:  # the user's words were timed from Whisper's (word_timing.py)
-            meta.update(word_match=round(word_match, 4), word_timing="whisper")
+        if out.word_match is not None:  # the user's words were timed from Whisper's (word_timing.py)
+            meta.update(word_match=round(out.word_match, 4), word_timing="whisper")
         return FeatureBundle(self.spec, sequences, transcript if keep_transcript else None, arrays, meta)
+
+    def _steps(self, path: Path, ex: Mapping[str, Any], wave: np.ndarray | None, info: Any,
+               user_transcript: Transcript | None, timings: dict[str, float], note: StageCallback,
+               out: "_FileOutputs") -> tuple[list[Step], list[Step], list[Step]]:
+        """The (speech lane, other lane, shared) steps of one file; each stores its result in ``out``."""
+        speech: list[Step] = []
+        other: list[Step] = []
+        shared: list[Step] = []
+
+        def step(stage: str, fn: Callable[[], None]) -> Step:
+            def go() -> None:
+                note(stage)
+                self._timed(path, stage, timings, fn)
+            return stage, go
+
+        def asr() -> None:
+            if user_transcript is None:
+                out.transcript = ex["asr"].transcribe(wave, SAMPLE_RATE)
+            else:
+                out.transcript, out.word_match = self.time_user_words(user_transcript, wave, info)
+
+        def text() -> None:
+            seq, arr = self.encode_texts([out.transcript])[0]
+            out.sequences["text"], out.arrays = seq, dict(arr)
+
+        def audio() -> None:
+            out.sequences["audio"] = ex["audio"].extract(wave, SAMPLE_RATE)
+
+        def vision() -> None:
+            vis = ex["vision"]
+            out.sequences["vision"] = run_vision(vis, path, out.cancel)
+            out.extra.update(getattr(vis, "last_meta", None) or {})  # e.g. faces seen (mediapipe_face)
+            if "max_faces" in out.extra:
+                out.extra["multi_face"] = int(out.extra["max_faces"]) > 1
+
+        if "asr" in ex and (user_transcript is None or self.times_user_words(user_transcript)):
+            speech.append(step("asr", asr))
+        if "text" in ex:
+            speech.append(step("text", text))
+        if "audio" in ex:
+            shared.append(step("audio", audio))
+        if "vision" in ex:
+            other.append(step("vision", vision))
+        return speech, other, shared
 
     def times_user_words(self, user_transcript: Transcript | None) -> bool:
         """True when word alignment needs the user transcript's words timed from Whisper's."""

@@ -53,6 +53,8 @@ HALLUCINATIONS: frozenset[str] = frozenset({
 _GATE_FRAME = 0.03
 #: how far back from a piece's nominal end the quietest cut point is searched, seconds
 CUT_SEARCH_S = 10.0
+#: on a GPU, pieces longer than this (seconds: more than one Whisper window) use the batched pipeline
+BATCHED_MIN_S = 30.0
 
 
 def bundled_whisper_path() -> Path:
@@ -153,15 +155,20 @@ class WhisperASR(ASRExtractor):
         "compute_type": "int8",
         # "cpu", "cuda" or "auto" (runtime only)
         "device": "cpu",
-        # CPU threads; 0 = CTranslate2 default (runtime only)
+        # CPU threads; 0 = CTranslate2 default (runtime only; the runner sets its speech lane's share)
         "cpu_threads": 0,
+        # on a GPU, audio longer than BATCHED_MIN_S is decoded by faster-whisper's batched pipeline,
+        # this many 30 s windows per forward; 0 = never (runtime only; ignored on the CPU)
+        "batch_size": 8,
     }
-    RUNTIME_PARAMS: ClassVar[frozenset[str]] = frozenset({"compute_type", "device", "cpu_threads"})
+    RUNTIME_PARAMS: ClassVar[frozenset[str]] = frozenset({"compute_type", "device", "cpu_threads", "batch_size"})
 
     def __init__(self, **params: Any):
         super().__init__(**params)
         self._path = self._resolve(str(self.params["model"]))
         self._model = None
+        # faster-whisper's BatchedInferencePipeline over _model (GPU only), made on first use
+        self._batched = None
 
     @staticmethod
     def _resolve(model: str) -> str:
@@ -214,7 +221,7 @@ class WhisperASR(ASRExtractor):
             if len(cuts) > 2 and not energy_gate(piece, sample_rate, *gate):
                 continue  # a silent stretch of a long recording
             offset = a / sample_rate
-            segments, info = self._model.transcribe(
+            segments, info = self._decoder(len(piece) / sample_rate)(
                 piece, language=p["language"], task=p["task"], beam_size=int(p["beam_size"]),
                 vad_filter=bool(p["vad_filter"]), word_timestamps=True,
                 condition_on_previous_text=bool(p["condition_on_previous_text"]),
@@ -235,6 +242,20 @@ class WhisperASR(ASRExtractor):
                     segs.append(Segment(s.text.strip(), round(float(s.start) + offset, 3),
                                         round(float(s.end) + offset, 3), first, len(words)))
         return Transcript(tuple(words), tuple(segs), lang, "whisper")
+
+    def _decoder(self, seconds: float) -> Any:
+        """The ``transcribe`` callable for a piece of ``seconds``: on a GPU with ``batch_size`` > 0 and
+        more than one window of audio, faster-whisper's batched pipeline (its windows are decoded
+        ``batch_size`` at a time; transcripts can differ slightly from the sequential decoder's), else
+        the model's own sequential decoder."""
+        batch = int(self.params["batch_size"] or 0)
+        if self.params["device"] != "cuda" or batch <= 0 or seconds <= BATCHED_MIN_S:
+            return self._model.transcribe
+        if self._batched is None:
+            from faster_whisper import BatchedInferencePipeline
+
+            self._batched = BatchedInferencePipeline(self._model)
+        return lambda audio, **kw: self._batched.transcribe(audio, batch_size=batch, **kw)
 
     def _is_hallucination(self, s: Any) -> bool:
         p = self.params

@@ -34,7 +34,7 @@ def test_three_commands_offer_the_same_extractor_flags():
     wanted = _extractor_options()
     assert {"--audio", "--audio-model", "--opensmile-set", "--vision", "--fps", "--text", "--asr", "--asr-model",
             "--language", "--vad", "--no-vad", "--align", "--openface-bin", "--openface-csv-dir",
-            "--openface-columns"} == wanted
+            "--openface-columns", "--device"} == wanted
     for path in EXTRACTING_COMMANDS:
         assert wanted <= _options(path), path
     # and --help lists them (wide terminal: no wrapping inside option names)
