@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # GPU checks for a lent CUDA machine (results: benchmarks/results/train_throughput_cuda.md):
 # the `-m gpu` tests, `msa train` on CUDA launched by torchrun (one rank per GPU; NCCL when there
-# are two or more), and the training-throughput benchmark on CUDA (fp32 and bf16).
+# are two or more), the training-throughput benchmark on CUDA (fp32 and bf16), `msa train --compile`,
+# `msa extract --device cuda`, and (when REFS names a folder holding the authors' checkouts ALMT/,
+# DLF/, MInD/, MMCL/ — carried as an ignored folder, never committed) the side-by-side speed table
+# against the reference code on CUDA (issue 17's CUDA targets).
 # Runs from the repository root with the machine's own python3 and torch (no install):
 #   OUT=/some/dir bash scripts/gpu_checks.sh
 # Every step's log goes to $OUT; a failing step does not stop the later ones.
@@ -45,4 +48,16 @@ for prec in fp32 bf16; do
   step throughput_$prec $PY benchmarks/train_throughput.py --device cuda --precision $prec --batch-size 32 \
     --steps 10 --warmup 3 --out "$OUT/train_throughput_cuda_$prec.md"
 done
+# torch.compile of the training step (falls back loudly if the backend cannot compile)
+step compile $PY -m msa_toolkit train --model mult --preset tiny --data $DS -o /tmp/msa_gpu_compile --epochs 2 \
+  --device cuda --compile --set trainer.plots=false
+
+# extraction on the GPU: Whisper (CTranslate2 float16), the text encoder; compare with the CPU bundle
+step extract_cuda $PY -m msa_toolkit extract assets/samples -o /tmp/msa_gpu_extract --cache-dir /tmp/msa_gpu_cache \
+  --device cuda --vision none -q
+
+if [ -n "${REFS:-}" ] && [ -d "$REFS" ]; then
+  step reference_speed $PY benchmarks/reference_speed.py --device cuda \
+    --reference-dir almt=$REFS/ALMT dlf=$REFS/DLF mind=$REFS/MInD mmcl=$REFS/MMCL --out "$OUT/reference_speed_cuda"
+fi
 ls -la "$OUT"
