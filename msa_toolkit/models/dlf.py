@@ -62,7 +62,7 @@ from ..spec import MODALITIES
 from .._fields import doc
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
-from .layers import CrossModalTransformer, last_valid, masked_mean
+from .layers import CrossModalTransformer, last_valid, masked_mean, unpadded
 from .heads import ConvProjection, ResidualHead
 from .text_encoder import TextEncoder
 from .losses import cosine_orthogonality, masked_mse, modified_triplet_loss, regression_loss
@@ -193,8 +193,13 @@ class DLF(MSAModel):
         aux: dict[str, torch.Tensor] = {}
         s, sh, mask = {}, {}, {}
         for m in MODALITIES:
-            p = self.proj[m](x[m], batch.features(m)[1])
-            mask[m] = aux[f"mask_{m}"] = self.proj[m].output_mask(batch.features(m)[1], p.shape[1])
+            # the network gets None for a mask without padding (CPU; layers.unpadded): no masking work
+            # then, same results; the objective gets the mask itself in aux
+            in_mask = batch.features(m)[1]
+            net_mask = unpadded(in_mask)
+            p = self.proj[m](x[m], net_mask)
+            aux[f"mask_{m}"] = self.proj[m].output_mask(in_mask, p.shape[1])
+            mask[m] = None if net_mask is None else aux[f"mask_{m}"]
             s[m] = self.specific_encoders[m](p, mask[m])
             sh[m] = self.shared_encoder(p, mask[m])
             recon = self.decoders[m](torch.cat([s[m], sh[m]], dim=-1))
@@ -242,12 +247,13 @@ class DLFObjective(Objective):
                "shared_l1": regression_loss(a["pred_shared"], y, "l1")}
         for m in MODALITIES:
             raw[f"{m}_l1"] = regression_loss(a[f"pred_{m}"], y, "l1")
-        masks = {m: a[f"mask_{m}"] for m in MODALITIES}  # the masks of the projected (shorter) sequences
+        # the masks of the projected (shorter) sequences; None without padding (the same means, less work)
+        masks = {m: unpadded(a[f"mask_{m}"]) for m in MODALITIES}
         raw["specific"] = sum(masked_mse(a[f"specific_recon_{m}"], a[f"specific_{m}"], masks[m]) for m in MODALITIES)
         raw["reconstruction"] = sum(masked_mse(a[f"recon_{m}"], a[f"proj_{m}"], masks[m]) for m in MODALITIES)
         raw["orthogonality"] = sum(
             cosine_orthogonality(a[f"specific_{m}"].flatten(0, 1), a[f"shared_{m}"].flatten(0, 1),
-                                 masks[m].flatten()) for m in MODALITIES)
+                                 None if masks[m] is None else masks[m].flatten()) for m in MODALITIES)
         feats = torch.stack([a[f"shared_embed_{m}"] for m in MODALITIES], dim=1).flatten(0, 1)   # [3B, d]
         labels = y.repeat_interleave(len(MODALITIES))
         valid = torch.stack([batch.present(m) for m in MODALITIES], dim=1).flatten()
