@@ -170,24 +170,35 @@ class LearnedPositionalEncoding(nn.Module):
 DROPOUT_DRAW_RANGE = 2 ** 31
 
 
-def _attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
-                            p: float) -> torch.Tensor:
-    """SDPA's math path with inverted dropout on the attention weights, drawn cheaply (CPU).
+#: inference on the CPU with at most this many keys takes the math path (:func:`_attention_math`): there
+#: SDPA's CPU flash kernel is 2-3x slower than matmul-softmax-matmul without autograd (2-core CPU,
+#: OMP_WAIT_POLICY=PASSIVE, medians: 16 x 10 heads x 46 x 46 x Dh 5: 2.4-2.8 vs 0.77 ms; 64 x 10 x 46 x 46:
+#: 9.6 vs 4.2 ms; 64 x 8 x 9 x 9 x 64: 2.2-3.6 vs 1.3 ms) and faster from a few hundred keys (16 x 10 x 46
+#: x 496: 8-15 vs 38-42 ms); with autograd the flash kernel's backward is the better one (kept)
+MATH_PATH_MAX_KEYS = 64
+
+
+def _attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
+                    p: float = 0.0) -> torch.Tensor:
+    """SDPA's math path, with inverted dropout on the attention weights drawn cheaply when ``p > 0`` (CPU).
 
     ``q``/``k``/``v`` [B, H, L, Dh]; ``attn_mask`` bool, broadcastable to [B, H, Lq, Lk] (True = attend).
-    Same distribution as ``F.scaled_dot_product_attention(..., dropout_p=p)``: each weight is kept
-    with probability 1 - p and the kept ones are scaled by 1 / (1 - p) (the scale is applied to the
-    [.., Lq, Dh] output, which is the same product). Why: SDPA's dropout draws its mask with
-    ``bernoulli_`` and scales the [Lq, Lk] weights twice; one ``random_`` int32 draw, a comparison
-    and a product with the float keep mask make the whole attention forward + backward about 2x
-    faster on the 2-core CPU (OMP_WAIT_POLICY=PASSIVE, p = 0.3; DLF's 16 x 10 heads x 46 x 46:
-    9.3 vs 17.0 ms, 64 x 10 x 46 x 46: 39 vs 97 ms; 64 x 8 x 50 x 16: 31 vs 81 ms), close to SDPA
-    without dropout. ``torch.where`` in place of the product was slower (its kernel and backward).
+    With ``p > 0``, same distribution as ``F.scaled_dot_product_attention(..., dropout_p=p)``: each
+    weight is kept with probability 1 - p and the kept ones are scaled by 1 / (1 - p) (the scale is
+    applied to the [.., Lq, Dh] output, which is the same product). Why: SDPA's CPU fused kernel takes
+    no dropout, and its math path draws the mask with ``bernoulli_`` and scales the [Lq, Lk] weights
+    twice; one ``random_`` int32 draw, a comparison and a product with the float keep mask make the
+    whole attention forward + backward about 2x faster on the 2-core CPU (OMP_WAIT_POLICY=PASSIVE,
+    p = 0.3; DLF's 16 x 10 heads x 46 x 46: 9.3 vs 17.0 ms, 64 x 10 x 46 x 46: 39 vs 97 ms; 64 x 8 x 50
+    x 16: 31 vs 81 ms), close to SDPA without dropout. ``torch.where`` in place of the product was
+    slower (its kernel and backward).
     """
     scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-2, -1))
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
+    if p == 0.0:
+        return torch.matmul(weights, v)
     draw = torch.empty(weights.shape, dtype=torch.int32, device=weights.device).random_(0, DROPOUT_DRAW_RANGE)
     keep = (draw >= int(round(p * DROPOUT_DRAW_RANGE))).to(weights.dtype)  # a float mask: the cheapest product
     return torch.matmul(weights * keep, v) * (1.0 / (1.0 - p))
@@ -203,9 +214,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
     Fast path: a CPU mask with no padding is dropped (SDPA then takes its fused kernel without a
     mask); on an accelerator, and under ``torch.compile``, the mask is always passed, since checking
     it would synchronise the host (break the graph). Attention dropout: on CUDA SDPA's own (its fused
-    kernels accept dropout); on CPU :func:`_attention_with_dropout` (same distribution, its mask drawn
-    with one ``random_``; SDPA's CPU fused kernel takes no dropout and its math path draws with the
-    slow ``bernoulli_``).
+    kernels accept dropout); on CPU :func:`_attention_math` (same distribution, its mask drawn with
+    one ``random_``; SDPA's CPU fused kernel takes no dropout and its math path draws with the slow
+    ``bernoulli_``). CPU inference over at most :data:`MATH_PATH_MAX_KEYS` keys takes the math path too.
     """
     B, Lq, inner = q.shape
     split = lambda x: x.view(B, x.shape[1], heads, inner // heads).transpose(1, 2)  # noqa: E731
@@ -215,8 +226,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
         has_key = key_mask.any(dim=1)
         # samples with no valid key attend over their (placeholder) keys; the result is zeroed below
         attn_mask = (key_mask | ~has_key.unsqueeze(1))[:, None, None, :]
-    if dropout_p > 0.0 and q.device.type == "cpu" and not torch.compiler.is_compiling():
-        out = _attention_with_dropout(split(q), split(k), split(v), attn_mask, dropout_p)
+    cpu = q.device.type == "cpu" and not torch.compiler.is_compiling()
+    if cpu and (dropout_p > 0.0 or (not torch.is_grad_enabled() and k.shape[1] <= MATH_PATH_MAX_KEYS)):
+        out = _attention_math(split(q), split(k), split(v), attn_mask, dropout_p)
     else:
         out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask, dropout_p=dropout_p)
     out = out.transpose(1, 2).reshape(B, Lq, inner)

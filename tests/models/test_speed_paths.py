@@ -128,3 +128,22 @@ def test_almt_token_embedding_computes_only_the_token_rows_of_its_last_layer(dep
     params = [x, *emb.parameters()]
     for a, b in zip(torch.autograd.grad((got * g).sum(), params), torch.autograd.grad((want * g).sum(), params)):
         torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_cpu_inference_math_path_equals_sdpa(padded):
+    torch.manual_seed(0)
+    B, H, Dh = 3, 2, 4
+    lk = layers.MATH_PATH_MAX_KEYS  # the longest key sequence that takes the math path
+    q, k, v = torch.randn(B, 5, H * Dh), torch.randn(B, lk, H * Dh), torch.randn(B, lk, H * Dh)
+    mask = torch.ones(B, lk, dtype=torch.bool)
+    if padded:
+        mask[0, 9:] = False
+        mask[1] = False  # no valid key: zeros
+    with torch.no_grad():
+        fast = attend(q, k, v, H, mask)
+    with torch.enable_grad():  # autograd on: SDPA (the training path)
+        sdpa = attend(q, k, v, H, mask)
+    torch.testing.assert_close(fast, sdpa.detach(), **TOL)
+    if padded:
+        assert not fast[1].any()
