@@ -170,11 +170,13 @@ class LearnedPositionalEncoding(nn.Module):
 DROPOUT_DRAW_RANGE = 2 ** 31
 
 
-#: inference on the CPU with at most this many keys takes the math path (:func:`_attention_math`): there
-#: SDPA's CPU flash kernel is 2-3x slower than matmul-softmax-matmul without autograd (2-core CPU,
-#: OMP_WAIT_POLICY=PASSIVE, medians: 16 x 10 heads x 46 x 46 x Dh 5: 2.4-2.8 vs 0.77 ms; 64 x 10 x 46 x 46:
-#: 9.6 vs 4.2 ms; 64 x 8 x 9 x 9 x 64: 2.2-3.6 vs 1.3 ms) and faster from a few hundred keys (16 x 10 x 46
-#: x 496: 8-15 vs 38-42 ms); with autograd the flash kernel's backward is the better one (kept)
+#: attention on the CPU over at most this many keys takes the math path (:func:`_attention_math`), with or
+#: without autograd: SDPA's CPU flash kernel is slower there (2-core CPU, OMP_WAIT_POLICY=PASSIVE, medians in
+#: ms, flash vs math). Inference: 16 x 10 heads x 46 x 46 x Dh 5: 2.4-2.8 vs 0.77; 64 x 10 x 46 x 46 x 5:
+#: 9.6 vs 4.2; 64 x 8 x 9 x 9 x 64: 2.2-3.6 vs 1.3. Forward + backward (self-attention, the projections'
+#: layout): 64 x 10 x 46 x 46 x 5: 60-68 vs 36-39; 128 x 4 x 50 x 50 x 64 (MMCL): 112-148 vs 61-78;
+#: 32 x 4 x 50 x 50 x 128 (MInD): 24-33 vs 23; only 16 x 10 x 46 x 46 x 5 is the other way (6.8 vs 9.7).
+#: From a few hundred keys flash is far better (16 x 10 x 46 x 496 x 5 inference: 8-15 vs 38-42).
 MATH_PATH_MAX_KEYS = 64
 
 
@@ -216,7 +218,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
     it would synchronise the host (break the graph). Attention dropout: on CUDA SDPA's own (its fused
     kernels accept dropout); on CPU :func:`_attention_math` (same distribution, its mask drawn with
     one ``random_``; SDPA's CPU fused kernel takes no dropout and its math path draws with the slow
-    ``bernoulli_``). CPU inference over at most :data:`MATH_PATH_MAX_KEYS` keys takes the math path too.
+    ``bernoulli_``). CPU attention over at most :data:`MATH_PATH_MAX_KEYS` keys takes the math path too.
     """
     B, Lq, inner = q.shape
     split = lambda x: x.view(B, x.shape[1], heads, inner // heads).transpose(1, 2)  # noqa: E731
@@ -227,7 +229,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
         # samples with no valid key attend over their (placeholder) keys; the result is zeroed below
         attn_mask = (key_mask | ~has_key.unsqueeze(1))[:, None, None, :]
     cpu = q.device.type == "cpu" and not torch.compiler.is_compiling()
-    if cpu and (dropout_p > 0.0 or (not torch.is_grad_enabled() and k.shape[1] <= MATH_PATH_MAX_KEYS)):
+    if cpu and (dropout_p > 0.0 or k.shape[1] <= MATH_PATH_MAX_KEYS):
         out = _attention_math(split(q), split(k), split(v), attn_mask, dropout_p)
     else:
         out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask, dropout_p=dropout_p)

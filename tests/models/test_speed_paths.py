@@ -131,19 +131,28 @@ def test_almt_token_embedding_computes_only_the_token_rows_of_its_last_layer(dep
 
 
 @pytest.mark.parametrize("padded", [False, True])
-def test_cpu_inference_math_path_equals_sdpa(padded):
+def test_cpu_math_path_over_few_keys_equals_sdpa(padded):
+    import torch.nn.functional as F
+
     torch.manual_seed(0)
     B, H, Dh = 3, 2, 4
     lk = layers.MATH_PATH_MAX_KEYS  # the longest key sequence that takes the math path
-    q, k, v = torch.randn(B, 5, H * Dh), torch.randn(B, lk, H * Dh), torch.randn(B, lk, H * Dh)
+    q, k, v = (torch.randn(B, n, H * Dh, requires_grad=True) for n in (5, lk, lk))
     mask = torch.ones(B, lk, dtype=torch.bool)
     if padded:
         mask[0, 9:] = False
         mask[1] = False  # no valid key: zeros
+    split = lambda x: x.view(B, x.shape[1], H, Dh).transpose(1, 2)  # noqa: E731
+    has_key = mask.any(1)
+    sdpa = F.scaled_dot_product_attention(split(q), split(k), split(v),
+                                          attn_mask=(mask | ~has_key[:, None])[:, None, None, :])
+    sdpa = sdpa.transpose(1, 2).reshape(B, 5, H * Dh) * has_key[:, None, None]
     with torch.no_grad():
-        fast = attend(q, k, v, H, mask)
-    with torch.enable_grad():  # autograd on: SDPA (the training path)
-        sdpa = attend(q, k, v, H, mask)
-    torch.testing.assert_close(fast, sdpa.detach(), **TOL)
+        torch.testing.assert_close(attend(q, k, v, H, mask), sdpa.detach(), **TOL)
+    got = attend(q, k, v, H, mask)
+    torch.testing.assert_close(got, sdpa, **TOL)
+    g = torch.randn_like(got)
+    for a, b in zip(torch.autograd.grad((got * g).sum(), (q, k, v)), torch.autograd.grad((sdpa * g).sum(), (q, k, v))):
+        torch.testing.assert_close(a, b, **TOL)
     if padded:
-        assert not fast[1].any()
+        assert not got[1].any()
