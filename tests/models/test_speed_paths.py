@@ -156,3 +156,24 @@ def test_cpu_math_path_over_few_keys_equals_sdpa(padded):
         torch.testing.assert_close(a, b, **TOL)
     if padded:
         assert not got[1].any()
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_dlf_shared_encoder_stacks_aligned_modalities_with_the_same_results(padded):
+    torch.manual_seed(0)
+    model = create_model("dlf", "tiny", attn_dropout=0.0, attn_dropout_audio=0.0, embed_dropout=0.0)
+    model.train()
+    d, L = model.config.dim, 9
+    proj = {m: torch.randn(3, L, d, requires_grad=True) for m in ("text", "audio", "vision")}
+    mask = {m: None for m in proj}
+    if padded:
+        mask["audio"] = torch.tensor([[True] * L, [True] * 4 + [False] * (L - 4), [True] * L])
+    stacked = model._shared(proj, mask)
+    apart = {m: model.shared_encoder(proj[m], mask[m]) for m in proj}
+    g = {m: torch.randn_like(v) for m, v in apart.items()}
+    params = [*proj.values(), *model.shared_encoder.parameters()]
+    grads = [torch.autograd.grad(sum((out[m] * g[m]).sum() for m in proj), params) for out in (stacked, apart)]
+    for m in proj:
+        torch.testing.assert_close(stacked[m], apart[m], **TOL)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, **TOL)
