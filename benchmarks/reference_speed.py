@@ -1,13 +1,15 @@
 """Side-by-side speed of each seed model and the authors' implementation (samples/s, toolkit ÷ reference).
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/reference_speed.py \\
-        --reference-dir almt=/path/ALMT dlf=/path/DLF [--rounds 3] [--device cpu|cuda] [--threads N]
+        --reference-dir almt=/path/ALMT dlf=/path/DLF mind=/path/MInD mmcl=/path/MMCL [--rounds 3] [--device cpu|cuda] [--threads N]
 
 The authors' code is imported from the given checkouts (never copied into this repository;
 BERT bypassed: both sides take 768-d text features). For each setting both models are built
 at the same shapes and batch, fed the same tensors, in one process with the same thread
 count; each round times ``--steps`` training steps (forward + the full loss + backward +
-optimiser step, the same optimiser class and settings on both sides) and ``--steps``
+optimiser step: the toolkit config's optimiser class and settings on both sides, built by the
+toolkit's trainer on its side (fused kernels) and as plain ``torch.optim`` on the reference's;
+MMCL's reference runs its ``train.py`` step with three optimisers) and ``--steps``
 inference steps (eval mode, no grad) of one side, then of the other, the order alternating
 between rounds. Reported: samples/s per side (median over rounds) and the median over rounds
 of the per-round toolkit ÷ reference ratio. Both sides run with their published dropout and
@@ -45,7 +47,10 @@ import torch.nn.functional as F  # noqa: E402
 
 from parity_common import check_reference_dir, reference_commit  # noqa: E402
 
+#: input widths text / audio / vision: the ALMT/DLF MOSI features (MMSA pickles)
 DIMS = {"text": 768, "audio": 5, "vision": 20}
+#: MInD / MMCL MOSI inputs (BERT 768, COVAREP 74, FACET 47; the toolkit presets' MOSI_ALIGNED_INPUTS)
+ALIGNED_DIMS = {"text": 768, "audio": 74, "vision": 47}
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class Setting:
     lengths: tuple[int, int, int]
     # batch size
     batch: int
+    # input widths text / audio / vision
+    dims: tuple[int, int, int] = tuple(DIMS.values())
 
 
 SETTINGS = (
@@ -67,6 +74,9 @@ SETTINGS = (
     Setting("dlf", "aligned 50/50/50", (50, 50, 50), 16),
     Setting("dlf", "aligned 50/50/50", (50, 50, 50), 64),
     Setting("dlf", "unaligned 50/375/500", (50, 375, 500), 16),
+    # the MOSI run scripts' batches: MInD run_mosi.sh 32, MMCL train.py 128 (aligned 50-step inputs)
+    Setting("mind", "aligned 50/50/50", (50, 50, 50), 32, tuple(ALIGNED_DIMS.values())),
+    Setting("mmcl", "aligned 50/50/50", (50, 50, 50), 128, tuple(ALIGNED_DIMS.values())),
 )
 
 
@@ -80,12 +90,21 @@ class Side:
     # forward only (called under no_grad, eval mode)
     infer: Callable[[], object]
     optimizer: torch.optim.Optimizer | None = None
+    # a whole training step of its own (several optimisers / backward passes), replacing the default one
+    step: Callable[[], None] | None = None
+    # after the optimiser step (the toolkit trainer's ``objective.after_step``)
+    after_step: Callable[[], None] | None = None
 
     def train_step(self) -> None:
+        if self.step is not None:
+            self.step()
+            return
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         self.loss().backward()
         self.optimizer.step()
+        if self.after_step is not None:
+            self.after_step()
 
     def infer_step(self) -> None:
         self.model.eval()
@@ -98,7 +117,7 @@ def _inputs(s: Setting, device: torch.device, seed: int = 0):
     from msa_toolkit.data.batch import Batch
 
     g = torch.Generator().manual_seed(seed)
-    x = {m: torch.randn(s.batch, L, DIMS[m], generator=g).to(device) for m, L in zip(DIMS, s.lengths)}
+    x = {m: torch.randn(s.batch, L, D, generator=g).to(device) for m, L, D in zip(DIMS, s.lengths, s.dims)}
     label = torch.empty(s.batch).uniform_(-3, 3, generator=g).to(device)
     masks = {f"{m}_mask": torch.ones(s.batch, L, dtype=torch.bool, device=device) for m, L in zip(DIMS, s.lengths)}
     return x, label, Batch(label=label, **x, **masks)
@@ -108,19 +127,29 @@ def _toolkit_side(name: str, s: Setting, batch, device: torch.device) -> Side:
     from msa_toolkit.models import create_model
 
     L = dict(zip(DIMS, s.lengths))
-    model = create_model(name, "mosi", text_len=L["text"], audio_len=L["audio"], vision_len=L["vision"]).to(device)
+    lengths = {} if name in ("mind", "mmcl") else dict(text_len=L["text"], audio_len=L["audio"],
+                                                       vision_len=L["vision"])
+    model = create_model(name, "mosi", **lengths).to(device)
 
     def loss():
         return model.objective(model(batch), batch).total
 
-    return Side(model, loss, lambda: model(batch))
+    return Side(model, loss, lambda: model(batch), after_step=lambda: model.objective.after_step(model))
 
 
 def _optimizer(tk: torch.nn.Module, params) -> torch.optim.Optimizer:
-    """The toolkit config's optimiser, built the same way for both sides."""
+    """The toolkit config's optimiser class and settings as the reference code builds it (plain torch)."""
     c = tk.config
     cls = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
     return cls(params, lr=c.lr, weight_decay=c.weight_decay)
+
+
+def _toolkit_optimizer(tk: torch.nn.Module) -> torch.optim.Optimizer:
+    """What the toolkit's trainer builds for this model (same class and settings; fused kernels)."""
+    from msa_toolkit.training.config import TrainConfig
+    from msa_toolkit.training.optim import build_optimizer
+
+    return build_optimizer(tk, TrainConfig())
 
 
 def build_almt(ref_dir: Path, s: Setting, device: torch.device) -> tuple[Side, Side]:
@@ -157,7 +186,87 @@ def build_dlf(ref_dir: Path, s: Setting, device: torch.device) -> tuple[Side, Si
     return Side(ref_model, loss, lambda: ref_model(x["text"], x["audio"], x["vision"])), tk
 
 
-BUILDERS = {"almt": build_almt, "dlf": build_dlf}
+def build_mind(ref_dir: Path, s: Setting, device: torch.device) -> tuple[Side, Side]:
+    """MInD at its MOSI run script (dropouts as published, the backbones' Conv1d padding as published)."""
+    import parity_mind
+
+    x, label, batch = _inputs(s, device)
+    tk = _toolkit_side("mind", s, batch, device)
+    model_mod, utils_mod = parity_mind.import_reference_modules(ref_dir)
+    flags = parity_mind.run_script_flags(ref_dir)
+    coef = {k: float(flags[k]) for k in parity_mind.COEFFS}
+    cfg = parity_mind.reference_configs(flags, parity_mind.ramp(parity_mind.GRL_STEP))
+    cfg.enc_dropout, cfg.clf_dropout = float(flags["enc_dropout"]), float(flags["clf_dropout"])
+    cfg.indim_a, cfg.indim_v = s.dims[1], s.dims[2]
+    ref_model = model_mod.MyModel(cfg).to(device)
+    fns = (utils_mod.DJSLoss(), utils_mod.BTLoss(cfg), utils_mod.HSICLoss())
+    ones = torch.ones(s.batch, s.lengths[0], device=device)
+
+    def forward():
+        return ref_model(x["vision"], x["audio"], x["text"], None, ones)
+
+    def loss():
+        return parity_mind.reference_losses(ref_model, forward(), label, fns, coef)["total"]
+
+    return Side(ref_model, loss, forward), tk
+
+
+def build_mmcl(ref_dir: Path, s: Setting, device: torch.device) -> tuple[Side, Side]:
+    """MMCL: the reference's train.py step (model + actor on the classification loss, then the critic's TD
+    loss and the actor's -Q loss on the batch's transition, three Adam optimisers, soft target updates)
+    against the toolkit's single step; the reference's IEMOCAP head (8 logits, cross-entropy) is kept."""
+    import copy
+
+    import parity_mmcl
+    from parity_common import import_reference
+
+    x, label, batch = _inputs(s, device)
+    tk = _toolkit_side("mmcl", s, batch, device)
+    network = import_reference(ref_dir, "network")
+    c = tk.model.config
+    args = parity_mmcl.reference_args(c.d_model, c.seq_len, c.num_heads, dict(zip(DIMS, s.dims)))
+    args.dropout, args.atten_dropout = 0.5, 0.0  # train.py defaults
+    nets = torch.nn.ModuleDict({"model": network.Model(args), "actor": network.Actor(args),
+                                "critic": network.Critic(args)}).to(device)
+    actor_t, critic_t = copy.deepcopy(nets["actor"]), copy.deepcopy(nets["critic"])
+    opts = {k: torch.optim.Adam(nets[k].parameters(), lr=c.lr) for k in nets}
+    g = torch.Generator().manual_seed(1)
+    cls_label = torch.randint(0, 2, (s.batch * 4,), generator=g).to(device)  # 4 binary emotion labels per sample
+    ce, l1, w1, w2, tau = torch.nn.CrossEntropyLoss(reduction="none"), torch.nn.L1Loss(), 7, 13.0, 0.01
+    model, actor, critic = nets["model"], nets["actor"], nets["critic"]
+
+    def step():
+        nets.train()
+        opts["model"].zero_grad(), opts["actor"].zero_grad()
+        shared, diff = model(x["text"], x["audio"], x["vision"])
+        state = diff.detach()
+        action = actor(state)
+        pred = actor.predictor(shared, actor.update_state(diff, action)).view(-1, 2)
+        (ce(pred, cls_label).mean() * w1).backward()
+        opts["model"].step(), opts["actor"].step()
+        r = torch.gather(torch.softmax(pred, 1), 1, cls_label.view(-1, 4)).sum(1).detach()
+        a1 = action.detach()
+        s2 = actor.update_state(state, a1)
+        opts["critic"].zero_grad()
+        target = critic_t(s2, actor_t(s2)) * 0.5 + r
+        (torch.mean(l1(critic(state, a1), target)) * w2).backward()
+        opts["critic"].step()
+        opts["actor"].zero_grad()
+        (-1 * torch.mean(critic(state, actor(state))) * w2).backward()
+        opts["actor"].step()
+        with torch.no_grad():
+            for tgt, src in ((critic_t, critic), (actor_t, actor)):
+                for tp, p in zip(tgt.parameters(), src.parameters()):
+                    tp.data.copy_(tp.data * (1.0 - tau) + p.data * tau)
+
+    def infer():
+        shared, diff = model(x["text"], x["audio"], x["vision"])
+        return actor.predictor(shared, actor.update_state(diff, actor(diff)))
+
+    return Side(nets, lambda: None, infer, step=step), tk
+
+
+BUILDERS = {"almt": build_almt, "dlf": build_dlf, "mind": build_mind, "mmcl": build_mmcl}
 REPOS = {"almt": "Haoyu-ha/ALMT", "dlf": "pwang322/DLF", "mind": "WeeeicheN/MInD", "mmcl": "smwanghhh/MMCL"}
 EXPECTED = {"almt": ("models/almt.py",), "dlf": ("trains/singleTask/model/DLF.py",), "mind": ("models/model.py",),
             "mmcl": ("network.py",)}
@@ -180,7 +289,7 @@ def _time(fn: Callable[[], None], steps: int, device: torch.device) -> float:
 def measure(ref: Side, tk: Side, s: Setting, rounds: int, steps: int, device: torch.device) -> dict:
     """Alternating rounds; returns per-phase samples/s lists and ratios."""
     ref.optimizer = _optimizer(tk.model, ref.model.parameters())
-    tk.optimizer = _optimizer(tk.model, tk.model.parameters())
+    tk.optimizer = _toolkit_optimizer(tk.model)
     for side in (ref, tk):  # warm-up: one untimed step of each kind
         side.train_step()
         side.infer_step()
@@ -227,7 +336,7 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
                          f"{r['params_reference']:,} |")
     lines += ["", "samples/s: median over rounds; ratio: median over rounds of the per-round ratio.",
               "Train = forward + full loss + backward + optimiser step (the toolkit config's optimiser on both "
-              "sides); inference = eval-mode forward without gradients.", ""]
+              "sides: the trainer's fused one on the toolkit's, plain torch.optim on the reference's); inference = eval-mode forward without gradients.", ""]
     return "\n".join(lines)
 
 
@@ -262,8 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     only = [x for x in a.only.split(",") if x]
-    rows = [{"model": m, "setting": "MOSI shapes", "batch": "-", "error": "no side-by-side builder in this script yet"}
-            for m in refs if m not in BUILDERS]
+    rows: list[dict] = []
     for s in SETTINGS:
         if s.model not in refs or (only and s.model not in only and f"{s.model}:{s.batch}" not in only):
             continue

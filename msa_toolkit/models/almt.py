@@ -54,7 +54,7 @@ from torch import nn
 from .._fields import doc
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
-from .layers import LearnedPositionalEncoding, MultiHeadAttention, activation, attend
+from .layers import LearnedPositionalEncoding, MultiHeadAttention, activation, attend, unpadded
 from .text_encoder import TextEncoder
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
 
@@ -134,12 +134,17 @@ class TokenEmbedding(nn.Module):
         B = x.shape[0]
         x = torch.cat([self.tokens.unsqueeze(0).expand(B, -1, -1), x], dim=1)
         x = self.drop(x + self.pos(x))
-        key_mask = None
+        key_mask, mask = None, unpadded(mask)  # no masking work for a batch without padding (CPU)
         if mask is not None:
             key_mask = torch.cat([mask.new_ones(B, self.token_len), mask], dim=1)
-        for blk in self.blocks:
+        if not self.blocks:
+            return x[:, : self.token_len]
+        *inner, last = self.blocks
+        for blk in inner:
             x = blk(x, key_mask=key_mask)
-        return x[:, : self.token_len]
+        # only the token states are returned: the last layer computes just their rows (queries over every
+        # step as keys/values, the feed-forward on those rows), the same values with L / token_len less work
+        return last(x[:, : self.token_len], context=x, key_mask=key_mask)
 
 
 class LanguageEncoder(nn.Module):

@@ -7,7 +7,8 @@ absent modality): pooling returns zeros and attention over no valid key
 returns a zero update instead of NaN.
 
 Contents:
-- pooling: :func:`masked_mean`, :func:`last_valid`
+- masks and pooling: :func:`unpadded` (None for a CPU mask without padding), :func:`mask_fill`,
+  :func:`masked_mean`, :func:`last_valid`
 - positions: :func:`sinusoidal_table`, :class:`SinusoidalPositionalEncoding` (Vaswani's interleaved,
   tensor2tensor's sin-half/cos-half or fairseq's halves-from-position-1 layout), :class:`LearnedPositionalEncoding`
 - attention: :func:`attend` (the one scaled dot-product call, safe key masks), :class:`MultiHeadAttention`
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "masked_mean", "last_valid", "mask_fill", "sinusoidal_table", "SinusoidalPositionalEncoding",
+    "masked_mean", "last_valid", "mask_fill", "unpadded", "sinusoidal_table", "SinusoidalPositionalEncoding",
     "LearnedPositionalEncoding", "attend", "MultiHeadAttention", "SelfAttention", "FeedForward", "TransformerBlock",
     "EncoderLayer", "CrossModalTransformer", "ACTIVATIONS", "activation",
 ]
@@ -47,6 +48,19 @@ def activation(name: str) -> nn.Module:
 
 
 # --------------------------------------------------------------------------- pooling
+
+
+def unpadded(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``None`` when ``mask`` [B, L] has no padding and lives on the CPU, else ``mask`` itself.
+
+    Every block here takes ``None`` as "all steps valid" and skips its masking work then (the results
+    are the same: masks of ones multiply by 1, pool over every step, attend over every key). The check
+    reads the mask on the host, so on an accelerator (a synchronisation) and under ``torch.compile``
+    (a graph break) the mask is kept as it is.
+    """
+    if mask is None or mask.device.type != "cpu" or torch.compiler.is_compiling() or not bool(mask.all()):
+        return mask
+    return None
 
 
 def mask_fill(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -151,6 +165,47 @@ class LearnedPositionalEncoding(nn.Module):
 # --------------------------------------------------------------------------- attention
 
 
+#: resolution of the CPU attention-dropout draw: keep a weight when a uniform int32 in [0, 2^31) is >= p * 2^31
+#: (drop probability exact to 2^-31, finer than the float32 uniform ``bernoulli_`` compares against)
+DROPOUT_DRAW_RANGE = 2 ** 31
+
+
+#: attention on the CPU over at most this many keys takes the math path (:func:`_attention_math`), with or
+#: without autograd: SDPA's CPU flash kernel is slower there (2-core CPU, OMP_WAIT_POLICY=PASSIVE, medians in
+#: ms, flash vs math). Inference: 16 x 10 heads x 46 x 46 x Dh 5: 2.4-2.8 vs 0.77; 64 x 10 x 46 x 46 x 5:
+#: 9.6 vs 4.2; 64 x 8 x 9 x 9 x 64: 2.2-3.6 vs 1.3. Forward + backward (self-attention, the projections'
+#: layout): 64 x 10 x 46 x 46 x 5: 60-68 vs 36-39; 128 x 4 x 50 x 50 x 64 (MMCL): 112-148 vs 61-78;
+#: 32 x 4 x 50 x 50 x 128 (MInD): 24-33 vs 23; only 16 x 10 x 46 x 46 x 5 is the other way (6.8 vs 9.7).
+#: From a few hundred keys flash is far better (16 x 10 x 46 x 496 x 5 inference: 8-15 vs 38-42).
+MATH_PATH_MAX_KEYS = 64
+
+
+def _attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
+                    p: float = 0.0) -> torch.Tensor:
+    """SDPA's math path, with inverted dropout on the attention weights drawn cheaply when ``p > 0`` (CPU).
+
+    ``q``/``k``/``v`` [B, H, L, Dh]; ``attn_mask`` bool, broadcastable to [B, H, Lq, Lk] (True = attend).
+    With ``p > 0``, same distribution as ``F.scaled_dot_product_attention(..., dropout_p=p)``: each
+    weight is kept with probability 1 - p and the kept ones are scaled by 1 / (1 - p) (the scale is
+    applied to the [.., Lq, Dh] output, which is the same product). Why: SDPA's CPU fused kernel takes
+    no dropout, and its math path draws the mask with ``bernoulli_`` and scales the [Lq, Lk] weights
+    twice; one ``random_`` int32 draw, a comparison and a product with the float keep mask make the
+    whole attention forward + backward about 2x faster on the 2-core CPU (OMP_WAIT_POLICY=PASSIVE,
+    p = 0.3; DLF's 16 x 10 heads x 46 x 46: 9.3 vs 17.0 ms, 64 x 10 x 46 x 46: 39 vs 97 ms; 64 x 8 x 50
+    x 16: 31 vs 81 ms), close to SDPA without dropout. ``torch.where`` in place of the product was
+    slower (its kernel and backward).
+    """
+    scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-2, -1))
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    if p == 0.0:
+        return torch.matmul(weights, v)
+    draw = torch.empty(weights.shape, dtype=torch.int32, device=weights.device).random_(0, DROPOUT_DRAW_RANGE)
+    keep = (draw >= int(round(p * DROPOUT_DRAW_RANGE))).to(weights.dtype)  # a float mask: the cheapest product
+    return torch.matmul(weights * keep, v) * (1.0 / (1.0 - p))
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_mask: torch.Tensor | None = None,
            dropout_p: float = 0.0) -> torch.Tensor:
     """Multi-head scaled dot-product attention on projected inputs, safe for all-False key masks.
@@ -160,20 +215,24 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
 
     Fast path: a CPU mask with no padding is dropped (SDPA then takes its fused kernel without a
     mask); on an accelerator, and under ``torch.compile``, the mask is always passed, since checking
-    it would synchronise the host (break the graph). Attention dropout is SDPA's own: on CUDA its fused kernels accept dropout; on CPU every
-    exact route measured (manual Bernoulli masks, chunked calls, a mask trick on the fused kernel)
-    was no faster than SDPA's math path (``benchmarks/results/train_throughput.md``, 2026-11-30).
+    it would synchronise the host (break the graph). Attention dropout: on CUDA SDPA's own (its fused
+    kernels accept dropout); on CPU :func:`_attention_math` (same distribution, its mask drawn with
+    one ``random_``; SDPA's CPU fused kernel takes no dropout and its math path draws with the slow
+    ``bernoulli_``). CPU attention over at most :data:`MATH_PATH_MAX_KEYS` keys takes the math path too.
     """
     B, Lq, inner = q.shape
     split = lambda x: x.view(B, x.shape[1], heads, inner // heads).transpose(1, 2)  # noqa: E731
     attn_mask, has_key = None, None
-    no_padding = (key_mask is not None and key_mask.device.type == "cpu" and not torch.compiler.is_compiling()
-                  and bool(key_mask.all()))  # a data-dependent check: skipped under torch.compile (graph break)
-    if key_mask is not None and not no_padding:
+    key_mask = unpadded(key_mask)
+    if key_mask is not None:
         has_key = key_mask.any(dim=1)
         # samples with no valid key attend over their (placeholder) keys; the result is zeroed below
         attn_mask = (key_mask | ~has_key.unsqueeze(1))[:, None, None, :]
-    out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask, dropout_p=dropout_p)
+    cpu = q.device.type == "cpu" and not torch.compiler.is_compiling()
+    if cpu and (dropout_p > 0.0 or k.shape[1] <= MATH_PATH_MAX_KEYS):
+        out = _attention_math(split(q), split(k), split(v), attn_mask, dropout_p)
+    else:
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask, dropout_p=dropout_p)
     out = out.transpose(1, 2).reshape(B, Lq, inner)
     if has_key is not None:
         out = out * has_key[:, None, None].to(out.dtype)

@@ -1,0 +1,179 @@
+"""The CPU fast paths (issue 17) compute what the general paths compute.
+
+- attention dropout on the CPU: the weights SDPA would compute, times a keep mask drawn with
+  ``random_`` and scaled by 1 / (1 - p) (checked against its own draws, values and gradients);
+- batches without padding: the masks are dropped (``layers.unpadded``) and the results equal
+  the masked computation with a mask of ones (forward and gradients, fp32, 1e-6);
+- ALMT's token embedding runs its last layer on the token rows only: equal to the full layer.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from msa_toolkit.data.batch import Batch
+from msa_toolkit.models import create_model, layers
+from msa_toolkit.models.almt import TokenEmbedding
+from msa_toolkit.models.layers import DROPOUT_DRAW_RANGE, attend, unpadded
+
+TOL = dict(atol=1e-6, rtol=1e-6)
+
+
+def test_unpadded_drops_only_a_full_cpu_mask():
+    full, padded = torch.ones(2, 3, dtype=torch.bool), torch.tensor([[True, True, False], [True] * 3])
+    assert unpadded(full) is None and unpadded(None) is None
+    assert unpadded(padded) is padded
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_cpu_attention_dropout_is_the_weights_times_its_keep_mask(padded):
+    torch.manual_seed(0)
+    B, H, L, Dh, p = 3, 2, 7, 4, 0.3
+    q, k, v = (torch.randn(B, L, H * Dh, requires_grad=True) for _ in range(3))
+    mask = torch.ones(B, L, dtype=torch.bool)
+    if padded:
+        mask[0, 4:] = False
+    torch.manual_seed(7)
+    out = attend(q, k, v, H, mask, dropout_p=p)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad((out * g).sum(), (q, k, v))
+
+    split = lambda x: x.view(B, L, H, Dh).transpose(1, 2)  # noqa: E731
+    scores = split(q) @ split(k).transpose(-1, -2) / Dh ** 0.5
+    scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    torch.manual_seed(7)  # the same draw as attend's
+    draw = torch.empty(weights.shape, dtype=torch.int32).random_(0, DROPOUT_DRAW_RANGE)
+    keep = draw >= round(p * DROPOUT_DRAW_RANGE)
+    expected = ((weights * keep / (1 - p)) @ split(v)).transpose(1, 2).reshape(B, L, H * Dh)
+    torch.testing.assert_close(out, expected, **TOL)
+    for got, want in zip(grads, torch.autograd.grad((expected * g).sum(), (q, k, v))):
+        torch.testing.assert_close(got, want, **TOL)
+    assert abs((~keep).float().mean().item() - p) < 0.1
+
+
+def test_cpu_attention_dropout_rate_is_exact_to_the_draw_resolution():
+    torch.manual_seed(0)
+    p, n = 0.3, 2_000_000
+    draw = torch.empty(n, dtype=torch.int32).random_(0, DROPOUT_DRAW_RANGE)
+    assert draw.min().item() >= 0 and draw.max().item() < DROPOUT_DRAW_RANGE
+    rate = (draw < round(p * DROPOUT_DRAW_RANGE)).double().mean().item()
+    assert abs(rate - p) < 4 * (p * (1 - p) / n) ** 0.5
+
+
+def _forward_backward(model, batch):
+    torch.manual_seed(3)
+    out = model(batch)
+    loss = model.objective(out, batch)
+    model.zero_grad(set_to_none=True)
+    loss.total.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out, loss, grads
+
+
+def _batch(B: int, lengths: tuple[int, int, int], dims: tuple[int, int, int]) -> Batch:
+    g = torch.Generator().manual_seed(1)
+    x = {m: torch.randn(B, L, D, generator=g) for m, L, D in zip(("text", "audio", "vision"), lengths, dims)}
+    masks = {f"{m}_mask": torch.ones(B, L, dtype=torch.bool) for m, L in zip(x, lengths)}
+    return Batch(label=torch.empty(B).uniform_(-3, 3, generator=g), **x, **masks)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("dlf", dict(attn_dropout=0.0, attn_dropout_audio=0.0, embed_dropout=0.0, out_dropout=0.0, text_dropout=0.0)),
+    ("almt", {}),
+])
+def test_unpadded_batches_take_the_mask_free_path_with_the_same_results(monkeypatch, name, kwargs):
+    lengths = (12, 15, 18)
+    torch.manual_seed(0)
+    model = create_model(name, "tiny", text_len=lengths[0], audio_len=lengths[1], vision_len=lengths[2], **kwargs)
+    model.train()
+    batch = _batch(4, lengths, (model.config.text_dim, model.config.audio_dim, model.config.vision_dim))
+    fast = _forward_backward(model, batch)
+    keep = lambda mask: mask  # noqa: E731 -- the general path: masks of ones are applied
+    monkeypatch.setattr(layers, "unpadded", keep)
+    monkeypatch.setattr(f"msa_toolkit.models.{name}.unpadded", keep)
+    slow = _forward_backward(model, batch)
+    torch.testing.assert_close(fast[0].prediction, slow[0].prediction, **TOL)
+    for k, v in slow[0].aux.items():
+        torch.testing.assert_close(fast[0].aux[k], v, **TOL)
+    torch.testing.assert_close(fast[1].total, slow[1].total, **TOL)
+    assert fast[2].keys() == slow[2].keys()
+    for k, v in slow[2].items():
+        torch.testing.assert_close(fast[2][k], v, **TOL)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("padded", [False, True])
+def test_almt_token_embedding_computes_only_the_token_rows_of_its_last_layer(depth, padded):
+    torch.manual_seed(0)
+    emb = TokenEmbedding(max_len=20, token_len=3, dim=16, depth=depth, heads=2, dim_head=8, mlp_dim=24)
+    x = torch.randn(4, 20, 16, requires_grad=True)
+    mask = torch.ones(4, 20, dtype=torch.bool)
+    if padded:
+        mask[1, 9:] = False
+        mask[2, 1:] = False
+
+    def full_rows(x):  # the former forward: every layer on every row, then the token rows
+        h = torch.cat([emb.tokens.unsqueeze(0).expand(4, -1, -1), x], dim=1)
+        h = h + emb.pos(h)
+        key_mask = torch.cat([mask.new_ones(4, 3), mask], dim=1)
+        for blk in emb.blocks:
+            h = blk(h, key_mask=key_mask)
+        return h[:, :3]
+
+    got, want = emb(x, mask), full_rows(x)
+    torch.testing.assert_close(got, want, **TOL)
+    g = torch.randn_like(got)
+    params = [x, *emb.parameters()]
+    for a, b in zip(torch.autograd.grad((got * g).sum(), params), torch.autograd.grad((want * g).sum(), params)):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_cpu_math_path_over_few_keys_equals_sdpa(padded):
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    B, H, Dh = 3, 2, 4
+    lk = layers.MATH_PATH_MAX_KEYS  # the longest key sequence that takes the math path
+    q, k, v = (torch.randn(B, n, H * Dh, requires_grad=True) for n in (5, lk, lk))
+    mask = torch.ones(B, lk, dtype=torch.bool)
+    if padded:
+        mask[0, 9:] = False
+        mask[1] = False  # no valid key: zeros
+    split = lambda x: x.view(B, x.shape[1], H, Dh).transpose(1, 2)  # noqa: E731
+    has_key = mask.any(1)
+    sdpa = F.scaled_dot_product_attention(split(q), split(k), split(v),
+                                          attn_mask=(mask | ~has_key[:, None])[:, None, None, :])
+    sdpa = sdpa.transpose(1, 2).reshape(B, 5, H * Dh) * has_key[:, None, None]
+    with torch.no_grad():
+        torch.testing.assert_close(attend(q, k, v, H, mask), sdpa.detach(), **TOL)
+    got = attend(q, k, v, H, mask)
+    torch.testing.assert_close(got, sdpa, **TOL)
+    g = torch.randn_like(got)
+    for a, b in zip(torch.autograd.grad((got * g).sum(), (q, k, v)), torch.autograd.grad((sdpa * g).sum(), (q, k, v))):
+        torch.testing.assert_close(a, b, **TOL)
+    if padded:
+        assert not got[1].any()
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_dlf_shared_encoder_stacks_aligned_modalities_with_the_same_results(padded):
+    torch.manual_seed(0)
+    model = create_model("dlf", "tiny", attn_dropout=0.0, attn_dropout_audio=0.0, embed_dropout=0.0)
+    model.train()
+    d, L = model.config.dim, 9
+    proj = {m: torch.randn(3, L, d, requires_grad=True) for m in ("text", "audio", "vision")}
+    mask = {m: None for m in proj}
+    if padded:
+        mask["audio"] = torch.tensor([[True] * L, [True] * 4 + [False] * (L - 4), [True] * L])
+    stacked = model._shared(proj, mask)
+    apart = {m: model.shared_encoder(proj[m], mask[m]) for m in proj}
+    g = {m: torch.randn_like(v) for m, v in apart.items()}
+    params = [*proj.values(), *model.shared_encoder.parameters()]
+    grads = [torch.autograd.grad(sum((out[m] * g[m]).sum() for m in proj), params) for out in (stacked, apart)]
+    for m in proj:
+        torch.testing.assert_close(stacked[m], apart[m], **TOL)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, **TOL)
