@@ -46,10 +46,6 @@ def predict_command(
     """Predict the sentiment of each clip: score in [-3, 3], polarity, 7-class label, transcript."""
     import time
 
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
     from ..extraction.safety import check_output_dir, check_output_file
     from ..predict import Predictor, plot_timeline, predict
     from ..prediction_types import to_csv, to_json
@@ -78,36 +74,46 @@ def predict_command(
             if p.segments:
                 plot_timeline(p, plot_dir / f"{Path(p.path).stem}_timeline.png")
     if not quiet:
-        console = Console()
-        table = Table(title=escape(f"sentiment ({ck.model_name}, {Path(extra['checkpoint']).name})"))
-        show_face = any(p.face_ratio is not None for p in preds)
-        cols = [("file", {"no_wrap": True}), ("score", {"justify": "right"}), ("polarity", {}), ("7-class", {})]
-        if show_face:
-            cols.append(("face", {"justify": "right"}))
-        cols.append(("transcript / note", {"overflow": "fold", "ratio": 1}))
-        for col, kw in cols:
-            table.add_column(col, **kw)
-        skipped = [p for p in preds if p.skipped]
-        for p in preds:
-            if p.skipped:  # not media: one line under the table, not a row (the JSON/CSV keep the record)
-                continue
-            face = [] if not show_face else ["-" if p.face_ratio is None else f"{p.face_ratio:.0%}"]
-            if not p.ok:
-                table.add_row(Path(p.path).name, "-", "-", "-", *(["-"] if show_face else []),
-                              f"[red]error: {escape(p.error or '')}[/red]")
-                continue
-            note = escape(p.transcript)
-            if p.flags:
-                note = (note + "  " if note else "") + f"[yellow]({escape('; '.join(p.flags))})[/yellow]"
-            table.add_row(Path(p.path).name, f"{p.score:+.2f}", p.polarity, p.label7, *face, note)
-            for sg in p.segments:
-                table.add_row("", f"{sg.score:+.2f}", sg.polarity, "", *([""] if show_face else []),
-                              escape(f"  [{sg.start:.1f}-{sg.end:.1f}s] {sg.text}"))
-        console.print(table)
-        if skipped:
-            console.print(escape(f"skipped (not media): {', '.join(Path(p.path).name for p in skipped)}"))
+        _print_table(preds, f"sentiment ({ck.model_name}, {Path(extra['checkpoint']).name})")
     if preds and all(not p.ok for p in preds):
         raise typer.Exit(1)
+
+
+def _print_table(preds: list, title: str) -> None:
+    """The terminal table: one row per scored or failed file (and its segments); non-media files
+    in one "skipped" line under it."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=escape(title))
+    show_face = any(p.face_ratio is not None for p in preds)
+    cols = [("file", {"no_wrap": True}), ("score", {"justify": "right"}), ("polarity", {}), ("7-class", {})]
+    if show_face:
+        cols.append(("face", {"justify": "right"}))
+    cols.append(("transcript / note", {"overflow": "fold", "ratio": 1}))
+    for col, kw in cols:
+        table.add_column(col, **kw)
+    skipped = [p for p in preds if p.skipped]
+    for p in preds:
+        if p.skipped:  # not media: one line under the table, not a row (the JSON/CSV keep the record)
+            continue
+        face = [] if not show_face else ["-" if p.face_ratio is None else f"{p.face_ratio:.0%}"]
+        if not p.ok:
+            table.add_row(Path(p.path).name, "-", "-", "-", *(["-"] if show_face else []),
+                          f"[red]error: {escape(p.error or '')}[/red]")
+            continue
+        note = escape(p.transcript)
+        if p.flags:
+            note = (note + "  " if note else "") + f"[yellow]({escape('; '.join(p.flags))})[/yellow]"
+        table.add_row(Path(p.path).name, f"{p.score:+.2f}", p.polarity, p.label7, *face, note)
+        for sg in p.segments:
+            table.add_row("", f"{sg.score:+.2f}", sg.polarity, "", *([""] if show_face else []),
+                          escape(f"  [{sg.start:.1f}-{sg.end:.1f}s] {sg.text}"))
+    console.print(table)
+    if skipped:
+        console.print(escape(f"skipped (not media): {', '.join(Path(p.path).name for p in skipped)}"))
 
 
 def _write_result(target: Path, text: str) -> None:
