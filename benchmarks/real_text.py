@@ -15,7 +15,8 @@ regression on mean-pooled MiniLM sentence embeddings — non-0 Acc-2 78.3 %,
 has-0 Acc-2 77.2 %, MAE 0.978, Corr 0.672, Acc-7 29.2 %.
 
 Run: ``python benchmarks/real_text.py --dataset mosi [--dataset mosei] [--seeds 1,2,3] [--models a,b]
-[--epochs 40] [--recipe toolkit|reference] [--device auto] [--set key=value ...] [--work /tmp/msa_real_text]``;
+[--epochs 40] [--recipe toolkit|reference] [--device auto] [--set key=value ...] [--work /tmp/msa_real_text]
+[--data-root DIR]`` (``--data-root`` when the checkout is not next to ``shared/``, e.g. a git worktree);
 results go to ``benchmarks/results/real_text_<dataset>.md`` and ``.json`` (``--max-rows N`` builds a small subset
 for a smoke test and writes nothing under benchmarks/results unless ``--out`` is given).
 """
@@ -60,16 +61,17 @@ def _subset(labels: Path, out: Path, max_rows: int) -> Path:
     return out
 
 
-def build(name: str, work: Path, max_rows: int | None) -> Path:
+def build(name: str, work: Path, max_rows: int | None, shared: Path = SHARED) -> Path:
+    """The text dataset ``work/<name>_text[_<max_rows>]``, built from ``shared/<name>/label.csv`` unless it exists."""
     from msa_toolkit.data.build import build_dataset
 
-    labels = SHARED / name / "label.csv"
-    if not labels.is_file():
-        raise SystemExit(f"{labels} not found")
     tag = f"{name}_text" + (f"_{max_rows}" if max_rows else "")
     ds = work / tag
-    if (ds / "manifest.json").is_file():
+    if (ds / "manifest.json").is_file():  # built before under this --work: reused as it is
         return ds
+    labels = shared / name / "label.csv"
+    if not labels.is_file():
+        raise SystemExit(f"{labels} not found (--data-root names the folder holding {name}/label.csv)")
     if max_rows:
         labels = _subset(labels, work / f"{tag}.csv", max_rows)
     t0 = time.time()
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra override (trainer.x=.. / model.x=..)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/msa_real_text"))
+    ap.add_argument("--data-root", type=Path, default=SHARED,
+                    help="folder holding mosi/label.csv and mosei/label.csv (default ../shared/data of the checkout)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--max-rows", type=int, default=None, help="rows per split (smoke test)")
     ap.add_argument("--out", type=Path, default=None, help="results directory (default benchmarks/results)")
@@ -124,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["text_only"] + [n for n in names if n != "text_only"]
     out_dir = args.out or (None if args.max_rows else ROOT / "benchmarks" / "results")
     for dsname in args.dataset or ["mosi"]:
-        ds = build(dsname, args.work, args.max_rows)
+        ds = build(dsname, args.work, args.max_rows, args.data_root)
         bench_dir = args.work / "bench" / dsname  # resumable: finished runs are skipped on a re-run
         run_benchmark(names, ds, bench_dir, seeds=seeds, recipe=args.recipe, preset=dsname, percent=True,
                       overrides=[f"trainer.epochs={args.epochs}", f"trainer.patience={args.patience}",
