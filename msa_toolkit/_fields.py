@@ -13,16 +13,22 @@ from typing import Any
 
 #: the metadata key that holds a field's help text
 HELP_KEY = "help"
+#: the metadata key of a field whose value "none" is a choice of its own, not the word for None
+LITERAL_NONE_KEY = "literal_none"
 #: mutable default types that need a default_factory (each instance gets its own copy)
 _MUTABLE_DEFAULTS = (dict, list, set)
 
 
-def doc(default: Any, help: str) -> Any:
+def doc(default: Any, help: str, literal_none: bool = False) -> Any:
     """A dataclass field with ``default`` and ``help`` in its metadata (a dict/list/set default is copied
-    per instance through ``default_factory``)."""
+    per instance through ``default_factory``). ``literal_none``: the string "none" given on the command
+    line or in YAML stays the string (a value of the field's own, e.g. ``scheduler=none``: no schedule)
+    instead of reading as None (the field's "not set")."""
     if not help or not help.strip():
         raise ValueError("doc(): the help text must not be empty")
-    meta = {HELP_KEY: help}
+    meta: dict[str, Any] = {HELP_KEY: help}
+    if literal_none:
+        meta[LITERAL_NONE_KEY] = True
     if isinstance(default, _MUTABLE_DEFAULTS):
         return dataclasses.field(default_factory=partial(type(default), default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .._fields import doc
+from .._fields import LITERAL_NONE_KEY, doc
 from ..errors import MSAError
 
 #: strings accepted as true / false for a ``bool`` field
@@ -41,9 +41,9 @@ class TrainConfig:
     lr: float | None = doc(None, "learning rate; None = the model config's lr")
     optimizer: str | None = doc(None, "adam | adamw | sgd; None = the model config's optimizer")
     weight_decay: float | None = doc(None, "weight decay; None = the model config's weight_decay")
-    # the word "none" reads as None (the model config's schedule), hence "constant" for no schedule
-    scheduler: str | None = doc(None, "constant | cosine (per step) | epoch_cosine (per epoch) | plateau; "
-                                      "None = the model config's")
+    # "none" is a value here (no schedule, as "constant"), not the word for None: unset = the model config's
+    scheduler: str | None = doc(None, "none or constant (no schedule) | cosine (per step) | epoch_cosine (per "
+                                      "epoch) | plateau; unset = the model config's", literal_none=True)
     warmup_ratio: float | None = doc(None, "fraction of the optimiser steps of linear warm-up before the cosine "
                                            "decay; None = the model config's")
     warmup_epochs: int = doc(0, "epoch_cosine: epochs of linear warm-up from LR 0 (epoch e trains at "
@@ -138,7 +138,8 @@ def coerce_field(cls: type, name: str, value: Any) -> Any:
     if value is None or isinstance(value, Mapping):
         return value
     if isinstance(value, str) and value.lower() in NONE_WORDS and "None" in ann:
-        return None
+        if not (value.lower() == "none" and f.metadata.get(LITERAL_NONE_KEY)):  # "null" still means unset
+            return None
     try:
         if ann.startswith("bool"):
             if isinstance(value, str):

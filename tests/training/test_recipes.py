@@ -167,3 +167,22 @@ def test_cli_unknown_recipe_is_one_line_error(tiny_ds, tmp_path):
     r = runner.invoke(app, ["train", "--model", "text_only", "--recipe", "reference", "--data", str(tiny_ds),
                             "-o", str(tmp_path / "x"), "--device", "cpu", "-q"])
     assert r.exit_code != 0 and "has no recipe 'reference'" in (r.output + str(r.exception))
+
+
+def test_scheduler_none_on_the_command_line_means_no_schedule():
+    """``--set trainer.scheduler=none`` was read as None, i.e. "use the model config's schedule" (e.g.
+    DLF's plateau): the user asked for no schedule and silently got one."""
+    net = torch.nn.Linear(1, 1)
+    net.config = type("Cfg", (), {"scheduler": "plateau"})()  # a model whose own schedule is plateau
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for word in ("none", "None", "NONE"):
+        tc = TrainConfig.from_dict({"scheduler": word})
+        assert tc.scheduler == word
+        assert build_scheduler(opt, net, tc, 100, "min") == (None, "none")
+    for unset in ("null", None):  # the YAML word for "unset" still defers to the model config
+        tc = TrainConfig.from_dict({"scheduler": unset})
+        assert tc.scheduler is None
+        sched, when = build_scheduler(opt, net, tc, 100, "min")
+        assert isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) and when == "epoch"
+    # other optional string fields keep reading "none" as unset
+    assert TrainConfig.from_dict({"optimizer": "none"}).optimizer is None
