@@ -77,7 +77,7 @@ DEFAULT_TEXT_MODEL = "minilm"
 ENCODE_CHUNK = 256
 #: a CMU-MultimodalSDK segment key: ``<video>[<k>]``
 _SEGMENT = re.compile(r"^(?P<video>.+)\[(?P<clip>[^\[\]]*)\]$")
-#: audio/vision per modality: (name in the item tuple, position in the item's feature tuple)
+#: position of each modality's array in an item's feature tuple (words, visual, acoustic[, words])
 _POSITIONS = {"vision": 1, "audio": 2}
 
 
