@@ -5,9 +5,14 @@
 #
 #   scripts/reproduce.sh DATA_DIR [OUT_DIR]
 #
-# DATA_DIR holds MMSA's aligned_50.pkl (DLF, MInD, MMCL) and unaligned_50.pkl (ALMT).
-# OUT_DIR (default reproduce_out) gets data/ (imported datasets), aligned/ and unaligned/
-# (msa benchmark directories, resumable: re-run the script to continue) and results.{md,csv,json,png}.
+# DATA_DIR holds MMSA's aligned_50.pkl (DLF, MInD, MMCL) and unaligned_50.pkl (ALMT). When it also
+# holds MInD's own MAG-BERT-style pickles (mosi.pkl, or train.pkl + dev.pkl + test.pkl; see
+# docs/formats.md), MInD runs on those instead of aligned_50.pkl, as its authors did: the words go
+# through BERT_DIR's tokenizer and encoder (else the bundled MiniLM; features computed once at import)
+# and, for mosi.pkl, audio/vision rows are repeated per token as MInD's MOSI loader does.
+# OUT_DIR (default reproduce_out) gets data/ (imported datasets: aligned, unaligned, magbert),
+# aligned/, unaligned/ and magbert/ (msa benchmark directories, resumable: re-run the script to
+# continue) and results.{md,csv,json,png}, whose "data" column names the dataset each row used.
 #
 # Environment (all optional):
 #   BERT_DIR  local bert-base-uncased folder: DLF, ALMT and MInD fine-tune it as the references do
@@ -47,11 +52,20 @@ fi
 # shellcheck disable=SC2206  # EXTRA is split on purpose
 EXTRA_ARGS=(${EXTRA:-})
 
-import_pickle() {  # import_pickle FILE NAME: MMSA pickle -> native dataset (once)
-  if [ ! -f "$OUT/data/$2/manifest.json" ]; then
-    "$PY" -m msa_toolkit dataset import "$1" --out "$OUT/data/$2" --overwrite
+import_pickle() {  # import_pickle FILE NAME [OPTIONS...]: MMSA / MAG-BERT pickle -> native dataset (once)
+  local file=$1 name=$2
+  shift 2
+  if [ ! -f "$OUT/data/$name/manifest.json" ]; then
+    "$PY" -m msa_toolkit dataset import "$file" --out "$OUT/data/$name" --overwrite "$@"
   fi
 }
+
+MAGBERT=""  # MInD's MAG-BERT-style pickles: mosi.pkl, or train.pkl with dev.pkl and test.pkl
+if [ -f "$DATA/mosi.pkl" ]; then
+  MAGBERT="$DATA/mosi.pkl"
+elif [ -f "$DATA/train.pkl" ] && [ -f "$DATA/dev.pkl" ] && [ -f "$DATA/test.pkl" ]; then
+  MAGBERT="$DATA/train.pkl"
+fi
 
 pick() {  # pick "m1,m2": the subset of MODELS among m1, m2
   local want=",$1," out=""
@@ -63,7 +77,17 @@ pick() {  # pick "m1,m2": the subset of MODELS among m1, m2
 }
 
 DIRS=()
-ALIGNED=$(pick dlf,mind,mmcl)
+if [ -n "$MAGBERT" ] && [ -n "$(pick mind)" ]; then
+  TEXT_DEVICE=cpu
+  if [ "${NGPU:-0}" -gt 0 ]; then TEXT_DEVICE=cuda; fi
+  import_pickle "$MAGBERT" magbert --format magbert --text "${BERT_DIR:-minilm}" --device "$TEXT_DEVICE"
+  "${LAUNCH[@]}" benchmark --models mind --data "$OUT/data/magbert" -o "$OUT/magbert" "${ARGS[@]}" \
+    "${EXTRA_ARGS[@]}" > /dev/null
+  DIRS+=("$OUT/magbert")
+  ALIGNED=$(pick dlf,mmcl)
+else
+  ALIGNED=$(pick dlf,mind,mmcl)
+fi
 if [ -n "$ALIGNED" ]; then
   import_pickle "$DATA/aligned_50.pkl" aligned
   "${LAUNCH[@]}" benchmark --models "$ALIGNED" --data "$OUT/data/aligned" -o "$OUT/aligned" "${ARGS[@]}" \

@@ -13,7 +13,8 @@ from ._options import (ExtractorFlags, data_option, dataset_argument, dataset_pa
 
 dataset_app = typer.Typer(
     name="dataset",
-    help="Create datasets from label files (+ videos), import/export MMSA pickles, inspect and validate.",
+    help="Create datasets from label files (+ videos), import MMSA / MAG-BERT pickles, export MMSA ones, inspect "
+         "and validate.",
     no_args_is_help=True,
 )
 
@@ -91,18 +92,35 @@ def create_command(
 
 @dataset_app.command("import")
 def import_command(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
-                                help="MMSA pickle (aligned_50.pkl, unaligned_50.pkl, unaligned_39.pkl, ...)."),
+    file: Path = typer.Argument(..., exists=True, readable=True,
+                                help="MMSA pickle (aligned_50.pkl, unaligned_50.pkl, ...), or MAG-BERT / MInD's "
+                                     "mosi.pkl, train.pkl (dev.pkl and test.pkl beside it) or their folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to create."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset in --out."),
+    fmt: str = typer.Option("auto", "--format", "-f",
+                            help="auto (from the content) | mmsa | magbert (docs/formats.md)."),
+    text: str = typer.Option("minilm", "--text",
+                             help="magbert: text extractor (minilm) or transformers folder / cached id whose "
+                                  "features and token ids are computed from the words (a local BERT folder for "
+                                  "BERT fine-tuning); none: transcripts only."),
+    align: str = typer.Option("auto", "--align",
+                              help="magbert: tokens (audio/vision rows repeated per token, as MInD's MOSI loader) "
+                                   "| words (one row per word, as its MOSEI loader) | auto (tokens for mosi.pkl, "
+                                   "words for train/dev/test.pkl)."),
+    device: str = typer.Option("cpu", "--device", help="magbert: where the text model runs (cpu, cuda)."),
 ) -> None:
-    """Import an MMSA pickle as a native dataset."""
-    from ..data.mmsa import import_mmsa
+    """Import an MMSA or MAG-BERT / MInD pickle as a native dataset."""
+    from ..data.importers import FORMATS, import_pickle
 
-    ds, rep = import_mmsa(file, out, overwrite=overwrite)
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"unknown format {fmt!r}; supported: {', '.join(FORMATS)}")
+    text_model = None if text.strip().lower() in ("none", "off", "") else text
+    ds, rep, used = import_pickle(file, out, fmt=fmt, overwrite=overwrite, text_model=text_model, align=align,
+                                  device=device)
     sizes = ", ".join(f"{k} {v}" for k, v in ds.num_samples().items())
     dims = "/".join(str(rep.dims.get(m, 0)) for m in ("text", "audio", "vision"))
-    typer.echo(f"imported {file.name} ({rep.layout}, dims {dims}) -> {out}: {sizes}")
+    layout = rep.layout if used == "mmsa" else f"magbert, {rep.form}, {rep.align}-aligned, text {rep.text_model or 'none'}"
+    typer.echo(f"imported {file.name} ({layout}, dims {dims}) -> {out}: {sizes}")
     typer.echo("non-finite feature values replaced by 0: " + ", ".join(f"{m} {n}" for m, n in rep.nonfinite.items()))
     for w in rep.warnings:
         typer.secho(f"note: {w}", fg=typer.colors.YELLOW, err=True)

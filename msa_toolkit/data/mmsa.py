@@ -140,10 +140,12 @@ def _floats(a: Any, n: int) -> list[float | None]:
     return [float(x) for x in arr]
 
 
-def read_mmsa(path: str | os.PathLike) -> tuple[FeatureSpec, dict[str, Iterator[Sample]], MMSAReport]:
-    """Parse an MMSA pickle into a FeatureSpec and per-split sample iterators (see module docstring)."""
+def read_mmsa(path: str | os.PathLike,
+              data: Mapping[str, Any] | None = None) -> tuple[FeatureSpec, dict[str, Iterator[Sample]], MMSAReport]:
+    """Parse an MMSA pickle into a FeatureSpec and per-split sample iterators (see module docstring);
+    ``data``: the file's content when the caller has already unpickled it."""
     p = Path(path)
-    data = _load_pickle(p)
+    data = _load_pickle(p) if data is None else data
     splits = {canonical_split(k): v for k, v in data.items() if canonical_split(k) in ("train", "valid", "test")}
     if not splits:
         raise DatasetError(f"{p}: not an MMSA pickle: no train/valid/test keys (found {sorted(map(str, data))[:10]})")
@@ -152,7 +154,8 @@ def read_mmsa(path: str | os.PathLike) -> tuple[FeatureSpec, dict[str, Iterator[
     has_lengths: dict[str, bool] = {}
     for name, d in splits.items():
         if not isinstance(d, Mapping):
-            raise DatasetError(f"{p}: split {name!r} is a {type(d).__name__}, expected a dict of arrays")
+            hint = " (a MAG-BERT / MInD pickle? import it with --format magbert)" if isinstance(d, list) else ""
+            raise DatasetError(f"{p}: split {name!r} is a {type(d).__name__}, expected a dict of arrays{hint}")
         if "regression_labels" not in d:
             raise DatasetError(f"{p}: split {name!r} has no 'regression_labels' (keys: {sorted(d)})")
         n = len(d["regression_labels"])
@@ -259,10 +262,11 @@ def _samples(path: Path, split: str, d: Mapping[str, Any], dims: Mapping[str, in
                      video_id=video, clip_id=clip, **{f: v[k] for f, v in uni.items()})
 
 
-def import_mmsa(path: str | os.PathLike, out_dir: str | os.PathLike,
-                overwrite: bool = False) -> tuple[MSADataset, MMSAReport]:
-    """Convert an MMSA pickle into a native dataset directory; returns (dataset, report)."""
-    spec, samples, report = read_mmsa(path)
+def import_mmsa(path: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False,
+                data: Mapping[str, Any] | None = None) -> tuple[MSADataset, MMSAReport]:
+    """Convert an MMSA pickle into a native dataset directory; returns (dataset, report).
+    ``data``: the file's content when the caller has already unpickled it."""
+    spec, samples, report = read_mmsa(path, data)
     ds = write_dataset(out_dir, spec, samples, overwrite=overwrite,
                        provenance={"source": "mmsa_pickle", "file": str(Path(path).resolve()),
                                    "layout": report.layout, "padded_lengths": report.lengths})

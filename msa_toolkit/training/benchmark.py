@@ -83,6 +83,14 @@ def _scoped_overrides(overrides: Iterable[str], model: str) -> list[str]:
     return out
 
 
+def data_label(data: Any) -> str:
+    """What a run row records as its data: the dataset directory (``""`` for an in-memory dataset)."""
+    if isinstance(data, (str, os.PathLike)):
+        return str(data)
+    path = getattr(data, "path", None)
+    return str(path) if path is not None else ""
+
+
 def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, preset: str | None,
              overrides: list[str]) -> dict[str, Any]:
     """Train (or read back) one model x seed; the row (raises on failure)."""
@@ -115,6 +123,7 @@ def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, prese
            "params": int(ck.model.num_parameters()), "epochs_run": len(fit.history), "best_epoch": fit.best_epoch,
            "seconds_per_epoch": float(np.mean(secs)) if secs else float("nan"),
            "wall_seconds": round(time.time() - t0, 1), "device": device_name, "run_dir": str(run_dir),
+           "data": data_label(data),
            "valid": fit.valid, "test": fit.test,
            BEST_TEST_KEY: fit.best_test.get(BEST_TEST_KEY, {}).get("metrics", {})}
     atomic_write_json(info_path, row, indent=1)
@@ -151,11 +160,13 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
             run_dir = out_dir / RUNS_DIR / model / f"seed_{seed}"
             try:
                 rows.append(_run_one(model, data, run_dir, int(seed), recipe, p, _scoped_overrides(overrides, model)))
+                rows[-1].setdefault("data", data_label(data))  # runs finished before rows recorded it
             except Exception as e:  # noqa: BLE001 - a failed run becomes a row; the others go on
                 msg = f"{type(e).__name__}: {e}".strip()
                 rows.append({"model": model, "seed": int(seed), "recipe": recipe, "preset": p or "-",
                              "status": "failed", "error": msg.splitlines()[0][:500],
-                             "traceback": traceback.format_exc(limit=8), "run_dir": str(run_dir)})
+                             "traceback": traceback.format_exc(limit=8), "run_dir": str(run_dir),
+                             "data": data_label(data)})
     result = BenchmarkResult(out_dir, rows, aggregate(rows))
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the tables
         write_results(result, mmsa_names=mmsa_names, percent=percent, paper=paper, plot=plot)
@@ -176,7 +187,8 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         ok = [r for r in mine if r["status"] == "ok"]
         entry: dict[str, Any] = {"recipe": mine[0]["recipe"], "preset": mine[0]["preset"], "ok": len(ok),
                                  "seeds": [r["seed"] for r in mine],
-                                 "errors": [f"seed {r['seed']}: {r['error']}" for r in mine if r["status"] != "ok"]}
+                                 "errors": [f"seed {r['seed']}: {r['error']}" for r in mine if r["status"] != "ok"],
+                                 "data": ", ".join(dict.fromkeys(r["data"] for r in mine if r.get("data")))}
         if ok:
             entry.update(recipe=ok[0]["recipe"], params=ok[0]["params"], device=ok[0]["device"],
                          seconds_per_epoch=_stats([r["seconds_per_epoch"] for r in ok])["mean"],
@@ -215,22 +227,23 @@ def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bo
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["model", "seed", "recipe", "preset", "status", "error", "params", "epochs_run", "best_epoch",
-                "seconds_per_epoch", "device", *[f"test_{m}" for m in metrics],
+                "seconds_per_epoch", "device", "data", *[f"test_{m}" for m in metrics],
                 *[f"{BEST_TEST_KEY}_{m}" for m in metrics]])
     for r in result.runs:
         w.writerow([r["model"], r["seed"], r["recipe"], r["preset"], r["status"], r["error"], r.get("params", ""),
                     r.get("epochs_run", ""), r.get("best_epoch", ""), r.get("seconds_per_epoch", ""),
-                    r.get("device", ""), *[r.get("test", {}).get(m, "") for m in metrics],
+                    r.get("device", ""), r.get("data", ""), *[r.get("test", {}).get(m, "") for m in metrics],
                     *[r.get(BEST_TEST_KEY, {}).get(m, "") for m in metrics]])
     atomic_write_text(out / "runs.csv", buf.getvalue())
     buf = io.StringIO()
     w = csv.writer(buf)
     cols = [("test", m) for m in metrics] + [(BEST_TEST_KEY, m) for m in metrics]
-    w.writerow(["model", "recipe", "preset", "seeds_ok", "seeds", "params", "seconds_per_epoch", "device", "errors",
+    w.writerow(["model", "recipe", "preset", "seeds_ok", "seeds", "params", "seconds_per_epoch", "device", "data",
+                "errors",
                 *[f"{s}_{_label(m, mmsa_names, False)}_{stat}" for s, m in cols for stat in ("mean", "std")]])
     for model, e in table.items():
         w.writerow([model, e["recipe"], e["preset"], e["ok"], len(e["seeds"]), e.get("params", ""),
-                    e.get("seconds_per_epoch", ""), e.get("device", ""), " | ".join(e["errors"]),
+                    e.get("seconds_per_epoch", ""), e.get("device", ""), e.get("data", ""), " | ".join(e["errors"]),
                     *[e.get(s, {}).get(m, {}).get(stat, "") for s, m in cols for stat in ("mean", "std")]])
     atomic_write_text(out / "results.csv", buf.getvalue())
     atomic_write_json(out / "results.json", {"table": table, "runs": result.runs, "paper": paper or {},
@@ -244,18 +257,21 @@ def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bo
 
 def markdown(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str], mmsa_names: bool = False,
              percent: bool = False, paper: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """The Markdown report: valid-selected table first, then the labelled test-selected one, papers, failures."""
-    head = "| model | recipe | seeds ok | params | s / epoch | device | " + \
+    """The Markdown report: valid-selected table first, then the labelled test-selected one, papers, failures.
+    When the models ran on different datasets (e.g. reproduce.sh) a ``data`` column names each one's folder."""
+    with_data = len({e.get("data", "") for e in table.values()}) > 1
+    head = "| model | recipe | " + ("data | " if with_data else "") + "seeds ok | params | s / epoch | device | " + \
         " | ".join(_label(m, mmsa_names, percent) for m in metrics) + " |"
-    rule = "|---|---|---:|---:|---:|---|" + "---:|" * len(metrics)
+    rule = "|---|---|" + ("---|" if with_data else "") + "---:|---:|---:|---|" + "---:|" * len(metrics)
     lines = [f"# Benchmark ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
              "## Test metrics of the checkpoint chosen on valid (mean ± std over seeds)", "", head, rule]
 
     def row(model: str, e: Mapping[str, Any], split: str) -> str:
         spe = e.get("seconds_per_epoch")
-        return (f"| {model} | {e['recipe']} | {e['ok']}/{len(e['seeds'])} | {e.get('params', ''):,} | "
-                f"{spe:.2f} | {e.get('device', '')} | " if e["ok"] else
-                f"| {model} | {e['recipe']} | 0/{len(e['seeds'])} | | | | ") + \
+        data = ", ".join(Path(d).name for d in e.get("data", "").split(", ") if d)
+        lead = f"| {model} | {e['recipe']} | " + (f"{data} | " if with_data else "")
+        return lead + (f"{e['ok']}/{len(e['seeds'])} | {e.get('params', ''):,} | "
+                       f"{spe:.2f} | {e.get('device', '')} | " if e["ok"] else f"0/{len(e['seeds'])} | | | | ") + \
             " | ".join(_fmt(m, e.get(split, {}).get(m, {}), percent) for m in metrics) + " |"
 
     lines += [row(m, e, "test") for m, e in table.items()]

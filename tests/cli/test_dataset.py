@@ -118,6 +118,30 @@ def test_validate_duplicate_ids(tmp_path, capsys):
     assert "[duplicate] 1 duplicate ids: train0000_0" in capsys.readouterr().out
 
 
+def test_import_magbert_pickles(tmp_path, capsys):
+    """issue 16: `msa dataset import` reads MAG-BERT / MInD pickles (format detected from the content)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "magbert_pickles", Path(__file__).resolve().parents[1] / "data" / "test_magbert.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.make_mosi(tmp_path / "MOSI" / "mosi.pkl")
+    assert main(["dataset", "import", str(tmp_path / "MOSI" / "mosi.pkl"), "-o", str(tmp_path / "a"),
+                 "--text", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "imported mosi.pkl (magbert, dict, words-aligned, text none, dims 0/74/47)" in out
+    assert "train 4, valid 2, test 3" in out and "non-finite feature values replaced by 0: audio 1, vision 0" in out
+    mod.make_mosei(tmp_path / "MOSEI")
+    assert main(["dataset", "import", str(tmp_path / "MOSEI"), "-o", str(tmp_path / "b"), "--text", "none",
+                 "--format", "magbert"]) == 0
+    assert "imported MOSEI (magbert, files, words-aligned" in capsys.readouterr().out
+    assert main(["dataset", "import", str(tmp_path / "MOSEI"), "-o", str(tmp_path / "c"), "--format", "mmsa"]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert main(["dataset", "import", str(tmp_path / "MOSEI"), "-o", str(tmp_path / "c"), "--format", "x"]) != 0
+
+
 @pytest.mark.parametrize("args", [["dataset", "info", "/nonexistent/ds"], ["dataset", "import", "/nope.pkl", "-o", "x"]])
 def test_path_validation(args):
     assert main(args) != 0
