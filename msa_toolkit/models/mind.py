@@ -53,7 +53,8 @@ Deviations from the paper / the authors' public code:
 * The noise-prediction loss uses L1 for ``prediction_loss="l1"`` and MSE for ``"mse+l1"``
   (the reference uses its first prediction criterion for it, i.e. MSE on MOSEI).
 * The authors' rollback early stopping with an exponential LR decay of 0.5 on each rollback
-  is left to the generic trainer (``scheduler="plateau"``).
+  is the generic trainer's ``rollback_*`` settings, used by ``--recipe reference``
+  (``models/presets.py``); the toolkit recipe keeps ``scheduler="plateau"``.
 * Precomputed (frozen) text features are the default; set ``text_encoder`` to fine-tune a
   transformers encoder inside the model as the authors do with BERT.
 """
