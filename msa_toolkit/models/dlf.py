@@ -62,7 +62,7 @@ from ..spec import MODALITIES
 from .._fields import doc
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
-from .grouped import run_grouped
+from .grouped import grouping_on, run_grouped
 from .layers import CrossModalTransformer, last_valid, masked_mean, unpadded
 from .heads import ConvProjection, ResidualHead
 from .text_encoder import TextEncoder
@@ -202,8 +202,8 @@ class DLF(MSAModel):
             aux[f"mask_{m}"] = self.proj[m].output_mask(in_mask, proj[m].shape[1])
             mask[m] = None if net_mask is None else aux[f"mask_{m}"]
         sh = self._shared(proj, mask)
-        h_c, lfa = self._encoders(proj, sh, mask, aux)
-        pred_c, _ = self.shared_head(h_c)
+        encoders = self._encoders_grouped if grouping_on(proj["text"]) else self._encoders
+        pred_c, h_c, lfa = encoders(proj, sh, mask, aux)
         tm = mask["text"]
         gated = []
         for m in MODALITIES:
@@ -217,17 +217,39 @@ class DLF(MSAModel):
 
     def _encoders(self, proj: dict[str, torch.Tensor], sh: dict[str, torch.Tensor],
                   mask: dict[str, torch.Tensor | None], aux: dict[str, torch.Tensor]
-                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The specific encoders (on the projections, then on the reconstructions), the shared branch's
-        self-attention and the Language-Focused Attractor (L->L memory; A->L and V->L cross-modal
-        transformers, then their memories). Returns the shared state ``h_c`` [B, 3d] and the LFA
-        sequences by modality; fills ``aux``.
+                  ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """The specific encoders (on the projections, then on the reconstructions), the shared branch
+        (self-attention, last states, head) and the Language-Focused Attractor (L->L memory; A->L and V->L
+        cross-modal transformers, then their memories), module by module. Returns the shared prediction
+        [B, 1], the shared state ``h_c`` [B, 3d] and the LFA sequences by modality; fills ``aux``."""
+        s = {}
+        for m in MODALITIES:
+            p = proj[m]
+            s[m] = self.specific_encoders[m](p, mask[m])
+            recon = self.decoders[m](torch.cat([s[m], sh[m]], dim=-1))
+            aux.update({f"proj_{m}": p, f"specific_{m}": s[m], f"shared_{m}": sh[m], f"recon_{m}": recon,
+                        f"specific_recon_{m}": self.specific_encoders[m](recon, mask[m]),
+                        f"shared_embed_{m}": self.triplet_proj[m](masked_mean(sh[m], mask[m]))})
+        # shared branch
+        h_c = torch.cat([last_valid(self.shared_self_attn[m](sh[m], mask[m]), mask[m]) for m in MODALITIES], -1)
+        pred_c, _ = self.shared_head(h_c)
+        # Language-Focused Attractor in the specific space (language-length sequences)
+        tm = mask["text"]
+        lfa = {"text": self.lfa_text_mem(s["text"], tm)}
+        for m in ("audio", "vision"):
+            lfa[m] = self.lfa_mem[m](self.lfa_cross[m](s["text"], tm, s[m], mask[m]), tm)
+        return pred_c, h_c, lfa
 
-        Transformers of one architecture on inputs of one shape run as a group (:func:`.grouped.run_grouped`:
-        one batched op per layer, same results, dropout drawn in another order): with aligned inputs three
-        groups (the 3 specific encoders with the 3 shared self-attentions; the 3 re-encodings with the L->L
-        memory; the 2 memories) and the 2 cross-modal transformers as a fourth.
-        """
+    def _encoders_grouped(self, proj: dict[str, torch.Tensor], sh: dict[str, torch.Tensor],
+                          mask: dict[str, torch.Tensor | None], aux: dict[str, torch.Tensor]
+                          ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`_encoders` with the transformers grouped (:func:`.grouped.run_grouped`), used where
+        grouping is on (``grouped.GROUPED_DEVICES``; off everywhere by default: no faster on the CPU).
+        Transformers of one architecture on inputs of one shape run as one batched op per layer: with
+        aligned inputs the 3 specific encoders with the 3 shared self-attentions, the 3 re-encodings with
+        the L->L memory, the 2 cross-modal transformers, the 2 memories. Same results at dropout 0; the
+        dropout draws follow another order (same distribution), which is why :meth:`_encoders` keeps the
+        former call order where grouping is off (seeded runs unchanged)."""
         tm = mask["text"]
         # members ordered so equal attention-dropout rates are adjacent (one attention call per run)
         out = run_grouped([x for m in MODALITIES for x in (self.specific_encoders[m], self.shared_self_attn[m])],
@@ -247,7 +269,8 @@ class DLF(MSAModel):
                         f"specific_recon_{m}": re,
                         f"shared_embed_{m}": self.triplet_proj[m](masked_mean(sh[m], mask[m]))})
         lfa = {"text": out[0], **dict(zip(av, run_grouped([self.lfa_mem[m] for m in av], out[4:], [tm, tm])))}
-        return h_c, lfa
+        pred_c, _ = self.shared_head(h_c)
+        return pred_c, h_c, lfa
 
     def _shared(self, proj: dict[str, torch.Tensor], mask: dict[str, torch.Tensor | None]
                 ) -> dict[str, torch.Tensor]:

@@ -35,19 +35,25 @@ from torch import nn
 
 from .layers import CrossModalTransformer, EncoderLayer, MultiHeadAttention, SelfAttention, attend
 
-__all__ = ["run_grouped", "structure", "GROUPED_DEVICES"]
+__all__ = ["run_grouped", "grouping_on", "structure", "GROUPED_DEVICES"]
 
 #: device types (``torch.device.type``) on whose inputs :func:`run_grouped` groups calls; on others it calls
-#: each module. Empty: off. On the 2-core CPU grouping measured no faster than the per-module calls (DLF
-#: aligned B = 16 train 0.97-1.01x, inference 0.98-1.07x; B = 64 train 0.88-0.95x; MMCL B = 128 0.96-0.98x:
-#: the GEMM time is the same, the ~8 k fewer ops per step save little; ``benchmarks/results/reference_speed.md``,
-#: 2026-11-30 grouped section). Not measured on CUDA, where per-kernel launch cost could make it pay off.
+#: each module. Empty: off. On the 2-core CPU grouping was no faster (``benchmarks/results/reference_speed.md``,
+#: 2026-11-30 "grouped execution"; grouped ÷ per-module, two alternating pairs: DLF aligned B = 16 train
+#: 1.00 / 0.98, inference 0.94 / 1.06, B = 64 train 0.86 / 0.99; MMCL B = 128 train 0.97 / 1.01, inference
+#: 0.93 / 0.84): the GEMM time is the same batched or not, and the ~8 k fewer ops per step save little.
+#: Not measured on CUDA, where per-kernel launch cost could make it pay off.
 GROUPED_DEVICES: frozenset[str] = frozenset()
 
 #: attributes that may differ between grouped members: attention dropout goes per group into ``attend``
 PER_MEMBER_ATTRIBUTES = frozenset({"dropout"})
 #: attribute values compared by :func:`structure` (scalars and tuples of them)
 _PLAIN = (bool, int, float, str, tuple, type(None))
+
+
+def grouping_on(x: torch.Tensor) -> bool:
+    """Whether :func:`run_grouped` groups calls on inputs like ``x`` (its device type is in :data:`GROUPED_DEVICES`)."""
+    return x.device.type in GROUPED_DEVICES
 
 
 def structure(module: nn.Module) -> tuple:
@@ -74,16 +80,16 @@ def run_grouped(modules: Sequence[nn.Module], inputs: Sequence[torch.Tensor],
     """``[modules[i](inputs[i], masks[i], sources[i], source_masks[i]) for i]``, grouped where possible.
 
     ``modules``: :class:`~.layers.CrossModalTransformer` s (``sources`` / ``source_masks`` for cross-modal
-    ones) or :class:`~.layers.EncoderLayer` s; other modules are called one by one. Calls whose module
+    ones) or :class:`~.layers.EncoderLayer` s; other modules (e.g. the parity scripts' stand-ins) are called
+    one by one, as ``module(input, mask)`` when they have no source. Calls whose module
     structure (:func:`structure`) and input / source shapes agree run as one group (module docstring);
     the results come back in the order of ``modules``.
     """
     n = len(modules)
-    if n and inputs[0].device.type not in GROUPED_DEVICES:
-        return [m(x, k) if isinstance(m, EncoderLayer) else m(x, k, s, sk) for m, x, k, s, sk in
-                zip(modules, inputs, masks, sources or [None] * n, source_masks or [None] * n)]
     sources = list(sources) if sources is not None else [None] * n
     source_masks = list(source_masks) if source_masks is not None else [None] * n
+    if n and not grouping_on(inputs[0]):
+        return [_call(*args) for args in zip(modules, inputs, masks, sources, source_masks)]
     if not (len(inputs) == len(masks) == len(sources) == len(source_masks) == n):
         raise ValueError("run_grouped needs one input, mask, source and source mask per module")
     keys = [(structure(m), _shape(x), _shape(s)) if isinstance(m, (CrossModalTransformer, EncoderLayer))
@@ -95,9 +101,7 @@ def run_grouped(modules: Sequence[nn.Module], inputs: Sequence[torch.Tensor],
     for idx in groups.values():
         if len(idx) == 1:
             i = idx[0]
-            args = (inputs[i], masks[i]) if isinstance(modules[i], EncoderLayer) else \
-                (inputs[i], masks[i], sources[i], source_masks[i])
-            out[i] = modules[i](*args)
+            out[i] = _call(modules[i], inputs[i], masks[i], sources[i], source_masks[i])
             continue
         group = [modules[i] for i in idx]
         x = torch.stack([inputs[i] for i in idx])
@@ -111,6 +115,14 @@ def run_grouped(modules: Sequence[nn.Module], inputs: Sequence[torch.Tensor],
         for i, yi in zip(idx, y.unbind(0)):
             out[i] = yi
     return out  # type: ignore[return-value]
+
+
+def _call(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, source: torch.Tensor | None,
+          source_mask: torch.Tensor | None) -> torch.Tensor:
+    """One module's own forward: ``module(x, mask)``, with the source and its mask when there is one."""
+    if source is None and source_mask is None:
+        return module(x, mask)
+    return module(x, mask, source, source_mask)
 
 
 def _stack_masks(masks: list[torch.Tensor | None], x: torch.Tensor) -> torch.Tensor | None:

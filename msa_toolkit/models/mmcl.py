@@ -251,7 +251,7 @@ class MMCL(MSAModel):
         state = spec_all.detach()
         action = self.policy(state)  # [B, 3S, 1]
         weighted = spec_all * action
-        # the 3 common and 3 specific blocks as one group (grouped.run_grouped: one batched op per layer)
+        # the 3 common and 3 specific blocks (grouped.run_grouped: one by one unless grouping is on for the device)
         masks = [slot_mask[m] for m in MODALITIES]
         blocks = run_grouped([self.common_blocks[m] for m in MODALITIES]
                              + [self.specific_blocks[m] for m in MODALITIES],

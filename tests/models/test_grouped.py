@@ -8,7 +8,7 @@
 - calls that differ in shape or structure run in their own groups (and a group of one is the module itself);
 - unequal attention dropout rates in a group drop each member at its rate;
 - grouping is off unless the device type is in ``GROUPED_DEVICES`` (empty by default; the tests turn it on);
-- DLF and MMCL: forward and backward equal the per-module path.
+- DLF and MMCL: forward and backward with grouping on equal those with it off (the per-module path).
 """
 
 from __future__ import annotations
@@ -162,22 +162,14 @@ def _batch(B: int, L: int, dims: tuple[int, int, int], padded: bool) -> Batch:
     return Batch(label=torch.empty(B).uniform_(-3, 3, generator=g), **x, **masks)
 
 
-def _step(model, batch):
-    torch.manual_seed(3)
-    out = model(batch)
-    loss = model.objective(out, batch)
-    model.zero_grad(set_to_none=True)
-    loss.total.backward()
-    return out, loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
 @pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("name,kwargs", [
     ("dlf", dict(layers=2, mem_layers=2, attn_dropout=0.0, attn_dropout_audio=0.0, embed_dropout=0.0,
                  out_dropout=0.0, text_dropout=0.0)),
     ("mmcl", dict(attn_dropout=0.0, dropout=0.0)),
 ])
-def test_models_equal_their_per_module_path(monkeypatch, name, kwargs, padded):
+def test_models_equal_their_per_module_path(monkeypatch, step_check, name, kwargs, padded):
+    forward_backward, assert_same_step = step_check
     L = 12
     torch.manual_seed(0)
     model = create_model(name, "tiny", text_len=L, audio_len=L, vision_len=L, **kwargs).train()
@@ -185,17 +177,12 @@ def test_models_equal_their_per_module_path(monkeypatch, name, kwargs, padded):
     sizes = []
     real = grouped._cross_modal if name == "dlf" else grouped._encoder_layer
     monkeypatch.setattr(grouped, real.__name__, lambda group, *a: sizes.append(len(group)) or real(group, *a))
-    fast = _step(model, batch)
+    fast = forward_backward(model, batch)
     assert sizes == ([6, 4, 2, 2] if name == "dlf" else [6])  # L->L (depth `layers`) joins the re-encodings
-    monkeypatch.setattr(f"msa_toolkit.models.{name}.run_grouped", one_by_one)
-    slow = _step(model, batch)
-    torch.testing.assert_close(fast[0].prediction, slow[0].prediction, **TOL)
-    for k, v in slow[0].aux.items():
-        torch.testing.assert_close(fast[0].aux[k], v, **TOL)
-    torch.testing.assert_close(fast[1].total, slow[1].total, **TOL)
-    assert fast[2].keys() == slow[2].keys()
-    for k, v in slow[2].items():
-        torch.testing.assert_close(fast[2][k], v, **TOL)
+    monkeypatch.setattr(grouped, "GROUPED_DEVICES", frozenset())  # off: DLF's former call order, MMCL one by one
+    slow = forward_backward(model, batch)
+    assert len(sizes) == (4 if name == "dlf" else 1)
+    assert_same_step(fast, slow)
 
 
 def test_grouping_is_off_by_default_on_the_cpu(monkeypatch):
@@ -206,3 +193,30 @@ def test_grouping_is_off_by_default_on_the_cpu(monkeypatch):
     monkeypatch.setattr(grouped, "_cross_modal", lambda *a: pytest.fail("grouped although off"))
     for a, b in zip(run_grouped(modules, inputs, [None] * 3), one_by_one(modules, inputs, [None] * 3)):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_other_modules_are_called_with_input_and_mask_only(monkeypatch, on):
+    """As the MMCL parity script's stand-in blocks are (a regression: they were given four arguments)."""
+    monkeypatch.setattr(grouped, "GROUPED_DEVICES", frozenset({"cpu"} if on else ()))
+
+    class TwoArgs(torch.nn.Module):
+        def forward(self, x, mask):
+            return x * 2
+
+    x = torch.randn(2, 3, 4)
+    got = run_grouped([TwoArgs(), TwoArgs()], [x, x], [None, None])
+    assert all(torch.equal(g, x * 2) for g in got)
+
+
+@pytest.mark.parametrize("how", ["all", "absent"])
+def test_runs_of_unequal_rates_keep_each_members_key_mask(how):
+    """Three runs (rates 0, 1e-9, 0: a 1e-9 rate keeps every weight here, and scales by 1 in fp32) equal one call."""
+    torch.manual_seed(0)
+    G, B, L, H = 3, 4, 6, 2
+    q, k, v = (torch.randn(G, B, L, 8) for _ in range(3))
+    key_mask = torch.cat(_masks(B, L, how, G))
+    split = grouped._attend(q, k, v, H, key_mask, (0.0, 1e-9, 0.0))
+    whole = grouped._attend(q, k, v, H, key_mask, (0.0, 0.0, 0.0))
+    torch.testing.assert_close(split, whole, **TOL)
+    assert not torch.equal(whole, grouped._attend(q, k, v, H, None, (0.0,) * 3))  # the mask matters here
