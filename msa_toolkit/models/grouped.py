@@ -1,9 +1,9 @@
 """Grouped execution: G modules of one architecture, different weights, same-shaped inputs, one op per layer.
 
 DLF runs about fifteen small :class:`~.layers.CrossModalTransformer` calls per step and MMCL six
-:class:`~.layers.EncoderLayer` calls, many on inputs of one shape; at their widths (d = 50, 5-dim heads)
-a step is dominated by the per-op overhead, not the arithmetic. :func:`run_grouped` stacks the inputs
-along a new leading group axis and runs each layer once for the whole group:
+:class:`~.layers.EncoderLayer` calls, many on inputs of one shape; at their widths (d = 50, 5-dim heads) the per-op overhead looked
+like the cost to cut (on the CPU it measured small: see :data:`GROUPED_DEVICES`). :func:`run_grouped`
+stacks the inputs along a new leading group axis and runs each layer once for the whole group:
 
 - Linear layers: the G weights (and biases) stacked on every call, ``torch.baddbmm`` / ``torch.bmm`` over
   ``[G, B*L, in]``. The parameters stay where they are, so state dicts, checkpoints and the parity
@@ -15,12 +15,13 @@ along a new leading group axis and runs each layer once for the whole group:
 - dropout (embedding, residual, feed-forward, attention): drawn as usual, with the same distribution
   per element; the draws follow another order than G separate calls (like ``DLF._shared``), so a seeded
   run gives other (equally distributed) masks than the per-module path. At dropout 0 the outputs and
-  gradients equal the per-module calls (fp32, within 1e-6; ``tests/models/test_grouped.py``).
+  gradients equal the per-module calls (fp64 within 1e-12; fp32 within 1e-6 of each tensor's scale, the
+  LayerNorm and bias gradients summing in another order; ``tests/models/test_grouped.py``).
 
 Off unless the inputs' device type is in :data:`GROUPED_DEVICES` (empty by default: it measured no
-faster on the CPU). Calls that cannot share a group (another input or source shape, dtype or device, another structure:
-depth, widths, heads, dropout rates other than attention's, training flag) run in their own group; a
-group of one is the module's own ``forward``. A missing mask in a group where another member has one is
+faster on the CPU). Calls that cannot share a group (another input or source shape, dtype or device,
+another structure: depth, widths, heads, dropout rates other than attention's, training flag) run in
+their own group; a group of one is the module's own ``forward``. A missing mask in a group where another member has one is
 a mask of ones (the same result).
 """
 
@@ -45,7 +46,7 @@ __all__ = ["run_grouped", "grouping_on", "structure", "GROUPED_DEVICES"]
 #: Not measured on CUDA, where per-kernel launch cost could make it pay off.
 GROUPED_DEVICES: frozenset[str] = frozenset()
 
-#: attributes that may differ between grouped members: attention dropout goes per group into ``attend``
+#: attributes that may differ between grouped members: attention dropout (one ``attend`` call per run of equal rates)
 PER_MEMBER_ATTRIBUTES = frozenset({"dropout"})
 #: attribute values compared by :func:`structure` (scalars and tuples of them)
 _PLAIN = (bool, int, float, str, tuple, type(None))
