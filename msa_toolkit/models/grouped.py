@@ -1,9 +1,10 @@
 """Grouped execution: G modules of one architecture, different weights, same-shaped inputs, one op per layer.
 
 DLF runs about fifteen small :class:`~.layers.CrossModalTransformer` calls per step and MMCL six
-:class:`~.layers.EncoderLayer` calls, many on inputs of one shape; at their widths (d = 50, 5-dim heads) the per-op overhead looked
-like the cost to cut (on the CPU it measured small: see :data:`GROUPED_DEVICES`). :func:`run_grouped`
-stacks the inputs along a new leading group axis and runs each layer once for the whole group:
+:class:`~.layers.EncoderLayer` calls, many on inputs of one shape; at their widths (d = 50, 5-dim
+heads) the per-op overhead looked like the cost to cut (on the CPU it measured small: see
+:data:`GROUPED_DEVICES`). :func:`run_grouped` stacks the inputs along a new leading group axis and
+runs each layer once for the whole group:
 
 - Linear layers: the G weights (and biases) stacked on every call, ``torch.baddbmm`` / ``torch.bmm`` over
   ``[G, B*L, in]``. The parameters stay where they are, so state dicts, checkpoints and the parity
@@ -21,8 +22,8 @@ stacks the inputs along a new leading group axis and runs each layer once for th
 Off unless the inputs' device type is in :data:`GROUPED_DEVICES` (empty by default: it measured no
 faster on the CPU). Calls that cannot share a group (another input or source shape, dtype or device,
 another structure: depth, widths, heads, dropout rates other than attention's, training flag) run in
-their own group; a group of one is the module's own ``forward``. A missing mask in a group where another member has one is
-a mask of ones (the same result).
+their own group; a group of one is the module's own ``forward``. A missing mask in a group where
+another member has one is a mask of ones (the same result).
 """
 
 from __future__ import annotations
