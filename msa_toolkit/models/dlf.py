@@ -62,6 +62,7 @@ from ..spec import MODALITIES
 from .._fields import doc
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
+from .grouped import grouping_on, run_grouped
 from .layers import CrossModalTransformer, last_valid, masked_mean, unpadded
 from .heads import ConvProjection, ResidualHead
 from .text_encoder import TextEncoder
@@ -191,7 +192,7 @@ class DLF(MSAModel):
         text = TextEncoder.features(self.text_encoder, batch)
         x = {"text": F.dropout(text, c.text_dropout, self.training), "audio": batch.audio, "vision": batch.vision}
         aux: dict[str, torch.Tensor] = {}
-        s, mask, proj = {}, {}, {}
+        mask, proj = {}, {}
         for m in MODALITIES:
             # the network gets None for a mask without padding (CPU; layers.unpadded): no masking work
             # then, same results; the objective gets the mask itself in aux
@@ -201,6 +202,27 @@ class DLF(MSAModel):
             aux[f"mask_{m}"] = self.proj[m].output_mask(in_mask, proj[m].shape[1])
             mask[m] = None if net_mask is None else aux[f"mask_{m}"]
         sh = self._shared(proj, mask)
+        encoders = self._encoders_grouped if grouping_on(proj["text"]) else self._encoders
+        pred_c, h_c, lfa = encoders(proj, sh, mask, aux)
+        tm = mask["text"]
+        gated = []
+        for m in MODALITIES:
+            pred_m, rep_m = self.specific_heads[m](last_valid(lfa[m], tm))
+            aux[f"pred_{m}"] = pred_m.squeeze(-1)
+            gated.append(torch.sigmoid(self.gates[m](rep_m)))
+        gated.append(torch.sigmoid(self.shared_gate(h_c)))
+        pred, _ = self.fusion_head(torch.cat(gated, dim=-1))
+        aux["pred_shared"] = pred_c.squeeze(-1)
+        return ModelOutput(pred.squeeze(-1), aux)
+
+    def _encoders(self, proj: dict[str, torch.Tensor], sh: dict[str, torch.Tensor],
+                  mask: dict[str, torch.Tensor | None], aux: dict[str, torch.Tensor]
+                  ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """The specific encoders (on the projections, then on the reconstructions), the shared branch
+        (self-attention, last states, head) and the Language-Focused Attractor (L->L memory; A->L and V->L
+        cross-modal transformers, then their memories), module by module. Returns the shared prediction
+        [B, 1], the shared state ``h_c`` [B, 3d] and the LFA sequences by modality; fills ``aux``."""
+        s = {}
         for m in MODALITIES:
             p = proj[m]
             s[m] = self.specific_encoders[m](p, mask[m])
@@ -216,16 +238,39 @@ class DLF(MSAModel):
         lfa = {"text": self.lfa_text_mem(s["text"], tm)}
         for m in ("audio", "vision"):
             lfa[m] = self.lfa_mem[m](self.lfa_cross[m](s["text"], tm, s[m], mask[m]), tm)
-        gated = []
-        for m in MODALITIES:
-            pred_m, rep_m = self.specific_heads[m](last_valid(lfa[m], tm))
-            aux[f"pred_{m}"] = pred_m.squeeze(-1)
-            gated.append(torch.sigmoid(self.gates[m](rep_m)))
-        gated.append(torch.sigmoid(self.shared_gate(h_c)))
-        pred, _ = self.fusion_head(torch.cat(gated, dim=-1))
-        aux["pred_shared"] = pred_c.squeeze(-1)
-        return ModelOutput(pred.squeeze(-1), aux)
+        return pred_c, h_c, lfa
 
+    def _encoders_grouped(self, proj: dict[str, torch.Tensor], sh: dict[str, torch.Tensor],
+                          mask: dict[str, torch.Tensor | None], aux: dict[str, torch.Tensor]
+                          ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`_encoders` with the transformers grouped (:func:`.grouped.run_grouped`), used where
+        grouping is on (``grouped.GROUPED_DEVICES``; off everywhere by default: no faster on the CPU).
+        Transformers of one architecture on inputs of one shape run as one batched op per layer: with
+        aligned inputs the 3 specific encoders with the 3 shared self-attentions, the 3 re-encodings with
+        the L->L memory, the 2 cross-modal transformers, the 2 memories. Same results at dropout 0; the
+        dropout draws follow another order (same distribution), which is why :meth:`_encoders` keeps the
+        former call order where grouping is off (seeded runs unchanged)."""
+        tm = mask["text"]
+        # members ordered so equal attention-dropout rates are adjacent (one attention call per run)
+        out = run_grouped([x for m in MODALITIES for x in (self.specific_encoders[m], self.shared_self_attn[m])],
+                          [x for m in MODALITIES for x in (proj[m], sh[m])],
+                          [mask[m] for m in MODALITIES for _ in range(2)])
+        s = dict(zip(MODALITIES, out[0::2]))
+        h_c = torch.cat([last_valid(o, mask[m]) for m, o in zip(MODALITIES, out[1::2])], -1)
+        recon = {m: self.decoders[m](torch.cat([s[m], sh[m]], dim=-1)) for m in MODALITIES}
+        av = ("audio", "vision")
+        out = run_grouped([self.lfa_text_mem] + [self.specific_encoders[m] for m in MODALITIES]
+                          + [self.lfa_cross[m] for m in av],
+                          [s["text"]] + [recon[m] for m in MODALITIES] + [s["text"]] * 2,
+                          [tm] + [mask[m] for m in MODALITIES] + [tm] * 2,
+                          [None] * 4 + [s[m] for m in av], [None] * 4 + [mask[m] for m in av])
+        for m, re in zip(MODALITIES, out[1:4]):
+            aux.update({f"proj_{m}": proj[m], f"specific_{m}": s[m], f"shared_{m}": sh[m], f"recon_{m}": recon[m],
+                        f"specific_recon_{m}": re,
+                        f"shared_embed_{m}": self.triplet_proj[m](masked_mean(sh[m], mask[m]))})
+        lfa = {"text": out[0], **dict(zip(av, run_grouped([self.lfa_mem[m] for m in av], out[4:], [tm, tm])))}
+        pred_c, _ = self.shared_head(h_c)
+        return pred_c, h_c, lfa
 
     def _shared(self, proj: dict[str, torch.Tensor], mask: dict[str, torch.Tensor | None]
                 ) -> dict[str, torch.Tensor]:

@@ -98,6 +98,7 @@ from ..spec import MODALITIES
 from ._mmcl_parts import ReplayBuffer, TargetCopy, frozen_params, modality_chunks, resample_to_grid
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
+from .grouped import run_grouped
 from .layers import EncoderLayer, masked_mean
 from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 
@@ -246,16 +247,19 @@ class MMCL(MSAModel):
             present[m], slot_mask[m] = slots[:, 0], slots
         common, specific = self.decouple(x, present)
 
-        pooled_common = {m: masked_mean(self.common_blocks[m](common[m], slot_mask[m]), slot_mask[m])
-                         for m in MODALITIES}
         spec_all = torch.cat([specific[m] for m in MODALITIES], dim=1)  # [B, 3S, d]
         state = spec_all.detach()
         action = self.policy(state)  # [B, 3S, 1]
         weighted = spec_all * action
+        # the 3 common and 3 specific blocks (grouped.run_grouped: one by one unless grouping is on for the device)
+        masks = [slot_mask[m] for m in MODALITIES]
+        blocks = run_grouped([self.common_blocks[m] for m in MODALITIES]
+                             + [self.specific_blocks[m] for m in MODALITIES],
+                             [common[m] for m in MODALITIES] + list(modality_chunks(weighted)), masks * 2)
+        pooled = [masked_mean(b, k) for b, k in zip(blocks, masks * 2)]
         embs, weights = [], []
-        for m, w in zip(MODALITIES, modality_chunks(weighted)):
-            p = masked_mean(self.specific_blocks[m](w, slot_mask[m]), slot_mask[m])
-            e = torch.cat([pooled_common[m], p], dim=-1)  # [B, 2d]
+        for i, m in enumerate(MODALITIES):
+            e = torch.cat([pooled[i], pooled[3 + i]], dim=-1)  # [B, 2d]: common, specific
             embs.append(e * torch.sigmoid(self.gates[m](e)))
             weights.append(present[m].to(e.dtype))
         wsum = torch.stack(weights, 0).sum(0).clamp_min(1.0)[:, None]

@@ -62,16 +62,6 @@ def test_cpu_attention_dropout_rate_is_exact_to_the_draw_resolution():
     assert abs(rate - p) < 4 * (p * (1 - p) / n) ** 0.5
 
 
-def _forward_backward(model, batch):
-    torch.manual_seed(3)
-    out = model(batch)
-    loss = model.objective(out, batch)
-    model.zero_grad(set_to_none=True)
-    loss.total.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    return out, loss, grads
-
-
 def _batch(B: int, lengths: tuple[int, int, int], dims: tuple[int, int, int]) -> Batch:
     g = torch.Generator().manual_seed(1)
     x = {m: torch.randn(B, L, D, generator=g) for m, L, D in zip(("text", "audio", "vision"), lengths, dims)}
@@ -83,24 +73,19 @@ def _batch(B: int, lengths: tuple[int, int, int], dims: tuple[int, int, int]) ->
     ("dlf", dict(attn_dropout=0.0, attn_dropout_audio=0.0, embed_dropout=0.0, out_dropout=0.0, text_dropout=0.0)),
     ("almt", {}),
 ])
-def test_unpadded_batches_take_the_mask_free_path_with_the_same_results(monkeypatch, name, kwargs):
+def test_unpadded_batches_take_the_mask_free_path_with_the_same_results(monkeypatch, step_check, name, kwargs):
+    forward_backward, assert_same_step = step_check
     lengths = (12, 15, 18)
     torch.manual_seed(0)
     model = create_model(name, "tiny", text_len=lengths[0], audio_len=lengths[1], vision_len=lengths[2], **kwargs)
     model.train()
     batch = _batch(4, lengths, (model.config.text_dim, model.config.audio_dim, model.config.vision_dim))
-    fast = _forward_backward(model, batch)
+    fast = forward_backward(model, batch)
     keep = lambda mask: mask  # noqa: E731 -- the general path: masks of ones are applied
     monkeypatch.setattr(layers, "unpadded", keep)
     monkeypatch.setattr(f"msa_toolkit.models.{name}.unpadded", keep)
-    slow = _forward_backward(model, batch)
-    torch.testing.assert_close(fast[0].prediction, slow[0].prediction, **TOL)
-    for k, v in slow[0].aux.items():
-        torch.testing.assert_close(fast[0].aux[k], v, **TOL)
-    torch.testing.assert_close(fast[1].total, slow[1].total, **TOL)
-    assert fast[2].keys() == slow[2].keys()
-    for k, v in slow[2].items():
-        torch.testing.assert_close(fast[2][k], v, **TOL)
+    slow = forward_backward(model, batch)
+    assert_same_step(fast, slow)
 
 
 @pytest.mark.parametrize("depth", [1, 2])
