@@ -59,5 +59,9 @@ step extract_cuda $PY -m msa_toolkit extract assets/samples -o /tmp/msa_gpu_extr
 if [ -n "${REFS:-}" ] && [ -d "$REFS" ]; then
   step reference_speed $PY benchmarks/reference_speed.py --device cuda \
     --reference-dir almt=$REFS/ALMT dlf=$REFS/DLF mind=$REFS/MInD mmcl=$REFS/MMCL --out "$OUT/reference_speed_cuda"
+  # grouped execution of same-shaped transformers (models/grouped.py; off by default, no gain on the CPU):
+  # the same DLF / MMCL measurement with it on for CUDA, to compare with the run above
+  step reference_speed_grouped env MSA_GROUPED_DEVICES=cuda $PY benchmarks/reference_speed.py --device cuda \
+    --reference-dir dlf=$REFS/DLF mmcl=$REFS/MMCL --out "$OUT/reference_speed_cuda_grouped"
 fi
 ls -la "$OUT"

@@ -28,6 +28,7 @@ another member has one is a mask of ones (the same result).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from itertools import groupby
 
@@ -39,13 +40,18 @@ from .layers import CrossModalTransformer, EncoderLayer, MultiHeadAttention, Sel
 
 __all__ = ["run_grouped", "grouping_on", "structure", "GROUPED_DEVICES"]
 
+#: the environment variable that turns grouping on for the device types it lists
+GROUPED_ENV = "MSA_GROUPED_DEVICES"
 #: device types (``torch.device.type``) on whose inputs :func:`run_grouped` groups calls; on others it calls
 #: each module. Empty: off. On the 2-core CPU grouping was no faster (``benchmarks/results/reference_speed.md``,
 #: 2026-11-30 "grouped execution"; grouped ÷ per-module, two alternating pairs: DLF aligned B = 16 train
 #: 1.00 / 0.98, inference 0.94 / 1.06, B = 64 train 0.86 / 0.99; MMCL B = 128 train 0.97 / 1.01, inference
 #: 0.93 / 0.84): the GEMM time is the same batched or not, and the ~8 k fewer ops per step save little.
 #: Not measured on CUDA, where per-kernel launch cost could make it pay off.
-GROUPED_DEVICES: frozenset[str] = frozenset()
+#: The environment variable ``MSA_GROUPED_DEVICES`` (comma-separated device types, e.g. ``cuda``) sets it at
+#: import, so a GPU session can measure grouping without editing code (``scripts/gpu_checks.sh`` does).
+GROUPED_DEVICES: frozenset[str] = frozenset(
+    d.strip() for d in os.environ.get(GROUPED_ENV, "").split(",") if d.strip())
 
 #: attributes that may differ between grouped members: attention dropout (one ``attend`` call per run of equal rates)
 PER_MEMBER_ATTRIBUTES = frozenset({"dropout"})

@@ -220,3 +220,18 @@ def test_runs_of_unequal_rates_keep_each_members_key_mask(how):
     whole = grouped._attend(q, k, v, H, key_mask, (0.0, 0.0, 0.0))
     torch.testing.assert_close(split, whole, **TOL)
     assert not torch.equal(whole, grouped._attend(q, k, v, H, None, (0.0,) * 3))  # the mask matters here
+
+
+def test_environment_turns_grouping_on_per_device_type():
+    """MSA_GROUPED_DEVICES (read at import) lists the device types grouping is on for; unset = off."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from msa_toolkit.models import grouped as g; print(sorted(g.GROUPED_DEVICES))"
+    env = {k: v for k, v in os.environ.items() if k != grouped.GROUPED_ENV}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    env[grouped.GROUPED_ENV] = " cuda, cpu ,"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['cpu', 'cuda']"
