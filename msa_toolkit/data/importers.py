@@ -29,7 +29,8 @@ FORMATS = ("auto", "mmsa", "magbert")
 
 def detect_format(path: str | os.PathLike) -> tuple[str, Any]:
     """``(format, content)``: "mmsa" or "magbert", and the unpickled file (None when not read)."""
-    from .magbert import unpickle, is_magbert_data, split_files
+    from .magbert import is_magbert_data, split_files
+    from .mmsa import unpickle
 
     p = Path(path)
     if p.is_dir() or split_files(p) is not None:

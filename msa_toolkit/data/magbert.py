@@ -49,7 +49,6 @@ for audio and vision, with origin ``{"source": "magbert_pickle", "file": ..., "f
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +61,7 @@ from ..errors import DatasetError
 from ..spec import MODALITIES, ExtractorSpec, FeatureSpec
 from .finite import clean_sample, describe_counts
 from .labels import LABEL_BOUNDS
+from .mmsa import unpickle
 from .native import MANIFEST, MSADataset, Sample, write_dataset
 from .splits import canonical_split
 
@@ -119,16 +119,6 @@ class MagbertReport:
     nonfinite: dict[str, int] = field(default_factory=dict)
     # things users should know
     warnings: list[str] = field(default_factory=list)
-
-
-def unpickle(path: Path) -> Any:
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
-    except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad input file
-        raise DatasetError(f"{path}: cannot read as a pickle ({type(e).__name__}: {e})") from None
 
 
 def split_files(path: str | os.PathLike) -> dict[str, Path] | None:

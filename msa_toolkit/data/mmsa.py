@@ -108,14 +108,20 @@ class MMSAReport:
     truncated: dict[str, int] = field(default_factory=dict)
 
 
-def _load_pickle(path: Path) -> Mapping[str, Any]:
+def unpickle(path: Path) -> Any:
+    """The content of pickle file ``path``; a missing or unreadable file is a :class:`DatasetError`
+    (shared by the MMSA and MAG-BERT importers)."""
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
     try:
         with open(path, "rb") as fh:
-            data = pickle.load(fh)
+            return pickle.load(fh)
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad input file
         raise DatasetError(f"{path}: cannot read as a pickle ({type(e).__name__}: {e})") from None
+
+
+def _load_pickle(path: Path) -> Mapping[str, Any]:
+    data = unpickle(path)
     if not isinstance(data, Mapping):
         raise DatasetError(f"{path}: not an MMSA pickle (top level is {type(data).__name__}, expected a dict "
                            "with train/valid/test)")
