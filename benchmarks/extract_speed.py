@@ -378,12 +378,17 @@ def _modes_md(report: dict) -> list[str]:
     return lines + ["", f"Sequential per-stage RTF medians: {seq_stages}. Threads: {rows[0].get('threads')}.", ""]
 
 
+def _worker_medians(report: dict) -> dict[int, float]:
+    """Workers -> median wall seconds of the worker scaling runs."""
+    rows = report.get("workers") or []
+    return {n: float(np.median([r["wall_s"] for r in rows if r["workers"] == n]))
+            for n in sorted({r["workers"] for r in rows})}
+
+
 def _workers_ratio_note(report: dict) -> str:
     """How much longer two workers took than one in this run (medians), as a sentence."""
-    rows = report.get("workers") or []
-    med = {n: float(np.median([r["wall_s"] for r in rows if r["workers"] == n])) for n in (1, 2)
-           if any(r["workers"] == n for r in rows)}
-    if len(med) < 2:
+    med = _worker_medians(report)
+    if not {1, 2} <= med.keys():
         return "This run did not measure the worker scaling."
     return f"In this run two workers took {med[2] / med[1]:.2f}x the wall time of one ({med[2]:.1f} s vs {med[1]:.1f} s)."
 
@@ -399,9 +404,8 @@ def _workers_md(report: dict) -> list[str]:
              "included, as `msa extract DIR --workers N`), alternating:", "",
              "| workers | threads per worker | wall s (each run) | median wall s | media s per wall s | load at start |",
              "|---|---|---|---|---|---|"]
-    for n in sorted({r["workers"] for r in rows}):
+    for n, med in _worker_medians(report).items():
         mine = [r for r in rows if r["workers"] == n]
-        med = float(np.median([r["wall_s"] for r in mine]))
         lines.append(f"| {n} | {mine[0]['threads_per_worker']} | {', '.join(str(r['wall_s']) for r in mine)} | "
                      f"{med:.1f} | {media_s / med:.2f} | {', '.join(str(r['load_at_start']) for r in mine)} |")
     return lines + ["", "Threads per worker = max(1, cores // N) (`MSA_WORKER_THREADS`, also `OMP_NUM_THREADS`); "

@@ -153,6 +153,7 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
     from ..models.presets import get_recipe
 
     overrides = list(overrides)
+    label = data_label(data)
     rows: list[dict[str, Any]] = []
     for model in models:
         p = preset if preset is not None and preset in get_entry(model).presets else None
@@ -160,13 +161,13 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
             run_dir = out_dir / RUNS_DIR / model / f"seed_{seed}"
             try:
                 rows.append(_run_one(model, data, run_dir, int(seed), recipe, p, _scoped_overrides(overrides, model)))
-                rows[-1].setdefault("data", data_label(data))  # runs finished before rows recorded it
+                rows[-1].setdefault("data", label)  # runs finished before rows recorded it
             except Exception as e:  # noqa: BLE001 - a failed run becomes a row; the others go on
                 msg = f"{type(e).__name__}: {e}".strip()
                 rows.append({"model": model, "seed": int(seed), "recipe": recipe, "preset": p or "-",
                              "status": "failed", "error": msg.splitlines()[0][:500],
                              "traceback": traceback.format_exc(limit=8), "run_dir": str(run_dir),
-                             "data": data_label(data)})
+                             "data": label})
     result = BenchmarkResult(out_dir, rows, aggregate(rows))
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the tables
         write_results(result, mmsa_names=mmsa_names, percent=percent, paper=paper, plot=plot)
