@@ -67,6 +67,8 @@ class Setting:
     batch: int
     # input widths text / audio / vision
     dims: tuple[int, int, int] = tuple(DIMS.values())
+    # toolkit model-config overrides on top of the "mosi" preset, as (field, value) pairs
+    overrides: tuple[tuple[str, object], ...] = ()
 
 
 SETTINGS = (
@@ -77,6 +79,9 @@ SETTINGS = (
     # the MOSI run scripts' batches: MInD run_mosi.sh 32, MMCL train.py 128 (aligned 50-step inputs)
     Setting("mind", "aligned 50/50/50", (50, 50, 50), 32, tuple(ALIGNED_DIMS.values())),
     Setting("mmcl", "aligned 50/50/50", (50, 50, 50), 128, tuple(ALIGNED_DIMS.values())),
+    # the same with the authors' attention-only common block (the reference recipe's): equal architecture
+    Setting("mmcl", "aligned 50/50/50, common_block=attention", (50, 50, 50), 128, tuple(ALIGNED_DIMS.values()),
+            (("common_block", "attention"),)),
 )
 
 
@@ -129,7 +134,7 @@ def _toolkit_side(name: str, s: Setting, batch, device: torch.device) -> Side:
     L = dict(zip(DIMS, s.lengths))
     lengths = {} if name in ("mind", "mmcl") else dict(text_len=L["text"], audio_len=L["audio"],
                                                        vision_len=L["vision"])
-    model = create_model(name, "mosi", **lengths).to(device)
+    model = create_model(name, "mosi", **lengths, **dict(s.overrides)).to(device)
 
     def loss():
         return model.objective(model(batch), batch).total

@@ -18,10 +18,11 @@ reference's ``args`` set to the same widths, every dropout 0, and compared on
   surrogate loss on the head input (the prediction loss is not comparable) plus the critic
   and policy losses.
 
+The toolkit is built with ``common_block="attention"`` (its reference recipe's setting: the
+authors' attention-only ``Self_Attention``, the toolkit's :class:`AttentionOnlyBlock`; the default
+is the paper's full transformer layer), so the common block is compared as the toolkit's own code.
 Bridged in the toolkit *instance* (in memory; the toolkit's code is unchanged), each a documented
-deviation (msa_toolkit/models/mmcl.py): the common block is the reference's attention-only
-``Self_Attention`` (the toolkit uses a full transformer layer), the critic's LayerNorm is the
-reference's BatchNorm1d, the targets are copies of the online networks on both sides, the
+deviation (msa_toolkit/models/mmcl.py): the critic's LayerNorm is the reference's BatchNorm1d, the targets are copies of the online networks on both sides, the
 transition is the toolkit's (s = the batch's detached specific features, s' = s * a), the
 reward is a fixed tensor on both sides, and the replay buffer returns the current batch in
 order. The reference's policy loss is back-propagated with the critic's parameters frozen:
@@ -41,7 +42,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_common import (Namespace, ParamMap, ParityReport, base_parser, check_coverage,  # noqa: E402
-                           check_reference_dir, compare_training, finish, import_reference, load_mapped,
+                           check_reference_dir, compare_training, finish, fused, import_reference, load_mapped,
                            reference_commit, same)
 
 REPO = "smwanghhh/MMCL"
@@ -71,32 +72,23 @@ def _torch_layer(ref: str, tk: str) -> list[ParamMap]:
 def weight_map() -> list[ParamMap]:
     """Reference (``model``, ``actor``, ``critic``) names -> toolkit names, the comparable part of MMCL.
 
-    Toolkit names assumed (msa_toolkit/models/mmcl.py): ``proj.<m>``, ``common_blocks.<m>`` (here the
-    swapped-in reference block under ``.block``), ``policy.heads.<m>``, ``specific_blocks.<m>``,
+    Toolkit names assumed (msa_toolkit/models/mmcl.py): ``proj.<m>``, ``common_blocks.<m>`` (the
+    attention-only block: ``qkv``, ``dense``, ``norm``), ``policy.heads.<m>``, ``specific_blocks.<m>``,
     ``gates.<m>.{0,1}``, ``objective_.critic.{encoders.<m>,proj.{0,1,3,5}}``.
     """
     maps = []
     for m, k in KEY.items():
         maps += [same(f"model.{LONG[m]}_map.{p}", f"proj.{m}.{p}") for p in ("weight", "bias")]
-        maps += _pairs(f"model.attention_{LONG[m]}", f"common_blocks.{m}.block",
-                       {x: x for x in ("query", "key", "value", "dense1", "norm")})
+        att = f"model.attention_{LONG[m]}"
+        maps += [fused([f"{att}.{x}.{p}" for x in ("query", "key", "value")], f"common_blocks.{m}.qkv.{p}")
+                 for p in ("weight", "bias")]
+        maps += _pairs(att, f"common_blocks.{m}", {"dense1": "dense", "norm": "norm"})
         maps += [same(f"actor.{LONG[m]}_action.0.{p}", f"policy.heads.{m}.{p}") for p in ("weight", "bias")]
         maps += _torch_layer(f"actor.temporal_{k}", f"specific_blocks.{m}")
         maps += _pairs(f"actor.weight_{k}", f"gates.{m}", {"0": "0", "2": "1"})
         maps += _torch_layer(f"critic.critic_{k}", f"objective_.critic.encoders.{m}")
     maps += _pairs("critic.proj", "objective_.critic.proj", {"0": "0", "1": "1", "4": "3", "5": "5"})
     return maps
-
-
-class _ReferenceBlock(nn.Module):
-    """The reference's common-feature block (attention only) with the toolkit block's call signature."""
-
-    def __init__(self, block: nn.Module):
-        super().__init__()
-        self.block = block
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.block(x)
 
 
 class _CurrentBatch(nn.Module):
@@ -109,10 +101,8 @@ class _CurrentBatch(nn.Module):
         return self.last
 
 
-def bridge_toolkit(tk, network, d: int, heads: int, reward: torch.Tensor) -> None:
+def bridge_toolkit(tk, d: int, reward: torch.Tensor) -> None:
     """Make this toolkit *instance* the reference's function where the two differ by design (in memory)."""
-    for m in KEY:
-        tk.common_blocks[m] = _ReferenceBlock(network.Self_Attention(d, heads, 0.0))
     critic = tk.objective.critic
     assert isinstance(critic.proj[3], nn.LayerNorm), "toolkit critic layout changed: proj.3 is no longer the LayerNorm"
     critic.proj[3] = nn.BatchNorm1d(d)
@@ -184,7 +174,7 @@ def _run(a) -> int:
 
     network = import_reference(ref_dir, "network")
     torch.manual_seed(a.seed)
-    tk = create_model("mmcl", "mosi", dropout=0.0, attn_dropout=0.0)
+    tk = create_model("mmcl", "mosi", dropout=0.0, attn_dropout=0.0, common_block="attention")
     c = tk.config
     d, S, h = c.d_model, c.seq_len, c.num_heads
     dims = {"text": c.text_dim, "audio": c.audio_dim, "vision": c.vision_dim}
@@ -201,7 +191,7 @@ def _run(a) -> int:
     w_sur = torch.randn(2 * d, generator=g) / (2 * d) ** 0.5  # surrogate loss direction on the head input
     batch = Batch(label=label, **x, **{f"{m}_mask": torch.ones(B, S, dtype=torch.bool) for m in KEY})
 
-    bridge_toolkit(tk, network, d, h, reward)
+    bridge_toolkit(tk, d, reward)
     maps = weight_map()
     check_coverage(maps, ref, tk, ref_unused=REF_UNUSED, tk_unused=TK_UNUSED)
     load_mapped(maps, ref, tk)
@@ -273,11 +263,10 @@ def _run(a) -> int:
 
     report = ParityReport("mmcl", REPO, reference_commit(ref_dir),
                           {"dtype": "float64" if a.float64 else "float32", "preset": "mosi", "d": d, "seq_len": S,
-                           "heads": h, "ff_dim": c.ff_dim, "dims": dims,
+                           "heads": h, "ff_dim": c.ff_dim, "common_block": c.common_block, "dims": dims,
                            "batch_size": B, "dropout": 0.0, "optimizer": "Adam", "lr": c.lr, "gamma": c.gamma,
                            "tau": c.tau, "loss weights": {"policy": c.policy_weight, "critic": c.critic_weight},
-                           "bridged in the toolkit instance": ["common block = reference Self_Attention",
-                                                               "critic LayerNorm -> BatchNorm1d",
+                           "bridged in the toolkit instance": ["critic LayerNorm -> BatchNorm1d",
                                                                "replay = current batch", "fixed reward"]})
     pairs = [(f"forward: {k}", k, k) for k in ("common", "specific", "common_block", "action", "fused", "q", "q_next",
                                                "q_pi")]
@@ -290,8 +279,9 @@ def _run(a) -> int:
         "(Linear-Dropout-ReLU-BatchNorm-Linear to 8 logits, cross-entropy, reward = p(true class)); the toolkit "
         "regresses (Linear-ReLU-LayerNorm-Dropout-Linear to 1, 7 x L1, reward exp(-|error|)); "
         "a surrogate loss on the head input stands in for the prediction loss",
-        "the toolkit's own common block (a full transformer layer; the reference's attention-only block is swapped "
-        "into the toolkit instance) and its critic LayerNorm (the reference's BatchNorm1d swapped in)",
+        "the toolkit's default common block (the paper's full transformer layer; compared here: "
+        "common_block='attention', the authors' attention-only block) and its critic LayerNorm (the reference's "
+        "BatchNorm1d swapped in)",
         "transition chaining across mini-batches, replay sampling and its start (one-batch transitions on both "
         "sides here), independent target initialisation, the three optimisers (one Adam over all parameters here)",
         "padding masks and unaligned resampling (aligned inputs of seq_len steps: the toolkit's resampling is "

@@ -8,7 +8,8 @@ Pipeline (B batch, S = ``config.seq_len`` grid steps, d = ``config.d_model``)::
            S_m = softmax_row(min(cos(X_m, X_o1), cos(X_m, X_o2)))            [B, S, S]
            common_m   = S_m · X_m                                            [B, S, d]
            specific_m = softmax_row(1 - S_m) · X_m                            [B, S, d]
-      └─ common: intra-modal transformer layer (self-attention + FFN + residuals) -> mean -> c_m [B, d]
+      └─ common: intra-modal transformer layer (self-attention + FFN + residuals; or the authors'
+           attention-only block, common_block="attention") -> mean -> c_m [B, d]
       └─ specific: state s = [specific_t; specific_a; specific_v] (detached)  [B, 3S, d]
            policy π_m: sigmoid(Linear(d, 1)) per step -> action a              [B, 3S, 1] in (0, 1)
            weighted specific = specific ⊙ a -> per-modality transformer layer -> mean -> p_m [B, d]
@@ -68,9 +69,11 @@ Deviations from the paper / the authors' public (IEMOCAP classification) code, a
   Dropout in front of a per-sample normalisation changes what the normalisation sees between
   training and evaluation: measured on CMU-MOSI text, the eval-mode predictions of the old
   order had 1.5x the spread of the training-mode ones (std 1.63 against 1.06 on the train split),
-  which inflated the MAE and made it jump between epochs. The common-feature block is a full
-  transformer layer (self-attention + FFN + residuals, as the paper describes) rather than the
-  reference's attention-only block.
+  which inflated the MAE and made it jump between epochs.
+* **Common block.** By default the common-feature block is a full transformer layer (self-attention
+  + FFN + residuals, as the paper describes); ``common_block="attention"`` (the reference recipe's)
+  is the authors' code's attention-only block (:class:`~._mmcl_parts.AttentionOnlyBlock`), which
+  the parity script compares with the reference directly.
 * **Single optimiser.** The reference uses three Adam optimisers (model, actor, critic) with
   the same learning rate; here one optimiser covers all of them and isolation is done with
   detach / functional calls as above. The policy also receives the prediction loss gradient
@@ -95,7 +98,8 @@ from torch.func import functional_call
 from .._fields import doc
 from ..data.batch import Batch
 from ..spec import MODALITIES
-from ._mmcl_parts import ReplayBuffer, TargetCopy, frozen_params, modality_chunks, resample_to_grid
+from ._mmcl_parts import (AttentionOnlyBlock, ReplayBuffer, TargetCopy, frozen_params, modality_chunks,
+                          resample_to_grid)
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .grouped import run_grouped
@@ -112,6 +116,9 @@ class MMCLConfig(ModelConfig):
     seq_len: int = doc(50, "length of the common time grid every modality is resampled onto before decoupling")
     num_heads: int = doc(4, "attention heads in every transformer layer (common block, temporal encoders, critic)")
     ff_dim: int = doc(2048, "hidden width of the transformer layers' feed-forward networks")
+    common_block: str = doc("transformer", "the common features' block: transformer (the paper: self-attention + "
+                                          "feed-forward, residuals, LayerNorm) | attention (the authors' code: "
+                                          "self-attention, then LayerNorm(c + Linear(c)); the reference recipe's)")
     attn_dropout: float = doc(0.0, "dropout inside the transformer layers: attention weights, feed-forward, "
                                    "residual (reference: 0)")
     dropout: float = doc(0.5, "dropout of the prediction head and the critic head (reference: 0.5)")
@@ -141,9 +148,22 @@ MMCL_PRESETS = {
 }
 
 
+#: ``common_block`` values: the paper's full transformer layer, the authors' code's attention-only block
+COMMON_BLOCKS = ("transformer", "attention")
+
+
+def _common_block(c: MMCLConfig) -> nn.Module:
+    """One modality's common-feature block (``config.common_block``)."""
+    if c.common_block == "attention":
+        return AttentionOnlyBlock(c.d_model, c.num_heads, c.attn_dropout)
+    return EncoderLayer(c.d_model, c.num_heads, c.ff_dim, c.attn_dropout, c.attn_dropout)
+
+
 def _validate(config: MMCLConfig) -> None:
     if config.d_model % config.num_heads:
         raise ValueError(f"d_model ({config.d_model}) must be divisible by num_heads ({config.num_heads})")
+    if config.common_block not in COMMON_BLOCKS:
+        raise ValueError(f"common_block must be one of {', '.join(COMMON_BLOCKS)}, got {config.common_block!r}")
     if config.reward not in ("exp", "linear"):
         raise ValueError(f"reward must be 'exp' or 'linear', got {config.reward!r}")
     if config.seq_len < 1:
@@ -203,8 +223,7 @@ class MMCL(MSAModel):
         dims = {"text": c.text_dim, "audio": c.audio_dim, "vision": c.vision_dim}
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], d) for m in MODALITIES})
         # intra-modal enhancement of the common features
-        self.common_blocks = nn.ModuleDict({m: EncoderLayer(d, c.num_heads, c.ff_dim, c.attn_dropout, c.attn_dropout)
-                                            for m in MODALITIES})
+        self.common_blocks = nn.ModuleDict({m: _common_block(c) for m in MODALITIES})
         self.policy = MMCLPolicy(d)
         # temporal encoders of the policy-weighted specific features
         self.specific_blocks = nn.ModuleDict({m: EncoderLayer(d, c.num_heads, c.ff_dim, c.attn_dropout, c.attn_dropout)

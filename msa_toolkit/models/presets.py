@@ -114,10 +114,13 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                  "plateau_factor": 0.95, "plateau_patience": 30, "patience": 0, "monitor": "mae",
                  "monitor_ties": True, "drop_last": True, "normalize": False, "test_every_epoch": True,
                  "test_select": "acc2_non0"},
+        model={"common_block": "attention"},
         seeds=(1314,),
-        source="smwanghhh/MMCL@e0968100 train.py",
+        source="smwanghhh/MMCL@e0968100 train.py, network.py",
         notes=("the public code is IEMOCAP emotion classification; the sentiment-regression variant (L1 "
                "prediction loss, regression reward) is the toolkit's own",
+               "the common block is network.py's attention-only Self_Attention (common_block=attention; the "
+               "toolkit default is the paper's full transformer layer)",
                "Adam 3e-4, batch 128 (last partial batch dropped), 200 epochs; plateau on the valid prediction "
                "loss (here MAE), factor 0.95, patience 30",
                "differs: the reference has separate actor and critic optimisers with plateau 0.95 / 5; the "

@@ -287,3 +287,42 @@ def test_head_dropout_does_not_shift_eval_predictions():
         exact_old = old(x)
     gap = (_mc_mean(old, x) - exact_old).abs().mean()
     assert gap > 0.15 * float(exact_old.std()), (gap, exact_old.std())
+
+
+def _reference_common_block(x: torch.Tensor, blk, heads: int) -> torch.Tensor:
+    """The authors' ``Self_Attention`` written out: softmax(q k^T / sqrt(dh)) v, then LayerNorm(c + dense(c))."""
+    B, L, D = x.shape
+    q, k, v = (t.view(B, L, heads, D // heads).transpose(1, 2) for t in blk.qkv(x).chunk(3, dim=-1))
+    w = torch.softmax(q @ k.transpose(-1, -2) / (D // heads) ** 0.5, dim=-1)
+    c = (w @ v).transpose(1, 2).reshape(B, L, D)
+    return blk.norm(c + blk.dense(c))
+
+
+def test_attention_common_block_is_the_authors_block():
+    from msa_toolkit.models._mmcl_parts import AttentionOnlyBlock
+    from msa_toolkit.models.layers import EncoderLayer
+
+    m = tiny(common_block="attention")
+    assert all(isinstance(b, AttentionOnlyBlock) for b in m.common_blocks.values())
+    assert all(isinstance(b, EncoderLayer) for b in tiny().common_blocks.values())  # the default: the paper's
+    blk = m.common_blocks["text"].eval()
+    x = torch.randn(3, 6, 16)
+    full = torch.ones(3, 6, dtype=torch.bool)
+    assert torch.allclose(blk(x, full), _reference_common_block(x, blk, 4), atol=1e-6)
+    # padding: the padded steps are zero and the valid ones equal the unpadded computation on them alone
+    mask = full.clone()
+    mask[1, 4:] = False
+    y = blk(x, mask)
+    assert torch.equal(y[1, 4:], torch.zeros(2, 16))
+    assert torch.allclose(y[1, :4], _reference_common_block(x[1:2, :4], blk, 4)[0], atol=1e-6)
+    # no feed-forward: 3 x (the FFN and one LayerNorm) fewer parameters than the default model
+    d, f = 16, 32
+    assert tiny().num_parameters() - m.num_parameters() == 3 * ((d * f + f) + (f * d + d) + 2 * d)
+    # trains: every parameter gets a gradient, losses finite
+    b = batch()
+    loss = m.train().objective(m(b), b)
+    loss.total.backward()
+    assert torch.isfinite(loss.total)
+    assert [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
+    with pytest.raises(ValueError, match="common_block"):
+        tiny(common_block="ffn")

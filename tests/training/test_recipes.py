@@ -155,6 +155,8 @@ def test_cli_train_reference_recipe(tiny_ds, tmp_path, name):
     for k, v in rec.trainer.items():
         if k not in ("epochs", "batch_size"):  # the command line overrides these two
             assert cfg["trainer"][k] == v, k
+    for k, v in rec.model.items():  # model settings of the recipe reach the built model
+        assert cfg["model"]["resolved"][k] == v, k
     metrics = json.loads((run / "metrics.json").read_text())
     if rec.trainer.get("test_every_epoch"):
         assert "TEST split" in metrics[S.BEST_TEST_KEY]["protocol"]
