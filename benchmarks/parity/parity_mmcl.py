@@ -73,7 +73,7 @@ def weight_map() -> list[ParamMap]:
     """Reference (``model``, ``actor``, ``critic``) names -> toolkit names, the comparable part of MMCL.
 
     Toolkit names assumed (msa_toolkit/models/mmcl.py): ``proj.<m>``, ``common_blocks.<m>`` (the
-    attention-only block: ``qkv``, ``dense``, ``norm``), ``policy.heads.<m>``, ``specific_blocks.<m>``,
+    attention-only block: ``qkv``, ``out`` (= ``dense1``), ``norm``), ``policy.heads.<m>``, ``specific_blocks.<m>``,
     ``gates.<m>.{0,1}``, ``objective_.critic.{encoders.<m>,proj.{0,1,3,5}}``.
     """
     maps = []
@@ -82,7 +82,7 @@ def weight_map() -> list[ParamMap]:
         att = f"model.attention_{LONG[m]}"
         maps += [fused([f"{att}.{x}.{p}" for x in ("query", "key", "value")], f"common_blocks.{m}.qkv.{p}")
                  for p in ("weight", "bias")]
-        maps += _pairs(att, f"common_blocks.{m}", {"dense1": "dense", "norm": "norm"})
+        maps += _pairs(att, f"common_blocks.{m}", {"dense1": "out", "norm": "norm"})
         maps += [same(f"actor.{LONG[m]}_action.0.{p}", f"policy.heads.{m}.{p}") for p in ("weight", "bias")]
         maps += _torch_layer(f"actor.temporal_{k}", f"specific_blocks.{m}")
         maps += _pairs(f"actor.weight_{k}", f"gates.{m}", {"0": "0", "2": "1"})

@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .layers import attend
+from .layers import SelfAttention, attend
 
 # ----------------------------------------------------------------------------- time grid
 
@@ -45,29 +45,25 @@ def resample_to_grid(x: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[
 # ----------------------------------------------------------------------------- the authors' common block
 
 
-class AttentionOnlyBlock(nn.Module):
+class AttentionOnlyBlock(SelfAttention):
     """The common-feature block of the authors' code (``Self_Attention`` in smwanghhh/MMCL ``network.py``).
 
-    ``c = attention(x)`` with q, k, v from one fused ``qkv`` Linear(dim, 3 dim) and no output projection,
-    then ``LayerNorm(c + dense(c))``: no feed-forward and no residual from the input (the paper's block,
+    ``c = attention(x)`` with q, k, v from the fused ``qkv`` Linear(dim, 3 dim), then
+    ``LayerNorm(c + out(c))``: the ``out`` Linear(dim, dim) is a residual refinement of the context, not an
+    output projection, and there is no feed-forward and no residual from the input (the paper's block,
     :class:`~msa_toolkit.models.layers.EncoderLayer`, has both). ``dropout`` is the attention-probability
     dropout. ``forward(x [B, L, D], mask [B, L]) -> [B, L, D]``; padded steps are zeroed on output (the
     reference has no padding: its inputs are word-aligned of one length).
     """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0):
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        self.heads, self.dropout = heads, dropout
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.dense = nn.Linear(dim, dim)
+        super().__init__(dim, heads, dropout)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         c = attend(q, k, v, self.heads, mask, self.dropout if self.training else 0.0)
-        out = self.norm(c + self.dense(c))
+        out = self.norm(c + self.out(c))
         return out * mask.unsqueeze(-1).to(out.dtype)
 
 

@@ -290,12 +290,12 @@ def test_head_dropout_does_not_shift_eval_predictions():
 
 
 def _reference_common_block(x: torch.Tensor, blk, heads: int) -> torch.Tensor:
-    """The authors' ``Self_Attention`` written out: softmax(q k^T / sqrt(dh)) v, then LayerNorm(c + dense(c))."""
+    """The authors' ``Self_Attention`` written out: softmax(q k^T / sqrt(dh)) v, then LayerNorm(c + out(c))."""
     B, L, D = x.shape
     q, k, v = (t.view(B, L, heads, D // heads).transpose(1, 2) for t in blk.qkv(x).chunk(3, dim=-1))
     w = torch.softmax(q @ k.transpose(-1, -2) / (D // heads) ** 0.5, dim=-1)
     c = (w @ v).transpose(1, 2).reshape(B, L, D)
-    return blk.norm(c + blk.dense(c))
+    return blk.norm(c + blk.out(c))
 
 
 def test_attention_common_block_is_the_authors_block():
