@@ -2,6 +2,7 @@
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/reference_speed.py \\
         --reference-dir almt=/path/ALMT dlf=/path/DLF mind=/path/MInD mmcl=/path/MMCL [--rounds 3] [--device cpu|cuda] [--threads N]
+        [--precision fp32|bf16]
 
 The authors' code is imported from the given checkouts (never copied into this repository;
 BERT bypassed: both sides take 768-d text features). For each setting both models are built
@@ -14,7 +15,10 @@ inference steps (eval mode, no grad) of one side, then of the other, the order a
 between rounds. Reported: samples/s per side (median over rounds) and the median over rounds
 of the per-round toolkit ÷ reference ratio. Both sides run with their published dropout and
 masking settings (the reference DLF with its causal mask and unpadded k = 5 convolutions).
-Inputs have no padding (the references take none).
+Inputs have no padding (the references take none). ``--precision bf16`` runs every step of both
+sides under ``torch.autocast(device, bfloat16)`` (the toolkit trainer's ``precision=bf16``; the
+reference code has no mixed precision of its own, so it gets the same autocast), on CUDA or on a
+CPU with bf16 instructions.
 
 ``OMP_WAIT_POLICY=PASSIVE`` is set before torch is imported unless the environment sets it:
 on a shared machine OpenMP's spin-waiting makes identical steps vary by 10x.
@@ -291,21 +295,37 @@ def _time(fn: Callable[[], None], steps: int, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def measure(ref: Side, tk: Side, s: Setting, rounds: int, steps: int, device: torch.device) -> dict:
+def _autocast(fn: Callable[[], None], device: torch.device, precision: str) -> Callable[[], None]:
+    """``fn`` under bf16 autocast (``precision == "bf16"``), or ``fn`` itself (fp32)."""
+    if precision == "fp32":
+        return fn
+
+    def run() -> None:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            fn()
+    return run
+
+
+def measure(ref: Side, tk: Side, s: Setting, rounds: int, steps: int, device: torch.device,
+            precision: str = "fp32") -> dict:
     """Alternating rounds; returns per-phase samples/s lists and ratios."""
     ref.optimizer = _optimizer(tk.model, ref.model.parameters())
     tk.optimizer = _toolkit_optimizer(tk.model)
-    for side in (ref, tk):  # warm-up: one untimed step of each kind
-        side.train_step()
-        side.infer_step()
+    train = {"reference": _autocast(ref.train_step, device, precision),
+             "toolkit": _autocast(tk.train_step, device, precision)}
+    infer = {"reference": _autocast(ref.infer_step, device, precision),
+             "toolkit": _autocast(tk.infer_step, device, precision)}
+    for who in train:  # warm-up: one untimed step of each kind
+        train[who]()
+        infer[who]()
     res: dict[str, dict[str, list[float]]] = {p: {"toolkit": [], "reference": [], "ratio": []}
                                               for p in ("train", "inference")}
     for r in range(rounds):
         order = (("reference", ref), ("toolkit", tk)) if r % 2 == 0 else (("toolkit", tk), ("reference", ref))
         per: dict[str, dict[str, float]] = {"train": {}, "inference": {}}
-        for who, side in order:
-            per["train"][who] = steps * s.batch / _time(side.train_step, steps, device)
-            per["inference"][who] = steps * s.batch / _time(side.infer_step, steps, device)
+        for who, _ in order:
+            per["train"][who] = steps * s.batch / _time(train[who], steps, device)
+            per["inference"][who] = steps * s.batch / _time(infer[who], steps, device)
         for phase, v in per.items():
             res[phase]["toolkit"].append(v["toolkit"])
             res[phase]["reference"].append(v["reference"])
@@ -323,7 +343,8 @@ def _params(m: torch.nn.Module) -> int:
 def to_markdown(rows: list[dict], meta: dict) -> str:
     lines = ["# Toolkit vs the authors' code: samples/s side by side", "",
              f"Measured {meta['date']} on {meta['machine']}, device `{meta['device']}`, {meta['threads']} "
-             f"thread(s), OMP_WAIT_POLICY={meta['omp_wait_policy']}, torch {meta['torch']}; "
+             f"thread(s), OMP_WAIT_POLICY={meta['omp_wait_policy']}, torch {meta['torch']}, "
+             f"precision {meta.get('precision', 'fp32')} on both sides; "
              f"{meta['rounds']} rounds × {meta['steps']} step(s) per phase, sides alternating in one process.", "",
              "Command:", "", "```", meta["command"], "```", "",
              "References (BERT bypassed, 768-d text features on both sides):", ""]
@@ -367,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1, help="timed steps per phase, side and round")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: both sides under torch.autocast(bfloat16), as the trainer's precision=bf16")
     ap.add_argument("--only", default="", help="comma-separated 'model' or 'model:B' filters")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reference_speed"),
                     help="output path without extension (.md and .json are written)")
@@ -385,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             torch.manual_seed(0)
             ref, tk = BUILDERS[s.model](refs[s.model], s, device)
-            res = measure(ref, tk, s, a.rounds, a.steps, device)
+            res = measure(ref, tk, s, a.rounds, a.steps, device, a.precision)
             for phase, v in res.items():
                 row[phase] = {k: statistics.median(x) for k, x in v.items()}
                 row[phase]["rounds"] = v
@@ -398,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{os.cpu_count()} CPU(s)" + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
             "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "rounds": a.rounds, "steps": a.steps,
+            "precision": a.precision,
             "command": "python benchmarks/reference_speed.py " + shlex.join(sys.argv[1:] if argv is None else argv),
             "references": {k: {"repo": REPOS[k], "commit": reference_commit(p)} for k, p in refs.items()}}
     out = Path(a.out)

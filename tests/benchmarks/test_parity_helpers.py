@@ -239,3 +239,18 @@ def test_reference_speed_rejects_missing_or_malformed_reference_dirs(tmp_path):
         mod.parse_refs([str(tmp_path)])
     with pytest.raises(SystemExit, match="does not look like Haoyu-ha/ALMT"):
         mod.parse_refs([f"almt={tmp_path}"])
+
+
+def test_reference_speed_bf16_runs_steps_under_autocast():
+    spec = importlib.util.spec_from_file_location("reference_speed", PARITY.parent / "reference_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["reference_speed"] = mod
+    spec.loader.exec_module(mod)
+    seen = []
+    a = torch.randn(4, 8)
+    step = lambda: seen.append((a @ a.t()).dtype)  # noqa: E731
+    cpu = torch.device("cpu")
+    assert mod._autocast(step, cpu, "fp32") is step
+    mod._autocast(step, cpu, "bf16")()
+    step()
+    assert seen == [torch.bfloat16, torch.float32]
