@@ -336,6 +336,39 @@ def measure(ref: Side, tk: Side, s: Setting, rounds: int, steps: int, device: to
     return res
 
 
+#: profiler op names counted as matrix-multiply work (self CPU time): GEMMs, convolutions and the fused
+#: attention kernels (two GEMMs and a softmax each)
+GEMM_OPS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm",
+                      "aten::mkldnn_convolution", "aten::convolution_backward",
+                      "aten::_scaled_dot_product_flash_attention_for_cpu",
+                      "aten::_scaled_dot_product_flash_attention_for_cpu_backward"})
+
+
+def gemm_share(fn: Callable[[], None]) -> dict[str, float]:
+    """One profiled call of ``fn`` (CPU): total self CPU time, the part in :data:`GEMM_OPS`, in seconds."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / 1e6
+    gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS) / 1e6
+    return {"total_s": total, "gemm_s": gemm, "share": gemm / total if total else 0.0}
+
+
+def gemm_bound(ref: Side, tk: Side, device: torch.device, precision: str) -> dict[str, dict]:
+    """Per phase, each side's matrix-multiply share of one profiled step, and the ceiling of the ratio at
+    equal matrix-multiply work: reference step time / reference GEMM time (what toolkit ÷ reference would
+    be if the toolkit did the reference's GEMMs and nothing else)."""
+    out = {}
+    for phase, attr in (("train", "train_step"), ("inference", "infer_step")):
+        r = gemm_share(_autocast(getattr(ref, attr), device, precision))
+        t = gemm_share(_autocast(getattr(tk, attr), device, precision))
+        out[phase] = {"reference": r, "toolkit": t,
+                      "ceiling": r["total_s"] / r["gemm_s"] if r["gemm_s"] else float("inf")}
+    return out
+
+
 def _params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters() if p.requires_grad)
 
@@ -360,6 +393,21 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
             lines.append(f"| {r['model']} | {r['setting']} | {r['batch']} | {phase} | {p['toolkit']:.1f} | "
                          f"{p['reference']:.1f} | **{p['ratio']:.2f}×** | {r['params_toolkit']:,} / "
                          f"{r['params_reference']:,} |")
+    bound = [r for r in rows if "gemm" in r]
+    if bound:
+        lines += ["", "Matrix-multiply share of one profiled step per side (self CPU time in GEMMs, convolutions "
+                  "and fused attention kernels: `GEMM_OPS`), and the ceiling of toolkit ÷ reference at equal "
+                  "matrix-multiply work (reference step time ÷ reference GEMM time):", "",
+                  "| model | setting | B | phase | reference: GEMM s / step s (share) | toolkit: GEMM s / step s "
+                  "(share) | ceiling at equal GEMM work |", "|---|---|---|---|---|---|---|"]
+        for r in bound:
+            for phase in ("train", "inference"):
+                g = r["gemm"][phase]
+                ref_g, tk_g = g["reference"], g["toolkit"]
+                lines.append(f"| {r['model']} | {r['setting']} | {r['batch']} | {phase} | "
+                             f"{ref_g['gemm_s']:.3f} / {ref_g['total_s']:.3f} ({ref_g['share']:.0%}) | "
+                             f"{tk_g['gemm_s']:.3f} / {tk_g['total_s']:.3f} ({tk_g['share']:.0%}) | "
+                             f"{g['ceiling']:.2f}× |")
     lines += ["", "samples/s: median over rounds; ratio: median over rounds of the per-round ratio.",
               "Train = forward + full loss + backward + optimiser step (the toolkit config's optimiser on both "
               "sides: the trainer's fused one on the toolkit's, plain torch.optim on the reference's); inference = eval-mode forward without gradients.", ""]
@@ -390,10 +438,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                     help="bf16: both sides under torch.autocast(bfloat16), as the trainer's precision=bf16")
+    ap.add_argument("--gemm-share", action="store_true",
+                    help="CPU: also profile one step per side and phase and report the matrix-multiply share and "
+                         "the ratio's ceiling at equal matrix-multiply work")
     ap.add_argument("--only", default="", help="comma-separated 'model' or 'model:B' filters")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reference_speed"),
                     help="output path without extension (.md and .json are written)")
     a = ap.parse_args(argv)
+    if a.gemm_share and torch.device(a.device).type != "cpu":
+        raise SystemExit("error: --gemm-share profiles CPU self time; run it with --device cpu")
     refs = parse_refs(a.reference_dir)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -413,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
                 row[phase] = {k: statistics.median(x) for k, x in v.items()}
                 row[phase]["rounds"] = v
             row.update(params_toolkit=_params(tk.model), params_reference=_params(ref.model))
+            if a.gemm_share:
+                row["gemm"] = gemm_bound(ref, tk, device, a.precision)
         except Exception as e:  # a failing setting is a row with its error, the others still run
             row["error"] = f"{type(e).__name__}: {e}"
             print(f"  error: {row['error']}", flush=True)

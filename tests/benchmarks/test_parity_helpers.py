@@ -254,3 +254,25 @@ def test_reference_speed_bf16_runs_steps_under_autocast():
     mod._autocast(step, cpu, "bf16")()
     step()
     assert seen == [torch.bfloat16, torch.float32]
+
+
+def test_reference_speed_gemm_share_counts_matrix_multiplies():
+    spec = importlib.util.spec_from_file_location("reference_speed", PARITY.parent / "reference_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["reference_speed"] = mod
+    spec.loader.exec_module(mod)
+    a = torch.randn(256, 256)
+    heavy = mod.gemm_share(lambda: [a @ a for _ in range(4)])
+    light = mod.gemm_share(lambda: [torch.exp(a).sum() for _ in range(40)])
+    assert heavy["gemm_s"] > 0 and heavy["share"] > 0.5
+    assert light["gemm_s"] == 0 and light["total_s"] > 0
+    side = mod.Side(torch.nn.Linear(4, 4), lambda: None, lambda: a @ a, step=lambda: a @ a)
+    bound = mod.gemm_bound(side, side, torch.device("cpu"), "fp32")
+    assert set(bound) == {"train", "inference"} and bound["train"]["ceiling"] >= 1.0
+    row = {"model": "m", "setting": "s", "batch": 1, "params_toolkit": 1, "params_reference": 1, "gemm": bound,
+           **{p: {"toolkit": 1.0, "reference": 1.0, "ratio": 1.0} for p in ("train", "inference")}}
+    meta = {"date": "d", "machine": "x", "device": "cpu", "threads": 1, "omp_wait_policy": "PASSIVE", "torch": "t",
+            "rounds": 1, "steps": 1, "command": "c", "references": {}}
+    assert "ceiling at equal GEMM work" in mod.to_markdown([row], meta)
+    with pytest.raises(SystemExit, match="--device cpu"):
+        mod.main(["--reference-dir", f"almt={PARITY.parent.parent}", "--gemm-share", "--device", "cuda"])
