@@ -37,6 +37,21 @@ def test_polarity_helpers():
     assert polarity(0.49) == "neutral" and polarity(0.51) == "positive" and polarity(-1.2) == "negative"
 
 
+def test_csv_row_of_a_skipped_or_failed_file_has_no_nan():
+    """A file without timings (skipped, failed before extraction) leaves total_seconds empty, never 'nan'."""
+    import csv
+    import io
+
+    from msa_toolkit.prediction_types import Prediction, to_csv
+
+    rows = list(csv.DictReader(io.StringIO(to_csv([
+        Prediction("notes.md", None, error="[skipped] not a media file (.md)"),
+        Prediction("a.mp4", 1.0, timings={"total": 0.25}),
+    ]))))
+    assert rows[0]["total_seconds"] == "" and rows[1]["total_seconds"] == "0.250"
+    assert not any("nan" in v.lower() for row in rows for v in row.values()), rows
+
+
 def test_positive_and_negative_sentences(clip_predictions):
     pos, neg = clip_predictions["speech_positive.mp4"], clip_predictions["speech_negative.mp4"]
     assert pos.ok and neg.ok
