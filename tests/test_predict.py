@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -123,6 +124,14 @@ def test_mismatched_checkpoints_give_clear_errors(tmp_path):
         e.name, e.modality, e.version, e.params, 768, e.frame_rate, e.feature_names) for e in real.extractors])
     with pytest.raises(SpecMismatchError, match="text.dim"):
         Predictor.load(_save(tmp_path, bad))
+
+
+def test_extractor_flags_that_change_the_features_say_which_side_is_which(default_predictor):
+    from msa_toolkit.extraction import ExtractConfig
+
+    cfg = ExtractConfig.from_spec(default_predictor.checkpoint.spec)
+    with pytest.raises(SpecMismatchError, match=r"(?s)extractor flags != checkpoint\).*alignment: 'words' != 'none'"):
+        default_predictor.with_extract_config(dataclasses.replace(cfg, align="words"))
 
 
 def test_multimodal_checkpoint_extracts_what_its_spec_names(tmp_path, cache_dir):

@@ -123,7 +123,7 @@ class ExtractConfig:
             here = cfg.build_spec()
         except (ExtractConfigError, ModelLoadError) as e:
             raise SpecMismatchError(f"cannot reproduce the FeatureSpec here: {e}") from None
-        here.require_compatible(spec, what="extraction on this machine")
+        here.require_compatible(spec, what="extraction on this machine", sides=("this machine", "recorded"))
         return cfg
 
     def to_dict(self) -> dict[str, Any]:

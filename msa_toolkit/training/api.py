@@ -391,7 +391,8 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     dataset = _open_data(data)
     ds_spec = getattr(dataset, "spec", None)
     if ck.spec is not None and ds_spec is not None:
-        ck.spec.require_compatible(ds_spec, modalities=ck.spec.modalities, what=f"dataset {data}")
+        ck.spec.require_compatible(ds_spec, modalities=ck.spec.modalities, what=f"the features of dataset {data}",
+                                   sides=("checkpoint", "dataset"))
     tcd = ck.train_config or {}
     tc = TrainConfig(device=device, progress=False, plots=False, metric_set=ck.extra.get("metric_set", "auto"))
     stored = ck.extra.get("max_lengths") or {}
