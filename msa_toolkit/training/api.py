@@ -39,7 +39,7 @@ import numpy as np
 
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import MSAError
-from .config import TrainConfig, coerce_field
+from .config import TrainConfig, check_settings, coerce_field, setting
 from .metrics import UNITS
 from .state import FitResult
 
@@ -269,7 +269,8 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
         raise MSAError(str(e.args[0] if e.args else e)) from None
     except (TypeError, ValueError) as e:
         raise MSAError(f"model {name!r}: {e}") from None
-    batch_size = tc.batch_size or base_cfg.batch_size
+    check_settings(tc, base_cfg)
+    batch_size = setting(tc, base_cfg, "batch_size", None)
     dataset = _open_data(data)
 
     ctx = D.setup(tc.device)
