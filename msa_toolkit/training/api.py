@@ -385,6 +385,8 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     bad = [m for m in drop if m not in MODALITIES]
     if bad:
         raise MSAError(f"--drop: unknown modality {bad}; expected {', '.join(MODALITIES)}")
+    if batch_size is not None and batch_size < 1:
+        raise MSAError(f"--batch-size must be >= 1 (got {batch_size})")
     ck = load_checkpoint(checkpoint)
     bad = describe_nonfinite(ck.model.state_dict())
     if bad:
