@@ -193,7 +193,9 @@ def _write_split(out_dir: Path, split: str, spec: FeatureSpec, samples: Iterable
     try:
         for s in samples:
             if s.id in seen_ids:
-                raise DatasetError(f"duplicate sample id {s.id!r} (in splits {seen_ids[s.id]!r} and {split!r})")
+                where = (f"twice in split {split!r}" if seen_ids[s.id] == split
+                         else f"in splits {seen_ids[s.id]!r} and {split!r}")
+                raise DatasetError(f"duplicate sample id {s.id!r} ({where})")
             seen_ids[s.id] = split
             extra = sorted(set(s.features) - set(dims))
             if extra:

@@ -88,8 +88,10 @@ def test_pickled_split_reopens(tmp_path):
 
 
 def test_duplicate_ids_across_splits(tmp_path):
-    with pytest.raises(DatasetError, match="duplicate sample id 'x0'"):
+    with pytest.raises(DatasetError, match="duplicate sample id 'x0' \\(in splits 'train' and 'test'\\)"):
         write_dataset(tmp_path / "ds", SPEC, {"train": _samples(3, 0, "x"), "test": _samples(2, 0, "x")})
+    with pytest.raises(DatasetError, match="duplicate sample id 'x1' \\(twice in split 'train'\\)"):
+        write_dataset(tmp_path / "ds", SPEC, {"train": _samples(2, 0, "x") + _samples(2, 1, "x")[1:]})
     assert not (tmp_path / "ds" / "manifest.json").exists()
 
 
