@@ -98,7 +98,7 @@ class Predictor:
         """
         here = config.build_spec(self.modalities)
         here.require_compatible(self.checkpoint.spec, modalities=self.modalities,
-                                what="the checkpoint's features")
+                                what="features from these extractor flags", sides=("extractor flags", "checkpoint"))
         return dataclasses.replace(self, extract_config=config, _extractors=None)
 
     # -- batch preparation ------------------------------------------------------------

@@ -136,7 +136,7 @@ def to_csv(preds: Iterable[Prediction]) -> str:
             p.path, "" if p.score is None else f"{p.score:.4f}", p.polarity or "", "" if p.class7 is None else p.class7,
             p.label7 or "", p.transcript, p.speech_found, "" if p.face_ratio is None else f"{p.face_ratio:.3f}",
             "+".join(p.modalities_present), "" if p.duration is None else f"{p.duration:.2f}",
-            f"{p.timings.get('total', float('nan')):.3f}", "; ".join(p.flags), p.error or "",
+            "" if "total" not in p.timings else f"{p.timings['total']:.3f}", "; ".join(p.flags), p.error or "",
             "; ".join(f"{m}: {why}" for m, why in p.absent.items()), "" if p.max_faces is None else p.max_faces,
         ])
     return buf.getvalue()

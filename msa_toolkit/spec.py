@@ -184,10 +184,15 @@ class FeatureSpec:
         return out
 
     def require_compatible(self, other: "FeatureSpec", modalities: Iterable[str] | None = None,
-                           what: str = "features") -> None:
-        """Raise :class:`SpecMismatchError` naming every difference, if any."""
+                           what: str = "features", sides: tuple[str, str] | None = None) -> None:
+        """Raise :class:`SpecMismatchError` naming every difference, if any.
+
+        ``sides`` names this spec and ``other`` (e.g. ``("checkpoint", "dataset")``) so that each
+        ``a != b`` line of the message says which value is whose.
+        """
         d = self.diff(other, modalities)
         if d:
+            whose = f" (each line: {sides[0]} != {sides[1]})" if sides else ""
             raise SpecMismatchError(
-                f"{what} were extracted with a different FeatureSpec:\n  " + "\n  ".join(d)
+                f"{what} were extracted with a different FeatureSpec{whose}:\n  " + "\n  ".join(d)
             )

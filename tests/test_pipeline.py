@@ -260,6 +260,10 @@ def test_spec_roundtrip_and_mismatch(tmp_path):
         ExtractConfig(align="frames")
     with pytest.raises(ExtractConfigError, match="no parameter"):
         ExtractConfig(audio_params={"bogus": 1}).build_spec()
+    # an unknown name lists the extractors of that stage only (not the vision ones for --audio)
+    with pytest.raises(ExtractConfigError, match=r"audio: unknown extractor 'foo'; available for audio: ") as e:
+        ExtractConfig(audio="foo").build_spec()
+    assert "opensmile" in str(e.value) and "mediapipe_face" not in str(e.value) and "minilm" not in str(e.value)
 
 
 def test_extract_texts_batched_and_cached(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -35,6 +36,21 @@ def clip_predictions(default_predictor, cache_dir):
 def test_polarity_helpers():
     assert class7(2.6) == 3 and class7(-0.4) == 0 and class7(-9) == -3
     assert polarity(0.49) == "neutral" and polarity(0.51) == "positive" and polarity(-1.2) == "negative"
+
+
+def test_csv_row_of_a_skipped_or_failed_file_has_no_nan():
+    """A file without timings (skipped, failed before extraction) leaves total_seconds empty, never 'nan'."""
+    import csv
+    import io
+
+    from msa_toolkit.prediction_types import Prediction, to_csv
+
+    rows = list(csv.DictReader(io.StringIO(to_csv([
+        Prediction("notes.md", None, error="[skipped] not a media file (.md)"),
+        Prediction("a.mp4", 1.0, timings={"total": 0.25}),
+    ]))))
+    assert rows[0]["total_seconds"] == "" and rows[1]["total_seconds"] == "0.250"
+    assert not any("nan" in v.lower() for row in rows for v in row.values()), rows
 
 
 def test_positive_and_negative_sentences(clip_predictions):
@@ -108,6 +124,14 @@ def test_mismatched_checkpoints_give_clear_errors(tmp_path):
         e.name, e.modality, e.version, e.params, 768, e.frame_rate, e.feature_names) for e in real.extractors])
     with pytest.raises(SpecMismatchError, match="text.dim"):
         Predictor.load(_save(tmp_path, bad))
+
+
+def test_extractor_flags_that_change_the_features_say_which_side_is_which(default_predictor):
+    from msa_toolkit.extraction import ExtractConfig
+
+    cfg = ExtractConfig.from_spec(default_predictor.checkpoint.spec)
+    with pytest.raises(SpecMismatchError, match=r"(?s)extractor flags != checkpoint\).*alignment: 'words' != 'none'"):
+        default_predictor.with_extract_config(dataclasses.replace(cfg, align="words"))
 
 
 def test_multimodal_checkpoint_extracts_what_its_spec_names(tmp_path, cache_dir):

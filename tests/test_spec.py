@@ -26,6 +26,9 @@ def test_diff_names_every_difference():
     assert a.diff(b, modalities=["vision"]) == []
     with pytest.raises(SpecMismatchError, match="text.params.model"):
         a.require_compatible(b)
+    # the message says which side of each "a != b" line is whose
+    with pytest.raises(SpecMismatchError, match=r"\(each line: checkpoint != dataset\)"):
+        a.require_compatible(b, sides=("checkpoint", "dataset"))
 
 
 def test_duplicate_modality_rejected():

@@ -323,7 +323,8 @@ def _build_text_only(table: LabelTable, out: Path, cfg: Any, cache_dir: Any, pro
                 for r in chunk:
                     b = bundles[r.id]
                     if b.spec.fingerprint() != spec.fingerprint():
-                        b.spec.require_compatible(spec, what=f"text features of {r.id!r}")
+                        b.spec.require_compatible(spec, what=f"text features of {r.id!r}",
+                                                  sides=("cached", "dataset"))
                     yield clean_sample(Sample.from_bundle(r.id, b, r.label, **_row_fields(r)), nonfinite)
                 bar.advance(task, len(chunk))
 

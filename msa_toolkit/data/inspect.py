@@ -162,7 +162,7 @@ def dataset_info(dataset: "MSADataset | str | os.PathLike") -> dict[str, Any]:
             ls = sp.lengths(m)
             if ls.size:
                 lengths[m] = {"min": int(ls.min()), "mean": round(float(ls.mean()), 2),
-                              "median": float(np.median(ls)), "p95": float(np.percentile(ls, 95)),
+                              "median": float(np.median(ls)), "p95": round(float(np.percentile(ls, 95)), 2),
                               "max": int(ls.max()), "empty": int(np.sum(ls == 0))}
         splits[split] = {
             "samples": len(sp),

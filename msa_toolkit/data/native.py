@@ -143,6 +143,40 @@ def _json_num(x: Any) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _array_modality(name: str) -> str | None:
+    """The modality an extra array belongs to (``text.input_ids`` -> ``text``), None for others."""
+    head = name.split(".", 1)[0]
+    return head if head in MODALITIES and "." in name else None
+
+
+def _append_arrays(w: StreamingSafetensorsWriter, s: Sample, split: str, n: int, offsets: Mapping[str, list[int]],
+                   array_offsets: dict[str, list[int]]) -> None:
+    """Append sample ``s`` (the ``n``-th of ``split``) to the extra arrays; its features are already written.
+
+    Every sample carries the same arrays, except that a sample without a modality (no rows, e.g. no text
+    for a video without sound) may lack that modality's arrays: it gets an empty range in them.
+    """
+    for k in s.arrays:
+        if k not in array_offsets:
+            m = _array_modality(k)
+            if n > 0 and (m is None or offsets[m][n] > 0):
+                raise DatasetError(f"sample {s.id!r} has array {k!r} that earlier samples of split "
+                                   f"{split!r} lack; every sample must carry the same arrays")
+            a = np.asarray(s.arrays[k])
+            w.declare(k, np.int64 if np.issubdtype(a.dtype, np.integer) else np.float32)
+            array_offsets[k] = [0] * (n + 1)  # earlier samples (all without modality m): empty ranges
+    for k, off in array_offsets.items():
+        if k not in s.arrays:
+            m = _array_modality(k)
+            if m is None or s.length(m) > 0:
+                raise DatasetError(f"sample {s.id!r} lacks array {k!r} that other samples of split {split!r} have")
+            off.append(off[-1])
+            continue
+        a = np.asarray(s.arrays[k]).reshape(-1)
+        w.append(k, a)
+        off.append(off[-1] + a.shape[0])
+
+
 def _write_split(out_dir: Path, split: str, spec: FeatureSpec, samples: Iterable[Sample],
                  stats: dict[str, _StatsAccumulator] | None, seen_ids: dict[str, str]) -> dict[str, Any]:
     dims = {m: spec.get(m).dim for m in spec.modalities}
@@ -159,7 +193,9 @@ def _write_split(out_dir: Path, split: str, spec: FeatureSpec, samples: Iterable
     try:
         for s in samples:
             if s.id in seen_ids:
-                raise DatasetError(f"duplicate sample id {s.id!r} (in splits {seen_ids[s.id]!r} and {split!r})")
+                where = (f"twice in split {split!r}" if seen_ids[s.id] == split
+                         else f"in splits {seen_ids[s.id]!r} and {split!r}")
+                raise DatasetError(f"duplicate sample id {s.id!r} ({where})")
             seen_ids[s.id] = split
             extra = sorted(set(s.features) - set(dims))
             if extra:
@@ -182,20 +218,7 @@ def _write_split(out_dir: Path, split: str, spec: FeatureSpec, samples: Iterable
                 offsets[m].append(offsets[m][-1] + v.shape[0])
                 if stats is not None:
                     stats[m].add(v, mk)
-            for k in s.arrays:
-                if k not in array_offsets:
-                    if n > 0:
-                        raise DatasetError(f"sample {s.id!r} has array {k!r} that earlier samples of split "
-                                           f"{split!r} lack; every sample must carry the same arrays")
-                    a = np.asarray(s.arrays[k])
-                    w.declare(k, np.int64 if np.issubdtype(a.dtype, np.integer) else np.float32)
-                    array_offsets[k] = [0]
-            for k in array_offsets:
-                if k not in s.arrays:
-                    raise DatasetError(f"sample {s.id!r} lacks array {k!r} that other samples of split {split!r} have")
-                a = np.asarray(s.arrays[k]).reshape(-1)
-                w.append(k, a)
-                array_offsets[k].append(array_offsets[k][-1] + a.shape[0])
+            _append_arrays(w, s, split, n, offsets, array_offsets)
             entry["ids"].append(str(s.id))
             entry["label"].append(_json_num(s.label))
             for k in _OPTIONAL_FIELDS:

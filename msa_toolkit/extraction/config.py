@@ -75,7 +75,7 @@ class ExtractConfig:
 
     def create_extractors(self, modalities: Iterable[str] | None = None) -> dict[str, Any]:
         """One (not yet loaded) extractor per enabled stage."""
-        from ..extractors.base import get_extractor_class
+        from ..extractors.base import get_extractor_class, list_extractors
 
         wanted = set(modalities) if modalities is not None else None
         out: dict[str, Any] = {}
@@ -84,8 +84,9 @@ class ExtractConfig:
                 continue
             try:
                 cls = get_extractor_class(name)
-            except KeyError as e:
-                raise ExtractConfigError(f"{mod}: {e.args[0]}") from None
+            except KeyError:
+                raise ExtractConfigError(f"{mod}: unknown extractor {name!r}; available for {mod}: "
+                                         f"{', '.join(list_extractors(mod))}, or none") from None
             if cls.modality != mod:
                 raise ExtractConfigError(f"{mod}: extractor {name!r} is a {cls.modality!r} extractor")
             try:
@@ -123,7 +124,7 @@ class ExtractConfig:
             here = cfg.build_spec()
         except (ExtractConfigError, ModelLoadError) as e:
             raise SpecMismatchError(f"cannot reproduce the FeatureSpec here: {e}") from None
-        here.require_compatible(spec, what="extraction on this machine")
+        here.require_compatible(spec, what="extraction on this machine", sides=("this machine", "recorded"))
         return cfg
 
     def to_dict(self) -> dict[str, Any]:

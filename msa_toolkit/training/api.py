@@ -39,7 +39,7 @@ import numpy as np
 
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import MSAError
-from .config import TrainConfig, coerce_field
+from .config import TrainConfig, check_settings, coerce_field, setting
 from .metrics import UNITS
 from .state import FitResult
 
@@ -269,7 +269,8 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
         raise MSAError(str(e.args[0] if e.args else e)) from None
     except (TypeError, ValueError) as e:
         raise MSAError(f"model {name!r}: {e}") from None
-    batch_size = tc.batch_size or base_cfg.batch_size
+    check_settings(tc, base_cfg)
+    batch_size = setting(tc, base_cfg, "batch_size", None)
     dataset = _open_data(data)
 
     ctx = D.setup(tc.device)
@@ -384,6 +385,8 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     bad = [m for m in drop if m not in MODALITIES]
     if bad:
         raise MSAError(f"--drop: unknown modality {bad}; expected {', '.join(MODALITIES)}")
+    if batch_size is not None and batch_size < 1:
+        raise MSAError(f"--batch-size must be >= 1 (got {batch_size})")
     ck = load_checkpoint(checkpoint)
     bad = describe_nonfinite(ck.model.state_dict())
     if bad:
@@ -391,7 +394,8 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     dataset = _open_data(data)
     ds_spec = getattr(dataset, "spec", None)
     if ck.spec is not None and ds_spec is not None:
-        ck.spec.require_compatible(ds_spec, modalities=ck.spec.modalities, what=f"dataset {data}")
+        ck.spec.require_compatible(ds_spec, modalities=ck.spec.modalities, what=f"the features of dataset {data}",
+                                   sides=("checkpoint", "dataset"))
     tcd = ck.train_config or {}
     tc = TrainConfig(device=device, progress=False, plots=False, metric_set=ck.extra.get("metric_set", "auto"))
     stored = ck.extra.get("max_lengths") or {}

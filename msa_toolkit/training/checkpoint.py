@@ -195,7 +195,9 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({e})") from e
+        hint = (f"; {path.name} is a run's resumable training state (msa train --resume), the model is "
+                f"{path.with_name('best.safetensors')}" if path.suffix == ".pt" else "")
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({e}){hint}") from e
     if META_KEY not in meta:
         raise CheckpointError(f"{path}: safetensors file has no {META_KEY!r} metadata (not an msa_toolkit checkpoint)")
     try:

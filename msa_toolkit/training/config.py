@@ -166,3 +166,16 @@ def setting(tc: TrainConfig, model_config: Any, name: str, default: Any) -> Any:
     """``tc.<name>`` unless it is None, else the model config's ``<name>`` (else ``default``)."""
     value = getattr(tc, name)
     return value if value is not None else getattr(model_config, name, default)
+
+
+def check_settings(tc: TrainConfig, model_config: Any) -> None:
+    """Refuse a batch size below 1 or a negative learning rate / weight decay (MSAError naming the setting).
+
+    Checked on the values a run will use (trainer setting, else the model config's), before any data is
+    read, so that a bad ``--set`` is one clear line instead of a traceback from torch.
+    """
+    for name, lowest, default in (("batch_size", 1, 1), ("lr", 0.0, 0.0), ("weight_decay", 0.0, 0.0)):
+        value = setting(tc, model_config, name, default)
+        if value is not None and value < lowest:
+            where = f"trainer.{name}" if getattr(tc, name) is not None else f"model.{name}"
+            raise MSAError(f"{name} must be >= {lowest:g} (got {value:g}; --set {where}=...)")

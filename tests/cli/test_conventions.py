@@ -134,3 +134,35 @@ def test_train_prints_the_checkpoint_of_every_seed(ds, tmp_path):
     for seed in (1, 2):
         path = tmp_path / "many" / f"seed_{seed}" / "best.safetensors"
         assert path.is_file() and f"seed {seed}: {path}" in many.stdout
+
+
+def _documented_short_flags() -> dict[str, set[str]]:
+    """docs/cli.md's short-flag table: short flag -> the commands listed for it ("all" left out)."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    table: dict[str, set[str]] = {}
+    for line in doc.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("-") or cells[0].startswith("--") or cells[2] == "all":
+            continue
+        names: set[str] = set()
+        for item in cells[2].split(","):
+            words = item.split()
+            head, subs = " ".join(words[:-1]), words[-1].split("/")
+            names.update(f"{head} {s}".strip() for s in subs)
+        table[cells[0]] = names
+    return table
+
+
+def test_docs_short_flag_table_lists_every_command_that_has_the_flag():
+    actual: dict[str, set[str]] = {}
+    for path, ctx in _commands():
+        for p in _params(ctx):
+            for short in (o for o in (*p.opts, *p.secondary_opts) if not o.startswith("--")):
+                if path:
+                    actual.setdefault(short, set()).add(" ".join(path))
+    documented = _documented_short_flags()
+    assert set(documented) == set(SHORT_FLAGS) - {"-h"}
+    for short, names in documented.items():
+        assert names == actual[short], f"docs/cli.md, {short}: lists {sorted(names)}, CLI: {sorted(actual[short])}"

@@ -206,3 +206,16 @@ def test_export_max_len_option(tmp_path, capsys):
     assert back["train"]["text"].shape[1] == 3 and back["train"]["audio"].shape[1] == 5
     assert "truncated to 3 steps" in capsys.readouterr().err
     assert main(["dataset", "export", str(tmp_path / "ds"), "-o", str(tmp_path / "x.pkl"), "--max-len", "text"]) != 0
+
+
+def test_info_length_percentile_is_rounded(tmp_path, capsys):
+    """`dataset info` shows the 95th length percentile as 16.55, not 16.549999999999997."""
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path / "ds", n_train=13, n_valid=4, n_test=4, dims=(4, 2, 2), lengths=(9, 20, 16))
+    assert main(["dataset", "info", str(tmp_path / "ds"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    p95 = [st["p95"] for sp in info["splits"].values() for st in sp["lengths"].values()]
+    assert p95 and all(v == round(v, 2) for v in p95), p95
+    assert main(["dataset", "info", str(tmp_path / "ds")]) == 0
+    assert "99999" not in capsys.readouterr().out

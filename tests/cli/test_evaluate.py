@@ -38,7 +38,15 @@ def test_evaluate_errors(trained):
     ck = str(trained / "run" / "best.safetensors")
     # a dataset extracted with another FeatureSpec: a clear mismatch error, exit code 2
     assert main(["evaluate", ck, "--data", str(trained / "other")]) == 2
+    from msa_toolkit.errors import SpecMismatchError
+    from msa_toolkit.training.api import evaluate
+
+    with pytest.raises(SpecMismatchError, match=r"(?s)checkpoint != dataset\).*text.dim: 8 != 6"):
+        evaluate(ck, trained / "other", device="cpu")
     assert main(["evaluate", ck, "--data", str(trained / "ds"), "--drop", "smell"]) == 2
+    # a batch size below 1 is refused, not a traceback (-2) nor silently replaced by the checkpoint's (0)
+    assert main(["evaluate", ck, "--data", str(trained / "ds"), "--batch-size", "-2"]) == 2
+    assert main(["evaluate", ck, "--data", str(trained / "ds"), "--batch-size", "0"]) == 2
     assert main(["evaluate", str(trained / "nope.safetensors"), "--data", str(trained / "ds")]) == 2
     r = runner.invoke(app, ["evaluate", ck, "--data", str(trained / "ds"), "--split", "valid"])
     assert r.exit_code == 0 and "valid:" in r.output and "mae=" in r.output

@@ -143,6 +143,19 @@ def test_bad_epochs_and_device_are_one_line_errors(cli_ds, tmp_path, capsys, bad
     assert not (tmp_path / "r" / "last.pt").exists()
 
 
+@pytest.mark.parametrize("bad, says", [("trainer.lr=-1", "lr must be >= 0"), ("model.lr=-0.5", "model.lr"),
+                                       ("trainer.batch_size=0", "batch_size must be >= 1"),
+                                       ("trainer.weight_decay=-1", "weight_decay must be >= 0")])
+def test_bad_optimiser_settings_are_one_line_errors(cli_ds, tmp_path, capsys, bad, says):
+    """Not a traceback from torch (negative lr / weight decay), nor a batch size of 0 silently replaced."""
+    from msa_toolkit.cli.main import main
+
+    assert main(_train_args(cli_ds, tmp_path / "r", "--set", bad)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
 def test_training_without_valid_split_warns_and_keeps_the_last_epoch(tmp_path, capsys):
     from msa_toolkit.cli.main import main
     from msa_toolkit.data.native import load_dataset, write_dataset

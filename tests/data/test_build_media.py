@@ -87,6 +87,24 @@ def test_flat_layout_any_extension_and_shards(tmp_path, assets_dir, cache_dir):
                       cache_dir=cache_dir, progress=False)
 
 
+def test_whisper_dataset_with_a_video_without_sound_in_the_same_split(tmp_path, assets_dir, cache_dir):
+    """The soundless clip has no text (nothing to transcribe), so none of the text token arrays the other
+    clip carries: the dataset is still written (it was 'lacks array text.attention_mask')."""
+    vids = tmp_path / "clips"
+    vids.mkdir()
+    shutil.copy(assets_dir / "noaudio.mp4", vids / "b_1.mp4")
+    shutil.copy(assets_dir / "speech_positive.mp4", vids / "a_1.mp4")
+    labels = tmp_path / "label.csv"
+    labels.write_text("id,label,mode\nb_1,-1,train\na_1,2,train\n")
+    rep = build_dataset(labels, videos=vids, out_dir=tmp_path / "ds", cache_dir=cache_dir, progress=False,
+                        config=_config(asr="whisper", vision="mediapipe_face"), allow_missing=False)
+    got = {s.id: s for s in rep.dataset.split("train")}
+    assert "text" not in got["b_1"].features and got["b_1"].arrays["text.input_ids"].shape == (0,)
+    assert got["a_1"].arrays["text.input_ids"].shape[0] == got["a_1"].features["text"].shape[0] > 2
+    b = next(iter(DataModule(rep.dataset, batch_size=2).loader("train")))
+    assert b.text_mask.any(dim=1).sum() == 1
+
+
 def test_media_index_lookup(tmp_path):
     for rel in ("Raw/v1/3.mp4", "v2_5.MKV", "x_1.m4a", "Raw/v1/notes.txt"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

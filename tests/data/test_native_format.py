@@ -88,9 +88,35 @@ def test_pickled_split_reopens(tmp_path):
 
 
 def test_duplicate_ids_across_splits(tmp_path):
-    with pytest.raises(DatasetError, match="duplicate sample id 'x0'"):
+    with pytest.raises(DatasetError, match="duplicate sample id 'x0' \\(in splits 'train' and 'test'\\)"):
         write_dataset(tmp_path / "ds", SPEC, {"train": _samples(3, 0, "x"), "test": _samples(2, 0, "x")})
+    with pytest.raises(DatasetError, match="duplicate sample id 'x1' \\(twice in split 'train'\\)"):
+        write_dataset(tmp_path / "ds", SPEC, {"train": _samples(2, 0, "x") + _samples(2, 1, "x")[1:]})
     assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["textless_first", "textless_later"])
+def test_a_sample_without_a_modality_needs_none_of_its_arrays(tmp_path, first):
+    """A video without sound (no text) in a split of clips with speech: its text arrays are empty ranges."""
+    r = np.random.default_rng(0)
+
+    def talking(i):
+        return Sample(f"t{i}", 1.0, features={"text": r.standard_normal((3, 4)).astype(np.float32)},
+                      arrays={"text.input_ids": np.arange(3, dtype=np.int64) + i})
+
+    silent = Sample("silent", -1.0, features={"audio": r.standard_normal((5, 3)).astype(np.float32)})
+    rows = [silent, talking(0), talking(1)] if first else [talking(0), silent, talking(1)]
+    ds = write_dataset(tmp_path / "ds", SPEC, {"train": rows})
+    got = {s.id: s for s in ds.split("train")}
+    assert got["silent"].arrays["text.input_ids"].shape == (0,) and "text" not in got["silent"].features
+    for i in (0, 1):
+        np.testing.assert_array_equal(got[f"t{i}"].arrays["text.input_ids"], np.arange(3) + i)
+    # a sample that has text but lacks its arrays is still refused
+    bad = Sample("bad", 0.0, features={"text": np.zeros((2, 4), np.float32)})
+    with pytest.raises(DatasetError, match="'bad' lacks array 'text.input_ids'"):
+        write_dataset(tmp_path / "ds2", SPEC, {"train": [talking(0), bad]})
+    with pytest.raises(DatasetError, match="'t0' has array 'text.input_ids' that earlier samples"):
+        write_dataset(tmp_path / "ds3", SPEC, {"train": [bad, talking(0)]})
 
 
 def test_dim_mismatch_names_sample(tmp_path):

@@ -71,6 +71,10 @@ def test_clear_errors(tmp_path):
     junk.write_bytes(b"definitely not safetensors")
     with pytest.raises(CheckpointError, match="not a readable"):
         load_checkpoint(junk)
+    # a run's last.pt given where the model is expected: the message names best.safetensors
+    last = save_resume_state(tmp_path / "last.pt", {"epoch": 1})
+    with pytest.raises(CheckpointError, match=r"resumable training state.*best\.safetensors"):
+        load_checkpoint(last)
     from safetensors.torch import save_file
 
     bare = tmp_path / "bare.safetensors"
