@@ -262,6 +262,20 @@ class FeatureBundle:
     # free metadata: source path, content hash, duration, face ratio, timings, ...
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def has_speech(self) -> bool:
+        """Whether the transcript has words. Without any, the text features (the encoder's special tokens
+        around an empty transcript) carry no sentiment: datasets and predictions treat text as absent."""
+        return self.transcript is not None and not self.transcript.is_empty
+
+    def model_sequences(self) -> dict[str, FeatureSequence]:
+        """The sequences a model reads: :attr:`sequences`, without text when there is no speech
+        (:attr:`has_speech`). One rule for datasets built from media and for ``msa predict``."""
+        seqs = dict(self.sequences)
+        if not self.has_speech:
+            seqs.pop("text", None)
+        return seqs
+
     def save(self, stem: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``stem.safetensors`` and ``stem.json`` atomically; returns both paths."""
         from safetensors.numpy import save_file

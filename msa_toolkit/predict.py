@@ -137,11 +137,9 @@ class Predictor:
     # -- bundles -> predictions --------------------------------------------------------
     def usable_sequences(self, bundle: FeatureBundle) -> tuple[dict[str, FeatureSequence], list[str]]:
         """The bundle's sequences the model can use, and flags about what is missing."""
-        seqs = dict(bundle.sequences)
+        seqs = bundle.model_sequences()  # no text without speech: [CLS][SEP] carries no sentiment
         flags: list[str] = []
-        tr = bundle.transcript
-        if "text" in self.modalities and (tr is None or tr.is_empty):
-            seqs.pop("text", None)  # [CLS][SEP] of an empty transcript carries no sentiment: treat as absent
+        if "text" in self.modalities and not bundle.has_speech:
             flags.append("no speech found: text modality absent")
         if "vision" in self.modalities and "vision" in seqs and not seqs["vision"].mask.any():
             flags.append("no face found: vision modality absent")

@@ -198,7 +198,7 @@ def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = 
                   cache_dir: str | os.PathLike | None = None, workers: int = 1, shard: str | None = None,
                   progress: bool = True, seed: int = 0, split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
                   overwrite: bool = False, min_word_match: float = MIN_WORD_MATCH,
-                  allow_missing: bool = True) -> BuildReport:
+                  allow_missing: bool = False) -> BuildReport:
     """Build a native dataset in ``out_dir`` from ``labels`` (+ ``videos``); see the module docstring.
 
     Args:
@@ -216,8 +216,9 @@ def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = 
         overwrite: replace an existing dataset in ``out_dir``.
         min_word_match: lowest fraction of a label transcript's words matched to the speech
             (``--align words`` with label transcripts); rows below it fail (stage ``"align"``).
-        allow_missing: build the dataset without the rows that failed; False raises
-            :class:`RowsLostError` when any row is lost, writing no dataset.
+        allow_missing: build the dataset without the rows that failed (listed in the report and in
+            ``errors.json``); False (the default, as ``msa dataset create``) raises :class:`RowsLostError`
+            when any row is lost, writing no dataset.
     """
     t0 = time.perf_counter()
     if out_dir is None:
@@ -438,7 +439,7 @@ def _rows_lost(table: LabelTable, out: Path, failures: Sequence[RowFailure], wri
     more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
     return RowsLostError(f"{len(failures)} of {len(table)} rows of {table.path} could not be built, so no dataset "
                          f"was written (details in {out / ERRORS_FILE}): {reasons}{more}; pass --allow-missing "
-                         "to build the dataset without them")
+                         "(build_dataset(..., allow_missing=True)) to build the dataset without them")
 
 
 __all__ = ["build_dataset", "BuildReport", "RowFailure", "RowsLostError", "MediaIndex", "media_extensions", "ERRORS_FILE"]

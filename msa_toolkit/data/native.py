@@ -93,11 +93,17 @@ class Sample:
 
     @classmethod
     def from_bundle(cls, sample_id: str, bundle: FeatureBundle, label: float, **fields: Any) -> "Sample":
-        """A sample from an extracted FeatureBundle; ``fields`` fill the optional label fields."""
-        feats = {m: s.values for m, s in bundle.sequences.items() if m in MODALITIES}
-        masks = {m: s.mask for m, s in bundle.sequences.items() if m in MODALITIES}
+        """A sample from an extracted FeatureBundle; ``fields`` fill the optional label fields.
+
+        The modalities are the bundle's :meth:`~msa_toolkit.features.FeatureBundle.model_sequences` (no text
+        for a clip without speech, as ``msa predict`` reads it); an absent modality's arrays are left out.
+        """
+        seqs = bundle.model_sequences()
+        feats = {m: s.values for m, s in seqs.items() if m in MODALITIES}
+        masks = {m: s.mask for m, s in seqs.items() if m in MODALITIES}
         arrays = {k: np.asarray(v).reshape(-1) for k, v in bundle.arrays.items()
-                  if np.asarray(v).ndim <= 1 and np.issubdtype(np.asarray(v).dtype, np.integer)}
+                  if np.asarray(v).ndim <= 1 and np.issubdtype(np.asarray(v).dtype, np.integer)
+                  and _array_modality(k) in (None, *feats)}
         if fields.get("text") is None and bundle.transcript is not None:
             fields["text"] = bundle.transcript.text
         return cls(id=sample_id, label=float(label), features=feats, masks=masks, arrays=arrays, **fields)

@@ -43,7 +43,7 @@ def _mmsa_fet(root, assets):
 def test_mmsa_fet_layout_with_failures(tmp_path, assets_dir, cache_dir):
     labels = _mmsa_fet(tmp_path / "MOSI", assets_dir)
     rep = build_dataset(labels, videos=tmp_path / "MOSI", out_dir=tmp_path / "ds", transcripts="label",
-                        config=_config(), cache_dir=cache_dir, progress=False)
+                        config=_config(), cache_dir=cache_dir, progress=False, allow_missing=True)
     assert rep.sizes == {"train": 1, "test": 1}  # valid: its only clip is missing, so the split is left out
     errs = {e["id"]: e for e in json.loads((tmp_path / "ds" / "errors.json").read_text())}
     assert set(errs) == {"vidB_1", "vidC_1"}
@@ -122,7 +122,7 @@ def test_media_index_lookup(tmp_path):
 def test_full_default_pipeline_whisper(tmp_path, assets_dir, cache_dir):
     labels = _mmsa_fet(tmp_path / "MOSI", assets_dir)
     rep = build_dataset(labels, videos=tmp_path / "MOSI", out_dir=tmp_path / "ds", cache_dir=cache_dir,
-                        progress=False)
+                        progress=False, allow_missing=True)
     ds = rep.dataset
     assert ds.spec.modalities == ("text", "audio", "vision") and ds.spec.has("asr")
     s = ds.split("train")[0]
@@ -165,7 +165,7 @@ def test_label_transcripts_are_timed_from_whisper(tmp_path, assets_dir, cache_di
     labels = _mmsa_fet_spoken(tmp_path / "MOSI", assets_dir)
     sentences = json.loads((assets_dir / "sentences.json").read_text())
     rep = build_dataset(labels, videos=tmp_path / "MOSI", out_dir=tmp_path / "ds", transcripts="label",
-                        config=_word_config(), cache_dir=cache_dir, progress=False)
+                        config=_word_config(), cache_dir=cache_dir, progress=False, allow_missing=True)
     assert rep.sizes == {"train": 2, "test": 1}
     assert [(f.id, f.stage) for f in rep.failures] == [("vidB_2", "align")]  # reported, not silently dropped
     assert "--min-word-match" in rep.failures[0].message

@@ -9,7 +9,7 @@ import pytest
 
 from msa_toolkit.data.build import build_dataset
 from msa_toolkit.data.module import DataModule
-from msa_toolkit.errors import DatasetError
+from msa_toolkit.errors import DatasetError, RowsLostError
 
 
 def _head(src, dst, n, every=1):
@@ -49,7 +49,11 @@ def test_text_only_mosei_rows_and_empty_text(shared_data, tmp_path, cache):
     cols = lines[1].split(",")
     lines.append(f"extra_video,1_0,,0.5,{cols[-1]}")  # a row without text
     labels.write_text("\n".join(lines) + "\n")
-    rep = build_dataset(labels, out_dir=tmp_path / "ds", progress=False)
+    # the API refuses to lose rows by default, as `msa dataset create` does
+    with pytest.raises(RowsLostError, match="allow_missing=True"):
+        build_dataset(labels, out_dir=tmp_path / "ds", progress=False)
+    assert not (tmp_path / "ds" / "manifest.json").exists()
+    rep = build_dataset(labels, out_dir=tmp_path / "ds", progress=False, allow_missing=True)
     assert sum(rep.sizes.values()) == 12
     assert [f.id for f in rep.failures] == ["extra_video_1_0"]
     errs = json.loads((tmp_path / "ds" / "errors.json").read_text())

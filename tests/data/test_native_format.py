@@ -156,6 +156,29 @@ def test_sample_from_bundle():
     assert set(s.arrays) == {"text.input_ids", "text.attention_mask"}
 
 
+def test_sample_from_a_bundle_without_speech_has_no_text_as_predict_reads_it():
+    """A silent clip's text features ([CLS][SEP] of an empty transcript) are absent in a dataset, as in
+    ``msa predict`` (train/predict skew before: the dataset kept them, predict dropped them)."""
+    from msa_toolkit.predict import Predictor
+
+    seqs = {"text": FeatureSequence(np.ones((2, 4)), np.zeros(2), np.ones(2, bool)),
+            "audio": FeatureSequence(np.ones((5, 3)), np.zeros(5), np.ones(5, bool))}
+    arrays = {"text.input_ids": np.array([101, 102]), "text.attention_mask": np.array([1, 1])}
+    silent = FeatureBundle(spec=SPEC, sequences=seqs, transcript=Transcript(words=()), arrays=arrays)
+    s = Sample.from_bundle("silent", silent, 0.5)
+    assert "text" not in s.features and "text" not in s.masks and s.arrays == {}
+    assert s.features["audio"].shape == (5, 3) and s.text == ""
+    # the same rule in predict: one place decides
+    assert set(silent.model_sequences()) == {"audio"} and not silent.has_speech
+    pred = object.__new__(Predictor)
+    pred.modalities = ("text", "audio")
+    used, flags = Predictor.usable_sequences(pred, silent)
+    assert set(used) == set(s.features) and "no speech found: text modality absent" in flags
+    # with words, text stays
+    spoken = FeatureBundle(spec=SPEC, sequences=seqs, transcript=Transcript.from_text("fine"), arrays=arrays)
+    assert set(Sample.from_bundle("spoken", spoken, 0.5).features) == {"text", "audio"}
+
+
 def test_write_streams_without_holding_the_split(tmp_path):
     import tracemalloc
 
