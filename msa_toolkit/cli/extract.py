@@ -109,7 +109,10 @@ def _summary(res, out: Path) -> None:
     for w in res.warnings:
         console.print(f"[yellow]warning: {escape(w)}[/yellow]")
     dims = ", ".join(f"{m} {d}" for m, d in res.spec.dims.items() if d)
-    console.print(f"features: {dims or 'none'}; bundles and manifest in {out}")
+    if res.items:
+        console.print(f"features: {dims or 'none'}; bundles and manifest in {out}")
+    else:
+        console.print(f"no bundles written; the manifest and the failure reports are in {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -391,6 +391,10 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     bad = describe_nonfinite(ck.model.state_dict())
     if bad:
         raise CheckpointError(f"{checkpoint}: {bad}; a broken model is not evaluated")
+    unused = [m for m in drop if ck.spec is not None and m not in ck.spec.modalities]
+    if unused:
+        raise MSAError(f"--drop {', '.join(unused)}: the checkpoint does not use {', '.join(unused)} (its modalities: "
+                       f"{', '.join(ck.spec.modalities) or 'none'}); dropping it would report the undropped scores")
     dataset = _open_data(data)
     ds_spec = getattr(dataset, "spec", None)
     if ck.spec is not None and ds_spec is not None:

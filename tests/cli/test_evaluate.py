@@ -90,3 +90,21 @@ def test_evaluate_console_and_json_same_units_and_mmsa_names(trained, tmp_path, 
     assert "Non0_acc_2=" in line and "Mult_acc_7" in doc["metrics"] and doc["metric_names"] == "mmsa"
     assert main(["evaluate", ck, "--data", str(trained / "ds"), "--device", "gpu"]) == 2
     assert "unknown device 'gpu'" in capsys.readouterr().err
+
+
+def test_evaluate_drop_of_a_modality_the_checkpoint_does_not_use_is_an_error(tmp_path, capsys):
+    """``--drop audio`` on a text-only checkpoint reported the undropped scores as an ablation."""
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+    from msa_toolkit.errors import MSAError
+    from msa_toolkit.training.api import evaluate, train
+
+    make_synthetic_dataset(tmp_path / "ds", n_train=8, n_valid=4, n_test=4, dims=(8, 4, 4), lengths=(6, 8, 8),
+                           modalities=("text",))
+    train("text_only", tmp_path / "ds", tmp_path / "run", preset="tiny",
+          overrides={"trainer.epochs": 1, "trainer.progress": False, "trainer.plots": False, "trainer.device": "cpu"})
+    ck = tmp_path / "run" / "best.safetensors"
+    with pytest.raises(MSAError, match="does not use audio"):
+        evaluate(ck, tmp_path / "ds", drop=("audio",), device="cpu")
+    assert main(["evaluate", str(ck), "--data", str(tmp_path / "ds"), "--drop", "vision"]) == 2
+    assert "does not use vision" in capsys.readouterr().err
+    assert "mae" in evaluate(ck, tmp_path / "ds", drop=("text",), device="cpu")

@@ -41,6 +41,8 @@ def test_every_file_failing_exits_nonzero(assets_dir, tmp_path):
                               str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), "-q"])
     assert res.exit_code == 1
     assert len(json.loads((tmp_path / "o" / "errors.json").read_text())) == 2
+    # the summary does not claim bundles that were never written
+    assert "no bundles written" in " ".join(res.output.split()) and "bundles and manifest in" not in res.output
 
 
 def test_bad_arguments(assets_dir, tmp_path):
