@@ -81,7 +81,9 @@ class TrainConfig:
     seed: int = doc(1, "seed of model initialisation, shuffling and dropout")
     device: str = doc("auto", "auto (cuda when available) | cpu | cuda | cuda:N")
     precision: str = doc("auto", "auto (bf16 autocast on CUDA when supported, else fp16; fp32 on CPU) | fp32 | "
-                                 "bf16 | fp16")
+                                 "bf16 | fp16; bf16 on a CPU with AVX512-BF16/AMX speeds GEMM-heavy models up "
+                                 "(MMCL 2.1x, MInD 1.3x per training step on the recorded CPU) and slows small "
+                                 "ones (benchmarks/results/reference_speed.md)")
     num_workers: int = doc(0, "DataLoader worker processes")
     # every registered model passes the padding-invariance test, so bucketing is on for all of them
     bucket_by_length: bool | None = doc(None, "train on batches of similar lengths (shuffled across length "

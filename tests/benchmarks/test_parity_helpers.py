@@ -273,6 +273,6 @@ def test_reference_speed_gemm_share_counts_matrix_multiplies():
            **{p: {"toolkit": 1.0, "reference": 1.0, "ratio": 1.0} for p in ("train", "inference")}}
     meta = {"date": "d", "machine": "x", "device": "cpu", "threads": 1, "omp_wait_policy": "PASSIVE", "torch": "t",
             "rounds": 1, "steps": 1, "command": "c", "references": {}}
-    assert "ceiling at equal GEMM work" in mod.to_markdown([row], meta)
+    assert "ceiling with the toolkit's GEMMs" in mod.to_markdown([row], meta)
     with pytest.raises(SystemExit, match="--device cpu"):
         mod.main(["--reference-dir", f"almt={PARITY.parent.parent}", "--gemm-share", "--device", "cuda"])
