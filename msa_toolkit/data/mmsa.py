@@ -106,6 +106,9 @@ class MMSAReport:
     nonfinite: dict[str, int] = field(default_factory=dict)
     # export: sequences longer than the padded length (truncated), per modality
     truncated: dict[str, int] = field(default_factory=dict)
+    # import: samples whose <m>_lengths entry exceeds the steps the pickle stores (kept at the stored
+    # length: the file's producer truncated them), per modality
+    overlong: dict[str, int] = field(default_factory=dict)
 
 
 def unpickle(path: Path) -> Any:
@@ -201,7 +204,30 @@ def read_mmsa(path: str | os.PathLike,
         for m in dims:
             if m in d:
                 report.lengths[m] = max(report.lengths.get(m, 0), int(d[m].shape[1]))
+    _report_overlong(splits, dims, report)
     return spec, {name: _samples(p, name, d, dims, report.nonfinite) for name, d in splits.items()}, report
+
+
+def _report_overlong(splits: Mapping[str, Mapping[str, Any]], dims: Mapping[str, int], report: MMSAReport) -> None:
+    """Count (and warn about) samples whose ``<m>_lengths`` entry exceeds the steps the pickle stores for them:
+    such a sample is imported at the stored length, the steps beyond it were never in the file."""
+    worst: dict[str, tuple[int, int]] = {}
+    for d in splits.values():
+        for m in dims:
+            lk = f"{m}_lengths"
+            if m not in d or d[m] is None or d.get(lk) is None:
+                continue
+            stored = int(np.asarray(d[m]).shape[1])
+            stated = np.asarray(d[lk]).reshape(len(d[lk]), -1)[:, 0].astype(np.int64)
+            over = stated > stored
+            if over.any():
+                report.overlong[m] = report.overlong.get(m, 0) + int(over.sum())
+                worst[m] = max(worst.get(m, (0, stored)), (int(stated.max()), stored))
+    for m, n in report.overlong.items():
+        most, stored = worst[m]
+        report.warnings.append(f"{m}: {n} samples state more valid steps than the file stores (up to {most} > "
+                               f"{stored}); imported at the stored {stored} steps (the file's producer truncated "
+                               "them)")
 
 
 def _check_labels(path: Path, split: str, d: Mapping[str, Any]) -> None:
@@ -279,7 +305,8 @@ def import_mmsa(path: str | os.PathLike, out_dir: str | os.PathLike, overwrite: 
     if any(report.nonfinite.values()):
         report.warnings.append("non-finite values (NaN/-inf/+inf) replaced by 0: "
                                + describe_counts(report.nonfinite))
-    ds.manifest["provenance"].update(warnings=report.warnings, nonfinite_replaced=dict(report.nonfinite))
+    ds.manifest["provenance"].update(warnings=report.warnings, nonfinite_replaced=dict(report.nonfinite),
+                                     overlong_lengths=dict(report.overlong))
     atomic_write_json(Path(out_dir) / MANIFEST, ds.manifest)
     return ds, report
 

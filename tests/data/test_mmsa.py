@@ -212,3 +212,17 @@ def test_export_pads_to_mmsa_fet_rule_or_given_lengths(tmp_path):
     assert any(f"text: 1 of 60 sequences truncated to {rule} steps (longest 300)" in w for w in rep.warnings)
     rep = export_mmsa(ds, tmp_path / "o2.pkl", lengths={"text": 8, "audio": 20})
     assert rep.lengths == {"text": 8, "audio": 20, "vision": rule} and rep.truncated["text"] == 60
+
+
+def test_import_reports_lengths_beyond_the_stored_steps(tmp_path):
+    """A stated ``audio_lengths`` above the padded length was clipped silently; now counted and warned."""
+    data = _make_pickle(tmp_path / "a.pkl", (6, 8, 8), (4, 3, 2), aligned=False)
+    data["train"]["audio_lengths"][:2] = [12, 30]  # the file stores 8 audio steps
+    with open(tmp_path / "a.pkl", "wb") as fh:
+        pickle.dump(data, fh)
+    ds, rep = import_mmsa(tmp_path / "a.pkl", tmp_path / "ds")
+    assert rep.overlong == {"audio": 2} and ds.provenance["overlong_lengths"] == {"audio": 2}
+    assert any("audio: 2 samples state more valid steps" in w and "30 > 8" in w for w in rep.warnings)
+    assert [ds.split("train")[i].features["audio"].shape[0] for i in (0, 1)] == [8, 8]
+    _make_pickle(tmp_path / "b.pkl", (6, 8, 8), (4, 3, 2), aligned=False)
+    assert import_mmsa(tmp_path / "b.pkl", tmp_path / "ds3")[1].overlong == {}
