@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from ._io import AUDIO_EXTENSIONS, MEDIA_EXTENSIONS, SAMPLE_RATE, VIDEO_EXTENSIONS, is_media_file  # noqa: F401
@@ -363,11 +364,17 @@ def _frames(
         stored_w, stored_h = stream.codec_context.width, stream.codec_context.height
         out_w, out_h = _output_size(stored_w, stored_h, max_side)
         turns = -rotation // 90  # np.rot90 turns counter-clockwise for positive k
+        # one reformatter for the stream: it keeps its swscale context between frames, where
+        # ``frame.to_ndarray(format=...)`` builds a new one for every frame (3.8 vs 0.3 ms per 320x240
+        # frame here); same pixels
+        reformatter = VideoReformatter()
 
         def to_rgb(frame: av.VideoFrame) -> np.ndarray:
             if (frame.width, frame.height) != (out_w, out_h):
-                frame = frame.reformat(width=out_w, height=out_h, format="rgb24", interpolation="AREA")
-            image = frame.to_ndarray(format="rgb24")
+                frame = reformatter.reformat(frame, width=out_w, height=out_h, format="rgb24", interpolation="AREA")
+            else:
+                frame = reformatter.reformat(frame, format="rgb24")
+            image = frame.to_ndarray()
             if turns % 4:
                 image = np.rot90(image, turns)
             return np.ascontiguousarray(image)

@@ -379,3 +379,20 @@ def test_stereo_is_averaged_to_mono(tmp_path):
     audio = media.load_audio(path)
     # left = 0.5 sine, right = silence: the mono mix is a 0.25 sine
     assert np.abs(audio).max() == pytest.approx(0.25, abs=0.01)
+
+
+@pytest.mark.parametrize("max_side", [None, 160])
+def test_frames_equal_pyav_per_frame_conversion(max_side):
+    """iter_frames converts through one VideoReformatter for the stream (its swscale context is kept, where
+    ``frame.to_ndarray(format=...)`` builds one per frame): the pixels are PyAV's per-frame conversion's."""
+    path = fixture("speech_positive.mp4")
+    with av.open(str(path)) as c:
+        expected = []
+        for frame in c.decode(video=0):
+            if max_side is not None:
+                frame = frame.reformat(width=160, height=120, format="rgb24", interpolation="AREA")
+            expected.append(frame.to_ndarray(format="rgb24"))
+    got = [f.image for f in media.iter_frames(path, max_side=max_side)]
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
