@@ -108,6 +108,32 @@ def test_multi_seed_summary(tiny_ds, tmp_path, fast):
     assert csv[0].startswith("model,split,metric,mean,std") and any(",test,mae," in l for l in csv)
 
 
+def test_single_seed_summary_states_no_spread(tiny_ds, tmp_path, fast, capsys):
+    res = train("text_only", tiny_ds, tmp_path / "one", preset="tiny",
+                overrides={**fast, "trainer.epochs": 1, "trainer.progress": True}, seeds=(5,))
+    s = res.summary["test"]["mae"]
+    assert s["std"] is None and s["n"] == 1 and s["mean"] == pytest.approx(res.runs[0].test["mae"])
+    doc = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert doc["summary"]["test"]["mae"]["std"] is None and doc["summary"]["test"]["mae"]["n"] == 1
+    import csv as _csv
+    rows = list(_csv.DictReader((tmp_path / "one" / "summary.csv").open()))
+    assert rows and all(r["std"] == "" and r["n_seeds"] == "1" for r in rows)
+    err = " ".join(capsys.readouterr().err.split())  # the table's title wraps
+    assert "one seed: no spread" in err and "± 0.0000" not in err
+
+
+def test_summary_counts_only_finite_values():
+    from types import SimpleNamespace
+
+    from msa_toolkit.training.api import summarize
+
+    runs = [SimpleNamespace(valid={"mae": v}, test={"mae": v}, best_test={}) for v in (1.0, float("nan"), 2.0)]
+    s = summarize(runs)["test"]["mae"]
+    assert s["n"] == 2 and s["mean"] == pytest.approx(1.5) and s["std"] == pytest.approx(np.std([1, 2], ddof=1))
+    one = summarize(runs[:2])["test"]["mae"]
+    assert one["n"] == 1 and one["std"] is None
+
+
 def test_grad_accumulation_equals_bigger_batch(tiny_ds):
     # 2 x 8 accumulated == 1 x 16 (same shuffled order, no dropout, mean L1 over equal halves);
     # plain shuffling: length buckets would group the samples differently for the two batch sizes
