@@ -245,3 +245,10 @@ def test_run_files_get_the_usual_mode_under_umask_022(tiny_ds, tmp_path, fast):
               "log.jsonl", "predictions_test.csv"):
         assert stat.S_IMODE((out / f).stat().st_mode) == 0o644, f
     assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
+
+
+def test_drop_last_with_a_batch_larger_than_the_train_split_names_the_cause(tiny_ds, tmp_path, fast):
+    # MMCL's reference recipe (batch 128, drop_last) on a small train split: not "the training split is empty"
+    over = {**fast, "trainer.epochs": 1, "trainer.batch_size": 64, "trainer.drop_last": True}
+    with pytest.raises(MSAError, match=r"48 training samples fill no batch of 64.*trainer.batch_size=N with N <= 48"):
+        train("text_only", tiny_ds, tmp_path / "dl", preset="tiny", overrides=over)
