@@ -143,6 +143,8 @@ def _dump(path, obj):
     (lambda d: d.pop("dev"), r"no dev key"),
     (lambda d: d.__setitem__("test", []), r"\[test\]: the split is empty"),
     (lambda d: d["train"].__setitem__(1, ("words", 1.0)), r"train\[1\]: expected \(\(words"),
+    (lambda d: d["train"].__setitem__(1, (d["train"][1][0][:2], np.array([[1.0]]), "x[1]")),
+     r"train\[1\]: expected .* found tuple of length 3 whose first entry \(the features\) is a tuple of length 2"),
     (lambda d: d["train"].__setitem__(0, ((d["train"][0][0][0], np.zeros((2, 47)), d["train"][0][0][2]),
                                           np.array([[1.0]]), "x[0]")),
      r"train\[0\]: vision has shape \(2, 47\), expected \(4, D\)"),
