@@ -96,6 +96,38 @@ def test_segments_timeline(clip_predictions, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_non_finite_score_is_a_failed_file_not_a_label(default_predictor, cache_dir, tmp_path):
+    """A checkpoint whose output is NaN gives an error row, never 'nan' labelled 'strongly negative'."""
+    import csv
+    import io
+
+    import torch
+
+    from msa_toolkit.prediction_types import to_csv, to_json
+
+    ck = default_predictor.checkpoint
+    broken = dataclasses.replace(default_predictor, checkpoint=dataclasses.replace(ck, model=_nan_copy(ck.model)))
+    (p,) = predict([ASSETS / "speech_positive.mp4"], cache_dir=cache_dir, predictor=broken, segments=True)
+    assert not p.ok and p.score is None and "[model]" in p.error and "non-finite" in p.error, p
+    assert p.polarity is None and p.class7 is None and p.segments == ()
+    row = next(csv.DictReader(io.StringIO(to_csv([p]))))
+    assert row["score"] == "" and row["label7"] == "" and "nan" not in row["score"] + row["polarity"]
+    assert json.loads(to_json([p]))["predictions"][0]["class7"] is None
+    assert torch.isfinite(next(ck.model.parameters())).all()  # the shared predictor is left intact
+
+
+def _nan_copy(model):
+    import copy
+
+    import torch
+
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for prm in out.parameters():
+            prm.fill_(float("nan"))
+    return out
+
+
 def _save(tmp_path, spec, model="text_only", **over):
     from msa_toolkit.models import create_model
     from msa_toolkit.training.checkpoint import save_checkpoint
