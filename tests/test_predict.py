@@ -53,6 +53,20 @@ def test_csv_row_of_a_skipped_or_failed_file_has_no_nan():
     assert not any("nan" in v.lower() for row in rows for v in row.values()), rows
 
 
+def test_failed_file_does_not_claim_no_speech():
+    """speech_found does not apply to a file that failed or was skipped: empty / null, not False."""
+    import csv
+    import io
+
+    from msa_toolkit.prediction_types import Prediction, to_csv, to_json
+
+    preds = [Prediction("bad.mp4", None, error="[decode] cannot open"), Prediction("quiet.mp4", 0.1),
+             Prediction("a.mp4", 1.0, transcript="hi", speech_found=True)]
+    rows = list(csv.DictReader(io.StringIO(to_csv(preds))))
+    assert [r["speech_found"] for r in rows] == ["", "False", "True"]
+    assert [p["speech_found"] for p in json.loads(to_json(preds))["predictions"]] == [None, False, True]
+
+
 def test_positive_and_negative_sentences(clip_predictions):
     pos, neg = clip_predictions["speech_positive.mp4"], clip_predictions["speech_negative.mp4"]
     assert pos.ok and neg.ok
