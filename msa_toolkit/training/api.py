@@ -262,6 +262,8 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
         _check_same_model(out_dir, name, preset)
     seeds = [int(s) for s in (seeds if seeds is not None else meta.get("seeds") or rec.seeds or [tc.seed])] \
         or [tc.seed]
+    if len(set(seeds)) < len(seeds):  # one run directory per seed: a repeat would train over the first
+        raise MSAError(f"--seeds: each seed once, got {seeds} (a seed twice is one run, not two)")
     try:  # validates name, preset and overrides before any data is read
         model_over = _coerce_model_overrides(name, model_over)
         base_cfg = resolve_config(name, preset, **model_over)

@@ -150,6 +150,9 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
         raise MSAError(f"unknown model(s) {unknown}; registered: {sorted(known)}")
     if not models or (seeds is not None and not seeds):
         raise MSAError("benchmark needs at least one model and one seed")
+    for what, items in (("--models", list(models)), ("--seeds", [int(s) for s in seeds or ()])):
+        if len(set(items)) < len(items):  # a repeat reads the same run back: counted twice, a spread of 0
+            raise MSAError(f"{what}: each one once, got {items}")
     from ..models.presets import get_recipe
 
     overrides = list(overrides)

@@ -92,3 +92,12 @@ def test_one_seed_shows_no_spread(tmp_path):
     row = next(csv.DictReader((tmp_path / "results.csv").open()))
     assert row["test_mae_mean"] == "0.9" and row["test_mae_std"] == ""
     assert json.loads((tmp_path / "results.json").read_text())["table"]["m"]["test"]["mae"]["std"] is None
+
+
+@pytest.mark.parametrize("models, seeds", [("text_only", "1,1"), ("text_only,text_only", "1")])
+def test_repeated_seed_or_model_is_refused(bench_ds, tmp_path, models, seeds):
+    """A repeat would read the same run back and count it twice (n=2, std 0)."""
+    r = runner.invoke(app, ["benchmark", "--models", models, "--data", str(bench_ds), "-o", str(tmp_path / "b"),
+                            "--seeds", seeds, "--preset", "tiny", "--epochs", "1"])
+    assert r.exit_code != 0 and "each one once" in str(r.exception)
+    assert not (tmp_path / "b" / "results.json").exists()

@@ -252,3 +252,9 @@ def test_drop_last_with_a_batch_larger_than_the_train_split_names_the_cause(tiny
     over = {**fast, "trainer.epochs": 1, "trainer.batch_size": 64, "trainer.drop_last": True}
     with pytest.raises(MSAError, match=r"48 training samples fill no batch of 64.*trainer.batch_size=N with N <= 48"):
         train("text_only", tiny_ds, tmp_path / "dl", preset="tiny", overrides=over)
+
+
+def test_repeated_seed_is_refused_before_training(tiny_ds, tmp_path, fast):
+    with pytest.raises(MSAError, match=r"each seed once, got \[1, 2, 1\]"):
+        train("text_only", tiny_ds, tmp_path / "dup", preset="tiny", overrides=fast, seeds=(1, 2, 1))
+    assert not (tmp_path / "dup").exists()
