@@ -142,6 +142,25 @@ def _nan_copy(model):
     return out
 
 
+def test_plot_dir_without_segments_is_an_error(tmp_path, capsys):
+    from msa_toolkit.cli.main import main
+
+    assert main(["predict", str(ASSETS / "speech.wav"), "--plot-dir", str(tmp_path / "plots"), "-q"]) == 2
+    assert "pass --segments" in capsys.readouterr().err and not (tmp_path / "plots").exists()
+
+
+def test_timelines_of_same_named_clips_do_not_overwrite_each_other(tmp_path):
+    from msa_toolkit.cli.main import main
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "clip.wav").write_bytes((ASSETS / "speech.wav").read_bytes())
+    args = ["predict", str(tmp_path / "a" / "clip.wav"), str(tmp_path / "b" / "clip.wav"), "--segments",
+            "--plot-dir", str(tmp_path / "plots"), "--cache-dir", str(tmp_path / "cache"), "-q"]
+    assert main(args) == 0
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["clip__1_timeline.png", "clip_timeline.png"]
+
+
 def _save(tmp_path, spec, model="text_only", **over):
     from msa_toolkit.models import create_model
     from msa_toolkit.training.checkpoint import save_checkpoint
