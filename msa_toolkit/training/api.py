@@ -244,6 +244,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     """
     from ..models import create_model, dims_from_spec, resolve_config
     from . import distributed as D
+    from .optim import short_schedule_warning
     from .rng import seed_everything
     from .trainer import Trainer
 
@@ -299,6 +300,9 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
                               callbacks=callbacks)
             trainer.reporter.print(f"[bold]{name}[/bold] seed {seed}: {net.num_parameters():,} parameters, "
                                    f"device {ctx.device}, world size {ctx.world_size} -> {run_dir}")
+            short = short_schedule_warning(tcs, net.config) if seed == seeds[0] else None
+            if short:
+                trainer.reporter.notice(short)
             runs.append(trainer.fit(resume=resume))
         summary = summarize(runs)
         result = RunResult(out_dir, name, seeds, runs, summary, mmsa_names=tc.mmsa_names)
