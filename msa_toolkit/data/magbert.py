@@ -168,8 +168,9 @@ def load_magbert(path: str | os.PathLike, data: Any = None) -> tuple[dict[str, S
 def _as_list(path: Path, items: Any, split: str | None = None) -> Sequence[Any]:
     where = f"{path}" + (f" [{split}]" if split else "")
     if not isinstance(items, (list, tuple)):
+        hint = " (an MMSA pickle? import it with --format mmsa)" if isinstance(items, dict) else ""
         raise DatasetError(f"{where}: expected a list of ((words, visual, acoustic), label, segment) items, "
-                           f"found {type(items).__name__}")
+                           f"found {type(items).__name__}{hint}")
     if not items:
         raise DatasetError(f"{where}: the split is empty")
     return items

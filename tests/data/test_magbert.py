@@ -131,6 +131,9 @@ def test_auto_detection_and_mmsa_still_imported(tmp_path):
     assert rep.align == "words" and ds.split("train")[0].features["audio"].shape == (4, 74)
     with pytest.raises(DatasetError, match="is a list, expected a dict of arrays .a MAG-BERT"):
         import_pickle(tmp_path / "mosi.pkl", tmp_path / "ds3", fmt="mmsa")
+    mmsa_file = _dump(tmp_path / "aligned_50.pkl", {s: {"id": np.array(["a$_$0"])} for s in ("train", "valid", "test")})
+    with pytest.raises(DatasetError, match=r"found dict \(an MMSA pickle\? import it with --format mmsa\)"):
+        import_pickle(mmsa_file, tmp_path / "ds4", fmt="magbert", text_model=None)
 
 
 def _dump(path, obj):
