@@ -229,6 +229,15 @@ def _data_extra(dm: Any) -> dict[str, Any]:
 
 # -- train -------------------------------------------------------------------------------------
 
+def _run_seeds(given: Sequence[int] | None, default: Sequence[int], fallback: int) -> list[int]:
+    """The seeds to train (``given``, else ``default``, else ``[fallback]``); MSAError on a repeated seed, whose
+    run directory would be trained over."""
+    seeds = [int(s) for s in (given if given is not None else default)] or [fallback]
+    if len(set(seeds)) < len(seeds):
+        raise MSAError(f"--seeds: each seed once, got {seeds} (a seed twice is one run, not two)")
+    return seeds
+
+
 def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
           config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] | None = None,
           resume: bool = False, callbacks: Sequence[Any] = (), recipe: str | None = None) -> RunResult:
@@ -261,10 +270,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     preset = preset if preset is not None else meta.get("preset")
     if resume:
         _check_same_model(out_dir, name, preset)
-    seeds = [int(s) for s in (seeds if seeds is not None else meta.get("seeds") or rec.seeds or [tc.seed])] \
-        or [tc.seed]
-    if len(set(seeds)) < len(seeds):  # one run directory per seed: a repeat would train over the first
-        raise MSAError(f"--seeds: each seed once, got {seeds} (a seed twice is one run, not two)")
+    seeds = _run_seeds(seeds, meta.get("seeds") or rec.seeds or [tc.seed], tc.seed)
     try:  # validates name, preset and overrides before any data is read
         model_over = _coerce_model_overrides(name, model_over)
         base_cfg = resolve_config(name, preset, **model_over)
@@ -300,8 +306,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
                               callbacks=callbacks)
             trainer.reporter.print(f"[bold]{name}[/bold] seed {seed}: {net.num_parameters():,} parameters, "
                                    f"device {ctx.device}, world size {ctx.world_size} -> {run_dir}")
-            short = short_schedule_warning(tcs, net.config) if seed == seeds[0] else None
-            if short:
+            if seed == seeds[0] and (short := short_schedule_warning(tcs, net.config)):
                 trainer.reporter.notice(short)
             runs.append(trainer.fit(resume=resume))
         summary = summarize(runs)
