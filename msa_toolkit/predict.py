@@ -163,10 +163,18 @@ class Predictor:
         t0 = time.perf_counter()
         seqs, flags = self.usable_sequences(bundle)
         score = float(self.score_samples([self._sample(path, seqs, bundle.arrays)])[0])
+        if not np.isfinite(score):  # never printed as nan and labelled: the file fails at the model stage
+            raise MSAError(f"[model] the checkpoint returned a non-finite score ({score}); its weights or "
+                           "statistics hold NaN/inf")
         model_s = time.perf_counter() - t0
         seg_preds: tuple[SegmentPrediction, ...] = ()
         if segments and bundle.transcript is not None and bundle.transcript.segments:
             seg_preds = self.predict_segments(path, bundle)
+            finite = tuple(s for s in seg_preds if np.isfinite(s.score))
+            if len(finite) < len(seg_preds):
+                flags.append(f"{len(seg_preds) - len(finite)} of {len(seg_preds)} segments left out of the "
+                             "timeline: non-finite score")
+                seg_preds = finite
         tr = bundle.transcript
         present = tuple(m for m in self.modalities if m in seqs and seqs[m].length > 0 and seqs[m].mask.any())
         meta = bundle.meta or {}

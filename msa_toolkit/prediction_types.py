@@ -105,6 +105,8 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if self.error is not None:  # a failed or skipped file: whether it holds speech is unknown, not "no"
+            d["speech_found"] = None
         d["modalities_present"] = list(self.modalities_present)
         d["absent"] = dict(self.absent)
         d["flags"] = list(self.flags)
@@ -134,7 +136,8 @@ def to_csv(preds: Iterable[Prediction]) -> str:
     for p in preds:
         w.writerow([
             p.path, "" if p.score is None else f"{p.score:.4f}", p.polarity or "", "" if p.class7 is None else p.class7,
-            p.label7 or "", p.transcript, p.speech_found, "" if p.face_ratio is None else f"{p.face_ratio:.3f}",
+            p.label7 or "", p.transcript, "" if p.error is not None else p.speech_found,
+            "" if p.face_ratio is None else f"{p.face_ratio:.3f}",
             "+".join(p.modalities_present), "" if p.duration is None else f"{p.duration:.2f}",
             "" if "total" not in p.timings else f"{p.timings['total']:.3f}", "; ".join(p.flags), p.error or "",
             "; ".join(f"{m}: {why}" for m, why in p.absent.items()), "" if p.max_faces is None else p.max_faces,

@@ -53,6 +53,20 @@ def test_csv_row_of_a_skipped_or_failed_file_has_no_nan():
     assert not any("nan" in v.lower() for row in rows for v in row.values()), rows
 
 
+def test_failed_file_does_not_claim_no_speech():
+    """speech_found does not apply to a file that failed or was skipped: empty / null, not False."""
+    import csv
+    import io
+
+    from msa_toolkit.prediction_types import Prediction, to_csv, to_json
+
+    preds = [Prediction("bad.mp4", None, error="[decode] cannot open"), Prediction("quiet.mp4", 0.1),
+             Prediction("a.mp4", 1.0, transcript="hi", speech_found=True)]
+    rows = list(csv.DictReader(io.StringIO(to_csv(preds))))
+    assert [r["speech_found"] for r in rows] == ["", "False", "True"]
+    assert [p["speech_found"] for p in json.loads(to_json(preds))["predictions"]] == [None, False, True]
+
+
 def test_positive_and_negative_sentences(clip_predictions):
     pos, neg = clip_predictions["speech_positive.mp4"], clip_predictions["speech_negative.mp4"]
     assert pos.ok and neg.ok
@@ -94,6 +108,57 @@ def test_segments_timeline(clip_predictions, tmp_path):
         assert 0 <= s.start < s.end <= pos.duration + 0.5 and -3 <= s.score <= 3 and s.text
     png = plot_timeline(pos, tmp_path / "t.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_non_finite_score_is_a_failed_file_not_a_label(default_predictor, cache_dir, tmp_path):
+    """A checkpoint whose output is NaN gives an error row, never 'nan' labelled 'strongly negative'."""
+    import csv
+    import io
+
+    import torch
+
+    from msa_toolkit.prediction_types import to_csv, to_json
+
+    ck = default_predictor.checkpoint
+    broken = dataclasses.replace(default_predictor, checkpoint=dataclasses.replace(ck, model=_nan_copy(ck.model)))
+    (p,) = predict([ASSETS / "speech_positive.mp4"], cache_dir=cache_dir, predictor=broken, segments=True)
+    assert not p.ok and p.score is None and "[model]" in p.error and "non-finite" in p.error, p
+    assert p.polarity is None and p.class7 is None and p.segments == ()
+    row = next(csv.DictReader(io.StringIO(to_csv([p]))))
+    assert row["score"] == "" and row["label7"] == "" and "nan" not in row["score"] + row["polarity"]
+    assert json.loads(to_json([p]))["predictions"][0]["class7"] is None
+    assert torch.isfinite(next(ck.model.parameters())).all()  # the shared predictor is left intact
+
+
+def _nan_copy(model):
+    import copy
+
+    import torch
+
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for prm in out.parameters():
+            prm.fill_(float("nan"))
+    return out
+
+
+def test_plot_dir_without_segments_is_an_error(tmp_path, capsys):
+    from msa_toolkit.cli.main import main
+
+    assert main(["predict", str(ASSETS / "speech.wav"), "--plot-dir", str(tmp_path / "plots"), "-q"]) == 2
+    assert "pass --segments" in capsys.readouterr().err and not (tmp_path / "plots").exists()
+
+
+def test_timelines_of_same_named_clips_do_not_overwrite_each_other(tmp_path):
+    from msa_toolkit.cli.main import main
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "clip.wav").write_bytes((ASSETS / "speech.wav").read_bytes())
+    args = ["predict", str(tmp_path / "a" / "clip.wav"), str(tmp_path / "b" / "clip.wav"), "--segments",
+            "--plot-dir", str(tmp_path / "plots"), "--cache-dir", str(tmp_path / "cache"), "-q"]
+    assert main(args) == 0
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["clip__1_timeline.png", "clip_timeline.png"]
 
 
 def _save(tmp_path, spec, model="text_only", **over):

@@ -137,6 +137,36 @@ def test_backend_arguments_are_checked(assets_dir, tmp_path):
         extract(assets_dir / "speech.wav", config=CHEAP, cache_dir=tmp_path, progress=False, ray_address="auto")
 
 
+def test_unreachable_or_refusing_cluster_is_one_clear_error():
+    """ray.init's ConnectionError (e.g. InvalidAuthToken) becomes an MSAError naming the address and the fix."""
+    from msa_toolkit.extraction.ray_backend import connect
+
+    class FakeRay:
+        def __init__(self, error):
+            self.error = error
+
+        def is_initialized(self):
+            return False
+
+        def init(self, **kw):
+            try:
+                raise RuntimeError("RPC error: InvalidAuthToken: Authentication token is missing")
+            except RuntimeError as inner:
+                raise self.error from inner
+
+    with pytest.raises(MSAError, match=r"cannot join the Ray cluster at 10\.0\.0\.1:6379: ConnectionError.*"
+                                       r"RAY_AUTH_MODE=token"):
+        connect(FakeRay(ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")), "10.0.0.1:6379", 1)
+
+    class NoAuth(FakeRay):
+        def init(self, **kw):
+            raise ConnectionError("Failed to connect to Ray cluster at h:1")
+
+    with pytest.raises(MSAError, match=r"cannot join the Ray cluster at h:1") as info:
+        connect(NoAuth(None), "h:1", 1)
+    assert "RAY_AUTH_MODE" not in str(info.value)
+
+
 def test_missing_ray_says_how_to_install(monkeypatch):
     from msa_toolkit.extraction.ray_backend import import_ray
 

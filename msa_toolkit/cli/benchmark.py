@@ -32,7 +32,8 @@ def benchmark_command(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
     mmsa_names: bool = typer.Option(False, "--mmsa-names", help="MMSA's metric names (Non0_acc_2, ...) in the tables."),
     percent: bool = typer.Option(False, "--percent/--fractions",
-                                 help="Accuracies and F1 in percent, as the papers (default: fractions)."),
+                                 help="Accuracies and F1 in percent in results.md/png, as the papers (default: "
+                                      "fractions; the CSV and JSON files always hold fractions)."),
     paper: bool = typer.Option(False, "--paper", help="Add the papers' CMU-MOSI numbers next to the table."),
     quiet: bool = typer.Option(True, "--quiet/--verbose", help="Per-run progress output."),
 ) -> None:

@@ -46,6 +46,7 @@ def predict_command(
     """Predict the sentiment of each clip: score in [-3, 3], polarity, 7-class label, transcript."""
     import time
 
+    from ..errors import MSAError
     from ..extraction.safety import check_output_dir, check_output_file
     from ..predict import Predictor, plot_timeline, predict
     from ..prediction_types import to_csv, to_json
@@ -55,7 +56,9 @@ def predict_command(
     for target, what in ((json_out, "--json file"), (csv_out, "--csv file")):
         if target is not None:
             check_output_file(target, what)
-    if plot_dir is not None and segments:
+    if plot_dir is not None and not segments:  # a timeline needs the segments: never ignored silently
+        raise MSAError("--plot-dir draws the --segments timeline: pass --segments too")
+    if plot_dir is not None:
         check_output_dir(plot_dir, "--plot-dir folder")
     predictor = Predictor.load(checkpoint)
     if extractors.given():
@@ -70,9 +73,9 @@ def predict_command(
             _write_result(target, text())
     if plot_dir and segments:
         plot_dir.mkdir(parents=True, exist_ok=True)
-        for p in preds:
+        for p, name in zip(preds, _plot_names(preds)):
             if p.segments:
-                plot_timeline(p, plot_dir / f"{Path(p.path).stem}_timeline.png")
+                plot_timeline(p, plot_dir / f"{name}_timeline.png")
     if not quiet:
         _print_table(preds, f"sentiment ({ck.model_name}, {Path(extra['checkpoint']).name})")
     if preds and all(not p.ok for p in preds):
@@ -114,6 +117,21 @@ def _print_table(preds: list, title: str) -> None:
     console.print(table)
     if skipped:
         console.print(escape(f"skipped (not media): {', '.join(Path(p.path).name for p in skipped)}"))
+
+
+def _plot_names(preds: list) -> list[str]:
+    """One file name per prediction: the clip's stem, ``stem__1``, ``stem__2``, ... when stems repeat
+    (``a/clip.mp4`` and ``b/clip.mp4``), so no timeline overwrites another."""
+    from ..ids import NAME_SEPARATOR
+
+    seen: dict[str, int] = {}
+    out = []
+    for p in preds:
+        stem = Path(p.path).stem
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        out.append(stem if n == 0 else f"{stem}{NAME_SEPARATOR}{n}")
+    return out
 
 
 def _write_result(target: Path, text: str) -> None:

@@ -59,8 +59,9 @@ def train_command(
 
     overrides = trainer_overrides(set_, epochs=epochs, device=device, precision=precision, mmsa_names=mmsa,
                                   compile=compile_)
-    if quiet:
-        overrides.append("trainer.progress=false")
+    # display follows this command line, not the run's config.yaml: a run started with -q and resumed
+    # (or re-run with -c config.yaml) without it shows its progress; --set trainer.progress=... still wins
+    overrides.insert(0, f"trainer.progress={'false' if quiet else 'true'}")
     result = train(model, data, out, preset=preset, config=config, overrides=overrides,
                    seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports

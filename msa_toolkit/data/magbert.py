@@ -168,8 +168,9 @@ def load_magbert(path: str | os.PathLike, data: Any = None) -> tuple[dict[str, S
 def _as_list(path: Path, items: Any, split: str | None = None) -> Sequence[Any]:
     where = f"{path}" + (f" [{split}]" if split else "")
     if not isinstance(items, (list, tuple)):
+        hint = " (an MMSA pickle? import it with --format mmsa)" if isinstance(items, dict) else ""
         raise DatasetError(f"{where}: expected a list of ((words, visual, acoustic), label, segment) items, "
-                           f"found {type(items).__name__}")
+                           f"found {type(items).__name__}{hint}")
     if not items:
         raise DatasetError(f"{where}: the split is empty")
     return items
@@ -179,13 +180,22 @@ def _word(w: Any) -> str:
     return w.decode("utf-8", "replace") if isinstance(w, bytes) else str(w)
 
 
+def _shape_of(item: Any) -> str:
+    """What a malformed item is, e.g. ``tuple of length 3 whose first entry is a tuple of length 2``."""
+    def one(x: Any) -> str:
+        return f"{type(x).__name__}" + (f" of length {len(x)}" if isinstance(x, (tuple, list, str)) else "")
+    if isinstance(item, (tuple, list)) and len(item) in (2, 3):
+        return f"{one(item)} whose first entry (the features) is a {one(item[0])}"
+    return one(item)
+
+
 def parse_item(path: Path, split: str, k: int, item: Any) -> MagbertItem:
     """One item as :class:`MagbertItem`; DatasetError naming file, split and index when malformed."""
     where = f"{path}: {split}[{k}]"
     if not isinstance(item, (tuple, list)) or len(item) not in (2, 3) or not isinstance(item[0], (tuple, list)) \
             or len(item[0]) not in (3, 4):
         raise DatasetError(f"{where}: expected ((words, visual, acoustic[, words]), label, segment), found "
-                           f"{type(item).__name__} of length {len(item) if hasattr(item, '__len__') else '?'}")
+                           f"{_shape_of(item)}")
     feats, label = item[0], item[1]
     words = feats[3] if len(feats) == 4 else feats[0]
     words = words.tolist() if isinstance(words, np.ndarray) else list(words)

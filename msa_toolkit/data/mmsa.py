@@ -56,7 +56,8 @@ attention-mask row filled from the text mask) and a warning in the report —
 models that fine-tune BERT from ``text_bert`` cannot use such a file. Absent
 modalities are written as zeros ``(N, 1, 1)`` with length 1 (also warned).
 ``audio_lengths``/``vision_lengths`` are written except for datasets imported
-from aligned files. Import -> export -> import reproduces the dataset exactly.
+from aligned files. Import -> export -> import reproduces the dataset exactly; a native dataset
+that lacks a modality comes back from export -> import with that modality 1-d, every step masked out.
 """
 
 from __future__ import annotations

@@ -226,6 +226,18 @@ class DataModule:
                 inner, self.sample_lengths(), self.batch_size, self.drop_last, generator=self._generator))
         return self._loader(ds, shuffle=True, drop_last=self.drop_last)
 
+    def no_train_batch_reason(self, world_size: int = 1) -> str:
+        """Why the train loader yields no batch: an empty split, or too few samples (per process) to fill
+        one batch while ``drop_last`` drops the partial one."""
+        n = len(self.dataset.split("train"))
+        if n == 0 or not self.drop_last:
+            return "the training split is empty"
+        per = -(-n // max(1, world_size))
+        where = f"{per} per process of {n}" if world_size > 1 else f"{n}"
+        return (f"no training batch: {where} training samples fill no batch of {self.batch_size} and "
+                f"trainer.drop_last=true (the reference recipes of MInD and MMCL set it) drops the partial one; "
+                f"pass --set trainer.batch_size=N with N <= {per}, or --set trainer.drop_last=false")
+
     def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
         """Loader over any split (``dev``/``val`` mean ``valid``), in order unless ``shuffle``."""
         return self._loader(self.dataset.split(split), shuffle=shuffle, batch_size=batch_size)

@@ -135,11 +135,24 @@ def connect(ray: Any, address: str | None, num_cpus: int) -> bool:
         return False
     common = dict(include_dashboard=False, log_to_driver=False, logging_level="warning")
     if address:
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except Exception as e:  # noqa: BLE001 - ConnectionError, ray's AuthenticationError, RuntimeError, ...
+            raise MSAError(_join_error(address, e)) from None
     else:
         ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                  **common)
     return True
+
+
+def _join_error(address: str, e: BaseException) -> str:
+    """One message for a cluster that cannot be joined; with the token hint when Ray refused the token."""
+    chain = " ".join(str(x) for x in (e, e.__cause__, e.__context__) if x is not None)
+    msg = f"cannot join the Ray cluster at {address}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if "InvalidAuthToken" in chain or "Authentication" in chain:
+        msg += ("; the cluster uses token authentication: set RAY_AUTH_MODE=token with the cluster's token "
+                "(~/.ray/auth_token or RAY_AUTH_TOKEN; docs/scaling.md)")
+    return msg
 
 
 def compute_with_ray(config: ExtractConfig, todo: Sequence[Job], workers: int, state: _RunState,

@@ -3,7 +3,7 @@
     import msa_toolkit as msa
     run = msa.train("almt", data="ds", out_dir="runs/almt", seeds=(1, 2, 3),
                     overrides=["trainer.epochs=20", "model.dropout=0.2"])
-    run.summary["test"]["mae"]            # {"mean": ..., "std": ...}
+    run.summary["test"]["mae"]            # {"mean", "std" (None for one seed), "n", "values"}
     msa.evaluate("runs/almt/seed_1/best.safetensors", data="ds", drop=("audio",))
 
 Run directory layout (one seed writes straight into ``out_dir``; several seeds
@@ -60,7 +60,7 @@ class RunResult:
     seeds: list[int]
     # one FitResult per seed, in seed order
     runs: list[FitResult]
-    # split ("valid"/"test") -> metric -> {"mean", "std", "values"}
+    # split ("valid"/"test") -> metric -> {"mean", "std" (None below 2 seeds), "n", "values"}
     summary: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # the console shows MMSA's metric names (the files keep the toolkit's)
     mmsa_names: bool = False
@@ -229,6 +229,15 @@ def _data_extra(dm: Any) -> dict[str, Any]:
 
 # -- train -------------------------------------------------------------------------------------
 
+def _run_seeds(given: Sequence[int] | None, default: Sequence[int], fallback: int) -> list[int]:
+    """The seeds to train (``given``, else ``default``, else ``[fallback]``); MSAError on a repeated seed, whose
+    run directory would be trained over."""
+    seeds = [int(s) for s in (given if given is not None else default)] or [fallback]
+    if len(set(seeds)) < len(seeds):
+        raise MSAError(f"--seeds: each seed once, got {seeds} (a seed twice is one run, not two)")
+    return seeds
+
+
 def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
           config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] | None = None,
           resume: bool = False, callbacks: Sequence[Any] = (), recipe: str | None = None) -> RunResult:
@@ -244,6 +253,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     """
     from ..models import create_model, dims_from_spec, resolve_config
     from . import distributed as D
+    from .optim import short_schedule_warning
     from .rng import seed_everything
     from .trainer import Trainer
 
@@ -260,8 +270,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     preset = preset if preset is not None else meta.get("preset")
     if resume:
         _check_same_model(out_dir, name, preset)
-    seeds = [int(s) for s in (seeds if seeds is not None else meta.get("seeds") or rec.seeds or [tc.seed])] \
-        or [tc.seed]
+    seeds = _run_seeds(seeds, meta.get("seeds") or rec.seeds or [tc.seed], tc.seed)
     try:  # validates name, preset and overrides before any data is read
         model_over = _coerce_model_overrides(name, model_over)
         base_cfg = resolve_config(name, preset, **model_over)
@@ -297,6 +306,8 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
                               callbacks=callbacks)
             trainer.reporter.print(f"[bold]{name}[/bold] seed {seed}: {net.num_parameters():,} parameters, "
                                    f"device {ctx.device}, world size {ctx.world_size} -> {run_dir}")
+            if seed == seeds[0] and (short := short_schedule_warning(tcs, net.config)):
+                trainer.reporter.notice(short)
             runs.append(trainer.fit(resume=resume))
         summary = summarize(runs)
         result = RunResult(out_dir, name, seeds, runs, summary, mmsa_names=tc.mmsa_names)
@@ -320,7 +331,8 @@ def _recipe(model: str, name: str):
 
 
 def summarize(runs: Sequence[FitResult]) -> dict[str, dict[str, dict[str, Any]]]:
-    """split -> metric -> {"mean", "std" (sample std over seeds; 0 for one seed), "values"}.
+    """split -> metric -> {"mean", "std", "n", "values"}: mean and sample std (n - 1) over the seeds'
+    finite values, ``n`` of them; ``std`` is None when ``n < 2`` (one seed has no spread).
 
     Splits: "valid", "test" (best valid epoch) and, when the runs evaluated test every epoch,
     ``"test_at_best_test_epoch"`` (selected on test, as the authors' code prints it; labelled)."""
@@ -336,9 +348,10 @@ def summarize(runs: Sequence[FitResult]) -> dict[str, dict[str, dict[str, Any]]]
         out[split] = {}
         for k in per[0]:
             vals = np.array([p.get(k, np.nan) for p in per], dtype=float)
-            out[split][k] = {"mean": float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan"),
-                             "std": float(np.nanstd(vals, ddof=1)) if np.isfinite(vals).sum() > 1 else 0.0,
-                             "values": vals.tolist()}
+            finite = vals[np.isfinite(vals)]
+            out[split][k] = {"mean": float(finite.mean()) if finite.size else float("nan"),
+                             "std": float(finite.std(ddof=1)) if finite.size > 1 else None,
+                             "n": int(finite.size), "values": vals.tolist()}
     return out
 
 
@@ -353,7 +366,8 @@ def write_summary(result: RunResult, out_dir: Path) -> None:
     w.writerow(["model", "split", "metric", "mean", "std", "n_seeds", "values"])
     for split, metrics in result.summary.items():
         for k, v in metrics.items():
-            w.writerow([result.model, split, k, f"{v['mean']:.6g}", f"{v['std']:.6g}", len(v["values"]),
+            std = "" if v["std"] is None else f"{v['std']:.6g}"  # one finite value: no spread to state
+            w.writerow([result.model, split, k, f"{v['mean']:.6g}", std, v["n"],
                         " ".join(f"{x:.6g}" for x in v["values"])])
     atomic_write_text(out_dir / SUMMARY_CSV, buf.getvalue())
 

@@ -2,7 +2,7 @@
 
     from msa_toolkit.training.benchmark import run_benchmark
     bench = run_benchmark(["dlf", "almt", "text_only"], "ds", "bench/", seeds=(1, 2, 3), recipe="reference")
-    bench.table["almt"]["test"]["mae"]          # {"mean", "std", "n"}
+    bench.table["almt"]["test"]["mae"]          # {"mean", "std" (None for one seed), "n"}
 
 Layout of ``out_dir``::
 
@@ -150,6 +150,9 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
         raise MSAError(f"unknown model(s) {unknown}; registered: {sorted(known)}")
     if not models or (seeds is not None and not seeds):
         raise MSAError("benchmark needs at least one model and one seed")
+    for what, items in (("--models", list(models)), ("--seeds", [int(s) for s in seeds or ()])):
+        if len(set(items)) < len(items):  # a repeat reads the same run back: counted twice, a spread of 0
+            raise MSAError(f"{what}: each one once, got {items}")
     from ..models.presets import get_recipe
 
     overrides = list(overrides)
@@ -174,10 +177,11 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
     return result
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def _stats(values: list[float]) -> dict[str, float | int | None]:
+    """Mean, sample std (n - 1) and n of the finite values; std is None below two (one seed has no spread)."""
     a = np.asarray([v for v in values if v is not None and np.isfinite(v)], float)
     return {"mean": float(a.mean()) if a.size else float("nan"),
-            "std": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": int(a.size)}
+            "std": float(a.std(ddof=1)) if a.size > 1 else None, "n": int(a.size)}
 
 
 def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -212,6 +216,8 @@ def _fmt(metric: str, s: Mapping[str, float], percent: bool) -> str:
         return ""
     k = 100.0 if percent and metric in PERCENT_METRICS else 1.0
     digits = 2 if k == 100.0 else 3
+    if s.get("std") is None:  # one finished seed: its value, not a spread of 0
+        return f"{k * s['mean']:.{digits}f} (n=1)"
     return f"{k * s['mean']:.{digits}f} ± {k * s['std']:.{digits}f}"
 
 
@@ -245,7 +251,7 @@ def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bo
     for model, e in table.items():
         w.writerow([model, e["recipe"], e["preset"], e["ok"], len(e["seeds"]), e.get("params", ""),
                     e.get("seconds_per_epoch", ""), e.get("device", ""), e.get("data", ""), " | ".join(e["errors"]),
-                    *[e.get(s, {}).get(m, {}).get(stat, "") for s, m in cols for stat in ("mean", "std")]])
+                    *[_or_empty(e.get(s, {}).get(m, {}).get(stat)) for s, m in cols for stat in ("mean", "std")]])
     atomic_write_text(out / "results.csv", buf.getvalue())
     atomic_write_json(out / "results.json", {"table": table, "runs": result.runs, "paper": paper or {},
                                               "protocol": {"test": "checkpoint chosen on valid",
@@ -254,6 +260,11 @@ def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bo
     atomic_write_text(out / "results.md", markdown(table, metrics, mmsa_names, percent, paper))
     if plot and any(e.get("test") for e in table.values()):
         plot_results(table, metrics, out / "results.png", percent)
+
+
+def _or_empty(value: Any) -> Any:
+    """A CSV cell: an empty one for a missing value or a std that one seed cannot have."""
+    return "" if value is None else value
 
 
 def markdown(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str], mmsa_names: bool = False,
@@ -304,7 +315,7 @@ def plot_results(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str],
         k = 100.0 if percent and metric in PERCENT_METRICS else 1.0
         stats = [table[m]["test"].get(metric, {}) for m in models]
         ax.bar(range(len(models)), [k * s.get("mean", np.nan) for s in stats],
-               yerr=[k * s.get("std", 0.0) for s in stats], capsize=3, color="tab:blue")
+               yerr=[k * (s.get("std") or 0.0) for s in stats], capsize=3, color="tab:blue")
         ax.set_xticks(range(len(models)), models, rotation=60, fontsize=7)
         ax.set_title(_label(metric, False, percent), fontsize=8)
     fig.suptitle("test (checkpoint chosen on valid), mean ± std over seeds", fontsize=9)

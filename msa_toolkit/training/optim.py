@@ -112,6 +112,17 @@ def build_scheduler(opt: torch.optim.Optimizer, model: nn.Module, tc: TrainConfi
     raise MSAError(f"unknown scheduler {kind!r}; expected none/constant, cosine, epoch_cosine or plateau")
 
 
+def short_schedule_warning(tc: TrainConfig, model_config: Any) -> str | None:
+    """A warning when the run ends inside the ``epoch_cosine`` warm-up (e.g. ALMT's reference recipe,
+    20 warm-up epochs, run with ``--epochs 2``): the LR never gets near its peak. None otherwise."""
+    if setting(tc, model_config, "scheduler", None) != "epoch_cosine" or int(tc.warmup_epochs) < tc.epochs:
+        return None
+    top = (tc.epochs - 1) / int(tc.warmup_epochs)
+    return (f"warning: trainer.epochs={tc.epochs} ends inside the {int(tc.warmup_epochs)}-epoch LR warm-up of "
+            f"scheduler epoch_cosine: the LR reaches at most {top:.0%} of trainer.lr (--set "
+            f"trainer.warmup_epochs=N / trainer.cosine_epochs=M shorten the schedule)")
+
+
 def clip_thresholds(model: nn.Module, tc: TrainConfig) -> tuple[float, float]:
     """(gradient value clip, gradient norm clip); 0 means off."""
     mc = getattr(model, "config", None)

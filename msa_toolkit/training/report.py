@@ -141,7 +141,8 @@ def print_seed_summary(model: str, seeds: Sequence[int], summary: Mapping[str, M
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{model}: mean ± std over seeds {list(seeds)} ({UNITS_NOTE})")
+    what = f"seed {seeds[0]} (one seed: no spread)" if len(seeds) == 1 else f"mean ± std over seeds {list(seeds)}"
+    table = Table(title=f"{model}: {what} ({UNITS_NOTE})")
     table.add_column("metric")
     splits = [s for s in ("valid", "test", BEST_TEST_KEY) if s in summary]
     for s in splits:  # the test-selected column is labelled so it is never read as the valid-selected one
@@ -149,6 +150,13 @@ def print_seed_summary(model: str, seeds: Sequence[int], summary: Mapping[str, M
     keys = list(dict.fromkeys(k for s in splits for k in summary[s]))
     shown = mmsa_names({k: k for k in keys}) if mmsa else {k: k for k in keys}
     for name, k in shown.items():
-        table.add_row(name, *[f"{summary[s][k]['mean']:.4f} ± {summary[s][k]['std']:.4f}"
-                              if k in summary[s] else "" for s in splits])
+        table.add_row(name, *[_cell(summary[s][k], len(seeds)) if k in summary[s] else "" for s in splits])
     Console(stderr=True).print(table)
+
+
+def _cell(stat: Mapping[str, Any], n_seeds: int) -> str:
+    """``mean ± std``, or the mean alone when fewer than two seeds gave a finite value; ``(n=k)`` when some
+    seeds gave none."""
+    n = stat.get("n", n_seeds)
+    text = f"{stat['mean']:.4f}" if stat.get("std") is None else f"{stat['mean']:.4f} ± {stat['std']:.4f}"
+    return text + (f" (n={n})" if n != n_seeds else "")

@@ -253,7 +253,9 @@ class Trainer:
         if tc.limit_train_batches is not None:
             batches = min(batches, tc.limit_train_batches)
         if batches == 0:
-            raise MSAError("the training split is empty")
+            why = getattr(self.data, "no_train_batch_reason", None)
+            raise MSAError(why(ctx.world_size) if tc.limit_train_batches != 0 and why else
+                           "no training batch (the training split is empty, or trainer.limit_train_batches=0)")
         steps_per_epoch = math.ceil(batches / tc.grad_accum)
         opt = build_optimizer(self.model, tc)
         sched, sched_when = build_scheduler(opt, self.model, tc, tc.epochs * steps_per_epoch, monitor_mode)

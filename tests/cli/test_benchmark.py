@@ -76,3 +76,28 @@ def test_markdown_labels_the_test_selected_table():
     md = markdown(table, ("acc2_non0", "mae"), percent=True, paper={"m": {"acc2": 86.0, "mae": 0.7, "source": "x"}})
     main, labelled = md.index("chosen on valid"), md.index("best TEST epoch")
     assert main < labelled and "60.00 ± 0.00" in md[labelled:] and "Published CMU-MOSI" in md
+
+
+def test_one_seed_shows_no_spread(tmp_path):
+    from msa_toolkit.training.benchmark import BenchmarkResult, write_results
+
+    rows = [{"model": "m", "seed": 1, "recipe": "toolkit", "preset": "-", "status": "ok", "error": "",
+             "params": 10, "seconds_per_epoch": 1.0, "device": "cpu", "epochs_run": 3, "data": "",
+             "valid": {"mae": 1.0}, "test": {"mae": 0.9, "acc2_non0": 0.5}}]
+    table = aggregate(rows)
+    assert table["m"]["test"]["mae"] == {"mean": 0.9, "std": None, "n": 1}
+    md = markdown(table, ("acc2_non0", "mae"))
+    assert "0.900 (n=1)" in md and "± 0.000" not in md
+    write_results(BenchmarkResult(tmp_path, rows, table), plot=False)
+    row = next(csv.DictReader((tmp_path / "results.csv").open()))
+    assert row["test_mae_mean"] == "0.9" and row["test_mae_std"] == ""
+    assert json.loads((tmp_path / "results.json").read_text())["table"]["m"]["test"]["mae"]["std"] is None
+
+
+@pytest.mark.parametrize("models, seeds", [("text_only", "1,1"), ("text_only,text_only", "1")])
+def test_repeated_seed_or_model_is_refused(bench_ds, tmp_path, models, seeds):
+    """A repeat would read the same run back and count it twice (n=2, std 0)."""
+    r = runner.invoke(app, ["benchmark", "--models", models, "--data", str(bench_ds), "-o", str(tmp_path / "b"),
+                            "--seeds", seeds, "--preset", "tiny", "--epochs", "1"])
+    assert r.exit_code != 0 and "each one once" in str(r.exception)
+    assert not (tmp_path / "b" / "results.json").exists()

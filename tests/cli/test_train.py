@@ -132,6 +132,23 @@ def test_resume_prints_the_epochs_it_runs(cli_ds, tmp_path, capsys):
     assert "after epoch 1 of 3: runs epochs 2-3" in capsys.readouterr().err
 
 
+def test_quiet_is_not_inherited_by_resume_or_config(cli_ds, tmp_path, capsys):
+    """-q is for one command: resuming (or -c config.yaml) without it shows the epochs and the table."""
+    from msa_toolkit.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(_train_args(cli_ds, run, "--epochs", "1")) == 0
+    assert "progress: false" in (run / "config.yaml").read_text()
+    capsys.readouterr()
+    loud = [a for a in _train_args(cli_ds, run, "--epochs", "2", "--resume") if a != "-q"]
+    assert main(loud) == 0
+    err = capsys.readouterr().err
+    assert "epoch   2" in err and "acc2_has0" in err
+    assert main(["train", "-d", str(cli_ds), "-o", str(tmp_path / "again"), "-c", str(run / "config.yaml"),
+                 "--set", "trainer.progress=false"]) == 0
+    assert "epoch   1" not in capsys.readouterr().err  # an explicit --set still wins
+
+
 @pytest.mark.parametrize("bad", [["--epochs", "0"], ["--epochs", "-2"], ["--device", "foo"], ["--device", "gpu"]])
 def test_bad_epochs_and_device_are_one_line_errors(cli_ds, tmp_path, capsys, bad):
     from msa_toolkit.cli.main import main

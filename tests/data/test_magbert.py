@@ -131,6 +131,9 @@ def test_auto_detection_and_mmsa_still_imported(tmp_path):
     assert rep.align == "words" and ds.split("train")[0].features["audio"].shape == (4, 74)
     with pytest.raises(DatasetError, match="is a list, expected a dict of arrays .a MAG-BERT"):
         import_pickle(tmp_path / "mosi.pkl", tmp_path / "ds3", fmt="mmsa")
+    mmsa_file = _dump(tmp_path / "aligned_50.pkl", {s: {"id": np.array(["a$_$0"])} for s in ("train", "valid", "test")})
+    with pytest.raises(DatasetError, match=r"found dict \(an MMSA pickle\? import it with --format mmsa\)"):
+        import_pickle(mmsa_file, tmp_path / "ds4", fmt="magbert", text_model=None)
 
 
 def _dump(path, obj):
@@ -143,6 +146,8 @@ def _dump(path, obj):
     (lambda d: d.pop("dev"), r"no dev key"),
     (lambda d: d.__setitem__("test", []), r"\[test\]: the split is empty"),
     (lambda d: d["train"].__setitem__(1, ("words", 1.0)), r"train\[1\]: expected \(\(words"),
+    (lambda d: d["train"].__setitem__(1, (d["train"][1][0][:2], np.array([[1.0]]), "x[1]")),
+     r"train\[1\]: expected .* found tuple of length 3 whose first entry \(the features\) is a tuple of length 2"),
     (lambda d: d["train"].__setitem__(0, ((d["train"][0][0][0], np.zeros((2, 47)), d["train"][0][0][2]),
                                           np.array([[1.0]]), "x[0]")),
      r"train\[0\]: vision has shape \(2, 47\), expected \(4, D\)"),

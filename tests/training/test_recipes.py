@@ -188,3 +188,16 @@ def test_scheduler_none_on_the_command_line_means_no_schedule():
         assert isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) and when == "epoch"
     # other optional string fields keep reading "none" as unset
     assert TrainConfig.from_dict({"optimizer": "none"}).optimizer is None
+
+
+def test_run_shorter_than_the_warm_up_warns(tiny_ds, tmp_path, capsys):
+    """ALMT's reference recipe (20 warm-up epochs) run for 2 epochs says the LR stays far below its peak."""
+    from msa_toolkit.training.api import train
+    from msa_toolkit.training.optim import short_schedule_warning
+
+    over = {"trainer.epochs": 2, "trainer.progress": False, "trainer.plots": False, "trainer.device": "cpu"}
+    train("almt", tiny_ds, tmp_path / "almt", preset="tiny", recipe="reference", overrides=over)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "trainer.epochs=2 ends inside the 20-epoch LR warm-up" in err and "at most 5% of trainer.lr" in err
+    assert short_schedule_warning(TrainConfig(epochs=30, scheduler="epoch_cosine", warmup_epochs=20), None) is None
+    assert short_schedule_warning(TrainConfig(epochs=2, scheduler="plateau", warmup_epochs=20), None) is None

@@ -108,6 +108,32 @@ def test_multi_seed_summary(tiny_ds, tmp_path, fast):
     assert csv[0].startswith("model,split,metric,mean,std") and any(",test,mae," in l for l in csv)
 
 
+def test_single_seed_summary_states_no_spread(tiny_ds, tmp_path, fast, capsys):
+    res = train("text_only", tiny_ds, tmp_path / "one", preset="tiny",
+                overrides={**fast, "trainer.epochs": 1, "trainer.progress": True}, seeds=(5,))
+    s = res.summary["test"]["mae"]
+    assert s["std"] is None and s["n"] == 1 and s["mean"] == pytest.approx(res.runs[0].test["mae"])
+    doc = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert doc["summary"]["test"]["mae"]["std"] is None and doc["summary"]["test"]["mae"]["n"] == 1
+    import csv as _csv
+    rows = list(_csv.DictReader((tmp_path / "one" / "summary.csv").open()))
+    assert rows and all(r["std"] == "" and r["n_seeds"] == "1" for r in rows)
+    err = " ".join(capsys.readouterr().err.split())  # the table's title wraps
+    assert "one seed: no spread" in err and "± 0.0000" not in err
+
+
+def test_summary_counts_only_finite_values():
+    from types import SimpleNamespace
+
+    from msa_toolkit.training.api import summarize
+
+    runs = [SimpleNamespace(valid={"mae": v}, test={"mae": v}, best_test={}) for v in (1.0, float("nan"), 2.0)]
+    s = summarize(runs)["test"]["mae"]
+    assert s["n"] == 2 and s["mean"] == pytest.approx(1.5) and s["std"] == pytest.approx(np.std([1, 2], ddof=1))
+    one = summarize(runs[:2])["test"]["mae"]
+    assert one["n"] == 1 and one["std"] is None
+
+
 def test_grad_accumulation_equals_bigger_batch(tiny_ds):
     # 2 x 8 accumulated == 1 x 16 (same shuffled order, no dropout, mean L1 over equal halves);
     # plain shuffling: length buckets would group the samples differently for the two batch sizes
@@ -219,3 +245,16 @@ def test_run_files_get_the_usual_mode_under_umask_022(tiny_ds, tmp_path, fast):
               "log.jsonl", "predictions_test.csv"):
         assert stat.S_IMODE((out / f).stat().st_mode) == 0o644, f
     assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
+
+
+def test_drop_last_with_a_batch_larger_than_the_train_split_names_the_cause(tiny_ds, tmp_path, fast):
+    # MMCL's reference recipe (batch 128, drop_last) on a small train split: not "the training split is empty"
+    over = {**fast, "trainer.epochs": 1, "trainer.batch_size": 64, "trainer.drop_last": True}
+    with pytest.raises(MSAError, match=r"48 training samples fill no batch of 64.*trainer.batch_size=N with N <= 48"):
+        train("text_only", tiny_ds, tmp_path / "dl", preset="tiny", overrides=over)
+
+
+def test_repeated_seed_is_refused_before_training(tiny_ds, tmp_path, fast):
+    with pytest.raises(MSAError, match=r"each seed once, got \[1, 2, 1\]"):
+        train("text_only", tiny_ds, tmp_path / "dup", preset="tiny", overrides=fast, seeds=(1, 2, 1))
+    assert not (tmp_path / "dup").exists()
