@@ -27,6 +27,9 @@ from ..extraction.config import ALIGN_CHOICES, REQUIRE_CHOICES, ExtractConfig, f
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: exit status of a run stopped by Ctrl-C / SIGTERM (128 + SIGINT, as shells report it)
+INTERRUPTED_EXIT = 130
+
 #: values of --asr/--text/--audio/--vision that switch the stage off
 DISABLED_VALUES: tuple[str, ...] = ("none", "off", "")
 #: the name of the parameter a command declares to receive the extractor flags

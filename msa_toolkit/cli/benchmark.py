@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ._options import trainer_overrides
+from ._options import INTERRUPTED_EXIT, trainer_overrides
 
 
 def _csv(text: str) -> list[str]:
@@ -51,9 +51,15 @@ def benchmark_command(
         seed_list = None if seeds == "recipe" else [int(s) for s in _csv(seeds)]
     except ValueError:
         raise typer.BadParameter(f"--seeds expects comma-separated integers, got {seeds!r}") from None
-    result = run_benchmark(_csv(models), data, out, seeds=seed_list, recipe=recipe, preset=preset,
-                           overrides=overrides, mmsa_names=mmsa_names, percent=percent,
-                           paper=PAPER_MOSI if paper else None)
+    try:
+        result = run_benchmark(_csv(models), data, out, seeds=seed_list, recipe=recipe, preset=preset,
+                               overrides=overrides, mmsa_names=mmsa_names, percent=percent,
+                               paper=PAPER_MOSI if paper else None)
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted: finished runs are kept in {out}; run the same command to continue (finished "
+                    "runs are skipped, the interrupted one resumes from its last.pt)", fg=typer.colors.YELLOW,
+                    err=True)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
     if os.environ.get("RANK", "0") != "0":
         return
     typer.echo((out / "results.md").read_text())

@@ -7,10 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from ._options import ExtractorFlags, extract_config, extractor_options, parse_require, require_option
-
-#: exit status of a run stopped by Ctrl-C / SIGTERM (128 + SIGINT, as shells report it)
-INTERRUPTED_EXIT = 130
+from ._options import (INTERRUPTED_EXIT, ExtractorFlags, extract_config, extractor_options, parse_require,
+                       require_option)
 
 
 @extractor_options()

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ._options import data_option, trainer_overrides
+from ._options import INTERRUPTED_EXIT, data_option, trainer_overrides
 
 
 def _seeds(text: str) -> list[int]:
@@ -62,8 +62,13 @@ def train_command(
     # display follows this command line, not the run's config.yaml: a run started with -q and resumed
     # (or re-run with -c config.yaml) without it shows its progress; --set trainer.progress=... still wins
     overrides.insert(0, f"trainer.progress={'false' if quiet else 'true'}")
-    result = train(model, data, out, preset=preset, config=config, overrides=overrides,
-                   seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe)
+    try:
+        result = train(model, data, out, preset=preset, config=config, overrides=overrides,
+                       seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where the trainer turns it into one
+        typer.secho(f"interrupted: finished epochs are kept in {out} (last.pt); run the same command with "
+                    "--resume to continue", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
     typer.echo(f"run written to {result.out_dir}")

@@ -198,3 +198,22 @@ def test_mmsa_names_on_the_console_toolkit_names_in_files(cli_ds, tmp_path, caps
     doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "acc2_has0" in doc["test"] and "Has0_acc_2" not in doc["test"] and doc["units"] == "fraction"
     assert "acc7" in (tmp_path / "run" / "summary.csv").read_text()
+
+
+@pytest.mark.parametrize("command", ["train", "benchmark"])
+def test_interrupt_says_how_to_continue(tmp_path, monkeypatch, command):
+    """Ctrl-C in `msa train` / `msa benchmark` exited without a word; it now says what is kept and how to resume."""
+    import msa_toolkit.training.api as api
+    import msa_toolkit.training.benchmark as bench
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "train", interrupted)
+    monkeypatch.setattr(bench, "run_benchmark", interrupted)
+    (tmp_path / "ds").mkdir()
+    args = (["train", "--model", "text_only"] if command == "train" else ["benchmark", "--models", "text_only"])
+    r = CliRunner().invoke(app, args + ["--data", str(tmp_path / "ds"), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 130
+    text = " ".join(r.output.split())
+    assert "interrupted" in text and ("--resume" in text if command == "train" else "run the same command" in text)
