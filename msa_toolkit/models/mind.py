@@ -57,6 +57,8 @@ Deviations from the paper / the authors' public code:
   (``models/presets.py``); the toolkit recipe keeps ``scheduler="plateau"``.
 * Precomputed (frozen) text features are the default; set ``text_encoder`` to fine-tune a
   transformers encoder inside the model as the authors do with BERT.
+* In eval mode the noise inputs g_m come from a seeded generator (:func:`gaussian_input`), not the
+  global RNG: evaluation losses are reproducible and evaluating leaves the training draws alone.
 """
 
 from __future__ import annotations
@@ -175,6 +177,25 @@ class SequenceBackbone(nn.Module):
         return last_valid(self.norm(h), mask)
 
 
+#: seed of the Gaussian inputs of the noise components in eval mode (training draws from torch's global RNG)
+EVAL_NOISE_SEED = 0
+
+
+def gaussian_input(like: torch.Tensor, training: bool, index: int) -> torch.Tensor:
+    """The N(0, I) input g_m of a private encoder's noise component, shaped like ``like``.
+
+    Training draws from torch's global RNG, as the reference does. In eval mode the draw comes from a
+    generator seeded with ``EVAL_NOISE_SEED + index`` instead: the noise losses of an evaluation (the valid /
+    test ``loss`` the trainer reports, which a plateau schedule may follow) are then the same for the same
+    batch every time, and an evaluation does not consume the global RNG, so evaluating (e.g. testing every
+    epoch) leaves the training draws that follow unchanged. Predictions never depend on g_m.
+    """
+    if training:
+        return torch.randn_like(like)
+    gen = torch.Generator(device=like.device).manual_seed(EVAL_NOISE_SEED + index)
+    return torch.randn(like.shape, generator=gen, device=like.device, dtype=like.dtype)
+
+
 def _encoder(d: int, c: MInDConfig) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d, d), activation(c.activation), nn.LayerNorm(d), nn.Dropout(c.dropout),
                          nn.Linear(d, d), activation(c.activation))
@@ -227,10 +248,10 @@ class MInD(MSAModel):
         u = self.encode(batch)
         aux: dict[str, torch.Tensor] = {}
         feats = []
-        for m in MODALITIES:
+        for i, m in enumerate(MODALITIES):
             k = self.KEYS[m]
             inv, spec = self.shared(u[m]), self.private[m](u[m])
-            gauss = torch.randn_like(u[m])
+            gauss = gaussian_input(u[m], self.training, i)
             aux.update({f"u_{k}": u[m], f"invariant_{k}": inv, f"specific_{k}": spec,
                         f"noise_{k}": self.private[m](gauss), f"gauss_{k}": gauss})
             feats += [inv, spec]

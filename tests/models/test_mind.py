@@ -139,6 +139,27 @@ def test_eval_prediction_deterministic_and_seeded_training_reproducible():
     assert torch.equal(totals[0], totals[1])
 
 
+def test_eval_loss_is_reproducible_and_leaves_the_global_rng_alone():
+    """The eval loss drew its noise inputs from the global RNG: two evaluations of one checkpoint on one batch
+    gave different losses, and every evaluation shifted the training draws that followed it."""
+    b = batch()
+    m = tiny()
+    m.eval()
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    with torch.no_grad():
+        first = m.objective(m(b), b)
+        second = m.objective(m(b), b)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(first.total, second.total)
+    assert all(torch.equal(first.components[k], second.components[k]) for k in first.components)
+    # training still draws fresh noise from the global RNG
+    m.train()
+    g1, g2 = m(b).aux["gauss_t"], m(b).aux["gauss_t"]
+    assert not torch.equal(g1, g2)
+    assert not torch.equal(torch.get_rng_state(), before)
+
+
 def synthetic_task(n=48, seed=0) -> Batch:
     """Label depends on text, audio and vision (last valid audio/vision steps, mean text)."""
     b = synthetic_batch(n, lengths=(6, 9, 7), dims=(16, 5, 7), seed=seed)
