@@ -48,6 +48,10 @@ for prec in fp32 bf16; do
   step throughput_$prec $PY benchmarks/train_throughput.py --device cuda --precision $prec --batch-size 32 \
     --steps 10 --warmup 3 --out "$OUT/train_throughput_cuda_$prec.md"
 done
+# the same table with the training step compiled (issue 17: --compile measured against eager; on the CPU it
+# was 1.8x slower for DLF, benchmarks/results/reference_speed.md)
+step throughput_bf16_compiled $PY benchmarks/train_throughput.py --device cuda --precision bf16 --batch-size 32 \
+  --steps 10 --warmup 3 --compile --models almt,dlf,mind,mmcl --out "$OUT/train_throughput_cuda_bf16_compiled.md"
 # torch.compile of the training step (falls back loudly if the backend cannot compile)
 step compile $PY -m msa_toolkit train --model mult --preset tiny --data $DS -o /tmp/msa_gpu_compile --epochs 2 \
   --device cuda --compile --set trainer.plots=false
@@ -59,6 +63,9 @@ step extract_cuda $PY -m msa_toolkit extract assets/samples -o /tmp/msa_gpu_extr
 if [ -n "${REFS:-}" ] && [ -d "$REFS" ]; then
   step reference_speed $PY benchmarks/reference_speed.py --device cuda \
     --reference-dir almt=$REFS/ALMT dlf=$REFS/DLF mind=$REFS/MInD mmcl=$REFS/MMCL --out "$OUT/reference_speed_cuda"
+  # both sides under bf16 autocast (issue 17: the CUDA targets hold in fp32 and bf16)
+  step reference_speed_bf16 $PY benchmarks/reference_speed.py --device cuda --precision bf16 \
+    --reference-dir almt=$REFS/ALMT dlf=$REFS/DLF mind=$REFS/MInD mmcl=$REFS/MMCL --out "$OUT/reference_speed_cuda_bf16"
   # grouped execution of same-shaped transformers (models/grouped.py; off by default, no gain on the CPU):
   # the same DLF / MMCL measurement with it on for CUDA, to compare with the run above
   step reference_speed_grouped env MSA_GROUPED_DEVICES=cuda $PY benchmarks/reference_speed.py --device cuda \
