@@ -263,3 +263,23 @@ def test_damaged_cache_entry_is_recomputed_by_predict(default_predictor, tmp_pat
     entries[0].write_bytes(data[: len(data) // 2])
     again = predict(files, predictor=default_predictor, cache_dir=tmp_path)
     assert all(p.ok for p in again) and {p.path: p.score for p in again} == first
+
+
+def test_cli_predict_json_to_stdout(tmp_path, cache_dir):
+    """``--json -`` wrote a file literally named '-'; it now writes the JSON to stdout, the table to stderr."""
+    from typer.testing import CliRunner
+
+    from msa_toolkit.cli.main import app
+
+    res = CliRunner().invoke(app, ["predict", str(ASSETS / "speech_negative.mp4"), "--json", "-",
+                                   "--cache-dir", str(cache_dir)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)  # stdout is the JSON document alone
+    assert Path(doc["predictions"][0]["path"]).name == "speech_negative.mp4"
+    assert "speech_negative.mp4" in res.stderr  # the table
+    assert not Path("-").exists()
+    res = CliRunner().invoke(app, ["predict", str(ASSETS / "speech_negative.mp4"), "--csv", "-", "-q",
+                                   "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 0 and res.stdout.splitlines()[0].startswith("path,score,polarity")
+    res = CliRunner().invoke(app, ["predict", str(ASSETS / "speech_negative.mp4"), "--json", "-", "--csv", "-"])
+    assert res.exit_code != 0 and "both ask for stdout" in str(res.exception)  # main() turns it into exit 2

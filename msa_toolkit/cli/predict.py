@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -10,6 +11,9 @@ import typer
 from ._options import ExtractorFlags, extract_config, extractor_options
 
 #: shown in --help: what the bundled model is (kept in step with assets/default_model/MODEL_CARD.md)
+#: the --json / --csv value that means standard output
+STDOUT = "-"
+
 DEFAULT_MODEL_NOTE = (
     "Without --checkpoint the bundled default model is used: a text-only model (Whisper tiny.en transcript -> "
     "all-MiniLM-L6-v2 token features -> text_only regression head) trained on the human sentiment labels of "
@@ -33,8 +37,12 @@ def predict_command(
                                               help="A checkpoint written by `msa train` (default: bundled model)."),
     segments: bool = typer.Option(False, "--segments",
                                   help="Also score each Whisper sentence segment (a sentiment timeline)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", dir_okay=False, help="Write results as JSON."),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", dir_okay=False, help="Write results as CSV."),
+    json_out: Optional[Path] = typer.Option(None, "--json", dir_okay=False,
+                                            help="Write results as JSON ('-': to stdout; the table then goes to "
+                                                 "stderr)."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", dir_okay=False,
+                                           help="Write results as CSV ('-': to stdout; the table then goes to "
+                                                "stderr)."),
     plot_dir: Optional[Path] = typer.Option(None, "--plot-dir", file_okay=False,
                                             help="With --segments: write one timeline PNG per clip here."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", file_okay=False,
@@ -53,8 +61,11 @@ def predict_command(
 
     t0 = time.perf_counter()
     # every output is checked before the model loads or anything is extracted (OutputError: exit 2)
+    to_stdout = [t for t in (json_out, csv_out) if t is not None and str(t) == STDOUT]
+    if len(to_stdout) > 1:
+        raise MSAError("--json - and --csv - both ask for stdout: send one of them to a file")
     for target, what in ((json_out, "--json file"), (csv_out, "--csv file")):
-        if target is not None:
+        if target is not None and str(target) != STDOUT:
             check_output_file(target, what)
     if plot_dir is not None and not segments:  # a timeline needs the segments: never ignored silently
         raise MSAError("--plot-dir draws the --segments timeline: pass --segments too")
@@ -69,7 +80,10 @@ def predict_command(
     extra = {"checkpoint": getattr(ck, "path", ""), "model": ck.model_name,
              "seconds": round(time.perf_counter() - t0, 3)}
     for target, text in ((json_out, lambda: to_json(preds, extra)), (csv_out, lambda: to_csv(preds))):
-        if target:
+        if target is not None and str(target) == STDOUT:
+            sys.stdout.write(text())
+            sys.stdout.flush()
+        elif target:
             _write_result(target, text())
     if plot_dir and segments:
         plot_dir.mkdir(parents=True, exist_ok=True)
@@ -77,19 +91,19 @@ def predict_command(
             if p.segments:
                 plot_timeline(p, plot_dir / f"{name}_timeline.png")
     if not quiet:
-        _print_table(preds, f"sentiment ({ck.model_name}, {Path(extra['checkpoint']).name})")
+        _print_table(preds, f"sentiment ({ck.model_name}, {Path(extra['checkpoint']).name})", stderr=bool(to_stdout))
     if preds and all(not p.ok for p in preds):
         raise typer.Exit(1)
 
 
-def _print_table(preds: list, title: str) -> None:
+def _print_table(preds: list, title: str, stderr: bool = False) -> None:
     """The terminal table: one row per scored or failed file (and its segments); non-media files
-    in one "skipped" line under it."""
+    in one "skipped" line under it. ``stderr``: print it there (stdout carries --json - / --csv -)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    console = Console(stderr=stderr)
     table = Table(title=escape(title))
     show_face = any(p.face_ratio is not None for p in preds)
     cols = [("file", {"no_wrap": True}), ("score", {"justify": "right"}), ("polarity", {}), ("7-class", {})]
