@@ -117,12 +117,13 @@ def broadcast_object(ctx: DistContext, obj: Any, src: int = 0) -> Any:
 
 
 def all_reduce_mean(ctx: DistContext, values: dict[str, float]) -> dict[str, float]:
-    """Mean of a dict of floats over ranks (same keys on every rank)."""
+    """Mean of a dict of floats over ranks (same keys on every rank), in the order of ``values``."""
     if not ctx.distributed or not values:
         return dict(values)
-    keys = sorted(values)
+    keys = sorted(values)  # one order on every rank for the reduction
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64,
                      device=ctx.device if ctx.device.type == "cuda" else "cpu")
     dist.all_reduce(t)
     t /= ctx.world_size
-    return {k: float(v) for k, v in zip(keys, t.tolist())}
+    mean = dict(zip(keys, t.tolist()))
+    return {k: float(mean[k]) for k in values}

@@ -58,3 +58,25 @@ def test_ddp_gloo_two_processes_identical_weights(tiny_ds, tmp_path):
     assert ck.metrics["test"]["mae"] == pytest.approx(r0["test"]["mae"])
     for k, v in ck.model.state_dict().items():
         assert torch.equal(v, r0["state"][k]), k
+
+
+def _reduce_worker(rank: int, world: int, port: int, results: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    from msa_toolkit.training import distributed as D
+
+    ctx = D.setup("cpu")
+    try:
+        out = D.all_reduce_mean(ctx, {"final_l1": 1.0 + rank, "audio_l1": 3.0, "total": 2.0 * rank})
+        torch.save(out, os.path.join(results, f"reduce{rank}.pt"))
+    finally:
+        D.teardown(ctx)
+
+
+def test_all_reduce_mean_keeps_the_key_order(tmp_path):
+    """Under DDP the loss components came back in alphabetical order (audio_l1, final_l1, ...), not the model's."""
+    mp.spawn(_reduce_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for r in (0, 1):
+        out = torch.load(tmp_path / f"reduce{r}.pt")
+        assert list(out) == ["final_l1", "audio_l1", "total"]
+        assert out == {"final_l1": 1.5, "audio_l1": 3.0, "total": 1.0}
