@@ -152,8 +152,11 @@ def output_flags(columns: Iterable[str]) -> list[str]:
 # ---- the CSV parser -------------------------------------------------------------------------------
 def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     """Header (names stripped: OpenFace 2.0 writes ``", "`` separators) and non-empty data rows."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f, skipinitialspace=True) if any(x.strip() for x in r)]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.reader(f, skipinitialspace=True) if any(x.strip() for x in r)]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text file (byte {e.start} is not UTF-8), not an OpenFace CSV") from None
     if not rows:
         raise ValueError(f"{path}: empty file (no header line), not an OpenFace CSV")
     header = [h.strip() for h in rows[0]]
@@ -193,7 +196,7 @@ def read_openface_csv(path: str | os.PathLike, columns: Iterable[str], min_confi
         more = f" (+{len(missing) - 20} more)" if len(missing) > 20 else ""
         raise ValueError(f"{path}: missing OpenFace column(s) {missing[:20]}{more}; was it written by "
                          "FeatureExtraction with the flags these columns need "
-                         f"({' '.join(output_flags(c for c in names if c in _FLAG_OF))})?")
+                         f"({' '.join(output_flags(c for c in missing if c in _FLAG_OF))})?")
     if not rows:
         return FeatureSequence.empty(len(names), names)
     try:

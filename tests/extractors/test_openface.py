@@ -186,6 +186,10 @@ def test_parser_missing_columns_named(tmp_path: Path):
         of.read_openface_csv(path, ["AU12_r", "AU06_r", "gaze_0_x"])
     assert "AU06_r" in str(e.value) and "gaze_0_x" in str(e.value) and "c.csv" in str(e.value)
     assert "-gaze" in str(e.value) and "-aus" in str(e.value)
+    only_aus_missing = write_csv(tmp_path / "g.csv", GAZE, [[1, 0, 0.0, 0.9, 1] + [0.0] * len(GAZE)])
+    with pytest.raises(ValueError) as e:  # the hint names the flags of the missing columns only
+        of.read_openface_csv(only_aus_missing, GAZE + ["AU12_r"])
+    assert "(-aus)?" in str(e.value) and "-gaze" not in str(e.value)
     image_csv = tmp_path / "img.csv"  # FaceLandmarkImg's layout: no timestamp / success
     image_csv.write_text("face, confidence, AU12_r\n0, 0.9, 1.0\n")
     with pytest.raises(ValueError, match="timestamp"):
@@ -199,6 +203,9 @@ def test_parser_ragged_and_non_numeric(tmp_path: Path):
         of.read_openface_csv(path, ["AU12_r"])
     path.write_text("frame, face_id, timestamp, confidence, success, AU12_r\n1, 0, 0.0, 0.9, 1, abc\n")
     with pytest.raises(ValueError, match="non-numeric"):
+        of.read_openface_csv(path, ["AU12_r"])
+    path.write_bytes(b"\x00\xff\xfe not text\n")
+    with pytest.raises(ValueError, match=r"c\.csv: not a text file"):
         of.read_openface_csv(path, ["AU12_r"])
 
 
