@@ -321,8 +321,9 @@ class OpenFaceExtractor(_OpenFaceBase):
                 raise ExtractionError(path, "vision", f"OpenFace FeatureExtraction failed ({what}): {tail}")
             try:
                 return self.parse(found)
-            except (OSError, ValueError) as e:
-                raise ExtractionError(path, "vision", str(e)) from None
+            except (OSError, ValueError) as e:  # the temporary CSV is gone once this returns: don't name it
+                cause = str(e).replace(str(found), f"the CSV FeatureExtraction wrote for {path.name}")
+                raise ExtractionError(path, "vision", cause) from None
 
 
 def find_binary(binary: str | os.PathLike | None = None) -> str:

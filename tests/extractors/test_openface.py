@@ -278,6 +278,21 @@ def test_openface_binary_failure(fake_openface: Path, monkeypatch: pytest.Monkey
     assert "Could not open the video file" in e.value.cause
 
 
+def test_openface_bad_csv_names_no_deleted_file(fake_openface: Path, monkeypatch: pytest.MonkeyPatch):
+    """A malformed CSV from the binary: the error must not name its (deleted) temporary path."""
+    real = of.read_openface_csv
+
+    def truncated(path, columns, min_confidence=0.0):
+        Path(path).write_text(Path(path).read_text()[:-40])
+        return real(path, columns, min_confidence)
+
+    monkeypatch.setattr(of, "read_openface_csv", truncated)
+    with pytest.raises(ExtractionError) as e:
+        create_extractor("openface").extract_file(ASSETS / "speech_positive.mp4")
+    assert "the CSV FeatureExtraction wrote for speech_positive.mp4: line 11" in e.value.cause
+    assert "msa_openface_" not in e.value.cause
+
+
 def test_openface_missing_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv(of.BINARY_ENV, raising=False)
