@@ -176,6 +176,31 @@ def test_align_words_derives_from_the_cached_unaligned_bundle(assets_dir, tmp_pa
         assert b.sequences["audio"].length == len(b.transcript.words)
 
 
+def _flip_inside(path: Path, tensor: str) -> None:
+    """Change one float of ``tensor`` in a safetensors file in place (same size, header intact)."""
+    data = bytearray(path.read_bytes())
+    n = int.from_bytes(data[:8], "little")
+    start, end = json.loads(data[8:8 + n])[tensor]["data_offsets"]
+    data[8 + n + (start + end) // 2 // 4 * 4 + 3] ^= 0x40  # the exponent byte of a middle float32
+    path.write_bytes(bytes(data))
+
+
+def test_align_words_does_not_derive_from_a_corrupted_unaligned_bundle(assets_dir, tmp_path):
+    """A same-size bit flip in the cached unaligned bundle must not flow into the aligned output."""
+    wav = assets_dir / "speech.wav"
+    aligned_cfg = ExtractConfig(text=None, audio="opensmile", vision=None, align="words")
+    fresh = extract(wav, config=aligned_cfg, cache_dir=tmp_path / "fresh", progress=False).items[0].load()
+    base = extract(wav, config=ALIGNABLE, cache_dir=tmp_path / "c", progress=False).items[0]
+    stem = FeatureCache(tmp_path / "c").stem(base.key)
+    _flip_inside(stem.with_suffix(".safetensors"), "audio.values")
+    with pytest.raises(BundleReadError):
+        check_bundle(stem, full=True)
+    res = extract(wav, out_dir=tmp_path / "out", config=aligned_cfg, cache_dir=tmp_path / "c", progress=False)
+    assert not res.failures
+    np.testing.assert_array_equal(res.items[0].load().sequences["audio"].values, fresh.sequences["audio"].values)
+    check_bundle(stem, full=True)  # the damaged base was replaced by a whole one
+
+
 def test_opensmile_name_table_matches_opensmile():
     pytest.importorskip("opensmile")
     from msa_toolkit.extractors.audio import OPENSMILE_NAMES, OpenSmileExtractor

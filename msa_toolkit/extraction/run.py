@@ -161,7 +161,9 @@ def derive_aligned(runner: LoadedExtractors, job: Job, cache: FeatureCache) -> F
     None when stored, the Failure when alignment fails, NO_BASE when the unaligned bundle is not
     (whole) in the cache.
     """
-    if job.base_key is None or cache.lookup(job.base_key) is None:
+    # full: the base's bytes are checked against its sha256 (as a direct hit is when copied out);
+    # a same-size corruption would otherwise flow into the aligned bundle and its new cache entry
+    if job.base_key is None or cache.lookup(job.base_key, full=True) is None:
         return NO_BASE
     try:
         base = FeatureBundle.load(cache.stem(job.base_key))
