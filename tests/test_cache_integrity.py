@@ -201,6 +201,21 @@ def test_align_words_does_not_derive_from_a_corrupted_unaligned_bundle(assets_di
     check_bundle(stem, full=True)  # the damaged base was replaced by a whole one
 
 
+def test_damaged_aligned_entry_is_derived_again_and_reported_cached(assets_dir, tmp_path, monkeypatch):
+    """A corrupted aligned entry is re-derived from the whole unaligned one: nothing is extracted,
+    so the file is reported as cached (not as extracted, with the base's old extraction time)."""
+    wav = assets_dir / "speech.wav"
+    aligned_cfg = ExtractConfig(text=None, audio="opensmile", vision=None, align="words")
+    first = extract(wav, config=aligned_cfg, cache_dir=tmp_path / "c", progress=False).items[0]
+    want = first.load().sequences["audio"].values
+    _flip_inside(FeatureCache(tmp_path / "c").stem(first.key).with_suffix(".safetensors"), "audio.values")
+    monkeypatch.setattr(LoadedExtractors, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("extracted")))
+    res = extract(wav, out_dir=tmp_path / "out", config=aligned_cfg, cache_dir=tmp_path / "c", progress=False)
+    assert not res.failures and res.n_cached == 1 and res.items[0].cached
+    np.testing.assert_array_equal(res.items[0].load().sequences["audio"].values, want)
+    check_bundle(FeatureCache(tmp_path / "c").stem(first.key), full=True)
+
+
 def test_opensmile_name_table_matches_opensmile():
     pytest.importorskip("opensmile")
     from msa_toolkit.extractors.audio import OPENSMILE_NAMES, OpenSmileExtractor

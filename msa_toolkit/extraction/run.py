@@ -301,14 +301,14 @@ def _serve_from_cache(runner: LoadedExtractors, job: Job, state: _RunState) -> b
     if header is not None:
         try:
             state.finish(job, cached=True, header=header)
-        except BundleReadError:  # the bytes differ from the json's sha256: recompute
+        except BundleReadError:  # the bytes differ from the json's sha256: derive or recompute below
             state.cache.discard(job.key)
-            return False
         except (OSError, json.JSONDecodeError):
             return False
-        state.cache.hits += 1
-        state.bar.advance(state.task)
-        return True
+        else:
+            state.cache.hits += 1
+            state.bar.advance(state.task)
+            return True
     if job.base_key is None:
         return False
     derived = derive_aligned(runner, job, state.cache)
