@@ -14,7 +14,9 @@ run killed mid-write leaves at most an orphan temp file that is ignored.
 An entry is trusted only when whole: :meth:`FeatureCache.lookup` checks the json
 parses and the safetensors file's header, size (and, on demand, sha256) match
 what the json recorded (:func:`~msa_toolkit.features.check_bundle`); a damaged
-entry is removed, counts as a miss and is recomputed.
+entry is removed, counts as a miss and is recomputed. The extraction run checks the sha256
+of every entry it hands on: a copy to ``out_dir`` as it is written, an entry read in place
+(no ``out_dir``: dataset builds, predict) or aligned from (``align="words"``) before use.
 
 Compute once: :meth:`FeatureCache.claim` holds the entry's lock while one process
 extracts it. Another process asking for the same entry either skips it for now

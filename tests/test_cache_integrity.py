@@ -216,6 +216,20 @@ def test_damaged_aligned_entry_is_derived_again_and_reported_cached(assets_dir, 
     check_bundle(FeatureCache(tmp_path / "c").stem(first.key), full=True)
 
 
+def test_same_size_corruption_is_caught_without_out_dir(cached_run):
+    """Without out_dir (dataset build, predict) the caller reads the cache entry itself: a
+    same-size corruption must be recomputed, not served."""
+    inp, _out, root, first = cached_run
+    victim = next(i for i in first.items if i.name == "speech")
+    stem = FeatureCache(root).stem(victim.key)
+    before = FeatureBundle.load(stem).sequences["audio"].values
+    _flip_inside(stem.with_suffix(".safetensors"), "audio.values")
+    res = extract(inp, out_dir=None, config=CHEAP, cache_dir=root, progress=False)
+    assert not res.failures and {i.name: i.cached for i in res.items} == {"speech": False, "speech__1": True}
+    got = next(i for i in res.items if i.name == "speech").load().sequences["audio"].values
+    np.testing.assert_array_equal(got, before)
+
+
 def test_opensmile_name_table_matches_opensmile():
     pytest.importorskip("opensmile")
     from msa_toolkit.extractors.audio import OPENSMILE_NAMES, OpenSmileExtractor
