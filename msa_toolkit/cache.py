@@ -16,7 +16,8 @@ parses and the safetensors file's header, size (and, on demand, sha256) match
 what the json recorded (:func:`~msa_toolkit.features.check_bundle`); a damaged
 entry is removed, counts as a miss and is recomputed. The extraction run checks the sha256
 of every entry it hands on: a copy to ``out_dir`` as it is written, an entry read in place
-(no ``out_dir``: dataset builds, predict) or aligned from (``align="words"``) before use.
+(no ``out_dir``: dataset builds, predict) or aligned from (``align="words"``) before use;
+:meth:`FeatureCache.get` (text-only datasets) checks it too.
 
 Compute once: :meth:`FeatureCache.claim` holds the entry's lock while one process
 extracts it. Another process asking for the same entry either skips it for now
@@ -99,12 +100,13 @@ class FeatureCache:
         return FeatureBundle.exists(self.stem(key))
 
     def get(self, key: str) -> FeatureBundle | None:
-        """The cached bundle, or None (a damaged entry counts as a miss and is removed)."""
+        """The cached bundle, or None (a damaged entry, sha256 included, counts as a miss and is removed)."""
         stem = self.stem(key)
         if not FeatureBundle.exists(stem):
             self.misses += 1
             return None
         try:
+            check_bundle(stem, full=True)
             bundle = FeatureBundle.load(stem)
         except Exception:
             self.misses += 1
