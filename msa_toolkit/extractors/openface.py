@@ -130,8 +130,11 @@ def resolve_columns(columns: str | Iterable[str]) -> tuple[str, ...]:
     else:
         names = [str(c).strip() for c in columns]
     unknown = [c for c in names if c not in _FLAG_OF]
+    what = "column(s)"
+    if isinstance(columns, str) and "+" in spec and "," not in spec:  # a group set with an unknown group
+        unknown, what = [p for p in parts if p not in GROUPS], "group(s)"
     if not names or unknown:
-        raise ValueError(f"columns {columns!r}: unknown OpenFace column(s) {unknown}; use a preset "
+        raise ValueError(f"columns {columns!r}: unknown OpenFace {what} {unknown}; use a preset "
                          f"({', '.join(PRESETS)}), groups joined by '+' ({', '.join(GROUPS)}) or OpenFace "
                          "column names separated by commas (docs/visual_features.md)")
     if len(set(names)) != len(names):

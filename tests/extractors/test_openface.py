@@ -124,8 +124,8 @@ def test_presets_and_layout():
 def test_bad_columns_are_named():
     with pytest.raises(ValueError, match="AU99_r"):
         of.resolve_columns("AU12_r,AU99_r")
-    with pytest.raises(ValueError, match="unknown"):
-        of.resolve_columns("aus+smiles")
+    with pytest.raises(ValueError, match=r"unknown OpenFace group\(s\) \['smiles'\]"):
+        of.resolve_columns("aus+smiles")  # the group is named, not 'aus+smiles' as one column
     with pytest.raises(ValueError, match="twice"):
         of.resolve_columns("AU12_r,AU12_r")
 
