@@ -14,7 +14,10 @@ run killed mid-write leaves at most an orphan temp file that is ignored.
 An entry is trusted only when whole: :meth:`FeatureCache.lookup` checks the json
 parses and the safetensors file's header, size (and, on demand, sha256) match
 what the json recorded (:func:`~msa_toolkit.features.check_bundle`); a damaged
-entry is removed, counts as a miss and is recomputed.
+entry is removed, counts as a miss and is recomputed. The extraction run checks the sha256
+of every entry it hands on: a copy to ``out_dir`` as it is written, an entry read in place
+(no ``out_dir``: dataset builds, predict) or aligned from (``align="words"``) before use;
+:meth:`FeatureCache.get` (text-only datasets) checks it too.
 
 Compute once: :meth:`FeatureCache.claim` holds the entry's lock while one process
 extracts it. Another process asking for the same entry either skips it for now
@@ -97,12 +100,13 @@ class FeatureCache:
         return FeatureBundle.exists(self.stem(key))
 
     def get(self, key: str) -> FeatureBundle | None:
-        """The cached bundle, or None (a damaged entry counts as a miss and is removed)."""
+        """The cached bundle, or None (a damaged entry, sha256 included, counts as a miss and is removed)."""
         stem = self.stem(key)
         if not FeatureBundle.exists(stem):
             self.misses += 1
             return None
         try:
+            check_bundle(stem, full=True)
             bundle = FeatureBundle.load(stem)
         except Exception:
             self.misses += 1

@@ -173,3 +173,14 @@ def test_video_without_sound_fails_only_when_nothing_is_left(assets_dir, tmp_pat
     res = extract(assets_dir / "noaudio.mp4", config=CHEAP, cache_dir=tmp_path / "c", progress=False)
     assert not res.items and res.failures[0].stage == "audio"
     assert "nothing to extract" in res.failures[0].message
+
+
+@pytest.mark.skipif(not _has_vision(), reason="needs the mediapipe_face extractor")
+def test_video_without_sound_under_align_words_fails_with_a_clear_message(assets_dir, tmp_path):
+    """No audio track: no words to align the video to; the failure says so (no raw exception name)."""
+    cfg = ExtractConfig(text=None, audio=None, align="words")
+    res = extract(assets_dir / "noaudio.mp4", out_dir=tmp_path / "out", config=cfg, progress=False)
+    assert not res.items and len(res.failures) == 1
+    f = res.failures[0]
+    assert f.stage == "align" and "no audio track: no words to align to" in f.message
+    assert "ValueError" not in f.message

@@ -60,6 +60,19 @@ def test_damaged_entry_is_a_miss_and_removed(tmp_path):
     assert not cache.contains(key)
 
 
+def test_same_size_corruption_is_a_miss(tmp_path):
+    """get() reads the bytes anyway: one flipped byte (size and header intact) must not be served."""
+    cache = FeatureCache(tmp_path)
+    key = "ef" * 32
+    cache.put(key, _bundle(3))
+    st = cache.stem(key).with_suffix(".safetensors")
+    data = bytearray(st.read_bytes())
+    data[-5] ^= 0x40  # inside the last tensor's data
+    st.write_bytes(bytes(data))
+    assert cache.get(key) is None and cache.misses == 1
+    assert not cache.contains(key)
+
+
 def test_interrupted_write_leaves_no_visible_entry(tmp_path, monkeypatch):
     cache = FeatureCache(tmp_path)
     key = "ef" * 32

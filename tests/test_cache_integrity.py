@@ -176,6 +176,60 @@ def test_align_words_derives_from_the_cached_unaligned_bundle(assets_dir, tmp_pa
         assert b.sequences["audio"].length == len(b.transcript.words)
 
 
+def _flip_inside(path: Path, tensor: str) -> None:
+    """Change one float of ``tensor`` in a safetensors file in place (same size, header intact)."""
+    data = bytearray(path.read_bytes())
+    n = int.from_bytes(data[:8], "little")
+    start, end = json.loads(data[8:8 + n])[tensor]["data_offsets"]
+    data[8 + n + (start + end) // 2 // 4 * 4 + 3] ^= 0x40  # the exponent byte of a middle float32
+    path.write_bytes(bytes(data))
+
+
+def test_align_words_does_not_derive_from_a_corrupted_unaligned_bundle(assets_dir, tmp_path):
+    """A same-size bit flip in the cached unaligned bundle must not flow into the aligned output."""
+    wav = assets_dir / "speech.wav"
+    aligned_cfg = ExtractConfig(text=None, audio="opensmile", vision=None, align="words")
+    fresh = extract(wav, config=aligned_cfg, cache_dir=tmp_path / "fresh", progress=False).items[0].load()
+    base = extract(wav, config=ALIGNABLE, cache_dir=tmp_path / "c", progress=False).items[0]
+    stem = FeatureCache(tmp_path / "c").stem(base.key)
+    _flip_inside(stem.with_suffix(".safetensors"), "audio.values")
+    with pytest.raises(BundleReadError):
+        check_bundle(stem, full=True)
+    res = extract(wav, out_dir=tmp_path / "out", config=aligned_cfg, cache_dir=tmp_path / "c", progress=False)
+    assert not res.failures
+    np.testing.assert_array_equal(res.items[0].load().sequences["audio"].values, fresh.sequences["audio"].values)
+    check_bundle(stem, full=True)  # the damaged base was replaced by a whole one
+
+
+def test_damaged_aligned_entry_is_derived_again_and_reported_cached(assets_dir, tmp_path, monkeypatch):
+    """A corrupted aligned entry is re-derived from the whole unaligned one: nothing is extracted,
+    so the file is reported as cached (not as extracted, with the base's old extraction time)."""
+    wav = assets_dir / "speech.wav"
+    aligned_cfg = ExtractConfig(text=None, audio="opensmile", vision=None, align="words")
+    first = extract(wav, config=aligned_cfg, cache_dir=tmp_path / "c", progress=False).items[0]
+    want = first.load().sequences["audio"].values
+    _flip_inside(FeatureCache(tmp_path / "c").stem(first.key).with_suffix(".safetensors"), "audio.values")
+    monkeypatch.setattr(LoadedExtractors, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("extracted")))
+    res = extract(wav, out_dir=tmp_path / "out", config=aligned_cfg, cache_dir=tmp_path / "c", progress=False)
+    assert not res.failures and res.n_cached == 1 and res.items[0].cached
+    np.testing.assert_array_equal(res.items[0].load().sequences["audio"].values, want)
+    check_bundle(FeatureCache(tmp_path / "c").stem(first.key), full=True)
+
+
+def test_same_size_corruption_is_caught_without_out_dir(cached_run):
+    """Without out_dir (dataset build, predict) the caller reads the cache entry itself: a
+    same-size corruption must be recomputed, not served."""
+    inp, _out, root, first = cached_run
+    victim = next(i for i in first.items if i.name == "speech")
+    stem = FeatureCache(root).stem(victim.key)
+    before = FeatureBundle.load(stem).sequences["audio"].values
+    _flip_inside(stem.with_suffix(".safetensors"), "audio.values")
+    res = extract(inp, out_dir=None, config=CHEAP, cache_dir=root, progress=False)
+    assert not res.failures and {i.name: i.cached for i in res.items} == {"speech": False, "speech__1": True}
+    got = next(i for i in res.items if i.name == "speech").load().sequences["audio"].values
+    np.testing.assert_array_equal(got, before)
+
+
 def test_opensmile_name_table_matches_opensmile():
     pytest.importorskip("opensmile")
     from msa_toolkit.extractors.audio import OPENSMILE_NAMES, OpenSmileExtractor

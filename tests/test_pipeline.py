@@ -331,3 +331,18 @@ def test_resume_after_real_kill(assets_dir, tmp_path):
     if killed:
         assert len(before) < 4
     print(f"killed={killed} finished_before_kill={len(before)}")
+
+
+def test_formats_doc_names_every_key_extract_writes(run):
+    """docs/formats.md lists every key of manifest.json, its file entries and a bundle's json, and
+    says errors.csv also lists skipped files (it did not: interrupted, skipped, cache_key, ...)."""
+    root, _res = run
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "formats.md").read_text()
+    manifest = json.loads((root / "out" / "manifest.json").read_text())
+    bundle = json.loads((root / "out" / "speech.json").read_text())
+    keys = set(manifest) | {k for f in manifest["files"] for k in f} | set(bundle)
+    keys |= {"cache_key", "modalities", "absent"} & set(bundle["meta"])
+    assert not sorted(k for k in keys if f"`{k}`" not in doc)
+    with open(root / "out" / "errors.csv", newline="") as f:
+        assert "skipped" in {r["stage"] for r in csv.DictReader(f)}
+    assert "only when files failed or were skipped" in doc and "`skipped` for a file that is not media" in doc

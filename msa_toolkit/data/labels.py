@@ -11,6 +11,9 @@ Accepted (CSV, or TSV by extension ``.tsv``; header names are case-insensitive):
   grouped by video so clips of one video never cross splits, 70/10/20 by default);
 - optional ``text``, ``label_T``/``label_A``/``label_V``, ``annotation``.
 
+A text containing the separator must be quoted (``"I love it, really"``): a line with more
+filled fields than the header is an error, never a text cut at its first comma.
+
 Labels must be finite and inside the range of a metric set (:data:`METRIC_SET_RANGES`:
 ``standard`` [-3, 3] for CMU-MOSI/MOSEI, ``sims`` [-1, 1] for CH-SIMS), that is inside
 :data:`LABEL_BOUNDS` [-3, 3]; anything else is an error naming the file, column and lines.
@@ -186,7 +189,21 @@ def _read_records(p: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise DatasetError(f"{p}: not a UTF-8 text file ({e})") from None
     except csv.Error as e:
         raise DatasetError(f"{p}: malformed CSV ({e})") from None
+    _check_no_extra_fields(p, len(raw_header), records, delim)
     return [h.strip() for h in raw_header], records
+
+
+def _check_no_extra_fields(p: Path, n_header: int, records: list[tuple[int, list[str]]], delim: str) -> None:
+    """A record with more filled fields than the header has names would lose data silently: an error.
+
+    The usual cause is an unquoted text containing the separator. Extra empty fields (a trailing
+    separator on each line, as some spreadsheets write) are harmless and allowed.
+    """
+    long = [str(line) for line, rec in records if any(c.strip() for c in rec[n_header:])]
+    if long:
+        sep = "a tab" if delim == "\t" else "a comma"
+        raise DatasetError(f"{p}: lines {_listing(long)} have more fields than the header's {n_header} "
+                           f"(a text with {sep} in it must be quoted: \"...\")")
 
 
 def _find_columns(p: Path, names: list[str]) -> tuple[_Columns, str]:

@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .._io import progress_bar
 from ..cache import FeatureCache, cache_key, hash_file, hash_text
 from ..errors import ExtractConfigError, ExtractionError
-from ..features import BundleReadError, FeatureBundle, Transcript
+from ..features import BundleReadError, FeatureBundle, Transcript, check_bundle
 from .config import ExtractConfig
 from .lanes import WORKER_THREADS_ENV, available_cores
 from .inputs import collect_inputs, find_user_transcript, parse_shard, require_media, select_shard
@@ -104,8 +104,9 @@ class _RunState:
     def finish(self, job: Job, cached: bool, header: dict | None = None) -> None:
         """Record a file whose bundle is in the cache; copy it to out_dir (unless already there).
 
-        ``header`` is the entry's checked json when the caller has it. A copy whose bytes differ
-        from the entry's record raises BundleReadError (the entry is damaged).
+        ``header`` is the entry's checked json when the caller has it. A copy (or, without out_dir,
+        the cached entry) whose bytes differ from the entry's record raises BundleReadError (the
+        entry is damaged).
         """
         stem = self.cache.stem(job.key)
         if self.require and self.fail_required(job, stem):
@@ -117,6 +118,8 @@ class _RunState:
                 stem = export_bundle(self.cache, job.key, self.out, job.name, job.path, header)
             if self.save_srt:
                 write_srt(stem)
+        elif cached:  # no copy whose bytes are checked: the caller reads the entry, so check it here
+            check_bundle(stem, full=True)
         meta = json.loads(stem.with_suffix(".json").read_text()).get("meta", {})
         # computed files report their extraction time; cache hits the time to find and copy them
         seconds = time.perf_counter() - job.started if cached else float(meta.get("timings", {}).get("total", 0.0))
@@ -161,7 +164,9 @@ def derive_aligned(runner: LoadedExtractors, job: Job, cache: FeatureCache) -> F
     None when stored, the Failure when alignment fails, NO_BASE when the unaligned bundle is not
     (whole) in the cache.
     """
-    if job.base_key is None or cache.lookup(job.base_key) is None:
+    # full: the base's bytes are checked against its sha256 (as a direct hit is when copied out);
+    # a same-size corruption would otherwise flow into the aligned bundle and its new cache entry
+    if job.base_key is None or cache.lookup(job.base_key, full=True) is None:
         return NO_BASE
     try:
         base = FeatureBundle.load(cache.stem(job.base_key))
@@ -299,14 +304,14 @@ def _serve_from_cache(runner: LoadedExtractors, job: Job, state: _RunState) -> b
     if header is not None:
         try:
             state.finish(job, cached=True, header=header)
-        except BundleReadError:  # the bytes differ from the json's sha256: recompute
+        except BundleReadError:  # the bytes differ from the json's sha256: derive or recompute below
             state.cache.discard(job.key)
-            return False
         except (OSError, json.JSONDecodeError):
             return False
-        state.cache.hits += 1
-        state.bar.advance(state.task)
-        return True
+        else:
+            state.cache.hits += 1
+            state.bar.advance(state.task)
+            return True
     if job.base_key is None:
         return False
     derived = derive_aligned(runner, job, state.cache)

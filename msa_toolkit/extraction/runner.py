@@ -244,7 +244,8 @@ class LoadedExtractors:
         Raises ExtractionError(stage "align") as :meth:`run` would, e.g. for words without timings.
         """
         t = time.perf_counter()
-        seqs = run_stage(path, "align", lambda: self.align_words(bundle.sequences, bundle.arrays, bundle.transcript))
+        seqs = run_stage(path, "align", lambda: self.align_words(bundle.sequences, bundle.arrays, bundle.transcript,
+                                                                   path))
         meta = dict(bundle.meta)
         timings = dict(meta.get("timings") or {})
         timings["align"] = round(time.perf_counter() - t, 4)
@@ -258,10 +259,16 @@ class LoadedExtractors:
         return self.extractors["text"].encode(list(transcripts))
 
     def align_words(self, sequences: Mapping[str, FeatureSequence], arrays: Mapping[str, np.ndarray],
-                    transcript: Transcript | None) -> dict[str, FeatureSequence]:
-        """The sequences averaged per transcript word when ``config.align == "words"``, else unchanged."""
+                    transcript: Transcript | None, path: Path | str = "") -> dict[str, FeatureSequence]:
+        """The sequences averaged per transcript word when ``config.align == "words"``, else unchanged.
+
+        Raises ExtractionError (stage "align", naming ``path``) when there is no transcript to align to.
+        """
         if self.config.align != "words":
             return dict(sequences)
+        if transcript is None:
+            raise ExtractionError(path, "align", f"{NO_AUDIO}: no words to align to (align words needs speech, "
+                                                 "or a transcript with word times)")
         return align_bundle(sequences, arrays, transcript, self.spec)
 
     # -- one file ------------------------------------------------------------------------
@@ -303,7 +310,7 @@ class LoadedExtractors:
         wave = None
         sequences, arrays, transcript, extra = out.sequences, out.arrays, out.transcript, out.extra
         if self.config.align == "words":
-            sequences = self._timed(path, "align", timings, lambda: self.align_words(sequences, arrays, transcript))
+            sequences = self._timed(path, "align", timings, lambda: self.align_words(sequences, arrays, transcript, path))
         timings["total"] = time.perf_counter() - t0
         keep_transcript = "asr" in self.extractors or "text" in self.extractors or transcript
         meta = self._meta(path, info, transcript, sequences, timings)

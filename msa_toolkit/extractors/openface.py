@@ -130,8 +130,11 @@ def resolve_columns(columns: str | Iterable[str]) -> tuple[str, ...]:
     else:
         names = [str(c).strip() for c in columns]
     unknown = [c for c in names if c not in _FLAG_OF]
+    what = "column(s)"
+    if isinstance(columns, str) and "+" in spec and "," not in spec:  # a group set with an unknown group
+        unknown, what = [p for p in parts if p not in GROUPS], "group(s)"
     if not names or unknown:
-        raise ValueError(f"columns {columns!r}: unknown OpenFace column(s) {unknown}; use a preset "
+        raise ValueError(f"columns {columns!r}: unknown OpenFace {what} {unknown}; use a preset "
                          f"({', '.join(PRESETS)}), groups joined by '+' ({', '.join(GROUPS)}) or OpenFace "
                          "column names separated by commas (docs/visual_features.md)")
     if len(set(names)) != len(names):
@@ -152,8 +155,11 @@ def output_flags(columns: Iterable[str]) -> list[str]:
 # ---- the CSV parser -------------------------------------------------------------------------------
 def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     """Header (names stripped: OpenFace 2.0 writes ``", "`` separators) and non-empty data rows."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f, skipinitialspace=True) if any(x.strip() for x in r)]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.reader(f, skipinitialspace=True) if any(x.strip() for x in r)]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text file (byte {e.start} is not UTF-8), not an OpenFace CSV") from None
     if not rows:
         raise ValueError(f"{path}: empty file (no header line), not an OpenFace CSV")
     header = [h.strip() for h in rows[0]]
@@ -193,7 +199,7 @@ def read_openface_csv(path: str | os.PathLike, columns: Iterable[str], min_confi
         more = f" (+{len(missing) - 20} more)" if len(missing) > 20 else ""
         raise ValueError(f"{path}: missing OpenFace column(s) {missing[:20]}{more}; was it written by "
                          "FeatureExtraction with the flags these columns need "
-                         f"({' '.join(output_flags(c for c in names if c in _FLAG_OF))})?")
+                         f"({' '.join(output_flags(c for c in missing if c in _FLAG_OF))})?")
     if not rows:
         return FeatureSequence.empty(len(names), names)
     try:
@@ -318,8 +324,9 @@ class OpenFaceExtractor(_OpenFaceBase):
                 raise ExtractionError(path, "vision", f"OpenFace FeatureExtraction failed ({what}): {tail}")
             try:
                 return self.parse(found)
-            except (OSError, ValueError) as e:
-                raise ExtractionError(path, "vision", str(e)) from None
+            except (OSError, ValueError) as e:  # the temporary CSV is gone once this returns: don't name it
+                cause = str(e).replace(str(found), f"the CSV FeatureExtraction wrote for {path.name}")
+                raise ExtractionError(path, "vision", cause) from None
 
 
 def find_binary(binary: str | os.PathLike | None = None) -> str:

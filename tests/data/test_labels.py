@@ -131,3 +131,16 @@ def test_created_splits_with_too_few_videos_still_have_valid_and_test(tmp_path, 
     assert set(t.split_sizes()) == {"train", "valid", "test"} and t.split_grouping == "clip"
     t = read_labels(_write(tmp_path, "\n".join(["video_id,clip_id,label"] + [f"v{i % 3},{i},0" for i in range(9)])))
     assert t.split_grouping == "video"
+
+
+def test_unquoted_text_with_separator_is_an_error_not_truncated(tmp_path):
+    """An unquoted comma in the text column must not silently cut the transcript at the comma."""
+    p = _write(tmp_path, "id,label,mode,text\n"
+                         "a,1,train,fine words\n"
+                         "b,2,train,I love it, and it made me happy.\n")
+    with pytest.raises(DatasetError, match=r"lines 3 have more fields than the header's 4.*quoted"):
+        read_labels(p)
+    p = _write(tmp_path, 'id,label,mode,text\nb,2,train,"I love it, and it made me happy."\n')
+    assert read_labels(p).rows[0].text == "I love it, and it made me happy."
+    p = _write(tmp_path, "id,label,mode,text,\nb,2,train,words,\n")  # trailing separators: harmless
+    assert read_labels(p).rows[0].text == "words"

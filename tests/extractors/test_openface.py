@@ -124,8 +124,8 @@ def test_presets_and_layout():
 def test_bad_columns_are_named():
     with pytest.raises(ValueError, match="AU99_r"):
         of.resolve_columns("AU12_r,AU99_r")
-    with pytest.raises(ValueError, match="unknown"):
-        of.resolve_columns("aus+smiles")
+    with pytest.raises(ValueError, match=r"unknown OpenFace group\(s\) \['smiles'\]"):
+        of.resolve_columns("aus+smiles")  # the group is named, not 'aus+smiles' as one column
     with pytest.raises(ValueError, match="twice"):
         of.resolve_columns("AU12_r,AU12_r")
 
@@ -186,6 +186,10 @@ def test_parser_missing_columns_named(tmp_path: Path):
         of.read_openface_csv(path, ["AU12_r", "AU06_r", "gaze_0_x"])
     assert "AU06_r" in str(e.value) and "gaze_0_x" in str(e.value) and "c.csv" in str(e.value)
     assert "-gaze" in str(e.value) and "-aus" in str(e.value)
+    only_aus_missing = write_csv(tmp_path / "g.csv", GAZE, [[1, 0, 0.0, 0.9, 1] + [0.0] * len(GAZE)])
+    with pytest.raises(ValueError) as e:  # the hint names the flags of the missing columns only
+        of.read_openface_csv(only_aus_missing, GAZE + ["AU12_r"])
+    assert "(-aus)?" in str(e.value) and "-gaze" not in str(e.value)
     image_csv = tmp_path / "img.csv"  # FaceLandmarkImg's layout: no timestamp / success
     image_csv.write_text("face, confidence, AU12_r\n0, 0.9, 1.0\n")
     with pytest.raises(ValueError, match="timestamp"):
@@ -199,6 +203,9 @@ def test_parser_ragged_and_non_numeric(tmp_path: Path):
         of.read_openface_csv(path, ["AU12_r"])
     path.write_text("frame, face_id, timestamp, confidence, success, AU12_r\n1, 0, 0.0, 0.9, 1, abc\n")
     with pytest.raises(ValueError, match="non-numeric"):
+        of.read_openface_csv(path, ["AU12_r"])
+    path.write_bytes(b"\x00\xff\xfe not text\n")
+    with pytest.raises(ValueError, match=r"c\.csv: not a text file"):
         of.read_openface_csv(path, ["AU12_r"])
 
 
@@ -269,6 +276,21 @@ def test_openface_binary_failure(fake_openface: Path, monkeypatch: pytest.Monkey
         ex.extract_file(ASSETS / "speech_positive.mp4")
     assert e.value.stage == "vision" and "exit status 3" in e.value.cause
     assert "Could not open the video file" in e.value.cause
+
+
+def test_openface_bad_csv_names_no_deleted_file(fake_openface: Path, monkeypatch: pytest.MonkeyPatch):
+    """A malformed CSV from the binary: the error must not name its (deleted) temporary path."""
+    real = of.read_openface_csv
+
+    def truncated(path, columns, min_confidence=0.0):
+        Path(path).write_text(Path(path).read_text()[:-40])
+        return real(path, columns, min_confidence)
+
+    monkeypatch.setattr(of, "read_openface_csv", truncated)
+    with pytest.raises(ExtractionError) as e:
+        create_extractor("openface").extract_file(ASSETS / "speech_positive.mp4")
+    assert "the CSV FeatureExtraction wrote for speech_positive.mp4: line 11" in e.value.cause
+    assert "msa_openface_" not in e.value.cause
 
 
 def test_openface_missing_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
