@@ -40,7 +40,7 @@ import numpy as np
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import MSAError
 from .config import TrainConfig, check_settings, coerce_field, setting
-from .metrics import UNITS
+from .metrics import UNITS, require_unique, seed_stats
 from .state import FitResult
 
 CONFIG_FILE = "config.yaml"
@@ -233,8 +233,7 @@ def _run_seeds(given: Sequence[int] | None, default: Sequence[int], fallback: in
     """The seeds to train (``given``, else ``default``, else ``[fallback]``); MSAError on a repeated seed, whose
     run directory would be trained over."""
     seeds = [int(s) for s in (given if given is not None else default)] or [fallback]
-    if len(set(seeds)) < len(seeds):
-        raise MSAError(f"--seeds: each seed once, got {seeds} (a seed twice is one run, not two)")
+    require_unique("--seeds", seeds, noun="seed")
     return seeds
 
 
@@ -347,11 +346,8 @@ def summarize(runs: Sequence[FitResult]) -> dict[str, dict[str, dict[str, Any]]]
             continue
         out[split] = {}
         for k in per[0]:
-            vals = np.array([p.get(k, np.nan) for p in per], dtype=float)
-            finite = vals[np.isfinite(vals)]
-            out[split][k] = {"mean": float(finite.mean()) if finite.size else float("nan"),
-                             "std": float(finite.std(ddof=1)) if finite.size > 1 else None,
-                             "n": int(finite.size), "values": vals.tolist()}
+            vals = [float(p.get(k, np.nan)) for p in per]
+            out[split][k] = {**seed_stats(vals), "values": vals}
     return out
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import MSAError
 from .metrics import MMSA_NAMES as _MMSA
+from .metrics import require_unique, seed_stats
 from .selection import BEST_TEST_KEY
 
 RUNS_DIR = "runs"
@@ -150,9 +151,8 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
         raise MSAError(f"unknown model(s) {unknown}; registered: {sorted(known)}")
     if not models or (seeds is not None and not seeds):
         raise MSAError("benchmark needs at least one model and one seed")
-    for what, items in (("--models", list(models)), ("--seeds", [int(s) for s in seeds or ()])):
-        if len(set(items)) < len(items):  # a repeat reads the same run back: counted twice, a spread of 0
-            raise MSAError(f"{what}: each one once, got {items}")
+    require_unique("--models", models)
+    require_unique("--seeds", [int(s) for s in seeds or ()])
     from ..models.presets import get_recipe
 
     overrides = list(overrides)
@@ -177,13 +177,6 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
     return result
 
 
-def _stats(values: list[float]) -> dict[str, float | int | None]:
-    """Mean, sample std (n - 1) and n of the finite values; std is None below two (one seed has no spread)."""
-    a = np.asarray([v for v in values if v is not None and np.isfinite(v)], float)
-    return {"mean": float(a.mean()) if a.size else float("nan"),
-            "std": float(a.std(ddof=1)) if a.size > 1 else None, "n": int(a.size)}
-
-
 def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """model -> mean ± std (sample std over the seeds that finished) of every metric, and run facts."""
     table: dict[str, dict[str, Any]] = {}
@@ -196,12 +189,12 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
                                  "data": ", ".join(dict.fromkeys(r["data"] for r in mine if r.get("data")))}
         if ok:
             entry.update(recipe=ok[0]["recipe"], params=ok[0]["params"], device=ok[0]["device"],
-                         seconds_per_epoch=_stats([r["seconds_per_epoch"] for r in ok])["mean"],
+                         seconds_per_epoch=seed_stats([r["seconds_per_epoch"] for r in ok])["mean"],
                          epochs_run=[r["epochs_run"] for r in ok])
             for split in ("test", "valid", BEST_TEST_KEY):
                 names = list(dict.fromkeys(k for r in ok for k in r.get(split, {})))
                 if names:
-                    entry[split] = {k: _stats([r[split].get(k) for r in ok]) for k in names}
+                    entry[split] = {k: seed_stats([r[split].get(k) for r in ok]) for k in names}
         table[model] = entry
     return table
 

@@ -37,7 +37,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import NonFiniteError
+from ..errors import MSAError, NonFiniteError
 
 #: metrics where larger is better (everything else, MAE and losses, is smaller-is-better)
 HIGHER_IS_BETTER = frozenset({
@@ -59,6 +59,23 @@ MMSA_NAMES: Mapping[str, Mapping[str, str]] = {
     "sims": {"acc2": "Mult_acc_2", "acc3": "Mult_acc_3", "acc5": "Mult_acc_5", "f1": "F1_score",
              "mae": "MAE", "corr": "Corr"},
 }
+
+
+def seed_stats(values) -> dict[str, float | int | None]:
+    """Mean, sample std (n - 1) and n over the finite values (None/NaN/inf are left out) of one metric across
+    seeds; ``std`` is None when fewer than two values are finite (one seed has no spread), the mean NaN when
+    none is. The one rule behind ``msa train``'s seed summary and ``msa benchmark``'s tables."""
+    a = np.asarray([v for v in values if v is not None], dtype=float)
+    a = a[np.isfinite(a)]
+    return {"mean": float(a.mean()) if a.size else float("nan"),
+            "std": float(a.std(ddof=1)) if a.size > 1 else None, "n": int(a.size)}
+
+
+def require_unique(what: str, items, noun: str = "one") -> None:
+    """MSAError when ``items`` repeats one (a repeated seed or model is the same run read back twice)."""
+    items = list(items)
+    if len(set(items)) < len(items):
+        raise MSAError(f"{what}: each {noun} once, got {items} (a repeat is the same run, not another one)")
 
 
 def mmsa_names(metrics: Mapping[str, float]) -> dict[str, float]:
