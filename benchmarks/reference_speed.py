@@ -21,7 +21,9 @@ reference code has no mixed precision of its own, so it gets the same autocast),
 CPU with bf16 instructions.
 
 ``OMP_WAIT_POLICY=PASSIVE`` is set before torch is imported unless the environment sets it:
-on a shared machine OpenMP's spin-waiting makes identical steps vary by 10x.
+on a shared machine OpenMP's spin-waiting makes identical steps vary by 10x. ``--malloc tuned``
+(default) applies ``msa train``'s glibc malloc settings (``msa_toolkit/allocator.py``: freed memory
+kept for reuse) to the process, so both sides run with them; ``--malloc default`` keeps glibc's.
 """
 
 from __future__ import annotations
@@ -377,7 +379,8 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
     lines = ["# Toolkit vs the authors' code: samples/s side by side", "",
              f"Measured {meta['date']} on {meta['machine']}, device `{meta['device']}`, {meta['threads']} "
              f"thread(s), OMP_WAIT_POLICY={meta['omp_wait_policy']}, torch {meta['torch']}, "
-             f"precision {meta.get('precision', 'fp32')} on both sides; "
+             f"precision {meta.get('precision', 'fp32')} on both sides, glibc malloc "
+             f"{meta.get('malloc', 'default')} for the process; "
              f"{meta['rounds']} rounds × {meta['steps']} step(s) per phase, sides alternating in one process.", "",
              "Command:", "", "```", meta["command"], "```", "",
              "References (BERT bypassed, 768-d text features on both sides):", ""]
@@ -443,12 +446,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="CPU: also profile one step per side and phase and report the matrix-multiply share and "
                          "the ratio's ceiling at equal matrix-multiply work")
     ap.add_argument("--only", default="", help="comma-separated 'model' or 'model:B' filters")
+    ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                    help="tuned: msa train's glibc malloc settings for the whole process (both sides); default: glibc's")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reference_speed"),
                     help="output path without extension (.md and .json are written)")
     a = ap.parse_args(argv)
     if a.gemm_share and torch.device(a.device).type != "cpu":
         raise SystemExit("error: --gemm-share profiles CPU self time; run it with --device cpu")
     refs = parse_refs(a.reference_dir)
+    malloc = "default"
+    if a.malloc == "tuned":
+        from msa_toolkit.allocator import keep_freed_memory
+
+        malloc = "tuned" if keep_freed_memory() else "default (not applied: not glibc, or the user's own settings)"
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -477,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{os.cpu_count()} CPU(s)" + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
             "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "rounds": a.rounds, "steps": a.steps,
-            "precision": a.precision,
+            "precision": a.precision, "malloc": malloc,
             "command": "python benchmarks/reference_speed.py " + shlex.join(sys.argv[1:] if argv is None else argv),
             "references": {k: {"repo": REPOS[k], "commit": reference_commit(p)} for k, p in refs.items()}}
     out = Path(a.out)

@@ -11,7 +11,8 @@ objective, backward, gradient clipping from the config, optimiser step,
 Run: ``python benchmarks/train_throughput.py [--device cpu|cuda] [--batch-size 32] [--steps 5]
 [--models a,b] [--precision fp32|bf16|fp16] [--threads N] [--compile] [--out benchmarks/results/train_throughput.md]``.
 ``--compile`` runs the training step (model + objective) through ``torch.compile``, as ``msa train --compile``
-does; the first warm-up step (compilation) is reported apart as ``first step s``.
+does; the first warm-up step (compilation) is reported apart as ``first step s``. The process gets
+``msa train``'s glibc malloc settings (``msa_toolkit/allocator.py``) unless ``--malloc default``.
 """
 
 from __future__ import annotations
@@ -126,8 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp16 | auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the training step (msa train --compile)")
+    ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                    help="tuned: msa train's glibc malloc settings (freed memory kept for reuse); default: glibc's")
     ap.add_argument("--out", type=Path, default=None, help="write a markdown table (default: print only)")
     args = ap.parse_args(argv)
+    malloc = "default"
+    if args.malloc == "tuned":
+        from msa_toolkit.allocator import keep_freed_memory
+
+        malloc = "tuned" if keep_freed_memory() else "default (tuning not applied)"
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device if args.device != "cuda" else "cuda:0")
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         f"device {device} ({dev_name}); CPU threads {torch.get_num_threads()} of {os.cpu_count()} cores",
         f"- batch {args.batch_size}; lengths text/audio/vision {LENGTHS}; dims {DIMS}; precision {args.precision}; "
         f"median of {args.steps} steps after {args.warmup} warm-up"
-        + ("; training step compiled (torch.compile)" if args.compile else ""),
+        + ("; training step compiled (torch.compile)" if args.compile else "") + f"; glibc malloc {malloc}",
         "- a train step = forward + objective + backward + clipping + optimiser step + after_step",
         f"- 1-min load average at start: {load:.1f} (other processes on a shared machine lower these numbers)",
         "",

@@ -42,8 +42,10 @@ def benchmark_command(
     The main figures are test metrics of the checkpoint chosen on valid; with --recipe reference
     the authors' "best test epoch" figures follow in their own, labelled table.
     """
+    from ..allocator import keep_freed_memory
     from ..training.benchmark import PAPER_MOSI, run_benchmark
 
+    keep_freed_memory()
     overrides = trainer_overrides(set_, epochs=epochs, device=device)
     if quiet:
         overrides.append("trainer.progress=false")

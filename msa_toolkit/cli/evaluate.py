@@ -25,9 +25,11 @@ def evaluate_command(
 ) -> None:
     """Evaluate a checkpoint; prints the standard metrics (accuracies/F1 as fractions in [0, 1], as in --json)."""
     from .._io import atomic_write_json
+    from ..allocator import keep_freed_memory
     from ..training.api import evaluate
     from ..training.metrics import UNITS, UNITS_NOTE, format_metrics, mmsa_names
 
+    keep_freed_memory()
     drops = [d for item in drop for d in item.split(",") if d]
     metrics = evaluate(checkpoint, data, split=split, drop=drops, device=device, batch_size=batch_size)
     if mmsa:

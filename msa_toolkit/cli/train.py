@@ -55,8 +55,10 @@ def train_command(
     Multi-GPU / multi-node: launch the same command with torchrun, e.g.
     `torchrun --nproc_per_node 4 -m msa_toolkit train ...`.
     """
+    from ..allocator import keep_freed_memory
     from ..training.api import train
 
+    keep_freed_memory()  # large activations reuse freed heap memory: no page faults every step (allocator.py)
     overrides = trainer_overrides(set_, epochs=epochs, device=device, precision=precision, mmsa_names=mmsa,
                                   compile=compile_)
     # display follows this command line, not the run's config.yaml: a run started with -q and resumed

@@ -23,7 +23,8 @@ def test_table_with_first_step_time(tmp_path, monkeypatch):
     monkeypatch.setattr(mod.torch, "compile", lambda m: compiled.append(m) or m)  # the flag's code path, no compiler
     out = tmp_path / "t.md"
     assert mod.main(["--models", "text_only", "--batch-size", "2", "--steps", "1", "--warmup", "1", "--threads", "1",
-                     "--compile", "--out", str(out)]) == 0
+                     "--compile", "--malloc", "default", "--out", str(out)]) == 0  # this process keeps glibc's malloc
     text = out.read_text()
     assert "first step s" in text and "training step compiled" in text and "| text_only |" in text
+    assert "glibc malloc default" in text
     assert len(compiled) == 1 and type(compiled[0]).__name__ == "TrainStep"
