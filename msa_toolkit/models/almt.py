@@ -54,7 +54,7 @@ from torch import nn
 from .._fields import doc
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
-from .layers import LearnedPositionalEncoding, MultiHeadAttention, activation, attend, unpadded
+from .layers import Dropout, LearnedPositionalEncoding, MultiHeadAttention, activation, attend, unpadded
 from .text_encoder import TextEncoder
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
 
@@ -101,9 +101,9 @@ class ALMTBlock(nn.Module):
         self.norm_q, self.norm_k, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, heads, dim_head=dim_head, qkv_bias=False, out_bias=True)
         self.norm_ff = nn.LayerNorm(dim)
-        self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), activation("gelu"), nn.Dropout(dropout),
-                                nn.Linear(mlp_dim, dim), nn.Dropout(dropout))
-        self.drop = nn.Dropout(dropout)
+        self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), activation("gelu"), Dropout(dropout),
+                                nn.Linear(mlp_dim, dim), Dropout(dropout))
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 key_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -127,7 +127,7 @@ class TokenEmbedding(nn.Module):
         self.token_len = token_len
         self.tokens = nn.Parameter(torch.zeros(token_len, dim))
         self.pos = LearnedPositionalEncoding(max_len + token_len, dim)
-        self.drop = nn.Dropout(emb_dropout)
+        self.drop = Dropout(emb_dropout)
         self.blocks = nn.ModuleList([ALMTBlock(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth)])
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -157,7 +157,7 @@ class LanguageEncoder(nn.Module):
                  dropout: float = 0.0, emb_dropout: float = 0.0):
         super().__init__()
         self.pos = LearnedPositionalEncoding(token_len, dim)
-        self.drop = nn.Dropout(emb_dropout)
+        self.drop = Dropout(emb_dropout)
         self.blocks = nn.ModuleList([ALMTBlock(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth)])
 
     def forward(self, h: torch.Tensor) -> list[torch.Tensor]:
@@ -187,7 +187,7 @@ class AHLLayer(nn.Module):
         self.to_q = nn.Linear(dim, inner, bias=False)
         self.to_k_audio, self.to_v_audio = nn.Linear(dim, inner, bias=False), nn.Linear(dim, inner, bias=False)
         self.to_k_vision, self.to_v_vision = nn.Linear(dim, inner, bias=False), nn.Linear(dim, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), Dropout(dropout))
 
     def forward(self, h_t: torch.Tensor, h_a: torch.Tensor, h_v: torch.Tensor, h_hyper: torch.Tensor) -> torch.Tensor:
         q = self.to_q(self.norm_text(h_t))
@@ -211,7 +211,7 @@ class FusionTransformer(nn.Module):
         self.pos_source = LearnedPositionalEncoding(source_len + 1, dim)
         self.pos_target = LearnedPositionalEncoding(target_len + 1, dim)
         self.cls = nn.Parameter(torch.zeros(1, dim))
-        self.drop = nn.Dropout(emb_dropout)
+        self.drop = Dropout(emb_dropout)
         self.blocks = nn.ModuleList([ALMTBlock(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth)])
 
     def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from .._fields import doc
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
-from .layers import CrossModalTransformer, last_valid, masked_mean
+from .layers import CrossModalTransformer, Dropout, last_valid, masked_mean
 from .heads import ConvProjection, MLPHead, ResidualHead
 from .text_encoder import TextEncoder
 from .presets import MOSEI_INPUTS, MOSI_INPUTS  # re-exported: the presets' old home
@@ -104,7 +104,7 @@ class LateFusion(MSAModel):
         dims = _input_dims(config, dt)
         h = config.hidden
         self.step = nn.ModuleDict({m: nn.Sequential(nn.Linear(dims[m], h), nn.ReLU()) for m in MODALITIES})
-        self.post = nn.ModuleDict({m: nn.Sequential(nn.Dropout(config.dropout), nn.Linear(h, h), nn.ReLU())
+        self.post = nn.ModuleDict({m: nn.Sequential(Dropout(config.dropout), nn.Linear(h, h), nn.ReLU())
                                    for m in MODALITIES})
         if config.fusion == "concat":
             self.head = MLPHead(3 * h, h, 1, 2, config.dropout)
@@ -151,7 +151,7 @@ class _SubNet(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(),
+        self.net = nn.Sequential(nn.LayerNorm(in_dim), Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(),
                                  nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -183,11 +183,11 @@ class TFN(MSAModel):
         c = config
         self.text_encoder, dt = _text_encoder(c)
         self.lstm = nn.LSTM(dt, c.text_hidden, batch_first=True)
-        self.text_out = nn.Sequential(nn.Dropout(c.post_fusion_dropout), nn.Linear(c.text_hidden, c.text_out))
+        self.text_out = nn.Sequential(Dropout(c.post_fusion_dropout), nn.Linear(c.text_hidden, c.text_out))
         self.audio_net = _SubNet(c.audio_dim, c.audio_hidden, c.post_fusion_dropout)
         self.vision_net = _SubNet(c.vision_dim, c.vision_hidden, c.post_fusion_dropout)
         fused = (c.text_out + 1) * (c.audio_hidden + 1) * (c.vision_hidden + 1)
-        self.post = nn.Sequential(nn.Dropout(c.post_fusion_dropout), nn.Linear(fused, c.post_fusion_dim), nn.ReLU(),
+        self.post = nn.Sequential(Dropout(c.post_fusion_dropout), nn.Linear(fused, c.post_fusion_dim), nn.ReLU(),
                                   nn.Linear(c.post_fusion_dim, c.post_fusion_dim), nn.ReLU(),
                                   nn.Linear(c.post_fusion_dim, 1))
         self.set_objective(RegressionObjective(c.loss))

@@ -55,7 +55,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..spec import MODALITIES
@@ -63,7 +62,7 @@ from .._fields import doc
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .grouped import grouping_on, run_grouped
-from .layers import CrossModalTransformer, last_valid, masked_mean, unpadded
+from .layers import CrossModalTransformer, dropout, last_valid, masked_mean, unpadded
 from .heads import ConvProjection, ResidualHead
 from .text_encoder import TextEncoder
 from .losses import cosine_orthogonality, masked_mse, modified_triplet_loss, regression_loss
@@ -190,7 +189,7 @@ class DLF(MSAModel):
     def forward(self, batch) -> ModelOutput:
         c = self.config
         text = TextEncoder.features(self.text_encoder, batch)
-        x = {"text": F.dropout(text, c.text_dropout, self.training), "audio": batch.audio, "vision": batch.vision}
+        x = {"text": dropout(text, c.text_dropout, self.training), "audio": batch.audio, "vision": batch.vision}
         aux: dict[str, torch.Tensor] = {}
         mask, proj = {}, {}
         for m in MODALITIES:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import activation, mask_fill
+from .layers import Dropout, activation, mask_fill
 
 __all__ = ["ConvProjection", "MLPHead", "ResidualHead", "GradReverse", "grad_reverse", "GradientReversal"]
 
@@ -66,7 +66,7 @@ class MLPHead(nn.Sequential):
         mods: list[nn.Module] = []
         d = in_dim
         for _ in range(layers - 1):
-            mods += [nn.Linear(d, hidden), activation(act), nn.Dropout(dropout)]
+            mods += [nn.Linear(d, hidden), activation(act), Dropout(dropout)]
             d = hidden
         mods.append(nn.Linear(d, out_dim))
         super().__init__(*mods)
@@ -81,7 +81,7 @@ class ResidualHead(nn.Module):
     def __init__(self, dim: int, out_dim: int = 1, dropout: float = 0.0):
         super().__init__()
         self.proj1, self.proj2 = nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.out = nn.Linear(dim, out_dim)
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

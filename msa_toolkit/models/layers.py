@@ -9,6 +9,8 @@ returns a zero update instead of NaN.
 Contents:
 - masks and pooling: :func:`unpadded` (None for a CPU mask without padding), :func:`mask_fill`,
   :func:`masked_mean`, :func:`last_valid`
+- dropout: :func:`keep_mask` (the inverted-dropout mask, drawn fast on the CPU), :class:`Dropout` /
+  :func:`dropout` (``nn.Dropout`` / ``F.dropout`` with that draw; every model uses them)
 - positions: :func:`sinusoidal_table`, :class:`SinusoidalPositionalEncoding` (Vaswani's interleaved,
   tensor2tensor's sin-half/cos-half or fairseq's halves-from-position-1 layout), :class:`LearnedPositionalEncoding`
 - attention: :func:`attend` (the one scaled dot-product call, safe key masks), :class:`MultiHeadAttention`
@@ -25,6 +27,8 @@ encoder in :mod:`.text_encoder`.
 from __future__ import annotations
 
 import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +36,7 @@ from torch import nn
 __all__ = [
     "masked_mean", "last_valid", "mask_fill", "unpadded", "sinusoidal_table", "SinusoidalPositionalEncoding",
     "LearnedPositionalEncoding", "attend", "MultiHeadAttention", "SelfAttention", "FeedForward", "TransformerBlock",
-    "EncoderLayer", "CrossModalTransformer", "ACTIVATIONS", "activation",
+    "EncoderLayer", "CrossModalTransformer", "ACTIVATIONS", "activation", "keep_mask", "Dropout", "dropout",
 ]
 
 #: activation modules by config name
@@ -90,6 +94,57 @@ def last_valid(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     idx = pos.argmax(dim=1)
     out = x[torch.arange(x.shape[0], device=x.device), idx]
     return out * mask.any(dim=1, keepdim=True).to(x.dtype)
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+#: a CPU dropout mask of at least this many entries is drawn with NumPy (:func:`keep_mask`), a smaller one by
+#: torch: setting up NumPy's generator costs ~12 us, which the faster draw repays from ~10 k entries (1 thread:
+#: 24 k entries 113 vs 154 us for the whole dropout, 100 k 380 vs 617 us, 400 k 1.3 vs 2.5 ms)
+FAST_DRAW_MIN_NUMEL = 2 ** 14
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype, device: torch.device | str,
+              scale: float = 1.0) -> torch.Tensor:
+    """Inverted-dropout mask of ``shape``: each entry ``scale`` with probability ``1 - p``, else 0, independently.
+
+    An entry is kept when a uniform float32 in [0, 1) is >= ``p`` (resolution 2^-24, as torch's own
+    dropout). Large CPU masks (:data:`FAST_DRAW_MIN_NUMEL`) are drawn with NumPy's PCG64, seeded with
+    one 62-bit draw from torch's default generator, so ``torch.manual_seed`` still makes runs
+    repeatable: torch's CPU generator (a serial Mersenne twister behind ``bernoulli_``, ``rand`` and
+    ``random_``) was 10-17 % of a DLF training step (2-core CPU), PCG64 draws about twice as fast.
+    Other masks (small, or on an accelerator) come from ``torch.rand``. The draws differ from
+    ``nn.Dropout``'s, the distribution does not.
+    """
+    numel = math.prod(shape)
+    if torch.device(device).type == "cpu" and numel >= FAST_DRAW_MIN_NUMEL:
+        seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64))
+        u = torch.from_numpy(np.random.Generator(np.random.PCG64(seed)).random(numel, dtype=np.float32)).view(shape)
+    else:
+        u = torch.rand(shape, device=device)
+    keep = u >= p
+    return keep.to(dtype) if scale == 1.0 else (keep * scale).to(dtype)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """``F.dropout(x, p, training)`` with the mask of :func:`keep_mask` for large CPU inputs (same distribution).
+
+    CUDA, small inputs, ``p`` of 0 or 1 and ``torch.compile`` use ``F.dropout`` itself.
+    """
+    if (not training or not 0.0 < p < 1.0 or x.device.type != "cpu" or x.numel() < FAST_DRAW_MIN_NUMEL
+            or torch.compiler.is_compiling()):
+        return F.dropout(x, p, training)
+    return x * keep_mask(x.shape, p, x.dtype, x.device, scale=1.0 / (1.0 - p))
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` (same parameters, no state) drawing its mask with :func:`keep_mask` (see :func:`dropout`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inplace:
+            return super().forward(x)
+        return dropout(x, self.p, self.training)
 
 
 # --------------------------------------------------------------------------- positions
@@ -165,11 +220,6 @@ class LearnedPositionalEncoding(nn.Module):
 # --------------------------------------------------------------------------- attention
 
 
-#: resolution of the CPU attention-dropout draw: keep a weight when a uniform int32 in [0, 2^31) is >= p * 2^31
-#: (drop probability exact to 2^-31, finer than the float32 uniform ``bernoulli_`` compares against)
-DROPOUT_DRAW_RANGE = 2 ** 31
-
-
 #: attention on the CPU over at most this many keys takes the math path (:func:`_attention_math`), with or
 #: without autograd: SDPA's CPU flash kernel is slower there (2-core CPU, OMP_WAIT_POLICY=PASSIVE, medians in
 #: ms, flash vs math). Inference: 16 x 10 heads x 46 x 46 x Dh 5: 2.4-2.8 vs 0.77; 64 x 10 x 46 x 46 x 5:
@@ -189,11 +239,11 @@ def _attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask
     weight is kept with probability 1 - p and the kept ones are scaled by 1 / (1 - p) (the scale is
     applied to the [.., Lq, Dh] output, which is the same product). Why: SDPA's CPU fused kernel takes
     no dropout, and its math path draws the mask with ``bernoulli_`` and scales the [Lq, Lk] weights
-    twice; one ``random_`` int32 draw, a comparison and a product with the float keep mask make the
-    whole attention forward + backward about 2x faster on the 2-core CPU (OMP_WAIT_POLICY=PASSIVE,
-    p = 0.3; DLF's 16 x 10 heads x 46 x 46: 9.3 vs 17.0 ms, 64 x 10 x 46 x 46: 39 vs 97 ms; 64 x 8 x 50
-    x 16: 31 vs 81 ms), close to SDPA without dropout. ``torch.where`` in place of the product was
-    slower (its kernel and backward).
+    twice; one draw (then ``random_`` int32, now :func:`keep_mask`), a comparison and a product with the
+    float keep mask made the whole attention forward + backward about 2x faster on the 2-core CPU
+    (OMP_WAIT_POLICY=PASSIVE, p = 0.3; DLF's 16 x 10 heads x 46 x 46: 9.3 vs 17.0 ms, 64 x 10 x 46 x 46:
+    39 vs 97 ms; 64 x 8 x 50 x 16: 31 vs 81 ms), close to SDPA without dropout. ``torch.where`` in place
+    of the product was slower (its kernel and backward).
     """
     scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-2, -1))
     if attn_mask is not None:
@@ -201,8 +251,7 @@ def _attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask
     weights = torch.softmax(scores, dim=-1)
     if p == 0.0:
         return torch.matmul(weights, v)
-    draw = torch.empty(weights.shape, dtype=torch.int32, device=weights.device).random_(0, DROPOUT_DRAW_RANGE)
-    keep = (draw >= int(round(p * DROPOUT_DRAW_RANGE))).to(weights.dtype)  # a float mask: the cheapest product
+    keep = keep_mask(weights.shape, p, weights.dtype, weights.device)  # a float mask: the cheapest product
     return torch.matmul(weights * keep, v) * (1.0 / (1.0 - p))
 
 
@@ -216,8 +265,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
     Fast path: a CPU mask with no padding is dropped (SDPA then takes its fused kernel without a
     mask); on an accelerator, and under ``torch.compile``, the mask is always passed, since checking
     it would synchronise the host (break the graph). Attention dropout: on CUDA SDPA's own (its fused
-    kernels accept dropout); on CPU :func:`_attention_math` (same distribution, its mask drawn with
-    one ``random_``; SDPA's CPU fused kernel takes no dropout and its math path draws with the slow
+    kernels accept dropout); on CPU :func:`_attention_math` (same distribution, its mask from
+    :func:`keep_mask`; SDPA's CPU fused kernel takes no dropout and its math path draws with the slow
     ``bernoulli_``). CPU attention over at most :data:`MATH_PATH_MAX_KEYS` keys takes the math path too.
     """
     B, Lq, inner = q.shape
@@ -355,7 +404,7 @@ class FeedForward(nn.Sequential):
     """Position-wise ``Linear(dim, hidden) -> act -> Dropout -> Linear(hidden, dim)``."""
 
     def __init__(self, dim: int, hidden: int, dropout: float = 0.0, act: str = "relu"):
-        super().__init__(nn.Linear(dim, hidden), activation(act), nn.Dropout(dropout), nn.Linear(hidden, dim))
+        super().__init__(nn.Linear(dim, hidden), activation(act), Dropout(dropout), nn.Linear(hidden, dim))
 
 
 class TransformerBlock(nn.Module):
@@ -381,7 +430,7 @@ class TransformerBlock(nn.Module):
         self.attn = MultiHeadAttention(dim, heads, dim_head=dim_head, dropout=attn_dropout, qkv_bias=qkv_bias)
         self.norm_ff = nn.LayerNorm(dim)
         self.ff = FeedForward(dim, ff_dim or 4 * dim, dropout if ff_dropout is None else ff_dropout, act)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -427,7 +476,7 @@ class EncoderLayer(nn.Module):
         self.attn = SelfAttention(dim, heads, attn_dropout)
         self.ff = FeedForward(dim, ff_dim, dropout if relu_dropout is None else relu_dropout, act)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.norm_first = norm_first
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -460,7 +509,7 @@ class CrossModalTransformer(nn.Module):
         super().__init__()
         self.cross, self.scale = cross, (math.sqrt(dim) if scale_embedding else 1.0)
         self.pos = SinusoidalPositionalEncoding(dim, positions)
-        self.embed_drop = nn.Dropout(embed_dropout)
+        self.embed_drop = Dropout(embed_dropout)
         self.blocks = nn.ModuleList([
             TransformerBlock(dim, heads, ff_mult * dim, dropout=dropout, attn_dropout=attn_dropout,
                              ff_dropout=ff_dropout, act=act, cross=cross, shared_kv_norm=shared_kv_norm)

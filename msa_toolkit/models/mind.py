@@ -76,7 +76,8 @@ from ..data.batch import Batch
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
-from .layers import ACTIVATIONS, EncoderLayer, SinusoidalPositionalEncoding, activation, last_valid, masked_mean
+from .layers import (ACTIVATIONS, Dropout, EncoderLayer, SinusoidalPositionalEncoding, activation, last_valid,
+                     masked_mean)
 from .heads import grad_reverse
 from .text_encoder import TextEncoder
 from .losses import barlow_twins_loss, hsic, jsd_mi
@@ -161,7 +162,7 @@ class SequenceBackbone(nn.Module):
         self.conv = nn.Conv1d(in_dim, d, kernel_size=1, bias=False)
         self.scale = math.sqrt(d)
         self.pos = SinusoidalPositionalEncoding(d, layout=c.positions)
-        self.embed_drop = nn.Dropout(c.backbone_embed_dropout)
+        self.embed_drop = Dropout(c.backbone_embed_dropout)
         self.layers = nn.ModuleList([
             EncoderLayer(d, c.backbone_heads, 4 * d, dropout=c.backbone_res_dropout,
                          attn_dropout=c.backbone_attn_dropout, relu_dropout=c.backbone_relu_dropout, norm_first=True)
@@ -197,7 +198,7 @@ def gaussian_input(like: torch.Tensor, training: bool, index: int) -> torch.Tens
 
 
 def _encoder(d: int, c: MInDConfig) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d, d), activation(c.activation), nn.LayerNorm(d), nn.Dropout(c.dropout),
+    return nn.Sequential(nn.Linear(d, d), activation(c.activation), nn.LayerNorm(d), Dropout(c.dropout),
                          nn.Linear(d, d), activation(c.activation))
 
 
@@ -231,7 +232,7 @@ class MInD(MSAModel):
         self.shared = _encoder(d, c)
         self.private = nn.ModuleDict({m: _encoder(d, c) for m in MODALITIES})
         self.fusion = nn.Linear(6 * d, c.fusion_dim)
-        self.head = nn.Sequential(nn.Linear(c.fusion_dim, c.fusion_dim // 2), nn.Dropout(c.classifier_dropout),
+        self.head = nn.Sequential(nn.Linear(c.fusion_dim, c.fusion_dim // 2), Dropout(c.classifier_dropout),
                                   activation(c.activation), nn.Linear(c.fusion_dim // 2, 1))
         self.set_objective(MInDObjective(config))
 
@@ -297,7 +298,7 @@ class MInDObjective(Objective):
                                                              nn.Linear(2 * d, 2 * d)) for k in keys})
         self.feat_to_noise = nn.ModuleDict({k: nn.Sequential(nn.Linear(2 * d, d), activation(act), nn.Linear(d, d))
                                             for k in keys})
-        self.noise_head = nn.Sequential(nn.Linear(3 * d, 3 * d // 2), nn.Dropout(c.classifier_dropout),
+        self.noise_head = nn.Sequential(nn.Linear(3 * d, 3 * d // 2), Dropout(c.classifier_dropout),
                                         activation(act), nn.Linear(3 * d // 2, 1))
         # optimiser steps taken so far (drives the gradient-reversal schedule; saved with checkpoints)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))

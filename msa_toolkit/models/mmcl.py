@@ -103,7 +103,7 @@ from ._mmcl_parts import (AttentionOnlyBlock, ReplayBuffer, TargetCopy, frozen_p
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .grouped import run_grouped
-from .layers import EncoderLayer, masked_mean
+from .layers import Dropout, EncoderLayer, masked_mean
 from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 
 
@@ -195,7 +195,7 @@ class MMCLCritic(nn.Module):
         self.encoders = nn.ModuleDict({m: EncoderLayer(d + h, h, config.ff_dim, config.attn_dropout,
                                                        config.attn_dropout) for m in MODALITIES})
         self.proj = nn.Sequential(nn.Linear(3 * (d + h), 2 * d), nn.Linear(2 * d, d), nn.ReLU(), nn.LayerNorm(d),
-                                  nn.Dropout(config.dropout), nn.Linear(d, 1))
+                                  Dropout(config.dropout), nn.Linear(d, 1))
 
     def forward(self, state: torch.Tensor, action: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pooled = []
@@ -230,7 +230,7 @@ class MMCL(MSAModel):
                                               for m in MODALITIES})
         self.gates = nn.ModuleDict({m: nn.Sequential(nn.Linear(2 * d, d), nn.Linear(d, 1)) for m in MODALITIES})
         # dropout after the LayerNorm, not before it: see "Normalisation" in the module docstring
-        self.head = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.LayerNorm(d), nn.Dropout(c.dropout),
+        self.head = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.LayerNorm(d), Dropout(c.dropout),
                                   nn.Linear(d, 1))
         self.set_objective(MMCLObjective(config, self.policy))
 

@@ -1,7 +1,9 @@
 """The CPU fast paths (issue 17) compute what the general paths compute.
 
-- attention dropout on the CPU: the weights SDPA would compute, times a keep mask drawn with
-  ``random_`` and scaled by 1 / (1 - p) (checked against its own draws, values and gradients);
+- attention dropout on the CPU: the weights SDPA would compute, times a keep mask from
+  ``layers.keep_mask`` and scaled by 1 / (1 - p) (checked against its own draws, values and gradients);
+- ``layers.keep_mask`` / ``layers.Dropout`` (NumPy's PCG64 for large CPU masks): the drop rate, the
+  values, the gradients, seeding by ``torch.manual_seed``, and ``nn.Dropout`` itself where they defer to it;
 - batches without padding: the masks are dropped (``layers.unpadded``) and the results equal
   the masked computation with a mask of ones (forward and gradients, fp32, 1e-6);
 - ALMT's token embedding runs its last layer on the token rows only: equal to the full layer.
@@ -15,7 +17,7 @@ import torch
 from msa_toolkit.data.batch import Batch
 from msa_toolkit.models import create_model, layers
 from msa_toolkit.models.almt import TokenEmbedding
-from msa_toolkit.models.layers import DROPOUT_DRAW_RANGE, attend, unpadded
+from msa_toolkit.models.layers import FAST_DRAW_MIN_NUMEL, Dropout, attend, keep_mask, unpadded
 
 TOL = dict(atol=1e-6, rtol=1e-6)
 
@@ -26,10 +28,11 @@ def test_unpadded_drops_only_a_full_cpu_mask():
     assert unpadded(padded) is padded
 
 
+@pytest.mark.parametrize("L", [7, 80])  # a mask drawn by torch (294 weights) and by NumPy (38,400)
 @pytest.mark.parametrize("padded", [False, True])
-def test_cpu_attention_dropout_is_the_weights_times_its_keep_mask(padded):
+def test_cpu_attention_dropout_is_the_weights_times_its_keep_mask(padded, L):
     torch.manual_seed(0)
-    B, H, L, Dh, p = 3, 2, 7, 4, 0.3
+    B, H, Dh, p = 3, 2, 4, 0.3
     q, k, v = (torch.randn(B, L, H * Dh, requires_grad=True) for _ in range(3))
     mask = torch.ones(B, L, dtype=torch.bool)
     if padded:
@@ -44,22 +47,67 @@ def test_cpu_attention_dropout_is_the_weights_times_its_keep_mask(padded):
     scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     torch.manual_seed(7)  # the same draw as attend's
-    draw = torch.empty(weights.shape, dtype=torch.int32).random_(0, DROPOUT_DRAW_RANGE)
-    keep = draw >= round(p * DROPOUT_DRAW_RANGE)
+    keep = keep_mask(weights.shape, p, torch.float32, "cpu")
+    assert (weights.numel() >= FAST_DRAW_MIN_NUMEL) == (L == 80)
     expected = ((weights * keep / (1 - p)) @ split(v)).transpose(1, 2).reshape(B, L, H * Dh)
     torch.testing.assert_close(out, expected, **TOL)
     for got, want in zip(grads, torch.autograd.grad((expected * g).sum(), (q, k, v))):
         torch.testing.assert_close(got, want, **TOL)
-    assert abs((~keep).float().mean().item() - p) < 0.1
+    assert abs((keep == 0).float().mean().item() - p) < 0.1
 
 
-def test_cpu_attention_dropout_rate_is_exact_to_the_draw_resolution():
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+@pytest.mark.parametrize("path", ["numpy", "torch"])
+def test_keep_mask_drops_at_rate_p_with_independent_seeded_draws(path, p):
+    n = 2_000_000
+    shape = (n // 40, 40) if path == "numpy" else (100, 40)  # 4,000 entries: under FAST_DRAW_MIN_NUMEL
+    calls = 1 if path == "numpy" else n // 4000
     torch.manual_seed(0)
-    p, n = 0.3, 2_000_000
-    draw = torch.empty(n, dtype=torch.int32).random_(0, DROPOUT_DRAW_RANGE)
-    assert draw.min().item() >= 0 and draw.max().item() < DROPOUT_DRAW_RANGE
-    rate = (draw < round(p * DROPOUT_DRAW_RANGE)).double().mean().item()
+    masks = [keep_mask(shape, p, torch.float32, "cpu", scale=1 / (1 - p)) for _ in range(calls)]
+    m = torch.cat([x.reshape(-1) for x in masks])
+    values = m.unique().tolist()
+    assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / (1 - p))
+    rate = (m == 0).double().mean().item()
     assert abs(rate - p) < 4 * (p * (1 - p) / n) ** 0.5
+    # the same seed gives the same mask; the next call another one (fresh draws)
+    torch.manual_seed(0)
+    again = keep_mask(shape, p, torch.float32, "cpu", scale=1 / (1 - p))
+    assert torch.equal(again, masks[0])
+    nxt = keep_mask(shape, p, torch.float32, "cpu")
+    assert not torch.equal(nxt, again * (1 - p))
+    # no dependence between neighbouring entries: the rate of "both dropped" is p^2
+    a = keep_mask((n,), p, torch.float32, "cpu") == 0
+    both = (a[1:] & a[:-1]).double().mean().item()
+    assert abs(both - p * p) < 4 * (p * p * (1 - p * p) / n) ** 0.5
+
+
+def test_dropout_module_values_and_gradients():
+    p = 0.25
+    d = Dropout(p)
+    assert isinstance(d, torch.nn.Dropout) and repr(d) == repr(torch.nn.Dropout(p))
+    x = torch.randn(64, 50, 30, requires_grad=True)  # 96,000 entries: the NumPy draw
+    torch.manual_seed(3)
+    y = d(x)
+    torch.manual_seed(3)
+    keep = keep_mask(x.shape, p, x.dtype, x.device, scale=1 / (1 - p))
+    torch.testing.assert_close(y, x * keep, rtol=0, atol=0)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(g, keep, rtol=0, atol=0)
+    assert abs((keep == 0).float().mean().item() - p) < 0.01
+    d.eval()
+    assert d(x) is x
+
+
+@pytest.mark.parametrize("p, shape, inplace", [(0.3, (4, 10), False), (0.0, (64, 500), False),
+                                               (1.0, (64, 500), False), (0.3, (64, 500), True)])
+def test_dropout_module_is_nn_dropout_where_it_defers(p, shape, inplace):
+    """Small inputs, p of 0 or 1 and in-place dropout: exactly nn.Dropout (the same draws)."""
+    x = torch.randn(shape)
+    torch.manual_seed(5)
+    got = Dropout(p, inplace=inplace)(x.clone())
+    torch.manual_seed(5)
+    want = torch.nn.Dropout(p, inplace=inplace)(x.clone())
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def _batch(B: int, lengths: tuple[int, int, int], dims: tuple[int, int, int]) -> Batch:
