@@ -75,6 +75,21 @@ def test_positional_encodings():
         lp(x)
 
 
+def test_sinusoidal_tables_are_kept_per_length_and_serve_autograd_after_inference_mode():
+    pe = SinusoidalPositionalEncoding(6, "fairseq")
+    with torch.inference_mode():  # first built while predicting
+        first = pe(torch.zeros(2, 5, 6))
+    assert torch.equal(first, sinusoidal_table(5, 6, "fairseq")) and not first.is_inference()
+    x = torch.randn(3, 5, 6, requires_grad=True)
+    y = pe(x)
+    assert y is first  # kept, not recomputed
+    (x * 2 + y).pow(2).sum().backward()  # a training forward with the kept table
+    assert x.grad is not None
+    other = pe(torch.zeros(1, 4, 6, dtype=torch.float64))
+    assert other.shape == (4, 6) and other.dtype == torch.float64
+    assert torch.equal(other, sinusoidal_table(4, 6, "fairseq", dtype=torch.float64))
+
+
 def test_fairseq_layout_values_by_hand():
     # dim 6: h = 3, w_i = exp(-i ln(10000) / (h - 1)) = 1, 0.01, 0.0001; row t holds position t + 1
     w = (1.0, 0.01, 0.0001)
