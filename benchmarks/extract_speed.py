@@ -261,7 +261,8 @@ def write_md(report: dict, path: Path) -> None:
              f"{report['machine']['memory_gib']} GiB RAM, {report['machine']['platform']}, "
              f"torch {report['machine']['torch']} ({report['machine']['torch_threads']} threads); "
              f"load average at start {report['machine']['load_average_at_start']} "
-             "(the machine is shared, so wall times are upper bounds)", "",
+             "(the machine is shared, so wall times are upper bounds); glibc malloc "
+             f"{report.get('malloc', 'default')} (`--malloc`)", "",
              "Default configuration: Whisper tiny.en (int8, VAD) + all-MiniLM-L6-v2 + openSMILE eGeMAPSv02 LLD + "
              "mediapipe_face, one worker. RTF = wall time / clip duration (lower is faster).", "",
              "Columns: *load models* = creating and loading every extractor in a fresh process (imports "
@@ -425,6 +426,9 @@ def main() -> None:
                     help="rounds of the worker scaling table (1 and 2 workers alternating; 0 = skip)")
     ap.add_argument("--clips-dir", type=Path, default=Path(tempfile.gettempdir()) / "msa_bench_clips")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                    help="tuned: msa extract's glibc malloc settings (msa_toolkit/allocator.py) in every measuring "
+                         "process; default: glibc's")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--workers-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--markdown-only", action="store_true",
@@ -432,6 +436,10 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "msa_numba_cache"))
+    if args.child and args.malloc == "tuned":
+        from msa_toolkit.allocator import keep_freed_memory
+
+        keep_freed_memory()  # as msa extract does (its worker processes follow it)
     if args.child and args.workers_child:
         print("RESULT=" + json.dumps(measure_workers(args.child, args.workers_child)))
         return
@@ -446,13 +454,14 @@ def main() -> None:
     report = {"command": "python " + " ".join(["benchmarks/extract_speed.py", *sys.argv[1:]]),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
               "env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "MSA_WORKER_THREADS", "MSA_PARALLEL_STAGES")},
+              "malloc": args.malloc,
               "clips": [], "workers": []}
     for sec in lengths:
         clip = build_clip(sec, args.clips_dir / f"clip_{int(sec)}s.mp4")
         print(f"measuring {clip.name} ...", flush=True)
         # long clips: one cold extract() only (a warm run would double an already long measurement)
         runs = args.warm_runs if sec <= MEDIUM else 0
-        r = _child(["--child", str(clip), "--warm-runs", str(runs)])
+        r = _child(["--child", str(clip), "--warm-runs", str(runs), "--malloc", args.malloc])
         print(json.dumps(r), flush=True)
         report["clips"].append(r)
     if args.worker_rounds:
@@ -463,7 +472,7 @@ def main() -> None:
             for n in (1, 2):
                 print(f"extracting {folder} with {n} worker(s) ...", flush=True)
                 load = round(os.getloadavg()[0], 2)
-                r = _child(["--child", str(folder), "--workers-child", str(n)])
+                r = _child(["--child", str(folder), "--workers-child", str(n), "--malloc", args.malloc])
                 r["load_at_start"] = load
                 print(json.dumps(r), flush=True)
                 report["workers"].append(r)

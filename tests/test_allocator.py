@@ -96,9 +96,12 @@ def test_freed_tensor_memory_is_reused_without_page_faults():
         assert max(tuned["faults"][-4:]) * 10 < min(default["faults"][-4:]), (tuned, default)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "benchmark"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "benchmark", "extract", "predict"])
 def test_model_commands_apply_it(tmp_path, monkeypatch, command):
-    """`msa train`, `msa evaluate` and `msa benchmark` keep freed memory for reuse before any model work."""
+    """Every command that runs models keeps freed memory for reuse before its work starts (extract and
+    predict did not before they were measured to gain from it)."""
+    import msa_toolkit.extraction as extraction
+    import msa_toolkit.predict as predict
     import msa_toolkit.training.api as api
     import msa_toolkit.training.benchmark as bench
 
@@ -112,10 +115,50 @@ def test_model_commands_apply_it(tmp_path, monkeypatch, command):
     monkeypatch.setattr(api, "train", stop)
     monkeypatch.setattr(api, "evaluate", stop)
     monkeypatch.setattr(bench, "run_benchmark", stop)
+    monkeypatch.setattr(extraction, "extract", stop)
+    monkeypatch.setattr(predict.Predictor, "load", stop)
     (tmp_path / "ds").mkdir()
     (tmp_path / "ck.safetensors").write_bytes(b"")
-    args = {"train": ["train", "--model", "text_only", "-o", str(tmp_path / "out")],
-            "evaluate": ["evaluate", str(tmp_path / "ck.safetensors")],
-            "benchmark": ["benchmark", "--models", "text_only", "-o", str(tmp_path / "out")]}[command]
-    CliRunner().invoke(app, args + ["--data", str(tmp_path / "ds")])
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    data = ["--data", str(tmp_path / "ds")]
+    args = {"train": ["train", "--model", "text_only", "-o", str(tmp_path / "out"), *data],
+            "evaluate": ["evaluate", str(tmp_path / "ck.safetensors"), *data],
+            "benchmark": ["benchmark", "--models", "text_only", "-o", str(tmp_path / "out"), *data],
+            "extract": ["extract", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "out")],
+            "predict": ["predict", str(tmp_path / "clip.mp4")]}[command]
+    CliRunner().invoke(app, args)
     assert calls == [command]
+
+
+def test_applying_it_is_recorded_for_spawned_workers(monkeypatch):
+    """keep_freed_memory() marks the environment (MSA_MALLOC=tuned); a worker applies it only then."""
+    fake = FakeLibc()
+    monkeypatch.setattr(allocator, "_glibc", lambda: fake)
+    monkeypatch.delenv("MSA_MALLOC", raising=False)
+    assert allocator.follow_parent() is False and fake.calls == []  # the parent did not apply it
+    assert allocator.keep_freed_memory() is True
+    assert __import__("os").environ["MSA_MALLOC"] == "tuned" and len(fake.calls) == 3
+    assert allocator.follow_parent() is True and len(fake.calls) == 6
+    monkeypatch.setenv("MSA_MALLOC", "default")
+    assert allocator.follow_parent() is False and len(fake.calls) == 6
+
+
+def test_extraction_workers_follow_the_parent(monkeypatch):
+    import msa_toolkit.extraction.run as run
+
+    followed = []
+    monkeypatch.setattr(run, "follow_parent", lambda: followed.append(True) or True)
+    monkeypatch.setattr(run, "watch_parent", lambda pid: None)
+    monkeypatch.setattr(run.signal, "signal", lambda *a: None)
+    monkeypatch.setattr(run, "LoadedExtractors", lambda config: "loaded")
+    for k in ("MSA_MALLOC", "MSA_WORKER_THREADS"):
+        monkeypatch.setenv(k, __import__("os").environ.get(k, ""))  # restored after the test
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        run._init_worker(None, {"MSA_MALLOC": "tuned", "MSA_WORKER_THREADS": str(threads)}, 0)
+    finally:
+        torch.set_num_threads(threads)
+    assert followed == [True] and run._WORKER == "loaded"
+    monkeypatch.setattr(run, "_WORKER", None)

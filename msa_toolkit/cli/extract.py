@@ -45,8 +45,10 @@ def extract_command(
 
     config = extract_config(extractors)
     config = dataclasses.replace(config, require=parse_require(require, config))
+    from ..allocator import keep_freed_memory
     from ..extraction import ExtractionInterrupted, extract
 
+    keep_freed_memory()  # workers follow (allocator.follow_parent)
     try:
         res = extract(paths, out_dir=out, config=config, cache_dir=cache_dir, workers=workers, shard=shard,
                       transcripts=transcripts, progress=not quiet, save_srt=srt, backend=backend,

@@ -54,12 +54,14 @@ def predict_command(
     """Predict the sentiment of each clip: score in [-3, 3], polarity, 7-class label, transcript."""
     import time
 
+    from ..allocator import keep_freed_memory
     from ..errors import MSAError
     from ..extraction.safety import check_output_dir, check_output_file
     from ..predict import Predictor, plot_timeline, predict
     from ..prediction_types import to_csv, to_json
 
     t0 = time.perf_counter()
+    keep_freed_memory()
     # every output is checked before the model loads or anything is extracted (OutputError: exit 2)
     to_stdout = [t for t in (json_out, csv_out) if t is not None and str(t) == STDOUT]
     if len(to_stdout) > 1:

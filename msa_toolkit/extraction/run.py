@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .._io import progress_bar
+from ..allocator import follow_parent
 from ..cache import FeatureCache, cache_key, hash_file, hash_text
 from ..errors import ExtractConfigError, ExtractionError
 from ..features import BundleReadError, FeatureBundle, Transcript, check_bundle
@@ -238,6 +239,7 @@ def _init_worker(config: ExtractConfig, env: dict[str, str], parent: int) -> Non
     watch_parent(parent)  # exit when the parent (pid ``parent``) is killed: no worker outlives its run
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops the pool
     os.environ.update(env)
+    follow_parent()  # the parent's malloc settings (allocator.py), when it applied them
     with contextlib.suppress(Exception):
         import torch
 
