@@ -184,3 +184,21 @@ def test_video_without_sound_under_align_words_fails_with_a_clear_message(assets
     f = res.failures[0]
     assert f.stage == "align" and "no audio track: no words to align to" in f.message
     assert "ValueError" not in f.message
+
+
+def test_silent_clip_under_align_words_holds_no_modality(assets_dir, tmp_path, capfd):
+    """A clip without words has empty word-aligned sequences: the manifest and the summary said
+    text+audio(+vision) for it; they now list no modality, extracted and derived from the cache alike."""
+    cfg = ExtractConfig(text=None, vision=None, align="words")
+    res = extract(assets_dir / "silence.mp4", config=cfg, cache_dir=tmp_path / "c", progress=False)
+    item = res.items[0]
+    assert not res.failures and item.n_words == 0 and item.modalities == ()
+    assert item.load().sequences["audio"].length == 0
+    unaligned = ExtractConfig(text=None, vision=None)
+    extract(assets_dir / "silence.mp4", config=unaligned, cache_dir=tmp_path / "c2", progress=False)
+    derived = extract(assets_dir / "silence.mp4", config=cfg, cache_dir=tmp_path / "c2", progress=False)
+    assert derived.items[0].modalities == ()  # aligned from the cached unaligned bundle
+    assert main(["extract", str(assets_dir / "silence.mp4"), "-o", str(tmp_path / "out"), "--text", "none",
+                 "--vision", "none", "--align", "words", "--cache-dir", str(tmp_path / "c")]) == 0
+    out = " ".join(capfd.readouterr().out.split())
+    assert "none: no words to align to" in out

@@ -69,7 +69,7 @@ SKIPPED_SHOWN = 5
 
 def _modalities(item) -> str:
     """``text+audio (no vision: no video stream)``, with the face count of multi-face clips."""
-    text = "+".join(item.modalities) or "-"
+    text = "+".join(item.modalities) or ("none: no words to align to" if item.n_words == 0 else "none")
     absent = [m for m in ("text", "audio", "vision") if m in item.absent]
     if absent:
         reasons = dict.fromkeys(item.absent[m].split(" (")[0] for m in absent)

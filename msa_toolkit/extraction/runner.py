@@ -24,6 +24,7 @@ from ..align import align_bundle, needs_timing, time_transcript
 from ..cache import hash_file
 from ..errors import ExtractConfigError, ExtractionError, MediaError, ModelLoadError
 from ..features import FeatureBundle, FeatureSequence, Transcript
+from ..spec import FeatureSpec
 from .config import ExtractConfig, spec_of
 from .inputs import find_user_transcript
 from .lanes import Step, ThreadPlan, library_threads, parallel_from_env, run_lanes, thread_plan, until_cancelled
@@ -251,6 +252,7 @@ class LoadedExtractors:
         timings["align"] = round(time.perf_counter() - t, 4)
         timings["total"] = round(float(timings.get("total", 0.0)) + timings["align"], 4)
         meta["timings"] = timings
+        meta["modalities"] = held_modalities(self.spec, seqs)
         return FeatureBundle(self.spec, seqs, bundle.transcript, dict(bundle.arrays), meta)
 
     # -- steps shared with extract_texts ---------------------------------------------------
@@ -315,7 +317,7 @@ class LoadedExtractors:
         keep_transcript = "asr" in self.extractors or "text" in self.extractors or transcript
         meta = self._meta(path, info, transcript, sequences, timings)
         meta.update(extra)
-        meta["modalities"] = [m for m in self.spec.modalities if m in sequences]
+        meta["modalities"] = held_modalities(self.spec, sequences)
         meta["absent"] = absent
         if out.word_match is not None:  # the user's words were timed from Whisper's (word_timing.py)
             meta.update(word_match=round(out.word_match, 4), word_timing="whisper")
@@ -414,6 +416,14 @@ class LoadedExtractors:
             m = sequences["vision"].mask
             meta["face_ratio"] = float(m.mean()) if m.size else 0.0
         return meta
+
+
+def held_modalities(spec: FeatureSpec, sequences: Mapping[str, FeatureSequence]) -> list[str]:
+    """The spec's modalities with at least one row in ``sequences`` (the bundle meta's ``modalities``).
+
+    A word-aligned clip without words holds none: its sequences have no rows.
+    """
+    return [m for m in spec.modalities if m in sequences and sequences[m].length > 0]
 
 
 def load_extractors(config: ExtractConfig = ExtractConfig()) -> LoadedExtractors:
