@@ -8,7 +8,8 @@ step, and each first touch is a page fault that zeroes a page in the kernel. Mea
 CPU (DLF, unaligned 50/375/500, batch 16, one training step): 2.0 M minor page faults and 5.2 s of
 system time in a 11.5 s step with the defaults; with the settings below no fault after the first
 steps and a 5.9 s step (``benchmarks/results/reference_speed.md``, 2026-12-01). Smaller models gain
-less (ALMT B = 64: 1.25 -> 1.03 s; MMCL B = 128: 9.9 -> 8.3 s; DLF aligned B = 16: 4 %).
+less (one training step with one core busy with another job: ALMT B = 64 1.25 -> 1.03 s; MMCL B = 128
+9.9 -> 8.3 s; DLF aligned B = 16 4 %).
 
 Extraction gains too: warm runs of the default extractors on the 10 s benchmark clip took 0.87-1.00 s
 against 1.02-1.09 s (78 k page faults per run before, ~150 after; 3 fresh processes each way,
