@@ -19,7 +19,7 @@ Cost: the process keeps the heap it grew to (its peak) instead of returning it b
 the heap grows in steps of :data:`TOP_PAD` of address space (pages are only backed when touched).
 :func:`keep_freed_memory` is called by the commands that run models: ``msa train``, ``evaluate``,
 ``benchmark``, ``extract`` and ``predict``; it records itself as ``MSA_MALLOC=tuned`` in the
-environment, so extraction worker processes (spawned) apply it too (:func:`follow_parent`).
+environment, so extraction worker processes (spawned) and Ray actors apply it too (:func:`follow_parent`).
 
 Only glibc has these knobs (``mallopt``); elsewhere nothing is changed. A user's own glibc malloc
 settings (``MALLOC_*_`` variables, ``GLIBC_TUNABLES`` with ``glibc.malloc``) are left alone, and

@@ -163,3 +163,29 @@ def test_extraction_workers_follow_the_parent(monkeypatch):
         torch.set_num_threads(threads)
     assert followed == [True] and run._WORKER == "loaded"
     monkeypatch.setattr(run, "_WORKER", None)
+
+
+def test_ray_actors_follow_the_driver(monkeypatch):
+    import torch
+
+    import msa_toolkit.extraction.ray_backend as rb
+
+    followed = []
+
+    class Loaded:
+        def __init__(self, config):
+            pass
+
+        def load(self):
+            pass
+
+    monkeypatch.setattr(rb, "follow_parent", lambda: followed.append(True) or True)
+    monkeypatch.setattr(rb, "LoadedExtractors", Loaded)
+    for k in ("MSA_MALLOC", rb.WORKER_THREADS_ENV):
+        monkeypatch.setenv(k, __import__("os").environ.get(k, ""))  # restored after the test
+    threads = torch.get_num_threads()
+    try:
+        actor = rb.ExtractorActor(None, {"MSA_MALLOC": "tuned", rb.WORKER_THREADS_ENV: str(threads)})
+    finally:
+        torch.set_num_threads(threads)
+    assert followed == [True] and actor.error is None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..allocator import follow_parent
 from ..errors import ExtractConfigError, MSAError
 from .config import ExtractConfig
 from .results import Failure
@@ -49,6 +50,7 @@ class ExtractorActor:
 
     def __init__(self, config: ExtractConfig, env: dict[str, str]):
         os.environ.update(env)
+        follow_parent()  # the driver's malloc settings (allocator.py), when it applied them
         # the loaded extractors, or None when loading failed
         self.runner: LoadedExtractors | None = None
         # the loading error (re-raised by ready(), so the driver reports it once)
