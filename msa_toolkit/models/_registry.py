@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 from .base import ModelConfig, MSAModel, config_from_mapping
 
 #: modules of the package that hold shared parts, not models (skipped by discovery)
-HELPER_MODULES = frozenset({"base", "layers", "heads", "text_encoder", "losses", "presets"})
+HELPER_MODULES = frozenset({"base", "layers", "dropout", "positions", "heads", "text_encoder", "losses",
+                            "presets"})
 
 _ModelT = TypeVar("_ModelT", bound=Callable[..., MSAModel])
 

@@ -9,10 +9,11 @@ returns a zero update instead of NaN.
 Contents:
 - masks and pooling: :func:`unpadded` (None for a CPU mask without padding), :func:`mask_fill`,
   :func:`masked_mean`, :func:`last_valid`
-- dropout: :func:`keep_mask` (the inverted-dropout mask, drawn fast on the CPU), :class:`Dropout` /
-  :func:`dropout` (``nn.Dropout`` / ``F.dropout`` with that draw; every model uses them)
-- positions: :func:`sinusoidal_table`, :class:`SinusoidalPositionalEncoding` (Vaswani's interleaved,
-  tensor2tensor's sin-half/cos-half or fairseq's halves-from-position-1 layout), :class:`LearnedPositionalEncoding`
+- dropout (defined in :mod:`.dropout`, re-exported): :func:`keep_mask` (the inverted-dropout mask, drawn
+  fast on the CPU), :class:`Dropout` / :func:`dropout` (``nn.Dropout`` / ``F.dropout`` with that draw)
+- positions (defined in :mod:`.positions`, re-exported): :func:`sinusoidal_table`,
+  :class:`SinusoidalPositionalEncoding` (Vaswani's interleaved, tensor2tensor's sin-half/cos-half or
+  fairseq's halves-from-position-1 layout), :class:`LearnedPositionalEncoding`
 - attention: :func:`attend` (the one scaled dot-product call, safe key masks), :class:`MultiHeadAttention`
   (fused q/k/v projection, self or cross; loads older separate to_q/to_k/to_v weights), :class:`SelfAttention` (one fused q/k/v projection)
 - transformer blocks: :class:`TransformerBlock` (pre-LN self- or cross-attention block, MulT / DLF /
@@ -28,15 +29,19 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .dropout import FAST_DRAW_MIN_NUMEL, Dropout, dropout, keep_mask
+from .positions import (SINUSOID_LAYOUTS, LearnedPositionalEncoding, SinusoidalPositionalEncoding,
+                        sinusoidal_table)
 
 __all__ = [
     "masked_mean", "last_valid", "mask_fill", "unpadded", "sinusoidal_table", "SinusoidalPositionalEncoding",
     "LearnedPositionalEncoding", "attend", "MultiHeadAttention", "SelfAttention", "FeedForward", "TransformerBlock",
     "EncoderLayer", "CrossModalTransformer", "ACTIVATIONS", "activation", "keep_mask", "Dropout", "dropout",
+    "FAST_DRAW_MIN_NUMEL", "SINUSOID_LAYOUTS",
 ]
 
 #: activation modules by config name
@@ -94,137 +99,6 @@ def last_valid(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     idx = pos.argmax(dim=1)
     out = x[torch.arange(x.shape[0], device=x.device), idx]
     return out * mask.any(dim=1, keepdim=True).to(x.dtype)
-
-
-# --------------------------------------------------------------------------- dropout
-
-
-#: a CPU dropout mask of at least this many entries is drawn with NumPy (:func:`keep_mask`), a smaller one by
-#: torch: setting up NumPy's generator costs ~12 us, which the faster draw repays from ~10 k entries (1 thread:
-#: 24 k entries 113 vs 154 us for the whole dropout, 100 k 380 vs 617 us, 400 k 1.3 vs 2.5 ms)
-FAST_DRAW_MIN_NUMEL = 2 ** 14
-
-
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype, device: torch.device | str,
-              scale: float = 1.0) -> torch.Tensor:
-    """Inverted-dropout mask of ``shape``: each entry ``scale`` with probability ``1 - p``, else 0, independently.
-
-    An entry is kept when a uniform float32 in [0, 1) is >= ``p`` (resolution 2^-24, as torch's own
-    dropout). Large CPU masks (:data:`FAST_DRAW_MIN_NUMEL`) are drawn with NumPy's PCG64, seeded with
-    one 62-bit draw from torch's default generator, so ``torch.manual_seed`` still makes runs
-    repeatable: torch's CPU generator (a serial Mersenne twister behind ``bernoulli_``, ``rand`` and
-    ``random_``) was 10-17 % of a DLF training step (2-core CPU), PCG64 draws about twice as fast.
-    Other masks (small, or on an accelerator) come from ``torch.rand``. The draws differ from
-    ``nn.Dropout``'s, the distribution does not.
-    """
-    numel = math.prod(shape)
-    if torch.device(device).type == "cpu" and numel >= FAST_DRAW_MIN_NUMEL:
-        seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64))
-        u = torch.from_numpy(np.random.Generator(np.random.PCG64(seed)).random(numel, dtype=np.float32)).view(shape)
-    else:
-        u = torch.rand(shape, device=device)
-    keep = u >= p
-    return keep.to(dtype) if scale == 1.0 else (keep * scale).to(dtype)
-
-
-def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """``F.dropout(x, p, training)`` with the mask of :func:`keep_mask` for large CPU inputs (same distribution).
-
-    CUDA, small inputs, ``p`` of 0 or 1 and ``torch.compile`` use ``F.dropout`` itself.
-    """
-    if (not training or not 0.0 < p < 1.0 or x.device.type != "cpu" or x.numel() < FAST_DRAW_MIN_NUMEL
-            or torch.compiler.is_compiling()):
-        return F.dropout(x, p, training)
-    return x * keep_mask(x.shape, p, x.dtype, x.device, scale=1.0 / (1.0 - p))
-
-
-class Dropout(nn.Dropout):
-    """``nn.Dropout`` (same parameters, no state) drawing its mask with :func:`keep_mask` (see :func:`dropout`)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.inplace:
-            return super().forward(x)
-        return dropout(x, self.p, self.training)
-
-
-# --------------------------------------------------------------------------- positions
-
-
-#: layouts of :func:`sinusoidal_table`
-SINUSOID_LAYOUTS = ("interleaved", "halves", "fairseq")
-
-
-def sinusoidal_table(length: int, dim: int, layout: str = "interleaved", device: torch.device | None = None,
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """[length, dim] fixed sine/cosine position table, computed in float32 and cast to ``dtype``.
-
-    Row ``t`` encodes step ``t = 0 .. length-1``; ``h = dim // 2``.
-    - ``"interleaved"`` (Vaswani et al.): position ``p = t``, ``T[t, 2i] = sin(p w_i)``,
-      ``T[t, 2i+1] = cos(p w_i)`` with ``w_i = exp(-2i ln(10000) / dim)``.
-    - ``"halves"`` (tensor2tensor): ``p = t``, ``T[t, i] = sin(p w_i)``, ``T[t, h+i] = cos(p w_i)``,
-      ``w_i = exp(-i ln(10000) / (h - 1))``, ``i < h``; a zero last column when ``dim`` is odd.
-    - ``"fairseq"`` (fairseq's ``SinusoidalPositionalEmbedding``, padding index 0, used by the MulT
-      and DLF reference code): the ``"halves"`` formula at ``p = t + 1`` (fairseq's row 0 is padding).
-    """
-    first = 1 if layout == "fairseq" else 0
-    pos = torch.arange(first, first + length, device=device, dtype=torch.float32).unsqueeze(1)
-    if layout == "interleaved":
-        div = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-        table = torch.zeros(length, dim, device=device)
-        table[:, 0::2] = torch.sin(pos * div)
-        table[:, 1::2] = torch.cos(pos * div[: dim // 2])
-    elif layout in ("halves", "fairseq"):
-        half = dim // 2
-        scale = math.log(10000.0) / max(half - 1, 1)
-        ang = pos * torch.exp(torch.arange(half, device=device, dtype=torch.float32) * -scale)[None, :]
-        table = torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
-        if dim % 2:
-            table = torch.cat([table, torch.zeros(length, 1, device=device)], dim=1)
-    else:
-        raise ValueError(f"unknown sinusoid layout {layout!r}; expected one of {SINUSOID_LAYOUTS}")
-    return table.to(dtype)
-
-
-class SinusoidalPositionalEncoding(nn.Module):
-    """Fixed sine/cosine positions for any length (:func:`sinusoidal_table`); no parameters.
-
-    ``forward(x)`` returns the [L, D] table for ``x`` [B, L, D] in ``x``'s dtype (add it yourself).
-    Tables are kept per (length, device, dtype) once computed (a DLF forward asked for 17, each
-    about eight small ops); under ``torch.compile`` they are computed in the graph.
-    """
-
-    def __init__(self, dim: int, layout: str = "interleaved"):
-        super().__init__()
-        if layout not in SINUSOID_LAYOUTS:
-            raise ValueError(f"unknown sinusoid layout {layout!r}; expected one of {SINUSOID_LAYOUTS}")
-        self.dim, self.layout = dim, layout
-        self._tables: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():
-            return sinusoidal_table(x.shape[1], self.dim, self.layout, x.device, x.dtype)
-        key = (x.shape[1], x.device, x.dtype)
-        table = self._tables.get(key)
-        if table is None:
-            with torch.inference_mode(False):  # a table first built under inference_mode must serve autograd later
-                table = self._tables[key] = sinusoidal_table(x.shape[1], self.dim, self.layout, x.device, x.dtype)
-        return table
-
-
-class LearnedPositionalEncoding(nn.Module):
-    """A learned [max_len, D] table (initialised N(0, 1) as in ViT-style code); returns its first L rows."""
-
-    def __init__(self, max_len: int, dim: int):
-        super().__init__()
-        self.max_len = max_len
-        self.table = nn.Parameter(torch.randn(max_len, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        L = x.shape[1]
-        if L > self.max_len:
-            raise ValueError(f"sequence of length {L} exceeds the positional table ({self.max_len}); "
-                             "raise the model's *_len config field")
-        return self.table[:L]
 
 
 # --------------------------------------------------------------------------- attention
