@@ -436,10 +436,10 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "msa_numba_cache"))
-    if args.child and args.malloc == "tuned":
-        from msa_toolkit.allocator import keep_freed_memory
+    if args.child:
+        from msa_toolkit.allocator import apply_choice
 
-        keep_freed_memory()  # as msa extract does (its worker processes follow it)
+        apply_choice(args.malloc)  # tuned: as msa extract does (its worker processes follow it)
     if args.child and args.workers_child:
         print("RESULT=" + json.dumps(measure_workers(args.child, args.workers_child)))
         return

@@ -454,11 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.gemm_share and torch.device(a.device).type != "cpu":
         raise SystemExit("error: --gemm-share profiles CPU self time; run it with --device cpu")
     refs = parse_refs(a.reference_dir)
-    malloc = "default"
-    if a.malloc == "tuned":
-        from msa_toolkit.allocator import keep_freed_memory
+    from msa_toolkit.allocator import apply_choice
 
-        malloc = "tuned" if keep_freed_memory() else "default (not applied: not glibc, or the user's own settings)"
+    malloc = apply_choice(a.malloc)
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)

@@ -131,11 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="tuned: msa train's glibc malloc settings (freed memory kept for reuse); default: glibc's")
     ap.add_argument("--out", type=Path, default=None, help="write a markdown table (default: print only)")
     args = ap.parse_args(argv)
-    malloc = "default"
-    if args.malloc == "tuned":
-        from msa_toolkit.allocator import keep_freed_memory
+    from msa_toolkit.allocator import apply_choice
 
-        malloc = "tuned" if keep_freed_memory() else "default (tuning not applied)"
+    malloc = apply_choice(args.malloc)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device if args.device != "cuda" else "cuda:0")

@@ -98,3 +98,13 @@ def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
 def follow_parent() -> bool:
     """In a spawned worker: apply :func:`keep_freed_memory` when the parent did (``MSA_MALLOC=tuned``)."""
     return os.environ.get(MALLOC_ENV, "").strip().lower() == TUNED and keep_freed_memory()
+
+
+def apply_choice(choice: str) -> str:
+    """A benchmark's ``--malloc`` choice applied to this process; returns what the process runs with, for the
+    record: ``"tuned"``, ``"default"``, or ``"default (not applied: <why>)"``."""
+    if choice != TUNED:
+        return "default"
+    if keep_freed_memory():
+        return TUNED
+    return f"default (not applied: {user_choice() or 'not glibc'})"

@@ -17,7 +17,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -153,10 +153,13 @@ class Predictor:
         if "vision" in self.modalities and faces is not None and int(faces) > 1:
             flags.append(f"multi-face clip: up to {int(faces)} faces seen, vision follows one "
                          "(the most salient first, then the same person)")
-        present = [m for m in self.modalities if m in seqs and seqs[m].length > 0 and seqs[m].mask.any()]
-        if not present:
+        if not self.present(seqs):
             flags.append("no usable input: score uninformative")
         return seqs, flags
+
+    def present(self, seqs: Mapping[str, FeatureSequence]) -> tuple[str, ...]:
+        """The model's modalities with at least one valid step in ``seqs`` (what its score rests on)."""
+        return tuple(m for m in self.modalities if m in seqs and seqs[m].length > 0 and seqs[m].mask.any())
 
     def predict_bundle(self, path: str, bundle: FeatureBundle, segments: bool = False,
                        extract_seconds: float | None = None) -> Prediction:
@@ -176,7 +179,6 @@ class Predictor:
                              "timeline: non-finite score")
                 seg_preds = finite
         tr = bundle.transcript
-        present = tuple(m for m in self.modalities if m in seqs and seqs[m].length > 0 and seqs[m].mask.any())
         meta = bundle.meta or {}
         timings = {"extract": round(float(extract_seconds if extract_seconds is not None else
                                           (meta.get("timings") or {}).get("total", 0.0)), 4),
@@ -184,8 +186,8 @@ class Predictor:
         timings["total"] = round(timings["extract"] + timings["model"], 4)
         return Prediction(
             path=path, score=score, transcript=tr.text if tr is not None else "",
-            speech_found=bool(tr is not None and not tr.is_empty),
-            face_ratio=meta.get("face_ratio"), modalities_present=present, duration=meta.get("duration"),
+            speech_found=bundle.has_speech,
+            face_ratio=meta.get("face_ratio"), modalities_present=self.present(seqs), duration=meta.get("duration"),
             timings=timings, flags=tuple(flags), segments=seg_preds, absent=dict(meta.get("absent") or {}),
             max_faces=int(meta["max_faces"]) if meta.get("max_faces") is not None else None)
 

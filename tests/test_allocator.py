@@ -48,6 +48,17 @@ def test_the_users_own_settings_win(monkeypatch, env, reason):
         assert fake.calls == []
 
 
+def test_benchmark_choice_records_what_the_process_runs_with(monkeypatch):
+    fake = FakeLibc()
+    monkeypatch.setattr(allocator, "_glibc", lambda: fake)
+    monkeypatch.delenv("MSA_MALLOC", raising=False)
+    assert allocator.apply_choice("default") == "default" and fake.calls == []
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert allocator.apply_choice("tuned") == "default (not applied: the user's MALLOC_ARENA_MAX)"
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert allocator.apply_choice("tuned") == "tuned" and len(fake.calls) == 3
+
+
 def test_nothing_changes_without_glibc(monkeypatch):
     monkeypatch.setattr(allocator, "_glibc", lambda: None)
     assert allocator.keep_freed_memory({}) is False
@@ -169,6 +180,7 @@ def test_ray_actors_follow_the_driver(monkeypatch):
     import torch
 
     import msa_toolkit.extraction.ray_backend as rb
+    import msa_toolkit.extraction.run as run
 
     followed = []
 
@@ -179,7 +191,7 @@ def test_ray_actors_follow_the_driver(monkeypatch):
         def load(self):
             pass
 
-    monkeypatch.setattr(rb, "follow_parent", lambda: followed.append(True) or True)
+    monkeypatch.setattr(run, "follow_parent", lambda: followed.append(True) or True)
     monkeypatch.setattr(rb, "LoadedExtractors", Loaded)
     for k in ("MSA_MALLOC", rb.WORKER_THREADS_ENV):
         monkeypatch.setenv(k, __import__("os").environ.get(k, ""))  # restored after the test

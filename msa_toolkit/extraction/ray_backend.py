@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..allocator import follow_parent
 from ..errors import ExtractConfigError, MSAError
 from .config import ExtractConfig
 from .results import Failure
-from .run import WORKER_THREADS_ENV, Job, _RunState, _worker_env, compute
+from .run import WORKER_THREADS_ENV, Job, _RunState, _worker_env, compute, take_worker_env
 from .runner import LoadedExtractors
 
 #: attempts per file: a file whose actor died this many times fails at stage "worker"
@@ -49,18 +48,11 @@ class ExtractorActor:
     """One Ray worker: loads the extractors of ``config`` once and extracts files into the cache."""
 
     def __init__(self, config: ExtractConfig, env: dict[str, str]):
-        os.environ.update(env)
-        follow_parent()  # the driver's malloc settings (allocator.py), when it applied them
+        take_worker_env(env)
         # the loaded extractors, or None when loading failed
         self.runner: LoadedExtractors | None = None
         # the loading error (re-raised by ready(), so the driver reports it once)
         self.error: BaseException | None = None
-        try:
-            import torch
-
-            torch.set_num_threads(max(1, int(env.get(WORKER_THREADS_ENV, "1"))))
-        except Exception:  # torch missing or threads already fixed: keep the defaults
-            pass
         try:
             self.runner = LoadedExtractors(config)
             self.runner.load()

@@ -238,13 +238,19 @@ def _init_worker(config: ExtractConfig, env: dict[str, str], parent: int) -> Non
     global _WORKER
     watch_parent(parent)  # exit when the parent (pid ``parent``) is killed: no worker outlives its run
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops the pool
+    take_worker_env(env)
+    _WORKER = LoadedExtractors(config)
+
+
+def take_worker_env(env: Mapping[str, str]) -> None:
+    """A worker's start (pool process or Ray actor): the parent's variables (:func:`_worker_env`), its malloc
+    settings when it applied them (allocator.py), and the worker's share of the CPU threads for torch."""
     os.environ.update(env)
-    follow_parent()  # the parent's malloc settings (allocator.py), when it applied them
-    with contextlib.suppress(Exception):
+    follow_parent()
+    with contextlib.suppress(Exception):  # torch missing or its threads already fixed: keep the defaults
         import torch
 
         torch.set_num_threads(max(1, int(env.get(WORKER_THREADS_ENV, "1"))))
-    _WORKER = LoadedExtractors(config)
 
 
 def _worker_task(job: Job, cache_root: str, wait: bool = True) -> Failure | str | None:

@@ -312,7 +312,8 @@ class LoadedExtractors:
         wave = None
         sequences, arrays, transcript, extra = out.sequences, out.arrays, out.transcript, out.extra
         if self.config.align == "words":
-            sequences = self._timed(path, "align", timings, lambda: self.align_words(sequences, arrays, transcript, path))
+            sequences = self._timed(path, "align", timings,
+                                    lambda: self.align_words(sequences, arrays, transcript, path))
         timings["total"] = time.perf_counter() - t0
         keep_transcript = "asr" in self.extractors or "text" in self.extractors or transcript
         meta = self._meta(path, info, transcript, sequences, timings)
