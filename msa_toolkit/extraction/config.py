@@ -7,7 +7,7 @@ library and the CLI describe a setting in the same words.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from .._fields import doc, field_helps
@@ -106,7 +106,10 @@ class ExtractConfig:
 
         Raises :class:`SpecMismatchError` naming what cannot be reproduced:
         precomputed features (non-empty ``origin``), an extractor unknown here,
-        a model that cannot be loaded offline, or a version/dim that differs.
+        a model that cannot be loaded offline, or a version/dim that differs. A parameter an
+        extractor gained after ``spec`` was written takes the value that reproduces it
+        (:meth:`~msa_toolkit.extractors.base.Extractor.recorded_params`), so the returned
+        configuration's own spec names it explicitly.
         """
         if spec.origin:
             raise SpecMismatchError(
@@ -117,6 +120,9 @@ class ExtractConfig:
         for e in spec.extractors:
             if e.modality not in CONFIG_STAGES:
                 raise SpecMismatchError(f"unknown modality {e.modality!r} in FeatureSpec")
+        # a parameter added since the spec was written takes the value it had then, on both sides
+        spec = spec.with_extractors(replace(e, params=_recorded_params(e.name, e.params)) for e in spec.extractors)
+        for e in spec.extractors:
             kw[e.modality] = e.name
             kw[f"{e.modality}_params"] = dict(e.params)
         try:
@@ -130,6 +136,18 @@ class ExtractConfig:
     def to_dict(self) -> dict[str, Any]:
         return {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
                 for k, v in asdict(self).items()}
+
+
+def _recorded_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` of a recorded extractor spec, completed with the values that extractor ``name`` had
+    before any parameter added since (an unknown name is left for ``build_spec`` to report)."""
+    from ..extractors.base import get_extractor_class
+
+    try:
+        cls = get_extractor_class(name)
+    except KeyError:
+        return dict(params)
+    return cls.recorded_params(params)
 
 
 def field_help(name: str) -> str:

@@ -131,6 +131,10 @@ class WhisperASR(ASRExtractor):
         "vad_filter": True,
         # beam search width; 1 = greedy decoding (openai-whisper's transcribe() default), ~20 % faster than 5
         "beam_size": 1,
+        # candidates sampled at each fall-back temperature (a window whose greedy text is too repetitive
+        # or improbable is decoded again at 0.2, 0.4, ...); 1 = openai-whisper's transcribe() default,
+        # 5 = faster-whisper's and the whisper CLI's (about 2x the ASR time on repetitive speech)
+        "best_of": 1,
         # "transcribe" or "translate" (to English; multilingual models only)
         "task": "transcribe",
         # condition each window on the previous text (off: fewer repetition loops)
@@ -162,6 +166,8 @@ class WhisperASR(ASRExtractor):
         "batch_size": 8,
     }
     RUNTIME_PARAMS: ClassVar[frozenset[str]] = frozenset({"compute_type", "device", "cpu_threads", "batch_size"})
+    # specs recorded before best_of existed were decoded with faster-whisper's default
+    EARLIER_VALUES: ClassVar[Mapping[str, Any]] = {"best_of": 5}
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -223,6 +229,7 @@ class WhisperASR(ASRExtractor):
             offset = a / sample_rate
             segments, info = self._decoder(len(piece) / sample_rate)(
                 piece, language=p["language"], task=p["task"], beam_size=int(p["beam_size"]),
+                best_of=int(p["best_of"]),
                 vad_filter=bool(p["vad_filter"]), word_timestamps=True,
                 condition_on_previous_text=bool(p["condition_on_previous_text"]),
                 no_speech_threshold=float(p["no_speech_threshold"]),

@@ -39,6 +39,10 @@ class Extractor(ABC):
     DEFAULTS: ClassVar[Mapping[str, Any]] = {}
     #: parameters that do not change the output (device, threads, batch size): kept out of the spec
     RUNTIME_PARAMS: ClassVar[frozenset[str]] = frozenset()
+    #: parameters added after specs were first recorded, each with the value that reproduces a
+    #: recorded spec lacking it (what the extractor did before the parameter existed); see
+    #: :meth:`recorded_params`
+    EARLIER_VALUES: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.DEFAULTS))
@@ -46,6 +50,12 @@ class Extractor(ABC):
             raise ValueError(f"extractor {self.name!r} has no parameter(s) {unknown}; valid: {sorted(self.DEFAULTS)}")
         self.params: dict[str, Any] = {**self.DEFAULTS, **params}
         self._loaded = False
+
+    @classmethod
+    def recorded_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters that reproduce ``params`` as a spec recorded them: a key absent from a spec
+        written before it existed takes its :attr:`EARLIER_VALUES` value, not today's default."""
+        return {**{k: v for k, v in cls.EARLIER_VALUES.items() if k not in params}, **params}
 
     def load(self) -> None:
         """Load models/resources once (override :meth:`_load`)."""

@@ -160,3 +160,42 @@ def test_long_audio_is_transcribed_in_pieces(asr, assets_dir, sentences):
     starts = np.array([w.start for w in tr.words])
     assert np.all(np.diff(starts) >= 0) and starts[-1] > 2 * (len(wave) + len(gap)) / SR
     assert tr.segments[-1].last_word == len(tr.words)
+
+
+def _fake_decoder(calls):
+    def transcribe(audio, **kw):
+        calls.append(kw)
+        return iter(()), SimpleNamespace(language="en")
+    return SimpleNamespace(transcribe=transcribe)
+
+
+def test_fallback_samples_one_candidate_by_default():
+    """A window decoded again at a fall-back temperature samples best_of candidates: 1 by default
+    (openai-whisper's transcribe()), not faster-whisper's 5, which doubled ASR time on repetitive speech."""
+    rng = np.random.default_rng(0)
+    speechy = (np.sin(np.linspace(0, 2000, 3 * SR)) * np.repeat(rng.random(30), SR // 10)).astype(np.float32)
+    for params, want in (({}, 1), ({"best_of": 5}, 5)):
+        calls: list[dict] = []
+        a = WhisperASR(**params)
+        a._model, a._loaded = _fake_decoder(calls), True
+        a.transcribe(speechy, SR)
+        assert [c["best_of"] for c in calls] == [want]
+    assert WhisperASR().spec.params["best_of"] == 1
+
+
+def test_spec_recorded_before_best_of_reproduces_faster_whispers_default():
+    """A FeatureSpec written before ``best_of`` existed was decoded with faster-whisper's 5 candidates:
+    from_spec must reproduce that, not today's default, and must not call the spec incompatible."""
+    from dataclasses import replace
+
+    from msa_toolkit.extraction.config import ExtractConfig
+    from msa_toolkit.spec import FeatureSpec
+
+    spec = ExtractConfig(vision=None, audio=None).build_spec()
+    asr = spec.get("asr")
+    old = FeatureSpec((replace(asr, params={k: v for k, v in asr.params.items() if k != "best_of"}),
+                       spec.get("text")))
+    cfg = ExtractConfig.from_spec(old)
+    assert cfg.asr == "whisper" and cfg.asr_params["best_of"] == 5
+    assert cfg.build_spec().get("asr").params["best_of"] == 5
+    assert ExtractConfig.from_spec(spec).asr_params["best_of"] == 1
