@@ -137,16 +137,21 @@ def measure(clip: Path, warm_runs: int) -> dict:
         # warm-up on a short fixture so one-off initialisation is not charged to the clip
         runner.run(ASSETS / "speech_positive.mp4")
         before.run(ASSETS / "speech_positive.mp4")
-        runs: dict[str, list[dict]] = {"before": [], "sequential": [], "overlapped": []}
+        runs: dict[str, list[dict]] = {"before": [], "sequential": [], "overlapped": [], "best_of_5": []}
+        asr_params = runner.extractors["asr"].params
+        default_best_of = asr_params["best_of"]
         bundles = {}
         for _ in range(warm_runs):  # alternate the schedules, so all see the same machine load
             for mode in runs:
-                runner.parallel_stages = mode == "overlapped"
+                runner.parallel_stages = mode in ("overlapped", "best_of_5")
+                # best_of_5: the overlapped default with faster-whisper's 5 candidates per fall-back temperature
+                asr_params["best_of"] = 5 if mode == "best_of_5" else default_best_of
                 load = os.getloadavg()[0]
                 t, c = time.perf_counter(), time.process_time()
                 bundles[mode] = (before if mode == "before" else runner).run(clip)
                 wall, cpu = time.perf_counter() - t, time.process_time() - c
                 runs[mode].append({"wall": wall, "cpu": cpu, "load": load, "timings": bundles[mode].meta["timings"]})
+        asr_params["best_of"] = default_best_of
         out["modes"] = {mode: _summary(rs, dur) for mode, rs in runs.items()}
         par = out["modes"]["overlapped"]
         out["stages_s"] = par["stages_s"]
@@ -198,6 +203,7 @@ def _before_runner(cfg):
     before = extraction.LoadedExtractors(cfg)
     before.parallel_stages = False
     before.extractors["asr"].params["cpu_threads"] = 0
+    before.extractors["asr"].params["best_of"] = 5  # faster-whisper's default, used until best_of was a parameter
     before.threads = ThreadPlan(before.threads.cores, torch.get_num_threads(), cv2.getNumThreads())
     before.load()
     return before
@@ -329,10 +335,14 @@ def write_md(report: dict, path: Path) -> None:
               "longest lane: Whisper on one thread (~0.07 RTF on the 10 s clip when the machine is quiet) or "
               "the face extractor (~0.07-0.08), and on this 2-core machine other processes take their share too.",
               "- The 60 s clip loops the same three sentences, so Whisper's compression-ratio check "
-              "(> 2.4 = repetitive) rejects some 30 s windows and decodes them again with temperature "
-              "sampling 0.2, 0.4, ... (faster-whisper's fallback): ASR costs ~0.10-0.15 RTF there instead of "
-              "~0.07, and the sampled words can differ between two runs (the *same transcript* column; the "
-              "acoustic and visual features are still identical). Real speech rarely triggers the fallback.",
+              "(> 2.4 = repetitive) rejects a 30 s window (ratio 2.42) and decodes it again with temperature "
+              "sampling 0.2, 0.4, ... (the fall-back), and the sampled words can differ between two runs (the "
+              "*same transcript* column; the acoustic and visual features are still identical). Real speech "
+              "rarely triggers the fall-back. Each fall-back temperature samples `best_of` candidates: 1 by "
+              "default since 2026-12-01 (openai-whisper's `transcribe()` default), against faster-whisper's 5, "
+              "which made ASR on this clip cost ~0.11-0.13 RTF on one thread instead of ~0.06-0.08 (the *best_of "
+              "5* column; ~0.04 with no fall-back at all). Specs recorded before `best_of` existed reproduce "
+              "with 5 (`WhisperASR.EARLIER_VALUES`).",
               "- Workers on this 2-core machine: one worker already keeps both cores busy (overlapped stages), "
               "so two workers cannot be faster: they load the models twice (~6 s of CPU each) and share the same "
               "two cores, one thread each. " + _workers_ratio_note(report) + " (Before issue 18 two workers "
@@ -356,21 +366,26 @@ def _modes_md(report: dict) -> list[str]:
     rows = [r for r in report["clips"] if "modes" in r]
     if not rows:
         return []
-    lines = ["Before / after (same process, warm models, the three schedules alternating "
+    lines = ["Before / after (same process, warm models, the four schedules alternating "
              f"{rows[0]['warm_runs']} rounds): *before* = as before issue 18 (stages one after the other, "
              "CTranslate2's default threads, torch/OpenCV untouched; a second set of models); *sequential* = "
              "`MSA_PARALLEL_STAGES=0` (one after the other, thread plan of this change); *overlapped* = the new "
-             "default. RTF median (fastest), every run; load = 1-minute load average before each run, median "
-             "(it includes this benchmark's own 1-2 threads):",
-             "", "| clip | before RTF | sequential RTF | overlapped RTF | speed-up before -> overlapped (medians) | "
-             "runs before / sequential / overlapped | CPU s / media s before / seq / overlapped | load | "
-             "same audio+vision features | same transcript |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "default; *best_of 5* = overlapped, but Whisper samples 5 candidates at each fall-back temperature "
+             "(faster-whisper's default, the toolkit's until 2026-12-01; *before* does too). RTF median "
+             "(fastest), every run; load = 1-minute load average before each run, median (it includes this "
+             "benchmark's own 1-2 threads):",
+             "", "| clip | before RTF | sequential RTF | overlapped RTF | best_of 5 RTF | speed-up before -> "
+             "overlapped (medians) | runs before / sequential / overlapped / best_of 5 | CPU s / media s before "
+             "/ seq / overlapped | load | same audio+vision features | same transcript |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r["modes"]
         b, s, p = m.get("before", m["sequential"]), m["sequential"], m["overlapped"]
-        runs = " / ".join(", ".join(f"{x:.3f}" for x in q["rtf_runs"]) for q in (b, s, p))
+        b5 = m.get("best_of_5")
+        runs = " / ".join(", ".join(f"{x:.3f}" for x in q["rtf_runs"]) for q in (b, s, p, b5) if q)
+        b5_cell = f"{b5['rtf_median']:.3f} ({b5['rtf_min']:.3f})" if b5 else "-"
         lines.append(f"| {r['clip']} | {b['rtf_median']:.3f} ({b['rtf_min']:.3f}) | {s['rtf_median']:.3f} "
-                     f"({s['rtf_min']:.3f}) | **{p['rtf_median']:.3f}** ({p['rtf_min']:.3f}) | "
+                     f"({s['rtf_min']:.3f}) | **{p['rtf_median']:.3f}** ({p['rtf_min']:.3f}) | {b5_cell} | "
                      f"{b['rtf_median'] / p['rtf_median']:.2f}x | {runs} | {b['cpu_s_per_media_s']:.3f} / "
                      f"{s['cpu_s_per_media_s']:.3f} / {p['cpu_s_per_media_s']:.3f} | {p['load_median']:.1f} | "
                      f"{r.get('same_features')} | {r.get('same_transcript')} |")
