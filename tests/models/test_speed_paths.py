@@ -6,7 +6,9 @@
   values, the gradients, seeding by ``torch.manual_seed``, and ``nn.Dropout`` itself where they defer to it;
 - batches without padding: the masks are dropped (``layers.unpadded``) and the results equal
   the masked computation with a mask of ones (forward and gradients, fp32, 1e-6);
-- ALMT's token embedding runs its last layer on the token rows only: equal to the full layer.
+- ALMT's token embedding runs its last layer on the token rows only: equal to the full layer;
+- narrow heads multiply attention weights by values transposed (``layers._NarrowValues``): equal to
+  ``w @ v``, gradients too.
 """
 
 from __future__ import annotations
@@ -210,3 +212,41 @@ def test_dlf_shared_encoder_stacks_aligned_modalities_with_the_same_results(padd
         torch.testing.assert_close(stacked[m], apart[m], **TOL)
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("Dh", [4, 16, 32])  # narrow heads take layers._NarrowValues, Dh 32 the plain matmul
+def test_attention_values_product_equals_matmul_in_both_orientations(monkeypatch, Dh):
+    calls = []
+    apply = layers._NarrowValues.apply
+    monkeypatch.setattr(layers._NarrowValues, "apply", lambda *a: calls.append(1) or apply(*a))
+    torch.manual_seed(0)
+    w = torch.softmax(torch.randn(3, 2, 7, 9), dim=-1).requires_grad_()
+    v = torch.randn(3, 2, 9, Dh, requires_grad=True)
+    out = layers._weigh_values(w, v)
+    assert bool(calls) == (Dh <= layers.NARROW_HEAD_MAX) and out.shape == (3, 2, 7, Dh)
+    g = torch.randn_like(out)
+    want = w @ v
+    torch.testing.assert_close(out, want, **TOL)
+    for got, exp in zip(torch.autograd.grad((out * g).sum(), (w, v)), torch.autograd.grad((want * g).sum(), (w, v))):
+        torch.testing.assert_close(got, exp, **TOL)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 mixed precision: bf16 GEMMs, as matmul's
+        low = layers._weigh_values(w, v)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), want, atol=2e-2, rtol=2e-2)
+
+
+def test_keep_mask_numpy_draw_is_pcg64_from_a_torch_seed_compared_and_scaled_in_float32():
+    """The large-mask draw: one int64 from torch's generator seeds PCG64; an entry is ``scale`` where the
+    float32 uniform is >= p. Pinned, so a change of how the mask is computed keeps seeded runs' masks."""
+    import numpy as np
+
+    shape, p, scale = (64, 300), 0.3, 1 / 0.7
+    torch.manual_seed(5)
+    got = keep_mask(shape, p, torch.float32, "cpu", scale=scale)
+    torch.manual_seed(5)
+    seed = int(torch.randint(0, 2 ** 62, (), dtype=torch.int64))
+    u = torch.from_numpy(np.random.Generator(np.random.PCG64(seed)).random(64 * 300, dtype=np.float32))
+    assert got.dtype == torch.float32 and torch.equal(got, ((u >= p) * scale).view(shape))
+    torch.manual_seed(5)
+    half = keep_mask(shape, p, torch.bfloat16, "cpu", scale=scale)
+    assert half.dtype == torch.bfloat16 and torch.equal(half, got.to(torch.bfloat16))
