@@ -10,10 +10,10 @@ import typer
 
 from ._options import ExtractorFlags, extract_config, extractor_options
 
-#: shown in --help: what the bundled model is (kept in step with assets/default_model/MODEL_CARD.md)
 #: the --json / --csv value that means standard output
 STDOUT = "-"
 
+#: shown in --help: what the bundled model is (kept in step with assets/default_model/MODEL_CARD.md)
 DEFAULT_MODEL_NOTE = (
     "Without --checkpoint the bundled default model is used: a text-only model (Whisper tiny.en transcript -> "
     "all-MiniLM-L6-v2 token features -> text_only regression head) trained on the human sentiment labels of "

@@ -51,8 +51,10 @@ class SinusoidalPositionalEncoding(nn.Module):
     """Fixed sine/cosine positions for any length (:func:`sinusoidal_table`); no parameters.
 
     ``forward(x)`` returns the [L, D] table for ``x`` [B, L, D] in ``x``'s dtype (add it yourself).
-    Tables are kept per (length, device, dtype) once computed (a DLF forward asked for 17, each
-    about eight small ops); under ``torch.compile`` they are computed in the graph.
+    One table per (device, dtype) is kept, as long as the longest sequence seen, and shorter
+    sequences get its first rows (a row depends on its step only): a DLF forward asked for 17
+    tables, each about eight small ops, and a table per length would grow with every new length
+    of a length-bucketed run. Under ``torch.compile`` the table is computed in the graph.
     """
 
     def __init__(self, dim: int, layout: str = "interleaved"):
@@ -60,17 +62,18 @@ class SinusoidalPositionalEncoding(nn.Module):
         if layout not in SINUSOID_LAYOUTS:
             raise ValueError(f"unknown sinusoid layout {layout!r}; expected one of {SINUSOID_LAYOUTS}")
         self.dim, self.layout = dim, layout
-        self._tables: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+        self._tables: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        L = x.shape[1]
         if torch.compiler.is_compiling():
-            return sinusoidal_table(x.shape[1], self.dim, self.layout, x.device, x.dtype)
-        key = (x.shape[1], x.device, x.dtype)
+            return sinusoidal_table(L, self.dim, self.layout, x.device, x.dtype)
+        key = (x.device, x.dtype)
         table = self._tables.get(key)
-        if table is None:
+        if table is None or table.shape[0] < L:
             with torch.inference_mode(False):  # a table first built under inference_mode must serve autograd later
-                table = self._tables[key] = sinusoidal_table(x.shape[1], self.dim, self.layout, x.device, x.dtype)
-        return table
+                table = self._tables[key] = sinusoidal_table(L, self.dim, self.layout, x.device, x.dtype)
+        return table if table.shape[0] == L else table[:L]
 
 
 class LearnedPositionalEncoding(nn.Module):

@@ -90,6 +90,17 @@ def test_sinusoidal_tables_are_kept_per_length_and_serve_autograd_after_inferenc
     assert torch.equal(other, sinusoidal_table(4, 6, "fairseq", dtype=torch.float64))
 
 
+def test_sinusoidal_positions_keep_one_table_per_device_and_dtype_whatever_the_lengths():
+    """A table per length grew with every new length of a length-bucketed run; the longest one serves all."""
+    pe = SinusoidalPositionalEncoding(6, "fairseq")
+    for L in (5, 3, 9, 4, 9, 1):
+        assert torch.equal(pe(torch.zeros(2, L, 6)), sinusoidal_table(L, 6, "fairseq"))
+    assert len(pe._tables) == 1 and next(iter(pe._tables.values())).shape == (9, 6)
+    x = torch.randn(2, 4, 6, requires_grad=True)
+    (x + pe(x)).sum().backward()  # a slice of the kept table serves autograd too
+    assert x.grad is not None
+
+
 def test_fairseq_layout_values_by_hand():
     # dim 6: h = 3, w_i = exp(-i ln(10000) / (h - 1)) = 1, 0.01, 0.0001; row t holds position t + 1
     w = (1.0, 0.01, 0.0001)
