@@ -19,7 +19,8 @@ from .._fields import doc
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
-from .layers import CrossModalTransformer, Dropout, last_valid, masked_mean
+from .layers import Dropout, last_valid, masked_mean
+from .transformer import CrossModalTransformer
 from .heads import ConvProjection, MLPHead, ResidualHead
 from .text_encoder import TextEncoder
 from .presets import MOSEI_INPUTS, MOSI_INPUTS  # re-exported: the presets' old home
@@ -319,7 +320,6 @@ class MulT(MSAModel):
         states = []
         for t in MODALITIES:
             hs = [self.cross[f"{s}_to_{t}"](p[t], masks[t], p[s], masks[s]) for s in MODALITIES if s != t]
-            h = self.mem[t](torch.cat(hs, dim=-1), masks[t])
-            states.append(last_valid(h, masks[t]))
+            states.append(self.mem[t].forward_last(torch.cat(hs, dim=-1), masks[t]))
         pred, rep = self.head(torch.cat(states, dim=-1))
         return ModelOutput(pred.squeeze(-1), {"representation": rep})

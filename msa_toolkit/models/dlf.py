@@ -62,7 +62,8 @@ from .._fields import doc
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .grouped import grouping_on, run_grouped
-from .layers import CrossModalTransformer, dropout, last_valid, masked_mean, unpadded
+from .layers import dropout, last_valid, masked_mean, unpadded
+from .transformer import CrossModalTransformer
 from .heads import ConvProjection, ResidualHead
 from .text_encoder import TextEncoder
 from .losses import cosine_orthogonality, masked_mse, modified_triplet_loss, regression_loss
@@ -203,10 +204,9 @@ class DLF(MSAModel):
         sh = self._shared(proj, mask)
         encoders = self._encoders_grouped if grouping_on(proj["text"]) else self._encoders
         pred_c, h_c, lfa = encoders(proj, sh, mask, aux)
-        tm = mask["text"]
         gated = []
         for m in MODALITIES:
-            pred_m, rep_m = self.specific_heads[m](last_valid(lfa[m], tm))
+            pred_m, rep_m = self.specific_heads[m](lfa[m])
             aux[f"pred_{m}"] = pred_m.squeeze(-1)
             gated.append(torch.sigmoid(self.gates[m](rep_m)))
         gated.append(torch.sigmoid(self.shared_gate(h_c)))
@@ -220,7 +220,9 @@ class DLF(MSAModel):
         """The specific encoders (on the projections, then on the reconstructions), the shared branch
         (self-attention, last states, head) and the Language-Focused Attractor (L->L memory; A->L and V->L
         cross-modal transformers, then their memories), module by module. Returns the shared prediction
-        [B, 1], the shared state ``h_c`` [B, 3d] and the LFA sequences by modality; fills ``aux``."""
+        [B, 1], the shared state ``h_c`` [B, 3d] and the LFA states at the last valid text step by modality
+        [B, d]; fills ``aux``. The transformers whose last state alone is used compute their final block for
+        that step only (``CrossModalTransformer.forward_last``: exact, fewer and smaller operations)."""
         s = {}
         for m in MODALITIES:
             p = proj[m]
@@ -230,13 +232,13 @@ class DLF(MSAModel):
                         f"specific_recon_{m}": self.specific_encoders[m](recon, mask[m]),
                         f"shared_embed_{m}": self.triplet_proj[m](masked_mean(sh[m], mask[m]))})
         # shared branch
-        h_c = torch.cat([last_valid(self.shared_self_attn[m](sh[m], mask[m]), mask[m]) for m in MODALITIES], -1)
+        h_c = torch.cat([self.shared_self_attn[m].forward_last(sh[m], mask[m]) for m in MODALITIES], -1)
         pred_c, _ = self.shared_head(h_c)
         # Language-Focused Attractor in the specific space (language-length sequences)
         tm = mask["text"]
-        lfa = {"text": self.lfa_text_mem(s["text"], tm)}
+        lfa = {"text": self.lfa_text_mem.forward_last(s["text"], tm)}
         for m in ("audio", "vision"):
-            lfa[m] = self.lfa_mem[m](self.lfa_cross[m](s["text"], tm, s[m], mask[m]), tm)
+            lfa[m] = self.lfa_mem[m].forward_last(self.lfa_cross[m](s["text"], tm, s[m], mask[m]), tm)
         return pred_c, h_c, lfa
 
     def _encoders_grouped(self, proj: dict[str, torch.Tensor], sh: dict[str, torch.Tensor],
@@ -268,6 +270,7 @@ class DLF(MSAModel):
                         f"specific_recon_{m}": re,
                         f"shared_embed_{m}": self.triplet_proj[m](masked_mean(sh[m], mask[m]))})
         lfa = {"text": out[0], **dict(zip(av, run_grouped([self.lfa_mem[m] for m in av], out[4:], [tm, tm])))}
+        lfa = {m: last_valid(x, tm) for m, x in lfa.items()}
         pred_c, _ = self.shared_head(h_c)
         return pred_c, h_c, lfa
 

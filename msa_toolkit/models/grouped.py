@@ -1,7 +1,7 @@
 """Grouped execution: G modules of one architecture, different weights, same-shaped inputs, one op per layer.
 
-DLF runs about fifteen small :class:`~.layers.CrossModalTransformer` calls per step and MMCL six
-:class:`~.layers.EncoderLayer` calls, many on inputs of one shape; at their widths (d = 50, 5-dim
+DLF runs about fifteen small :class:`~.transformer.CrossModalTransformer` calls per step and MMCL six
+:class:`~.transformer.EncoderLayer` calls, many on inputs of one shape; at their widths (d = 50, 5-dim
 heads) the per-op overhead looked like the cost to cut (on the CPU it measured small: see
 :data:`GROUPED_DEVICES`). :func:`run_grouped` stacks the inputs along a new leading group axis and
 runs each layer once for the whole group:
@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import CrossModalTransformer, EncoderLayer, MultiHeadAttention, SelfAttention, attend
+from .layers import MultiHeadAttention, SelfAttention, attend
+from .transformer import CrossModalTransformer, EncoderLayer
 
 __all__ = ["run_grouped", "grouping_on", "structure", "GROUPED_DEVICES"]
 
@@ -87,8 +88,8 @@ def run_grouped(modules: Sequence[nn.Module], inputs: Sequence[torch.Tensor],
                 source_masks: Sequence[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
     """``[modules[i](inputs[i], masks[i], sources[i], source_masks[i]) for i]``, grouped where possible.
 
-    ``modules``: :class:`~.layers.CrossModalTransformer` s (``sources`` / ``source_masks`` for cross-modal
-    ones) or :class:`~.layers.EncoderLayer` s; other modules (e.g. the parity scripts' stand-ins) are called
+    ``modules``: :class:`~.transformer.CrossModalTransformer` s (``sources`` / ``source_masks`` for cross-modal
+    ones) or :class:`~.transformer.EncoderLayer` s; other modules (e.g. the parity scripts' stand-ins) are called
     one by one, as ``module(input, mask)`` when they have no source. Calls whose module
     structure (:func:`structure`) and input / source shapes agree run as one group (module docstring);
     the results come back in the order of ``modules``.
@@ -173,7 +174,7 @@ def _layer_norm(x: torch.Tensor, norms: Sequence[nn.LayerNorm]) -> torch.Tensor:
 
 
 def _feed_forward(ffs: Sequence[nn.Sequential], x: torch.Tensor) -> torch.Tensor:
-    """G :class:`~.layers.FeedForward` s (Linear, activation, Dropout, Linear) on ``x`` [G, B, L, D]."""
+    """G :class:`~.transformer.FeedForward` s (Linear, activation, Dropout, Linear) on ``x`` [G, B, L, D]."""
     f0 = ffs[0]
     h = f0[2](f0[1](_linears(x, [f[0] for f in ffs])))
     return _linears(h, [f[3] for f in ffs])
@@ -219,7 +220,7 @@ def _multi_head(attns: Sequence[MultiHeadAttention], h: torch.Tensor, kv: torch.
 
 def _cross_modal(group: Sequence[CrossModalTransformer], x: torch.Tensor, mask: torch.Tensor | None,
                  source: torch.Tensor | None, source_mask: torch.Tensor | None) -> torch.Tensor:
-    """G :class:`~.layers.CrossModalTransformer` s on ``x`` [G, B, Lt, D] (``source`` [G, B, Ls, D])."""
+    """G :class:`~.transformer.CrossModalTransformer` s on ``x`` [G, B, Lt, D] (``source`` [G, B, Ls, D])."""
     m0 = group[0]
     embed = lambda t: m0.embed_drop(m0.scale * t + m0.pos(t[0]))  # noqa: E731 -- pos reads t's [B, L, D]
     x = embed(x)
@@ -247,7 +248,7 @@ def _self_attention(attns: Sequence[SelfAttention], x: torch.Tensor, mask: torch
 
 
 def _encoder_layer(group: Sequence[EncoderLayer], x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """G :class:`~.layers.EncoderLayer` s on ``x`` [G, B, L, D], ``mask`` [G*B, L]."""
+    """G :class:`~.transformer.EncoderLayer` s on ``x`` [G, B, L, D], ``mask`` [G*B, L]."""
     e0 = group[0]
     attn = lambda t: _self_attention([e.attn for e in group], t, mask)  # noqa: E731
     ff = lambda t: _feed_forward([e.ff for e in group], t)  # noqa: E731

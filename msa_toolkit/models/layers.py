@@ -8,7 +8,7 @@ returns a zero update instead of NaN.
 
 Contents:
 - masks and pooling: :func:`unpadded` (None for a CPU mask without padding), :func:`mask_fill`,
-  :func:`masked_mean`, :func:`last_valid`
+  :func:`masked_mean`, :func:`last_valid`, :func:`take_last` (the last valid row, not zeroed)
 - dropout (defined in :mod:`.dropout`, re-exported): :func:`keep_mask` (the inverted-dropout mask, drawn
   fast on the CPU), :class:`Dropout` / :func:`dropout` (``nn.Dropout`` / ``F.dropout`` with that draw)
 - positions (defined in :mod:`.positions`, re-exported): :func:`sinusoidal_table`,
@@ -16,10 +16,11 @@ Contents:
   fairseq's halves-from-position-1 layout), :class:`LearnedPositionalEncoding`
 - attention: :func:`attend` (the one scaled dot-product call, safe key masks), :class:`MultiHeadAttention`
   (fused q/k/v projection, self or cross; loads older separate to_q/to_k/to_v weights), :class:`SelfAttention` (one fused q/k/v projection)
-- transformer blocks: :class:`TransformerBlock` (pre-LN self- or cross-attention block, MulT / DLF /
-  ALMT), :class:`EncoderLayer` (post- or pre-norm self-attention layer with fused projections that
-  zeroes padded steps, MMCL / MInD), :class:`CrossModalTransformer` (MulT's cross-modal /
-  self-attention encoder, also DLF's building block)
+- transformer blocks (defined in :mod:`.transformer`, re-exported): :class:`TransformerBlock` (pre-LN self-
+  or cross-attention block, MulT / DLF / ALMT), :class:`EncoderLayer` (post- or pre-norm self-attention layer
+  with fused projections that zeroes padded steps, MMCL / MInD), :class:`CrossModalTransformer` (MulT's
+  cross-modal / self-attention encoder, also DLF's building block); ``forward_last`` on each computes the
+  final block for the last valid step only
 
 Input projections, heads and gradient reversal are in :mod:`.heads`; the optional fine-tuned text
 encoder in :mod:`.text_encoder`.
@@ -38,7 +39,8 @@ from .positions import (SINUSOID_LAYOUTS, LearnedPositionalEncoding, SinusoidalP
                         sinusoidal_table)
 
 __all__ = [
-    "masked_mean", "last_valid", "mask_fill", "unpadded", "sinusoidal_table", "SinusoidalPositionalEncoding",
+    "masked_mean", "last_valid", "take_last", "mask_fill", "unpadded", "sinusoidal_table",
+    "SinusoidalPositionalEncoding",
     "LearnedPositionalEncoding", "attend", "MultiHeadAttention", "SelfAttention", "FeedForward", "TransformerBlock",
     "EncoderLayer", "CrossModalTransformer", "ACTIVATIONS", "activation", "keep_mask", "Dropout", "dropout",
     "FAST_DRAW_MIN_NUMEL", "SINUSOID_LAYOUTS",
@@ -94,11 +96,25 @@ def last_valid(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """
     if mask is None:
         return x[:, -1]
-    L = x.shape[1]
-    pos = torch.arange(L, device=x.device).unsqueeze(0) * mask.long()
-    idx = pos.argmax(dim=1)
-    out = x[torch.arange(x.shape[0], device=x.device), idx]
-    return out * mask.any(dim=1, keepdim=True).to(x.dtype)
+    return take_last(x, mask).squeeze(1) * mask.any(dim=1, keepdim=True).to(x.dtype)
+
+
+def take_last(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The row at the largest valid index of each sample: [B, L, D] -> [B, 1, D] (a view when ``mask`` is None).
+
+    Unlike :func:`last_valid` a sample with no valid step is not zeroed (it gets its row at index 0):
+    the ``forward_last`` methods below zero such samples once, at the end.
+    """
+    if mask is None:
+        return x[:, -1:]
+    pos = torch.arange(x.shape[1], device=x.device).unsqueeze(0) * mask.long()
+    return x[torch.arange(x.shape[0], device=x.device), pos.argmax(dim=1)].unsqueeze(1)
+
+
+def _zero_empty(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """[B, 1, D] -> [B, D], zero for a sample whose ``mask`` has no valid step."""
+    x = x.squeeze(1)
+    return x if mask is None else x * mask.any(dim=1, keepdim=True).to(x.dtype)
 
 
 # --------------------------------------------------------------------------- attention
@@ -319,134 +335,18 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                query: torch.Tensor | None = None) -> torch.Tensor:
+        """``query`` [B, Lq, D]: only these rows ask (keys and values still come from all of ``x``)."""
+        if query is None:
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+        else:
+            w, b, n = self.qkv.weight, self.qkv.bias, self.qkv.weight.shape[1]
+            q = F.linear(query, w[:n], b[:n])
+            k, v = F.linear(x, w[n:], b[n:]).chunk(2, dim=-1)
         return self.out(attend(q, k, v, self.heads, mask, self.dropout if self.training else 0.0))
 
 
-class FeedForward(nn.Sequential):
-    """Position-wise ``Linear(dim, hidden) -> act -> Dropout -> Linear(hidden, dim)``."""
-
-    def __init__(self, dim: int, hidden: int, dropout: float = 0.0, act: str = "relu"):
-        super().__init__(nn.Linear(dim, hidden), activation(act), Dropout(dropout), nn.Linear(hidden, dim))
-
-
-class TransformerBlock(nn.Module):
-    """Pre-LayerNorm transformer block: (cross-)attention + feed-forward, both residual.
-
-    Self-attention when ``cross=False``; with ``cross=True`` the queries come from
-    ``x`` and keys/values from ``context``, both normalised by ``norm_q`` when ``shared_kv_norm``
-    (MulT's and DLF's reference), else the context by its own ``norm_kv`` (the earlier layout).
-
-    ``forward(x [B, Lq, D], mask [B, Lq] | None, context [B, Lk, D] | None, context_mask [B, Lk] | None)
-    -> [B, Lq, D]``. Padded query steps are computed but carry no information
-    (callers pool with the mask).
-    """
-
-    def __init__(self, dim: int, heads: int, ff_dim: int | None = None, dropout: float = 0.1,
-                 attn_dropout: float = 0.0, ff_dropout: float | None = None, act: str = "relu",
-                 cross: bool = False, dim_head: int | None = None, qkv_bias: bool = True,
-                 shared_kv_norm: bool = False):
-        super().__init__()
-        self.cross, self.shared_kv_norm = cross, shared_kv_norm
-        self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim) if cross and not shared_kv_norm else None
-        self.attn = MultiHeadAttention(dim, heads, dim_head=dim_head, dropout=attn_dropout, qkv_bias=qkv_bias)
-        self.norm_ff = nn.LayerNorm(dim)
-        self.ff = FeedForward(dim, ff_dim or 4 * dim, dropout if ff_dropout is None else ff_dropout, act)
-        self.drop = Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None,
-                context_mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.norm_q(x)
-        if self.cross:
-            if context is None:
-                raise ValueError("a cross-attention block needs a context")
-            kv, kv_mask = (self.norm_q if self.norm_kv is None else self.norm_kv)(context), context_mask
-        else:
-            kv, kv_mask = h, mask
-        x = x + self.drop(self.attn(h, kv, kv, kv_mask))
-        return x + self.drop(self.ff(self.norm_ff(x)))
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):
-        """Refuse ``norm_kv.*`` weights in a shared-norm block: two trained norms cannot become one."""
-        old = [k for k in state_dict if k.startswith(f"{prefix}norm_kv.")]
-        if old and self.norm_kv is None:
-            for k in old:
-                state_dict.pop(k)
-            error_msgs.append(
-                f"{prefix}norm_kv: the weights have a separate key/value LayerNorm (toolkit layout before the "
-                "shared MulT norm) but this block shares one norm; build the model with shared_kv_norm=False "
-                "(and positions='interleaved', the table it was trained with) to load them as trained")
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
-
-
-class EncoderLayer(nn.Module):
-    """Transformer encoder layer: fused self-attention + feed-forward, each with residual and LayerNorm.
-
-    ``norm_first=False`` is the post-norm layout of the original Transformer (and of
-    ``torch.nn.TransformerEncoderLayer``'s default); ``True`` is pre-norm (fairseq's
-    ``normalize_before``). ``relu_dropout`` is the feed-forward activation dropout (default
-    ``dropout``). Padded steps are zeroed on output, so a sample with no valid step gives zeros.
-
-    ``forward(x [B, L, D], mask [B, L]) -> [B, L, D]``.
-    """
-
-    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float = 0.1, attn_dropout: float = 0.0,
-                 act: str = "relu", norm_first: bool = False, relu_dropout: float | None = None):
-        super().__init__()
-        self.attn = SelfAttention(dim, heads, attn_dropout)
-        self.ff = FeedForward(dim, ff_dim, dropout if relu_dropout is None else relu_dropout, act)
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.drop = Dropout(dropout)
-        self.norm_first = norm_first
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.norm_first:
-            x = x + self.drop(self.attn(self.norm1(x), mask))
-            x = x + self.drop(self.ff(self.norm2(x)))
-        else:
-            x = self.norm1(x + self.drop(self.attn(x, mask)))
-            x = self.norm2(x + self.drop(self.ff(x)))
-        return x * mask.unsqueeze(-1).to(x.dtype)
-
-
-class CrossModalTransformer(nn.Module):
-    """MulT's transformer encoder (Tsai et al., ACL 2019), cross-modal or self-attention.
-
-    The inputs are scaled by ``sqrt(dim)``, sinusoidal positions are added to both the
-    target and the source sequence, embedding dropout is applied, then ``layers``
-    pre-LN blocks and a final LayerNorm. With ``cross=True`` the target sequence
-    queries the source sequence (``source -> target`` in MulT's notation); with
-    ``cross=False`` it is a plain self-attention encoder. Defaults = the reference code:
-    ``positions="fairseq"``, ``shared_kv_norm=True`` (``"interleaved"`` / False: the earlier layout).
-
-    ``forward(x [B, Lt, D], mask [B, Lt], source [B, Ls, D] | None, source_mask [B, Ls] | None) -> [B, Lt, D]``
-    """
-
-    def __init__(self, dim: int, heads: int, layers: int, cross: bool = True, ff_mult: int = 4,
-                 dropout: float = 0.1, attn_dropout: float = 0.1, ff_dropout: float = 0.1,
-                 embed_dropout: float = 0.25, act: str = "relu", scale_embedding: bool = True,
-                 positions: str = "fairseq", shared_kv_norm: bool = True):
-        super().__init__()
-        self.cross, self.scale = cross, (math.sqrt(dim) if scale_embedding else 1.0)
-        self.pos = SinusoidalPositionalEncoding(dim, positions)
-        self.embed_drop = Dropout(embed_dropout)
-        self.blocks = nn.ModuleList([
-            TransformerBlock(dim, heads, ff_mult * dim, dropout=dropout, attn_dropout=attn_dropout,
-                             ff_dropout=ff_dropout, act=act, cross=cross, shared_kv_norm=shared_kv_norm)
-            for _ in range(layers)])
-        self.norm = nn.LayerNorm(dim)
-
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embed_drop(self.scale * x + self.pos(x))
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, source: torch.Tensor | None = None,
-                source_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self._embed(x)
-        src = self._embed(source) if (self.cross and source is not None) else None
-        for blk in self.blocks:
-            x = blk(x, mask, src, source_mask)
-        return self.norm(x)
+# the transformer blocks live in .transformer (they build on the attention above); re-exported here so
+# ``layers.CrossModalTransformer`` etc. keep working. Imported last: .transformer imports from this module.
+from .transformer import CrossModalTransformer, EncoderLayer, FeedForward, TransformerBlock  # noqa: E402

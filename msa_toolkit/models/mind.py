@@ -76,8 +76,8 @@ from ..data.batch import Batch
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
-from .layers import (ACTIVATIONS, Dropout, EncoderLayer, SinusoidalPositionalEncoding, activation, last_valid,
-                     masked_mean)
+from .layers import ACTIVATIONS, Dropout, SinusoidalPositionalEncoding, activation, last_valid, masked_mean
+from .transformer import EncoderLayer
 from .heads import grad_reverse
 from .text_encoder import TextEncoder
 from .losses import barlow_twins_loss, hsic, jsd_mi
@@ -173,9 +173,13 @@ class SequenceBackbone(nn.Module):
         h = self.conv(x.transpose(1, 2)).transpose(1, 2)  # [B, L, d]
         h = self.scale * h + self.pos(h)
         h = self.embed_drop(h) * mask.unsqueeze(-1).to(h.dtype)
-        for layer in self.layers:
+        for layer in self.layers[:-1]:
             h = layer(h, mask)
-        return last_valid(self.norm(h), mask)
+        if not self.layers:
+            return last_valid(self.norm(h), mask)
+        # only the last valid step is kept: the final layer computes that step alone (exact)
+        out = self.norm(self.layers[-1].forward_last(h, mask))
+        return out * mask.any(dim=1, keepdim=True).to(out.dtype)  # zeros for an absent modality
 
 
 #: seed of the Gaussian inputs of the noise components in eval mode (training draws from torch's global RNG)

@@ -103,7 +103,8 @@ from ._mmcl_parts import (AttentionOnlyBlock, ReplayBuffer, TargetCopy, frozen_p
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .grouped import run_grouped
-from .layers import Dropout, EncoderLayer, masked_mean
+from .layers import Dropout, masked_mean
+from .transformer import EncoderLayer
 from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 
 
