@@ -55,6 +55,7 @@ from .._fields import doc
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .layers import Dropout, LearnedPositionalEncoding, MultiHeadAttention, activation, attend, unpadded
+from .linear import Linear
 from .text_encoder import TextEncoder
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
 
@@ -101,8 +102,8 @@ class ALMTBlock(nn.Module):
         self.norm_q, self.norm_k, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, heads, dim_head=dim_head, qkv_bias=False, out_bias=True)
         self.norm_ff = nn.LayerNorm(dim)
-        self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), activation("gelu"), Dropout(dropout),
-                                nn.Linear(mlp_dim, dim), Dropout(dropout))
+        self.ff = nn.Sequential(Linear(dim, mlp_dim), activation("gelu"), Dropout(dropout),
+                                Linear(mlp_dim, dim), Dropout(dropout))
         self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
@@ -260,8 +261,8 @@ class ALMT(MSAModel):
             self.text_encoder, dt = None, c.text_dim
         d, T = c.dim, c.token_len
         self.hyper = nn.Parameter(torch.ones(T, d))
-        self.input_proj = nn.ModuleDict({"text": nn.Linear(dt, d), "audio": nn.Linear(c.audio_dim, d),
-                                         "vision": nn.Linear(c.vision_dim, d)})
+        self.input_proj = nn.ModuleDict({"text": Linear(dt, d), "audio": Linear(c.audio_dim, d),
+                                         "vision": Linear(c.vision_dim, d)})
         lengths = {"text": c.text_len, "audio": c.audio_len, "vision": c.vision_len}
         self.embed = nn.ModuleDict({m: TokenEmbedding(lengths[m], T, d, c.embed_depth, c.heads, c.dim_head,
                                                       c.mlp_dim, c.dropout, c.emb_dropout) for m in lengths})

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dropout import FAST_DRAW_MIN_NUMEL, Dropout, dropout, keep_mask
+from .linear import Linear, linear
 from .positions import (SINUSOID_LAYOUTS, LearnedPositionalEncoding, SinusoidalPositionalEncoding,
                         sinusoidal_table)
 
@@ -266,13 +267,13 @@ class MultiHeadAttention(nn.Module):
         self.heads, self.dim_head, self.dropout, self.inner = heads, dim_head, dropout, inner
         if kv_dim == dim:
             # allocated without drawing, then initialised in the order three separate Linears drew
-            self.qkv = torch.nn.utils.skip_init(nn.Linear, dim, 3 * inner, bias=qkv_bias)
+            self.qkv = torch.nn.utils.skip_init(Linear, dim, 3 * inner, bias=qkv_bias)
             self._init_like_separate(dim)
         else:
-            self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
-            self.to_k = nn.Linear(kv_dim, inner, bias=qkv_bias)
-            self.to_v = nn.Linear(kv_dim, inner, bias=qkv_bias)
-        self.to_out = nn.Linear(inner, dim, bias=out_bias)
+            self.to_q = Linear(dim, inner, bias=qkv_bias)
+            self.to_k = Linear(kv_dim, inner, bias=qkv_bias)
+            self.to_v = Linear(kv_dim, inner, bias=qkv_bias)
+        self.to_out = Linear(inner, dim, bias=out_bias)
 
     @torch.no_grad()
     def _init_like_separate(self, fan_in: int) -> None:
@@ -301,7 +302,7 @@ class MultiHeadAttention(nn.Module):
         w, b, n = self.qkv.weight, self.qkv.bias, self.inner
         if q is k and k is v:
             return self.qkv(q).chunk(3, dim=-1)
-        piece = lambda x, lo, hi: F.linear(x, w[lo:hi], None if b is None else b[lo:hi])  # noqa: E731
+        piece = lambda x, lo, hi: linear(x, w[lo:hi], None if b is None else b[lo:hi])  # noqa: E731
         if k is v:
             return (piece(q, 0, n), *piece(k, n, 3 * n).chunk(2, dim=-1))
         return piece(q, 0, n), piece(k, n, 2 * n), piece(v, 2 * n, 3 * n)
@@ -332,8 +333,8 @@ class SelfAttention(nn.Module):
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.heads, self.dropout = heads, dropout
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim)
+        self.out = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 query: torch.Tensor | None = None) -> torch.Tensor:
@@ -342,8 +343,8 @@ class SelfAttention(nn.Module):
             q, k, v = self.qkv(x).chunk(3, dim=-1)
         else:
             w, b, n = self.qkv.weight, self.qkv.bias, self.qkv.weight.shape[1]
-            q = F.linear(query, w[:n], b[:n])
-            k, v = F.linear(x, w[n:], b[n:]).chunk(2, dim=-1)
+            q = linear(query, w[:n], b[:n])
+            k, v = linear(x, w[n:], b[n:]).chunk(2, dim=-1)
         return self.out(attend(q, k, v, self.heads, mask, self.dropout if self.training else 0.0))
 
 

@@ -5,6 +5,7 @@ Pipeline (B batch, d = ``config.d_model``)::
     text [B, Lt, Dt] -> (optional fine-tuned BERT) -> masked mean -> Linear-ReLU-LayerNorm     -> u_t [B, d]
     audio [B, La, Da], vision [B, Lv, Dv] -> Conv1d(k=1) -> sinusoidal positions
         -> pre-norm transformer (3 layers, 4 heads) -> LayerNorm -> last valid step               -> u_a, u_v [B, d]
+           (the final layer computes only that step: EncoderLayer.forward_last, exact)
     shared encoder E_c (Linear-act-LayerNorm-Dropout-Linear-act, one for all modalities):
         invariant  c_m = E_c(u_m)                                                               [B, d]
     private encoders E_m (same shape, one per modality):

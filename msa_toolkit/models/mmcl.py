@@ -104,6 +104,7 @@ from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .grouped import run_grouped
 from .layers import Dropout, masked_mean
+from .linear import Linear
 from .transformer import EncoderLayer
 from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 
@@ -222,7 +223,7 @@ class MMCL(MSAModel):
         _validate(config)
         d, c = config.d_model, config
         dims = {"text": c.text_dim, "audio": c.audio_dim, "vision": c.vision_dim}
-        self.proj = nn.ModuleDict({m: nn.Linear(dims[m], d) for m in MODALITIES})
+        self.proj = nn.ModuleDict({m: Linear(dims[m], d) for m in MODALITIES})
         # intra-modal enhancement of the common features
         self.common_blocks = nn.ModuleDict({m: _common_block(c) for m in MODALITIES})
         self.policy = MMCLPolicy(d)

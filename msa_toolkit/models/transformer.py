@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .dropout import Dropout
+from .linear import Linear
 from .layers import MultiHeadAttention, SelfAttention, _zero_empty, activation, last_valid, take_last
 from .positions import SinusoidalPositionalEncoding
 
@@ -28,7 +29,7 @@ class FeedForward(nn.Sequential):
     """Position-wise ``Linear(dim, hidden) -> act -> Dropout -> Linear(hidden, dim)``."""
 
     def __init__(self, dim: int, hidden: int, dropout: float = 0.0, act: str = "relu"):
-        super().__init__(nn.Linear(dim, hidden), activation(act), Dropout(dropout), nn.Linear(hidden, dim))
+        super().__init__(Linear(dim, hidden), activation(act), Dropout(dropout), Linear(hidden, dim))
 
 
 class TransformerBlock(nn.Module):
