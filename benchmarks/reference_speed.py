@@ -343,7 +343,8 @@ def measure(ref: Side, tk: Side, s: Setting, rounds: int, steps: int, device: to
 GEMM_OPS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm",
                       "aten::mkldnn_convolution", "aten::convolution_backward",
                       "aten::_scaled_dot_product_flash_attention_for_cpu",
-                      "aten::_scaled_dot_product_flash_attention_for_cpu_backward"})
+                      "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+                      "mkldnn::_linear_pointwise"})  # models/linear.py's oneDNN linears
 
 
 def gemm_share(fn: Callable[[], None]) -> dict[str, float]:
