@@ -249,8 +249,8 @@ class DLF(MSAModel):
         Transformers of one architecture on inputs of one shape run as one batched op per layer: with
         aligned inputs the 3 specific encoders with the 3 shared self-attentions, the 3 re-encodings with
         the L->L memory, the 2 cross-modal transformers, the 2 memories. Same results at dropout 0; the
-        dropout draws follow another order (same distribution), which is why :meth:`_encoders` keeps the
-        former call order where grouping is off (seeded runs unchanged)."""
+        dropout draws follow another order (same distribution), which is why :meth:`_encoders` keeps its
+        own call order where grouping is off (seeded runs repeat)."""
         tm = mask["text"]
         # members ordered so equal attention-dropout rates are adjacent (one attention call per run)
         out = run_grouped([x for m in MODALITIES for x in (self.specific_encoders[m], self.shared_self_attn[m])],

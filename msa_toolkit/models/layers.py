@@ -39,12 +39,11 @@ from .linear import Linear, linear
 from .positions import (SINUSOID_LAYOUTS, LearnedPositionalEncoding, SinusoidalPositionalEncoding,
                         sinusoidal_table)
 
+# (the transformer blocks are served by the module's __getattr__ at the end, not listed here)
 __all__ = [
     "masked_mean", "last_valid", "take_last", "mask_fill", "unpadded", "sinusoidal_table",
-    "SinusoidalPositionalEncoding",
-    "LearnedPositionalEncoding", "attend", "MultiHeadAttention", "SelfAttention", "FeedForward", "TransformerBlock",
-    "EncoderLayer", "CrossModalTransformer", "ACTIVATIONS", "activation", "keep_mask", "Dropout", "dropout",
-    "FAST_DRAW_MIN_NUMEL", "SINUSOID_LAYOUTS",
+    "SinusoidalPositionalEncoding", "LearnedPositionalEncoding", "attend", "MultiHeadAttention", "SelfAttention",
+    "ACTIVATIONS", "activation", "keep_mask", "Dropout", "dropout", "FAST_DRAW_MIN_NUMEL", "SINUSOID_LAYOUTS",
 ]
 
 #: activation modules by config name
@@ -104,7 +103,7 @@ def take_last(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """The row at the largest valid index of each sample: [B, L, D] -> [B, 1, D] (a view when ``mask`` is None).
 
     Unlike :func:`last_valid` a sample with no valid step is not zeroed (it gets its row at index 0):
-    the ``forward_last`` methods below zero such samples once, at the end.
+    the ``forward_last`` methods of :mod:`.transformer` zero such samples once, at the end.
     """
     if mask is None:
         return x[:, -1:]
@@ -343,11 +342,19 @@ class SelfAttention(nn.Module):
             q, k, v = self.qkv(x).chunk(3, dim=-1)
         else:
             w, b, n = self.qkv.weight, self.qkv.bias, self.qkv.weight.shape[1]
-            q = linear(query, w[:n], b[:n])
-            k, v = linear(x, w[n:], b[n:]).chunk(2, dim=-1)
+            q = linear(query, w[:n], None if b is None else b[:n])
+            k, v = linear(x, w[n:], None if b is None else b[n:]).chunk(2, dim=-1)
         return self.out(attend(q, k, v, self.heads, mask, self.dropout if self.training else 0.0))
 
 
-# the transformer blocks live in .transformer (they build on the attention above); re-exported here so
-# ``layers.CrossModalTransformer`` etc. keep working. Imported last: .transformer imports from this module.
-from .transformer import CrossModalTransformer, EncoderLayer, FeedForward, TransformerBlock  # noqa: E402
+#: the transformer blocks, defined in :mod:`.transformer` (which builds on this module), served from here on
+#: first use so ``layers.CrossModalTransformer`` and ``from .layers import EncoderLayer`` keep working
+_FROM_TRANSFORMER = frozenset({"CrossModalTransformer", "EncoderLayer", "FeedForward", "TransformerBlock"})
+
+
+def __getattr__(name: str):
+    if name in _FROM_TRANSFORMER:
+        from . import transformer
+
+        return getattr(transformer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

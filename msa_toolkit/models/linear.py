@@ -17,8 +17,10 @@ The same function either way (float rounding differs in the last bits, like any 
 Only the forward product moves: the backward products are the ones autograd's ``addmm`` backward computes
 (``g @ W``, ``g^T x``, ``g.sum(0)``). Taken for float32 CPU tensors of at least two dims, outside autocast
 (which casts ``F.linear`` to bf16) and ``torch.compile`` (inductor picks its own kernels); everything else is
-``F.linear``. ``MSA_ONEDNN_LINEAR=0`` in the environment turns the path off (for A/B measurements);
-torch builds without the oneDNN op never take it.
+``F.linear``. ``MSA_ONEDNN_LINEAR=0`` in the environment turns the path off (for A/B measurements, and for
+what its autograd function does not support: double backward (``create_graph=True``) raises, and forward-mode
+AD and ``torch.func`` transforms (``grad``, ``vmap``, ``jvp``) over a model are not supported on this path;
+``torch.func.functional_call`` is); torch builds without the oneDNN op never take it.
 """
 
 from __future__ import annotations
@@ -63,10 +65,11 @@ def onednn_linear_available() -> bool:
 
 
 def _takes_onednn(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> bool:
-    return (ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
+    # compile and autocast first: under torch.compile no size guard is added for the other checks
+    return (ENABLED and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu")
+            and x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
             and (b is None or b.dtype == torch.float32) and x.dim() >= 2
-            and min(w.shape) >= ONEDNN_MIN_WIDTH and math.prod(x.shape[:-1]) * w.numel() >= ONEDNN_MIN_MACS
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+            and min(w.shape) >= ONEDNN_MIN_WIDTH and math.prod(x.shape[:-1]) * w.numel() >= ONEDNN_MIN_MACS)
 
 
 class _OneDNNLinear(torch.autograd.Function):

@@ -135,7 +135,7 @@ class EncoderLayer(nn.Module):
             x = self.norm2(x + self.drop(self.ff(x)))
         return x * mask.unsqueeze(-1).to(x.dtype)
 
-    def forward_last(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward_last(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``last_valid(forward(x, mask), mask)`` [B, D], computing only the last valid step's query,
         out-projection and feed-forward (exact in either norm layout; see ``TransformerBlock.forward_last``)."""
         last = take_last(x, mask)

@@ -36,6 +36,18 @@ def _assert_same_with_grads(got: torch.Tensor, want: torch.Tensor, params: list[
         torch.testing.assert_close(a, b, **TOL)
 
 
+@pytest.mark.parametrize("module", ["transformer", "layers"])
+def test_the_block_modules_import_on_their_own(module):
+    """``transformer`` builds on ``layers``, and ``layers`` serves the blocks: either may be imported first."""
+    import subprocess
+    import sys
+
+    code = (f"from msa_toolkit.models.{module} import EncoderLayer, CrossModalTransformer; "
+            "from msa_toolkit.models import layers, transformer; "
+            "assert layers.EncoderLayer is transformer.EncoderLayer")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_take_last_gathers_the_largest_valid_index():
     x = torch.arange(B * L, dtype=torch.float).view(B, L, 1)
     mask = _mask("padded", L)

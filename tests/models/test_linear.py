@@ -102,6 +102,7 @@ def test_linear_module_is_an_nn_linear_with_the_same_init_and_state_dict():
     torch.testing.assert_close(a(x), b(x), **TOL)
 
 
+@needs_onednn
 def test_environment_switch_turns_the_path_off():
     code = "from msa_toolkit.models.linear import onednn_linear_available as a; print(a())"
     env = dict(os.environ, MSA_ONEDNN_LINEAR="0")
