@@ -145,7 +145,8 @@ def _toolkit_side(name: str, s: Setting, batch, device: torch.device) -> Side:
     def loss():
         return model.objective(model(batch), batch).total
 
-    return Side(model, loss, lambda: model(batch), after_step=lambda: model.objective.after_step(model))
+    # inference: MSAModel.predict, what `msa predict` runs (DLF skips the objective-only reconstructions there)
+    return Side(model, loss, lambda: model.predict(batch), after_step=lambda: model.objective.after_step(model))
 
 
 def _optimizer(tk: torch.nn.Module, params) -> torch.optim.Optimizer:
@@ -415,7 +416,9 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
                              f"{g['ceiling']:.2f}× |")
     lines += ["", "samples/s: median over rounds; ratio: median over rounds of the per-round ratio.",
               "Train = forward + full loss + backward + optimiser step (the toolkit config's optimiser on both "
-              "sides: the trainer's fused one on the toolkit's, plain torch.optim on the reference's); inference = eval-mode forward without gradients.", ""]
+              "sides: the trainer's fused one on the toolkit's, plain torch.optim on the reference's); inference = "
+              "eval mode without gradients: the toolkit's `model.predict` (what `msa predict` runs; DLF skips "
+              "the tensors only its objective reads), the reference's forward.", ""]
     return "\n".join(lines)
 
 

@@ -131,8 +131,8 @@ class Predictor:
 
         model = self.checkpoint.model
         with torch.inference_mode():
-            out = model(self._collate(list(samples)))
-        return np.clip(out.prediction.detach().float().cpu().numpy().reshape(-1), SCORE_MIN, SCORE_MAX)
+            pred = model.predict(self._collate(list(samples)))  # the prediction alone (MSAModel.predict)
+        return np.clip(pred.detach().float().cpu().numpy().reshape(-1), SCORE_MIN, SCORE_MAX)
 
     # -- bundles -> predictions --------------------------------------------------------
     def usable_sequences(self, bundle: FeatureBundle) -> tuple[dict[str, FeatureSequence], list[str]]:

@@ -129,6 +129,14 @@ class MSAModel(nn.Module):
     def forward(self, batch: Any) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def predict(self, batch: Any) -> torch.Tensor:
+        """The prediction [B] alone: ``forward(batch).prediction``, the same values.
+
+        What ``msa predict`` runs. A model may override it to skip work that only its objective needs
+        (tensors of ``aux`` that no prediction depends on); the registry tests check the values are equal.
+        """
+        return self(batch).prediction
+
     @property
     def objective(self) -> Objective:
         return self._modules["objective_"]  # type: ignore[return-value]

@@ -188,6 +188,16 @@ class DLF(MSAModel):
         self.set_objective(DLFObjective(c))
 
     def forward(self, batch) -> ModelOutput:
+        return self._run(batch, objective=True)
+
+    def predict(self, batch) -> torch.Tensor:
+        """The fused prediction [B] without the objective's tensors: the reconstructions, their re-encoding
+        by the specific encoders and the triplet embeddings are not computed (a sixth of the transformer
+        blocks of a forward). Same values as ``forward(batch).prediction``."""
+        return self._run(batch, objective=False).prediction
+
+    def _run(self, batch, objective: bool) -> ModelOutput:
+        """The forward; ``objective=False`` skips what only :class:`DLFObjective` reads (see :meth:`predict`)."""
         c = self.config
         text = TextEncoder.features(self.text_encoder, batch)
         x = {"text": dropout(text, c.text_dropout, self.training), "audio": batch.audio, "vision": batch.vision}
@@ -202,8 +212,10 @@ class DLF(MSAModel):
             aux[f"mask_{m}"] = self.proj[m].output_mask(in_mask, proj[m].shape[1])
             mask[m] = None if net_mask is None else aux[f"mask_{m}"]
         sh = self._shared(proj, mask)
-        encoders = self._encoders_grouped if grouping_on(proj["text"]) else self._encoders
-        pred_c, h_c, lfa = encoders(proj, sh, mask, aux)
+        if grouping_on(proj["text"]):
+            pred_c, h_c, lfa = self._encoders_grouped(proj, sh, mask, aux)
+        else:
+            pred_c, h_c, lfa = self._encoders(proj, sh, mask, aux, objective)
         gated = []
         for m in MODALITIES:
             pred_m, rep_m = self.specific_heads[m](lfa[m])
@@ -215,18 +227,20 @@ class DLF(MSAModel):
         return ModelOutput(pred.squeeze(-1), aux)
 
     def _encoders(self, proj: dict[str, torch.Tensor], sh: dict[str, torch.Tensor],
-                  mask: dict[str, torch.Tensor | None], aux: dict[str, torch.Tensor]
+                  mask: dict[str, torch.Tensor | None], aux: dict[str, torch.Tensor], objective: bool = True
                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """The specific encoders (on the projections, then on the reconstructions), the shared branch
         (self-attention, last states, head) and the Language-Focused Attractor (L->L memory; A->L and V->L
         cross-modal transformers, then their memories), module by module. Returns the shared prediction
         [B, 1], the shared state ``h_c`` [B, 3d] and the LFA states at the last valid text step by modality
-        [B, d]; fills ``aux``. The transformers whose last state alone is used compute their final block for
+        [B, d]; fills ``aux`` (the objective's tensors only when ``objective``). The transformers whose last state alone is used compute their final block for
         that step only (``CrossModalTransformer.forward_last``: exact, fewer and smaller operations)."""
         s = {}
         for m in MODALITIES:
             p = proj[m]
             s[m] = self.specific_encoders[m](p, mask[m])
+            if not objective:  # the rest of this loop feeds only the objective (see predict)
+                continue
             recon = self.decoders[m](torch.cat([s[m], sh[m]], dim=-1))
             aux.update({f"proj_{m}": p, f"specific_{m}": s[m], f"shared_{m}": sh[m], f"recon_{m}": recon,
                         f"specific_recon_{m}": self.specific_encoders[m](recon, mask[m]),

@@ -52,3 +52,22 @@ def test_audio_and_vision_reach_the_prediction():
         b2 = synthetic_batch(3, (6, 9, 7), (16, 5, 7), seed=5)
         setattr(b2, m, getattr(b2, m) + 1.0 * b2.features(m)[1].unsqueeze(-1))
         assert not torch.allclose(model(b2).prediction, ref)
+
+
+def test_predict_skips_the_objective_only_reencoding_and_gives_the_forward_prediction():
+    """``predict`` (what ``msa predict`` runs) does not re-encode the reconstructions or build the triplet
+    embeddings, which only the objective reads; its prediction equals the forward's."""
+    model = tiny()
+    b = synthetic_batch(4, (6, 9, 7), (16, 5, 7), seed=2)
+    calls = []
+    for m, enc in model.specific_encoders.items():
+        enc.register_forward_hook(lambda mod, args, out, m=m: calls.append(m))
+    for dec in model.decoders.values():
+        dec.register_forward_hook(lambda mod, args, out: calls.append("decoder"))
+    with torch.no_grad():
+        want = model(b).prediction
+        assert calls.count("decoder") == 3 and len(calls) == 9  # 3 specific + 3 re-encodings + 3 decoders
+        calls.clear()
+        got = model.predict(b)
+    assert sorted(calls) == ["audio", "text", "vision"]
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)

@@ -187,6 +187,25 @@ def check_padding_invariance(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_predict_equals_the_forward_prediction(name):
+    check_predict(name)
+
+
+def check_predict(name):
+    """``model.predict`` (what ``msa predict`` runs, possibly skipping objective-only work) gives the eval
+    forward's prediction, for ordinary, padded and edge batches."""
+    torch.manual_seed(0)
+    model = tiny(name).eval()
+    batches = [synthetic_batch(3, LENGTHS, FEAT_DIMS, seed=3)] + [edge_batch(c) for c in EDGE_CASES]
+    with torch.no_grad():
+        for b in batches:
+            want = model(b).prediction
+            got = model.predict(b)
+            assert got.shape == want.shape
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_config_roundtrip(name):
     check_config_roundtrip(name)
 
@@ -300,6 +319,7 @@ def test_a_new_model_file_is_discovered_and_passes_the_registry_checks(extra_mod
     for case in EDGE_CASES:
         check_edge_inputs("throwaway_pooled", case)
     check_padding_invariance("throwaway_pooled")
+    check_predict("throwaway_pooled")
     check_config_roundtrip("throwaway_pooled")
 
 
