@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._threads import one_thread
 from ..errors import MSAError
 from .config import TrainConfig, setting
 from .selection import epoch_cosine_factor
@@ -82,14 +83,8 @@ def _step_on_one_thread(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
 
     @functools.wraps(step)
     def one_thread_step(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
-        threads = torch.get_num_threads()
-        if threads == 1:
+        with one_thread():
             return step(*args, **kwargs)
-        torch.set_num_threads(1)
-        try:
-            return step(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
 
     opt.step = types.MethodType(one_thread_step, opt)  # type: ignore[method-assign]
     return opt

@@ -71,3 +71,23 @@ def test_predict_skips_the_objective_only_reencoding_and_gives_the_forward_predi
         got = model.predict(b)
     assert sorted(calls) == ["audio", "text", "vision"]
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+
+def test_predict_runs_small_cpu_batches_on_one_thread_and_restores_the_count(monkeypatch):
+    import msa_toolkit.models.dlf as dlf_module
+
+    model = tiny()
+    b = synthetic_batch(4, (6, 9, 7), (16, 5, 7), seed=2)
+    seen = []
+    model.fusion_head.register_forward_hook(lambda *a: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            model.predict(b)  # 4 x 9 x 8 elements: small
+            monkeypatch.setattr(dlf_module, "ONE_THREAD_PREDICT_MAX_NUMEL", 4 * 9 * 8 - 1)
+            model.predict(b)
+            model(b)  # the forward (training, evaluation losses) keeps the caller's threads
+        assert seen == [1, 2, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
