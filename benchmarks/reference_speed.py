@@ -33,6 +33,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see the module docstring)
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -106,10 +107,17 @@ class Side:
     # after the optimiser step (the toolkit trainer's ``objective.after_step``)
     after_step: Callable[[], None] | None = None
 
+    # the toolkit trainer's thread choice for the batch (``MSAModel.prefers_one_thread``): the step runs in it
+    threads: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
     def train_step(self) -> None:
         if self.step is not None:
             self.step()
             return
+        with self.threads():
+            self._default_step()
+
+    def _default_step(self) -> None:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         self.loss().backward()
@@ -145,8 +153,12 @@ def _toolkit_side(name: str, s: Setting, batch, device: torch.device) -> Side:
     def loss():
         return model.objective(model(batch), batch).total
 
-    # inference: MSAModel.predict, what `msa predict` runs (DLF skips the objective-only reconstructions there)
-    return Side(model, loss, lambda: model.predict(batch), after_step=lambda: model.objective.after_step(model))
+    # inference: MSAModel.predict, what `msa predict` runs (DLF skips the objective-only reconstructions there);
+    # training on the threads `msa train` would use for this batch (DLF: one thread for small CPU batches)
+    from msa_toolkit._threads import one_thread
+
+    return Side(model, loss, lambda: model.predict(batch), after_step=lambda: model.objective.after_step(model),
+                threads=lambda: one_thread(model.prefers_one_thread(batch)))
 
 
 def _optimizer(tk: torch.nn.Module, params) -> torch.optim.Optimizer:

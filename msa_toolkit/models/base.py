@@ -137,6 +137,13 @@ class MSAModel(nn.Module):
         """
         return self(batch).prediction
 
+    def prefers_one_thread(self, batch: Any) -> bool:
+        """Whether work on ``batch`` (a training step, an evaluation, ``predict``) runs faster on one intra-op
+        thread: a model of many small operations on a small CPU batch, where waking the OpenMP pool for each
+        costs more than the second thread saves (``_threads.one_thread``). False unless a model says so;
+        the trainer and ``predict`` ask it per batch."""
+        return False
+
     @property
     def objective(self) -> Objective:
         return self._modules["objective_"]  # type: ignore[return-value]

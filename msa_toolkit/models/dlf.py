@@ -135,13 +135,15 @@ DLF_PRESETS = {
 }
 
 
-#: CPU inference (:meth:`DLF.predict`) of a batch whose widest [B, L, dim] activation has at most this many
-#: elements runs on one intra-op thread (``_threads.one_thread``): DLF's ~4,600 operations per inference on
-#: tensors just above torch's grain size each wake the OpenMP pool (~50 us under PASSIVE) for little gain.
-#: 2-core CPU, aligned 50/50/50, 2 threads vs 1 (predict, alternating): B = 8 46.2 vs 32.8 ms, B = 16 77.4 vs
-#: 55.4, B = 24 122.8 vs 84.9 (55 k elements), B = 32 107.0 vs 107.4 (74 k), B = 48 132.1 vs 149.6, B = 64
-#: 167.7 vs 220.8; unaligned 50/375/500 B = 4 (99 k) 187.2 vs 216.5, B = 16 560 vs 880.
-ONE_THREAD_PREDICT_MAX_NUMEL = 2 ** 16
+#: CPU work on a batch whose widest [B, L, dim] activation has at most this many elements runs on one
+#: intra-op thread (:meth:`DLF.prefers_one_thread`; the trainer's steps and evaluations, :meth:`DLF.predict`):
+#: DLF's thousands of operations per step on tensors just above torch's grain size each wake the OpenMP pool
+#: (~50 us under PASSIVE) for little gain. 2-core CPU, aligned 50/50/50, 2 threads vs 1, alternating:
+#: predict B = 8 46.2 vs 32.8 ms, B = 16 77.4 vs 55.4, B = 24 122.8 vs 84.9 (55 k elements), B = 32 107.0 vs
+#: 107.4 (74 k), B = 48 132.1 vs 149.6, B = 64 167.7 vs 220.8; unaligned 50/375/500 B = 4 (99 k) 187.2 vs
+#: 216.5, B = 16 560 vs 880. Training step (forward, loss, backward, the trainer's optimiser): B = 16 388.8
+#: vs 237.1 ms, B = 32 527.4 vs 555.7.
+ONE_THREAD_MAX_NUMEL = 2 ** 16
 
 
 @register_model("dlf", DLFConfig, presets=DLF_PRESETS,
@@ -203,15 +205,16 @@ class DLF(MSAModel):
     def predict(self, batch) -> torch.Tensor:
         """The fused prediction [B] without the objective's tensors: the reconstructions, their re-encoding
         by the specific encoders and the triplet embeddings are not computed (a sixth of the transformer
-        blocks of a forward). Same values as ``forward(batch).prediction``. On the CPU a batch whose widest
-        [B, L, dim] activation has at most :data:`ONE_THREAD_PREDICT_MAX_NUMEL` elements runs on one thread."""
-        with one_thread(self._small_cpu_batch(batch)):
+        blocks of a forward). Same values as ``forward(batch).prediction``; on one thread where
+        :meth:`prefers_one_thread`."""
+        with one_thread(self.prefers_one_thread(batch)):
             return self._run(batch, objective=False).prediction
 
-    def _small_cpu_batch(self, batch) -> bool:
+    def prefers_one_thread(self, batch) -> bool:
+        """A CPU batch whose widest [B, L, dim] activation has at most :data:`ONE_THREAD_MAX_NUMEL` elements."""
         feats = [batch.features(m)[0] for m in MODALITIES]
         return all(x.device.type == "cpu" for x in feats) and \
-            batch.size * max(x.shape[1] for x in feats) * self.config.dim <= ONE_THREAD_PREDICT_MAX_NUMEL
+            batch.size * max(x.shape[1] for x in feats) * self.config.dim <= ONE_THREAD_MAX_NUMEL
 
     def _run(self, batch, objective: bool) -> ModelOutput:
         """The forward; ``objective=False`` skips what only :class:`DLFObjective` reads (see :meth:`predict`)."""

@@ -85,7 +85,7 @@ def test_predict_runs_small_cpu_batches_on_one_thread_and_restores_the_count(mon
     try:
         with torch.no_grad():
             model.predict(b)  # 4 x 9 x 8 elements: small
-            monkeypatch.setattr(dlf_module, "ONE_THREAD_PREDICT_MAX_NUMEL", 4 * 9 * 8 - 1)
+            monkeypatch.setattr(dlf_module, "ONE_THREAD_MAX_NUMEL", 4 * 9 * 8 - 1)
             model.predict(b)
             model(b)  # the forward (training, evaluation losses) keeps the caller's threads
         assert seen == [1, 2, 2] and torch.get_num_threads() == 2
