@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .._fields import doc
+from .._threads import one_thread
 from ..spec import FeatureSpec
 
 
@@ -132,10 +133,12 @@ class MSAModel(nn.Module):
     def predict(self, batch: Any) -> torch.Tensor:
         """The prediction [B] alone: ``forward(batch).prediction``, the same values.
 
-        What ``msa predict`` runs. A model may override it to skip work that only its objective needs
-        (tensors of ``aux`` that no prediction depends on); the registry tests check the values are equal.
+        What ``msa predict`` runs, on one intra-op thread where :meth:`prefers_one_thread`. A model may
+        override it to skip work that only its objective needs (tensors of ``aux`` that no prediction depends
+        on); the registry tests check the values are equal.
         """
-        return self(batch).prediction
+        with one_thread(self.prefers_one_thread(batch)):
+            return self(batch).prediction
 
     def prefers_one_thread(self, batch: Any) -> bool:
         """Whether work on ``batch`` (a training step, an evaluation, ``predict``) runs faster on one intra-op
@@ -154,6 +157,15 @@ class MSAModel(nn.Module):
     def num_parameters(self, exclude_text_encoder: bool = True) -> int:
         skip = "text_encoder." if exclude_text_encoder else "\0"
         return sum(p.numel() for n, p in self.named_parameters() if not n.startswith(skip) and p.requires_grad)
+
+
+def cpu_activation_numel(batch: Any, width: int) -> int | None:
+    """``B x longest sequence x width``: the size of a batch's widest [B, L, width] activation, or None when a
+    feature tensor is not on the CPU (the measure the models' :meth:`MSAModel.prefers_one_thread` rules use)."""
+    feats = [batch.features(m)[0] for m in ("text", "audio", "vision")]
+    if any(x.device.type != "cpu" for x in feats):
+        return None
+    return batch.size * max(x.shape[1] for x in feats) * width
 
 
 def config_from_mapping(cls: type[ModelConfig], values: Mapping[str, Any]) -> ModelConfig:

@@ -61,7 +61,7 @@ from ..spec import MODALITIES
 from .._fields import doc
 from .._threads import one_thread
 from ._registry import register_model
-from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
+from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective, cpu_activation_numel
 from .grouped import grouping_on, run_grouped
 from .layers import dropout, last_valid, masked_mean, unpadded
 from .transformer import CrossModalTransformer
@@ -212,9 +212,8 @@ class DLF(MSAModel):
 
     def prefers_one_thread(self, batch) -> bool:
         """A CPU batch whose widest [B, L, dim] activation has at most :data:`ONE_THREAD_MAX_NUMEL` elements."""
-        feats = [batch.features(m)[0] for m in MODALITIES]
-        return all(x.device.type == "cpu" for x in feats) and \
-            batch.size * max(x.shape[1] for x in feats) * self.config.dim <= ONE_THREAD_MAX_NUMEL
+        n = cpu_activation_numel(batch, self.config.dim)
+        return n is not None and n <= ONE_THREAD_MAX_NUMEL
 
     def _run(self, batch, objective: bool) -> ModelOutput:
         """The forward; ``objective=False`` skips what only :class:`DLFObjective` reads (see :meth:`predict`)."""

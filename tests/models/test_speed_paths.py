@@ -250,3 +250,36 @@ def test_keep_mask_numpy_draw_is_pcg64_from_a_torch_seed_compared_and_scaled_in_
     torch.manual_seed(5)
     half = keep_mask(shape, p, torch.bfloat16, "cpu", scale=scale)
     assert half.dtype == torch.bfloat16 and torch.equal(half, got.to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("name,width,limit", [("dlf", lambda c: c.dim, "dlf.ONE_THREAD_MAX_NUMEL"),
+                                              ("mult", lambda c: 2 * c.dim, "baselines.MULT_ONE_THREAD_MAX_NUMEL")])
+def test_small_cpu_batches_prefer_one_thread_and_predict_runs_on_it(monkeypatch, name, width, limit):
+    """DLF and MulT ask for one intra-op thread on batches whose widest [B, L, width] activation is at most
+    their limit; ``predict`` (the base class's for MulT) then runs on one thread and restores the count."""
+    import importlib
+
+    model = create_model(name, "tiny", text_len=6, audio_len=9, vision_len=7).eval()
+    c = model.config
+    batch = _batch(4, (6, 9, 7), (c.text_dim, c.audio_dim, c.vision_dim))
+    module, attr = limit.split(".")
+    mod = importlib.import_module(f"msa_toolkit.models.{module}")
+    numel = 4 * 9 * width(c)
+    monkeypatch.setattr(mod, attr, numel)
+    assert model.prefers_one_thread(batch)
+    seen = []
+    model.register_forward_pre_hook(lambda *a: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            want = model(batch).prediction
+            got = model.predict(batch)
+        monkeypatch.setattr(mod, attr, numel - 1)
+        assert not model.prefers_one_thread(batch)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(got, want, **TOL)
+    if name == "mult":  # DLF's predict runs its own forward path, not the module's __call__
+        assert seen == [2, 1]
