@@ -107,20 +107,18 @@ class Side:
     # after the optimiser step (the toolkit trainer's ``objective.after_step``)
     after_step: Callable[[], None] | None = None
 
-    # the toolkit trainer's thread choice for the batch (``MSAModel.prefers_one_thread``): the step runs in it
+    # the toolkit trainer's thread choice for the batch (``MSAModel.prefers_one_thread``): forward, loss and
+    # backward run in it, as in the trainer (the optimiser step keeps its own rule)
     threads: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     def train_step(self) -> None:
         if self.step is not None:
             self.step()
             return
-        with self.threads():
-            self._default_step()
-
-    def _default_step(self) -> None:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        self.loss().backward()
+        with self.threads():
+            self.loss().backward()
         self.optimizer.step()
         if self.after_step is not None:
             self.after_step()

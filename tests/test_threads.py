@@ -29,3 +29,25 @@ def test_restored_when_the_block_raises(two_threads):
         with one_thread():
             raise RuntimeError("boom")
     assert torch.get_num_threads() == 2
+
+
+def test_one_thread_for_follows_the_model_but_never_a_compiled_step(two_threads):
+    from msa_toolkit._threads import one_thread_for
+
+    class Small:
+        def prefers_one_thread(self, batch):
+            return batch == "small"
+
+    for model, batch, compiled, want in [(Small(), "small", False, 1), (Small(), "big", False, 2),
+                                         (Small(), "small", True, 2), (object(), "small", False, 2)]:
+        with one_thread_for(model, batch, compiled=compiled):
+            assert torch.get_num_threads() == want, (batch, compiled)
+        assert torch.get_num_threads() == 2
+
+
+def test_nested_and_already_single(two_threads):
+    with one_thread():
+        with one_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2

@@ -332,6 +332,8 @@ class MulT(MSAModel):
 
     def prefers_one_thread(self, batch) -> bool:
         """A CPU batch whose widest [B, L, 2 dim] activation (the memories') has at most
-        :data:`MULT_ONE_THREAD_MAX_NUMEL` elements."""
+        :data:`MULT_ONE_THREAD_MAX_NUMEL` elements (never with a fine-tuned text encoder)."""
+        if self.text_encoder is not None:
+            return False
         n = cpu_activation_numel(batch, 2 * self.config.dim)
         return n is not None and n <= MULT_ONE_THREAD_MAX_NUMEL

@@ -211,7 +211,10 @@ class DLF(MSAModel):
             return self._run(batch, objective=False).prediction
 
     def prefers_one_thread(self, batch) -> bool:
-        """A CPU batch whose widest [B, L, dim] activation has at most :data:`ONE_THREAD_MAX_NUMEL` elements."""
+        """A CPU batch whose widest [B, L, dim] activation has at most :data:`ONE_THREAD_MAX_NUMEL` elements
+        (never with a fine-tuned text encoder, whose wide layers want every thread)."""
+        if self.text_encoder is not None:
+            return False
         n = cpu_activation_numel(batch, self.config.dim)
         return n is not None and n <= ONE_THREAD_MAX_NUMEL
 
@@ -232,7 +235,7 @@ class DLF(MSAModel):
             mask[m] = None if net_mask is None else aux[f"mask_{m}"]
         sh = self._shared(proj, mask)
         if grouping_on(proj["text"]):
-            pred_c, h_c, lfa = self._encoders_grouped(proj, sh, mask, aux)
+            pred_c, h_c, lfa = self._encoders_grouped(proj, sh, mask, aux, objective)
         else:
             pred_c, h_c, lfa = self._encoders(proj, sh, mask, aux, objective)
         gated = []
@@ -275,7 +278,7 @@ class DLF(MSAModel):
         return pred_c, h_c, lfa
 
     def _encoders_grouped(self, proj: dict[str, torch.Tensor], sh: dict[str, torch.Tensor],
-                          mask: dict[str, torch.Tensor | None], aux: dict[str, torch.Tensor]
+                          mask: dict[str, torch.Tensor | None], aux: dict[str, torch.Tensor], objective: bool = True
                           ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """:meth:`_encoders` with the transformers grouped (:func:`.grouped.run_grouped`), used where
         grouping is on (``grouped.GROUPED_DEVICES``; off everywhere by default: no faster on the CPU).
@@ -291,18 +294,20 @@ class DLF(MSAModel):
                           [mask[m] for m in MODALITIES for _ in range(2)])
         s = dict(zip(MODALITIES, out[0::2]))
         h_c = torch.cat([last_valid(o, mask[m]) for m, o in zip(MODALITIES, out[1::2])], -1)
-        recon = {m: self.decoders[m](torch.cat([s[m], sh[m]], dim=-1)) for m in MODALITIES}
         av = ("audio", "vision")
-        out = run_grouped([self.lfa_text_mem] + [self.specific_encoders[m] for m in MODALITIES]
+        # the reconstructions and their re-encodings only where the objective reads them (not in predict)
+        recon = {m: self.decoders[m](torch.cat([s[m], sh[m]], dim=-1)) for m in MODALITIES} if objective else {}
+        out = run_grouped([self.lfa_text_mem] + [self.specific_encoders[m] for m in recon]
                           + [self.lfa_cross[m] for m in av],
-                          [s["text"]] + [recon[m] for m in MODALITIES] + [s["text"]] * 2,
-                          [tm] + [mask[m] for m in MODALITIES] + [tm] * 2,
-                          [None] * 4 + [s[m] for m in av], [None] * 4 + [mask[m] for m in av])
-        for m, re in zip(MODALITIES, out[1:4]):
+                          [s["text"]] + list(recon.values()) + [s["text"]] * 2,
+                          [tm] + [mask[m] for m in recon] + [tm] * 2,
+                          [None] * (1 + len(recon)) + [s[m] for m in av],
+                          [None] * (1 + len(recon)) + [mask[m] for m in av])
+        for m, re in zip(recon, out[1:1 + len(recon)]):
             aux.update({f"proj_{m}": proj[m], f"specific_{m}": s[m], f"shared_{m}": sh[m], f"recon_{m}": recon[m],
                         f"specific_recon_{m}": re,
                         f"shared_embed_{m}": self.triplet_proj[m](masked_mean(sh[m], mask[m]))})
-        lfa = {"text": out[0], **dict(zip(av, run_grouped([self.lfa_mem[m] for m in av], out[4:], [tm, tm])))}
+        lfa = {"text": out[0], **dict(zip(av, run_grouped([self.lfa_mem[m] for m in av], out[-2:], [tm, tm])))}
         lfa = {m: last_valid(x, tm) for m, x in lfa.items()}
         pred_c, _ = self.shared_head(h_c)
         return pred_c, h_c, lfa

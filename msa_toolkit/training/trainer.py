@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from .._io import atomic_write_json, atomic_write_text, dumps_json
-from .._threads import one_thread
+from .._threads import one_thread_for
 from ..errors import MSAError
 from . import distributed as D
 from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, describe_nonfinite, full_model_state, load_resume_state,
@@ -160,7 +160,7 @@ class Trainer:
             batch = batch.to(self.device, non_blocking=True)
             if drop:
                 batch = batch.drop(*drop)
-            with self._autocast(), one_thread(model.prefers_one_thread(batch)):
+            with self._autocast(), one_thread_for(model, batch):
                 out = model(batch)
                 loss = model.objective(out, batch)
             n = batch.size
@@ -385,7 +385,7 @@ class Trainer:
                 batch = batch.to(self.device, non_blocking=True)
                 sync = (i + 1) % tc.grad_accum == 0 or i == setup.batches - 1
                 no_sync = setup.step_module.no_sync() if ctx.distributed and not sync else contextlib.nullcontext()
-                with no_sync, one_thread(self.model.prefers_one_thread(batch)):
+                with no_sync, one_thread_for(self.model, batch, compiled=tc.compile):
                     with self._autocast():
                         _, total, comps = setup.step_module(batch)
                     loss = total.float() / tc.grad_accum

@@ -91,3 +91,20 @@ def test_predict_runs_small_cpu_batches_on_one_thread_and_restores_the_count(mon
         assert seen == [1, 2, 2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_predict_skips_the_reencoding_on_the_grouped_path_too(monkeypatch):
+    import msa_toolkit.models.grouped as grouped
+
+    monkeypatch.setattr(grouped, "GROUPED_DEVICES", frozenset({"cpu"}))
+    model = tiny()
+    b = synthetic_batch(4, (6, 9, 7), (16, 5, 7), seed=2)
+    decoded = []
+    for dec in model.decoders.values():
+        dec.register_forward_hook(lambda *a: decoded.append(1))
+    with torch.no_grad():
+        want = model(b).prediction
+        assert len(decoded) == 3
+        got = model.predict(b)
+    assert len(decoded) == 3  # predict decoded nothing
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)

@@ -281,5 +281,8 @@ def test_small_cpu_batches_prefer_one_thread_and_predict_runs_on_it(monkeypatch,
     finally:
         torch.set_num_threads(before)
     torch.testing.assert_close(got, want, **TOL)
-    if name == "mult":  # DLF's predict runs its own forward path, not the module's __call__
-        assert seen == [2, 1]
+    # DLF's predict runs its own path, not the module's __call__ (its threads: tests/models/test_dlf.py)
+    assert seen == ([2, 1] if name == "mult" else [2])
+    model.text_encoder = torch.nn.Identity()  # a fine-tuned text encoder wants every thread
+    monkeypatch.setattr(mod, attr, 10 ** 9)
+    assert not model.prefers_one_thread(batch)
