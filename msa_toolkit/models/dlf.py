@@ -255,8 +255,9 @@ class DLF(MSAModel):
         (self-attention, last states, head) and the Language-Focused Attractor (L->L memory; A->L and V->L
         cross-modal transformers, then their memories), module by module. Returns the shared prediction
         [B, 1], the shared state ``h_c`` [B, 3d] and the LFA states at the last valid text step by modality
-        [B, d]; fills ``aux`` (the objective's tensors only when ``objective``). The transformers whose last state alone is used compute their final block for
-        that step only (``CrossModalTransformer.forward_last``: exact, fewer and smaller operations)."""
+        [B, d]; fills ``aux`` (the objective's tensors only when ``objective``). The transformers whose last
+        state alone is used compute their final block for that step only (``CrossModalTransformer.forward_last``:
+        exact, fewer and smaller operations)."""
         s = {}
         for m in MODALITIES:
             p = proj[m]
