@@ -133,19 +133,33 @@ class MSAModel(nn.Module):
     def predict(self, batch: Any) -> torch.Tensor:
         """The prediction [B] alone: ``forward(batch).prediction``, the same values.
 
-        What ``msa predict`` runs, on one intra-op thread where :meth:`prefers_one_thread`. A model may
-        override it to skip work that only its objective needs (tensors of ``aux`` that no prediction depends
-        on); the registry tests check the values are equal.
+        What ``msa predict`` runs, on one intra-op thread where :meth:`prefers_one_thread`. A model skips
+        work that only its objective needs (tensors of ``aux`` that no prediction depends on) by overriding
+        :meth:`_predict`; the registry tests check the values are equal.
         """
         with one_thread(self.prefers_one_thread(batch)):
-            return self(batch).prediction
+            return self._predict(batch)
+
+    def _predict(self, batch: Any) -> torch.Tensor:
+        """:meth:`predict`'s computation (the threads already chosen): by default the forward's prediction."""
+        return self(batch).prediction
+
+    def one_thread_rule(self) -> tuple[int, int] | None:
+        """``(width, max_numel)``: :meth:`prefers_one_thread` is True for a CPU batch whose widest
+        [B, L, width] activation has at most ``max_numel`` elements. None (the default): never."""
+        return None
 
     def prefers_one_thread(self, batch: Any) -> bool:
         """Whether work on ``batch`` (a training step, an evaluation, ``predict``) runs faster on one intra-op
         thread: a model of many small operations on a small CPU batch, where waking the OpenMP pool for each
-        costs more than the second thread saves (``_threads.one_thread``). False unless a model says so;
+        costs more than the second thread saves (``_threads.one_thread``). Decided by the model's
+        :meth:`one_thread_rule`, never with a fine-tuned text encoder (its wide layers want every thread);
         the trainer and ``predict`` ask it per batch."""
-        return False
+        rule = self.one_thread_rule()
+        if rule is None or getattr(self, "text_encoder", None) is not None:
+            return False
+        n = _cpu_activation_numel(batch, rule[0])
+        return n is not None and n <= rule[1]
 
     @property
     def objective(self) -> Objective:
@@ -159,9 +173,9 @@ class MSAModel(nn.Module):
         return sum(p.numel() for n, p in self.named_parameters() if not n.startswith(skip) and p.requires_grad)
 
 
-def cpu_activation_numel(batch: Any, width: int) -> int | None:
+def _cpu_activation_numel(batch: Any, width: int) -> int | None:
     """``B x longest sequence x width``: the size of a batch's widest [B, L, width] activation, or None when a
-    feature tensor is not on the CPU (the measure the models' :meth:`MSAModel.prefers_one_thread` rules use)."""
+    feature tensor is not on the CPU (the measure of :meth:`MSAModel.prefers_one_thread`)."""
     feats = [batch.features(m)[0] for m in ("text", "audio", "vision")]
     if any(x.device.type != "cpu" for x in feats):
         return None

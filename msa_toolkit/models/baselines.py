@@ -18,7 +18,7 @@ from torch import nn
 from .._fields import doc
 from ..spec import MODALITIES
 from ._registry import register_model
-from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective, cpu_activation_numel
+from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .layers import Dropout, last_valid, masked_mean
 from .transformer import CrossModalTransformer
 from .heads import ConvProjection, MLPHead, ResidualHead
@@ -222,7 +222,7 @@ def _rnn_fp32_under_cpu_autocast(rnn: nn.Module, x: torch.Tensor):
 # --------------------------------------------------------------------------- MulT
 
 #: CPU work on a MulT batch whose widest [B, L, 2 dim] activation has at most this many elements runs on one
-#: intra-op thread (``MSAModel.prefers_one_thread``; see ``dlf.ONE_THREAD_MAX_NUMEL``). 2-core CPU, PASSIVE, dim
+#: intra-op thread (``MSAModel.one_thread_rule``; see ``dlf.ONE_THREAD_MAX_NUMEL``). 2-core CPU, PASSIVE, dim
 #: 30, 2 threads vs 1, training step: aligned 50/50/50 B = 16 409.8 vs 245.7 ms, B = 32 (96 k) 630.5 vs 468.2,
 #: B = 64 (192 k) 867.6 vs 942.2; unaligned 50/375/500 B = 8 (240 k) 1431 vs 1749; inference B = 64 217.2 vs 234.2.
 MULT_ONE_THREAD_MAX_NUMEL = 2 ** 17
@@ -330,10 +330,7 @@ class MulT(MSAModel):
         pred, rep = self.head(torch.cat(states, dim=-1))
         return ModelOutput(pred.squeeze(-1), {"representation": rep})
 
-    def prefers_one_thread(self, batch) -> bool:
-        """A CPU batch whose widest [B, L, 2 dim] activation (the memories') has at most
-        :data:`MULT_ONE_THREAD_MAX_NUMEL` elements (never with a fine-tuned text encoder)."""
-        if self.text_encoder is not None:
-            return False
-        n = cpu_activation_numel(batch, 2 * self.config.dim)
-        return n is not None and n <= MULT_ONE_THREAD_MAX_NUMEL
+    def one_thread_rule(self) -> tuple[int, int]:
+        """One thread for CPU batches whose [B, L, 2 dim] activations (the memories') have at most
+        :data:`MULT_ONE_THREAD_MAX_NUMEL` elements."""
+        return 2 * self.config.dim, MULT_ONE_THREAD_MAX_NUMEL

@@ -59,9 +59,8 @@ from torch import nn
 
 from ..spec import MODALITIES
 from .._fields import doc
-from .._threads import one_thread
 from ._registry import register_model
-from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective, cpu_activation_numel
+from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .grouped import grouping_on, run_grouped
 from .layers import dropout, last_valid, masked_mean, unpadded
 from .transformer import CrossModalTransformer
@@ -136,7 +135,7 @@ DLF_PRESETS = {
 
 
 #: CPU work on a batch whose widest [B, L, dim] activation has at most this many elements runs on one
-#: intra-op thread (:meth:`DLF.prefers_one_thread`; the trainer's steps and evaluations, :meth:`DLF.predict`):
+#: intra-op thread (:meth:`DLF.one_thread_rule`; the trainer's steps and evaluations, ``predict``):
 #: DLF's thousands of operations per step on tensors just above torch's grain size each wake the OpenMP pool
 #: (~50 us under PASSIVE) for little gain. 2-core CPU, aligned 50/50/50, 2 threads vs 1, alternating:
 #: predict B = 8 46.2 vs 32.8 ms, B = 16 77.4 vs 55.4, B = 24 122.8 vs 84.9 (55 k elements), B = 32 107.0 vs
@@ -202,21 +201,15 @@ class DLF(MSAModel):
     def forward(self, batch) -> ModelOutput:
         return self._run(batch, objective=True)
 
-    def predict(self, batch) -> torch.Tensor:
-        """The fused prediction [B] without the objective's tensors: the reconstructions, their re-encoding
-        by the specific encoders and the triplet embeddings are not computed (a sixth of the transformer
-        blocks of a forward). Same values as ``forward(batch).prediction``; on one thread where
-        :meth:`prefers_one_thread`."""
-        with one_thread(self.prefers_one_thread(batch)):
-            return self._run(batch, objective=False).prediction
+    def _predict(self, batch) -> torch.Tensor:
+        """The fused prediction [B] without the objective's tensors (``predict``): the reconstructions, their
+        re-encoding by the specific encoders and the triplet embeddings are not computed (a sixth of the
+        transformer blocks of a forward). Same values as ``forward(batch).prediction``."""
+        return self._run(batch, objective=False).prediction
 
-    def prefers_one_thread(self, batch) -> bool:
-        """A CPU batch whose widest [B, L, dim] activation has at most :data:`ONE_THREAD_MAX_NUMEL` elements
-        (never with a fine-tuned text encoder, whose wide layers want every thread)."""
-        if self.text_encoder is not None:
-            return False
-        n = cpu_activation_numel(batch, self.config.dim)
-        return n is not None and n <= ONE_THREAD_MAX_NUMEL
+    def one_thread_rule(self) -> tuple[int, int]:
+        """One thread for CPU batches whose [B, L, dim] activations have at most :data:`ONE_THREAD_MAX_NUMEL`."""
+        return self.config.dim, ONE_THREAD_MAX_NUMEL
 
     def _run(self, batch, objective: bool) -> ModelOutput:
         """The forward; ``objective=False`` skips what only :class:`DLFObjective` reads (see :meth:`predict`)."""
