@@ -51,3 +51,44 @@ def test_nested_and_already_single(two_threads):
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == 2
+
+
+def test_run_split_keeps_order_one_thread_per_part_and_restores_the_count(two_threads):
+    import threading
+
+    from msa_toolkit._threads import run_split
+
+    def work(i):
+        return i, torch.get_num_threads(), threading.get_ident(), torch.is_inference_mode_enabled()
+
+    with torch.no_grad():
+        out = run_split(work, [0, 1, 2])
+    assert [o[0] for o in out] == [0, 1, 2] and all(o[1] == 1 for o in out)
+    assert out[0][2] == threading.get_ident() and len({o[2] for o in out}) >= 2  # the caller took the first
+    assert not any(o[3] for o in out)
+    assert torch.get_num_threads() == 2
+    with torch.inference_mode():
+        assert all(o[3] for o in run_split(work, [0, 1]))  # the caller's inference mode reaches the workers
+    assert torch.get_num_threads() == 2
+
+
+def test_run_split_needs_no_grad_and_reraises_after_every_part(two_threads):
+    import time
+
+    from msa_toolkit._threads import run_split
+
+    with pytest.raises(RuntimeError, match="without gradients"):
+        run_split(lambda x: x, [1, 2])
+    finished = []
+
+    def work(i):
+        if i == 0:
+            raise ValueError("part 0 failed")
+        time.sleep(0.05)
+        finished.append(i)
+        return i
+
+    with torch.no_grad(), pytest.raises(ValueError, match="part 0 failed"):
+        run_split(work, [0, 1])
+    assert finished == [1]  # the worker's part had finished before the error reached the caller
+    assert torch.get_num_threads() == 2

@@ -73,22 +73,34 @@ def test_predict_skips_the_objective_only_reencoding_and_gives_the_forward_predi
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
 
 
-def test_predict_runs_small_cpu_batches_on_one_thread_and_restores_the_count(monkeypatch):
+def test_predict_runs_small_cpu_batches_on_one_thread_and_splits_larger_ones(monkeypatch):
+    """A small CPU batch runs whole on one intra-op thread; one over the limit is split into halves computed on
+    two threads at once, one intra-op thread each (``MSAModel.predict_parts``), with the forward's values; the
+    forward keeps the caller's threads, and the caller's count is restored."""
+    import threading
+
     import msa_toolkit.models.dlf as dlf_module
 
     model = tiny()
     b = synthetic_batch(4, (6, 9, 7), (16, 5, 7), seed=2)
     seen = []
-    model.fusion_head.register_forward_hook(lambda *a: seen.append(torch.get_num_threads()))
+    model.fusion_head.register_forward_hook(
+        lambda mod, args, out: seen.append((torch.get_num_threads(), args[0].shape[0], threading.get_ident())))
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         with torch.no_grad():
-            model.predict(b)  # 4 x 9 x 8 elements: small
+            want = model(b).prediction
+            seen.clear()
+            small = model.predict(b)  # 4 x 9 x 8 elements: small
             monkeypatch.setattr(dlf_module, "ONE_THREAD_MAX_NUMEL", 4 * 9 * 8 - 1)
-            model.predict(b)
+            split = model.predict(b)
             model(b)  # the forward (training, evaluation losses) keeps the caller's threads
-        assert seen == [1, 2, 2] and torch.get_num_threads() == 2
+        assert [(t, n) for t, n, _ in seen] == [(1, 4), (1, 2), (1, 2), (2, 4)]
+        assert seen[1][2] != seen[2][2]  # the halves ran on two threads
+        assert torch.get_num_threads() == 2
+        torch.testing.assert_close(small, want, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(split, want, atol=1e-6, rtol=1e-6)
     finally:
         torch.set_num_threads(before)
 

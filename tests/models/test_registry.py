@@ -193,7 +193,7 @@ def test_predict_equals_the_forward_prediction(name):
 
 def check_predict(name):
     """``model.predict`` (what ``msa predict`` runs, possibly skipping objective-only work) gives the eval
-    forward's prediction, for ordinary, padded and edge batches."""
+    forward's prediction, for ordinary, padded and edge batches, also batch part by part."""
     torch.manual_seed(0)
     model = tiny(name).eval()
     batches = [synthetic_batch(3, LENGTHS, FEAT_DIMS, seed=3)] + [edge_batch(c) for c in EDGE_CASES]
@@ -203,6 +203,9 @@ def check_predict(name):
             got = model.predict(b)
             assert got.shape == want.shape
             torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+            # eval predictions are per sample, which lets predict split a batch across threads (predict_parts)
+            parts = torch.cat([model.predict(p) for p in b.split(min(2, b.size))])
+            torch.testing.assert_close(parts, want, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", MODELS)
