@@ -359,7 +359,8 @@ GEMM_OPS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "
 
 
 def gemm_share(fn: Callable[[], None]) -> dict[str, float]:
-    """One profiled call of ``fn`` (CPU): total self CPU time, the part in :data:`GEMM_OPS`, in seconds."""
+    """One profiled call of ``fn`` (CPU): total self CPU time, the part in :data:`GEMM_OPS`, in seconds (of the
+    calling thread's operations: the profiler does not follow ``_threads.run_split``'s worker threads)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -413,7 +414,9 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         lines += ["", "Matrix-multiply share of one profiled step per side (self CPU time in GEMMs, convolutions "
                   "and fused attention kernels: `GEMM_OPS`), and the ceiling of toolkit ÷ reference with the "
                   "toolkit's matrix multiplications (reference step time ÷ toolkit GEMM time: the ratio if the "
-                  "toolkit's step were its GEMMs alone):", "",
+                  "toolkit's step were its GEMMs alone). The profiler records the calling thread: where "
+                  "`predict` splits a batch across threads (`MSAModel.predict_parts`), the toolkit's inference "
+                  "times are those of the caller's part, which runs alongside the others (its critical path):", "",
                   "| model | setting | B | phase | reference: GEMM s / step s (share) | toolkit: GEMM s / step s "
                   "(share) | ceiling with the toolkit's GEMMs |", "|---|---|---|---|---|---|---|"]
         for r in bound:
@@ -428,7 +431,8 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
               "Train = forward + full loss + backward + optimiser step (the toolkit config's optimiser on both "
               "sides: the trainer's fused one on the toolkit's, plain torch.optim on the reference's); inference = "
               "eval mode without gradients: the toolkit's `model.predict` (what `msa predict` runs; DLF skips "
-              "the tensors only its objective reads), the reference's forward.", ""]
+              "the tensors only its objective reads; DLF's CPU batches over its one-thread limit run as parts on "
+              "one intra-op thread each, concurrently), the reference's forward.", ""]
     return "\n".join(lines)
 
 
