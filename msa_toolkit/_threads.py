@@ -17,6 +17,7 @@ threads then spend their time dispatching small ops under the GIL, hence the flo
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,16 @@ def _pool(workers: int) -> ThreadPoolExecutor:
                 _POOL.shutdown(wait=False)
             _POOL, _POOL_WORKERS = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msa-split"), workers
         return _POOL
+
+
+def _forget_pool() -> None:
+    # a forked child has none of the parent's worker threads: a pool inherited from it would queue work forever
+    global _POOL, _POOL_WORKERS, _POOL_LOCK
+    _POOL, _POOL_WORKERS, _POOL_LOCK = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _on_one_thread(fn: Callable[[T], R], part: T, inference: bool) -> R:

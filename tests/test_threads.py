@@ -92,3 +92,36 @@ def test_run_split_needs_no_grad_and_reraises_after_every_part(two_threads):
         run_split(work, [0, 1])
     assert finished == [1]  # the worker's part had finished before the error reached the caller
     assert torch.get_num_threads() == 2
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_run_split_works_in_a_forked_child(two_threads):
+    """A child forked after the worker pool started gets a pool of its own (the parent's threads do not
+    exist in it; the inherited pool would wait for them forever)."""
+    import os
+    import signal
+    import time
+
+    from msa_toolkit._threads import run_split
+
+    with torch.no_grad():
+        assert run_split(lambda i: i * 2, [1, 2]) == [2, 4]  # the parent's pool is running
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 only when run_split finishes with the right values
+        ok = False
+        try:
+            with torch.no_grad():
+                ok = run_split(lambda i: i * 3, [1, 2]) == [3, 6]
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("run_split hung in the forked child")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
