@@ -129,6 +129,16 @@ def _zero_empty(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 #: From a few hundred keys flash is far better (16 x 10 x 46 x 496 x 5 inference: 8-15 vs 38-42).
 MATH_PATH_MAX_KEYS = 64
 
+#: ... except without gradients for heads at least this wide: there SDPA's fused kernel is the faster one
+#: (2-core CPU, PASSIVE, eval, medians in ms, math vs fused, over 30 alternating calls of two runs; unpadded /
+#: padded keys): MInD's 32 x 4 heads x 50 x 50 x Dh 128: 3.6-5.0 vs 2.4-2.9 / 3.8 vs 2.4; MMCL's 128 x 4 x 50 x
+#: 50 x 64: 12.1-14.7 vs 7.4-8.0 / 8.3 vs 6.3; 64 x 8 x 9 x 9 x 64: 1.4-2.2 vs 1.2 / 1.5 vs 1.4. Narrower heads
+#: stay with the math path (64 x 8 x 50 x 32: 3.9-12.4 vs 4.3-5.3, no clear winner; 64 x 8 x 50 x 16: 2.6 vs 3.5;
+#: DLF's 64 x 10 x 46 x 46 x 5 padded: 3.0 vs 4.9), and so does training (forward + backward, see above).
+#: Whole models, alternating in one process: MInD's eval forward at B = 32 1.03x (two runs of 10 and 20
+#: rounds), MMCL's at B = 128 0.98-1.01x (its GEMMs dominate)
+FUSED_NO_GRAD_MIN_HEAD = 64
+
 
 #: heads at most this wide multiply attention weights by values in the transposed orientation
 #: (:class:`_NarrowValues`): a batched GEMM whose output is only Dh columns wide is ~3x slower on the CPU
@@ -207,7 +217,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
     it would synchronise the host (break the graph). Attention dropout: on CUDA SDPA's own (its fused
     kernels accept dropout); on CPU :func:`_attention_math` (same distribution, its mask from
     :func:`keep_mask`; SDPA's CPU fused kernel takes no dropout and its math path draws with the slow
-    ``bernoulli_``). CPU attention over at most :data:`MATH_PATH_MAX_KEYS` keys takes the math path too.
+    ``bernoulli_``). CPU attention over at most :data:`MATH_PATH_MAX_KEYS` keys takes the math path too,
+    unless no gradient is needed and the heads are at least :data:`FUSED_NO_GRAD_MIN_HEAD` wide.
     """
     B, Lq, inner = q.shape
     split = lambda x: x.view(B, x.shape[1], heads, inner // heads).transpose(1, 2)  # noqa: E731
@@ -218,7 +229,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
         # samples with no valid key attend over their (placeholder) keys; the result is zeroed below
         attn_mask = (key_mask | ~has_key.unsqueeze(1))[:, None, None, :]
     cpu = q.device.type == "cpu" and not torch.compiler.is_compiling()
-    if cpu and (dropout_p > 0.0 or k.shape[1] <= MATH_PATH_MAX_KEYS):
+    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    few_keys = k.shape[1] <= MATH_PATH_MAX_KEYS and (grad or inner // heads < FUSED_NO_GRAD_MIN_HEAD)
+    if cpu and (dropout_p > 0.0 or few_keys):
         out = _attention_math(split(q), split(k), split(v), attn_mask, dropout_p)
     else:
         out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask, dropout_p=dropout_p)

@@ -286,3 +286,26 @@ def test_small_cpu_batches_prefer_one_thread_and_predict_runs_on_it(monkeypatch,
     model.text_encoder = torch.nn.Identity()  # a fine-tuned text encoder wants every thread
     monkeypatch.setattr(mod, attr, 10 ** 9)
     assert not model.prefers_one_thread(batch)
+
+
+@pytest.mark.parametrize("dh,grad,fused", [(64, False, True), (64, True, False), (4, False, False)])
+def test_few_keys_take_the_fused_kernel_only_without_gradients_and_for_wide_heads(monkeypatch, dh, grad, fused):
+    """Over at most MATH_PATH_MAX_KEYS keys the CPU math path is used, except without gradients for heads of
+    at least FUSED_NO_GRAD_MIN_HEAD: then SDPA's fused kernel, with the same values."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    B, H, lk = 3, 2, 10
+    assert lk <= layers.MATH_PATH_MAX_KEYS and layers.FUSED_NO_GRAD_MIN_HEAD == 64
+    q, k, v = (torch.randn(B, n, H * dh, requires_grad=grad) for n in (5, lk, lk))
+    mask = torch.ones(B, lk, dtype=torch.bool)
+    mask[0, 7:] = False
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or sdpa(*a, **kw))
+    with torch.set_grad_enabled(grad):
+        got = attend(q, k, v, H, mask)
+    assert len(calls) == (1 if fused else 0)
+    monkeypatch.setattr(layers, "FUSED_NO_GRAD_MIN_HEAD", 10 ** 9)  # the math path for every width
+    with torch.no_grad():
+        torch.testing.assert_close(got.detach(), attend(q, k, v, H, mask), **TOL)
