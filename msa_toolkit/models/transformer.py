@@ -137,7 +137,8 @@ class EncoderLayer(nn.Module):
 
     def forward_last(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``last_valid(forward(x, mask), mask)`` [B, D], computing only the last valid step's query,
-        out-projection and feed-forward (exact in either norm layout; see ``TransformerBlock.forward_last``)."""
+        out-projection and feed-forward (exact in either norm layout; see ``TransformerBlock.forward_last``);
+        the keys and values are folded into that query where it pays (``layers.attend_folded``)."""
         last = take_last(x, mask)
         if self.norm_first:
             h = self.norm1(x)
