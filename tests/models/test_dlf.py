@@ -101,6 +101,10 @@ def test_predict_runs_small_cpu_batches_on_one_thread_and_splits_larger_ones(mon
         assert torch.get_num_threads() == 2
         torch.testing.assert_close(small, want, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(split, want, atol=1e-6, rtol=1e-6)
+        with torch.inference_mode():  # as msa predict calls it (Predictor.score_samples)
+            seen.clear()
+            torch.testing.assert_close(model.predict(b), want, atol=1e-6, rtol=1e-6)
+        assert [(t, n) for t, n, _ in seen] == [(1, 2), (1, 2)] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
