@@ -409,11 +409,16 @@ class SelfAttention(nn.Module):
         self.out = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                query: torch.Tensor | None = None) -> torch.Tensor:
+                query: torch.Tensor | None = None, qkv: torch.Tensor | None = None) -> torch.Tensor:
         """``query`` [B, Lq, D]: only these rows ask (keys and values still come from all of ``x``; for few
-        queries without projecting them, :func:`attend_folded`)."""
+        queries without projecting them, :func:`attend_folded`). ``qkv`` [B, L, 3 D]: ``self.qkv(x)`` computed
+        by the caller (who may share part of it between calls, as MMCL's critic does); ``x`` is then unused."""
         p = self.dropout if self.training else 0.0
-        if query is None:
+        if qkv is not None:
+            if query is not None:
+                raise ValueError("pass either query or a precomputed qkv, not both")
+            q, k, v = qkv.chunk(3, dim=-1)
+        elif query is None:
             q, k, v = self.qkv(x).chunk(3, dim=-1)
         elif folding_pays(query.shape[1], x.shape[1], x.shape[2], self.heads):
             return self.out(attend_folded(query, x, self.qkv.weight, self.qkv.bias, self.heads, mask, p))

@@ -114,7 +114,9 @@ class EncoderLayer(nn.Module):
     ``normalize_before``). ``relu_dropout`` is the feed-forward activation dropout (default
     ``dropout``). Padded steps are zeroed on output, so a sample with no valid step gives zeros.
 
-    ``forward(x [B, L, D], mask [B, L]) -> [B, L, D]``.
+    ``forward(x [B, L, D], mask [B, L], qkv=None) -> [B, L, D]``; ``qkv`` [B, L, 3 D], when given, is the
+    attention's input projection computed by the caller: ``attn.qkv`` of ``x`` (post-norm) or of ``norm1(x)``
+    (pre-norm).
     """
 
     def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float = 0.1, attn_dropout: float = 0.0,
@@ -126,12 +128,12 @@ class EncoderLayer(nn.Module):
         self.drop = Dropout(dropout)
         self.norm_first = norm_first
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, qkv: torch.Tensor | None = None) -> torch.Tensor:
         if self.norm_first:
-            x = x + self.drop(self.attn(self.norm1(x), mask))
+            x = x + self.drop(self.attn(self.norm1(x) if qkv is None else x, mask, qkv=qkv))
             x = x + self.drop(self.ff(self.norm2(x)))
         else:
-            x = self.norm1(x + self.drop(self.attn(x, mask)))
+            x = self.norm1(x + self.drop(self.attn(x, mask, qkv=qkv)))
             x = self.norm2(x + self.drop(self.ff(x)))
         return x * mask.unsqueeze(-1).to(x.dtype)
 

@@ -346,3 +346,21 @@ def test_valid_conv_projection_shrinks_by_the_kernel_and_ignores_extra_padding()
     short = proj(x[:, :2], mask[:, :2])
     assert short.shape == (3, 1, 4) and proj.output_mask(mask[:, :2]).tolist() == [[True], [True], [True]]
     assert not proj.output_mask(torch.zeros(2, 3, dtype=torch.bool)).any()
+
+
+def test_self_attention_and_encoder_layer_take_a_precomputed_projection():
+    """``qkv=`` (the caller's own input projection, as MMCL's critic computes it in parts) gives the same result
+    as projecting inside, in both norm layouts; with a query as well it is refused."""
+    from msa_toolkit.models.layers import EncoderLayer, SelfAttention
+
+    torch.manual_seed(0)
+    x, mask = torch.randn(3, 7, 8), torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    attn = SelfAttention(8, 2).eval()
+    assert torch.allclose(attn(x, mask, qkv=attn.qkv(x)), attn(x, mask), atol=1e-6)
+    with pytest.raises(ValueError, match="either query or a precomputed qkv"):
+        attn(x, mask, query=x[:, :1], qkv=attn.qkv(x))
+    for norm_first in (False, True):
+        layer = EncoderLayer(8, 2, 16, dropout=0.0, norm_first=norm_first).eval()
+        qkv = layer.attn.qkv(layer.norm1(x) if norm_first else x)
+        assert torch.allclose(layer(x, mask, qkv=qkv), layer(x, mask), atol=1e-6)
