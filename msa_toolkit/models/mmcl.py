@@ -104,7 +104,7 @@ from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .grouped import run_grouped
 from .layers import Dropout, masked_mean
-from .linear import Linear
+from .linear import Linear, linear
 from .transformer import EncoderLayer
 from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 
@@ -209,8 +209,12 @@ class MMCLCritic(nn.Module):
                                   Dropout(config.dropout), nn.Linear(d, 1))
 
     def project_state(self, state: torch.Tensor) -> list[torch.Tensor]:
-        """Per modality, the state's part of the input projection (no bias): ``[B, S, 3(d + h)]`` x 3."""
-        return [F.linear(s, self.encoders[m].attn.qkv.weight[:, :self.d])
+        """Per modality, the state's part of the input projection with its bias, ``W_s s + b``: [B, S, 3(d + h)].
+
+        The weight slice is copied contiguous (3(d + h) x d floats) so the product takes oneDNN's fused-bias
+        kernel (:func:`~.linear.linear`); the strided slice went to ``mm`` at 20 ms against 13 for the
+        whole [6400, 260] x [260, 780] projection (B = 128, d = 256)."""
+        return [linear(s, self.encoders[m].attn.qkv.weight[:, :self.d].contiguous(), self.encoders[m].attn.qkv.bias)
                 for m, s in zip(MODALITIES, modality_chunks(state))]
 
     def forward(self, state: torch.Tensor, action: torch.Tensor, mask: torch.Tensor,
@@ -222,8 +226,7 @@ class MMCLCritic(nn.Module):
         for m, s, a, k, ps in zip(MODALITIES, modality_chunks(state), modality_chunks(action), modality_chunks(mask),
                                   state_proj):
             enc = self.encoders[m]
-            w, b = enc.attn.qkv.weight, enc.attn.qkv.bias
-            qkv = ps + b + a * w[:, self.d:].sum(dim=1)  # W_s s + b + (W_a 1) a
+            qkv = torch.addcmul(ps, a, enc.attn.qkv.weight[:, self.d:].sum(dim=1))  # W_s s + b + (W_a 1) a
             x = torch.cat([s, a.expand(*a.shape[:-1], self.repeat)], dim=-1)
             pooled.append(masked_mean(enc(x, k, qkv=qkv), k))
         return self.proj(torch.cat(pooled, dim=-1)).squeeze(-1)
