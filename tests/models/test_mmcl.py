@@ -329,16 +329,16 @@ def test_attention_common_block_is_the_authors_block():
 
 
 def _critic_whole(critic, state, action, mask):
-    """The critic as specified: each modality's layer projects x = [s; a, ..., a] whole (no split)."""
-    from msa_toolkit.models._mmcl_parts import modality_chunks
-    from msa_toolkit.models.layers import masked_mean
-    from msa_toolkit.spec import MODALITIES
+    """The critic as specified: each modality's layer projects x = [s; a, ..., a] whole (no split); the
+    function benchmarks/parity/mmcl_fp32_rounding.py measures the rounding of."""
+    import importlib.util
+    from pathlib import Path
 
-    pooled = []
-    for m, s, a, k in zip(MODALITIES, modality_chunks(state), modality_chunks(action), modality_chunks(mask)):
-        x = torch.cat([s, a.expand(*a.shape[:-1], critic.repeat)], dim=-1)
-        pooled.append(masked_mean(critic.encoders[m](x, k), k))
-    return critic.proj(torch.cat(pooled, dim=-1)).squeeze(-1)
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "parity" / "mmcl_fp32_rounding.py"
+    spec = importlib.util.spec_from_file_location("mmcl_fp32_rounding", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.critic_whole(critic, state, action, mask)
 
 
 def test_critic_split_projection_equals_the_whole_one():
