@@ -13,6 +13,12 @@ common block), ALMT B = 64 1.10-1.17x; training steps (forward in oneDNN, backwa
 MMCL 1.06-1.11x (1.13-1.18x), MInD 1.01-1.12x, ALMT 1.00x; DLF's 50-wide layers stay with ``F.linear``
 (``benchmarks/results/reference_speed.md``).
 
+``linear_relu`` is ``relu(linear(...))`` with the ReLU as the primitive's post-op (no second pass over the
+[N, out] activations; the backward is ReLU's ``threshold_backward`` on the saved output, then the linear's):
+the first half of a ReLU :class:`~.transformer.FeedForward`. Per block at the seed models' shapes, alternating
+(``benchmarks/feed_forward_relu.py``, three runs of 20-40 rounds): no-grad forward 1.02-1.06x, forward +
+backward 0.99-1.04x (the medians; single rounds vary by +-30 % on this shared machine).
+
 The same function either way (float rounding differs in the last bits, like any other GEMM blocking).
 Only the forward product moves: the backward products are the ones autograd's ``addmm`` backward computes
 (``g @ W``, ``g^T x``, ``g.sum(0)``). Taken for float32 CPU tensors of at least two dims, outside autocast
@@ -32,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Linear", "linear", "onednn_linear_available", "ONEDNN_MIN_MACS", "ONEDNN_MIN_WIDTH", "ONEDNN_ENV"]
+__all__ = ["Linear", "linear", "linear_relu", "onednn_linear_available", "ONEDNN_MIN_MACS", "ONEDNN_MIN_WIDTH",
+           "ONEDNN_ENV"]
 
 #: products smaller than this many multiply-adds (rows x in x out) stay with ``F.linear`` (see the module doc)
 ONEDNN_MIN_MACS = 1 << 22
@@ -85,16 +92,40 @@ class _OneDNNLinear(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
         x, w = ctx.saved_tensors
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = g @ w  # [..., out] x [out, in]
-        if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
-            g2 = g.reshape(-1, g.shape[-1])
-            if ctx.needs_input_grad[1]:
-                gw = g2.t() @ x.reshape(-1, x.shape[-1])  # [out, N] x [N, in]
-            if ctx.has_bias and ctx.needs_input_grad[2]:
-                gb = g2.sum(0)
-        return gx, gw, gb
+        return _linear_backward(ctx, g, x, w)
+
+
+def _linear_backward(ctx, g: torch.Tensor, x: torch.Tensor, w: torch.Tensor):
+    """Gradients of ``x W^T + b`` for the output gradient ``g``: what autograd's ``addmm`` backward computes."""
+    gx = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        gx = g @ w  # [..., out] x [out, in]
+    if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
+        g2 = g.reshape(-1, g.shape[-1])
+        if ctx.needs_input_grad[1]:
+            gw = g2.t() @ x.reshape(-1, x.shape[-1])  # [out, N] x [N, in]
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = g2.sum(0)
+    return gx, gw, gb
+
+
+class _OneDNNLinearReLU(torch.autograd.Function):
+    """``relu(x W^T + b)`` by oneDNN, the ReLU applied to the GEMM's output tile inside the primitive (no second
+    pass over the [N, out] activations); the backward is ReLU's (``threshold_backward`` on the saved output, as
+    autograd's ReLU does) followed by the linear backward of :class:`_OneDNNLinear`."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+        y = _LINEAR_POINTWISE(x, w, b, "relu", [], "")
+        ctx.save_for_backward(x, w, y)
+        ctx.has_bias = b is not None
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        x, w, y = ctx.saved_tensors
+        return _linear_backward(ctx, torch.ops.aten.threshold_backward(g, y, 0), x, w)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -105,6 +136,17 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
                                     or (bias is not None and bias.requires_grad)):
         return _OneDNNLinear.apply(x, weight, bias)
     return _LINEAR_POINTWISE(x, weight, bias, "none", [], "")
+
+
+def linear_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.relu(F.linear(x, weight, bias))``; where :func:`linear` takes oneDNN, the ReLU is fused into the GEMM
+    (same values: the ReLU of the same product; same gradients: ReLU's backward on the saved output)."""
+    if not _takes_onednn(x, weight, bias):
+        return F.relu(F.linear(x, weight, bias))
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return _OneDNNLinearReLU.apply(x, weight, bias)
+    return _LINEAR_POINTWISE(x, weight, bias, "relu", [], "")
 
 
 class Linear(nn.Linear):

@@ -134,3 +134,63 @@ def test_a_model_predicts_and_learns_the_same_with_the_path_off(monkeypatch, cal
     for a, b in zip(fast[1], slow[1]):
         if a is not None:
             torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.fixture
+def attrs(monkeypatch):
+    """The post-op (``"none"`` / ``"relu"``) of each oneDNN call."""
+    seen = []
+    op = lin._LINEAR_POINTWISE
+    monkeypatch.setattr(lin, "_LINEAR_POINTWISE", lambda *a: seen.append(a[3]) or op(*a))
+    return seen
+
+
+@needs_onednn
+@pytest.mark.parametrize("case", ["plain", "no bias", "frozen weights"])
+def test_linear_relu_fuses_the_relu_with_the_same_values_and_gradients(attrs, case):
+    x, w, b = _large()
+    x = x - x.mean()  # about half the outputs negative: the ReLU's zeros and its gradient's mask both matter
+    if case == "no bias":
+        b = None
+    params = [x.requires_grad_()]
+    if case != "frozen weights":
+        params += [w.requires_grad_()] + ([b.requires_grad_()] if b is not None else [])
+    got, want = lin.linear_relu(x, w, b), F.relu(F.linear(x, w, b))
+    assert attrs == ["relu"]
+    assert 0.3 < (got == 0).float().mean() < 0.7
+    torch.testing.assert_close(got, want, **TOL)
+    g = torch.randn_like(got)
+    for a, e in zip(torch.autograd.grad((got * g).sum(), params), torch.autograd.grad((want * g).sum(), params)):
+        torch.testing.assert_close(a, e, **TOL)
+    with torch.no_grad():
+        out = lin.linear_relu(x, w, b)
+    assert out.grad_fn is None and attrs == ["relu", "relu"]
+    torch.testing.assert_close(out, want, **TOL)
+
+
+@pytest.mark.parametrize("case", ["small", "float64"])
+def test_linear_relu_elsewhere_is_relu_of_f_linear(attrs, case):
+    x, w, b = _large()
+    x = x[:1, :4] if case == "small" else x.double()
+    if case == "float64":
+        w, b = w.double(), b.double()
+    assert torch.equal(lin.linear_relu(x, w, b), F.relu(F.linear(x, w, b)))
+    assert attrs == []
+
+
+@needs_onednn
+@pytest.mark.parametrize("act", ["relu", "gelu"])
+def test_feed_forward_fuses_only_a_relu_and_computes_what_its_layers_compute(attrs, act):
+    from msa_toolkit.models.transformer import FeedForward
+
+    torch.manual_seed(0)
+    ff = FeedForward(128, 256, dropout=0.0, act=act)
+    x = _large()[0].requires_grad_()
+    got = ff(x)
+    assert attrs == (["relu", "none"] if act == "relu" else ["none", "none"])
+    want = nn.Sequential.forward(ff, x)  # module by module: Linear, activation, Dropout, Linear
+    torch.testing.assert_close(got, want, **TOL)
+    params = [x] + list(ff.parameters())
+    g = torch.randn_like(got)
+    for a, e in zip(torch.autograd.grad((got * g).sum(), params), torch.autograd.grad((want * g).sum(), params)):
+        torch.testing.assert_close(a, e, **TOL)
