@@ -16,6 +16,7 @@ Loss weights live in the model's config dataclass, never in the trainer.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
@@ -159,9 +160,11 @@ class MSAModel(nn.Module):
         thread: a model of many small operations on a small CPU batch, where waking the OpenMP pool for each
         costs more than the second thread saves (``_threads.one_thread``). Decided by the model's
         :meth:`one_thread_rule`, never with a fine-tuned text encoder (its wide layers want every thread);
-        the trainer and ``predict`` ask it per batch."""
+        the trainer and ``predict`` ask it per batch. ``MSA_ONE_THREAD_RULE=0`` in the environment turns it off
+        (:data:`ONE_THREAD_ENV`)."""
         rule = self.one_thread_rule()
-        if rule is None or getattr(self, "text_encoder", None) is not None:
+        if (rule is None or getattr(self, "text_encoder", None) is not None
+                or os.environ.get(ONE_THREAD_ENV, "1") == "0"):
             return False
         n = _cpu_activation_numel(batch, rule[0])
         return n is not None and n <= rule[1]
@@ -193,6 +196,13 @@ class MSAModel(nn.Module):
         skip = "text_encoder." if exclude_text_encoder else "\0"
         return sum(p.numel() for n, p in self.named_parameters() if not n.startswith(skip) and p.requires_grad)
 
+
+#: environment variable: "0" makes :meth:`MSAModel.prefers_one_thread` always False, for a CPU where a second
+#: intra-op thread pays even on small batches. Where one thread pays is the machine's: DLF at B = 16 (aligned)
+#: trained 1.6x faster on one thread on the 2-core machine of 2026-12-01 and 1.06-1.1x slower on that of
+#: 2026-12-02 (``benchmarks/omp_wait.py``, "PASSIVE, 1 thread"; ``benchmarks/results/reference_speed.md``).
+#: Read per call, so it may be set after import; ``predict_parts``' splitting of larger batches is unaffected.
+ONE_THREAD_ENV = "MSA_ONE_THREAD_RULE"
 
 #: :meth:`MSAModel.predict_parts` gives each part at least this fraction of the one-thread limit: on the 2-core
 #: CPU, DLF's batch of 32 aligned samples (32 x 50 steps x 50 = 1.22x its limit of 2^16) ran 1.31x faster as two

@@ -288,6 +288,37 @@ def test_small_cpu_batches_prefer_one_thread_and_predict_runs_on_it(monkeypatch,
     assert not model.prefers_one_thread(batch)
 
 
+def test_the_environment_can_turn_the_one_thread_rule_off(monkeypatch):
+    """``MSA_ONE_THREAD_RULE=0``: a batch the rule would put on one thread keeps the caller's threads (for a CPU
+    where the second thread pays); read per call; other values leave the rule on."""
+    from msa_toolkit.models import dlf
+    from msa_toolkit.models.base import ONE_THREAD_ENV
+
+    model = create_model("dlf", "tiny", text_len=6, audio_len=9, vision_len=7).eval()
+    c = model.config
+    batch = _batch(4, (6, 9, 7), (c.text_dim, c.audio_dim, c.vision_dim))
+    monkeypatch.setattr(dlf, "ONE_THREAD_MAX_NUMEL", 10 ** 9)
+    monkeypatch.delenv(ONE_THREAD_ENV, raising=False)
+    assert model.prefers_one_thread(batch)
+    monkeypatch.setenv(ONE_THREAD_ENV, "1")
+    assert model.prefers_one_thread(batch)
+    monkeypatch.setenv(ONE_THREAD_ENV, "0")
+    assert not model.prefers_one_thread(batch)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+    monkeypatch.setattr(type(model), "_predict", lambda self, b: seen.append(torch.get_num_threads()) or b.label)
+    try:
+        with torch.no_grad():
+            model.predict(batch)
+        monkeypatch.delenv(ONE_THREAD_ENV)
+        with torch.no_grad():
+            model.predict(batch)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2, 1]
+
+
 @pytest.mark.parametrize("dh,grad,fused", [(64, False, True), (64, True, False), (4, False, False)])
 def test_few_keys_take_the_fused_kernel_only_without_gradients_and_for_wide_heads(monkeypatch, dh, grad, fused):
     """Over at most MATH_PATH_MAX_KEYS keys the CPU math path is used, except without gradients for heads of
