@@ -29,7 +29,8 @@ class FeedForward(nn.Sequential):
     """Position-wise ``Linear(dim, hidden) -> act -> Dropout -> Linear(hidden, dim)``.
 
     With ``act="relu"`` the first linear and the ReLU are one :func:`~.linear.linear_relu` (fused in oneDNN where
-    the product is large: no separate pass over the [N, hidden] activations; same values and gradients).
+    the product is large: no separate pass over the [N, hidden] activations; same values and gradients); the
+    first Linear and the ReLU modules are then not called, so hooks on them do not fire (state dict unchanged).
     """
 
     def __init__(self, dim: int, hidden: int, dropout: float = 0.0, act: str = "relu"):
