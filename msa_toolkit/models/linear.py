@@ -80,73 +80,58 @@ def _takes_onednn(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> b
 
 
 class _OneDNNLinear(torch.autograd.Function):
-    """``x W^T + b`` by oneDNN; the backward products as autograd's ``addmm`` backward computes them."""
+    """``x W^T + b`` by oneDNN, with ``relu`` its ReLU applied inside the primitive (the post-op: no second pass
+    over the [N, out] activations). Backward: ReLU's (``threshold_backward`` on the saved output, as autograd's
+    ReLU does), then the products autograd's ``addmm`` backward computes."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x, w)
-        ctx.has_bias = b is not None
-        return _LINEAR_POINTWISE(x, w, b, "none", [], "")
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        x, w = ctx.saved_tensors
-        return _linear_backward(ctx, g, x, w)
-
-
-def _linear_backward(ctx, g: torch.Tensor, x: torch.Tensor, w: torch.Tensor):
-    """Gradients of ``x W^T + b`` for the output gradient ``g``: what autograd's ``addmm`` backward computes."""
-    gx = gw = gb = None
-    if ctx.needs_input_grad[0]:
-        gx = g @ w  # [..., out] x [out, in]
-    if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
-        g2 = g.reshape(-1, g.shape[-1])
-        if ctx.needs_input_grad[1]:
-            gw = g2.t() @ x.reshape(-1, x.shape[-1])  # [out, N] x [N, in]
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = g2.sum(0)
-    return gx, gw, gb
-
-
-class _OneDNNLinearReLU(torch.autograd.Function):
-    """``relu(x W^T + b)`` by oneDNN, the ReLU applied to the GEMM's output tile inside the primitive (no second
-    pass over the [N, out] activations); the backward is ReLU's (``threshold_backward`` on the saved output, as
-    autograd's ReLU does) followed by the linear backward of :class:`_OneDNNLinear`."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
-        y = _LINEAR_POINTWISE(x, w, b, "relu", [], "")
-        ctx.save_for_backward(x, w, y)
-        ctx.has_bias = b is not None
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,  # type: ignore[override]
+                relu: bool) -> torch.Tensor:
+        y = _LINEAR_POINTWISE(x, w, b, "relu" if relu else "none", [], "")
+        if relu:
+            ctx.save_for_backward(x, w, y)
+        else:
+            ctx.save_for_backward(x, w)
+        ctx.has_bias, ctx.relu = b is not None, relu
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        x, w, y = ctx.saved_tensors
-        return _linear_backward(ctx, torch.ops.aten.threshold_backward(g, y, 0), x, w)
+        x, w, *y = ctx.saved_tensors
+        if ctx.relu:
+            g = torch.ops.aten.threshold_backward(g, y[0], 0)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = g @ w  # [..., out] x [out, in]
+        if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
+            g2 = g.reshape(-1, g.shape[-1])
+            if ctx.needs_input_grad[1]:
+                gw = g2.t() @ x.reshape(-1, x.shape[-1])  # [out, N] x [N, in]
+            if ctx.has_bias and ctx.needs_input_grad[2]:
+                gb = g2.sum(0)
+        return gx, gw, gb, None
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> torch.Tensor:
+    if not _takes_onednn(x, weight, bias):
+        y = F.linear(x, weight, bias)
+        return F.relu(y) if relu else y
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return _OneDNNLinear.apply(x, weight, bias, relu)
+    return _LINEAR_POINTWISE(x, weight, bias, "relu" if relu else "none", [], "")
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)``, in oneDNN for large float32 CPU products (see the module doc)."""
-    if not _takes_onednn(x, weight, bias):
-        return F.linear(x, weight, bias)
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                    or (bias is not None and bias.requires_grad)):
-        return _OneDNNLinear.apply(x, weight, bias)
-    return _LINEAR_POINTWISE(x, weight, bias, "none", [], "")
+    return _linear(x, weight, bias, False)
 
 
 def linear_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.relu(F.linear(x, weight, bias))``; where :func:`linear` takes oneDNN, the ReLU is fused into the GEMM
     (same values: the ReLU of the same product; same gradients: ReLU's backward on the saved output)."""
-    if not _takes_onednn(x, weight, bias):
-        return F.relu(F.linear(x, weight, bias))
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                    or (bias is not None and bias.requires_grad)):
-        return _OneDNNLinearReLU.apply(x, weight, bias)
-    return _LINEAR_POINTWISE(x, weight, bias, "relu", [], "")
+    return _linear(x, weight, bias, True)
 
 
 class Linear(nn.Linear):
