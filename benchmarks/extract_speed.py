@@ -452,7 +452,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "msa_numba_cache"))
     if args.child:
-        from msa_toolkit.allocator import apply_choice
+        from benchmarks.malloc_choice import apply_choice
 
         apply_choice(args.malloc)  # tuned: as msa extract does (its worker processes follow it)
     if args.child and args.workers_child:

@@ -33,7 +33,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see the module docstring)
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -107,18 +106,13 @@ class Side:
     # after the optimiser step (the toolkit trainer's ``objective.after_step``)
     after_step: Callable[[], None] | None = None
 
-    # the toolkit trainer's thread choice for the batch (``MSAModel.prefers_one_thread``): forward, loss and
-    # backward run in it, as in the trainer (the optimiser step keeps its own rule)
-    threads: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
-
     def train_step(self) -> None:
         if self.step is not None:
             self.step()
             return
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with self.threads():
-            self.loss().backward()
+        self.loss().backward()
         self.optimizer.step()
         if self.after_step is not None:
             self.after_step()
@@ -151,12 +145,8 @@ def _toolkit_side(name: str, s: Setting, batch, device: torch.device) -> Side:
     def loss():
         return model.objective(model(batch), batch).total
 
-    # inference: MSAModel.predict, what `msa predict` runs (DLF skips the objective-only reconstructions there);
-    # training on the threads `msa train` would use for this batch (DLF: one thread for small CPU batches)
-    from msa_toolkit._threads import one_thread
-
-    return Side(model, loss, lambda: model.predict(batch), after_step=lambda: model.objective.after_step(model),
-                threads=lambda: one_thread(model.prefers_one_thread(batch)))
+    # inference: MSAModel.predict, what `msa predict` runs (DLF skips the objective-only reconstructions there)
+    return Side(model, loss, lambda: model.predict(batch), after_step=lambda: model.objective.after_step(model))
 
 
 def _optimizer(tk: torch.nn.Module, params) -> torch.optim.Optimizer:
@@ -354,13 +344,11 @@ def measure(ref: Side, tk: Side, s: Setting, rounds: int, steps: int, device: to
 GEMM_OPS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm",
                       "aten::mkldnn_convolution", "aten::convolution_backward",
                       "aten::_scaled_dot_product_flash_attention_for_cpu",
-                      "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
-                      "mkldnn::_linear_pointwise"})  # models/linear.py's oneDNN linears
+                      "aten::_scaled_dot_product_flash_attention_for_cpu_backward"})
 
 
 def gemm_share(fn: Callable[[], None]) -> dict[str, float]:
-    """One profiled call of ``fn`` (CPU): total self CPU time, the part in :data:`GEMM_OPS`, in seconds (of the
-    calling thread's operations: the profiler does not follow ``_threads.run_split``'s worker threads)."""
+    """One profiled call of ``fn`` (CPU): total self CPU time and the part in :data:`GEMM_OPS`, in seconds."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -414,9 +402,7 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         lines += ["", "Matrix-multiply share of one profiled step per side (self CPU time in GEMMs, convolutions "
                   "and fused attention kernels: `GEMM_OPS`), and the ceiling of toolkit ÷ reference with the "
                   "toolkit's matrix multiplications (reference step time ÷ toolkit GEMM time: the ratio if the "
-                  "toolkit's step were its GEMMs alone). The profiler records the calling thread: where "
-                  "`predict` splits a batch across threads (`MSAModel.predict_parts`), the toolkit's inference "
-                  "times are those of the caller's part, which runs alongside the others (its critical path):", "",
+                  "toolkit's step were its GEMMs alone):", "",
                   "| model | setting | B | phase | reference: GEMM s / step s (share) | toolkit: GEMM s / step s "
                   "(share) | ceiling with the toolkit's GEMMs |", "|---|---|---|---|---|---|---|"]
         for r in bound:
@@ -472,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.gemm_share and torch.device(a.device).type != "cpu":
         raise SystemExit("error: --gemm-share profiles CPU self time; run it with --device cpu")
     refs = parse_refs(a.reference_dir)
-    from msa_toolkit.allocator import apply_choice
+    from benchmarks.malloc_choice import apply_choice
 
     malloc = apply_choice(a.malloc)
     if a.threads:

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="tuned: msa train's glibc malloc settings (freed memory kept for reuse); default: glibc's")
     ap.add_argument("--out", type=Path, default=None, help="write a markdown table (default: print only)")
     args = ap.parse_args(argv)
-    from msa_toolkit.allocator import apply_choice
+    from benchmarks.malloc_choice import apply_choice
 
     malloc = apply_choice(args.malloc)
     if args.threads:

@@ -4,16 +4,9 @@ Why. PyTorch's CPU tensors come from ``malloc``. With glibc's defaults a block l
 mmap threshold (adaptive, at most 32 MiB) is a fresh ``mmap`` on every allocation, and free space
 at the top of the heap is handed back to the kernel once it exceeds the trim threshold. A training
 step that allocates and frees the same large activations every step then touches new pages every
-step, and each first touch is a page fault that zeroes a page in the kernel. Measured on the 2-core
-CPU (DLF, unaligned 50/375/500, batch 16, one training step): 2.0 M minor page faults and 5.2 s of
-system time in a 11.5 s step with the defaults; with the settings below no fault after the first
-steps and a 5.9 s step (``benchmarks/results/reference_speed.md``, 2026-12-01). Smaller models gain
-less (one training step with one core busy with another job: ALMT B = 64 1.25 -> 1.03 s; MMCL B = 128
-9.9 -> 8.3 s; DLF aligned B = 16 4 %).
-
-Extraction gains too: warm runs of the default extractors on the 10 s benchmark clip took 0.87-1.00 s
-against 1.02-1.09 s (78 k page faults per run before, ~150 after; 3 fresh processes each way,
-alternating), for 10 MB more peak memory; the 60 s clip shows no clear change (60-90 MB more).
+step, and each first touch is a page fault that zeroes a page in the kernel. With the settings below
+the pages are reused: no fault after the first steps. Large models and long sequences gain most; the
+measurements are in ``benchmarks/results/reference_speed.md`` and ``extract_speed.md``.
 
 Cost: the process keeps the heap it grew to (its peak) instead of returning it between steps, and
 the heap grows in steps of :data:`TOP_PAD` of address space (pages are only backed when touched).
@@ -98,13 +91,3 @@ def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
 def follow_parent() -> bool:
     """In a spawned worker: apply :func:`keep_freed_memory` when the parent did (``MSA_MALLOC=tuned``)."""
     return os.environ.get(MALLOC_ENV, "").strip().lower() == TUNED and keep_freed_memory()
-
-
-def apply_choice(choice: str) -> str:
-    """A benchmark's ``--malloc`` choice applied to this process; returns what the process runs with, for the
-    record: ``"tuned"``, ``"default"``, or ``"default (not applied: <why>)"``."""
-    if choice != TUNED:
-        return "default"
-    if keep_freed_memory():
-        return TUNED
-    return f"default (not applied: {user_choice() or 'not glibc'})"

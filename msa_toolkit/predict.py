@@ -222,7 +222,7 @@ class Predictor:
 def predict(paths: str | os.PathLike | Iterable[str | os.PathLike], checkpoint: str | os.PathLike | None = None,
             segments: bool = False, cache_dir: str | os.PathLike | None = None, workers: int = 1,
             progress: bool = False, asr_params: dict | None = None,
-            predictor: Predictor | None = None) -> list[Prediction]:
+            predictor: Predictor | None = None, threads: int | None = None) -> list[Prediction]:
     """Predict sentiment for media files and/or folders.
 
     Returns one :class:`Prediction` per input file, sorted by path; a file that
@@ -230,10 +230,13 @@ def predict(paths: str | os.PathLike | Iterable[str | os.PathLike], checkpoint: 
     and never stops the others (a file in a folder that is not media gets
     ``error="[skipped] not a media file (...)"``). A file lacking a stream the model
     reads is scored on the modalities present (``absent`` and ``flags`` say which are not).
-    ``predictor`` reuses an already loaded checkpoint.
+    ``predictor`` reuses an already loaded checkpoint. ``threads`` sets torch's CPU thread count first
+    (:func:`~msa_toolkit.threads.set_threads`; None or 0 keeps it).
     """
     from .extraction import extract
+    from .threads import set_threads
 
+    set_threads(threads)
     pred = predictor or Predictor.load(checkpoint, asr_params)
     single = isinstance(paths, (str, os.PathLike))
     if single:

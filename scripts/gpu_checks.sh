@@ -5,7 +5,7 @@
 # carried as an ignored folder, never committed) and the training-throughput benchmark with peak memory
 # (fp32, bf16) — then the `-m gpu` tests, `msa train` on CUDA launched by torchrun (one rank per GPU; NCCL
 # when there are two or more), the compiled bf16 throughput, `msa train --compile`, `msa extract --device
-# cuda`, and the grouped-execution table.
+# cuda`.
 # Runs from the repository root with the machine's own python3 and torch (no install):
 #   OUT=/some/dir [REFS=/dir/with/refs] [STEPS=name,name,...] bash scripts/gpu_checks.sh
 # STEPS picks steps by name (default: all, in the order below; a session with little device time runs
@@ -13,7 +13,7 @@
 # it would run and runs nothing. Every step's log goes to $OUT; a failing step does not stop the later ones.
 set -u
 ALL="reference_speed reference_speed_bf16 throughput_fp32 throughput_bf16 gpu_tests torchrun_bf16 torchrun_fp16
-throughput_bf16_compiled compile extract_cuda reference_speed_grouped"
+throughput_bf16_compiled compile extract_cuda"
 STEPS=${STEPS:-all}
 for s in ${STEPS//,/ }; do
   [ "$s" = all ] && continue
@@ -44,7 +44,7 @@ if [ -n "${REFS:-}" ] && [ -d "$REFS" ]; then
   step reference_speed_bf16 $PY benchmarks/reference_speed.py --device cuda --precision bf16 --rounds 5 --steps 10 \
     --reference-dir $REF_DIRS --out "$OUT/reference_speed_cuda_bf16"
 else
-  for s in reference_speed reference_speed_bf16 reference_speed_grouped; do
+  for s in reference_speed reference_speed_bf16; do
     if want $s && [ "$STEPS" != all ]; then echo "== $s: skipped, REFS is not a folder" >&2; fi
   done
 fi
@@ -92,10 +92,4 @@ step compile $PY -m msa_toolkit train --model mult --preset tiny --data $DS -o /
 step extract_cuda $PY -m msa_toolkit extract assets/samples -o /tmp/msa_gpu_extract --cache-dir /tmp/msa_gpu_cache \
   --device cuda --vision none -q
 
-# grouped execution of same-shaped transformers (models/grouped.py; off by default, no gain on the CPU):
-# the same DLF / MMCL measurement with it on for CUDA, to compare with the fp32 table above
-if [ -n "${REFS:-}" ] && [ -d "$REFS" ]; then
-  step reference_speed_grouped env MSA_GROUPED_DEVICES=cuda $PY benchmarks/reference_speed.py --device cuda \
-    --rounds 5 --steps 10 --reference-dir dlf=$REFS/DLF mmcl=$REFS/MMCL --out "$OUT/reference_speed_cuda_grouped"
-fi
 [ -n "${DRY_RUN:-}" ] || ls -la "$OUT"

@@ -49,14 +49,18 @@ def test_the_users_own_settings_win(monkeypatch, env, reason):
 
 
 def test_benchmark_choice_records_what_the_process_runs_with(monkeypatch):
+    """``benchmarks/malloc_choice.py``: a benchmark's ``--malloc`` option (the switch lives with the benchmarks)."""
+    from benchmarks.malloc_choice import apply_choice
+
     fake = FakeLibc()
     monkeypatch.setattr(allocator, "_glibc", lambda: fake)
     monkeypatch.delenv("MSA_MALLOC", raising=False)
-    assert allocator.apply_choice("default") == "default" and fake.calls == []
+    assert apply_choice("default") == "default" and fake.calls == []
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
-    assert allocator.apply_choice("tuned") == "default (not applied: the user's MALLOC_ARENA_MAX)"
+    assert apply_choice("tuned") == "default (not applied: the user's MALLOC_ARENA_MAX)"
     monkeypatch.delenv("MALLOC_ARENA_MAX")
-    assert allocator.apply_choice("tuned") == "tuned" and len(fake.calls) == 3
+    assert apply_choice("tuned") == "tuned" and len(fake.calls) == 3
+    assert not hasattr(allocator, "apply_choice")
 
 
 def test_nothing_changes_without_glibc(monkeypatch):

@@ -184,7 +184,7 @@ def layer_checks(report: ParityReport, ref_mod, ref, tk, x_text: torch.Tensor, k
             report.add("layer: sinusoidal position table", d, tol, "fairseq table (positions from 1, "
                        "sin|cos halves) vs toolkit table", scale=s)
         conv = torch.nn.Conv1d(x_text.shape[-1], p.shape[-1], kernel5, bias=False)
-        from msa_toolkit.models.heads import ConvProjection
+        from msa_toolkit.layers.heads import ConvProjection
         tk_conv = ConvProjection(x_text.shape[-1], p.shape[-1], kernel5)
         tk_conv.conv.weight.copy_(conv.weight)
         ref_y = conv(x_text.transpose(1, 2)).transpose(1, 2)
@@ -200,7 +200,7 @@ def patch_positions(tk, table_cls) -> int:
     In-memory, on this object only (the toolkit's code is not changed): used with
     ``--diagnose-positions`` to show whether the position table is the only difference.
     """
-    from msa_toolkit.models.layers import CrossModalTransformer
+    from msa_toolkit.layers import CrossModalTransformer
     n = 0
     for mod in tk.modules():
         if isinstance(mod, CrossModalTransformer):

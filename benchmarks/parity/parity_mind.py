@@ -97,7 +97,7 @@ def _backbone(ref: str, tk: str, layers: int) -> list[ParamMap]:
         r, t = f"{ref}.transformer.layers.{i}", f"{tk}.layers.{i}"
         maps += [same(f"{r}.self_attn.in_proj_weight", f"{t}.attn.qkv.weight"),
                  same(f"{r}.self_attn.in_proj_bias", f"{t}.attn.qkv.bias")]
-        maps += [same(f"{r}.self_attn.out_proj.{p}", f"{t}.attn.out.{p}") for p in ("weight", "bias")]
+        maps += [same(f"{r}.self_attn.out_proj.{p}", f"{t}.attn.to_out.{p}") for p in ("weight", "bias")]
         maps += [same(f"{r}.fc1.{p}", f"{t}.ff.0.{p}") for p in ("weight", "bias")]
         maps += [same(f"{r}.fc2.{p}", f"{t}.ff.3.{p}") for p in ("weight", "bias")]
         maps += [same(f"{r}.layer_norms.{j}.{p}", f"{t}.norm{j + 1}.{p}") for j in (0, 1) for p in ("weight", "bias")]
@@ -108,7 +108,7 @@ def weight_map(d: int, layers: int) -> list[ParamMap]:
     """Reference state_dict name -> toolkit state_dict name, the whole MInD model (BERT excluded).
 
     Toolkit names assumed (msa_toolkit/models/mind.py): ``text_head``, ``{audio,vision}_backbone``
-    (``conv``, ``layers.<i>.{attn.qkv,attn.out,ff.0,ff.3,norm1,norm2}``, ``norm``), ``shared``,
+    (``conv``, ``layers.<i>.{attn.qkv,attn.to_out,ff.0,ff.3,norm1,norm2}``, ``norm``), ``shared``,
     ``private.<m>``, ``fusion``, ``head``, ``objective_.{stat_invariant,stat_specific,stat_noise}.<k>.net``,
     ``objective_.{decoders,noise_to_feat,feat_to_noise}.<k>``, ``objective_.noise_head``.
     """

@@ -65,7 +65,7 @@ def _torch_layer(ref: str, tk: str) -> list[ParamMap]:
     r = f"{ref}.layers.0"
     maps = [same(f"{r}.self_attn.in_proj_weight", f"{tk}.attn.qkv.weight"),
             same(f"{r}.self_attn.in_proj_bias", f"{tk}.attn.qkv.bias")]
-    return maps + _pairs(r, tk, {"self_attn.out_proj": "attn.out", "linear1": "ff.0", "linear2": "ff.3",
+    return maps + _pairs(r, tk, {"self_attn.out_proj": "attn.to_out", "linear1": "ff.0", "linear2": "ff.3",
                                  "norm1": "norm1", "norm2": "norm2"})
 
 
@@ -82,7 +82,7 @@ def weight_map() -> list[ParamMap]:
         att = f"model.attention_{LONG[m]}"
         maps += [fused([f"{att}.{x}.{p}" for x in ("query", "key", "value")], f"common_blocks.{m}.qkv.{p}")
                  for p in ("weight", "bias")]
-        maps += _pairs(att, f"common_blocks.{m}", {"dense1": "out", "norm": "norm"})
+        maps += _pairs(att, f"common_blocks.{m}", {"dense1": "to_out", "norm": "norm"})
         maps += [same(f"actor.{LONG[m]}_action.0.{p}", f"policy.heads.{m}.{p}") for p in ("weight", "bias")]
         maps += _torch_layer(f"actor.temporal_{k}", f"specific_blocks.{m}")
         maps += _pairs(f"actor.weight_{k}", f"gates.{m}", {"0": "0", "2": "1"})

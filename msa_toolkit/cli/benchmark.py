@@ -30,6 +30,10 @@ def benchmark_command(
                                    help="Override for every model (trainer.epochs=3) or one (dlf:model.dim=32)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Shortcut for --set trainer.epochs=N."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=0,
+                                          help="torch CPU threads for the run, set once at start-up (0 = MSA_THREADS "
+                                               "or torch's default; fewer can be faster for small batches, "
+                                               "see docs/cli.md)."),
     mmsa_names: bool = typer.Option(False, "--mmsa-names", help="MMSA's metric names (Non0_acc_2, ...) in the tables."),
     percent: bool = typer.Option(False, "--percent/--fractions",
                                  help="Accuracies and F1 in percent in results.md/png, as the papers (default: "
@@ -46,7 +50,7 @@ def benchmark_command(
     from ..training.benchmark import PAPER_MOSI, run_benchmark
 
     keep_freed_memory()
-    overrides = trainer_overrides(set_, epochs=epochs, device=device)
+    overrides = trainer_overrides(set_, epochs=epochs, device=device, threads=threads)
     if quiet:
         overrides.append("trainer.progress=false")
     try:

@@ -176,7 +176,7 @@ def info_command(
 ) -> None:
     """Counts per split, label histogram, sequence lengths, feature dims and FeatureSpec."""
     dataset = dataset_path(dataset, data)
-    from ..data.native import dataset_info
+    from ..data.inspect import dataset_info
 
     info = dataset_info(dataset)
     if as_json:
@@ -227,7 +227,8 @@ def validate_command(
 ) -> None:
     """Check for NaNs, empty sequences, label range problems and duplicate ids; exit code 1 on problems."""
     dataset = dataset_path(dataset, data)
-    from ..data.native import label_range, load_dataset, validate_dataset
+    from ..data.inspect import label_range, validate_dataset
+    from ..data.native import load_dataset
 
     ds = load_dataset(dataset)
     lo, hi = label_range(ds)

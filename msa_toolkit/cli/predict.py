@@ -49,6 +49,10 @@ def predict_command(
                                              help="Feature cache (default $MSA_CACHE_DIR or ~/.cache/msa_toolkit)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Extraction worker processes."),
     extractors: ExtractorFlags = ExtractorFlags(),  # the extractor flags (cli/_options.py)
+    threads: Optional[int] = typer.Option(None, "--threads", min=0,
+                                          help="torch CPU threads for the model, set once at start-up (0 = MSA_THREADS "
+                                               "or torch's default; fewer can be faster for small batches, "
+                                               "see docs/cli.md)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no table."),
 ) -> None:
     """Predict the sentiment of each clip: score in [-3, 3], polarity, 7-class label, transcript."""
@@ -77,7 +81,7 @@ def predict_command(
     if extractors.given():
         predictor = predictor.with_extract_config(extract_config(extractors, base=predictor.extract_config))
     preds = predict(paths, segments=segments, cache_dir=cache_dir, workers=workers, progress=not quiet,
-                    predictor=predictor)
+                    predictor=predictor, threads=threads)
     ck = predictor.checkpoint
     extra = {"checkpoint": getattr(ck, "path", ""), "model": ck.model_name,
              "seconds": round(time.perf_counter() - t0, 3)}

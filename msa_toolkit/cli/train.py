@@ -36,6 +36,10 @@ def train_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Shortcut for --set trainer.epochs=N."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (shortcut for trainer.device)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=0,
+                                          help="torch CPU threads for the run, set once at start-up (0 = MSA_THREADS "
+                                               "or torch's default; fewer can be faster for small batches, "
+                                               "see docs/cli.md)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last state."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables."),
     mmsa: bool = typer.Option(False, "--mmsa-names",
@@ -60,7 +64,7 @@ def train_command(
 
     keep_freed_memory()  # large activations reuse freed heap memory: no page faults every step (allocator.py)
     overrides = trainer_overrides(set_, epochs=epochs, device=device, precision=precision, mmsa_names=mmsa,
-                                  compile=compile_)
+                                  compile=compile_, threads=threads)
     # display follows this command line, not the run's config.yaml: a run started with -q and resumed
     # (or re-run with -c config.yaml) without it shows its progress; --set trainer.progress=... still wins
     overrides.insert(0, f"trainer.progress={'false' if quiet else 'true'}")

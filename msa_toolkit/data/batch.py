@@ -59,18 +59,6 @@ class Batch:
         """bool [B]: whether each sample has at least one valid step of ``modality``."""
         return getattr(self, f"{modality}_mask").any(dim=1)
 
-    def split(self, parts: int) -> list["Batch"]:
-        """The batch cut into ``parts`` consecutive groups of samples (sizes differ by at most one; views of
-        this batch's tensors, no copies), in order: concatenating per-sample outputs gives the whole batch's."""
-        if parts < 1:
-            raise ValueError(f"parts must be >= 1, got {parts}")
-        n, out, lo = self.size, [], 0
-        for i in range(parts):
-            hi = lo + n // parts + (1 if i < n % parts else 0)
-            out.append(Batch(**{f.name: _rows(getattr(self, f.name), lo, hi) for f in fields(self)}))
-            lo = hi
-        return out
-
     def drop(self, *modalities: str) -> "Batch":
         """A copy with the named modalities zeroed and fully masked (modality ablation)."""
         kw = {}
@@ -81,11 +69,6 @@ class Batch:
             kw[m] = torch.zeros_like(v)
             kw[f"{m}_mask"] = torch.zeros_like(mask)
         return replace(self, **kw)
-
-
-def _rows(value, lo: int, hi: int):
-    """Samples ``lo:hi`` of a batch field (tensors along dim 0, the ids list); ``None`` stays ``None``."""
-    return None if value is None else value[lo:hi]
 
 
 def pad_sequences(seqs: Sequence[np.ndarray | None], dim: int, max_len: int | None = None,

@@ -7,7 +7,7 @@ Media layouts found automatically, with any media extension:
 - flat: ``<videos>/<id>.<ext>`` or ``<videos>/<video_id>_<clip_id>.<ext>``.
 
 Without media the dataset is text-only: the label file's ``text`` goes through
-the text encoder (:func:`msa_toolkit.pipeline.extract_texts`) and audio/vision
+the text encoder (:func:`msa_toolkit.extraction.extract_texts`) and audio/vision
 are absent from the FeatureSpec (masked in batches). With media, the
 extraction pipeline runs on every located file, reusing its content-addressed
 cache, worker processes, shards and progress display; ``transcripts="label"``
@@ -206,7 +206,7 @@ def build_dataset(labels: str | os.PathLike, videos: str | os.PathLike | None = 
         videos: folder of media (MMSA-FET ``Raw/<video>/<clip>.*`` or flat); None builds a text-only set.
         out_dir: the dataset directory to create (required).
         transcripts: ``"whisper"`` (ASR) or ``"label"`` (the label file's text replaces ASR).
-        config: :class:`msa_toolkit.pipeline.ExtractConfig`; default the toolkit's defaults.
+        config: :class:`msa_toolkit.extraction.ExtractConfig`; default the toolkit's defaults.
         cache_dir: extraction cache (default ``$MSA_CACHE_DIR`` or ``~/.cache/msa_toolkit``).
         workers: extraction processes.
         shard: ``"i/n"``: extract only shard i of the media into the cache, write no dataset.

@@ -26,8 +26,7 @@ manifest is written last; a directory is a dataset only once it exists.
 
 This module holds the format itself (:class:`Sample`, writing, reading). Split names live
 in :mod:`.splits`, the safetensors streaming I/O in :mod:`.safetensors_io` and
-``validate_dataset``/``dataset_info`` in :mod:`.inspect`; the old import paths from here
-keep working.
+``validate_dataset``/``dataset_info`` in :mod:`.inspect`.
 """
 
 from __future__ import annotations
@@ -481,19 +480,5 @@ def as_dataset(dataset_or_path: "MSADataset | str | os.PathLike") -> MSADataset:
     return dataset_or_path if isinstance(dataset_or_path, MSADataset) else load_dataset(dataset_or_path)
 
 
-#: names that moved to :mod:`msa_toolkit.data.inspect`; ``from msa_toolkit.data.native import ...``
-#: still finds them (imported on first use: the inspection module itself imports this one)
-_INSPECTION_NAMES = ("validate_dataset", "dataset_info", "label_range", "DatasetIssue", "Problem")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _INSPECTION_NAMES:
-        from . import inspect
-
-        return getattr(inspect, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# (the inspection names are found through __getattr__ above, so they are not listed here)
 __all__ = ["Sample", "MSADataset", "SplitDataset", "write_dataset", "load_dataset", "canonical_split",
            "read_safetensors_mmap", "DATASET_FORMAT_VERSION", "as_dataset", "SPLIT_ORDER", "SPLIT_ALIASES"]

@@ -129,11 +129,11 @@ class WhisperASR(ASRExtractor):
         "language": "en",
         # Silero voice-activity filtering before decoding
         "vad_filter": True,
-        # beam search width; 1 = greedy decoding (openai-whisper's transcribe() default), ~20 % faster than 5
+        # beam search width; 1 = greedy decoding (openai-whisper's transcribe() default), faster than 5
         "beam_size": 1,
         # candidates sampled at each fall-back temperature (a window whose greedy text is too repetitive
         # or improbable is decoded again at 0.2, 0.4, ...); 1 = openai-whisper's transcribe() default,
-        # 5 = faster-whisper's and the whisper CLI's (about 2x the ASR time on repetitive speech)
+        # 5 = faster-whisper's and the whisper CLI's (more ASR time on repetitive speech)
         "best_of": 1,
         # "transcribe" or "translate" (to English; multilingual models only)
         "task": "transcribe",

@@ -168,7 +168,7 @@ class LibrosaExtractor(AudioExtractor):
     DEFAULTS: ClassVar[Mapping[str, Any]] = {
         # number of MFCCs
         "n_mfcc": 13,
-        # "yin" (fast) or "pyin" (probabilistic, voicing-aware, ~10x slower); unvoiced F0 is 0
+        # "yin" (fast) or "pyin" (probabilistic, voicing-aware, much slower); unvoiced F0 is 0
         "pitch": "yin",
         # F0 search range in Hz
         "fmin": 65.0,

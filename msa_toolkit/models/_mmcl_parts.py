@@ -1,7 +1,7 @@
 """Parts private to the MMCL model: grid resampling, the authors' common block, target copies, the replay buffer.
 
-Attention, transformer layers and positions come from the shared ``layers.py``
-(MMCL and MInD both use :class:`~msa_toolkit.models.layers.EncoderLayer`); what
+Attention, transformer layers and positions come from :mod:`msa_toolkit.layers`
+(MMCL and MInD both use :class:`~msa_toolkit.layers.EncoderLayer`); what
 is here exists for MMCL's decoupling and its actor-critic objective. Everything
 here is mask-aware (bool masks, True = valid) and returns finite values for
 all-False masks (absent modality) and length-1 sequences.
@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .layers import SelfAttention, attend
+from ..layers import MultiHeadAttention
 
 # ----------------------------------------------------------------------------- time grid
 
@@ -45,25 +45,24 @@ def resample_to_grid(x: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[
 # ----------------------------------------------------------------------------- the authors' common block
 
 
-class AttentionOnlyBlock(SelfAttention):
+class AttentionOnlyBlock(MultiHeadAttention):
     """The common-feature block of the authors' code (``Self_Attention`` in smwanghhh/MMCL ``network.py``).
 
     ``c = attention(x)`` with q, k, v from the fused ``qkv`` Linear(dim, 3 dim), then
-    ``LayerNorm(c + out(c))``: the ``out`` Linear(dim, dim) is a residual refinement of the context, not an
+    ``LayerNorm(c + to_out(c))``: the ``to_out`` Linear(dim, dim) is a residual refinement of the context, not an
     output projection, and there is no feed-forward and no residual from the input (the paper's block,
-    :class:`~msa_toolkit.models.layers.EncoderLayer`, has both). ``dropout`` is the attention-probability
+    :class:`~msa_toolkit.layers.EncoderLayer`, has both). ``dropout`` is the attention-probability
     dropout. ``forward(x [B, L, D], mask [B, L]) -> [B, L, D]``; padded steps are zeroed on output (the
     reference has no padding: its inputs are word-aligned of one length).
     """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0):
-        super().__init__(dim, heads, dropout)
+        super().__init__(dim, heads, dropout=dropout)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        c = attend(q, k, v, self.heads, mask, self.dropout if self.training else 0.0)
-        out = self.norm(c + self.out(c))
+        c = self.attend(*self.project(x, x, x), mask)
+        out = self.norm(c + self.to_out(c))
         return out * mask.unsqueeze(-1).to(out.dtype)
 
 

@@ -7,9 +7,9 @@ model; a checkpoint stores ``name`` and ``config.to_dict()`` so loading is
 ``create_model(name, **config_dict)``.
 
 Model modules register themselves on import. Every public module of the
-``msa_toolkit.models`` package (not starting with ``_``, not one of
-:data:`HELPER_MODULES`) is imported on the first registry access, so adding a
-model is one file plus one decorator. An import error in a model module
+``msa_toolkit.models`` package (not starting with ``_``) is imported on the
+first registry access, so adding a model is one file plus one decorator; the
+reusable blocks live apart, in :mod:`msa_toolkit.layers`. An import error in a model module
 propagates: a broken model is never silently missing.
 """
 
@@ -21,10 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from .base import ModelConfig, MSAModel, config_from_mapping
-
-#: modules of the package that hold shared parts, not models (skipped by discovery)
-HELPER_MODULES = frozenset({"base", "layers", "dropout", "positions", "heads", "text_encoder", "losses",
-                            "presets"})
 
 _ModelT = TypeVar("_ModelT", bound=Callable[..., MSAModel])
 
@@ -69,7 +65,7 @@ def model_modules() -> Iterator[str]:
     """Dotted names of the model modules of ``msa_toolkit.models`` (read from its ``__path__`` now)."""
     package = importlib.import_module(__package__)
     for info in pkgutil.iter_modules(package.__path__):
-        if not info.name.startswith("_") and info.name not in HELPER_MODULES:
+        if not info.name.startswith("_"):
             yield f"{__package__}.{info.name}"
 
 

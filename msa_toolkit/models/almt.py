@@ -12,7 +12,7 @@ Pipeline (``d = config.dim``, ``T = config.token_len``; all sequences batch-firs
                                + Attn(LN(h_t^i) W_q, LN(h_v) W_kv, LN(h_v) W_vv) )
     cross-modality fusion transformer (fusion_depth layers): query = [cls; h_t^{last}],
       key/value = [cls; H] (each with its own learned positions) -> state of cls [B, d]
-    prediction = Linear(d, 1)                                                         -> [B]
+    prediction = nn.Linear(d, 1)                                                         -> [B]
 
 Objective: MSE (the reference's criterion; ``loss="l1"`` is available). Training recipe of
 the reference (presets): AdamW, lr 1e-4, weight decay 1e-4, batch 64, 10 % linear warm-up
@@ -54,9 +54,8 @@ from torch import nn
 from .._fields import doc
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
-from .layers import Dropout, LearnedPositionalEncoding, MultiHeadAttention, activation, attend, unpadded
-from .linear import Linear
-from .text_encoder import TextEncoder
+from ..layers import (Dropout, LearnedPositionalEncoding, MultiHeadAttention, activation, attend, build_text_encoder,
+                      text_features, unpadded)
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
 
 __all__ = ["ALMTConfig", "ALMT", "ALMTBlock", "TokenEmbedding", "LanguageEncoder", "AHLLayer", "FusionTransformer"]
@@ -102,8 +101,8 @@ class ALMTBlock(nn.Module):
         self.norm_q, self.norm_k, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, heads, dim_head=dim_head, qkv_bias=False, out_bias=True)
         self.norm_ff = nn.LayerNorm(dim)
-        self.ff = nn.Sequential(Linear(dim, mlp_dim), activation("gelu"), Dropout(dropout),
-                                Linear(mlp_dim, dim), Dropout(dropout))
+        self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), activation("gelu"), Dropout(dropout),
+                                nn.Linear(mlp_dim, dim), Dropout(dropout))
         self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
@@ -254,15 +253,11 @@ class ALMT(MSAModel):
         c = config
         if c.ahl_depth < 1:
             raise ValueError("ahl_depth must be >= 1")
-        if c.text_encoder:
-            self.text_encoder: TextEncoder | None = TextEncoder(c.text_encoder)
-            dt = self.text_encoder.hidden_size
-        else:
-            self.text_encoder, dt = None, c.text_dim
+        self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
         d, T = c.dim, c.token_len
         self.hyper = nn.Parameter(torch.ones(T, d))
-        self.input_proj = nn.ModuleDict({"text": Linear(dt, d), "audio": Linear(c.audio_dim, d),
-                                         "vision": Linear(c.vision_dim, d)})
+        self.input_proj = nn.ModuleDict({"text": nn.Linear(dt, d), "audio": nn.Linear(c.audio_dim, d),
+                                         "vision": nn.Linear(c.vision_dim, d)})
         lengths = {"text": c.text_len, "audio": c.audio_len, "vision": c.vision_len}
         self.embed = nn.ModuleDict({m: TokenEmbedding(lengths[m], T, d, c.embed_depth, c.heads, c.dim_head,
                                                       c.mlp_dim, c.dropout, c.emb_dropout) for m in lengths})
@@ -275,7 +270,7 @@ class ALMT(MSAModel):
         self.set_objective(RegressionObjective(c.loss))
 
     def forward(self, batch) -> ModelOutput:
-        text = TextEncoder.features(self.text_encoder, batch)
+        text = text_features(self.text_encoder, batch)
         x = {"text": text, "audio": batch.audio, "vision": batch.vision}
         h = {m: self.embed[m](self.input_proj[m](x[m]), batch.features(m)[1]) for m in x}
         scales = self.language_encoder(h["text"])

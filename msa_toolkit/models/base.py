@@ -16,7 +16,6 @@ Loss weights live in the model's config dataclass, never in the trainer.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
@@ -24,7 +23,6 @@ import torch
 from torch import nn
 
 from .._fields import doc
-from .._threads import one_thread, run_split
 from ..spec import FeatureSpec
 
 
@@ -132,58 +130,10 @@ class MSAModel(nn.Module):
         raise NotImplementedError
 
     def predict(self, batch: Any) -> torch.Tensor:
-        """The prediction [B] alone: ``forward(batch).prediction``, the same values.
-
-        What ``msa predict`` runs, on one intra-op thread where :meth:`prefers_one_thread`, and split into
-        :meth:`predict_parts` parts computed concurrently, one intra-op thread each, where that is more than
-        one (``_threads.run_split``; per-sample values as the whole batch's, up to float rounding). A model
-        skips work that only its objective needs (tensors of ``aux`` that no prediction depends on) by
-        overriding :meth:`_predict`; the registry tests check the values are equal.
-        """
-        parts = self.predict_parts(batch)
-        if parts > 1:
-            return torch.cat(run_split(self._predict, batch.split(parts)))
-        with one_thread(self.prefers_one_thread(batch)):
-            return self._predict(batch)
-
-    def _predict(self, batch: Any) -> torch.Tensor:
-        """:meth:`predict`'s computation (the threads already chosen): by default the forward's prediction."""
+        """The prediction [B] alone, what ``msa predict`` runs: ``forward(batch).prediction`` by default. A model
+        whose forward computes tensors only its objective reads may skip them here (DLF does); the registry
+        tests check that the values equal the forward's."""
         return self(batch).prediction
-
-    def one_thread_rule(self) -> tuple[int, int] | None:
-        """``(width, max_numel)``: :meth:`prefers_one_thread` is True for a CPU batch whose widest
-        [B, L, width] activation has at most ``max_numel`` elements. None (the default): never."""
-        return None
-
-    def prefers_one_thread(self, batch: Any) -> bool:
-        """Whether work on ``batch`` (a training step, an evaluation, ``predict``) runs faster on one intra-op
-        thread: a model of many small operations on a small CPU batch, where waking the OpenMP pool for each
-        costs more than the second thread saves (``_threads.one_thread``). Decided by the model's
-        :meth:`one_thread_rule`, never with a fine-tuned text encoder (its wide layers want every thread);
-        the trainer and ``predict`` ask it per batch. ``MSA_ONE_THREAD_RULE=0`` in the environment turns it off
-        (:data:`ONE_THREAD_ENV`)."""
-        rule = self.one_thread_rule()
-        if (rule is None or getattr(self, "text_encoder", None) is not None
-                or os.environ.get(ONE_THREAD_ENV, "1") == "0"):
-            return False
-        n = _cpu_activation_numel(batch, rule[0])
-        return n is not None and n <= rule[1]
-
-    def predict_parts(self, batch: Any) -> int:
-        """How many parts :meth:`predict` splits ``batch`` into, each computed on its own thread with one intra-op
-        thread (1: not split). For a model with a :meth:`one_thread_rule` whose CPU batch is over the rule's
-        limit, predicting without gradients (nor autocast) on more than one thread: as many parts as threads,
-        fewer where a part would have under half the limit (:data:`PART_MIN_FRACTION`). Such models run many
-        small operations, which a second intra-op thread hardly speeds up (``_threads``)."""
-        rule = self.one_thread_rule()
-        threads = torch.get_num_threads()
-        if (rule is None or threads < 2 or torch.is_grad_enabled() or torch.is_autocast_enabled("cpu")
-                or getattr(self, "text_encoder", None) is not None):
-            return 1
-        n = _cpu_activation_numel(batch, rule[0])
-        if n is None or n <= rule[1]:
-            return 1
-        return max(1, min(threads, batch.size, int(n // (rule[1] * PART_MIN_FRACTION))))
 
     @property
     def objective(self) -> Objective:
@@ -195,29 +145,6 @@ class MSAModel(nn.Module):
     def num_parameters(self, exclude_text_encoder: bool = True) -> int:
         skip = "text_encoder." if exclude_text_encoder else "\0"
         return sum(p.numel() for n, p in self.named_parameters() if not n.startswith(skip) and p.requires_grad)
-
-
-#: environment variable: "0" makes :meth:`MSAModel.prefers_one_thread` always False, for a CPU where a second
-#: intra-op thread pays even on small batches. Where one thread pays is the machine's: DLF at B = 16 (aligned)
-#: trained 1.6x faster on one thread on the 2-core machine of 2026-12-01 and 1.06-1.1x slower on that of
-#: 2026-12-02 (``benchmarks/omp_wait.py``, "PASSIVE, 1 thread"; ``benchmarks/results/reference_speed.md``).
-#: Read per call, so it may be set after import; ``predict_parts``' splitting of larger batches is unaffected.
-ONE_THREAD_ENV = "MSA_ONE_THREAD_RULE"
-
-#: :meth:`MSAModel.predict_parts` gives each part at least this fraction of the one-thread limit: on the 2-core
-#: CPU, DLF's batch of 32 aligned samples (32 x 50 steps x 50 = 1.22x its limit of 2^16) ran 1.31x faster as two
-#: halves of 0.61x the limit, one thread each, than on two intra-op threads; two halves of a batch of 16 (0.31x)
-#: were no faster than the whole on one thread (0.99x), nor MulT's (0.82x)
-PART_MIN_FRACTION = 0.5
-
-
-def _cpu_activation_numel(batch: Any, width: int) -> int | None:
-    """``B x longest sequence x width``: the size of a batch's widest [B, L, width] activation, or None when a
-    feature tensor is not on the CPU (the measure of :meth:`MSAModel.prefers_one_thread`)."""
-    feats = [batch.features(m)[0] for m in ("text", "audio", "vision")]
-    if any(x.device.type != "cpu" for x in feats):
-        return None
-    return batch.size * max(x.shape[1] for x in feats) * width
 
 
 def config_from_mapping(cls: type[ModelConfig], values: Mapping[str, Any]) -> ModelConfig:

@@ -19,22 +19,12 @@ from .._fields import doc
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
-from .layers import Dropout, last_valid, masked_mean
-from .transformer import CrossModalTransformer
-from .heads import ConvProjection, MLPHead, ResidualHead
-from .text_encoder import TextEncoder
-from .presets import MOSEI_INPUTS, MOSI_INPUTS  # re-exported: the presets' old home
+from .presets import MOSEI_INPUTS, MOSI_INPUTS
+from ..layers import (ConvProjection, CrossModalTransformer, Dropout, MLPHead, ResidualHead, build_text_encoder,
+                      last_valid, masked_mean, text_features)
 
-__all__ = ["MOSI_INPUTS", "MOSEI_INPUTS", "TextOnlyConfig", "TextOnly", "LateFusionConfig", "LateFusion", "TFNConfig",
+__all__ = ["TextOnlyConfig", "TextOnly", "LateFusionConfig", "LateFusion", "TFNConfig",
            "TFN", "MulTConfig", "MulT"]
-
-
-def _text_encoder(cfg: ModelConfig) -> tuple[TextEncoder | None, int]:
-    """The optional fine-tuned text encoder and the text feature dim the model sees."""
-    if cfg.text_encoder:
-        enc = TextEncoder(cfg.text_encoder)
-        return enc, enc.hidden_size
-    return None, cfg.text_dim
 
 
 def _input_dims(cfg: ModelConfig, text_dim: int) -> dict[str, int]:
@@ -62,12 +52,12 @@ class TextOnly(MSAModel):
 
     def __init__(self, config: TextOnlyConfig):
         super().__init__(config)
-        self.text_encoder, dt = _text_encoder(config)
+        self.text_encoder, dt = build_text_encoder(config.text_encoder, config.text_dim)
         self.head = MLPHead(dt, config.hidden, 1, config.layers, config.dropout)
         self.set_objective(RegressionObjective(config.loss))
 
     def forward(self, batch) -> ModelOutput:
-        text = TextEncoder.features(self.text_encoder, batch)
+        text = text_features(self.text_encoder, batch)
         return ModelOutput(self.head(masked_mean(text, batch.text_mask)).squeeze(-1))
 
 
@@ -101,7 +91,7 @@ class LateFusion(MSAModel):
         super().__init__(config)
         if config.fusion not in ("concat", "mean"):
             raise ValueError(f"fusion must be 'concat' or 'mean', got {config.fusion!r}")
-        self.text_encoder, dt = _text_encoder(config)
+        self.text_encoder, dt = build_text_encoder(config.text_encoder, config.text_dim)
         dims = _input_dims(config, dt)
         h = config.hidden
         self.step = nn.ModuleDict({m: nn.Sequential(nn.Linear(dims[m], h), nn.ReLU()) for m in MODALITIES})
@@ -114,7 +104,7 @@ class LateFusion(MSAModel):
         self.set_objective(RegressionObjective(config.loss))
 
     def forward(self, batch) -> ModelOutput:
-        feats = {"text": TextEncoder.features(self.text_encoder, batch), "audio": batch.audio, "vision": batch.vision}
+        feats = {"text": text_features(self.text_encoder, batch), "audio": batch.audio, "vision": batch.vision}
         reps = {m: self.post[m](masked_mean(self.step[m](feats[m]), batch.features(m)[1])) for m in MODALITIES}
         aux = {f"h_{m}": reps[m] for m in MODALITIES}
         if self.config.fusion == "concat":
@@ -182,7 +172,7 @@ class TFN(MSAModel):
     def __init__(self, config: TFNConfig):
         super().__init__(config)
         c = config
-        self.text_encoder, dt = _text_encoder(c)
+        self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
         self.lstm = nn.LSTM(dt, c.text_hidden, batch_first=True)
         self.text_out = nn.Sequential(Dropout(c.post_fusion_dropout), nn.Linear(c.text_hidden, c.text_out))
         self.audio_net = _SubNet(c.audio_dim, c.audio_hidden, c.post_fusion_dropout)
@@ -194,7 +184,7 @@ class TFN(MSAModel):
         self.set_objective(RegressionObjective(c.loss))
 
     def forward(self, batch) -> ModelOutput:
-        text = TextEncoder.features(self.text_encoder, batch)
+        text = text_features(self.text_encoder, batch)
         states, _ = _rnn_fp32_under_cpu_autocast(self.lstm, text)
         z_t = self.text_out(last_valid(states, batch.text_mask))
         z_a = self.audio_net(batch.audio, batch.audio_mask)
@@ -220,13 +210,6 @@ def _rnn_fp32_under_cpu_autocast(rnn: nn.Module, x: torch.Tensor):
 
 
 # --------------------------------------------------------------------------- MulT
-
-#: CPU work on a MulT batch whose widest [B, L, 2 dim] activation has at most this many elements runs on one
-#: intra-op thread (``MSAModel.one_thread_rule``; see ``dlf.ONE_THREAD_MAX_NUMEL``). 2-core CPU, PASSIVE, dim
-#: 30, 2 threads vs 1, training step: aligned 50/50/50 B = 16 409.8 vs 245.7 ms, B = 32 (96 k) 630.5 vs 468.2,
-#: B = 64 (192 k) 867.6 vs 942.2; unaligned 50/375/500 B = 8 (240 k) 1431 vs 1749; inference B = 64 217.2 vs 234.2.
-MULT_ONE_THREAD_MAX_NUMEL = 2 ** 17
-
 
 @dataclass(frozen=True)
 class MulTConfig(ModelConfig):
@@ -300,7 +283,7 @@ class MulT(MSAModel):
     def __init__(self, config: MulTConfig):
         super().__init__(config)
         c = config
-        self.text_encoder, dt = _text_encoder(c)
+        self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
         dims = _input_dims(c, dt)
         kernels = {"text": c.kernel_text, "audio": c.kernel_audio, "vision": c.kernel_vision}
         attn_drop = {"text": c.attn_dropout, "audio": c.attn_dropout_audio, "vision": c.attn_dropout_vision}
@@ -319,7 +302,7 @@ class MulT(MSAModel):
         self.set_objective(RegressionObjective(c.loss))
 
     def forward(self, batch) -> ModelOutput:
-        text = TextEncoder.features(self.text_encoder, batch)
+        text = text_features(self.text_encoder, batch)
         x = {"text": text, "audio": batch.audio, "vision": batch.vision}
         masks = {m: batch.features(m)[1] for m in MODALITIES}
         p = {m: self.proj[m](x[m], masks[m]) for m in MODALITIES}
@@ -329,8 +312,3 @@ class MulT(MSAModel):
             states.append(self.mem[t].forward_last(torch.cat(hs, dim=-1), masks[t]))
         pred, rep = self.head(torch.cat(states, dim=-1))
         return ModelOutput(pred.squeeze(-1), {"representation": rep})
-
-    def one_thread_rule(self) -> tuple[int, int]:
-        """One thread for CPU batches whose [B, L, 2 dim] activations (the memories') have at most
-        :data:`MULT_ONE_THREAD_MAX_NUMEL` elements."""
-        return 2 * self.config.dim, MULT_ONE_THREAD_MAX_NUMEL

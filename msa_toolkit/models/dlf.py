@@ -61,12 +61,9 @@ from ..spec import MODALITIES
 from .._fields import doc
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
-from .grouped import grouping_on, run_grouped
-from .layers import dropout, last_valid, masked_mean, unpadded
-from .transformer import CrossModalTransformer
-from .heads import ConvProjection, ResidualHead
-from .text_encoder import TextEncoder
-from .losses import cosine_orthogonality, masked_mse, modified_triplet_loss, regression_loss
+from ..layers import (ConvProjection, CrossModalTransformer, ResidualHead, build_text_encoder, dropout, masked_mean,
+                      text_features, unpadded)
+from ..layers.losses import cosine_orthogonality, masked_mse, modified_triplet_loss, regression_loss
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
 
 __all__ = ["DLFConfig", "DLF", "DLFObjective"]
@@ -134,17 +131,6 @@ DLF_PRESETS = {
 }
 
 
-#: CPU work on a batch whose widest [B, L, dim] activation has at most this many elements runs on one
-#: intra-op thread (:meth:`DLF.one_thread_rule`; the trainer's steps and evaluations, ``predict``):
-#: DLF's thousands of operations per step on tensors just above torch's grain size each wake the OpenMP pool
-#: (~50 us under PASSIVE) for little gain. 2-core CPU, aligned 50/50/50, 2 threads vs 1, alternating:
-#: predict B = 8 46.2 vs 32.8 ms, B = 16 77.4 vs 55.4, B = 24 122.8 vs 84.9 (55 k elements), B = 32 107.0 vs
-#: 107.4 (74 k), B = 48 132.1 vs 149.6, B = 64 167.7 vs 220.8; unaligned 50/375/500 B = 4 (99 k) 187.2 vs
-#: 216.5, B = 16 560 vs 880. Training step (forward, loss, backward, the trainer's optimiser): B = 16 388.8
-#: vs 237.1 ms, B = 32 527.4 vs 555.7.
-ONE_THREAD_MAX_NUMEL = 2 ** 16
-
-
 @register_model("dlf", DLFConfig, presets=DLF_PRESETS,
                 summary="DLF: Disentangled-Language-Focused MSA (Wang et al., AAAI 2025)")
 class DLF(MSAModel):
@@ -161,11 +147,7 @@ class DLF(MSAModel):
     def __init__(self, config: DLFConfig):
         super().__init__(config)
         c = config
-        if c.text_encoder:
-            self.text_encoder: TextEncoder | None = TextEncoder(c.text_encoder)
-            dt = self.text_encoder.hidden_size
-        else:
-            self.text_encoder, dt = None, c.text_dim
+        self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
         in_dims = {"text": dt, "audio": c.audio_dim, "vision": c.vision_dim}
         kernels = {"text": c.kernel_text, "audio": c.kernel_audio, "vision": c.kernel_vision}
         attn = {"text": c.attn_dropout, "audio": c.attn_dropout_audio, "vision": c.attn_dropout_vision}
@@ -201,20 +183,16 @@ class DLF(MSAModel):
     def forward(self, batch) -> ModelOutput:
         return self._run(batch, objective=True)
 
-    def _predict(self, batch) -> torch.Tensor:
-        """The fused prediction [B] without the objective's tensors (``predict``): the reconstructions, their
-        re-encoding by the specific encoders and the triplet embeddings are not computed (a sixth of the
-        transformer blocks of a forward). Same values as ``forward(batch).prediction``."""
+    def predict(self, batch) -> torch.Tensor:
+        """The fused prediction [B] without the objective's tensors: the reconstructions, their re-encoding by
+        the specific encoders and the triplet embeddings are not computed (a sixth of the transformer blocks of
+        a forward). Same values as ``forward(batch).prediction``."""
         return self._run(batch, objective=False).prediction
-
-    def one_thread_rule(self) -> tuple[int, int]:
-        """One thread for CPU batches whose [B, L, dim] activations have at most :data:`ONE_THREAD_MAX_NUMEL`."""
-        return self.config.dim, ONE_THREAD_MAX_NUMEL
 
     def _run(self, batch, objective: bool) -> ModelOutput:
         """The forward; ``objective=False`` skips what only :class:`DLFObjective` reads (see :meth:`predict`)."""
         c = self.config
-        text = TextEncoder.features(self.text_encoder, batch)
+        text = text_features(self.text_encoder, batch)
         x = {"text": dropout(text, c.text_dropout, self.training), "audio": batch.audio, "vision": batch.vision}
         aux: dict[str, torch.Tensor] = {}
         mask, proj = {}, {}
@@ -227,10 +205,7 @@ class DLF(MSAModel):
             aux[f"mask_{m}"] = self.proj[m].output_mask(in_mask, proj[m].shape[1])
             mask[m] = None if net_mask is None else aux[f"mask_{m}"]
         sh = self._shared(proj, mask)
-        if grouping_on(proj["text"]):
-            pred_c, h_c, lfa = self._encoders_grouped(proj, sh, mask, aux, objective)
-        else:
-            pred_c, h_c, lfa = self._encoders(proj, sh, mask, aux, objective)
+        pred_c, h_c, lfa = self._encoders(proj, sh, mask, aux, objective)
         gated = []
         for m in MODALITIES:
             pred_m, rep_m = self.specific_heads[m](lfa[m])
@@ -269,41 +244,6 @@ class DLF(MSAModel):
         lfa = {"text": self.lfa_text_mem.forward_last(s["text"], tm)}
         for m in ("audio", "vision"):
             lfa[m] = self.lfa_mem[m].forward_last(self.lfa_cross[m](s["text"], tm, s[m], mask[m]), tm)
-        return pred_c, h_c, lfa
-
-    def _encoders_grouped(self, proj: dict[str, torch.Tensor], sh: dict[str, torch.Tensor],
-                          mask: dict[str, torch.Tensor | None], aux: dict[str, torch.Tensor], objective: bool = True
-                          ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """:meth:`_encoders` with the transformers grouped (:func:`.grouped.run_grouped`), used where
-        grouping is on (``grouped.GROUPED_DEVICES``; off everywhere by default: no faster on the CPU).
-        Transformers of one architecture on inputs of one shape run as one batched op per layer: with
-        aligned inputs the 3 specific encoders with the 3 shared self-attentions, the 3 re-encodings with
-        the L->L memory, the 2 cross-modal transformers, the 2 memories. Same results at dropout 0; the
-        dropout draws follow another order (same distribution), which is why :meth:`_encoders` keeps its
-        own call order where grouping is off (seeded runs repeat)."""
-        tm = mask["text"]
-        # members ordered so equal attention-dropout rates are adjacent (one attention call per run)
-        out = run_grouped([x for m in MODALITIES for x in (self.specific_encoders[m], self.shared_self_attn[m])],
-                          [x for m in MODALITIES for x in (proj[m], sh[m])],
-                          [mask[m] for m in MODALITIES for _ in range(2)])
-        s = dict(zip(MODALITIES, out[0::2]))
-        h_c = torch.cat([last_valid(o, mask[m]) for m, o in zip(MODALITIES, out[1::2])], -1)
-        av = ("audio", "vision")
-        # the reconstructions and their re-encodings only where the objective reads them (not in predict)
-        recon = {m: self.decoders[m](torch.cat([s[m], sh[m]], dim=-1)) for m in MODALITIES} if objective else {}
-        out = run_grouped([self.lfa_text_mem] + [self.specific_encoders[m] for m in recon]
-                          + [self.lfa_cross[m] for m in av],
-                          [s["text"]] + list(recon.values()) + [s["text"]] * 2,
-                          [tm] + [mask[m] for m in recon] + [tm] * 2,
-                          [None] * (1 + len(recon)) + [s[m] for m in av],
-                          [None] * (1 + len(recon)) + [mask[m] for m in av])
-        for m, re in zip(recon, out[1:1 + len(recon)]):
-            aux.update({f"proj_{m}": proj[m], f"specific_{m}": s[m], f"shared_{m}": sh[m], f"recon_{m}": recon[m],
-                        f"specific_recon_{m}": re,
-                        f"shared_embed_{m}": self.triplet_proj[m](masked_mean(sh[m], mask[m]))})
-        lfa = {"text": out[0], **dict(zip(av, run_grouped([self.lfa_mem[m] for m in av], out[-2:], [tm, tm])))}
-        lfa = {m: last_valid(x, tm) for m, x in lfa.items()}
-        pred_c, _ = self.shared_head(h_c)
         return pred_c, h_c, lfa
 
     def _shared(self, proj: dict[str, torch.Tensor], mask: dict[str, torch.Tensor | None]

@@ -55,7 +55,7 @@ Deviations from the paper / the authors' public code:
   (the reference uses its first prediction criterion for it, i.e. MSE on MOSEI).
 * The authors' rollback early stopping with an exponential LR decay of 0.5 on each rollback
   is the generic trainer's ``rollback_*`` settings, used by ``--recipe reference``
-  (``models/presets.py``); the toolkit recipe keeps ``scheduler="plateau"``.
+  (``training/recipes.py``); the toolkit recipe keeps ``scheduler="plateau"``.
 * Precomputed (frozen) text features are the default; set ``text_encoder`` to fine-tune a
   transformers encoder inside the model as the authors do with BERT.
 * In eval mode the noise inputs g_m come from a seeded generator (:func:`gaussian_input`), not the
@@ -77,11 +77,9 @@ from ..data.batch import Batch
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
-from .layers import ACTIVATIONS, Dropout, SinusoidalPositionalEncoding, activation, last_valid, masked_mean
-from .transformer import EncoderLayer
-from .heads import grad_reverse
-from .text_encoder import TextEncoder
-from .losses import barlow_twins_loss, hsic, jsd_mi
+from ..layers import (ACTIVATIONS, Dropout, EncoderLayer, SinusoidalPositionalEncoding, activation, build_text_encoder,
+                      grad_reverse, last_valid, masked_mean, text_features)
+from ..layers.losses import barlow_twins_loss, hsic, jsd_mi
 from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 
 
@@ -225,12 +223,7 @@ class MInD(MSAModel):
         super().__init__(config)
         _validate(config)
         c, d = config, config.d_model
-        text_in = c.text_dim
-        if c.text_encoder is not None:
-            self.text_encoder = TextEncoder(c.text_encoder)
-            text_in = self.text_encoder.hidden_size
-        else:
-            self.text_encoder = None
+        self.text_encoder, text_in = build_text_encoder(c.text_encoder, c.text_dim)
         self.text_head = nn.Sequential(nn.Linear(text_in, d), nn.ReLU(), nn.LayerNorm(d))
         self.audio_backbone = SequenceBackbone(c.audio_dim, c)
         self.vision_backbone = SequenceBackbone(c.vision_dim, c)
@@ -243,7 +236,7 @@ class MInD(MSAModel):
 
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Backbone features u_m [B, d] per modality (zeros for a sample whose modality is absent)."""
-        text = batch.text if self.text_encoder is None else self.text_encoder.features(self.text_encoder, batch)
+        text = text_features(self.text_encoder, batch)
         u_t = self.text_head(masked_mean(text.float(), batch.text_mask))
         u_t = u_t * batch.text_mask.any(dim=1, keepdim=True).to(u_t.dtype)
         return {"text": u_t,

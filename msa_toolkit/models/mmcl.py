@@ -102,10 +102,7 @@ from ._mmcl_parts import (AttentionOnlyBlock, ReplayBuffer, TargetCopy, frozen_p
                           resample_to_grid)
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
-from .grouped import run_grouped
-from .layers import Dropout, masked_mean
-from .linear import Linear, linear
-from .transformer import EncoderLayer
+from ..layers import Dropout, EncoderLayer, masked_mean
 from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
 
 
@@ -191,44 +188,23 @@ class MMCLCritic(nn.Module):
     """Centralised critic Q(s, a): (state [B, 3S, d], action [B, 3S, 1], mask [B, 3S]) -> [B].
 
     Per modality a post-norm transformer layer over x = [s; a, ..., a] (the action repeated ``num_heads``
-    times), mean-pooled; the three pooled vectors go through an MLP. The layer's input projection of x is
-    computed in two parts, ``W x = W_s s + (W_a 1) a``: the state part (:meth:`project_state`, 98 % of the
-    projection's multiply-adds at d = 256, 4 heads) can be passed in as ``state_proj`` and shared between
-    calls on the same state (the objective's Q(s, a) and Q(s, pi(s))), and a gradient to the action costs a
-    vector product instead of a [.., 3(d + h)] x [3(d + h), d + h] one. Equal to projecting x whole up to
-    float rounding.
+    times, so the width d + h divides into the heads), mean-pooled; the three pooled vectors go through an MLP.
     """
 
     def __init__(self, config: MMCLConfig):
         super().__init__()
         d, h = config.d_model, config.num_heads
-        self.d, self.repeat = d, h
+        self.repeat = h
         self.encoders = nn.ModuleDict({m: EncoderLayer(d + h, h, config.ff_dim, config.attn_dropout,
                                                        config.attn_dropout) for m in MODALITIES})
         self.proj = nn.Sequential(nn.Linear(3 * (d + h), 2 * d), nn.Linear(2 * d, d), nn.ReLU(), nn.LayerNorm(d),
                                   Dropout(config.dropout), nn.Linear(d, 1))
 
-    def project_state(self, state: torch.Tensor) -> list[torch.Tensor]:
-        """Per modality, the state's part of the input projection with its bias, ``W_s s + b``: [B, S, 3(d + h)].
-
-        The weight slice is copied contiguous (3(d + h) x d floats) so the product takes oneDNN's fused-bias
-        kernel (:func:`~.linear.linear`); the strided slice went to ``mm`` at 20 ms against 13 for the
-        whole [6400, 260] x [260, 780] projection (B = 128, d = 256)."""
-        return [linear(s, self.encoders[m].attn.qkv.weight[:, :self.d].contiguous(), self.encoders[m].attn.qkv.bias)
-                for m, s in zip(MODALITIES, modality_chunks(state))]
-
-    def forward(self, state: torch.Tensor, action: torch.Tensor, mask: torch.Tensor,
-                state_proj: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Q(s, a) [B]; ``state_proj``: :meth:`project_state` of this state with these weights, if at hand."""
-        if state_proj is None:
-            state_proj = self.project_state(state)
+    def forward(self, state: torch.Tensor, action: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pooled = []
-        for m, s, a, k, ps in zip(MODALITIES, modality_chunks(state), modality_chunks(action), modality_chunks(mask),
-                                  state_proj):
-            enc = self.encoders[m]
-            qkv = torch.addcmul(ps, a, enc.attn.qkv.weight[:, self.d:].sum(dim=1))  # W_s s + b + (W_a 1) a
+        for m, s, a, k in zip(MODALITIES, modality_chunks(state), modality_chunks(action), modality_chunks(mask)):
             x = torch.cat([s, a.expand(*a.shape[:-1], self.repeat)], dim=-1)
-            pooled.append(masked_mean(enc(x, k, qkv=qkv), k))
+            pooled.append(masked_mean(self.encoders[m](x, k), k))
         return self.proj(torch.cat(pooled, dim=-1)).squeeze(-1)
 
 
@@ -248,7 +224,7 @@ class MMCL(MSAModel):
         _validate(config)
         d, c = config.d_model, config
         dims = {"text": c.text_dim, "audio": c.audio_dim, "vision": c.vision_dim}
-        self.proj = nn.ModuleDict({m: Linear(dims[m], d) for m in MODALITIES})
+        self.proj = nn.ModuleDict({m: nn.Linear(dims[m], d) for m in MODALITIES})
         # intra-modal enhancement of the common features
         self.common_blocks = nn.ModuleDict({m: _common_block(c) for m in MODALITIES})
         self.policy = MMCLPolicy(d)
@@ -297,15 +273,11 @@ class MMCL(MSAModel):
         state = spec_all.detach()
         action = self.policy(state)  # [B, 3S, 1]
         weighted = spec_all * action
-        # the 3 common and 3 specific blocks (grouped.run_grouped: one by one unless grouping is on for the device)
-        masks = [slot_mask[m] for m in MODALITIES]
-        blocks = run_grouped([self.common_blocks[m] for m in MODALITIES]
-                             + [self.specific_blocks[m] for m in MODALITIES],
-                             [common[m] for m in MODALITIES] + list(modality_chunks(weighted)), masks * 2)
-        pooled = [masked_mean(b, k) for b, k in zip(blocks, masks * 2)]
         embs, weights = [], []
-        for i, m in enumerate(MODALITIES):
-            e = torch.cat([pooled[i], pooled[3 + i]], dim=-1)  # [B, 2d]: common, specific
+        for m, w in zip(MODALITIES, modality_chunks(weighted)):
+            k = slot_mask[m]
+            e = torch.cat([masked_mean(self.common_blocks[m](common[m], k), k),
+                           masked_mean(self.specific_blocks[m](w, k), k)], dim=-1)  # [B, 2d]: common, specific
             embs.append(e * torch.sigmoid(self.gates[m](e)))
             weights.append(present[m].to(e.dtype))
         wsum = torch.stack(weights, 0).sum(0).clamp_min(1.0)[:, None]
@@ -360,8 +332,7 @@ class MMCLObjective(Objective):
             s, a, k, r = state, action, mask, reward
 
         # critic: L1 TD error against the target networks (no gradient into the targets or inputs)
-        state_proj = self.critic.project_state(s)  # shared by Q(s, a) and Q(s, pi(s)): same state, same weights
-        q = self.critic(s, a, k, state_proj)
+        q = self.critic(s, a, k)
         with torch.no_grad():
             s_next = s * a
             a_next = functional_call(self.policy, self.target_policy.params(), (s_next,))
@@ -370,8 +341,7 @@ class MMCLObjective(Objective):
         critic = c.critic_weight * F.l1_loss(q, target)
 
         # policy: maximise Q(s, pi(s)) through the action only (critic weights detached)
-        q_pi = functional_call(self.critic, frozen_params(self.critic), (s, self.policy(s), k),
-                               {"state_proj": [p.detach() for p in state_proj]})
+        q_pi = functional_call(self.critic, frozen_params(self.critic), (s, self.policy(s), k))
         policy = -c.policy_weight * q_pi.mean()
 
         total = prediction + critic + policy

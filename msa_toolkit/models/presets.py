@@ -1,5 +1,4 @@
-"""Input dims and maximum lengths of the published feature releases, shared by model presets,
-and the training recipes of the seed models (:data:`RECIPES`, one entry per model).
+"""Input dims and maximum lengths of the published feature releases, shared by model presets.
 
 A model's preset merges one of these with its own published hyper-parameters,
 e.g. ``{**MOSI_INPUTS, "fusion_depth": 2}``; model files import them from here
@@ -8,11 +7,7 @@ and never from a sibling model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
-
-__all__ = ["MOSI_INPUTS", "MOSEI_INPUTS", "MOSI_ALIGNED_INPUTS", "MOSEI_ALIGNED_INPUTS", "Recipe", "RECIPES",
-           "TOOLKIT_RECIPE", "get_recipe"]
+__all__ = ["MOSI_INPUTS", "MOSEI_INPUTS", "MOSI_ALIGNED_INPUTS", "MOSEI_ALIGNED_INPUTS"]
 
 #: unaligned CMU-MOSI as distributed by MMSA (BERT 768-d text, COVAREP-subset 5-d audio,
 #: Facet 20-d vision); the defaults of ModelConfig
@@ -26,120 +21,3 @@ MOSI_ALIGNED_INPUTS = {"text_dim": 768, "audio_dim": 74, "vision_dim": 47, "text
                        "vision_len": 50}
 #: the same release for CMU-MOSEI (FACET 35)
 MOSEI_ALIGNED_INPUTS = {**MOSI_ALIGNED_INPUTS, "vision_dim": 35}
-
-
-# -- training recipes ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Recipe:
-    """How to train a model: TrainConfig and model-config overrides, seeds and where they come from.
-
-    ``msa train --recipe NAME`` / ``train(..., recipe=NAME)`` applies it below a config file and
-    ``--set`` (precedence: TrainConfig defaults <- recipe <- config <- overrides).
-    """
-
-    # recipe name ("toolkit" = the toolkit's defaults, "reference" = the authors' published protocol)
-    name: str
-    # TrainConfig field -> value
-    trainer: Mapping[str, Any] = field(default_factory=dict)
-    # model-config field -> value (applied on top of the chosen preset)
-    model: Mapping[str, Any] = field(default_factory=dict)
-    # seeds the reference runs use (empty = the caller's / trainer.seed)
-    seeds: tuple[int, ...] = ()
-    # reference files and commit the values were read from
-    source: str = ""
-    # what the recipe does and where it still differs from the reference code
-    notes: tuple[str, ...] = ()
-
-
-#: the default recipe of every model: the toolkit's honest protocol (checkpoint chosen on valid)
-TOOLKIT_RECIPE = Recipe("toolkit", notes=("TrainConfig defaults and the model config's optimiser settings; "
-                                          "checkpoint chosen on valid, test evaluated once",))
-
-#: every word-aligned reference reads 50 steps per modality
-_ALIGNED_50 = {"text": 50, "audio": 50, "vision": 50}
-
-#: model name -> recipe name -> Recipe (the "toolkit" recipe is implied for every model)
-RECIPES: dict[str, dict[str, Recipe]] = {
-    "dlf": {"reference": Recipe(
-        "reference",
-        trainer={"epochs": 1000, "batch_size": 16, "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0,
-                 "scheduler": "plateau", "plateau_factor": 0.5, "plateau_patience": 5, "patience": 10,
-                 "monitor": "mae", "monitor_mode": "min", "min_delta": 1e-6, "grad_accum": 10,
-                 "grad_clip_value": 0.6, "normalize": False, "max_lengths": _ALIGNED_50},
-        seeds=(1111, 1112, 1113, 1114, 1115),
-        source="pwang322/DLF@251bf2cb config/config.json, trains/singleTask/DLF.py, run.py",
-        notes=("aligned_50.pkl (need_data_aligned: 50/50/50 steps), features as stored (no standardisation)",
-               "Adam 1e-4 without weight decay (config.json's weight_decay is never passed to Adam), "
-               "batch 16, gradient accumulation over 10 batches (update_epochs), value clip 0.6",
-               "plateau on valid L1 loss (= MAE): factor 0.5, patience 5; best epoch on valid loss with a "
-               "1e-6 margin; early stop after 10 epochs without improvement (no epoch cap: 1000 here)",
-               "differs: a trailing partial accumulation is stepped here, the reference drops it")),
-    },
-    "almt": {"reference": Recipe(
-        "reference",
-        trainer={"epochs": 200, "batch_size": 64, "optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4,
-                 "scheduler": "epoch_cosine", "warmup_epochs": 20, "cosine_epochs": 180, "patience": 0,
-                 "monitor": "mae", "normalize": False, "test_every_epoch": True, "test_select": "mae"},
-        seeds=(7,),
-        source="Haoyu-ha/ALMT@da946107 train.py, core/scheduler.py, core/utils.py, configs/mosi.yaml",
-        notes=("unaligned_50.pkl, features as stored; AdamW 1e-4, weight decay 1e-4, batch 64, 200 epochs, MSE",
-               "per-epoch LR: linear warm-up from 0 over 20 epochs (0.1 x 200), then cosine over 180 (0.9 x 200)",
-               "no early stopping; the reference reports the test epoch with the lowest test MAE and the best "
-               "test value of each metric over epochs: recorded as the labelled best-test figures",
-               "a text_encoder (BERT) trains in the same AdamW group at 1e-4, as the reference",
-               "seed 7 is configs/mosi.yaml's; configs/mosei.yaml uses seed 0",
-               "differs: the reference holds the peak LR one extra epoch before the cosine (< 0.9 % of the LR)")),
-    },
-    "mind": {"reference": Recipe(
-        "reference",
-        trainer={"epochs": 100, "batch_size": 32, "optimizer": "adamw", "weight_decay": 0.0, "scheduler": "constant",
-                 "patience": 0, "monitor": "acc2_non0", "monitor_mode": "max", "monitor_ties": True,
-                 "rollback_patience": 3, "rollback_factor": 0.5, "rollback_limit": 1, "drop_last": True,
-                 "normalize": False, "test_every_epoch": True, "test_select": "acc2_non0"},
-        seeds=(3407,),
-        source="WeeeicheN/MInD@f6599276 trainer.py, tasks/mosi/run_mosi.sh, tasks/mosei/run_mosei.sh",
-        notes=("best epoch on valid non-0 Acc-2 with >=; after 3 epochs without improvement (rollback_patience "
-               "2, counted to -1) the best weights and optimiser state return and the LR halves (ExponentialLR "
-               "0.5 stepped only then); the second plateau ends the run (rollback_num 1)",
-               "AdamW at the preset's LR (3e-5 MOSI, 2e-5 MOSEI) for every parameter, BERT included, no weight "
-               "decay, no clipping, 100 epochs, batch 32 with the last partial batch dropped",
-               "gradient-reversal ramp over 100 x floor(N_train / 32) steps: the mosi/mosei presets hold it",
-               "the test record the reference prints is the best test non-0 Acc-2 (>=): the labelled "
-               "best-test figures")),
-    },
-    "mmcl": {"reference": Recipe(
-        "reference",
-        trainer={"epochs": 200, "batch_size": 128, "optimizer": "adam", "lr": 3e-4, "scheduler": "plateau",
-                 "plateau_factor": 0.95, "plateau_patience": 30, "patience": 0, "monitor": "mae",
-                 "monitor_ties": True, "drop_last": True, "normalize": False, "test_every_epoch": True,
-                 "test_select": "acc2_non0"},
-        model={"common_block": "attention"},
-        seeds=(1314,),
-        source="smwanghhh/MMCL@e0968100 train.py, network.py",
-        notes=("the public code is IEMOCAP emotion classification; the sentiment-regression variant (L1 "
-               "prediction loss, regression reward) is the toolkit's own",
-               "the common block is network.py's attention-only Self_Attention (common_block=attention; the "
-               "toolkit default is the paper's full transformer layer)",
-               "Adam 3e-4, batch 128 (last partial batch dropped), 200 epochs; plateau on the valid prediction "
-               "loss (here MAE), factor 0.95, patience 30",
-               "differs: the reference has separate actor and critic optimisers with plateau 0.95 / 5; the "
-               "toolkit's single optimiser applies 0.95 / 30 to every parameter",
-               "the reference keeps the best test value of each score over epochs (>=): the labelled best-test "
-               "figures (selected on test non-0 Acc-2)")),
-    },
-}
-
-
-def get_recipe(model: str, name: str = "toolkit", strict: bool = True) -> Recipe:
-    """The recipe ``name`` of ``model``; "toolkit" always exists. ``strict=False`` falls back to it."""
-    if name == "toolkit":
-        return TOOLKIT_RECIPE
-    found = RECIPES.get(model, {}).get(name)
-    if found is not None:
-        return found
-    if not strict:
-        return TOOLKIT_RECIPE
-    having = sorted(m for m, r in RECIPES.items() if name in r)
-    raise KeyError(f"model {model!r} has no recipe {name!r}; recipes: toolkit"
-                   + (f"; {name!r} exists for {', '.join(having)}" if having else ""))

@@ -145,7 +145,7 @@ def _load_config_source(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 def resolve_run_config(config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (),
                        recipe: Any = None) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
     """(TrainConfig, model overrides, meta {"name", "preset", "seeds", "recipe"} where given) from config +
-    overrides, on top of a :class:`~msa_toolkit.models.presets.Recipe`'s settings when one is given."""
+    overrides, on top of a :class:`~msa_toolkit.training.recipes.Recipe`'s settings when one is given."""
     trainer, model = _load_config_source(config)
     trainer = {**(recipe.trainer if recipe is not None else {}), **trainer}
     meta = {k: model.pop(k) for k in ("name", "preset", "seeds", "recipe") if k in model}
@@ -247,7 +247,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     ``seeds`` None means the config's ``seeds`` (on resume: the run's own), else
     ``[trainer.seed]``. ``resume=True`` continues interrupted sub-runs from their
     ``last.pt`` and skips finished ones (a finished run given more epochs is extended).
-    ``recipe`` names a training recipe (``models/presets.py``: "toolkit", the default, or
+    ``recipe`` names a training recipe (``training/recipes.py``: "toolkit", the default, or
     "reference" = the authors' protocol); None means the config's (on resume: the run's own).
     """
     from ..models import create_model, dims_from_spec, resolve_config
@@ -321,7 +321,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
 
 def _recipe(model: str, name: str):
     """The named recipe of ``model`` (MSAError when it has none)."""
-    from ..models.presets import get_recipe
+    from .recipes import get_recipe
 
     try:
         return get_recipe(model, str(name))

@@ -95,7 +95,7 @@ def data_label(data: Any) -> str:
 def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, preset: str | None,
              overrides: list[str]) -> dict[str, Any]:
     """Train (or read back) one model x seed; the row (raises on failure)."""
-    from ..models.presets import get_recipe
+    from .recipes import get_recipe
     from .api import train
     from .checkpoint import load_checkpoint
     from .distributed import resolve_device
@@ -153,7 +153,7 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
         raise MSAError("benchmark needs at least one model and one seed")
     require_unique("--models", models)
     require_unique("--seeds", [int(s) for s in seeds or ()])
-    from ..models.presets import get_recipe
+    from .recipes import get_recipe
 
     overrides = list(overrides)
     label = data_label(data)

@@ -81,10 +81,11 @@ class TrainConfig:
     seed: int = doc(1, "seed of model initialisation, shuffling and dropout")
     device: str = doc("auto", "auto (cuda when available) | cpu | cuda | cuda:N")
     precision: str = doc("auto", "auto (bf16 autocast on CUDA when supported, else fp16; fp32 on CPU) | fp32 | "
-                                 "bf16 | fp16; bf16 on a CPU with AVX512-BF16/AMX speeds GEMM-heavy models up "
-                                 "(MMCL 2.1x, MInD 1.3x per training step on the recorded CPU) and slows small "
-                                 "ones (benchmarks/results/reference_speed.md)")
+                                 "bf16 | fp16; bf16 on a CPU with AVX512-BF16/AMX can speed GEMM-heavy models "
+                                 "up and slow small ones (benchmarks/results/reference_speed.md)")
     num_workers: int = doc(0, "DataLoader worker processes")
+    threads: int = doc(0, "torch CPU threads of the run, set once at start-up (msa train --threads; 0 = "
+                          "MSA_THREADS or torch's default, one per core)")
     # every registered model passes the padding-invariance test, so bucketing is on for all of them
     bucket_by_length: bool | None = doc(None, "train on batches of similar lengths (shuffled across length "
                                               "buckets each epoch); None = on unless the model sets "

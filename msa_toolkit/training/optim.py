@@ -8,15 +8,12 @@ fine-tuned text encoder); otherwise all trainable parameters form one group.
 
 from __future__ import annotations
 
-import functools
 import math
-import types
 from typing import Any
 
 import torch
 from torch import nn
 
-from .._threads import one_thread
 from ..errors import MSAError
 from .config import TrainConfig, setting
 from .selection import epoch_cosine_factor
@@ -48,12 +45,7 @@ FUSED_DEVICES = ("cpu", "cuda")
 
 def _make(cls: type, groups: list, **kw: Any) -> torch.optim.Optimizer:
     """``cls`` with its fused kernel (one kernel over all parameters) where every parameter is a floating
-    tensor on a :data:`FUSED_DEVICES` device and this torch has one, else its ``foreach`` implementation.
-
-    Measured on the 2-core CPU (Adam step): MMCL 13.2 M parameters 33.8 ms per-tensor loop, 36.8 ms
-    foreach, 11.9 ms fused; DLF 1.3 M parameters 13.8 / 10.8 / 6.7 ms (on 2026-12-01, 2 threads under
-    OMP_WAIT_POLICY=PASSIVE: 26.9 / 20.0 / 21.4 ms, and fused on one thread 2.5 ms).
-    """
+    tensor on a :data:`FUSED_DEVICES` device and this torch has one, else its ``foreach`` implementation."""
     tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
     if tensors and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in tensors):
         try:
@@ -63,45 +55,8 @@ def _make(cls: type, groups: list, **kw: Any) -> torch.optim.Optimizer:
     return cls(groups, foreach=True, **kw)
 
 
-#: a CPU optimiser whose parameter tensors average fewer elements than this steps on one intra-op thread
-#: (:func:`_step_on_one_thread`). The fused CPU kernels split each tensor across the threads, and waking
-#: the pool costs ~50 us per tensor under OMP_WAIT_POLICY=PASSIVE (the CLI's default), more than a thread
-#: saves on a small tensor: one Adam element costs ~0.65 ns on one thread, so halving a tensor's time pays
-#: ~50 us from ~150 k elements. Fused Adam step, 2-core CPU, 2 threads vs 1 (medians): DLF 386 tensors /
-#: 1.3 M parameters 21.4 vs 2.5 ms, ALMT 169 / 2.5 M 11.9 vs 2.4 ms, MMCL 146 / 13.2 M 14.1 vs 9.3 ms,
-#: MInD 206 / 40.4 M (mean 196 k: keeps its threads) 26.9 vs 25.9 ms.
-ONE_THREAD_STEP_MAX_MEAN_NUMEL = 2 ** 17
-
-
-def _step_on_one_thread(opt: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    """Make ``opt.step`` run with one intra-op thread (the caller's count restored after it, also on error).
-
-    The replacement is a bound method, as learning-rate schedulers expect of ``step`` (they wrap its
-    ``__func__``).
-    """
-    step = opt.step
-
-    @functools.wraps(step)
-    def one_thread_step(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
-        with one_thread():
-            return step(*args, **kwargs)
-
-    opt.step = types.MethodType(one_thread_step, opt)  # type: ignore[method-assign]
-    return opt
-
-
 def build_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over the model's parameter groups (fused kernels where available, see :func:`_make`);
-    on the CPU a model of small parameter tensors steps on one thread (:data:`ONE_THREAD_STEP_MAX_MEAN_NUMEL`)."""
-    opt = _build(model, tc)
-    tensors = [p for g in opt.param_groups for p in g["params"]]
-    if tensors and all(p.device.type == "cpu" for p in tensors) and \
-            sum(p.numel() for p in tensors) < ONE_THREAD_STEP_MAX_MEAN_NUMEL * len(tensors):
-        _step_on_one_thread(opt)
-    return opt
-
-
-def _build(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD over the model's parameter groups (fused kernels where available, see :func:`_make`)."""
     mc = getattr(model, "config", None)
     name = str(setting(tc, mc, "optimizer", "adam")).lower()
     lr = float(setting(tc, mc, "lr", 1e-4))

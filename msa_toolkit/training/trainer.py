@@ -46,8 +46,8 @@ import torch
 from torch import nn
 
 from .._io import atomic_write_json, atomic_write_text, dumps_json
-from .._threads import one_thread_for
 from ..errors import MSAError
+from ..threads import set_threads
 from . import distributed as D
 from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, describe_nonfinite, full_model_state, load_resume_state,
                          model_state_tensors, save_checkpoint, save_resume_state)
@@ -97,6 +97,7 @@ class Trainer:
                  out_dir: str | Path | None = None, spec: Any = None, extra: Mapping[str, Any] | None = None,
                  ctx: D.DistContext | None = None, callbacks: Sequence[Callable] = ()):
         self.config = config or TrainConfig()
+        set_threads(self.config.threads)
         self.data = data
         self.ctx = ctx or D.current(D.resolve_device(self.config.device, int(os.environ.get("LOCAL_RANK", 0))))
         self.device = self.ctx.device
@@ -160,7 +161,7 @@ class Trainer:
             batch = batch.to(self.device, non_blocking=True)
             if drop:
                 batch = batch.drop(*drop)
-            with self._autocast(), one_thread_for(model, batch):
+            with self._autocast():
                 out = model(batch)
                 loss = model.objective(out, batch)
             n = batch.size
@@ -385,7 +386,7 @@ class Trainer:
                 batch = batch.to(self.device, non_blocking=True)
                 sync = (i + 1) % tc.grad_accum == 0 or i == setup.batches - 1
                 no_sync = setup.step_module.no_sync() if ctx.distributed and not sync else contextlib.nullcontext()
-                with no_sync, one_thread_for(self.model, batch, compiled=tc.compile):
+                with no_sync:
                     with self._autocast():
                         _, total, comps = setup.step_module(batch)
                     loss = total.float() / tc.grad_accum

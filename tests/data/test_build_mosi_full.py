@@ -18,7 +18,8 @@ def test_full_mosi_text_set(shared_data, tmp_path, monkeypatch, capsys):
                "-o", str(tmp_path / "mosi"), "-q"])
     elapsed = time.perf_counter() - t0
     assert rc == 0, capsys.readouterr().err
-    from msa_toolkit.data.native import load_dataset, validate_dataset
+    from msa_toolkit.data.inspect import validate_dataset
+    from msa_toolkit.data.native import load_dataset
 
     ds = load_dataset(tmp_path / "mosi")
     assert ds.num_samples() == {"train": 1281, "valid": 229, "test": 685}

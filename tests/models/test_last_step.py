@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from msa_toolkit.data.batch import Batch
-from msa_toolkit.models import create_model, layers
-from msa_toolkit.models.layers import CrossModalTransformer, EncoderLayer, last_valid, take_last
+from msa_toolkit import layers
+from msa_toolkit.models import create_model
+from msa_toolkit.layers import CrossModalTransformer, EncoderLayer, last_valid, take_last
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 B, L, LS, D = 4, 7, 9, 16
@@ -34,18 +35,6 @@ def _assert_same_with_grads(got: torch.Tensor, want: torch.Tensor, params: list[
     g = torch.randn_like(got)
     for a, b in zip(torch.autograd.grad((got * g).sum(), params), torch.autograd.grad((want * g).sum(), params)):
         torch.testing.assert_close(a, b, **TOL)
-
-
-@pytest.mark.parametrize("module", ["transformer", "layers"])
-def test_the_block_modules_import_on_their_own(module):
-    """``transformer`` builds on ``layers``, and ``layers`` serves the blocks: either may be imported first."""
-    import subprocess
-    import sys
-
-    code = (f"from msa_toolkit.models.{module} import EncoderLayer, CrossModalTransformer; "
-            "from msa_toolkit.models import layers, transformer; "
-            "assert layers.EncoderLayer is transformer.EncoderLayer")
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_take_last_gathers_the_largest_valid_index():
@@ -134,69 +123,3 @@ def test_models_predict_and_learn_as_with_the_full_final_blocks(monkeypatch, nam
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, **TOL)
-
-
-@pytest.mark.parametrize("kind", ["none", "full", "padded"])
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("queries", [1, 2])
-def test_attend_folded_equals_attention_on_projected_keys_and_values(kind, bias, queries):
-    """Folding the key/value projections into the queries gives ``attend`` on the projected inputs: values and
-    gradients (inputs and the qkv weights), padding and samples without a valid key included."""
-    torch.manual_seed(0)
-    H = 2
-    lin = torch.nn.Linear(D, 3 * D, bias=bias)
-    x = torch.randn(B, LS, D, requires_grad=True)
-    query = torch.randn(B, queries, D, requires_grad=True)
-    mask = _mask(kind, LS)
-    got = layers.attend_folded(query, x, lin.weight, lin.bias, H, mask)
-    w, b = lin.weight, lin.bias
-    q = torch.nn.functional.linear(query, w[:D], None if b is None else b[:D])
-    k, v = torch.nn.functional.linear(x, w[D:], None if b is None else b[D:]).chunk(2, dim=-1)
-    want = layers.attend(q, k, v, H, mask)
-    _assert_same_with_grads(got, want, [x, query, *lin.parameters()])
-    if kind == "padded":
-        assert not got[2].any()
-
-
-def test_attend_folded_drops_attention_weights_like_the_math_path(monkeypatch):
-    """With dropout, the kept weights (the same keep mask) times 1 / (1 - p), value bias included."""
-    torch.manual_seed(0)
-    H, p = 2, 0.4
-    lin = torch.nn.Linear(D, 3 * D)
-    x, query, mask = torch.randn(B, LS, D), torch.randn(B, 1, D), _mask("padded", LS)
-    masks = []
-
-    def fixed_keep(shape, p_, dtype, device):
-        keep = (torch.rand(shape, generator=torch.Generator().manual_seed(1)) >= p_).to(dtype)
-        masks.append(keep)
-        return keep
-
-    monkeypatch.setattr(layers, "keep_mask", fixed_keep)
-    got = layers.attend_folded(query, x, lin.weight, lin.bias, H, mask, dropout_p=p)
-    q = lin(query)[..., :D]
-    k, v = lin(x)[..., D:].chunk(2, dim=-1)
-    split = lambda t: t.view(B, t.shape[1], H, D // H).transpose(1, 2)  # noqa: E731
-    scores = split(q) @ split(k).transpose(-2, -1) * (D // H) ** -0.5
-    valid = mask | ~mask.any(1, keepdim=True)
-    weights = torch.softmax(scores.masked_fill(~valid[:, None, None, :], float("-inf")), dim=-1)
-    keep = masks[0].view(B, H, 1, LS)
-    want = ((weights * keep) @ split(v) / (1 - p)).transpose(1, 2).reshape(B, 1, D) * mask.any(1)[:, None, None]
-    torch.testing.assert_close(got, want, **TOL)
-    assert 0 < masks[0].mean() < 1
-
-
-def test_self_attention_folds_only_where_it_pays(monkeypatch):
-    """``SelfAttention.forward(query=...)`` folds for one query over many keys (MInD's backbones: 2.8 % of the
-    multiply-adds), not for as many queries as keys, and gives the full forward's rows either way."""
-    assert layers.folding_pays(1, 50, 512, 4) and not layers.folding_pays(LS, LS, D, 2)
-    torch.manual_seed(0)
-    attn = layers.SelfAttention(D, 2).eval()
-    x, mask = torch.randn(B, LS, D), _mask("padded", LS)
-    calls = []
-    real = layers.attend_folded
-    monkeypatch.setattr(layers, "attend_folded", lambda *a, **kw: calls.append(1) or real(*a, **kw))
-    full = attn(x, mask)
-    torch.testing.assert_close(attn(x, mask, query=x[:, -1:]), full[:, -1:], **TOL)
-    assert calls == [1]
-    torch.testing.assert_close(attn(x, mask, query=x), full, **TOL)
-    assert calls == [1]  # LS queries over LS keys: the plain path

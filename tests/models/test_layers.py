@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from msa_toolkit.models.layers import (CrossModalTransformer, LearnedPositionalEncoding, MultiHeadAttention,
+from msa_toolkit.layers import (CrossModalTransformer, LearnedPositionalEncoding, MultiHeadAttention,
     SinusoidalPositionalEncoding, TransformerBlock, last_valid, masked_mean, sinusoidal_table)
-from msa_toolkit.models.heads import ConvProjection, MLPHead, grad_reverse, GradientReversal
-from msa_toolkit.models.text_encoder import TextEncoder
+from msa_toolkit.layers.heads import ConvProjection, MLPHead, grad_reverse, GradientReversal
+from msa_toolkit.layers.text_encoder import TextEncoder, text_features
 
 
 def test_masked_mean_and_last_valid():
@@ -182,15 +182,15 @@ def test_text_encoder_wrapper(tiny_bert):
     enc = TextEncoder(tiny_bert)
     assert enc.hidden_size == 16
     b = synthetic_batch(2, (6, 4, 4), (16, 5, 7), with_tokens=True)
-    h = TextEncoder.features(enc, b)
+    h = text_features(enc, b)
     assert h.shape == (2, 6, 16)
-    assert TextEncoder.features(None, b) is b.text
+    assert text_features(None, b) is b.text
     h.sum().backward()
     trainable = [n for n, p in enc.named_parameters() if p.requires_grad]
     assert all(not n.startswith("model.pooler") for n in trainable)
     b.text_tokens = None
     with pytest.raises(ValueError, match="text_tokens"):
-        TextEncoder.features(enc, b)
+        text_features(enc, b)
 
 
 @pytest.mark.parametrize("name", ["text_only", "mult", "dlf", "almt"])
@@ -243,34 +243,14 @@ class _SeparateAttention(torch.nn.Module):
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_fused_attention_initialises_and_loads_like_the_separate_one(bias):
+def test_fused_attention_initialises_like_three_separate_projections(bias):
     torch.manual_seed(3)
     old = _SeparateAttention(8, 2, bias)
     torch.manual_seed(3)
     new = MultiHeadAttention(8, 2, qkv_bias=bias)
-    # same RNG draws at construction: the fused weight is the three former weights stacked
+    # same RNG draws at construction: the fused weight is the three separate weights stacked
     assert torch.equal(new.qkv.weight, torch.cat([old.to_q.weight, old.to_k.weight, old.to_v.weight]))
-    fresh = MultiHeadAttention(8, 2, qkv_bias=bias)
-    fresh.load_state_dict(old.state_dict())  # strict: the former names are fused by the load hook
-    assert set(fresh.state_dict()) == {"qkv.weight", "to_out.weight", "to_out.bias"} | (
-        {"qkv.bias"} if bias else set())
-    for a, b in zip(fresh.state_dict().values(), new.state_dict().values()):
-        assert torch.equal(a, b)
-
-
-def test_legacy_transformer_block_checkpoint_loads_strictly():
-    torch.manual_seed(0)
-    blk = TransformerBlock(8, 2)
-    legacy = {}
-    for k, v in blk.state_dict().items():
-        if k.startswith("attn.qkv."):
-            for name, part in zip(("to_q", "to_k", "to_v"), v.chunk(3, dim=0)):
-                legacy[k.replace("qkv", name)] = part.clone()
-        else:
-            legacy[k] = v.clone()
-    other = TransformerBlock(8, 2)
-    other.load_state_dict(legacy)
-    assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), blk.state_dict().values()))
+    assert set(new.state_dict()) == {"qkv.weight", "to_out.weight", "to_out.bias"} | ({"qkv.bias"} if bias else set())
 
 
 @pytest.mark.parametrize("mode", ["self", "cross_kv", "separate"])
@@ -278,7 +258,10 @@ def test_fused_attention_matches_the_separate_path_without_dropout(mode):
     torch.manual_seed(1)
     old = _SeparateAttention(12, 3)
     new = MultiHeadAttention(12, 3)
-    new.load_state_dict(old.state_dict())
+    with torch.no_grad():  # the same weights, stacked into the fused projection
+        new.qkv.weight.copy_(torch.cat([old.to_q.weight, old.to_k.weight, old.to_v.weight]))
+        new.qkv.bias.copy_(torch.cat([old.to_q.bias, old.to_k.bias, old.to_v.bias]))
+        new.to_out.load_state_dict(old.to_out.state_dict())
     x, ctx, other = torch.randn(3, 5, 12), torch.randn(3, 7, 12), torch.randn(3, 7, 12)
     q, k, v = {"self": (x, x, x), "cross_kv": (x, ctx, ctx), "separate": (x, ctx, other)}[mode]
     lk = k.shape[1]
@@ -307,7 +290,7 @@ def test_fused_attention_matches_the_separate_path_without_dropout(mode):
 
 
 def test_attention_dropout_drops_at_the_configured_rate_and_keeps_the_mean():
-    from msa_toolkit.models.layers import attend
+    from msa_toolkit.layers import attend
 
     torch.manual_seed(0)
     p, n, lk = 0.3, 64, 32
@@ -346,21 +329,3 @@ def test_valid_conv_projection_shrinks_by_the_kernel_and_ignores_extra_padding()
     short = proj(x[:, :2], mask[:, :2])
     assert short.shape == (3, 1, 4) and proj.output_mask(mask[:, :2]).tolist() == [[True], [True], [True]]
     assert not proj.output_mask(torch.zeros(2, 3, dtype=torch.bool)).any()
-
-
-def test_self_attention_and_encoder_layer_take_a_precomputed_projection():
-    """``qkv=`` (the caller's own input projection, as MMCL's critic computes it in parts) gives the same result
-    as projecting inside, in both norm layouts; with a query as well it is refused."""
-    from msa_toolkit.models.layers import EncoderLayer, SelfAttention
-
-    torch.manual_seed(0)
-    x, mask = torch.randn(3, 7, 8), torch.ones(3, 7, dtype=torch.bool)
-    mask[1, 4:] = False
-    attn = SelfAttention(8, 2).eval()
-    assert torch.allclose(attn(x, mask, qkv=attn.qkv(x)), attn(x, mask), atol=1e-6)
-    with pytest.raises(ValueError, match="either query or a precomputed qkv"):
-        attn(x, mask, query=x[:, :1], qkv=attn.qkv(x))
-    for norm_first in (False, True):
-        layer = EncoderLayer(8, 2, 16, dropout=0.0, norm_first=norm_first).eval()
-        qkv = layer.attn.qkv(layer.norm1(x) if norm_first else x)
-        assert torch.allclose(layer(x, mask, qkv=qkv), layer(x, mask), atol=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from msa_toolkit.models.losses import (barlow_twins_loss, cosine_matrix, cosine_orthogonality, hsic, jsd_mi,
+from msa_toolkit.layers.losses import (barlow_twins_loss, cosine_matrix, cosine_orthogonality, hsic, jsd_mi,
                                        masked_mse, modified_triplet_loss, regression_loss, soft_orthogonality)
 
 

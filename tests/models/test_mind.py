@@ -203,7 +203,7 @@ def test_backbone_positions_follow_the_reference_and_old_checkpoints_keep_theirs
     """The reference's fairseq embedding numbers positions from 1 (padding index 0): row 0 of the
     toolkit's table must be the reference's position 1, i.e. "halves" shifted by one row."""
     from msa_toolkit.models import create_model
-    from msa_toolkit.models.layers import sinusoidal_table
+    from msa_toolkit.layers import sinusoidal_table
     from msa_toolkit.training.checkpoint import _config_values
 
     model = create_model("mind", "tiny")

@@ -295,12 +295,12 @@ def _reference_common_block(x: torch.Tensor, blk, heads: int) -> torch.Tensor:
     q, k, v = (t.view(B, L, heads, D // heads).transpose(1, 2) for t in blk.qkv(x).chunk(3, dim=-1))
     w = torch.softmax(q @ k.transpose(-1, -2) / (D // heads) ** 0.5, dim=-1)
     c = (w @ v).transpose(1, 2).reshape(B, L, D)
-    return blk.norm(c + blk.out(c))
+    return blk.norm(c + blk.to_out(c))
 
 
 def test_attention_common_block_is_the_authors_block():
     from msa_toolkit.models._mmcl_parts import AttentionOnlyBlock
-    from msa_toolkit.models.layers import EncoderLayer
+    from msa_toolkit.layers import EncoderLayer
 
     m = tiny(common_block="attention")
     assert all(isinstance(b, AttentionOnlyBlock) for b in m.common_blocks.values())
@@ -326,50 +326,3 @@ def test_attention_common_block_is_the_authors_block():
     assert [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
     with pytest.raises(ValueError, match="common_block"):
         tiny(common_block="ffn")
-
-
-def _critic_whole(critic, state, action, mask):
-    """The critic as specified: each modality's layer projects x = [s; a, ..., a] whole (no split); the
-    function benchmarks/parity/mmcl_fp32_rounding.py measures the rounding of."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "parity" / "mmcl_fp32_rounding.py"
-    spec = importlib.util.spec_from_file_location("mmcl_fp32_rounding", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.critic_whole(critic, state, action, mask)
-
-
-def test_critic_split_projection_equals_the_whole_one():
-    """Q(s, a) with the input projection split into W_s s + (W_a 1) a: values and gradients (to the weights and
-    to the action) as projecting [s; a, ..., a] whole, with or without a shared state projection."""
-    critic = tiny().objective.critic.eval()  # eval: no head dropout, so the calls are comparable
-    g = torch.Generator().manual_seed(3)
-    state = torch.randn(4, 18, 16, generator=g)
-    action = torch.rand(4, 18, 1, generator=g).requires_grad_(True)
-    mask = torch.ones(4, 18, dtype=torch.bool)
-    mask[1, 9:] = False  # a padded audio row, a sample without vision
-    mask[2, 12:] = False
-    params = list(critic.parameters())
-    want = _critic_whole(critic, state, action, mask)
-    want_grads = torch.autograd.grad(want.square().sum(), params + [action])
-    for shared in (None, critic.project_state(state)):
-        got = critic(state, action, mask, shared)
-        assert torch.allclose(got, want, atol=1e-5)
-        got_grads = torch.autograd.grad(got.square().sum(), params + [action])
-        for w, v in zip(want_grads, got_grads):
-            assert torch.allclose(v, w, atol=1e-5, rtol=1e-4)
-
-
-def test_objective_shares_the_state_projection():
-    """Q(s, a) and Q(s, pi(s)) take one state projection: the critic projects states once per training step
-    (and the target critic once for s')."""
-    m = tiny().train()
-    calls = []
-    critic = m.objective.critic
-    orig = critic.project_state
-    critic.project_state = lambda s: calls.append(s.shape) or orig(s)
-    b = batch()
-    m.objective(m(b), b)
-    assert len(calls) == 2  # the online critic's state (shared) and the target critic's s' = s * a

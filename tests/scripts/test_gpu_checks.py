@@ -25,8 +25,8 @@ def test_all_steps_issue_17_first(tmp_path):
     rc, steps, _ = _run(tmp_path, REFS=_refs(tmp_path))
     assert rc == 0
     assert steps[:4] == ["reference_speed", "reference_speed_bf16", "throughput_fp32", "throughput_bf16"]
-    assert {"gpu_tests", "torchrun_bf16", "torchrun_fp16", "compile", "extract_cuda",
-            "reference_speed_grouped"} <= set(steps)
+    assert {"gpu_tests", "torchrun_bf16", "torchrun_fp16", "compile", "extract_cuda"} <= set(steps)
+    assert not any("grouped" in s for s in steps)  # grouped execution is gone (issue 30)
     assert not (tmp_path / "out" / "env.log").exists()  # a dry run runs nothing
 
 

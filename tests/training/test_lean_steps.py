@@ -1,4 +1,4 @@
-"""Lean training steps (issue 17): multi-tensor optimisers, no per-step loss reads, thread settings, --compile."""
+"""Lean training steps: multi-tensor optimisers, no per-step loss reads, thread settings, --compile."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from torch import nn
 
 from msa_toolkit.cli.main import configure_threads
 from msa_toolkit.errors import MSAError
+from msa_toolkit.threads import set_threads
 from msa_toolkit.training import report
 from msa_toolkit.training.step import CompiledStep
 from msa_toolkit.training.config import TrainConfig
@@ -25,44 +26,6 @@ def test_optimisers_use_a_multi_tensor_implementation(name):
     plain.param_groups[0]["params"][0].grad = torch.ones(2, 3)
     opt.step(), plain.step()
     torch.testing.assert_close(opt.param_groups[0]["params"][0], plain.param_groups[0]["params"][0])
-
-
-def test_small_cpu_parameters_step_on_one_thread_and_big_ones_keep_theirs():
-    """Waking the thread pool for each small tensor cost more than it saved (DLF: 21 vs 2.5 ms a step)."""
-    seen, fail = [], []
-
-    def probe(opt, args, kwargs):  # a step pre-hook runs inside the optimiser's own step
-        seen.append(torch.get_num_threads())
-        if fail:
-            raise RuntimeError("boom")
-
-    threads = torch.get_num_threads()
-    small = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 1))
-    opt = build_optimizer(small, TrainConfig(optimizer="adam", lr=1e-3))
-    opt.register_step_pre_hook(probe)
-    torch.set_num_threads(2)
-    try:
-        for p in small.parameters():
-            p.grad = torch.ones_like(p)
-        before = [p.detach().clone() for p in small.parameters()]
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)  # schedulers wrap step's __func__
-        opt.step(), sched.step()
-        assert seen == [1] and torch.get_num_threads() == 2
-        assert all(not torch.equal(a, b) for a, b in zip(before, small.parameters()))
-        fail.append(True)
-        with pytest.raises(RuntimeError, match="boom"):
-            opt.step()
-        assert torch.get_num_threads() == 2  # restored on error too
-        fail.clear()
-        big = nn.Linear(1024, 256)  # 262 k + 256 elements: a mean over the threshold
-        bopt = build_optimizer(big, TrainConfig(optimizer="adam", lr=1e-3))
-        bopt.register_step_pre_hook(probe)
-        for p in big.parameters():
-            p.grad = torch.ones_like(p)
-        bopt.step()
-        assert seen == [1, 1, 2]
-    finally:
-        torch.set_num_threads(threads)
 
 
 class _CountingLoss:
@@ -96,6 +59,20 @@ def test_configure_threads_keeps_explicit_settings():
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "2"
     with pytest.raises(MSAError):
         configure_threads({"MSA_THREADS": "many"})
+
+
+def test_set_threads_sets_a_positive_count_and_refuses_others():
+    before = torch.get_num_threads()
+    try:
+        set_threads(0), set_threads(None)  # keep torch's count
+        assert torch.get_num_threads() == before
+        set_threads(2)
+        assert torch.get_num_threads() == 2
+        for bad in (-1, 1.5, True, "2"):
+            with pytest.raises(MSAError, match="threads must be a positive integer"):
+                set_threads(bad)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_compiled_step_falls_back_loudly_when_compilation_fails(monkeypatch):

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from msa_toolkit.cli.main import app
 from msa_toolkit.data.module import DataModule
 from msa_toolkit.models import create_model
-from msa_toolkit.models.presets import RECIPES, TOOLKIT_RECIPE, get_recipe
+from msa_toolkit.training.recipes import RECIPES, TOOLKIT_RECIPE, get_recipe
 from msa_toolkit.training import selection as S
 from msa_toolkit.training.config import TrainConfig
 from msa_toolkit.training.optim import build_scheduler

@@ -260,23 +260,18 @@ def test_repeated_seed_is_refused_before_training(tiny_ds, tmp_path, fast):
     assert not (tmp_path / "dup").exists()
 
 
-def test_the_trainer_asks_the_model_for_one_thread_per_batch(tiny_ds, tmp_path, monkeypatch):
-    """Training steps and evaluations run on one intra-op thread where ``model.prefers_one_thread(batch)``
-    (DLF's small CPU batches: 1.6x faster steps on the 2-core CPU), on the caller's threads otherwise."""
-    tr = _trainer(tiny_ds, tmp_path, model="dlf", epochs=1)
-    seen = []
-    tr.model.fusion_head.register_forward_hook(lambda *a: seen.append((tr.model.training, torch.get_num_threads())))
+def test_the_run_sets_its_threads_once_and_the_model_never_changes_them(tiny_ds, tmp_path):
+    """``trainer.threads`` (``msa train --threads``) is applied when the trainer starts; every training step and
+    evaluation then runs on that count (no per-model or per-batch thread rule)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     try:
-        assert tr.model.prefers_one_thread(next(iter(tr.data.loader("train"))))
-        tr.fit()
-        assert seen and all(threads == 1 for _, threads in seen)
-        assert {training for training, _ in seen} == {True, False}  # training steps and evaluations
+        tr = _trainer(tiny_ds, tmp_path, model="dlf", epochs=1, threads=2)
         assert torch.get_num_threads() == 2
-        seen.clear()
-        monkeypatch.setattr(type(tr.model), "prefers_one_thread", lambda self, batch: False)
-        tr.evaluate("valid")
-        assert seen and all(threads == 2 for _, threads in seen)
+        seen = []
+        tr.model.fusion_head.register_forward_hook(lambda *a: seen.append((tr.model.training, torch.get_num_threads())))
+        tr.fit()
+        assert {training for training, _ in seen} == {True, False}  # training steps and evaluations
+        assert {threads for _, threads in seen} == {2}
     finally:
         torch.set_num_threads(before)

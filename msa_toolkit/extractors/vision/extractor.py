@@ -102,13 +102,10 @@ from .mesh import (GEOMETRY_NAMES, LANDMARK_NAMES, MESH_MIN_DETECTION_SCORE, Hea
 #: side of the blank image run through every graph at load time (they initialise lazily)
 WARMUP_SIDE = 64
 #: Default frame rate. Budget: the whole pipeline must stay under RTF 0.3 on a 10 s clip with one
-#: worker on 2 cores; the visual part gets ~0.15 RTF = 150 ms of wall time per second of video.
-#: Measured (benchmarks/results/visual_speed.md), a frame with a face costs ~10-13 ms of CPU
-#: (full-range detection ~4 ms, mesh on the crop ~4 ms, FER ~0.5 ms, pose/geometry ~0.1 ms, plus
-#: conversions), and under CPU sharing the wall time per frame is 2-4x that (MediaPipe's graph threads
-#: wait to be scheduled). 5 frames/s = ~0.065 CPU-s per media-s and measured wall RTF <= ~0.15 even on
-#: a heavily shared machine; 10 frames/s (~0.13 CPU-s per media-s, RTF ~0.28 under load) would spend
-#: the whole budget. Facial expressions last 0.2-0.5 s and longer, so 5 frames/s still samples each.
+#: worker on 2 cores, and the visual part gets half of it. The cost of a frame with a face
+#: (detection, mesh, expression, geometry) is recorded in benchmarks/results/visual_speed.md: 5 frames/s
+#: fits the visual budget there and 10 frames/s would spend the whole one. Facial expressions last
+#: 0.2-0.5 s and longer, so 5 frames/s still samples each.
 DEFAULT_FPS = 5.0
 #: how the followed face is chosen when several are visible (recorded per file in the bundle meta)
 FACE_CHOICE_RULE = ("one face followed: first the most salient (largest, near-ties to the most central), then "

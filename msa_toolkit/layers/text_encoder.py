@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["TextEncoder"]
+__all__ = ["TextEncoder", "build_text_encoder", "text_features"]
+
 
 class TextEncoder(nn.Module):
     """A transformers encoder fine-tuned inside a model (token ids -> hidden states).
@@ -41,12 +42,23 @@ class TextEncoder(nn.Module):
         out = self.model(input_ids=tokens, attention_mask=mask.long(), output_hidden_states=all_layers)
         return tuple(out.hidden_states) if all_layers else out.last_hidden_state
 
-    @staticmethod
-    def features(encoder: "TextEncoder | None", batch: Any) -> torch.Tensor:
-        """``batch.text`` when ``encoder`` is None, else the encoder's states for ``batch.text_tokens``."""
-        if encoder is None:
-            return batch.text
-        if batch.text_tokens is None:
-            raise ValueError("this model fine-tunes a text encoder (config.text_encoder is set) but the batch "
-                             "has no text_tokens; build the dataset with token ids")
-        return encoder(batch.text_tokens, batch.text_mask)
+
+
+def build_text_encoder(name_or_path: str | None, text_dim: int) -> tuple[TextEncoder | None, int]:
+    """A model's text input: ``(TextEncoder(name_or_path), its hidden size)`` for a fine-tuned encoder (a model's
+    ``config.text_encoder``), or ``(None, text_dim)`` for precomputed text features. Models store the encoder
+    as ``self.text_encoder`` and read their text with :func:`text_features`."""
+    if name_or_path:
+        encoder = TextEncoder(name_or_path)
+        return encoder, encoder.hidden_size
+    return None, text_dim
+
+
+def text_features(encoder: TextEncoder | None, batch: Any) -> torch.Tensor:
+    """``batch.text`` when ``encoder`` is None, else the encoder's states for ``batch.text_tokens``."""
+    if encoder is None:
+        return batch.text
+    if batch.text_tokens is None:
+        raise ValueError("this model fine-tunes a text encoder (config.text_encoder is set) but the batch "
+                         "has no text_tokens; build the dataset with token ids")
+    return encoder(batch.text_tokens, batch.text_mask)

@@ -1,6 +1,6 @@
 """Input projections, prediction heads and gradient reversal shared by the assembled models.
 
-Attention, transformer blocks and positional encodings live in :mod:`.layers`; this module holds
+Attention, transformer blocks and positional encodings have their own modules; this module holds
 the simpler parts around them: :class:`ConvProjection` (MulT / DLF temporal input projection),
 :class:`MLPHead`, :class:`ResidualHead`, and :func:`grad_reverse` / :class:`GradientReversal`.
 """
@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Dropout, activation, mask_fill
+from .dropout import Dropout
+from .masking import activation, mask_fill
 
 __all__ = ["ConvProjection", "MLPHead", "ResidualHead", "GradReverse", "grad_reverse", "GradientReversal"]
 

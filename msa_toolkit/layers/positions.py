@@ -1,7 +1,4 @@
-"""Positional encodings: fixed sine/cosine tables in three layouts, and a learned table.
-
-Also importable from :mod:`.layers`.
-"""
+"""Positional encodings: fixed sine/cosine tables in three layouts, and a learned table."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Transformer blocks shared by the assembled models (re-exported by :mod:`.layers`).
+"""Transformer blocks shared by the assembled models.
 
 - :class:`FeedForward`: position-wise Linear-activation-Dropout-Linear
 - :class:`TransformerBlock`: pre-LN self- or cross-attention block (MulT / DLF / ALMT)
@@ -17,29 +17,19 @@ import math
 import torch
 from torch import nn
 
+from .attention import MultiHeadAttention
 from .dropout import Dropout
-from .linear import Linear, linear_relu
-from .layers import MultiHeadAttention, SelfAttention, _zero_empty, activation, last_valid, take_last
+from .masking import activation, last_valid, take_last, zero_empty
 from .positions import SinusoidalPositionalEncoding
 
 __all__ = ["FeedForward", "TransformerBlock", "EncoderLayer", "CrossModalTransformer"]
 
 
 class FeedForward(nn.Sequential):
-    """Position-wise ``Linear(dim, hidden) -> act -> Dropout -> Linear(hidden, dim)``.
-
-    With ``act="relu"`` the first linear and the ReLU are one :func:`~.linear.linear_relu` (fused in oneDNN where
-    the product is large: no separate pass over the [N, hidden] activations; same values and gradients); the
-    first Linear and the ReLU modules are then not called, so hooks on them do not fire (state dict unchanged).
-    """
+    """Position-wise ``Linear(dim, hidden) -> act -> Dropout -> Linear(hidden, dim)``."""
 
     def __init__(self, dim: int, hidden: int, dropout: float = 0.0, act: str = "relu"):
-        super().__init__(Linear(dim, hidden), activation(act), Dropout(dropout), Linear(hidden, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first, act, drop, second = self
-        h = linear_relu(x, first.weight, first.bias) if type(act) is nn.ReLU else act(first(x))
-        return second(drop(h))
+        super().__init__(nn.Linear(dim, hidden), activation(act), Dropout(dropout), nn.Linear(hidden, dim))
 
 
 class TransformerBlock(nn.Module):
@@ -124,42 +114,40 @@ class EncoderLayer(nn.Module):
     ``normalize_before``). ``relu_dropout`` is the feed-forward activation dropout (default
     ``dropout``). Padded steps are zeroed on output, so a sample with no valid step gives zeros.
 
-    ``forward(x [B, L, D], mask [B, L], qkv=None) -> [B, L, D]``; ``qkv`` [B, L, 3 D], when given, is the
-    attention's input projection computed by the caller: ``attn.qkv`` of ``x`` (post-norm) or of ``norm1(x)``
-    (pre-norm).
+    ``forward(x [B, L, D], mask [B, L]) -> [B, L, D]``.
     """
 
     def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float = 0.1, attn_dropout: float = 0.0,
                  act: str = "relu", norm_first: bool = False, relu_dropout: float | None = None):
         super().__init__()
-        self.attn = SelfAttention(dim, heads, attn_dropout)
+        self.attn = MultiHeadAttention(dim, heads, dropout=attn_dropout)
         self.ff = FeedForward(dim, ff_dim, dropout if relu_dropout is None else relu_dropout, act)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop = Dropout(dropout)
         self.norm_first = norm_first
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, qkv: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.norm_first:
-            x = x + self.drop(self.attn(self.norm1(x) if qkv is None else x, mask, qkv=qkv))
+            h = self.norm1(x)
+            x = x + self.drop(self.attn(h, h, h, mask))
             x = x + self.drop(self.ff(self.norm2(x)))
         else:
-            x = self.norm1(x + self.drop(self.attn(x, mask, qkv=qkv)))
+            x = self.norm1(x + self.drop(self.attn(x, x, x, mask)))
             x = self.norm2(x + self.drop(self.ff(x)))
         return x * mask.unsqueeze(-1).to(x.dtype)
 
     def forward_last(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``last_valid(forward(x, mask), mask)`` [B, D], computing only the last valid step's query,
-        out-projection and feed-forward (exact in either norm layout; see ``TransformerBlock.forward_last``);
-        the keys and values are folded into that query where it pays (``layers.attend_folded``)."""
+        out-projection and feed-forward (exact in either norm layout; see ``TransformerBlock.forward_last``)."""
         last = take_last(x, mask)
         if self.norm_first:
             h = self.norm1(x)
-            last = last + self.drop(self.attn(h, mask, query=take_last(h, mask)))
+            last = last + self.drop(self.attn(take_last(h, mask), h, h, mask))
             last = last + self.drop(self.ff(self.norm2(last)))
         else:
-            last = self.norm1(last + self.drop(self.attn(x, mask, query=last)))
+            last = self.norm1(last + self.drop(self.attn(last, x, x, mask)))
             last = self.norm2(last + self.drop(self.ff(last)))
-        return _zero_empty(last, mask)
+        return zero_empty(last, mask)
 
 
 class CrossModalTransformer(nn.Module):
@@ -210,4 +198,4 @@ class CrossModalTransformer(nn.Module):
         src = self._embed(source) if (self.cross and source is not None) else None
         for blk in self.blocks[:-1]:
             x = blk(x, mask, src, source_mask)
-        return _zero_empty(self.norm(self.blocks[-1].forward_last(x, mask, src, source_mask)), mask)
+        return zero_empty(self.norm(self.blocks[-1].forward_last(x, mask, src, source_mask)), mask)

@@ -2,7 +2,7 @@
 
 :func:`keep_mask` draws the inverted-dropout mask (NumPy's PCG64 for large CPU masks, seeded from torch's
 generator); :func:`dropout` and :class:`Dropout` apply it and defer to torch where the draw would not pay
-(CUDA, small inputs, ``p`` of 0 or 1, in-place, ``torch.compile``). Also importable from :mod:`.layers`.
+(CUDA, small inputs, ``p`` of 0 or 1, in-place, ``torch.compile``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from torch import nn
 __all__ = ["FAST_DRAW_MIN_NUMEL", "keep_mask", "dropout", "Dropout"]
 
 #: a CPU dropout mask of at least this many entries is drawn with NumPy (:func:`keep_mask`), a smaller one by
-#: torch: setting up NumPy's generator costs ~12 us, which the faster draw repays from ~10 k entries (1 thread:
-#: 24 k entries 113 vs 154 us for the whole dropout, 100 k 380 vs 617 us, 400 k 1.3 vs 2.5 ms)
+#: torch: setting up NumPy's generator has a fixed cost that only a larger draw repays
 FAST_DRAW_MIN_NUMEL = 2 ** 14
 
 
@@ -30,7 +29,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
     dropout). Large CPU masks (:data:`FAST_DRAW_MIN_NUMEL`) are drawn with NumPy's PCG64, seeded with
     one 62-bit draw from torch's default generator, so ``torch.manual_seed`` still makes runs
     repeatable: torch's CPU generator (a serial Mersenne twister behind ``bernoulli_``, ``rand`` and
-    ``random_``) was 10-17 % of a DLF training step (2-core CPU), PCG64 draws about twice as fast.
+    ``random_``) draws more slowly than PCG64, and models with dropout everywhere draw a lot.
     Other masks (small, or on an accelerator) come from ``torch.rand``. The draws differ from
     ``nn.Dropout``'s, the distribution does not.
     """
