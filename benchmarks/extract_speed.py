@@ -23,7 +23,7 @@ run, peak memory <= 2 GB and flat with video length.
     OMP_WAIT_POLICY=PASSIVE python benchmarks/extract_speed.py   # 10 s and 60 s clips, worker table
     python benchmarks/extract_speed.py --long     # also a 30-minute clip (slow)
 
-Results go to benchmarks/results/extract_speed.{json,md}.
+Results go to benchmarks/results/extract_speed.md and benchmarks/results/extract_speed/extract_speed.json.
 """
 
 from __future__ import annotations
@@ -260,6 +260,11 @@ def machine() -> dict:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
+def json_path(out: Path) -> Path:
+    """Where the raw JSON goes: ``<out>/extract_speed/extract_speed.json`` (the Markdown beside the folder)."""
+    return out / "extract_speed" / "extract_speed.json"
+
+
 def write_md(report: dict, path: Path) -> None:
     lines = ["# Extraction speed", "",
              f"Command: `{report['command']}`  ", f"Date: {report['date']}  ",
@@ -440,7 +445,8 @@ def main() -> None:
     ap.add_argument("--worker-rounds", type=int, default=2,
                     help="rounds of the worker scaling table (1 and 2 workers alternating; 0 = skip)")
     ap.add_argument("--clips-dir", type=Path, default=Path(tempfile.gettempdir()) / "msa_bench_clips")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=RESULTS,
+                    help="results folder: writes extract_speed.md there and extract_speed/extract_speed.json")
     ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
                     help="tuned: msa extract's glibc malloc settings (msa_toolkit/allocator.py) in every measuring "
                          "process; default: glibc's")
@@ -462,7 +468,7 @@ def main() -> None:
         print("RESULT=" + json.dumps(measure(args.child, args.warm_runs)))
         return
     if args.markdown_only:
-        write_md(json.loads((args.out / "extract_speed.json").read_text()), args.out / "extract_speed.md")
+        write_md(json.loads(json_path(args.out).read_text()), args.out / "extract_speed.md")
         return
     args.clips_dir.mkdir(parents=True, exist_ok=True)
     lengths = [SHORT, MEDIUM] + ([args.long_seconds] if args.long else [])
@@ -492,8 +498,8 @@ def main() -> None:
                 print(json.dumps(r), flush=True)
                 report["workers"].append(r)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "extract_speed.json").write_text(json.dumps(report, indent=1))
+    json_path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    json_path(args.out).write_text(json.dumps(report, indent=1))
     write_md(report, args.out / "extract_speed.md")
     print((args.out / "extract_speed.md").read_text())
 

@@ -92,7 +92,9 @@ def main() -> int:
     }
     shutil.rmtree(work, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    raw = args.out.parent / args.out.stem / f"{args.out.stem}.json"  # results/predict_speed/predict_speed.json
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps(report, indent=2))
     med = statistics.median
     args.out.write_text(f"""# Prediction speed (`msa predict`, bundled default model)
 

@@ -17,8 +17,9 @@ has-0 Acc-2 77.2 %, MAE 0.978, Corr 0.672, Acc-7 29.2 %.
 Run: ``python benchmarks/real_text.py --dataset mosi [--dataset mosei] [--seeds 1,2,3] [--models a,b]
 [--epochs 40] [--recipe toolkit|reference] [--device auto] [--set key=value ...] [--work /tmp/msa_real_text]
 [--data-root DIR]`` (``--data-root`` when the checkout is not next to ``shared/``, e.g. a git worktree);
-results go to ``benchmarks/results/real_text_<dataset>.md`` and ``.json`` (``--max-rows N`` builds a small subset
-for a smoke test and writes nothing under benchmarks/results unless ``--out`` is given).
+results go to ``benchmarks/results/real_text_<dataset>.md``, the raw JSON and chart to
+``benchmarks/results/real_text_<dataset>/`` (``--max-rows N`` builds a small subset for a smoke test and
+writes nothing under benchmarks/results unless ``--out`` is given).
 """
 
 from __future__ import annotations
@@ -100,7 +101,11 @@ def write_report(dsname: str, args, argv, bench_dir: Path, out_dir: Path | None)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f"real_text_{dsname}.md").write_text(text)
-        (out_dir / f"real_text_{dsname}.json").write_text((bench_dir / "results.json").read_text())
+        raw = out_dir / f"real_text_{dsname}"  # the raw JSON and the chart beside the Markdown
+        raw.mkdir(exist_ok=True)
+        (raw / f"real_text_{dsname}.json").write_text((bench_dir / "results.json").read_text())
+        if (bench_dir / "results.png").is_file():
+            (raw / f"real_text_{dsname}.png").write_bytes((bench_dir / "results.png").read_bytes())
     return text
 
 

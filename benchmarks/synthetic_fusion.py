@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
+        raw = args.out.parent / args.out.stem / f"{args.out.stem}.json"  # results/synthetic_fusion/synthetic_fusion.json
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        raw.write_text(json.dumps(rows, indent=2))
     return 0
 
 

@@ -1,6 +1,8 @@
 """Parity of the toolkit's ALMT with the authors' code (Haoyu-ha/ALMT), BERT bypassed.
 
-    python benchmarks/parity/parity_almt.py --reference-dir /path/to/ALMT [--json out.json]
+    python benchmarks/parity/parity_almt.py --reference-dir /path/to/ALMT [--json PATH]
+
+Writes benchmarks/results/parity/parity_almt.json unless ``--json`` names another path (``--json ''``: none).
 
 Both models are built at the reference's CMU-MOSI configuration (``configs/mosi.yaml`` of
 the checkout, toolkit preset ``mosi``); the reference's BERT text encoder is replaced by the

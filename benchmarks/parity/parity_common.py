@@ -400,15 +400,29 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0, help="seed of the weights and random inputs")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--tolerance", type=float, default=TOLERANCE)
-    ap.add_argument("--json", help="write the report as JSON here")
+    ap.add_argument("--json", help="write the report as JSON here (default: benchmarks/results/parity/"
+                    "parity_<model>.json; '' writes none)")
     return ap
 
 
-def finish(report: ParityReport, json_path: str | None) -> int:
-    """Print the table, write JSON if asked; exit status 0 when every pass/fail check passed."""
+#: where a parity run's JSON goes unless ``--json`` says otherwise (``benchmarks/results/parity.md`` beside it)
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "parity"
+
+
+def default_json(model: str, tag: str = "") -> Path:
+    """``benchmarks/results/parity/parity_<model>[_<tag>].json``."""
+    return RESULTS / f"parity_{model}{'_' + tag if tag else ''}.json"
+
+
+def finish(report: ParityReport, json_path: str | None, tag: str = "") -> int:
+    """Print the table and write the JSON (``json_path``; None: :func:`default_json`, '': none); exit
+    status 0 when every pass/fail check passed."""
     print(report.table())
+    if json_path is None:
+        json_path = default_json(report.model, tag)
     if json_path:
         report.write_json(json_path)
+        print(f"wrote {json_path}")
     return 0 if report.passed else 1
 
 

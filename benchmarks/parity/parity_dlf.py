@@ -1,6 +1,8 @@
 """Parity of the toolkit's DLF with the authors' code (pwang322/DLF), BERT bypassed.
 
-    python benchmarks/parity/parity_dlf.py --reference-dir /path/to/DLF [--json out.json]
+    python benchmarks/parity/parity_dlf.py --reference-dir /path/to/DLF [--json PATH]
+
+Writes benchmarks/results/parity/parity_dlf.json unless ``--json`` names another path (``--json ''``: none).
 
 Both models are built at the reference's CMU-MOSI configuration (``config/config.json``,
 aligned 50/50/50, toolkit preset ``mosi``) with the settings that make the two models the

@@ -1,6 +1,8 @@
 """Parity of the toolkit's MInD with the authors' code (WeeeicheN/MInD), BERT bypassed.
 
-    python benchmarks/parity/parity_mind.py --reference-dir /path/to/MInD [--json out.json]
+    python benchmarks/parity/parity_mind.py --reference-dir /path/to/MInD [--json PATH]
+
+Writes benchmarks/results/parity/parity_mind.json unless ``--json`` names another path (``--json ''``: none).
 
 Both models are built at the reference's CMU-MOSI setting (``tasks/mosi/run_mosi.py`` +
 ``run_mosi.sh``: embdim 512, fusedim 128, GELU, 3-layer 4-head audio/vision transformers,

@@ -1,6 +1,8 @@
 """Parity of the toolkit's MMCL with the authors' code (smwanghhh/MMCL): what can be compared.
 
-    python benchmarks/parity/parity_mmcl.py --reference-dir /path/to/MMCL [--json out.json]
+    python benchmarks/parity/parity_mmcl.py --reference-dir /path/to/MMCL [--json PATH]
+
+Writes benchmarks/results/parity/parity_mmcl[_float64].json unless ``--json`` names another path (``--json ''``: none).
 
 The public reference is IEMOCAP emotion *classification* (``network.py``, ``train.py``: an
 8-logit head with BatchNorm, cross-entropy, reward = probability of the true class); the
@@ -287,7 +289,7 @@ def _run(a) -> int:
         "padding masks and unaligned resampling (aligned inputs of seq_len steps: the toolkit's resampling is "
         "the identity)",
         "dropout (all 0 for a deterministic comparison)"]
-    return finish(report, a.json)
+    return finish(report, a.json, "float64" if a.float64 else "")
 
 
 if __name__ == "__main__":
