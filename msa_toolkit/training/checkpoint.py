@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -275,18 +276,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 # -- resume state ------------------------------------------------------------------------------
 
 def save_resume_state(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
-    """Atomically ``torch.save`` a resume state dict (model/optimizer/scheduler/epoch/RNG ...)."""
+    """Atomically ``torch.save`` a resume state dict (model/optimizer/scheduler/epoch/RNG ...); every value must
+    be of a type :func:`load_resume_state` reads back with ``weights_only=True``."""
     path = Path(path)
     atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
     return path
 
 
 def load_resume_state(path: str | os.PathLike) -> dict[str, Any]:
-    """The dict written by :func:`save_resume_state` (CheckpointError when missing or unreadable)."""
+    """The dict written by :func:`save_resume_state` (CheckpointError when missing or unreadable).
+
+    Read with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only, so a crafted
+    file in a run folder cannot run code on ``--resume`` (a pickled object of any other type is refused)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: resume state not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: refused to load the resume state: it holds something other than tensors, "
+                              f"numbers and strings ({first}); a resume state the toolkit wrote never does") from None
     except Exception as e:
         raise CheckpointError(f"{path}: corrupt resume state ({e})") from e

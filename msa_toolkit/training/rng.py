@@ -26,8 +26,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Python, numpy, torch (and CUDA) RNG states."""
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, numpy, torch (and CUDA) RNG states, in types ``torch.load(weights_only=True)`` reads back (numpy's
+    Mersenne-twister keys as a list of ints, not an array)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    st = {"python": random.getstate(), "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
+          "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -36,7 +39,8 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(st: Mapping[str, Any]) -> None:
     """Restore states captured by :func:`rng_state`."""
     random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
+    kind, keys, pos, has_gauss, cached = st["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])

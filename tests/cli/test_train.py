@@ -1,6 +1,7 @@
 """End to end through the CLI: `msa train` every registered model for a few steps, resume, `msa evaluate`."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -120,6 +121,34 @@ def test_resume_with_another_model_or_preset_is_refused(cli_ds, tmp_path, capsys
     args = [a if a != "tiny" else "mosi" for a in _train_args(cli_ds, run, "--epochs", "2", "--resume")]
     assert main(args) == 2 and "preset 'tiny'" in capsys.readouterr().err
     assert (run / "config.yaml").read_text() == before  # the run is left as it was
+
+
+class _Marker:
+    """Pickles to a call that writes a file: what a crafted ``last.pt`` would run on load."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.path), "ran"))
+
+
+def test_a_crafted_resume_state_runs_no_code(cli_ds, tmp_path, capsys):
+    """``last.pt`` is read with ``torch.load(weights_only=True)``: a pickled callable in it is refused with one
+    line (exit 2), before it can run; a resume state the toolkit wrote resumes as before."""
+    import torch
+
+    from msa_toolkit.cli.main import main
+
+    run, marker = tmp_path / "run", tmp_path / "marker"
+    assert main(_train_args(cli_ds, run, "--epochs", "1")) == 0
+    state = torch.load(run / "last.pt", weights_only=True)  # the toolkit's own file loads safely
+    torch.save({**state, "evil": _Marker(marker)}, run / "last.pt")
+    capsys.readouterr()
+    assert main(_train_args(cli_ds, run, "--epochs", "2", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert "refused to load the resume state" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_resume_prints_the_epochs_it_runs(cli_ds, tmp_path, capsys):
