@@ -137,10 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out:
-        new = not args.out.exists()
-        with open(args.out, "a") as f:
-            f.write(("# Length-bucketed batching\n\n" if new else "\n") + text)
+    if args.out:  # the current result only; earlier ones live in git
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("# Length-bucketed batching\n\n" + text)
     return 0
 
 

@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(header + lines) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        mode = "a" if args.out.exists() else "w"
-        with open(args.out, mode) as f:
-            f.write(("\n" if mode == "a" else "") + text)
+        args.out.write_text(text)  # the current result only; earlier ones live in git
     print(text)
     return 0
 

@@ -28,3 +28,7 @@ def test_table_with_first_step_time(tmp_path, monkeypatch):
     assert "first step s" in text and "training step compiled" in text and "| text_only |" in text
     assert "glibc malloc default" in text
     assert len(compiled) == 1 and type(compiled[0]).__name__ == "TrainStep"
+    # a re-run replaces the file: one current result, history in git
+    assert mod.main(["--models", "text_only", "--batch-size", "2", "--steps", "1", "--warmup", "1", "--threads", "1",
+                     "--malloc", "default", "--out", str(out)]) == 0
+    assert out.read_text().count("| text_only |") == 1
