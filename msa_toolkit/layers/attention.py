@@ -104,7 +104,9 @@ class MultiHeadAttention(nn.Module):
         inner = heads * dim_head
         self.heads, self.dim_head, self.dropout, self.inner = heads, dim_head, dropout, inner
         if kv_dim == dim:
-            self.qkv = torch.nn.utils.skip_init(nn.Linear, dim, 3 * inner, bias=qkv_bias)
+            # allocated without drawing (on the default device: meta while a model's size is checked)
+            self.qkv = torch.nn.utils.skip_init(nn.Linear, dim, 3 * inner, bias=qkv_bias,
+                                                device=torch.get_default_device())
             self._init_like_separate(dim)
         else:
             self.to_q = nn.Linear(dim, inner, bias=qkv_bias)

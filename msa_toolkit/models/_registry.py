@@ -20,6 +20,8 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
+import torch
+
 from .base import ModelConfig, MSAModel, config_from_mapping
 
 _ModelT = TypeVar("_ModelT", bound=Callable[..., MSAModel])
@@ -105,9 +107,32 @@ def resolve_config(name: str, preset: str | None = None, **overrides: Any) -> Mo
     return config_from_mapping(entry.config_cls, values)
 
 
+#: the most parameters a model may have (4 GB of fp32 weights; the seed models have at most ~41 M). A stored or
+#: requested config over it is refused before any memory is allocated (:func:`check_size`)
+MAX_PARAMETERS = 10 ** 9
+
+
+def check_size(entry: ModelEntry, config: ModelConfig) -> None:
+    """Build the model on the ``meta`` device (shapes only, no memory) and refuse it (ValueError) when it has more
+    than :data:`MAX_PARAMETERS` parameters or cannot be built (e.g. a width not divisible by the heads).
+    A model that fine-tunes a text encoder is loaded from its files instead (bounded by what is on disk)."""
+    if getattr(config, "text_encoder", None):
+        return
+    try:
+        with torch.device("meta"):
+            n = sum(p.numel() for p in entry.builder(config).parameters())
+    except (ValueError, ZeroDivisionError, RuntimeError) as e:
+        raise ValueError(f"cannot build model {entry.name!r} with this config: {e}") from None
+    if n > MAX_PARAMETERS:
+        raise ValueError(f"model {entry.name!r} with this config would have {n:,} parameters, more than the "
+                         f"{MAX_PARAMETERS:,} the toolkit builds (check the sizes in the config)")
+
+
 def create_model(name: str, preset: str | None = None, **overrides: Any) -> MSAModel:
-    """Build a registered model: config defaults <- preset <- overrides."""
+    """Build a registered model: config defaults <- preset <- overrides (values checked, size checked first)."""
     entry = get_entry(name)
-    model = entry.builder(resolve_config(name, preset, **overrides))
+    config = resolve_config(name, preset, **overrides)
+    check_size(entry, config)
+    model = entry.builder(config)
     model.name = name  # instance attribute: one class may back several registered names
     return model

@@ -16,6 +16,7 @@ Loss weights live in the model's config dataclass, never in the trainer.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
@@ -148,9 +149,46 @@ class MSAModel(nn.Module):
 
 
 def config_from_mapping(cls: type[ModelConfig], values: Mapping[str, Any]) -> ModelConfig:
-    """Build a config, rejecting unknown keys with a clear message."""
+    """Build a config, rejecting unknown keys and impossible values (:func:`check_config`) with a clear message."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"{cls.__name__} has no field(s) {unknown}; valid: {sorted(names)}")
-    return cls(**values)
+    config = cls(**values)
+    check_config(config)
+    return config
+
+
+#: float fields that must be strictly positive / non-negative wherever a config has them
+POSITIVE_FLOATS = frozenset({"lr"})
+NON_NEGATIVE_FLOATS = frozenset({"weight_decay", "grad_clip_value", "grad_clip_norm"})
+
+
+def check_config(config: ModelConfig) -> None:
+    """Refuse values no model can be built or trained with (ValueError naming the field), before any allocation.
+
+    Integers: a field whose default is positive (a size, a count of layers or heads, a length) must be positive,
+    and no integer field may be negative (0 means "off" or "automatic" where the default is 0). Floats must be
+    finite; every ``*dropout`` field is a probability in [0, 1); ``lr`` is positive, ``weight_decay`` and the
+    clipping thresholds are not negative, ``warmup_ratio`` is in [0, 1]. Constraints between fields (e.g. a
+    width divisible by the heads) are checked where the model is built.
+    """
+    for f in dataclasses.fields(config):
+        value, default = getattr(config, f.name), f.default
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, int) and not isinstance(default, bool) and isinstance(default, int):
+            least = 1 if default > 0 else 0
+            if value < least:
+                raise ValueError(f"{f.name} must be {'a positive integer' if least else '>= 0'}, got {value}")
+        elif isinstance(value, float) or (isinstance(value, int) and isinstance(default, float)):
+            if not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value}")
+            if f.name.endswith("dropout") and not 0.0 <= value < 1.0:
+                raise ValueError(f"{f.name} is a probability and must be in [0, 1), got {value}")
+            if f.name in POSITIVE_FLOATS and value <= 0:
+                raise ValueError(f"{f.name} must be positive, got {value}")
+            if f.name in NON_NEGATIVE_FLOATS and value < 0:
+                raise ValueError(f"{f.name} must be >= 0, got {value}")
+            if f.name == "warmup_ratio" and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{f.name} must be in [0, 1], got {value}")

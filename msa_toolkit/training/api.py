@@ -250,7 +250,8 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     ``recipe`` names a training recipe (``training/recipes.py``: "toolkit", the default, or
     "reference" = the authors' protocol); None means the config's (on resume: the run's own).
     """
-    from ..models import create_model, dims_from_spec, resolve_config
+    from ..models import create_model, dims_from_spec, get_entry, resolve_config
+    from ..models._registry import check_size
     from . import distributed as D
     from .optim import short_schedule_warning
     from .rng import seed_everything
@@ -273,6 +274,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     try:  # validates name, preset and overrides before any data is read
         model_over = _coerce_model_overrides(name, model_over)
         base_cfg = resolve_config(name, preset, **model_over)
+        check_size(get_entry(name), base_cfg)
     except KeyError as e:
         raise MSAError(str(e.args[0] if e.args else e)) from None
     except (TypeError, ValueError) as e:
@@ -291,7 +293,10 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
             dm = _data_module(dataset, batch_size, tcs, seed)
             lens = {f"{m}_len": int(v) for m, v in dm.max_lengths.items() if v is not None}
             kwargs = {**dims_from_spec(dm.spec), **lens, **model_over}
-            net = create_model(name, preset, **kwargs)
+            try:
+                net = create_model(name, preset, **kwargs)
+            except ValueError as e:  # sizes or constraints that only the data's dims reveal
+                raise MSAError(f"model {name!r}: {e}") from None
             if ctx.is_main:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 doc = {"model": {"name": name, "preset": preset, "overrides": model_over,
