@@ -32,6 +32,7 @@ in :mod:`.splits`, the safetensors streaming I/O in :mod:`.safetensors_io` and
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -438,6 +439,17 @@ class MSADataset:
     @property
     def provenance(self) -> dict[str, Any]:
         return dict(self.manifest.get("provenance", {}))
+
+    @property
+    def content_id(self) -> str:
+        """A content id of the dataset: sha256 over its manifest (spec, splits with ids, labels and texts, the
+        normalisation statistics; not the provenance, which records when it was written) and the byte sizes of
+        its split files. Two builds of the same data have the same id; any other data, another id."""
+        body = {k: v for k, v in self.manifest.items() if k != "provenance"}
+        sizes = {s: (self.path / e["file"]).stat().st_size if (self.path / e.get("file", "")).is_file() else None
+                 for s, e in self.manifest["splits"].items()}
+        blob = json.dumps({"manifest": body, "file_sizes": sizes}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def num_samples(self) -> dict[str, int]:
         return {s: int(self.manifest["splits"][s]["num_samples"]) for s in self.splits}

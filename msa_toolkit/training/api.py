@@ -183,6 +183,32 @@ def _check_same_model(out_dir: Path, name: str, preset: str | None) -> None:
                        f"(preset {preset!r}); resume it without --model/--preset, or train into another --out")
 
 
+def _check_run_dir(run_dir: Path, fingerprint: Mapping[str, Any], resume: bool, reporter: Any) -> None:
+    """Before anything is written: a folder holding a run is trained into only with ``resume``, and only when the
+    run's fingerprint is the command's (``epochs`` may grow: a finished run is extended); MSAError naming what
+    differs otherwise. Resuming a folder with no run says so (a notice) and trains from scratch."""
+    from .checkpoint import RESUME_FILE
+    from .fingerprint import differences, read_fingerprint
+
+    has_run = (run_dir / RESUME_FILE).is_file()
+    if has_run and not resume:
+        raise MSAError(f"{run_dir} already holds a run ({RESUME_FILE}); pass --resume to continue it or choose "
+                       "another output directory")
+    if not resume:
+        return
+    if not has_run:
+        reporter.notice(f"--resume: {run_dir} holds no run to resume (no {RESUME_FILE}); training from scratch")
+        return
+    saved = read_fingerprint(run_dir)
+    if saved is None:
+        return  # a run from before fingerprints: the model check above is all there is
+    diff = differences(saved, fingerprint, ignore=("trainer.epochs",))
+    if diff:
+        shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+        raise MSAError(f"--resume: {run_dir} holds a run with other data or settings ({shown}); resume it with "
+                       "its own settings, or train into another --out")
+
+
 def _coerce_model_overrides(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
     from ..models import get_entry
 
@@ -237,25 +263,35 @@ def _run_seeds(given: Sequence[int] | None, default: Sequence[int], fallback: in
     return seeds
 
 
-def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
-          config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] | None = None,
-          resume: bool = False, callbacks: Sequence[Any] = (), recipe: str | None = None) -> RunResult:
-    """Train a registered model on a dataset, once per seed; see the module docstring.
+@dataclass
+class RunPlan:
+    """What :func:`train` will run, resolved and checked before anything is written (:func:`plan_runs`)."""
 
-    ``data`` is a native dataset directory, an opened dataset or a DataModule
-    (a DataModule is used as given for every seed, so its shuffling seed is fixed).
-    ``seeds`` None means the config's ``seeds`` (on resume: the run's own), else
-    ``[trainer.seed]``. ``resume=True`` continues interrupted sub-runs from their
-    ``last.pt`` and skips finished ones (a finished run given more epochs is extended).
-    ``recipe`` names a training recipe (``training/recipes.py``: "toolkit", the default, or
-    "reference" = the authors' protocol); None means the config's (on resume: the run's own).
-    """
-    from ..models import create_model, dims_from_spec, get_entry, resolve_config
+    # the registered model name, its preset and the recipe applied
+    name: str
+    preset: str | None
+    recipe: Any
+    # the resolved trainer settings (before the per-seed seed) and the model-config overrides
+    trainer: TrainConfig
+    model_overrides: dict[str, Any]
+    # the opened dataset (or the caller's DataModule) and the batch size
+    dataset: Any
+    batch_size: int | None
+    # create_model keyword arguments: dims and lengths from the data, then the overrides
+    model_kwargs: dict[str, Any]
+    # one (seed, run directory, trainer settings, fingerprint) per seed
+    runs: list[tuple[int, Path, TrainConfig, dict[str, Any]]]
+
+
+def plan_runs(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
+              config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (),
+              seeds: Sequence[int] | None = None, resume: bool = False, recipe: str | None = None) -> RunPlan:
+    """Resolve and check the runs :func:`train` would do (arguments as there), reading but writing nothing:
+    the model, preset, recipe and settings, the model built for the data's dims (size and constraints checked),
+    and each run's fingerprint (``fingerprint.py``)."""
+    from ..models import dims_from_spec, get_entry, resolve_config
     from ..models._registry import check_size
-    from . import distributed as D
-    from .optim import short_schedule_warning
-    from .rng import seed_everything
-    from .trainer import Trainer
+    from .fingerprint import run_fingerprint
 
     out_dir = Path(out_dir)
     if resume and config is None and (out_dir / CONFIG_FILE).is_file():
@@ -282,21 +318,59 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     check_settings(tc, base_cfg)
     batch_size = setting(tc, base_cfg, "batch_size", None)
     dataset = _open_data(data)
+    first = _data_module(dataset, batch_size, tc.replace(seed=seeds[0]), seeds[0])
+    lens = {f"{m}_len": int(v) for m, v in first.max_lengths.items() if v is not None}
+    kwargs = {**dims_from_spec(first.spec), **lens, **model_over}
+    try:
+        cfg = resolve_config(name, preset, **kwargs)
+        check_size(get_entry(name), cfg)
+    except ValueError as e:  # sizes or constraints that only the data's dims reveal
+        raise MSAError(f"model {name!r}: {e}") from None
+    runs = []
+    for seed in seeds:
+        tcs = tc.replace(seed=seed)
+        runs.append((seed, out_dir if len(seeds) == 1 else out_dir / f"seed_{seed}", tcs,
+                     run_fingerprint(first, name, preset, rec.name, cfg.to_dict(), tcs.to_dict(), seed)))
+    return RunPlan(name, preset, rec, tc, model_over, dataset, batch_size, kwargs, runs)
+
+
+def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
+          config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] | None = None,
+          resume: bool = False, callbacks: Sequence[Any] = (), recipe: str | None = None) -> RunResult:
+    """Train a registered model on a dataset, once per seed; see the module docstring.
+
+    ``data`` is a native dataset directory, an opened dataset or a DataModule
+    (a DataModule is used as given for every seed, so its shuffling seed is fixed).
+    ``seeds`` None means the config's ``seeds`` (on resume: the run's own), else
+    ``[trainer.seed]``. ``resume=True`` continues interrupted sub-runs from their
+    ``last.pt`` and skips finished ones (a finished run given more epochs is extended); it refuses a run
+    whose fingerprint (data, model, settings) differs. ``recipe`` names a training recipe
+    (``training/recipes.py``: "toolkit", the default, or "reference" = the authors' protocol); None means the
+    config's (on resume: the run's own). Every check runs before anything is written.
+    """
+    from ..models import create_model
+    from . import distributed as D
+    from .fingerprint import write_fingerprint
+    from .optim import short_schedule_warning
+    from .report import Reporter
+    from .rng import seed_everything
+    from .trainer import Trainer
+
+    out_dir = Path(out_dir)
+    plan = plan_runs(model, data, out_dir, preset, config, overrides, seeds, resume, recipe)
+    name, preset, rec, tc, model_over, kwargs = (plan.name, plan.preset, plan.recipe, plan.trainer,
+                                                 plan.model_overrides, plan.model_kwargs)
+    seeds = [seed for seed, *_ in plan.runs]
+    for _, run_dir, _, fp in plan.runs:
+        _check_run_dir(run_dir, fp, resume, Reporter(tc.progress, main=os.environ.get("RANK", "0") == "0"))
 
     ctx = D.setup(tc.device)
     try:
         runs: list[FitResult] = []
-        for seed in seeds:
-            run_dir = out_dir if len(seeds) == 1 else out_dir / f"seed_{seed}"
-            tcs = tc.replace(seed=seed)
+        for seed, run_dir, tcs, fp in plan.runs:
             seed_everything(seed)
-            dm = _data_module(dataset, batch_size, tcs, seed)
-            lens = {f"{m}_len": int(v) for m, v in dm.max_lengths.items() if v is not None}
-            kwargs = {**dims_from_spec(dm.spec), **lens, **model_over}
-            try:
-                net = create_model(name, preset, **kwargs)
-            except ValueError as e:  # sizes or constraints that only the data's dims reveal
-                raise MSAError(f"model {name!r}: {e}") from None
+            dm = _data_module(plan.dataset, plan.batch_size, tcs, seed)
+            net = create_model(name, preset, **kwargs)
             if ctx.is_main:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 doc = {"model": {"name": name, "preset": preset, "overrides": model_over,
@@ -304,6 +378,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
                        "trainer": tcs.to_dict(), "data": str(data) if isinstance(data, (str, os.PathLike)) else None,
                        "seeds": seeds, "recipe": {"name": rec.name, "source": rec.source}}
                 atomic_write_text(run_dir / CONFIG_FILE, _yaml_dump(doc))
+                write_fingerprint(run_dir, fp)
                 if run_dir != out_dir:
                     atomic_write_text(out_dir / CONFIG_FILE, _yaml_dump({**doc, "trainer": tc.to_dict()}))
             trainer = Trainer(net, dm, tcs, run_dir, spec=dm.spec, extra=_data_extra(dm), ctx=ctx,

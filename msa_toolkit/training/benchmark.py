@@ -25,6 +25,8 @@ import datetime as dt
 import io
 import json
 import os
+import shutil
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .._io import atomic_write_json, atomic_write_text
+from .fingerprint import fingerprint_id
 from ..errors import MSAError
 from .metrics import MMSA_NAMES as _MMSA
 from .metrics import require_unique, seed_stats
@@ -93,19 +96,32 @@ def data_label(data: Any) -> str:
 
 
 def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, preset: str | None,
-             overrides: list[str]) -> dict[str, Any]:
-    """Train (or read back) one model x seed; the row (raises on failure)."""
+             overrides: list[str], protocol: str) -> dict[str, Any]:
+    """Train (or read back) one model x seed; the row (raises on failure).
+
+    A finished run is read back only when its fingerprint is this command's (same data by content, model,
+    settings, seed, toolkit version); a run made with anything else is trained again, and the console says why.
+    """
     from .recipes import get_recipe
-    from .api import train
+    from .api import plan_runs, train
     from .checkpoint import load_checkpoint
     from .distributed import resolve_device
+    from .fingerprint import differences, read_fingerprint
 
+    used = get_recipe(model, recipe, strict=False).name
+    fingerprint = plan_runs(model, data, run_dir, preset=preset, overrides=overrides, seeds=[seed],
+                            recipe=used).runs[0][3]
     info_path = run_dir / RUN_INFO
-    if (run_dir / "metrics.json").is_file() and info_path.is_file():
+    saved = read_fingerprint(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and saved != fingerprint:
+        why = "; ".join(differences(saved, fingerprint)[:3]) if saved else "it records no fingerprint"
+        print(f"{model} seed {seed}: the run in {run_dir} was made with other data or settings ({why}); "
+              "training it again", file=sys.stderr)
+        shutil.rmtree(run_dir)
+    elif (run_dir / "metrics.json").is_file() and info_path.is_file():
         row = json.loads(info_path.read_text())
         row["resumed"] = "skipped (finished)"
         return row
-    used = get_recipe(model, recipe, strict=False).name
     t0 = time.time()
     res = train(model, data, run_dir, preset=preset, overrides=overrides, seeds=[seed], recipe=used,
                 resume=(run_dir / "last.pt").is_file())
@@ -124,7 +140,8 @@ def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, prese
            "params": int(ck.model.num_parameters()), "epochs_run": len(fit.history), "best_epoch": fit.best_epoch,
            "seconds_per_epoch": float(np.mean(secs)) if secs else float("nan"),
            "wall_seconds": round(time.time() - t0, 1), "device": device_name, "run_dir": str(run_dir),
-           "data": data_label(data),
+           "data": data_label(data), "dataset_id": fingerprint["dataset"], "protocol": protocol,
+           "fingerprint": fingerprint_id(fingerprint),
            "valid": fit.valid, "test": fit.test,
            BEST_TEST_KEY: fit.best_test.get(BEST_TEST_KEY, {}).get("metrics", {})}
     atomic_write_json(info_path, row, indent=1)
@@ -157,13 +174,15 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
 
     overrides = list(overrides)
     label = data_label(data)
+    protocol = _protocol(data, recipe, overrides)
     rows: list[dict[str, Any]] = []
     for model in models:
         p = preset if preset is not None and preset in get_entry(model).presets else None
         for seed in seeds if seeds is not None else (get_recipe(model, recipe, strict=False).seeds or DEFAULT_SEEDS):
             run_dir = out_dir / RUNS_DIR / model / f"seed_{seed}"
             try:
-                rows.append(_run_one(model, data, run_dir, int(seed), recipe, p, _scoped_overrides(overrides, model)))
+                rows.append(_run_one(model, data, run_dir, int(seed), recipe, p, _scoped_overrides(overrides, model),
+                                     protocol))
                 rows[-1].setdefault("data", label)  # runs finished before rows recorded it
             except Exception as e:  # noqa: BLE001 - a failed run becomes a row; the others go on
                 msg = f"{type(e).__name__}: {e}".strip()
@@ -171,10 +190,34 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
                              "status": "failed", "error": msg.splitlines()[0][:500],
                              "traceback": traceback.format_exc(limit=8), "run_dir": str(run_dir),
                              "data": label})
+    rows += _earlier_rows(out_dir, protocol, {(r["model"], r["seed"]) for r in rows})
     result = BenchmarkResult(out_dir, rows, aggregate(rows))
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the tables
         write_results(result, mmsa_names=mmsa_names, percent=percent, paper=paper, plot=plot)
     return result
+
+
+def _protocol(data: Any, recipe: str, overrides: Sequence[str]) -> str:
+    """The id of a benchmark command's protocol: the dataset by content, the recipe and the ``--set`` items.
+    Finished runs of other models made under the same protocol (an earlier command into the same ``-o``) join
+    the results tables; runs made under another protocol never do."""
+    from .api import _open_data
+    from .fingerprint import dataset_id, fingerprint_id
+
+    return fingerprint_id({"dataset": dataset_id(_open_data(data)), "recipe": recipe, "overrides": sorted(overrides)})
+
+
+def _earlier_rows(out_dir: Path, protocol: str, have: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    """Finished runs in ``out_dir/runs`` of the same protocol that this command did not run (other models)."""
+    rows = []
+    for info in sorted((out_dir / RUNS_DIR).glob(f"*/seed_*/{RUN_INFO}")):
+        try:
+            row = json.loads(info.read_text())
+        except (OSError, ValueError):
+            continue
+        if row.get("protocol") == protocol and (row.get("model"), row.get("seed")) not in have:
+            rows.append({**row, "resumed": "skipped (finished, earlier command)"})
+    return rows
 
 
 def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -186,7 +229,9 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         entry: dict[str, Any] = {"recipe": mine[0]["recipe"], "preset": mine[0]["preset"], "ok": len(ok),
                                  "seeds": [r["seed"] for r in mine],
                                  "errors": [f"seed {r['seed']}: {r['error']}" for r in mine if r["status"] != "ok"],
-                                 "data": ", ".join(dict.fromkeys(r["data"] for r in mine if r.get("data")))}
+                                 "data": ", ".join(dict.fromkeys(r["data"] for r in mine if r.get("data"))),
+                                 "dataset_id": ", ".join(dict.fromkeys(r["dataset_id"] for r in mine
+                                                                       if r.get("dataset_id")))}
         if ok:
             entry.update(recipe=ok[0]["recipe"], params=ok[0]["params"], device=ok[0]["device"],
                          seconds_per_epoch=seed_stats([r["seconds_per_epoch"] for r in ok])["mean"],
@@ -268,8 +313,10 @@ def markdown(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str], mms
     head = "| model | recipe | " + ("data | " if with_data else "") + "seeds ok | params | s / epoch | device | " + \
         " | ".join(_label(m, mmsa_names, percent) for m in metrics) + " |"
     rule = "|---|---|" + ("---|" if with_data else "") + "---:|---:|---:|---|" + "---:|" * len(metrics)
+    datasets = dict.fromkeys((e.get("data", ""), e.get("dataset_id", "")) for e in table.values())
     lines = [f"# Benchmark ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
-             "## Test metrics of the checkpoint chosen on valid (mean ± std over seeds)", "", head, rule]
+             "Data: " + "; ".join(f"{d or '(in memory)'} (content id {i[:12] or 'not recorded'})" for d, i in datasets),
+             "", "## Test metrics of the checkpoint chosen on valid (mean ± std over seeds)", "", head, rule]
 
     def row(model: str, e: Mapping[str, Any], split: str) -> str:
         spe = e.get("seconds_per_epoch")

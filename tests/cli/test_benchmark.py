@@ -101,3 +101,48 @@ def test_repeated_seed_or_model_is_refused(bench_ds, tmp_path, models, seeds):
                             "--seeds", seeds, "--preset", "tiny", "--epochs", "1"])
     assert r.exit_code != 0 and "each one once" in str(r.exception)
     assert not (tmp_path / "b" / "results.json").exists()
+
+
+def _one(ds, out, models="text_only", epochs="2"):
+    return runner.invoke(app, ["benchmark", "--models", models, "--data", str(ds), "-o", str(out), "--seeds", "1",
+                               "--preset", "tiny", "--epochs", epochs, "--device", "cpu",
+                               "--set", "trainer.batch_size=8", "--set", "trainer.plots=false"])
+
+
+def _runs(out):
+    return {(r["model"], r["seed"]): r for r in json.loads((out / "results.json").read_text())["runs"]}
+
+
+def test_a_finished_run_is_reused_only_when_its_fingerprint_matches(bench_ds, tmp_path):
+    """Issue 31: re-running with --epochs 3 printed the 2-epoch numbers, and another dataset the first one's."""
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+
+    out = tmp_path / "bench"
+    assert _one(bench_ds, out).exit_code == 0
+    first = _runs(out)[("text_only", 1)]
+    assert first["epochs_run"] == 2 and first["dataset_id"] and first["fingerprint"]
+    res = _one(bench_ds, out)  # the same command: read back
+    assert res.exit_code == 0 and _runs(out)[("text_only", 1)]["resumed"] == "skipped (finished)"
+    res = _one(bench_ds, out, epochs="3")  # other settings: trained again, and said so
+    assert res.exit_code == 0 and "trainer.epochs: 2 -> 3" in res.output and "training it again" in res.output
+    assert _runs(out)[("text_only", 1)]["epochs_run"] == 3
+    other = make_synthetic_dataset(tmp_path / "other", n_train=24, n_valid=8, n_test=8, dims=(8, 4, 4),
+                                   lengths=(6, 8, 8), seed=5)
+    res = _one(other.path, out, epochs="3")  # another dataset: trained again; the table names the dataset
+    assert res.exit_code == 0 and "dataset (content id)" in res.output
+    row = _runs(out)[("text_only", 1)]
+    assert row["dataset_id"] == other.content_id != first["dataset_id"]
+    assert f"content id {other.content_id[:12]}" in (out / "results.md").read_text()
+
+
+def test_results_keep_other_models_of_the_same_protocol_only(bench_ds, tmp_path):
+    """Each command rewrote the tables with only its own models; now finished runs of the same data and
+    protocol stay, and those of another protocol do not."""
+    out = tmp_path / "bench"
+    assert _one(bench_ds, out, models="text_only").exit_code == 0
+    assert _one(bench_ds, out, models="late_fusion").exit_code == 0
+    assert set(_runs(out)) == {("text_only", 1), ("late_fusion", 1)}
+    table = (out / "results.md").read_text()
+    assert "| text_only |" in table and "| late_fusion |" in table
+    assert _one(bench_ds, out, models="late_fusion", epochs="1").exit_code == 0  # another protocol
+    assert set(_runs(out)) == {("late_fusion", 1)}

@@ -151,6 +151,30 @@ def test_a_crafted_resume_state_runs_no_code(cli_ds, tmp_path, capsys):
     assert "refused to load the resume state" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_refused_train_writes_nothing_and_resume_checks_the_fingerprint(cli_ds, tmp_path, capsys):
+    """Issue 31: a refused train had already overwritten config.yaml; resume on another dataset or with other
+    settings continued silently; resume of a folder with no run trained from scratch without a word."""
+    from msa_toolkit.cli.main import main
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+
+    run = tmp_path / "run"
+    assert main(_train_args(cli_ds, run, "--epochs", "1")) == 0
+    kept = {f: (run / f).read_bytes() for f in ("config.yaml", "fingerprint.json", "last.pt")}
+    capsys.readouterr()
+    assert main(_train_args(cli_ds, run, "--epochs", "1", "--set", "trainer.lr=0.5")) == 2  # no --resume
+    assert "already holds a run" in capsys.readouterr().err
+    other = make_synthetic_dataset(tmp_path / "other", n_train=16, n_valid=8, n_test=8, seed=9)
+    assert main(_train_args(other.path, run, "--epochs", "2", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "holds a run with other data or settings" in err and "dataset (content id)" in err
+    assert main(_train_args(cli_ds, run, "--epochs", "2", "--resume", "--set", "trainer.lr=0.5")) == 2
+    assert "trainer.lr: None -> 0.5" in capsys.readouterr().err
+    assert {f: (run / f).read_bytes() for f in kept} == kept  # the interrupted run is left as it was
+    assert main(_train_args(cli_ds, run, "--epochs", "2", "--resume")) == 0  # its own settings: resumes
+    assert main(_train_args(cli_ds, tmp_path / "none", "--epochs", "1", "--resume")) == 0
+    assert "holds no run to resume" in capsys.readouterr().err
+
+
 def test_resume_prints_the_epochs_it_runs(cli_ds, tmp_path, capsys):
     from msa_toolkit.cli.main import main
 
