@@ -11,8 +11,9 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,48 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, replaces: Collection[str] = ()) -> Iterator[Path]:
+    """Build a folder beside ``path`` and put it in place only when the ``with`` block ends without error.
+
+    Yields a new, empty temp folder in ``path``'s parent (the renames never cross file systems). On
+    success an existing ``path`` is renamed aside, the new folder renamed in, the old folder's entries
+    carried over unless the new folder has them or ``replaces`` names them (the old content the new one
+    replaces as a whole, e.g. a dataset's split files), and the old folder removed. On any error the temp
+    folder is removed and ``path`` is untouched. The folder gets the usual mode (``0777 & ~umask``).
+    """
+    path = Path(os.path.realpath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old: Path | None = None
+    try:
+        yield tmp
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        if not os.path.lexists(path):
+            os.replace(tmp, path)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(path, old)  # onto the empty folder just made
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            with contextlib.suppress(OSError):
+                old.rmdir()
+        raise
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for entry in old.iterdir():  # what the new content does not replace stays (a user's own files)
+        if entry.name not in replaces and not os.path.lexists(path / entry.name):
+            os.replace(entry, path / entry.name)
+    shutil.rmtree(old)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
