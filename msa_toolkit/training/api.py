@@ -385,11 +385,13 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     its stored normalisation statistics (not the dataset's). The dataset's
     FeatureSpec must match the checkpoint's (a SpecMismatchError names the
     differences). A checkpoint with NaN/inf weights is refused (CheckpointError), and
-    non-finite predictions are never scored (NonFiniteError).
+    non-finite predictions are never scored (NonFiniteError). A metric undefined on the split
+    (:func:`.metrics.undefined_metrics`) is NaN, its reason in the result's ``undefined``.
     """
     from ..spec import MODALITIES
     from ..errors import CheckpointError
     from .checkpoint import describe_nonfinite, load_checkpoint
+    from .metrics import score
     from .trainer import Trainer
 
     bad = [m for m in drop if m not in MODALITIES]
@@ -424,4 +426,7 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
                                                                   np.asarray(v["std"], np.float32))
                                                               for m, v in norm.items()})
     trainer = Trainer(ck.model, dm, tc, out_dir=None, spec=ck.spec)
-    return trainer.evaluate(split, drop=tuple(drop))
+    out = trainer.predict(split, tuple(drop))
+    metrics = score(out.prediction, out.label, trainer._resolve_metric_set())
+    metrics["loss"] = out.loss.get("total", float("nan"))
+    return metrics
