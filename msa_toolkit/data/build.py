@@ -54,6 +54,9 @@ from .native import MANIFEST, MSADataset, Sample, write_dataset
 
 #: name of the failure report inside the dataset directory
 ERRORS_FILE = "errors.json"
+#: how a RowsLostError tells the caller to keep going without the lost rows (``msa dataset create`` names
+#: its flag, ``--allow-missing``, instead)
+ALLOW_MISSING = "allow_missing=True"
 #: texts per extract_texts call (bounds memory on MOSEI-sized label files)
 TEXT_BATCH = 2048
 
@@ -428,8 +431,8 @@ def _rows_lost(table: LabelTable, out: Path, failures: Sequence[RowFailure]) -> 
     reasons = "; ".join(f"{f.id} [{f.stage}] {f.message}" for f in failures[:3])
     more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
     return RowsLostError(f"{len(failures)} of {len(table)} rows of {table.path} could not be built, so no dataset "
-                         f"was written ({details}): {reasons}{more}; pass --allow-missing "
-                         "(build_dataset(..., allow_missing=True)) to build the dataset without them")
+                         f"was written ({details}): {reasons}{more}; pass {ALLOW_MISSING} to build the dataset "
+                         "without them")
 
 
 __all__ = ["build_dataset", "BuildReport", "RowFailure", "RowsLostError", "MediaIndex", "media_extensions", "ERRORS_FILE"]
