@@ -48,7 +48,7 @@ from ..features import FeatureBundle
 from ..spec import MODALITIES, FeatureSpec
 from .safetensors_io import StreamingSafetensorsWriter, read_safetensors_mmap
 from .splits import SPLIT_ALIASES, SPLIT_ORDER, canonical_split
-from .stats import StatsAccumulator
+from .stats import StatsAccumulator, usable_stats
 
 #: Version of the dataset directory layout.
 DATASET_FORMAT_VERSION = 1
@@ -423,12 +423,9 @@ class MSADataset:
 
     @property
     def stats(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per modality (mean [D], std [D]) of valid steps of the statistics split (train)."""
-        out = {}
-        for m, s in self.manifest.get("stats", {}).items():
-            if isinstance(s, Mapping) and "mean" in s:
-                out[m] = (np.asarray(s["mean"], np.float32), np.asarray(s["std"], np.float32))
-        return out
+        """Per modality (mean [D], std [D]) of valid steps of the statistics split (train); a
+        DatasetError when they cannot normalise (:func:`.stats.usable_stats`)."""
+        return usable_stats(self.manifest.get("stats", {}), self.spec.dims, self.path / MANIFEST)
 
     @property
     def provenance(self) -> dict[str, Any]:

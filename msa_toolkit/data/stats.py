@@ -1,11 +1,24 @@
 """Normalisation statistics of a dataset: per-column mean and std over the valid, finite rows of the
-statistics split (train), accumulated while the split is written (:func:`~.native.write_dataset`)."""
+statistics split (train), accumulated while the split is written (:func:`~.native.write_dataset`).
+
+Stored statistics (a manifest's ``stats``, a checkpoint's ``normalization``) are checked before use
+(:func:`usable_stats`): a std that is null, not finite, negative, zero or below :data:`MIN_STD`, a mean
+that is null or not finite, a value beyond float32 or a list whose length is not the feature dim would
+turn ``(x - mean) / std`` into inf/NaN features (and numpy RuntimeWarnings). :func:`stats_problems`
+names each one; ``msa dataset validate`` lists them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
+
+from ..errors import DatasetError
+
+#: the smallest std a column may have (the accumulator writes 1.0 for flatter columns)
+MIN_STD = 1e-6
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class StatsAccumulator:
@@ -30,8 +43,58 @@ class StatsAccumulator:
         mean = self.s / self.n
         var = np.maximum(self.ss / self.n - mean * mean, 0.0)
         std = np.sqrt(var)
-        std[std < 1e-6] = 1.0
+        std[std < MIN_STD] = 1.0
         return {"count": int(self.n), "mean": mean.tolist(), "std": std.tolist()}
 
 
-__all__ = ["StatsAccumulator"]
+
+def _columns(mask: np.ndarray) -> str:
+    cols = np.nonzero(mask)[0].tolist()
+    return ("columns " if len(cols) > 1 else "column ") + ", ".join(map(str, cols[:8])) + (", ..." if len(cols) > 8 else "")
+
+
+def stats_problems(stats: Mapping[str, Any], dims: Mapping[str, int]) -> list[str]:
+    """Why stored statistics (``{modality: {"mean": [...], "std": [...]}}``; other entries such as
+    ``"split"`` are skipped) cannot normalise features of ``dims``: one line per modality and key."""
+    out: list[str] = []
+    for m, s in stats.items():
+        if not isinstance(s, Mapping) or "mean" not in s:
+            continue
+        for key in ("mean", "std"):
+            try:
+                a = np.asarray(s.get(key), dtype=np.float64)
+            except (TypeError, ValueError):
+                out.append(f"{m}: {key} is not a list of numbers")
+                continue
+            if a.ndim != 1 or (m in dims and a.shape[0] != dims[m]):
+                n = a.shape[0] if a.ndim == 1 else a.size
+                out.append(f"{m}: {key} has {n} values for {dims.get(m, '?')} feature columns")
+                continue
+            bad = ~np.isfinite(a) | (np.abs(np.nan_to_num(a, nan=0.0)) > _F32_MAX)
+            if bad.any():
+                big = a[np.isfinite(a) & bad]
+                out.append(f"{m}: {key} is null or not finite in {_columns(bad)}"
+                           + (f" ({big[0]:g} overflows float32)" if big.size else ""))
+            if key == "std":
+                if (a < 0).any():
+                    out.append(f"{m}: std is negative in {_columns(a < 0)}")
+                low = (a >= 0) & (a < MIN_STD)
+                if low.any():
+                    out.append(f"{m}: std is zero or below {MIN_STD:g} in {_columns(low)}")
+    return out
+
+
+def usable_stats(stats: Mapping[str, Any], dims: Mapping[str, int], where: Any) -> dict[str, tuple[np.ndarray,
+                                                                                                   np.ndarray]]:
+    """``{modality: (mean, std)}`` float32 arrays of stored statistics; a :class:`DatasetError` naming
+    ``where`` and every problem (:func:`stats_problems`) when they cannot normalise."""
+    problems = stats_problems(stats, dims)
+    if problems:
+        raise DatasetError(f"{where}: normalisation statistics cannot be used: {'; '.join(problems)} "
+                           "(msa dataset validate lists them; write the dataset again, or train with "
+                           "trainer.normalize=false)")
+    return {m: (np.asarray(s["mean"], np.float32), np.asarray(s["std"], np.float32))
+            for m, s in stats.items() if isinstance(s, Mapping) and "mean" in s}
+
+
+__all__ = ["MIN_STD", "StatsAccumulator", "stats_problems", "usable_stats"]

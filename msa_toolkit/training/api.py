@@ -391,6 +391,7 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     from ..spec import MODALITIES
     from ..errors import CheckpointError
     from .checkpoint import describe_nonfinite, load_checkpoint
+    from ..data.stats import usable_stats
     from .metrics import score
     from .trainer import Trainer
 
@@ -422,9 +423,8 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
                       tc.replace(normalize=normalize), seed=0, max_lengths=lens)
     norm = ck.extra.get("normalization")
     if normalize and norm and hasattr(dm, "collator"):
-        dm.collator = dataclasses.replace(dm.collator, stats={m: (np.asarray(v["mean"], np.float32),
-                                                                  np.asarray(v["std"], np.float32))
-                                                              for m, v in norm.items()})
+        dims = ck.spec.dims if ck.spec is not None else {}
+        dm.collator = dataclasses.replace(dm.collator, stats=usable_stats(norm, dims, checkpoint))
     trainer = Trainer(ck.model, dm, tc, out_dir=None, spec=ck.spec)
     out = trainer.predict(split, tuple(drop))
     metrics = score(out.prediction, out.label, trainer._resolve_metric_set())
