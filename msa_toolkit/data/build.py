@@ -26,7 +26,7 @@ Rows whose media is missing, fails to extract or aligns too poorly are listed in
 out; the rest is built. With ``allow_missing=False`` (the CLI's default) a lost
 row fails the whole build instead: no dataset is written, ``errors.json`` alone
 is left in the (new) directory, and :class:`RowsLostError` is raised. When no row can be built, nothing is left behind (no empty dataset
-that would block a re-run). The dataset is built beside ``out_dir`` and swapped in only when complete
+that would block a re-run). The dataset is built in a temporary folder and swapped in only when complete
 (:func:`~.native.write_dataset`), so a failed ``overwrite`` (a full disk) keeps the existing dataset. NaN/inf feature values of every modality are
 replaced by 0 and counted per modality (:mod:`.finite`; report and provenance).
 ``shard="i/n"`` only extracts shard ``i`` into the cache (for fanning
@@ -262,7 +262,7 @@ def _finish(table: LabelTable, out: Path, spec: Any, gens: Mapping[str, Any], fa
             prov: dict[str, Any], overwrite: bool, kind: str, nonfinite: Mapping[str, int],
             allow_missing: bool = True) -> BuildReport:
     """Write the dataset (and errors.json); on any failure, or when no row was built, nothing is put in
-    ``out`` (write_dataset builds beside it and swaps only when complete)."""
+    ``out`` (write_dataset builds it aside and swaps it in only when complete)."""
     if not gens:
         raise _nothing_built(table, failures)
     if (out / MANIFEST).exists() and not overwrite:

@@ -253,7 +253,8 @@ def write_dataset(out_dir: str | os.PathLike, spec: FeatureSpec, samples_by_spli
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out} exists and is not a directory")
     try:
-        with atomic_dir(out, replaces=[MANIFEST, "errors.json", *(p.name for p in out.glob("*.safetensors"))]) as tmp:
+        with atomic_dir(out, replaces=["errors.json", *(p.name for p in out.glob("*.safetensors"))],
+                        marker=MANIFEST) as tmp:
             _write_all(tmp, spec, samples_by_split, provenance, stats_split, extra, __version__)
             if finish is not None:
                 finish(load_dataset(tmp))

@@ -83,3 +83,45 @@ def test_create_overwrite_that_fails_while_writing_exits_2_and_keeps_the_dataset
     assert len(err.splitlines()) == 1 and "No space left on device" in err and str(ds) in err
     assert _snapshot(ds) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "ds", "label.csv"]
+
+
+def test_overwrite_of_the_working_directory_keeps_the_folder(tmp_path, monkeypatch):
+    """The folder itself is never renamed (it may be the working directory or a mount point): its entries are."""
+    ds = tmp_path / "ds"
+    make_synthetic_dataset(ds, n_train=4, n_valid=2, n_test=2, dims=(4, 3, 2))
+    inode = ds.stat().st_ino
+    (ds / "notes.txt").write_text("mine")
+    monkeypatch.chdir(ds)
+    src = make_synthetic_dataset(tmp_path / "src", n_train=5, n_valid=2, n_test=2, dims=(4, 3, 2), seed=2)
+    got = write_dataset(".", src.spec, {s: src.split(s) for s in src.splits}, overwrite=True)
+    assert got.num_samples()["train"] == 5 and ds.stat().st_ino == inode
+    assert sorted(p.name for p in ds.iterdir()) == [MANIFEST, "notes.txt", "test.safetensors", "train.safetensors",
+                                                    "valid.safetensors"]
+
+
+def test_a_failed_swap_puts_the_old_dataset_back(tmp_path, monkeypatch):
+    import os
+
+    from msa_toolkit import _io
+
+    ds = tmp_path / "ds"
+    make_synthetic_dataset(ds, n_train=4, n_valid=2, n_test=2, dims=(4, 3, 2))
+    before = _snapshot(ds)
+    src = make_synthetic_dataset(tmp_path / "src", n_train=5, n_valid=2, n_test=2, dims=(4, 3, 2), seed=2)
+    real, calls = os.replace, {"n": 0}
+
+    def flaky(a, b):  # the second move of a new entry into the dataset folder fails
+        from pathlib import Path
+
+        if Path(a).parent.name.endswith(".tmp") and Path(b).parent == ds.resolve():
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(errno.EIO, "I/O error")
+        return real(a, b)
+
+    monkeypatch.setattr(_io.os, "replace", flaky)
+    with pytest.raises(OutputError, match="I/O error"):
+        write_dataset(ds, src.spec, {s: src.split(s) for s in src.splits}, overwrite=True)
+    monkeypatch.setattr(_io.os, "replace", real)
+    assert calls["n"] == 2 and _snapshot(ds) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "src"]
