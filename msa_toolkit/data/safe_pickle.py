@@ -27,7 +27,8 @@ pointers. So ``numpy.ndarray`` stands for a subclass that can only be made throu
 ``_reconstruct``; dtypes are numbers, booleans, strings, bytes or objects (no structured ``V``,
 no datetimes), always fresh copies, and a dtype whose pickled state differs from the state numpy
 gives that type (flags, item size, fields) is refused before any array or scalar uses it.
-Arrays come back as plain ``numpy.ndarray``.
+Arrays come back as plain ``numpy.ndarray``. What a file gets for a global cannot be changed by it
+(pickle's ``BUILD`` sets attributes on whatever is on its stack): the numpy stand-ins refuse it.
 """
 
 from __future__ import annotations
@@ -79,7 +80,29 @@ def _dtype(spec: Any, align: bool = False, copy: bool = True) -> np.dtype:
     return np.dtype(base, align=bool(align), copy=True)
 
 
-class _Array(np.ndarray):
+class _Frozen(type):
+    """A class a pickle cannot change (``BUILD`` on the class itself)."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        raise pickle.UnpicklingError(f"a pickle may not set attributes of {cls.__name__}")
+
+
+class _Global:
+    """A function as a file gets it: callable, without attributes a pickle could set."""
+
+    __slots__ = ("_f",)
+
+    def __init__(self, f: Callable[..., Any]):
+        object.__setattr__(self, "_f", f)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._f(*args)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise pickle.UnpicklingError(f"a pickle may not set attributes of {self._f.__name__}")
+
+
+class _Array(np.ndarray, metaclass=_Frozen):
     """What ``numpy.ndarray`` means in a file: only ``_reconstruct`` makes one (``numpy.ndarray``'s
     constructor would read a buffer's bytes as object pointers), and its state's dtype is checked."""
 
@@ -114,14 +137,14 @@ def _latin1_encode(obj: Any, encoding: str = "utf-8") -> bytes:
     return obj.encode("latin-1")
 
 
-_NUMPY = {("multiarray", "_reconstruct"): _reconstruct, ("multiarray", "scalar"): _scalar,
-          ("numeric", "_frombuffer"): _frombuffer}
+_NUMPY = {("multiarray", "_reconstruct"): _Global(_reconstruct), ("multiarray", "scalar"): _Global(_scalar),
+          ("numeric", "_frombuffer"): _Global(_frombuffer)}
 #: (module, name) a file may name -> what it gets
 ALLOWED: dict[tuple[str, str], Any] = {
     **{(f"numpy.{core}.{sub}", name): f for core in ("core", "_core") for (sub, name), f in _NUMPY.items()},
     ("numpy", "ndarray"): _Array,
-    ("numpy", "dtype"): _dtype,
-    ("_codecs", "encode"): _latin1_encode,
+    ("numpy", "dtype"): _Global(_dtype),
+    ("_codecs", "encode"): _Global(_latin1_encode),
     ("collections", "OrderedDict"): collections.OrderedDict,
     **{(mod, name): v for mod in ("builtins", "__builtin__") for name, v in _BUILTINS.items()},
 }

@@ -134,3 +134,18 @@ class _TamperedArray:
 
         return (_numpy_core("multiarray", "_reconstruct"), (np.ndarray, (0,), b"b"),
                 (1, (1,), _TamperedDtype(), False, "ab".encode("utf-32-le")))
+
+
+@pytest.mark.parametrize("target", ["numpy.ndarray", "numpy.dtype", "numpy._core.multiarray._reconstruct"])
+def test_a_pickle_cannot_change_what_it_is_given_for_a_global(target):
+    """pickle's BUILD sets attributes on any object on its stack, globals included: refused, nothing changes."""
+    module, name = target.rsplit(".", 1)
+    raw = (b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n"
+           + b"N}q\x00X\x07\x00\x00\x00__new__q\x01Ns\x86q\x02b.")  # BUILD(global, (None, {"__new__": None}))
+    with pytest.raises((pickle.UnpicklingError, TypeError)):  # TypeError: the class's own __setstate__, unbound
+        loads(raw)
+    raw = b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n}q\x00X\x01\x00\x00\x00xq\x01K\x01sb."
+    with pytest.raises(Exception):  # BUILD(global, {"x": 1}): no __dict__ to update
+        loads(raw)
+    assert loads(pickle.dumps(np.arange(3))).tolist() == [0, 1, 2]
+    test_numpy_in_unsafe_shapes_is_refused()  # the guards are all still there
