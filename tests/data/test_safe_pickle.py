@@ -112,8 +112,12 @@ def test_numpy_in_unsafe_shapes_is_refused():
         def __reduce__(self):
             return np.ndarray, ((1,), np.dtype("O"), bytearray(8))
 
-    with pytest.raises(pickle.UnpicklingError, match="directly"):
-        loads(pickle.dumps(DirectArray()))
+    # NEWOBJ: numpy.ndarray.__new__(numpy.ndarray, (1,), dtype("O8"), bytearray(8)), written by hand
+    newobj = (b"\x80\x02cnumpy\nndarray\nK\x01\x85cnumpy\ndtype\nX\x02\x00\x00\x00O8\x89\x88\x87R"
+              b"c__builtin__\nbytearray\nK\x08\x85R\x87\x81.")
+    for raw in (pickle.dumps(DirectArray(), protocol=2), newobj):
+        with pytest.raises(pickle.UnpicklingError, match="directly"):
+            loads(raw)
     with pytest.raises(pickle.UnpicklingError, match="not allowed"):
         loads(pickle.dumps(np.zeros(2, dtype=[("a", "O")])))
 
