@@ -346,7 +346,7 @@ def summarize(runs: Sequence[FitResult]) -> dict[str, dict[str, dict[str, Any]]]
             continue
         out[split] = {}
         for k in per[0]:
-            vals = [float(p.get(k, np.nan)) for p in per]
+            vals = [float(p[k]) if p.get(k) is not None else np.nan for p in per]  # None: undefined (JSON null)
             out[split][k] = {**seed_stats(vals), "values": vals}
     return out
 

@@ -127,3 +127,14 @@ def test_benchmark_table_says_n_a_for_a_metric_no_seed_could_score():
 
     assert _fmt("corr", seed_stats([float("nan"), float("nan")]), False) == "n/a"
     assert _fmt("corr", {}, False) == ""
+
+
+def test_seed_summary_takes_undefined_metrics_as_nan_or_null():
+    from msa_toolkit.training.api import summarize
+    from msa_toolkit.training.state import FitResult
+
+    runs = [FitResult(None, 1, {"corr": float("nan")}, {"corr": None, "mae": 1.0}),
+            FitResult(None, 1, {"corr": 0.5}, {"corr": 0.25, "mae": 0.5})]
+    s = summarize(runs)
+    assert s["test"]["corr"]["n"] == 1 and s["test"]["corr"]["mean"] == 0.25 and s["test"]["corr"]["std"] is None
+    assert s["valid"]["corr"]["n"] == 1 and s["test"]["mae"]["n"] == 2
