@@ -60,17 +60,20 @@ def _numpy_core(sub: str, name: str) -> Any:
 
 
 def _checked_dtype(d: Any) -> np.dtype:
-    """``d`` as a dtype, refused unless its kind is in :data:`DTYPE_KINDS` and its state is the one
-    numpy gives that type (a pickle's ``BUILD`` can set any flags, item size or fields on a dtype)."""
+    """A fresh dtype equal to ``d``, refused unless its kind is in :data:`DTYPE_KINDS` and its state is
+    the one numpy gives that type (a pickle's ``BUILD`` can set any flags, item size or fields on a
+    dtype). Fresh: arrays keep the dtype object they are given, and the file could ``BUILD`` its own
+    again after an array took it."""
     if not isinstance(d, np.dtype):
         if not isinstance(d, (str, bytes)):
             raise pickle.UnpicklingError(f"a dtype given as {type(d).__name__}")
         d = np.dtype(d.decode("latin-1") if isinstance(d, bytes) else d)
     if d.kind not in DTYPE_KINDS or d.fields is not None or d.subdtype is not None:
         raise pickle.UnpicklingError(f"dtype {d.str!r} is not allowed (only {DTYPE_KINDS} kinds)")
-    if d.__reduce__()[2] != np.dtype(d.str).__reduce__()[2]:
+    fresh = np.dtype(d.str)
+    if d.__reduce__()[2] != fresh.__reduce__()[2]:
         raise pickle.UnpicklingError(f"dtype {d.str!r} has a tampered state")
-    return d
+    return fresh
 
 
 def _dtype(spec: Any, align: bool = False, copy: bool = True) -> np.dtype:
@@ -112,8 +115,7 @@ class _Array(np.ndarray, metaclass=_Frozen):
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise pickle.UnpicklingError("malformed numpy array state")
-        _checked_dtype(state[-3])
-        np.ndarray.__setstate__(self, state)
+        np.ndarray.__setstate__(self, (*state[:-3], _checked_dtype(state[-3]), *state[-2:]))
 
 
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
@@ -170,12 +172,15 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def _plain(obj: Any) -> Any:
-    """``obj`` with every :class:`_Array` in it (in dicts, lists, tuples, object arrays) a plain ndarray."""
+    """``obj`` with every :class:`_Array` in it (in dicts, lists, tuples, object arrays) a plain ndarray,
+    and every dtype checked again (:func:`_checked_dtype`: the file may have changed one after use)."""
+    if isinstance(obj, np.dtype):
+        return _checked_dtype(obj)
     if isinstance(obj, np.ndarray):
         arr = obj.view(np.ndarray) if type(obj) is _Array else obj
         if arr.dtype.kind == "O":
             for i in np.ndindex(arr.shape):
-                if isinstance(arr[i], (np.ndarray, dict, list, tuple)):
+                if isinstance(arr[i], (np.ndarray, np.dtype, dict, list, tuple)):
                     arr[i] = _plain(arr[i])
         return arr
     if isinstance(obj, dict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import pickletools
+import struct
 
 import numpy as np
 import pytest
@@ -153,3 +154,28 @@ def test_a_pickle_cannot_change_what_it_is_given_for_a_global(target):
         loads(raw)
     assert loads(pickle.dumps(np.arange(3))).tolist() == [0, 1, 2]
     test_numpy_in_unsafe_shapes_is_refused()  # the guards are all still there
+
+
+def _binunicode(s: str) -> bytes:
+    b = s.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def _dtype_state(flags: int) -> bytes:
+    """The pickled state tuple (3, '<', None, None, None, 8, 4, flags) of a U2 dtype (flags 8 is numpy's)."""
+    return b"(K\x03" + _binunicode("<") + b"NNNK\x08K\x04K" + bytes([flags]) + b"t"
+
+
+def test_a_dtype_tampered_after_an_array_took_it_does_not_reach_the_array():
+    """Arrays keep the dtype object they are given; a file can BUILD its dtype again afterwards (memo)."""
+    raw = (b"\x80\x02]q\x00("
+           b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"  # A = _reconstruct(...)
+           b"(K\x01K\x01\x85cnumpy\ndtype\n" + _binunicode("U2") + b"\x89\x88\x87Rq\x01" + _dtype_state(8) + b"b"
+           b"\x89C\x08" + "ab".encode("utf-32-le") + b"tb"  # BUILD A with (1, (1,), D, False, b"...")
+           b"h\x01" + _dtype_state(0x3F) + b"b"  # D given the object flags after A took it
+           b"e.")
+    with pytest.raises(pickle.UnpicklingError, match="tampered"):  # D itself is in the list: refused
+        loads(raw)
+    raw = raw.replace(b"h\x01" + _dtype_state(0x3F) + b"b", b"h\x01" + _dtype_state(0x3F) + b"b0")  # D popped
+    (arr,) = loads(raw)
+    assert arr.tolist() == ["ab"] and arr.dtype.flags == np.dtype("U2").flags
