@@ -104,7 +104,7 @@ class Predictor:
     # -- batch preparation ------------------------------------------------------------
     def _collate(self, samples):
         from .data.collate import collate_samples
-        from .data.stats import usable_stats
+        from .data.stats import CHECKPOINT_FIX, usable_stats
 
         ck = self.checkpoint
         extra = ck.extra or {}
@@ -114,7 +114,7 @@ class Predictor:
         stats = {}
         if extra.get("normalize", True):
             stats = usable_stats(extra.get("normalization") or {}, ck.spec.dims if ck.spec is not None else {},
-                                 ck.path or "checkpoint")
+                                 ck.path or "checkpoint", CHECKPOINT_FIX)
         return collate_samples(samples, dims, lens, stats)
 
     def _sample(self, sample_id: str, sequences: dict[str, FeatureSequence], arrays: dict[str, np.ndarray]):

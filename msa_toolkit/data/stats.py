@@ -84,17 +84,20 @@ def stats_problems(stats: Mapping[str, Any], dims: Mapping[str, int]) -> list[st
     return out
 
 
-def usable_stats(stats: Mapping[str, Any], dims: Mapping[str, int], where: Any) -> dict[str, tuple[np.ndarray,
-                                                                                                   np.ndarray]]:
+#: what to do about a dataset's unusable statistics (a checkpoint's: retrain)
+DATASET_FIX = "msa dataset validate lists them; write the dataset again, or train with trainer.normalize=false"
+CHECKPOINT_FIX = "the checkpoint was trained with them; train again on a dataset msa dataset validate accepts"
+
+
+def usable_stats(stats: Mapping[str, Any], dims: Mapping[str, int], where: Any,
+                 fix: str = DATASET_FIX) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{modality: (mean, std)}`` float32 arrays of stored statistics; a :class:`DatasetError` naming
-    ``where`` and every problem (:func:`stats_problems`) when they cannot normalise."""
+    ``where``, every problem (:func:`stats_problems`) and ``fix`` when they cannot normalise."""
     problems = stats_problems(stats, dims)
     if problems:
-        raise DatasetError(f"{where}: normalisation statistics cannot be used: {'; '.join(problems)} "
-                           "(msa dataset validate lists them; write the dataset again, or train with "
-                           "trainer.normalize=false)")
+        raise DatasetError(f"{where}: normalisation statistics cannot be used: {'; '.join(problems)} ({fix})")
     return {m: (np.asarray(s["mean"], np.float32), np.asarray(s["std"], np.float32))
             for m, s in stats.items() if isinstance(s, Mapping) and "mean" in s}
 
 
-__all__ = ["MIN_STD", "StatsAccumulator", "stats_problems", "usable_stats"]
+__all__ = ["MIN_STD", "StatsAccumulator", "stats_problems", "usable_stats", "DATASET_FIX", "CHECKPOINT_FIX"]

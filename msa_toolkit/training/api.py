@@ -391,7 +391,7 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     from ..spec import MODALITIES
     from ..errors import CheckpointError
     from .checkpoint import describe_nonfinite, load_checkpoint
-    from ..data.stats import usable_stats
+    from ..data.stats import CHECKPOINT_FIX, usable_stats
     from .metrics import score
     from .trainer import Trainer
 
@@ -424,7 +424,7 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     norm = ck.extra.get("normalization")
     if normalize and norm and hasattr(dm, "collator"):
         dims = ck.spec.dims if ck.spec is not None else {}
-        dm.collator = dataclasses.replace(dm.collator, stats=usable_stats(norm, dims, checkpoint))
+        dm.collator = dataclasses.replace(dm.collator, stats=usable_stats(norm, dims, checkpoint, CHECKPOINT_FIX))
     trainer = Trainer(ck.model, dm, tc, out_dir=None, spec=ck.spec)
     out = trainer.predict(split, tuple(drop))
     metrics = score(out.prediction, out.label, trainer._resolve_metric_set())

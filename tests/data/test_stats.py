@@ -65,3 +65,27 @@ def test_training_on_bad_statistics_exits_2_in_one_line(tmp_path, capsys):
                str(tmp_path / "run"), "--epochs", "1", "--device", "cpu", "-q", "--set", "trainer.plots=false"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "audio: std is zero" in err
+
+
+def test_evaluate_refuses_a_checkpoint_with_a_zero_std(tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    ds = tmp_path / "ds"
+    make_synthetic_dataset(ds, n_train=8, n_valid=4, n_test=4, dims=(4, 3, 2), lengths=(5, 5, 5))
+    assert main(["train", "--model", "late_fusion", "--preset", "tiny", "--data", str(ds), "--out",
+                 str(tmp_path / "run"), "--epochs", "1", "--device", "cpu", "-q", "--set", "trainer.plots=false"]) == 0
+    ck = tmp_path / "run" / "best.safetensors"
+    with safe_open(str(ck), "np") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    doc = json.loads(meta["msa_toolkit"])
+    names = [k for k in tensors if k.startswith("__extra__/normalization/text/std")]
+    if names:  # the statistics travel as tensors
+        tensors[names[0]][0] = 0.0
+    else:
+        doc["extra"]["normalization"]["text"]["std"][0] = 0.0
+    save_file(tensors, str(ck), metadata={**meta, "msa_toolkit": json.dumps(doc)})
+    capsys.readouterr()
+    assert main(["evaluate", str(ck), "--data", str(ds), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "text: std is zero" in err and "train again" in err
