@@ -11,8 +11,9 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,65 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, replaces: Collection[str] = (), marker: str | None = None) -> Iterator[Path]:
+    """Build a folder's content beside it and put it in place only when the ``with`` block ends without error.
+
+    Yields a new, empty, hidden temp folder: in an existing ``path`` itself, else beside it (the renames
+    never cross file systems). On success a ``path`` that does not exist becomes that folder (one
+    rename). Into an existing folder the content moves entry by entry, so the folder itself (a working
+    directory, a mount point, one in a parent the user cannot write) stays: the
+    old entries named in ``replaces`` (what the new content replaces as a whole, e.g. a dataset's split
+    files) and any the new content has go aside first, ``marker`` (the file that makes the folder
+    complete, e.g. ``manifest.json``) first; the new entries move in, ``marker`` last; the old ones are
+    removed. Other entries (a user's own files) stay. On an error in the block the temp folder is
+    removed and ``path`` is untouched; an error while moving puts the old entries back. A new folder
+    gets the usual mode (``0777 & ~umask``).
+    """
+    path = Path(os.path.realpath(path))
+    if os.path.lexists(path) and not path.is_dir():
+        raise NotADirectoryError(f"{path} exists and is not a folder")
+    home = path if path.is_dir() else path.parent
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=home))
+    try:
+        yield tmp
+        if not os.path.lexists(path):
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o777 & ~mask)
+            os.replace(tmp, path)
+            return
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    new = sorted(os.listdir(tmp), key=lambda n: n == marker)  # the marker last
+    aside = [n for n in dict.fromkeys([marker or "", *replaces, *new]) if n and os.path.lexists(path / n)]
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=home))
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for n in aside:
+            os.replace(path / n, old / n)
+            moved_out.append(n)
+        for n in new:
+            os.replace(tmp / n, path / n)
+            moved_in.append(n)
+    except BaseException:
+        for n in reversed(moved_in):
+            with contextlib.suppress(OSError):
+                os.replace(path / n, tmp / n)
+        for n in reversed(moved_out):
+            with contextlib.suppress(OSError):
+                os.replace(old / n, path / n)
+        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            old.rmdir()  # only when every old entry is back
+        raise
+    tmp.rmdir()
+    shutil.rmtree(old)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -104,6 +104,7 @@ class Predictor:
     # -- batch preparation ------------------------------------------------------------
     def _collate(self, samples):
         from .data.collate import collate_samples
+        from .data.stats import CHECKPOINT_FIX, usable_stats
 
         ck = self.checkpoint
         extra = ck.extra or {}
@@ -112,8 +113,8 @@ class Predictor:
         lens = {m: (int(stored[m]) if stored.get(m) is not None else None) for m in MODALITIES}
         stats = {}
         if extra.get("normalize", True):
-            for m, v in (extra.get("normalization") or {}).items():
-                stats[m] = (np.asarray(v["mean"], np.float32), np.asarray(v["std"], np.float32))
+            stats = usable_stats(extra.get("normalization") or {}, ck.spec.dims if ck.spec is not None else {},
+                                 ck.path or "checkpoint", CHECKPOINT_FIX)
         return collate_samples(samples, dims, lens, stats)
 
     def _sample(self, sample_id: str, sequences: dict[str, FeatureSequence], arrays: dict[str, np.ndarray]):

@@ -58,11 +58,15 @@ def create_command(
     if transcripts not in ("whisper", "label"):
         raise typer.BadParameter("--transcripts must be 'whisper' or 'label'")
     config = extract_config(extractors)
-    from ..data.build import build_dataset
+    from ..data.build import ALLOW_MISSING, build_dataset
+    from ..errors import RowsLostError
 
-    rep = build_dataset(labels, videos=videos, out_dir=out, transcripts=transcripts, config=config,
-                        cache_dir=cache_dir, workers=workers, shard=shard, progress=not quiet, seed=seed,
-                        overwrite=overwrite, min_word_match=min_word_match, allow_missing=allow_missing)
+    try:
+        rep = build_dataset(labels, videos=videos, out_dir=out, transcripts=transcripts, config=config,
+                            cache_dir=cache_dir, workers=workers, shard=shard, progress=not quiet, seed=seed,
+                            overwrite=overwrite, min_word_match=min_word_match, allow_missing=allow_missing)
+    except RowsLostError as e:  # name this command's flag, not the library's parameter
+        raise RowsLostError(str(e).replace(ALLOW_MISSING, "--allow-missing")) from None
     if rep.dataset is None:
         typer.echo(f"shard {rep.shard[0]}/{rep.shard[1]} extracted into the cache "
                    f"({rep.n_cached} already cached, {len(rep.failures)} failed); "

@@ -27,18 +27,23 @@ def evaluate_command(
     from .._io import atomic_write_json
     from ..allocator import keep_freed_memory
     from ..training.api import evaluate
-    from ..training.metrics import UNITS, UNITS_NOTE, format_metrics, mmsa_names
+    from ..training.metrics import MMSA_NAMES, UNITS, UNITS_NOTE, describe_undefined, format_metrics, mmsa_names
 
     keep_freed_memory()
     drops = [d for item in drop for d in item.split(",") if d]
     metrics = evaluate(checkpoint, data, split=split, drop=drops, device=device, batch_size=batch_size)
+    undefined = getattr(metrics, "undefined", {})
+    names = {k: v for table in MMSA_NAMES.values() for k, v in table.items()} if mmsa else {}
     if mmsa:
         metrics = mmsa_names(metrics)
     label = f"{split}" + (f" (dropped: {', '.join(drops)})" if drops else "")
     typer.echo(f"{label}: {format_metrics(metrics)}  ({UNITS_NOTE})")
+    if undefined:
+        typer.secho(f"undefined on {split}: {describe_undefined(undefined, names)}", fg=typer.colors.YELLOW, err=True)
     if json_out is not None:
         doc = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "drop": drops, "units": UNITS,
-               "metric_names": "mmsa" if mmsa else "toolkit", "metrics": metrics}
+               "metric_names": "mmsa" if mmsa else "toolkit", "metrics": metrics,
+               "undefined": {names.get(k, k): why for k, why in undefined.items()}}
         atomic_write_json(json_out, doc, indent=2)
 
 

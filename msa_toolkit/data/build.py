@@ -26,7 +26,8 @@ Rows whose media is missing, fails to extract or aligns too poorly are listed in
 out; the rest is built. With ``allow_missing=False`` (the CLI's default) a lost
 row fails the whole build instead: no dataset is written, ``errors.json`` alone
 is left in the (new) directory, and :class:`RowsLostError` is raised. When no row can be built, nothing is left behind (no empty dataset
-that would block a re-run). NaN/inf feature values of every modality are
+that would block a re-run). The dataset is built in a temporary folder and swapped in only when complete
+(:func:`~.native.write_dataset`), so a failed ``overwrite`` (a full disk) keeps the existing dataset. NaN/inf feature values of every modality are
 replaced by 0 and counted per modality (:mod:`.finite`; report and provenance).
 ``shard="i/n"`` only extracts shard ``i`` into the cache (for fanning
 a large corpus out over machines); a final run without ``shard`` assembles the
@@ -37,7 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -54,6 +54,9 @@ from .native import MANIFEST, MSADataset, Sample, write_dataset
 
 #: name of the failure report inside the dataset directory
 ERRORS_FILE = "errors.json"
+#: how a RowsLostError tells the caller to keep going without the lost rows (``msa dataset create`` names
+#: its flag, ``--allow-missing``, instead)
+ALLOW_MISSING = "allow_missing=True"
 #: texts per extract_texts call (bounds memory on MOSEI-sized label files)
 TEXT_BATCH = 2048
 
@@ -255,44 +258,31 @@ def _nothing_built(table: LabelTable, failures: Sequence[RowFailure]) -> Dataset
     return DatasetError(f"{table.path}: no row could be built, so no dataset was written: {reasons}{more}")
 
 
-def _remove_partial(out: Path, existed: bool, splits: Sequence[str]) -> None:
-    """Undo a failed write: the directory when this build made it, else the files it writes."""
-    if not existed:
-        shutil.rmtree(out, ignore_errors=True)
-        return
-    for name in (MANIFEST, ERRORS_FILE, *(f"{s}.safetensors" for s in splits)):
-        (out / name).unlink(missing_ok=True)
-
-
 def _finish(table: LabelTable, out: Path, spec: Any, gens: Mapping[str, Any], failures: list[RowFailure],
             prov: dict[str, Any], overwrite: bool, kind: str, nonfinite: Mapping[str, int],
             allow_missing: bool = True) -> BuildReport:
-    """Write the dataset (and errors.json); on any failure, or when no row was built, leave nothing behind."""
+    """Write the dataset (and errors.json); on any failure, or when no row was built, nothing is put in
+    ``out`` (write_dataset builds it aside and swaps it in only when complete)."""
     if not gens:
         raise _nothing_built(table, failures)
-    if (out / MANIFEST).exists() and not overwrite:  # checked here too: the cleanup below must not touch it
+    if (out / MANIFEST).exists() and not overwrite:
         raise DatasetError(f"{out} already holds a dataset (manifest.json); "
                            "choose another directory or pass --overwrite")
     if failures and not allow_missing:
         raise _rows_lost(table, out, failures)
-    existed = out.exists()
     prov = {**prov, "n_rows": len(table), "n_failed": len(failures)}
-    try:
-        ds = write_dataset(out, spec, gens, provenance=prov, overwrite=overwrite)
-        sizes = ds.num_samples()
-        if sum(sizes.values()) == 0:
+
+    def complete(ds: Any) -> None:  # in write_dataset's temporary folder, before the swap
+        if sum(ds.num_samples().values()) == 0:
             raise _nothing_built(table, failures)
         if failures and not allow_missing:  # a row failed while its features were read
-            raise _rows_lost(table, out, failures, written=True)
+            raise _rows_lost(table, out, failures)
         ds.manifest["provenance"]["nonfinite_replaced"] = dict(nonfinite)
-        atomic_write_json(out / MANIFEST, ds.manifest)
-        _write_errors(out, failures)
-    except BaseException as e:
-        _remove_partial(out, existed, list(gens))
-        if isinstance(e, RowsLostError):
-            _write_errors(out, failures)
-        raise
-    return BuildReport(out, ds, sizes, failures, len(table), table.splits_created, kind,
+        atomic_write_json(ds.path / MANIFEST, ds.manifest)
+        _write_errors(ds.path, failures)
+
+    ds = write_dataset(out, spec, gens, provenance=prov, overwrite=overwrite, finish=complete)
+    return BuildReport(out, ds, ds.num_samples(), failures, len(table), table.splits_created, kind,
                        nonfinite=dict(nonfinite))
 
 
@@ -431,15 +421,18 @@ def _word_match_summary(word_match: Mapping[str, float]) -> dict[str, Any] | Non
     return {"mean": round(sum(vals) / len(vals), 4), "min": round(min(vals), 4), "rows": dict(word_match)}
 
 
-def _rows_lost(table: LabelTable, out: Path, failures: Sequence[RowFailure], written: bool = False) -> RowsLostError:
-    """The error for lost rows; writes ``errors.json`` into ``out`` unless it holds a dataset."""
-    if not written and not (out / MANIFEST).exists():
+def _rows_lost(table: LabelTable, out: Path, failures: Sequence[RowFailure]) -> RowsLostError:
+    """The error for lost rows; writes ``errors.json`` into ``out`` unless it holds a dataset (left unchanged)."""
+    if (out / MANIFEST).exists():
+        details = f"{out} keeps its dataset, so no {ERRORS_FILE} was written"
+    else:
         _write_errors(out, failures)
+        details = f"details in {out / ERRORS_FILE}"
     reasons = "; ".join(f"{f.id} [{f.stage}] {f.message}" for f in failures[:3])
     more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
     return RowsLostError(f"{len(failures)} of {len(table)} rows of {table.path} could not be built, so no dataset "
-                         f"was written (details in {out / ERRORS_FILE}): {reasons}{more}; pass --allow-missing "
-                         "(build_dataset(..., allow_missing=True)) to build the dataset without them")
+                         f"was written ({details}): {reasons}{more}; pass {ALLOW_MISSING} to build the dataset "
+                         "without them")
 
 
 __all__ = ["build_dataset", "BuildReport", "RowFailure", "RowsLostError", "MediaIndex", "media_extensions", "ERRORS_FILE"]

@@ -30,12 +30,12 @@ FORMATS = ("auto", "mmsa", "magbert")
 def detect_format(path: str | os.PathLike) -> tuple[str, Any]:
     """``(format, content)``: "mmsa" or "magbert", and the unpickled file (None when not read)."""
     from .magbert import is_magbert_data, split_files
-    from .mmsa import unpickle
+    from .safe_pickle import load_pickle
 
     p = Path(path)
     if p.is_dir() or split_files(p) is not None:
         return "magbert", None
-    data = unpickle(p)
+    data = load_pickle(p)
     if isinstance(data, Mapping) and any(isinstance(v, Mapping) for v in data.values()):
         return "mmsa", data
     if is_magbert_data(data):

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import DatasetError
 from .labels import METRIC_SET_RANGES
 from .native import MSADataset, as_dataset
+from .stats import stats_problems
 
 #: how many sample ids an issue message lists before "... (N in all)"
 LISTED_IDS = 8
@@ -34,7 +35,7 @@ class DatasetIssue:
 
     # split name ("" for dataset-wide issues)
     split: str
-    # kind: "file", "nan", "empty", "label", "duplicate", "shape"
+    # kind: "file", "nan", "empty", "label", "duplicate", "shape", "stats" (normalisation statistics)
     kind: str
     # readable description naming ids, modality, values
     message: str
@@ -111,10 +112,12 @@ def _label_issues(ds: MSADataset, split: str, lo: float, hi: float) -> list[Data
 def validate_dataset(dataset: "MSADataset | str | os.PathLike", label_bounds: tuple[float, float] | None = None,
                      chunk_rows: int = 1 << 16) -> list[DatasetIssue]:
     """Find NaNs/infs in features, empty sequences, labels out of range or missing, duplicate ids,
-    and inconsistent split files. Reads features chunk by chunk (bounded memory)."""
+    inconsistent split files and stored normalisation statistics that cannot normalise (zero, negative,
+    null or non-finite std, ...). Reads features chunk by chunk (bounded memory)."""
     ds = as_dataset(dataset)
     lo, hi = label_bounds or label_range(ds)
-    issues: list[DatasetIssue] = []
+    issues: list[DatasetIssue] = [_issue("", "stats", f"normalisation statistics: {p}")
+                                  for p in stats_problems(ds.manifest.get("stats", {}), ds.spec.dims)]
     if not ds.splits:
         issues.append(_issue("", "empty", "the dataset has no splits (no samples)"))
     for split in ds.splits:

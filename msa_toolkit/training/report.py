@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .._io import progress_bar
-from .metrics import UNITS_NOTE, format_metrics, mmsa_names
+from .metrics import UNITS_NOTE, format_metrics, format_value, mmsa_names
 from .selection import BEST_TEST_KEY
 
 #: validation metrics shown on each epoch line (besides the monitored one)
@@ -121,7 +121,7 @@ class Reporter:
         if with_valid:
             table.add_column(f"valid {next(iter(self.names({monitor: 0})))}", justify="right")
         for r in history:
-            valid = [f"{r['valid'][monitor]:.4f}" if monitor in r.get("valid", {}) else "-"] if with_valid else []
+            valid = [format_value(r["valid"][monitor]) if monitor in r.get("valid", {}) else "-"] if with_valid else []
             table.add_row(str(r["epoch"]) + (" *" if r["epoch"] == r["best_epoch"] else ""),
                           *[f"{r['train'][c]:.4f}" if c in r["train"] else "-" for c in comps], *valid)
         self.print(table)
@@ -156,7 +156,7 @@ def print_seed_summary(model: str, seeds: Sequence[int], summary: Mapping[str, M
 
 def _cell(stat: Mapping[str, Any], n_seeds: int) -> str:
     """``mean ± std``, or the mean alone when fewer than two seeds gave a finite value; ``(n=k)`` when some
-    seeds gave none."""
+    seeds gave none; ``n/a`` when no seed did (an undefined metric)."""
     n = stat.get("n", n_seeds)
-    text = f"{stat['mean']:.4f}" if stat.get("std") is None else f"{stat['mean']:.4f} ± {stat['std']:.4f}"
+    text = format_value(stat["mean"]) + ("" if stat.get("std") is None else f" ± {format_value(stat['std'])}")
     return text + (f" (n={n})" if n != n_seeds else "")

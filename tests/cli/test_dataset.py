@@ -219,3 +219,20 @@ def test_info_length_percentile_is_rounded(tmp_path, capsys):
     assert p95 and all(v == round(v, 2) for v in p95), p95
     assert main(["dataset", "info", str(tmp_path / "ds")]) == 0
     assert "99999" not in capsys.readouterr().out
+
+
+def test_lost_rows_error_names_the_cli_flag_not_the_python_call(tmp_path, monkeypatch, capsys):
+    """issue 31: `msa dataset create` tells the user to pass --allow-missing, not build_dataset(...)."""
+    monkeypatch.setenv("MSA_CACHE_DIR", str(tmp_path / "cache"))
+    labels = _write_labels(tmp_path, ["a_1,,1,train", "b_1,good,0,test"])  # a_1 has no text
+    assert main(["dataset", "create", "--labels", str(labels), "--transcripts", "label", "-o", str(tmp_path / "ds"),
+                 "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--allow-missing" in err
+    assert "build_dataset" not in err and "allow_missing=" not in err
+    from msa_toolkit.data.build import build_dataset
+    from msa_toolkit.errors import RowsLostError
+
+    with pytest.raises(RowsLostError, match=r"allow_missing=True") as e:  # the library names its parameter
+        build_dataset(labels, out_dir=tmp_path / "ds2", progress=False)
+    assert "--allow-missing" not in str(e.value)

@@ -108,3 +108,26 @@ def test_evaluate_drop_of_a_modality_the_checkpoint_does_not_use_is_an_error(tmp
     assert main(["evaluate", str(ck), "--data", str(tmp_path / "ds"), "--drop", "vision"]) == 2
     assert "does not use vision" in capsys.readouterr().err
     assert "mae" in evaluate(ck, tmp_path / "ds", drop=("text",), device="cpu")
+
+
+def test_evaluate_reports_undefined_metrics_as_null_and_n_a_with_the_reason(trained, tmp_path, capsys):
+    """issue 31: on a split whose labels are all 0, non-0 Acc-2/F1 and Corr are undefined: null in --json,
+    n/a on the console, and a line naming metric and reason (not 0.0000)."""
+    import dataclasses
+    import json
+
+    from msa_toolkit.data.native import load_dataset, write_dataset
+
+    ds = load_dataset(trained / "ds")
+    write_dataset(tmp_path / "zeros", ds.spec, {s: [dataclasses.replace(x, label=0.0) for x in ds.split(s)]
+                                               for s in ds.splits})
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(trained / "run" / "best.safetensors"), "--data", str(tmp_path / "zeros"),
+                 "--device", "cpu", "--json", str(out)]) == 0
+    cap = capsys.readouterr()
+    doc = json.loads(out.read_text())
+    assert doc["metrics"]["acc2_non0"] is None and doc["metrics"]["f1_non0"] is None and doc["metrics"]["corr"] is None
+    assert doc["metrics"]["acc2_has0"] is not None and doc["undefined"] == {
+        "acc2_non0": "no non-zero labels", "f1_non0": "no non-zero labels", "corr": "constant labels"}
+    assert "acc2_non0=n/a" in cap.out and "corr=n/a" in cap.out and "0.0000" not in cap.out.split("acc2_non0=")[1][:6]
+    assert "acc2_non0, f1_non0 n/a (no non-zero labels); corr n/a (constant labels)" in cap.err

@@ -189,8 +189,8 @@ def test_label_transcripts_are_timed_from_whisper(tmp_path, assets_dir, cache_di
         assert starts == sorted(starts) and ends == sorted(ends), row
         assert b.meta["word_timing"] == "whisper" and b.transcript.source == "user"
         assert abs(starts[0] - sentences[clip]["speech_start"]) < 0.6, row
-    # the same words aligned again (any row lost) is refused without --allow-missing: only errors.json is left
-    with pytest.raises(DatasetError, match="--allow-missing"):
+    # the same words aligned again (any row lost) is refused without allow_missing: only errors.json is left
+    with pytest.raises(DatasetError, match=r"allow_missing=True"):
         build_dataset(labels, videos=tmp_path / "MOSI", out_dir=tmp_path / "strict", transcripts="label",
                       config=_word_config(), cache_dir=cache_dir, progress=False, allow_missing=False)
     assert [p.name for p in (tmp_path / "strict").iterdir()] == ["errors.json"]

@@ -144,3 +144,11 @@ def test_unquoted_text_with_separator_is_an_error_not_truncated(tmp_path):
     assert read_labels(p).rows[0].text == "I love it, and it made me happy."
     p = _write(tmp_path, "id,label,mode,text,\nb,2,train,words,\n")  # trailing separators: harmless
     assert read_labels(p).rows[0].text == "words"
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "NA", "null"])
+def test_a_nan_label_is_not_a_finite_number_not_empty(tmp_path, value):
+    """issue 31: a literal nan (or NA/null) in the label column is named as such, not called "empty"."""
+    p = _write(tmp_path, f"id,label\na_1,1\na_2,{value}\n")
+    with pytest.raises(DatasetError, match=rf"column 'label' on line 3 is '{value}', not a finite number"):
+        read_labels(p)

@@ -199,3 +199,25 @@ def test_spec_recorded_before_best_of_reproduces_faster_whispers_default():
     assert cfg.asr == "whisper" and cfg.asr_params["best_of"] == 5
     assert cfg.build_spec().get("asr").params["best_of"] == 5
     assert ExtractConfig.from_spec(spec).asr_params["best_of"] == 1
+
+
+def test_language_must_be_a_whisper_language_code(tmp_path, capsys):
+    """issue 31: --language zz is refused in one line (exit 2), before any work."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    from msa_toolkit.cli.main import main
+    from msa_toolkit.extractors.asr import WHISPER_LANGUAGES
+
+    assert tuple(WHISPER_LANGUAGES) == tuple(_LANGUAGE_CODES)
+    with pytest.raises(ValueError, match="'zz' is not a Whisper language code"):
+        create_extractor("whisper", language="zz")
+    with pytest.raises(ValueError, match="English-only"):
+        create_extractor("whisper", language="de")  # the bundled tiny.en
+    create_extractor("whisper", language="de", model="small")  # a multilingual model: accepted (not loaded)
+    create_extractor("whisper", language=None, model="small")
+    f = tmp_path / "a.wav"
+    sf.write(f, np.zeros(1600, np.float32), 16000)
+    assert main(["extract", str(f), "--language", "zz", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'zz' is not a Whisper language code" in err
+    assert not (tmp_path / "out").exists()

@@ -83,3 +83,58 @@ def test_infer_metric_set_and_is_better():
     assert is_better("mae", 0.5, 0.6) and not is_better("mae", 0.7, 0.6)
     assert is_better("acc7", 0.5, 0.4) and not is_better("corr", 0.3, 0.4)
     assert is_better("loss", 1.0, None) and not is_better("loss", float("nan"), None)
+
+
+# -- issue 31: undefined metrics are NaN (null / n/a) with a reason, never 0.0 --------------------------------
+
+def test_score_marks_undefined_metrics_nan_with_the_reason():
+    from msa_toolkit.training.metrics import describe_undefined, format_metrics, score
+
+    m = score(np.array([0.5, -1.0, 2.0]), np.zeros(3))
+    assert math.isnan(m["acc2_non0"]) and math.isnan(m["f1_non0"]) and math.isnan(m["corr"])
+    assert m["acc2_has0"] == pytest.approx(2 / 3)
+    assert m.undefined == {"acc2_non0": "no non-zero labels", "f1_non0": "no non-zero labels",
+                           "corr": "constant labels"}
+    assert "acc2_non0=n/a" in format_metrics(m) and "corr=n/a" in format_metrics(m, percent=True)
+    assert describe_undefined(m.undefined) == ("acc2_non0, f1_non0 n/a (no non-zero labels); "
+                                               "corr n/a (constant labels)")
+    c = score(np.ones(4), np.array([-1.0, 1.0, 2.0, -2.0]))
+    assert c.undefined == {"corr": "constant predictions"} and c["acc2_non0"] == 0.5
+    s = score(np.array([2.0, 3.0]), np.array([0.5, -0.5]), "sims")  # constant once clipped to [-1, 1]
+    assert s.undefined == {"corr": "constant predictions"} and math.isnan(s["corr"])
+    assert set(score([], []).undefined) == set(mosi_metrics([1.0], [1.0]))
+    assert score([0.5, -0.5], [1.0, -1.0]).undefined == {}
+
+
+def test_undefined_metrics_never_win_selection_and_are_left_out_of_seed_means():
+    from msa_toolkit.training.metrics import seed_stats
+    from msa_toolkit.training.report import _cell
+    from msa_toolkit.training.selection import best_test_figures, improved
+
+    assert not improved(float("nan"), None, "max") and not improved(float("nan"), 0.1, "max")
+    hist = [{"epoch": 1, "test": {"corr": float("nan"), "mae": 1.0}},
+            {"epoch": 2, "test": {"corr": 0.2, "mae": 1.1}}, {"epoch": 3, "test": {"corr": float("nan"), "mae": 0.9}}]
+    figs = best_test_figures(hist, "corr")
+    assert figs["test_at_best_test_epoch"]["epoch"] == 2 and figs["test_best_per_metric"]["metrics"]["corr"] == 0.2
+    st = seed_stats([float("nan"), None])
+    assert st["n"] == 0 and math.isnan(st["mean"]) and _cell(st, 2) == "n/a (n=0)"
+    assert _cell(seed_stats([0.5, float("nan")]), 2) == "0.5000 (n=1)"
+
+
+def test_benchmark_table_says_n_a_for_a_metric_no_seed_could_score():
+    from msa_toolkit.training.benchmark import _fmt
+    from msa_toolkit.training.metrics import seed_stats
+
+    assert _fmt("corr", seed_stats([float("nan"), float("nan")]), False) == "n/a"
+    assert _fmt("corr", {}, False) == ""
+
+
+def test_seed_summary_takes_undefined_metrics_as_nan_or_null():
+    from msa_toolkit.training.api import summarize
+    from msa_toolkit.training.state import FitResult
+
+    runs = [FitResult(None, 1, {"corr": float("nan")}, {"corr": None, "mae": 1.0}),
+            FitResult(None, 1, {"corr": 0.5}, {"corr": 0.25, "mae": 0.5})]
+    s = summarize(runs)
+    assert s["test"]["corr"]["n"] == 1 and s["test"]["corr"]["mean"] == 0.25 and s["test"]["corr"]["std"] is None
+    assert s["valid"]["corr"]["n"] == 1 and s["test"]["mae"]["n"] == 2
