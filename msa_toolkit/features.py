@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._io import atomic_write, atomic_write_json
+from ._io import atomic_write, atomic_write_json, dumps_json
 from .errors import BundleReadError
 from .spec import FeatureSpec
 
@@ -28,6 +28,8 @@ from .spec import FeatureSpec
 BUNDLE_FORMAT_VERSION = 1
 #: json header key recording the safetensors file it belongs to: {"size": bytes, "sha256": hex}
 FILE_RECORD_KEY = "safetensors"
+#: json header key recording the sha256 of the rest of the json (:func:`json_digest`): an edited json is caught
+JSON_RECORD_KEY = "json_sha256"
 #: bytes read per chunk when hashing or copying a safetensors file
 _CHUNK = 1 << 20
 #: size of the little-endian u64 that starts a safetensors file (its JSON header's length)
@@ -73,13 +75,29 @@ def file_record(path: str | os.PathLike) -> dict[str, Any]:
     return {"size": size, "sha256": h.hexdigest()}
 
 
-def check_bundle(stem: str | os.PathLike, full: bool = False) -> dict[str, Any]:
+def json_digest(header: Mapping[str, Any]) -> str:
+    """sha256 of a bundle's json header without its own :data:`JSON_RECORD_KEY`, in a canonical form
+    (sorted keys, compact, non-finite floats as null) that a write and a read leave unchanged."""
+    body = {k: v for k, v in header.items() if k != JSON_RECORD_KEY}
+    return hashlib.sha256(dumps_json(body, indent=None, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def sealed_header(header: Mapping[str, Any]) -> dict[str, Any]:
+    """``header`` as it reads back once written (NaN-safe JSON), with its :func:`json_digest` recorded."""
+    out = json.loads(dumps_json({k: v for k, v in header.items() if k != JSON_RECORD_KEY}))
+    out[JSON_RECORD_KEY] = json_digest(out)
+    return out
+
+
+def check_bundle(stem: str | os.PathLike, full: bool = False, sealed: bool = False) -> dict[str, Any]:
     """The parsed json header of the bundle at ``stem`` after checking the pair is whole.
 
-    Checks (cheap, no array is read): the json parses; the safetensors file exists, its header
-    parses and its size matches both that header and the json's record. ``full=True`` also
-    compares the sha256 of the whole file with the record. Bundles written before the record
-    existed get the header/size checks only. Raises BundleReadError naming what is wrong.
+    Checks (cheap, no array is read): the json parses and matches the sha256 it records of itself
+    (:func:`json_digest`: an edited transcript or meta is caught); the safetensors file exists, its
+    header parses and its size matches both that header and the json's record. ``full=True`` also
+    compares the sha256 of the whole file with the record. Bundles written before the records
+    existed get the checks they allow, unless ``sealed=True`` (the cache): then a json without its
+    own sha256 is refused too. Raises BundleReadError naming what is wrong.
     """
     stem = _stem(stem)
     js = stem.with_suffix(".json")
@@ -89,6 +107,11 @@ def check_bundle(stem: str | os.PathLike, full: bool = False) -> dict[str, Any]:
         raise BundleReadError(f"{js}: unreadable bundle json ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict) or "spec" not in header:
         raise BundleReadError(f"{js}: not a feature bundle json")
+    recorded = header.get(JSON_RECORD_KEY)
+    if recorded is None and sealed:
+        raise BundleReadError(f"{js}: written before bundle jsons recorded their own sha256 (stale)")
+    if recorded is not None and recorded != json_digest(header):
+        raise BundleReadError(f"{js}: content differs from the sha256 it records (edited after it was written)")
     st = stem.with_suffix(".safetensors")
     size = safetensors_data_size(st)
     record = header.get(FILE_RECORD_KEY)
@@ -310,7 +333,7 @@ class FeatureBundle:
 
         atomic_write(st_path, write_tensors)
         header[FILE_RECORD_KEY] = record
-        atomic_write_json(js_path, header)
+        atomic_write_json(js_path, sealed_header(header))
         return st_path, js_path
 
     @classmethod

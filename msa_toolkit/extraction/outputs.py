@@ -24,7 +24,7 @@ from typing import Sequence
 from .. import __version__
 from .._io import atomic_write, atomic_write_json, atomic_write_text
 from ..cache import FeatureCache
-from ..features import FILE_RECORD_KEY, BundleReadError, Transcript, check_bundle
+from ..features import FILE_RECORD_KEY, BundleReadError, Transcript, check_bundle, sealed_header
 from .config import ExtractConfig
 from .results import ExtractResult, Failure, FileResult
 from .safety import write_or_fallback
@@ -69,15 +69,15 @@ def export_bundle(cache: FeatureCache, key: str, out_dir: Path, name: str, sourc
     atomic_write(dst.with_suffix(".safetensors"),
                  partial(_copy_checked, src.with_suffix(".safetensors"), header.get(FILE_RECORD_KEY)))
     header = {**header, "meta": {**header.get("meta", {}), "source": str(source), "name": name, "cache_key": key}}
-    atomic_write_json(dst.with_suffix(".json"), header)
+    atomic_write_json(dst.with_suffix(".json"), sealed_header(header))
     return dst
 
 
 def out_is_current(out_dir: Path, name: str, key: str) -> bool:
     """True when ``out_dir/<name>`` already holds a whole copy of cache entry ``key`` (json names the
-    key; safetensors header and size match the json's record)."""
+    key and matches its own sha256; safetensors header and size match the json's record)."""
     try:
-        header = check_bundle(out_dir / name)
+        header = check_bundle(out_dir / name, sealed=True)
     except BundleReadError:
         return False
     return header.get("meta", {}).get("cache_key") == key

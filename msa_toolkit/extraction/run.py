@@ -120,7 +120,7 @@ class _RunState:
             if self.save_srt:
                 write_srt(stem)
         elif cached:  # no copy whose bytes are checked: the caller reads the entry, so check it here
-            check_bundle(stem, full=True)
+            check_bundle(stem, full=True, sealed=True)
         meta = json.loads(stem.with_suffix(".json").read_text()).get("meta", {})
         # computed files report their extraction time; cache hits the time to find and copy them
         seconds = time.perf_counter() - job.started if cached else float(meta.get("timings", {}).get("total", 0.0))
