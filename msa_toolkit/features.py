@@ -22,7 +22,7 @@ import numpy as np
 
 from ._io import atomic_write, atomic_write_json, dumps_json
 from .errors import BundleReadError
-from .spec import FeatureSpec
+from .spec import MODALITIES, FeatureSpec
 
 #: Version of the bundle file layout.
 BUNDLE_FORMAT_VERSION = 1
@@ -270,6 +270,31 @@ class Transcript:
         return "".join(f"{i}\n{ts(s.start)} --> {ts(s.end)}\n{s.text.strip()}\n\n" for i, s in enumerate(cues, 1))
 
 
+#: why a modality a bundle holds carries nothing a model can use (:func:`unusable_modalities`)
+NO_SPEECH = "no speech found"
+NO_FACE = "no face found"
+NO_STEPS = "no frames"
+
+
+def unusable_modalities(sequences: Mapping[str, FeatureSequence], has_speech: bool) -> dict[str, str]:
+    """The one rule of presence: each held modality that carries nothing, modality -> why.
+
+    Text without speech (the encoder's special tokens around an empty transcript carry no
+    sentiment), a sequence without rows (e.g. word-aligned without words), and one whose every
+    row is masked (vision: no face in any frame). Extract's table and manifest, ``--require``,
+    ``msa predict`` and dataset samples all go through it (:meth:`FeatureBundle.present_modalities`).
+    """
+    out: dict[str, str] = {}
+    for m, seq in sequences.items():
+        if m == "text" and not has_speech:
+            out[m] = NO_SPEECH
+        elif seq.length == 0:
+            out[m] = NO_STEPS
+        elif not seq.mask.any():
+            out[m] = NO_FACE if m == "vision" else f"no valid {m} steps"
+    return out
+
+
 @dataclass
 class FeatureBundle:
     """All features extracted from one media file."""
@@ -291,13 +316,20 @@ class FeatureBundle:
         around an empty transcript) carry no sentiment: datasets and predictions treat text as absent."""
         return self.transcript is not None and not self.transcript.is_empty
 
+    def unusable(self) -> dict[str, str]:
+        """The held modalities that carry nothing, modality -> why (:func:`unusable_modalities`)."""
+        return unusable_modalities(self.sequences, self.has_speech)
+
+    def present_modalities(self) -> tuple[str, ...]:
+        """The modalities a model can use, in MODALITIES order (see :func:`unusable_modalities`)."""
+        unusable = self.unusable()
+        return tuple(m for m in MODALITIES if m in self.sequences and m not in unusable)
+
     def model_sequences(self) -> dict[str, FeatureSequence]:
-        """The sequences a model reads: :attr:`sequences`, without text when there is no speech
-        (:attr:`has_speech`). One rule for datasets built from media and for ``msa predict``."""
-        seqs = dict(self.sequences)
-        if not self.has_speech:
-            seqs.pop("text", None)
-        return seqs
+        """The sequences a model reads: those of :meth:`present_modalities` (no text without speech, no
+        vision without a face). One rule for datasets built from media, ``msa predict`` and ``msa extract``."""
+        present = self.present_modalities()
+        return {m: s for m, s in self.sequences.items() if m in present}
 
     def save(self, stem: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``stem.safetensors`` and ``stem.json`` atomically; returns both paths."""

@@ -47,8 +47,8 @@ class ExtractConfig:
     # not part of the FeatureSpec: it decides which files count as failed, not what features are
     require: tuple[str, ...] = doc((), "Stages a file must have: asr, text, audio, vision (repeat or "
                                        "comma-separate). By default a missing stream only marks its modalities "
-                                       "absent (an audio-only file gets no vision); a required stage that is "
-                                       "absent fails the file.")
+                                       "absent (an audio-only file gets no vision, a silent clip no text, a "
+                                       "faceless one no vision); a required stage that is absent fails the file.")
 
     def __post_init__(self) -> None:
         if self.align not in ALIGN_CHOICES:
