@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 
 import typer
 
-from ..extraction.config import ALIGN_CHOICES, REQUIRE_CHOICES, ExtractConfig, field_help
+from ..extraction.config import ALIGN_CHOICES, COMPLETE, REQUIRE_CHOICES, ExtractConfig, field_help
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -276,7 +276,7 @@ def parse_require(values: Optional[list[str]], config: ExtractConfig) -> tuple[s
         if stage not in REQUIRE_CHOICES:
             raise typer.BadParameter(f"unknown stage {stage!r} (choose from {', '.join(REQUIRE_CHOICES)})",
                                      param_hint="--require")
-        if not getattr(config, stage):
+        if stage != COMPLETE and not getattr(config, stage):
             raise typer.BadParameter(f"the {stage} stage is switched off (--{stage} none)", param_hint="--require")
     return stages
 

@@ -106,6 +106,10 @@ def _summary(res, out: Path) -> None:
         more = f" and {len(res.skipped) - SKIPPED_SHOWN} more" if len(res.skipped) > SKIPPED_SHOWN else ""
         console.print(escape(f"skipped {len(res.skipped)} file(s) that are not media: {names}{more} "
                              "(listed in errors.json)"))
+    for i in res.items:
+        if i.incomplete:  # a truncated file: kept, but said (--require complete fails it)
+            console.print(f"[yellow]warning: {escape(i.name)}: {escape(i.incomplete)}; pass --require complete "
+                          "to fail such files[/yellow]")
     for w in res.warnings:
         console.print(f"[yellow]warning: {escape(w)}[/yellow]")
     dims = ", ".join(f"{m} {d}" for m, d in res.spec.dims.items() if d)

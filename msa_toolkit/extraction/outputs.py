@@ -112,6 +112,9 @@ def file_entry(i: FileResult) -> dict:
     if i.max_faces is not None:
         entry["max_faces"] = i.max_faces
         entry["multi_face"] = i.max_faces > 1
+    entry["decoded_duration"] = i.decoded_duration
+    if i.incomplete:
+        entry["incomplete"] = i.incomplete
     return entry
 
 

@@ -40,7 +40,7 @@ from .config import ExtractConfig
 from .lanes import WORKER_THREADS_ENV, available_cores
 from .inputs import collect_inputs, find_user_transcript, parse_shard, require_media, select_shard
 from .outputs import export_bundle, out_is_current, write_reports, write_srt
-from .results import ExtractResult, Failure, FileResult
+from .results import ExtractResult, Failure, FileResult, unmet_requirement
 from .runner import LoadedExtractors, StageCallback, input_token
 from .safety import check_output_dir, sigterm_as_interrupt, watch_parent
 
@@ -127,13 +127,13 @@ class _RunState:
         self.items.append(FileResult.from_meta(str(job.path), job.name, str(stem), job.key, cached, seconds, meta))
 
     def fail_required(self, job: Job, stem: Path) -> bool:
-        """Record a failure when the bundle at ``stem`` lacks a required stage (a cached bundle made
-        without ``require``: absence is recorded in its meta); True when it did."""
-        absent = json.loads(stem.with_suffix(".json").read_text()).get("meta", {}).get("absent") or {}
-        missing = [m for m in self.require if m in absent]
-        if missing:
-            self.failures.append(Failure(str(job.path), missing[0], f"{absent[missing[0]]} ({missing[0]} is required)"))
-        return bool(missing)
+        """Record a failure when the bundle at ``stem`` lacks what ``require`` asks for (a cached bundle
+        made without ``require``: absence and completeness are recorded in its meta); True when it did."""
+        meta = json.loads(stem.with_suffix(".json").read_text()).get("meta", {})
+        failure = unmet_requirement(str(job.path), meta, self.require)
+        if failure is not None:
+            self.failures.append(failure)
+        return failure is not None
 
     def record(self, job: Job, failure: Failure | str | None) -> None:
         """Record the outcome of extracting ``job`` (None = stored in the cache, FOUND = stored by

@@ -24,6 +24,7 @@ from ..align import align_bundle, needs_timing, time_transcript
 from ..cache import hash_file
 from ..errors import ExtractConfigError, ExtractionError, MediaError, ModelLoadError
 from ..features import FeatureBundle, FeatureSequence, Transcript
+from .completeness import decode_check
 from .config import ExtractConfig, spec_of
 from .inputs import find_user_transcript
 from .lanes import Step, ThreadPlan, library_threads, parallel_from_env, run_lanes, thread_plan, until_cancelled
@@ -308,6 +309,10 @@ class LoadedExtractors:
                 run_stage(path, stage, e.load)
         with library_threads(self.threads):
             run_lanes(*steps, parallel=parallel, cancel=out.cancel)
+        vis = ex.get("vision")
+        on_frames = vis is not None and not getattr(vis, "needs_path", False)
+        decoded = decode_check(info, None if wave is None else len(wave),
+                               out.sequences.get("vision") if on_frames else None, getattr(vis, "fps", None))
         wave = None
         sequences, arrays, transcript, extra = out.sequences, out.arrays, out.transcript, out.extra
         if self.config.align == "words":
@@ -317,6 +322,7 @@ class LoadedExtractors:
         keep_transcript = "asr" in self.extractors or "text" in self.extractors or transcript
         meta = self._meta(path, info, transcript, sequences, timings)
         meta.update(extra)
+        meta.update(decoded)
         if out.word_match is not None:  # the user's words were timed from Whisper's (word_timing.py)
             meta.update(word_match=round(out.word_match, 4), word_timing="whisper")
         return with_presence(FeatureBundle(self.spec, sequences, transcript if keep_transcript else None, arrays,
