@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
-from .._io import atomic_write, atomic_write_json, atomic_write_text
+from .._io import atomic_write, atomic_write_json, atomic_write_text, csv_safe_row
 from ..cache import FeatureCache
 from ..features import FILE_RECORD_KEY, BundleReadError, Transcript, check_bundle, sealed_header
 from .config import ExtractConfig
@@ -95,7 +95,7 @@ def _write_errors_csv(failures: Sequence[Failure], tmp: str) -> None:
         w = csv.writer(fh)
         w.writerow(ERRORS_CSV_COLUMNS)
         for f in failures:
-            w.writerow([f.path, f.stage, f.message])
+            w.writerow(csv_safe_row([f.path, f.stage, f.message]))
 
 
 def _shard_name(name: str, suffix: str) -> str:
