@@ -100,6 +100,41 @@ def test_late_write_failure_goes_to_a_fallback_file(assets_dir, tmp_path, monkey
     res.manifest_path.unlink()
 
 
+def test_outputs_written_elsewhere_exit_73(assets_dir, tmp_path, monkeypatch, capfd):
+    """A finished run whose manifest or --json went to a fallback file (e.g. the disk filled) exits 73,
+    not 0: a script must notice (issue 31); the warning names where the output went."""
+    import msa_toolkit._io as io_mod
+
+    real_json, real_text = outputs_mod.atomic_write_json, io_mod.atomic_write_text
+
+    def no_manifest(path, obj, **kw):
+        if Path(path).name == "manifest.json" and Path(path).parent == tmp_path / "out":
+            raise OSError(28, "No space left on device")
+        return real_json(path, obj, **kw)
+
+    monkeypatch.setattr(outputs_mod, "atomic_write_json", no_manifest)
+    assert main(["extract", str(assets_dir / "speech.wav"), "-o", str(tmp_path / "out"), "--asr", "none",
+                 "--text", "none", "--vision", "none", "--cache-dir", str(tmp_path / "c"), "-q"]) == 73
+    out = " ".join(capfd.readouterr().out.split())
+    assert "No space left on device" in out and "the manifest was written to" in out
+    monkeypatch.setattr(outputs_mod, "atomic_write_json", real_json)
+    fallback = Path(out.split("the manifest was written to ")[1].split()[0])
+    assert json.loads(fallback.read_text())["files"][0]["name"] == "speech"
+    fallback.unlink()
+
+    def no_json(path, text):
+        if Path(path) == tmp_path / "p.json":
+            raise OSError(28, "No space left on device")
+        return real_text(path, text)
+
+    monkeypatch.setattr(io_mod, "atomic_write_text", no_json)
+    assert main(["predict", str(assets_dir / "corrupt.mp4"), "--json", str(tmp_path / "p.json"),
+                 "--cache-dir", str(tmp_path / "c"), "-q"]) == 73
+    err = capfd.readouterr().err
+    assert "results written to" in err
+    Path(err.split("results written to ")[1].split()[0]).unlink()
+
+
 # ---- worker processes ------------------------------------------------------------------------------
 def _children(pid: int) -> list[int]:
     """Pool worker processes (multiprocessing spawn children) of ``pid``, from /proc."""

@@ -29,6 +29,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: exit status of a run stopped by Ctrl-C / SIGTERM (128 + SIGINT, as shells report it)
 INTERRUPTED_EXIT = 130
+#: exit status of a run that finished but wrote an output somewhere other than asked (a fallback file in
+#: the temp folder, e.g. the disk filled) or could not write it: sysexits' EX_CANTCREAT
+OUTPUT_FALLBACK_EXIT = 73
 
 #: values of --asr/--text/--audio/--vision that switch the stage off
 DISABLED_VALUES: tuple[str, ...] = ("none", "off", "")

@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from ._options import (INTERRUPTED_EXIT, ExtractorFlags, extract_config, extractor_options, parse_require,
-                       require_option)
+from ._options import (INTERRUPTED_EXIT, OUTPUT_FALLBACK_EXIT, ExtractorFlags, extract_config, extractor_options,
+                       parse_require, require_option)
 
 
 @extractor_options()
@@ -39,7 +39,7 @@ def extract_command(
 
     Each file gets the modalities its streams allow: an audio-only file (.wav, .mp3, .flac, .m4a, .ogg, ...) gets transcript, text and audio with vision absent; a video without sound gets vision with asr/text/audio absent (--require turns an absence into a failure). Files that are not media are listed as skipped.
 
-    Results are cached by file content and settings: re-running does no work for unchanged files, and a killed run resumes where it stopped; Ctrl-C or SIGTERM stops the workers and writes the manifest of the finished files. Exits with status 1 when every file failed, 2 when an output cannot be written (checked before any work).
+    Results are cached by file content and settings: re-running does no work for unchanged files, and a killed run resumes where it stopped; Ctrl-C or SIGTERM stops the workers and writes the manifest of the finished files. Exits with status 1 when every file failed, 2 when an output cannot be written (checked before any work), 73 when an output could not be written where asked at the end (it went to a fallback file, named in a warning), 130 when interrupted.
     """
     import dataclasses
 
@@ -59,6 +59,8 @@ def extract_command(
                     f"manifest in {stop.result.manifest_path}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(INTERRUPTED_EXIT) from None
     _summary(res, out)
+    if res.misplaced:  # the run finished, but an output is not where it was asked for: a script must notice
+        raise typer.Exit(OUTPUT_FALLBACK_EXIT)
     if res.failures and not res.items:
         raise typer.Exit(1)
 

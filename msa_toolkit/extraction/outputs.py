@@ -144,6 +144,7 @@ def write_reports(out: Path, result: ExtractResult, config: ExtractConfig, shard
     if err is not None:
         result.warnings.append(f"cannot write {out / _shard_name(MANIFEST_NAME, suffix)} ({err}); "
                                f"the manifest was written to {mpath}")
+        result.misplaced[str(out / _shard_name(MANIFEST_NAME, suffix))] = str(mpath)
         return mpath
     ej, ec = out / _shard_name(ERRORS_JSON, suffix), out / _shard_name(ERRORS_CSV, suffix)
     rows = [*result.failures, *result.skipped]
@@ -157,4 +158,5 @@ def write_reports(out: Path, result: ExtractResult, config: ExtractConfig, shard
                     p.unlink()
     except OSError as e:  # the manifest (written) holds the same rows
         result.warnings.append(f"cannot write the failure reports in {out} ({e}); manifest.json lists them")
+        result.misplaced.update({str(ej): str(mpath), str(ec): str(mpath)})
     return mpath

@@ -104,6 +104,9 @@ class ExtractResult:
     interrupted: bool = False
     # problems worth telling the user that lost nothing, e.g. "the manifest was written to /tmp/..."
     warnings: list[str] = field(default_factory=list)
+    # outputs not written where asked: asked path -> where it went instead ("" when nowhere; msa extract
+    # then exits with OUTPUT_FALLBACK_EXIT)
+    misplaced: dict[str, str] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[FileResult]:
         return iter(self.items)
