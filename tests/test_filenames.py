@@ -1,5 +1,6 @@
-"""File names that are not valid UTF-8 (issue 31): the CSV writers and the terminal table of `msa extract`
-and `msa predict` crashed (UnicodeEncodeError: surrogates not allowed) after the work was done."""
+"""Odd entries in input folders (issue 31): file names that are not valid UTF-8 crashed the CSV writers and
+the terminal table of `msa extract` and `msa predict` (UnicodeEncodeError: surrogates not allowed) after
+the work was done; a dangling symbolic link was ignored without being listed as skipped."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from msa_toolkit.cli.main import main
 from msa_toolkit.prediction_types import Prediction, to_csv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,3 +50,24 @@ def test_predict_csv_writes_the_names_escaped():
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[1][0] == "/x/clip_\\xff.wav" and rows[2][0] == "/x/notes_\\xfe.xyz"
     assert rows[2][rows[0].index("error")] == "[skipped] notes_\\xfe.xyz: not a media file"
+
+
+def test_dangling_link_is_listed_as_skipped_by_extract_and_predict(assets_dir, tmp_path, capfd):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(assets_dir / "corrupt.mp4", inp / "corrupt.mp4")
+    (inp / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    assert main(["extract", str(inp), "-o", str(tmp_path / "out"), "--asr", "none", "--text", "none",
+                 "--vision", "none", "--cache-dir", str(tmp_path / "c"), "-q"]) == 1  # the one media file failed
+    out = " ".join(capfd.readouterr().out.split())
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [(Path(f["path"]).name, f["stage"]) for f in manifest["skipped"]] == [("gone.mp4", "skipped")]
+    assert manifest["skipped"][0]["message"] == f"dangling symbolic link (to {tmp_path / 'nowhere.mp4'})"
+    errors = json.loads((tmp_path / "out" / "errors.json").read_text())
+    assert {Path(e["path"]).name for e in errors} == {"corrupt.mp4", "gone.mp4"}
+    assert "skipped 1 dangling symbolic link(s): gone.mp4" in out
+    assert main(["predict", str(inp), "--json", str(tmp_path / "p.json"), "--cache-dir", str(tmp_path / "c")]) == 1
+    out = " ".join(capfd.readouterr().out.split())
+    rows = {Path(p["path"]).name: p for p in json.loads((tmp_path / "p.json").read_text())["predictions"]}
+    assert rows["gone.mp4"]["error"].startswith("[skipped] dangling symbolic link")
+    assert "skipped (dangling symbolic link): gone.mp4" in out

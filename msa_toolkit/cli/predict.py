@@ -108,6 +108,8 @@ def _print_table(preds: list, title: str, stderr: bool = False) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..extraction.inputs import NOT_MEDIA
+
     console = Console(stderr=stderr)
     table = Table(title=escape(title))
     show_face = any(p.face_ratio is not None for p in preds)
@@ -134,8 +136,12 @@ def _print_table(preds: list, title: str, stderr: bool = False) -> None:
             table.add_row("", f"{sg.score:+.2f}", sg.polarity, "", *([""] if show_face else []),
                           escape(f"  [{sg.start:.1f}-{sg.end:.1f}s] {sg.text}"))
     console.print(table)
-    if skipped:
-        console.print(escape(f"skipped (not media): {', '.join(Path(p.path).name for p in skipped)}"))
+    kinds: dict[str, list[str]] = {}
+    for p in skipped:  # "[skipped] not a media file (.xyz)" / "[skipped] dangling symbolic link (to x)"
+        why = (p.error or "").removeprefix("[skipped] ").split(" (")[0]
+        kinds.setdefault("not media" if why == NOT_MEDIA else why, []).append(Path(p.path).name)
+    for why, names in kinds.items():
+        console.print(escape(f"skipped ({why}): {', '.join(names)}"))
 
 
 def _plot_names(preds: list) -> list[str]:
