@@ -42,7 +42,7 @@ from .inputs import collect_inputs, find_user_transcript, parse_shard, require_m
 from .outputs import export_bundle, out_is_current, write_reports, write_srt
 from .results import ExtractResult, Failure, FileResult, unmet_requirement
 from .runner import LoadedExtractors, StageCallback, input_token
-from .safety import check_output_dir, sigterm_as_interrupt, watch_parent
+from .safety import check_output_dir, exit_on_sigterm, sigterm_as_interrupt, watch_parent
 
 #: environment variables (by prefix) handed to worker processes (model locations, offline flags, threads)
 WORKER_ENV_PREFIXES = ("HF_", "TRANSFORMERS_", "NUMBA_", "OMP_", "MSA_")
@@ -236,6 +236,7 @@ _WORKER: LoadedExtractors | None = None
 def _init_worker(config: ExtractConfig, env: dict[str, str], parent: int) -> None:
     """Worker process start: take the parent's settings; models load once, on first use."""
     global _WORKER
+    exit_on_sigterm()  # first: the threads started below inherit SIGTERM blocked (one thread awaits it)
     watch_parent(parent)  # exit when the parent (pid ``parent``) is killed: no worker outlives its run
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops the pool
     take_worker_env(env)
