@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import CheckpointError, MSAError, SpecMismatchError
-from .features import NO_SPEECH, FeatureBundle, FeatureSequence, Transcript
+from .features import FeatureBundle, FeatureSequence, Transcript
 from .prediction_types import SCORE_MAX, SCORE_MIN, Prediction, SegmentPrediction
 from .spec import MODALITIES
 
@@ -140,10 +140,8 @@ class Predictor:
         seqs = bundle.model_sequences()  # the present modalities: no text without speech, no vision without a face
         flags: list[str] = []
         unusable = bundle.unusable()  # the one rule (features.unusable_modalities), as msa extract reports it
-        if "text" in self.modalities and not bundle.has_speech:
-            flags.append(f"{NO_SPEECH}: text modality absent")
-        for m in ("vision", "audio"):
-            if m in self.modalities and m in unusable:
+        for m in self.modalities:  # e.g. "no speech found: text modality absent", "no face found: vision ..."
+            if m in unusable:
                 flags.append(f"{unusable[m]}: {m} modality absent")
         absent = (bundle.meta or {}).get("absent") or {}
         for m in self.modalities:
