@@ -68,3 +68,15 @@ def test_truncated_file_records_decoded_against_declared_duration(truncated, ass
     capfd.readouterr()
     failures = json.loads((tmp_path / "o3" / "manifest.json").read_text())["failures"]
     assert [(f["stage"], "complete is required" in f["message"]) for f in failures] == [("decode", True)]
+
+
+def test_truncated_video_stream_is_flagged_from_its_frames(truncated, tmp_path):
+    """The visual extractor's last frame tells where the video stream stopped (no audio decoded here)."""
+    from msa_toolkit.extractors.base import list_extractors
+
+    if "mediapipe_face" not in list_extractors("vision"):
+        pytest.skip("mediapipe_face not installed")
+    res = extract(truncated, config=ExtractConfig(asr=None, text=None, audio=None), cache_dir=tmp_path / "c",
+                  progress=False)
+    item = res.items[0]
+    assert item.incomplete.startswith("video stream decoded to") and item.decoded_duration < item.duration - 1.0

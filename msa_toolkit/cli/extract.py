@@ -37,7 +37,7 @@ def extract_command(
 
     Writes <name>.safetensors + <name>.json per file, manifest.json, and errors.json / errors.csv when files fail or are skipped.
 
-    Each file gets the modalities its streams allow: an audio-only file (.wav, .mp3, .flac, .m4a, .ogg, ...) gets transcript, text and audio with vision absent; a video without sound gets vision with asr/text/audio absent (--require turns an absence into a failure). Files that are not media, and symbolic links that point nowhere, are listed as skipped.
+    Each file gets the modalities its streams allow: an audio-only file (.wav, .mp3, .flac, .m4a, .ogg, ...) gets transcript, text and audio with vision absent; a video without sound gets vision with asr/text/audio absent; a clip without speech has no text, one without a face in any frame no vision (--require turns an absence into a failure; --require complete fails a file decoded short of its declared duration). Files that are not media, and symbolic links that point nowhere, are listed as skipped.
 
     Results are cached by file content and settings: re-running does no work for unchanged files, and a killed run resumes where it stopped; Ctrl-C or SIGTERM stops the workers and writes the manifest of the finished files. Exits with status 1 when every file failed, 2 when an output cannot be written (checked before any work), 73 when an output could not be written where asked at the end (it went to a fallback file, named in a warning), 130 when interrupted.
     """
