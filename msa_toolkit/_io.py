@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,22 @@ def finite_or_none(obj: Any) -> Any:
     if type(obj).__module__ == "numpy":
         return finite_or_none(json_default(obj))
     return obj
+
+
+def text_safe(text: str) -> str:
+    """``text`` as any UTF-8 writer accepts it: bytes of a file name that are not UTF-8 (which
+    ``os.fsdecode`` turns into lone surrogates, b"\\xff" -> "\\udcff") written as ``\\xff``; every other
+    character unchanged. For CSV rows and the terminal (JSON escapes them itself, losslessly)."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def csv_safe_row(row: Iterable[Any]) -> list[Any]:
+    """A CSV row with every text cell :func:`text_safe` (a non-UTF-8 file name never stops the write)."""
+    return [text_safe(v) if isinstance(v, str) else v for v in row]
 
 
 def dumps_json(obj: Any, *, indent: int | None = 1, sort_keys: bool = False) -> str:

@@ -12,9 +12,12 @@ processes sharing a cache never interleave the two files of one entry, and a
 run killed mid-write leaves at most an orphan temp file that is ignored.
 
 An entry is trusted only when whole: :meth:`FeatureCache.lookup` checks the json
-parses and the safetensors file's header, size (and, on demand, sha256) match
+parses and matches the sha256 it records of itself (an edited transcript or meta
+misses), and the safetensors file's header, size (and, on demand, sha256) match
 what the json recorded (:func:`~msa_toolkit.features.check_bundle`); a damaged
-entry is removed, counts as a miss and is recomputed. The extraction run checks the sha256
+entry is removed, counts as a miss and is recomputed. An entry written before
+jsons recorded their own sha256 is stale: it is recomputed once (its json could
+have been edited unseen, and its meta predates the one rule of presence). The extraction run checks the sha256
 of every entry it hands on: a copy to ``out_dir`` as it is written, an entry read in place
 (no ``out_dir``: dataset builds, predict) or aligned from (``align="words"``) before use;
 :meth:`FeatureCache.get` (text-only datasets) checks it too.
@@ -106,7 +109,7 @@ class FeatureCache:
             self.misses += 1
             return None
         try:
-            check_bundle(stem, full=True)
+            check_bundle(stem, full=True, sealed=True)
             bundle = FeatureBundle.load(stem)
         except Exception:
             self.misses += 1
@@ -126,7 +129,7 @@ class FeatureCache:
         if not stem.with_suffix(".json").is_file():
             return None
         try:
-            return check_bundle(stem, full=full)
+            return check_bundle(stem, full=full, sealed=True)
         except BundleReadError:
             self.discard(key)
             return None
@@ -140,7 +143,7 @@ class FeatureCache:
         self.damaged += 1
         with self._lock(key):
             with contextlib.suppress(BundleReadError):
-                check_bundle(stem, full=True)
+                check_bundle(stem, full=True, sealed=True)
                 return
             for suffix in (".json", ".safetensors"):
                 with contextlib.suppress(FileNotFoundError):

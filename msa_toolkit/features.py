@@ -20,14 +20,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._io import atomic_write, atomic_write_json
+from ._io import atomic_write, atomic_write_json, dumps_json
 from .errors import BundleReadError
-from .spec import FeatureSpec
+from .spec import MODALITIES, FeatureSpec
 
 #: Version of the bundle file layout.
 BUNDLE_FORMAT_VERSION = 1
 #: json header key recording the safetensors file it belongs to: {"size": bytes, "sha256": hex}
 FILE_RECORD_KEY = "safetensors"
+#: json header key recording the sha256 of the rest of the json (:func:`json_digest`): an edited json is caught
+JSON_RECORD_KEY = "json_sha256"
 #: bytes read per chunk when hashing or copying a safetensors file
 _CHUNK = 1 << 20
 #: size of the little-endian u64 that starts a safetensors file (its JSON header's length)
@@ -73,13 +75,29 @@ def file_record(path: str | os.PathLike) -> dict[str, Any]:
     return {"size": size, "sha256": h.hexdigest()}
 
 
-def check_bundle(stem: str | os.PathLike, full: bool = False) -> dict[str, Any]:
+def json_digest(header: Mapping[str, Any]) -> str:
+    """sha256 of a bundle's json header without its own :data:`JSON_RECORD_KEY`, in a canonical form
+    (sorted keys, compact, non-finite floats as null) that a write and a read leave unchanged."""
+    body = {k: v for k, v in header.items() if k != JSON_RECORD_KEY}
+    return hashlib.sha256(dumps_json(body, indent=None, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def sealed_header(header: Mapping[str, Any]) -> dict[str, Any]:
+    """``header`` as it reads back once written (NaN-safe JSON), with its :func:`json_digest` recorded."""
+    out = json.loads(dumps_json({k: v for k, v in header.items() if k != JSON_RECORD_KEY}))
+    out[JSON_RECORD_KEY] = json_digest(out)
+    return out
+
+
+def check_bundle(stem: str | os.PathLike, full: bool = False, sealed: bool = False) -> dict[str, Any]:
     """The parsed json header of the bundle at ``stem`` after checking the pair is whole.
 
-    Checks (cheap, no array is read): the json parses; the safetensors file exists, its header
-    parses and its size matches both that header and the json's record. ``full=True`` also
-    compares the sha256 of the whole file with the record. Bundles written before the record
-    existed get the header/size checks only. Raises BundleReadError naming what is wrong.
+    Checks (cheap, no array is read): the json parses and matches the sha256 it records of itself
+    (:func:`json_digest`: an edited transcript or meta is caught); the safetensors file exists, its
+    header parses and its size matches both that header and the json's record. ``full=True`` also
+    compares the sha256 of the whole file with the record. Bundles written before the records
+    existed get the checks they allow, unless ``sealed=True`` (the cache): then a json without its
+    own sha256 is refused too. Raises BundleReadError naming what is wrong.
     """
     stem = _stem(stem)
     js = stem.with_suffix(".json")
@@ -89,6 +107,11 @@ def check_bundle(stem: str | os.PathLike, full: bool = False) -> dict[str, Any]:
         raise BundleReadError(f"{js}: unreadable bundle json ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict) or "spec" not in header:
         raise BundleReadError(f"{js}: not a feature bundle json")
+    recorded = header.get(JSON_RECORD_KEY)
+    if recorded is None and sealed:
+        raise BundleReadError(f"{js}: written before bundle jsons recorded their own sha256 (stale)")
+    if recorded is not None and recorded != json_digest(header):
+        raise BundleReadError(f"{js}: content differs from the sha256 it records (edited after it was written)")
     st = stem.with_suffix(".safetensors")
     size = safetensors_data_size(st)
     record = header.get(FILE_RECORD_KEY)
@@ -247,6 +270,31 @@ class Transcript:
         return "".join(f"{i}\n{ts(s.start)} --> {ts(s.end)}\n{s.text.strip()}\n\n" for i, s in enumerate(cues, 1))
 
 
+#: why a modality a bundle holds carries nothing a model can use (:func:`unusable_modalities`)
+NO_SPEECH = "no speech found"
+NO_FACE = "no face found"
+NO_STEPS = "no frames"
+
+
+def unusable_modalities(sequences: Mapping[str, FeatureSequence], has_speech: bool) -> dict[str, str]:
+    """The one rule of presence: each held modality that carries nothing, modality -> why.
+
+    Text without speech (the encoder's special tokens around an empty transcript carry no
+    sentiment), a sequence without rows (e.g. word-aligned without words), and one whose every
+    row is masked (vision: no face in any frame). Extract's table and manifest, ``--require``,
+    ``msa predict`` and dataset samples all go through it (:meth:`FeatureBundle.present_modalities`).
+    """
+    out: dict[str, str] = {}
+    for m, seq in sequences.items():
+        if m == "text" and not has_speech:
+            out[m] = NO_SPEECH
+        elif seq.length == 0:
+            out[m] = NO_STEPS
+        elif not seq.mask.any():
+            out[m] = NO_FACE if m == "vision" else f"no valid {m} steps"
+    return out
+
+
 @dataclass
 class FeatureBundle:
     """All features extracted from one media file."""
@@ -268,13 +316,20 @@ class FeatureBundle:
         around an empty transcript) carry no sentiment: datasets and predictions treat text as absent."""
         return self.transcript is not None and not self.transcript.is_empty
 
+    def unusable(self) -> dict[str, str]:
+        """The held modalities that carry nothing, modality -> why (:func:`unusable_modalities`)."""
+        return unusable_modalities(self.sequences, self.has_speech)
+
+    def present_modalities(self) -> tuple[str, ...]:
+        """The modalities a model can use, in MODALITIES order (see :func:`unusable_modalities`)."""
+        unusable = self.unusable()
+        return tuple(m for m in MODALITIES if m in self.sequences and m not in unusable)
+
     def model_sequences(self) -> dict[str, FeatureSequence]:
-        """The sequences a model reads: :attr:`sequences`, without text when there is no speech
-        (:attr:`has_speech`). One rule for datasets built from media and for ``msa predict``."""
-        seqs = dict(self.sequences)
-        if not self.has_speech:
-            seqs.pop("text", None)
-        return seqs
+        """The sequences a model reads: those of :meth:`present_modalities` (no text without speech, no
+        vision without a face). One rule for datasets built from media, ``msa predict`` and ``msa extract``."""
+        present = self.present_modalities()
+        return {m: s for m, s in self.sequences.items() if m in present}
 
     def save(self, stem: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``stem.safetensors`` and ``stem.json`` atomically; returns both paths."""
@@ -310,7 +365,7 @@ class FeatureBundle:
 
         atomic_write(st_path, write_tensors)
         header[FILE_RECORD_KEY] = record
-        atomic_write_json(js_path, header)
+        atomic_write_json(js_path, sealed_header(header))
         return st_path, js_path
 
     @classmethod

@@ -82,6 +82,10 @@ class MediaInfo:
     audio_channels: int
     # FFmpeg's name of the container format, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "wav", "mp3"
     format_name: str
+    # where the audio track / video stream says it ends (s from the file's start), None when it does not
+    # say: a decode that stops well short of it read a truncated file (extraction/completeness.py)
+    audio_end: float | None = None
+    video_end: float | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,8 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             audio_sample_rate=sample_rate,
             audio_channels=channels,
             format_name=c.format.name,
+            audio_end=_stream_end(audio, _start_time(c)) if audio is not None else None,
+            video_end=_stream_end(video, _start_time(c)) if video is not None else None,
         )
 
 
@@ -384,7 +390,7 @@ def _frames(
                 yield Frame(time=t, index=k, image=to_rgb(frame))
             return
 
-        stream_end = _video_end(stream, origin)
+        stream_end = _stream_end(stream, origin)
         k = 0
         held: av.VideoFrame | None = None
         held_image: np.ndarray | None = None
@@ -432,8 +438,8 @@ def _timed(
         yield t, frame
 
 
-def _video_end(stream: av.video.stream.VideoStream, origin: float) -> float | None:
-    """End time (s from origin) of the video stream, from its stated start and duration."""
+def _stream_end(stream: av.stream.Stream, origin: float) -> float | None:
+    """End time (s from origin) of a stream (video or audio), from its stated start and duration."""
     duration = _seconds(stream.duration, stream.time_base)
     if not duration:
         return None

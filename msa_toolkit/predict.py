@@ -138,17 +138,15 @@ class Predictor:
     # -- bundles -> predictions --------------------------------------------------------
     def usable_sequences(self, bundle: FeatureBundle) -> tuple[dict[str, FeatureSequence], list[str]]:
         """The bundle's sequences the model can use, and flags about what is missing."""
-        seqs = bundle.model_sequences()  # no text without speech: [CLS][SEP] carries no sentiment
+        seqs = bundle.model_sequences()  # the present modalities: no text without speech, no vision without a face
         flags: list[str] = []
-        if "text" in self.modalities and not bundle.has_speech:
-            flags.append("no speech found: text modality absent")
-        if "vision" in self.modalities and "vision" in seqs and not seqs["vision"].mask.any():
-            flags.append("no face found: vision modality absent")
-        if "audio" in self.modalities and "audio" in seqs and seqs["audio"].length == 0:
-            flags.append("no audio frames: audio modality absent")
+        unusable = bundle.unusable()  # the one rule (features.unusable_modalities), as msa extract reports it
+        for m in self.modalities:  # e.g. "no speech found: text modality absent", "no face found: vision ..."
+            if m in unusable:
+                flags.append(f"{unusable[m]}: {m} modality absent")
         absent = (bundle.meta or {}).get("absent") or {}
         for m in self.modalities:
-            if m in absent and m not in seqs:
+            if m in absent and m not in bundle.sequences:
                 flags.append(f"{m} absent: {absent[m]}")
         faces = (bundle.meta or {}).get("max_faces")
         if "vision" in self.modalities and faces is not None and int(faces) > 1:
@@ -159,8 +157,9 @@ class Predictor:
         return seqs, flags
 
     def present(self, seqs: Mapping[str, FeatureSequence]) -> tuple[str, ...]:
-        """The model's modalities with at least one valid step in ``seqs`` (what its score rests on)."""
-        return tuple(m for m in self.modalities if m in seqs and seqs[m].length > 0 and seqs[m].mask.any())
+        """The model's modalities among ``seqs`` (:meth:`FeatureBundle.model_sequences`: the present ones),
+        what its score rests on."""
+        return tuple(m for m in self.modalities if m in seqs)
 
     def predict_bundle(self, path: str, bundle: FeatureBundle, segments: bool = False,
                        extract_seconds: float | None = None) -> Prediction:

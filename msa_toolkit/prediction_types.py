@@ -10,7 +10,7 @@ import io
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from ._io import dumps_json
+from ._io import csv_safe_row, dumps_json
 
 #: the score range of CMU-MOSI / CMU-MOSEI style labels
 SCORE_MIN, SCORE_MAX = -3.0, 3.0
@@ -134,12 +134,12 @@ def to_csv(preds: Iterable[Prediction]) -> str:
     w = csv.writer(buf)
     w.writerow(CSV_COLUMNS)
     for p in preds:
-        w.writerow([
+        w.writerow(csv_safe_row([
             p.path, "" if p.score is None else f"{p.score:.4f}", p.polarity or "", "" if p.class7 is None else p.class7,
             p.label7 or "", p.transcript, "" if p.error is not None else p.speech_found,
             "" if p.face_ratio is None else f"{p.face_ratio:.3f}",
             "+".join(p.modalities_present), "" if p.duration is None else f"{p.duration:.2f}",
             "" if "total" not in p.timings else f"{p.timings['total']:.3f}", "; ".join(p.flags), p.error or "",
             "; ".join(f"{m}: {why}" for m, why in p.absent.items()), "" if p.max_faces is None else p.max_faces,
-        ])
+        ]))
     return buf.getvalue()

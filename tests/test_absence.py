@@ -63,7 +63,9 @@ def test_default_extract_gives_every_readable_file_its_modalities(extracted, cap
         assert files[audio_only]["n_words"] >= 10
     assert files["noaudio.mp4"]["modalities"] == ["vision"]
     assert set(files["noaudio.mp4"]["absent"]) == {"asr", "text", "audio"}
-    assert files["silence.mp4"]["modalities"] == ["text", "audio", "vision"] and files["silence.mp4"]["absent"] == {}
+    # one rule of presence (features.unusable_modalities): a clip without speech has no text
+    assert files["silence.mp4"]["modalities"] == ["audio", "vision"]
+    assert files["silence.mp4"]["absent"] == {"text": "no speech found"}
     assert files["silence.mp4"]["max_faces"] >= 0 and "multi_face" in files["silence.mp4"]
     assert [Path(f["path"]).name for f in m["failures"]] == ["corrupt.mp4"]
     assert [(Path(f["path"]).name, f["stage"]) for f in m["skipped"]] == [("notes.xyz", "skipped")]

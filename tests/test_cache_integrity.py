@@ -238,3 +238,40 @@ def test_opensmile_name_table_matches_opensmile():
         ex = OpenSmileExtractor(feature_set=fs)
         table = ex.feature_names
         assert tuple(ex._get_smile().feature_names) == table and len(table) == ex.dim
+
+
+def test_edited_json_half_is_a_miss_and_recomputed(cached_run):
+    """The json half is checked like the safetensors half (issue 31): an edit made in the cache (here the
+    transcript and the duration) is not served; the entry is recomputed with what the file really holds."""
+    inp, out, root, first = cached_run
+    cache = FeatureCache(root)
+    victim = next(i for i in first.items if i.name == "speech")
+    js = cache.stem(victim.key).with_suffix(".json")
+    header = json.loads(js.read_text())
+    header["transcript"] = {"text": "edited", "words": [{"text": "edited", "start": 0, "end": 1}]}
+    header["meta"]["duration"] = 999.0
+    js.write_text(json.dumps(header))
+    again = extract(inp, out_dir=out, config=CHEAP, cache_dir=root, progress=False)
+    item = next(i for i in again.items if i.name == "speech")
+    assert not item.cached and item.duration != 999.0
+    assert item.load().transcript is None
+    with pytest.raises(BundleReadError, match="differs from the sha256 it records"):
+        js.write_text(json.dumps({**json.loads(js.read_text()), "transcript": None, "names": {}}))
+        FeatureBundle.load(cache.stem(victim.key))
+
+
+def test_entry_without_json_sha256_is_stale_and_recomputed(cached_run):
+    """An entry written before jsons recorded their own sha256 cannot be checked: it is recomputed once."""
+    inp, out, root, first = cached_run
+    cache = FeatureCache(root)
+    victim = next(i for i in first.items if i.name == "speech")
+    js = cache.stem(victim.key).with_suffix(".json")
+    header = json.loads(js.read_text())
+    del header["json_sha256"]
+    js.write_text(json.dumps(header))
+    FeatureBundle.load(cache.stem(victim.key))  # still readable where it is read in place
+    again = extract(inp, out_dir=out, config=CHEAP, cache_dir=root, progress=False)
+    assert [i.cached for i in again.items if i.name == "speech"] == [False]
+    assert "json_sha256" in json.loads(js.read_text())
+    third = extract(inp, out_dir=out, config=CHEAP, cache_dir=root, progress=False)
+    assert all(i.cached for i in third.items)

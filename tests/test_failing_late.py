@@ -100,6 +100,41 @@ def test_late_write_failure_goes_to_a_fallback_file(assets_dir, tmp_path, monkey
     res.manifest_path.unlink()
 
 
+def test_outputs_written_elsewhere_exit_73(assets_dir, tmp_path, monkeypatch, capfd):
+    """A finished run whose manifest or --json went to a fallback file (e.g. the disk filled) exits 73,
+    not 0: a script must notice (issue 31); the warning names where the output went."""
+    import msa_toolkit._io as io_mod
+
+    real_json, real_text = outputs_mod.atomic_write_json, io_mod.atomic_write_text
+
+    def no_manifest(path, obj, **kw):
+        if Path(path).name == "manifest.json" and Path(path).parent == tmp_path / "out":
+            raise OSError(28, "No space left on device")
+        return real_json(path, obj, **kw)
+
+    monkeypatch.setattr(outputs_mod, "atomic_write_json", no_manifest)
+    assert main(["extract", str(assets_dir / "speech.wav"), "-o", str(tmp_path / "out"), "--asr", "none",
+                 "--text", "none", "--vision", "none", "--cache-dir", str(tmp_path / "c"), "-q"]) == 73
+    out = " ".join(capfd.readouterr().out.split())
+    assert "No space left on device" in out and "the manifest was written to" in out
+    monkeypatch.setattr(outputs_mod, "atomic_write_json", real_json)
+    fallback = Path(out.split("the manifest was written to ")[1].split()[0])
+    assert json.loads(fallback.read_text())["files"][0]["name"] == "speech"
+    fallback.unlink()
+
+    def no_json(path, text):
+        if Path(path) == tmp_path / "p.json":
+            raise OSError(28, "No space left on device")
+        return real_text(path, text)
+
+    monkeypatch.setattr(io_mod, "atomic_write_text", no_json)
+    assert main(["predict", str(assets_dir / "corrupt.mp4"), "--json", str(tmp_path / "p.json"),
+                 "--cache-dir", str(tmp_path / "c"), "-q"]) == 73
+    err = capfd.readouterr().err
+    assert "results written to" in err
+    Path(err.split("results written to ")[1].split()[0]).unlink()
+
+
 # ---- worker processes ------------------------------------------------------------------------------
 def _children(pid: int) -> list[int]:
     """Pool worker processes (multiprocessing spawn children) of ``pid``, from /proc."""
@@ -132,7 +167,8 @@ def _start_pool_run(assets_dir: Path, tmp_path: Path, cli: bool) -> tuple[subpro
     inp.mkdir()
     for i in range(12):  # distinct bytes: every file is a cache miss
         (inp / f"clip{i:02d}.wav").write_bytes((assets_dir / "speech.wav").read_bytes() + bytes([i]) * 2)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    extra = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + extra if extra else ""), "OMP_NUM_THREADS": "1"}
     if cli:
         code = ("import sys; from msa_toolkit.cli.main import main; sys.exit(main(sys.argv[1:]))")
         args = ["extract", str(inp), "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"), "-q",
@@ -180,17 +216,23 @@ def test_killing_the_parent_leaves_no_worker(assets_dir, tmp_path):
         _cleanup(proc, workers)
 
 
+def _sigterm_once(proc: subprocess.Popen, ready) -> bytes:
+    """SIGTERM ``proc`` once ``ready()`` is true (or after 60 s); its stderr, after checking it exited 130."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not ready():
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    return err
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_sigterm_stops_the_pool_and_keeps_what_finished(assets_dir, tmp_path):
     proc, workers = _start_pool_run(assets_dir, tmp_path, cli=True)
     try:
         # let some files finish: recorded by the parent (copied to out), not only stored by a worker
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not list((tmp_path / "out").glob("*.json")):
-            time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
+        err = _sigterm_once(proc, lambda: list((tmp_path / "out").glob("*.json")))
         assert b"Traceback" not in err and b"interrupted" in err
         assert _reap(proc, workers) == []
         m = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -200,6 +242,38 @@ def test_sigterm_stops_the_pool_and_keeps_what_finished(assets_dir, tmp_path):
     finally:
         _cleanup(proc, workers)
     shutil.rmtree(tmp_path / "in")
+
+
+#: makes each pool worker create what Whisper's progress bar creates there: tqdm's multiprocessing lock,
+#: a named semaphore registered with the parent's resource tracker
+_WORKER_LOCK_HOOK = """
+import sys
+if "--multiprocessing-fork" in sys.argv:
+    import msa_toolkit.extraction.run as run
+    real = run._init_worker
+    def _init_worker(*args):
+        real(*args)
+        import tqdm
+        tqdm.tqdm.get_lock()
+    run._init_worker = _init_worker
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_sigterm_leaves_no_leaked_semaphore(assets_dir, tmp_path, monkeypatch):
+    """SIGTERM of `msa extract --workers 2` once workers made their locks: the run ends with 130 and no
+    "resource_tracker: ... leaked semaphore objects" line (the workers unlink theirs as they stop)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_WORKER_LOCK_HOOK)
+    monkeypatch.setenv("PYTHONPATH", str(hook))  # _start_pool_run puts the repository first
+    proc, workers = _start_pool_run(assets_dir, tmp_path, cli=True)
+    try:
+        err = _sigterm_once(proc, lambda: list((tmp_path / "c").rglob("*.json")))
+        assert b"leaked semaphore" not in err and b"resource_tracker" not in err, err.decode(errors="replace")
+        assert _reap(proc, workers) == []
+    finally:
+        _cleanup(proc, workers)
 
 
 def _cleanup(proc: subprocess.Popen, workers: list[int]) -> None:

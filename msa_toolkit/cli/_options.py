@@ -23,12 +23,15 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 
 import typer
 
-from ..extraction.config import ALIGN_CHOICES, REQUIRE_CHOICES, ExtractConfig, field_help
+from ..extraction.config import ALIGN_CHOICES, COMPLETE, REQUIRE_CHOICES, ExtractConfig, field_help
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: exit status of a run stopped by Ctrl-C / SIGTERM (128 + SIGINT, as shells report it)
 INTERRUPTED_EXIT = 130
+#: exit status of a run that finished but wrote an output somewhere other than asked (a fallback file in
+#: the temp folder, e.g. the disk filled) or could not write it: sysexits' EX_CANTCREAT
+OUTPUT_FALLBACK_EXIT = 73
 
 #: values of --asr/--text/--audio/--vision that switch the stage off
 DISABLED_VALUES: tuple[str, ...] = ("none", "off", "")
@@ -276,7 +279,7 @@ def parse_require(values: Optional[list[str]], config: ExtractConfig) -> tuple[s
         if stage not in REQUIRE_CHOICES:
             raise typer.BadParameter(f"unknown stage {stage!r} (choose from {', '.join(REQUIRE_CHOICES)})",
                                      param_hint="--require")
-        if not getattr(config, stage):
+        if stage != COMPLETE and not getattr(config, stage):
             raise typer.BadParameter(f"the {stage} stage is switched off (--{stage} none)", param_hint="--require")
     return stages
 

@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from ._options import (INTERRUPTED_EXIT, ExtractorFlags, extract_config, extractor_options, parse_require,
-                       require_option)
+from ._options import (INTERRUPTED_EXIT, OUTPUT_FALLBACK_EXIT, ExtractorFlags, extract_config, extractor_options,
+                       parse_require, require_option)
 
 
 @extractor_options()
@@ -37,9 +37,9 @@ def extract_command(
 
     Writes <name>.safetensors + <name>.json per file, manifest.json, and errors.json / errors.csv when files fail or are skipped.
 
-    Each file gets the modalities its streams allow: an audio-only file (.wav, .mp3, .flac, .m4a, .ogg, ...) gets transcript, text and audio with vision absent; a video without sound gets vision with asr/text/audio absent (--require turns an absence into a failure). Files that are not media are listed as skipped.
+    Each file gets the modalities its streams allow: an audio-only file (.wav, .mp3, .flac, .m4a, .ogg, ...) gets transcript, text and audio with vision absent; a video without sound gets vision with asr/text/audio absent; a clip without speech has no text, one without a face in any frame no vision (--require turns an absence into a failure; --require complete fails a file decoded short of its declared duration). Files that are not media, and symbolic links that point nowhere, are listed as skipped.
 
-    Results are cached by file content and settings: re-running does no work for unchanged files, and a killed run resumes where it stopped; Ctrl-C or SIGTERM stops the workers and writes the manifest of the finished files. Exits with status 1 when every file failed, 2 when an output cannot be written (checked before any work).
+    Results are cached by file content and settings: re-running does no work for unchanged files, and a killed run resumes where it stopped; Ctrl-C or SIGTERM stops the workers and writes the manifest of the finished files. Exits with status 1 when every file failed, 2 when an output cannot be written (checked before any work), 73 when an output could not be written where asked at the end (it went to a fallback file, named in a warning), 130 when interrupted.
     """
     import dataclasses
 
@@ -59,6 +59,8 @@ def extract_command(
                     f"manifest in {stop.result.manifest_path}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(INTERRUPTED_EXIT) from None
     _summary(res, out)
+    if res.misplaced:  # the run finished, but an output is not where it was asked for: a script must notice
+        raise typer.Exit(OUTPUT_FALLBACK_EXIT)
     if res.failures and not res.items:
         raise typer.Exit(1)
 
@@ -77,6 +79,18 @@ def _modalities(item) -> str:
     if item.max_faces is not None and item.max_faces > 1:
         text += f" [{item.max_faces} faces]"
     return text
+
+
+def _skipped_kinds(skipped) -> dict:
+    """Skipped files grouped for the summary: ``"file(s) that are not media"`` / ``"dangling symbolic
+    link(s)"`` -> their Failures."""
+    from ..extraction.inputs import DANGLING_LINK
+
+    kinds: dict = {}
+    for f in skipped:
+        what = f"{DANGLING_LINK}(s)" if f.message.startswith(DANGLING_LINK) else "file(s) that are not media"
+        kinds.setdefault(what, []).append(f)
+    return kinds
 
 
 def _summary(res, out: Path) -> None:
@@ -101,11 +115,14 @@ def _summary(res, out: Path) -> None:
         for f in res.failures:
             table.add_row(escape(Path(f.path).name), f.stage, escape(f.message))
         console.print(table)
-    if res.skipped:
-        names = ", ".join(Path(f.path).name for f in res.skipped[:SKIPPED_SHOWN])
-        more = f" and {len(res.skipped) - SKIPPED_SHOWN} more" if len(res.skipped) > SKIPPED_SHOWN else ""
-        console.print(escape(f"skipped {len(res.skipped)} file(s) that are not media: {names}{more} "
-                             "(listed in errors.json)"))
+    for what, files in _skipped_kinds(res.skipped).items():
+        names = ", ".join(Path(f.path).name for f in files[:SKIPPED_SHOWN])
+        more = f" and {len(files) - SKIPPED_SHOWN} more" if len(files) > SKIPPED_SHOWN else ""
+        console.print(escape(f"skipped {len(files)} {what}: {names}{more} (listed in errors.json)"))
+    for i in res.items:
+        if i.incomplete:  # a truncated file: kept, but said (--require complete fails it)
+            console.print(f"[yellow]warning: {escape(i.name)}: {escape(i.incomplete)}; pass --require complete "
+                          "to fail such files[/yellow]")
     for w in res.warnings:
         console.print(f"[yellow]warning: {escape(w)}[/yellow]")
     dims = ", ".join(f"{m} {d}" for m, d in res.spec.dims.items() if d)

@@ -116,8 +116,21 @@ def configure_threads(environ: dict | None = None) -> None:
         env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
 
 
+def tolerant_streams() -> None:
+    """stdout/stderr write a file name that is not UTF-8 (lone surrogates from ``os.fsdecode``) as
+    ``\\udcff`` instead of raising UnicodeEncodeError at the end of a finished run (a UTF-8
+    terminal's streams are strict; a C locale's already escape)."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a replaced or closed stream: leave it
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app; MSAError becomes a one-line message and exit code 2."""
+    tolerant_streams()
     if "torch" not in sys.modules:  # torch reads the OpenMP settings once, when it loads
         try:
             configure_threads()

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ._options import ExtractorFlags, extract_config, extractor_options
+from ._options import OUTPUT_FALLBACK_EXIT, ExtractorFlags, extract_config, extractor_options
 
 #: the --json / --csv value that means standard output
 STDOUT = "-"
@@ -85,12 +85,13 @@ def predict_command(
     ck = predictor.checkpoint
     extra = {"checkpoint": getattr(ck, "path", ""), "model": ck.model_name,
              "seconds": round(time.perf_counter() - t0, 3)}
+    misplaced = False
     for target, text in ((json_out, lambda: to_json(preds, extra)), (csv_out, lambda: to_csv(preds))):
         if target is not None and str(target) == STDOUT:
             sys.stdout.write(text())
             sys.stdout.flush()
         elif target:
-            _write_result(target, text())
+            misplaced |= not _write_result(target, text())
     if plot_dir and segments:
         plot_dir.mkdir(parents=True, exist_ok=True)
         for p, name in zip(preds, _plot_names(preds)):
@@ -98,6 +99,8 @@ def predict_command(
                 plot_timeline(p, plot_dir / f"{name}_timeline.png")
     if not quiet:
         _print_table(preds, f"sentiment ({ck.model_name}, {Path(extra['checkpoint']).name})", stderr=bool(to_stdout))
+    if misplaced:  # the results exist, but not where asked: a script must notice
+        raise typer.Exit(OUTPUT_FALLBACK_EXIT)
     if preds and all(not p.ok for p in preds):
         raise typer.Exit(1)
 
@@ -108,6 +111,8 @@ def _print_table(preds: list, title: str, stderr: bool = False) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from ..extraction.inputs import NOT_MEDIA
 
     console = Console(stderr=stderr)
     table = Table(title=escape(title))
@@ -135,8 +140,12 @@ def _print_table(preds: list, title: str, stderr: bool = False) -> None:
             table.add_row("", f"{sg.score:+.2f}", sg.polarity, "", *([""] if show_face else []),
                           escape(f"  [{sg.start:.1f}-{sg.end:.1f}s] {sg.text}"))
     console.print(table)
-    if skipped:
-        console.print(escape(f"skipped (not media): {', '.join(Path(p.path).name for p in skipped)}"))
+    kinds: dict[str, list[str]] = {}
+    for p in skipped:  # "[skipped] not a media file (.xyz)" / "[skipped] dangling symbolic link (to x)"
+        why = (p.error or "").removeprefix("[skipped] ").split(" (")[0]
+        kinds.setdefault("not media" if why == NOT_MEDIA else why, []).append(Path(p.path).name)
+    for why, names in kinds.items():
+        console.print(escape(f"skipped ({why}): {', '.join(names)}"))
 
 
 def _plot_names(preds: list) -> list[str]:
@@ -154,8 +163,9 @@ def _plot_names(preds: list) -> list[str]:
     return out
 
 
-def _write_result(target: Path, text: str) -> None:
-    """Write ``text`` to ``target``; when that fails at the end of a run, to a fallback file (path printed)."""
+def _write_result(target: Path, text: str) -> bool:
+    """Write ``text`` to ``target``; when that fails at the end of a run, to a fallback file (path printed).
+    True when written to ``target``."""
     from .._io import atomic_write_text
     from ..extraction.safety import write_or_fallback
 
@@ -163,6 +173,7 @@ def _write_result(target: Path, text: str) -> None:
     if err is not None:
         typer.secho(f"warning: cannot write {target} ({err}); results written to {written}",
                     fg=typer.colors.YELLOW, err=True)
+    return err is None
 
 
 predict_command.__doc__ = "\n\n".join((predict_command.__doc__ or "", DEFAULT_MODEL_NOTE, EXTRACTOR_FLAGS_NOTE))

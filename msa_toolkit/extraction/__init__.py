@@ -20,7 +20,8 @@ Modules: ``config`` (ExtractConfig), ``inputs`` (files, shards, user transcripts
 ``runner`` (LoadedExtractors: every stage on one file), ``run`` (extract(): cache
 look-up, worker pool), ``outputs`` (out_dir copies, manifest, failure reports),
 ``results`` (FileResult, Failure, ExtractResult), ``texts`` (extract_texts), ``safety`` (output checks
-before work, fallback writes, worker parent watch, SIGTERM as Ctrl-C).
+before work, fallback writes, worker parent watch, SIGTERM as Ctrl-C), ``completeness`` (decoded
+against declared duration: a truncated file is flagged, ``require=("complete",)`` fails it).
 
 A stage whose input stream a file lacks is *absent*, not failed: an audio-only file gets
 transcript, text and audio with ``vision`` absent; a video without an audio track gets vision

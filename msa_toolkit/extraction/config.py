@@ -18,8 +18,11 @@ from ..spec import FeatureSpec
 CONFIG_STAGES: tuple[str, ...] = ("asr", "text", "audio", "vision")
 #: accepted values of ExtractConfig.align
 ALIGN_CHOICES: tuple[str, ...] = ("none", "words")
-#: stages ExtractConfig.require may name (a missing stream makes these stages absent for a file)
-REQUIRE_CHOICES: tuple[str, ...] = CONFIG_STAGES
+#: ExtractConfig.require value that fails a file decoded short of what its streams declare (completeness.py)
+COMPLETE = "complete"
+#: what ExtractConfig.require may name: the stages (a missing stream or no speech/face makes them absent), or
+#: COMPLETE
+REQUIRE_CHOICES: tuple[str, ...] = CONFIG_STAGES + (COMPLETE,)
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,11 @@ class ExtractConfig:
     # "words": audio, vision and text averaged per transcript word
     align: str = doc("none", "none (native frame rates) or words (average per transcript word).")
     # not part of the FeatureSpec: it decides which files count as failed, not what features are
-    require: tuple[str, ...] = doc((), "Stages a file must have: asr, text, audio, vision (repeat or "
+    require: tuple[str, ...] = doc((), "Stages a file must have: asr, text, audio, vision, or complete (the "
+                                       "whole file decoded, not stopped short of its declared duration) (repeat or "
                                        "comma-separate). By default a missing stream only marks its modalities "
-                                       "absent (an audio-only file gets no vision); a required stage that is "
-                                       "absent fails the file.")
+                                       "absent (an audio-only file gets no vision, a silent clip no text, a "
+                                       "faceless one no vision); a required stage that is absent fails the file.")
 
     def __post_init__(self) -> None:
         if self.align not in ALIGN_CHOICES:
@@ -58,7 +62,7 @@ class ExtractConfig:
         for stage in self.require:
             if stage not in REQUIRE_CHOICES:
                 raise ExtractConfigError(f"require: unknown stage {stage!r} (choose from {', '.join(REQUIRE_CHOICES)})")
-            if not getattr(self, stage):
+            if stage != COMPLETE and not getattr(self, stage):
                 raise ExtractConfigError(f"require: the {stage} stage is switched off, so it cannot be required")
         if self.align == "words" and self.asr is None and self.text is None:
             raise ExtractConfigError("align='words' needs word timings: enable asr")

@@ -14,6 +14,10 @@ from ..features import Transcript
 from ..ids import NAME_SEPARATOR, extract_name
 from .results import SKIPPED, Failure
 
+#: why a folder scan skipped a file (the start of its Failure message; summaries group skipped files by it)
+NOT_MEDIA = "not a media file"
+DANGLING_LINK = "dangling symbolic link"
+
 __all__ = ["NAME_SEPARATOR", "collect_files", "collect_inputs", "require_media", "parse_shard", "select_shard",
            "read_user_transcript", "find_user_transcript"]
 
@@ -39,9 +43,9 @@ def _is_companion(f: Path) -> bool:
 
 def collect_inputs(paths: Iterable[str | os.PathLike]
                    ) -> tuple[list[tuple[Path, str]], list[Failure], list[Failure]]:
-    """:func:`collect_files`, plus the files found in folders that are not media: ``Failure``s of
-    stage ``"skipped"`` (hidden files and a media file's companions - its transcript, OpenFace CSV,
-    subtitles - are not listed)."""
+    """:func:`collect_files`, plus the files found in folders that are not media, and the symbolic
+    links there that point nowhere: ``Failure``s of stage ``"skipped"`` (hidden files and a media
+    file's companions - its transcript, OpenFace CSV, subtitles - are not listed)."""
     found: dict[Path, str] = {}
     failures: list[Failure] = []
     skipped: dict[str, Failure] = {}
@@ -49,14 +53,17 @@ def collect_inputs(paths: Iterable[str | os.PathLike]
         p = Path(p).expanduser()
         if p.is_dir():
             for f in sorted(p.rglob("*")):
-                if not f.is_file():
-                    continue
                 rel = f.relative_to(p)
+                if not f.is_file():
+                    if f.is_symlink() and not f.exists() and not any(part.startswith(".") for part in rel.parts):
+                        why = f"{DANGLING_LINK} (to {os.readlink(f)})"
+                        skipped.setdefault(str(f), Failure(str(f), SKIPPED, why))
+                    continue
                 if is_media_file(f):
                     if not f.name.startswith("."):
                         found.setdefault(f.resolve(), extract_name(rel))
                 elif not any(part.startswith(".") for part in rel.parts) and not _is_companion(f):
-                    why = f"not a media file ({f.suffix or 'no extension'})"
+                    why = f"{NOT_MEDIA} ({f.suffix or 'no extension'})"
                     skipped.setdefault(str(f), Failure(str(f), SKIPPED, why))
         elif p.is_file():
             found.setdefault(p.resolve(), p.stem)

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
-from .._io import atomic_write, atomic_write_json, atomic_write_text
+from .._io import atomic_write, atomic_write_json, atomic_write_text, csv_safe_row
 from ..cache import FeatureCache
-from ..features import FILE_RECORD_KEY, BundleReadError, Transcript, check_bundle
+from ..features import FILE_RECORD_KEY, BundleReadError, Transcript, check_bundle, sealed_header
 from .config import ExtractConfig
 from .results import ExtractResult, Failure, FileResult
 from .safety import write_or_fallback
@@ -69,15 +69,15 @@ def export_bundle(cache: FeatureCache, key: str, out_dir: Path, name: str, sourc
     atomic_write(dst.with_suffix(".safetensors"),
                  partial(_copy_checked, src.with_suffix(".safetensors"), header.get(FILE_RECORD_KEY)))
     header = {**header, "meta": {**header.get("meta", {}), "source": str(source), "name": name, "cache_key": key}}
-    atomic_write_json(dst.with_suffix(".json"), header)
+    atomic_write_json(dst.with_suffix(".json"), sealed_header(header))
     return dst
 
 
 def out_is_current(out_dir: Path, name: str, key: str) -> bool:
     """True when ``out_dir/<name>`` already holds a whole copy of cache entry ``key`` (json names the
-    key; safetensors header and size match the json's record)."""
+    key and matches its own sha256; safetensors header and size match the json's record)."""
     try:
-        header = check_bundle(out_dir / name)
+        header = check_bundle(out_dir / name, sealed=True)
     except BundleReadError:
         return False
     return header.get("meta", {}).get("cache_key") == key
@@ -95,7 +95,7 @@ def _write_errors_csv(failures: Sequence[Failure], tmp: str) -> None:
         w = csv.writer(fh)
         w.writerow(ERRORS_CSV_COLUMNS)
         for f in failures:
-            w.writerow([f.path, f.stage, f.message])
+            w.writerow(csv_safe_row([f.path, f.stage, f.message]))
 
 
 def _shard_name(name: str, suffix: str) -> str:
@@ -112,6 +112,9 @@ def file_entry(i: FileResult) -> dict:
     if i.max_faces is not None:
         entry["max_faces"] = i.max_faces
         entry["multi_face"] = i.max_faces > 1
+    entry["decoded_duration"] = i.decoded_duration
+    if i.incomplete:
+        entry["incomplete"] = i.incomplete
     return entry
 
 
@@ -141,6 +144,7 @@ def write_reports(out: Path, result: ExtractResult, config: ExtractConfig, shard
     if err is not None:
         result.warnings.append(f"cannot write {out / _shard_name(MANIFEST_NAME, suffix)} ({err}); "
                                f"the manifest was written to {mpath}")
+        result.misplaced[str(out / _shard_name(MANIFEST_NAME, suffix))] = str(mpath)
         return mpath
     ej, ec = out / _shard_name(ERRORS_JSON, suffix), out / _shard_name(ERRORS_CSV, suffix)
     rows = [*result.failures, *result.skipped]
@@ -154,4 +158,5 @@ def write_reports(out: Path, result: ExtractResult, config: ExtractConfig, shard
                     p.unlink()
     except OSError as e:  # the manifest (written) holds the same rows
         result.warnings.append(f"cannot write the failure reports in {out} ({e}); manifest.json lists them")
+        result.misplaced.update({str(ej): str(mpath), str(ec): str(mpath)})
     return mpath

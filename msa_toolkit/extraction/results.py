@@ -8,6 +8,7 @@ from typing import Any, Iterator, Mapping
 
 from ..features import FeatureBundle
 from ..spec import FeatureSpec
+from .config import COMPLETE
 
 #: pipeline stages, in order; a Failure names one of them
 STAGES: tuple[str, ...] = ("input", "decode", "asr", "text", "audio", "vision", "align", "save", "worker")
@@ -53,6 +54,10 @@ class FileResult:
     absent: Mapping[str, str] = field(default_factory=dict)
     # most faces seen at once in one analysed frame (None without a face-counting visual extractor)
     max_faces: int | None = None
+    # seconds actually decoded (the longest decoded stream; None when unmeasured), see completeness.py
+    decoded_duration: float | None = None
+    # why the file looks truncated (a stream decoded well short of its declared end), else None
+    incomplete: str | None = None
 
     @classmethod
     def from_meta(cls, path: str, name: str, bundle_path: str, key: str, cached: bool, seconds: float,
@@ -61,10 +66,22 @@ class FileResult:
         faces = meta.get("max_faces")
         return cls(path, name, bundle_path, key, cached, seconds, meta.get("duration"), int(meta.get("n_words", 0)),
                    tuple(meta.get("modalities") or ()), dict(meta.get("absent") or {}),
-                   int(faces) if faces is not None else None)
+                   int(faces) if faces is not None else None, meta.get("decoded_duration"), meta.get("incomplete"))
 
     def load(self) -> FeatureBundle:
         return FeatureBundle.load(self.bundle_path)
+
+
+def unmet_requirement(path: str, meta: Mapping[str, Any], require: tuple[str, ...]) -> Failure | None:
+    """The Failure of a file whose bundle (``meta``) lacks what ``require`` asks for (ExtractConfig.require:
+    a stage recorded absent, or COMPLETE for a file decoded short of its declared duration), else None."""
+    absent = meta.get("absent") or {}
+    for need in require:
+        if need in absent:
+            return Failure(path, need, f"{absent[need]} ({need} is required)")
+        if need == COMPLETE and meta.get("incomplete"):
+            return Failure(path, "decode", f"{meta['incomplete']} ({COMPLETE} is required)")
+    return None
 
 
 @dataclass
@@ -87,6 +104,9 @@ class ExtractResult:
     interrupted: bool = False
     # problems worth telling the user that lost nothing, e.g. "the manifest was written to /tmp/..."
     warnings: list[str] = field(default_factory=list)
+    # outputs not written where asked: asked path -> where it went instead ("" when nowhere; msa extract
+    # then exits with OUTPUT_FALLBACK_EXIT)
+    misplaced: dict[str, str] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[FileResult]:
         return iter(self.items)

@@ -40,9 +40,9 @@ from .config import ExtractConfig
 from .lanes import WORKER_THREADS_ENV, available_cores
 from .inputs import collect_inputs, find_user_transcript, parse_shard, require_media, select_shard
 from .outputs import export_bundle, out_is_current, write_reports, write_srt
-from .results import ExtractResult, Failure, FileResult
+from .results import ExtractResult, Failure, FileResult, unmet_requirement
 from .runner import LoadedExtractors, StageCallback, input_token
-from .safety import check_output_dir, sigterm_as_interrupt, watch_parent
+from .safety import check_output_dir, exit_on_sigterm, sigterm_as_interrupt, watch_parent
 
 #: environment variables (by prefix) handed to worker processes (model locations, offline flags, threads)
 WORKER_ENV_PREFIXES = ("HF_", "TRANSFORMERS_", "NUMBA_", "OMP_", "MSA_")
@@ -120,20 +120,20 @@ class _RunState:
             if self.save_srt:
                 write_srt(stem)
         elif cached:  # no copy whose bytes are checked: the caller reads the entry, so check it here
-            check_bundle(stem, full=True)
+            check_bundle(stem, full=True, sealed=True)
         meta = json.loads(stem.with_suffix(".json").read_text()).get("meta", {})
         # computed files report their extraction time; cache hits the time to find and copy them
         seconds = time.perf_counter() - job.started if cached else float(meta.get("timings", {}).get("total", 0.0))
         self.items.append(FileResult.from_meta(str(job.path), job.name, str(stem), job.key, cached, seconds, meta))
 
     def fail_required(self, job: Job, stem: Path) -> bool:
-        """Record a failure when the bundle at ``stem`` lacks a required stage (a cached bundle made
-        without ``require``: absence is recorded in its meta); True when it did."""
-        absent = json.loads(stem.with_suffix(".json").read_text()).get("meta", {}).get("absent") or {}
-        missing = [m for m in self.require if m in absent]
-        if missing:
-            self.failures.append(Failure(str(job.path), missing[0], f"{absent[missing[0]]} ({missing[0]} is required)"))
-        return bool(missing)
+        """Record a failure when the bundle at ``stem`` lacks what ``require`` asks for (a cached bundle
+        made without ``require``: absence and completeness are recorded in its meta); True when it did."""
+        meta = json.loads(stem.with_suffix(".json").read_text()).get("meta", {})
+        failure = unmet_requirement(str(job.path), meta, self.require)
+        if failure is not None:
+            self.failures.append(failure)
+        return failure is not None
 
     def record(self, job: Job, failure: Failure | str | None) -> None:
         """Record the outcome of extracting ``job`` (None = stored in the cache, FOUND = stored by
@@ -236,6 +236,7 @@ _WORKER: LoadedExtractors | None = None
 def _init_worker(config: ExtractConfig, env: dict[str, str], parent: int) -> None:
     """Worker process start: take the parent's settings; models load once, on first use."""
     global _WORKER
+    exit_on_sigterm()  # first: the threads started below inherit SIGTERM blocked (one thread awaits it)
     watch_parent(parent)  # exit when the parent (pid ``parent``) is killed: no worker outlives its run
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops the pool
     take_worker_env(env)

@@ -24,7 +24,7 @@ from ..align import align_bundle, needs_timing, time_transcript
 from ..cache import hash_file
 from ..errors import ExtractConfigError, ExtractionError, MediaError, ModelLoadError
 from ..features import FeatureBundle, FeatureSequence, Transcript
-from ..spec import FeatureSpec
+from .completeness import decode_check
 from .config import ExtractConfig, spec_of
 from .inputs import find_user_transcript
 from .lanes import Step, ThreadPlan, library_threads, parallel_from_env, run_lanes, thread_plan, until_cancelled
@@ -252,8 +252,8 @@ class LoadedExtractors:
         timings["align"] = round(time.perf_counter() - t, 4)
         timings["total"] = round(float(timings.get("total", 0.0)) + timings["align"], 4)
         meta["timings"] = timings
-        meta["modalities"] = held_modalities(self.spec, seqs)
-        return FeatureBundle(self.spec, seqs, bundle.transcript, dict(bundle.arrays), meta)
+        return with_presence(FeatureBundle(self.spec, seqs, bundle.transcript, dict(bundle.arrays), meta),
+                             meta.get("absent") or {})
 
     # -- steps shared with extract_texts ---------------------------------------------------
     def encode_texts(self, transcripts: Iterable[Transcript]) -> list[tuple[FeatureSequence, dict[str, np.ndarray]]]:
@@ -309,6 +309,10 @@ class LoadedExtractors:
                 run_stage(path, stage, e.load)
         with library_threads(self.threads):
             run_lanes(*steps, parallel=parallel, cancel=out.cancel)
+        vis = ex.get("vision")
+        on_frames = vis is not None and not getattr(vis, "needs_path", False)
+        decoded = decode_check(info, None if wave is None else len(wave),
+                               out.sequences.get("vision") if on_frames else None, getattr(vis, "fps", None))
         wave = None
         sequences, arrays, transcript, extra = out.sequences, out.arrays, out.transcript, out.extra
         if self.config.align == "words":
@@ -318,11 +322,11 @@ class LoadedExtractors:
         keep_transcript = "asr" in self.extractors or "text" in self.extractors or transcript
         meta = self._meta(path, info, transcript, sequences, timings)
         meta.update(extra)
-        meta["modalities"] = held_modalities(self.spec, sequences)
-        meta["absent"] = absent
+        meta.update(decoded)
         if out.word_match is not None:  # the user's words were timed from Whisper's (word_timing.py)
             meta.update(word_match=round(out.word_match, 4), word_timing="whisper")
-        return FeatureBundle(self.spec, sequences, transcript if keep_transcript else None, arrays, meta)
+        return with_presence(FeatureBundle(self.spec, sequences, transcript if keep_transcript else None, arrays,
+                                           meta), absent)
 
     def _steps(self, path: Path, ex: Mapping[str, Any], wave: np.ndarray | None, info: Any,
                user_transcript: Transcript | None, timings: dict[str, float], note: StageCallback,
@@ -419,12 +423,17 @@ class LoadedExtractors:
         return meta
 
 
-def held_modalities(spec: FeatureSpec, sequences: Mapping[str, FeatureSequence]) -> list[str]:
-    """The spec's modalities with at least one row in ``sequences`` (the bundle meta's ``modalities``).
+def with_presence(bundle: FeatureBundle, absent: Mapping[str, str]) -> FeatureBundle:
+    """``bundle`` with its meta's ``modalities`` (those present, :meth:`FeatureBundle.present_modalities`)
+    and ``absent`` (``absent``: the stages the file could not feed, then each held modality that
+    carries nothing, e.g. ``{"text": "no speech found"}``) set: what the manifest, the summary
+    table and ``require`` read.
 
     A word-aligned clip without words holds none: its sequences have no rows.
     """
-    return [m for m in spec.modalities if m in sequences and sequences[m].length > 0]
+    bundle.meta["modalities"] = list(bundle.present_modalities())
+    bundle.meta["absent"] = {**absent, **bundle.unusable()}
+    return bundle
 
 
 def load_extractors(config: ExtractConfig = ExtractConfig()) -> LoadedExtractors:

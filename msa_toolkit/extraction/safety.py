@@ -9,6 +9,9 @@
   (the parent was SIGKILLed), so no worker outlives an interrupted run.
 - :func:`sigterm_as_interrupt`: SIGTERM raises :class:`KeyboardInterrupt` like Ctrl-C, so both
   stop a run through the same clean path (pool shut down, finished files kept and reported).
+- :func:`exit_on_sigterm`: a worker the stopping parent terminates ends at once and cleanly: the
+  semaphores it created (e.g. tqdm's lock in Whisper's progress bar) are unlinked and unregistered,
+  so no ``resource_tracker: ... leaked semaphore objects`` warning follows the run.
 
 Imports only the standard library.
 """
@@ -107,10 +110,41 @@ def write_or_fallback(path: str | os.PathLike, write: Callable[[Path], None]) ->
 # ---------------------------------------------------------------------------------------------
 # worker processes and signals
 # ---------------------------------------------------------------------------------------------
+def release_and_exit(status: int) -> None:
+    """End this (worker) process now, after running multiprocessing's exit finalizers: those unlink
+    the semaphores it created and unregister them from the resource tracker, which would otherwise
+    warn about "leaked semaphore objects" once the run ends. No other clean-up runs (``os._exit``)."""
+    with contextlib.suppress(Exception):
+        from multiprocessing import util
+
+        util._run_finalizers(0)  # what a normal exit runs first: SemLock clean-ups, queue closes
+    os._exit(status)
+
+
+def _await_sigterm() -> None:
+    signal.sigwait({signal.SIGTERM})
+    release_and_exit(128 + signal.SIGTERM)
+
+
+def exit_on_sigterm() -> threading.Thread | None:
+    """In a worker process: SIGTERM (the parent stopping the pool) ends it at once and cleanly
+    (:func:`release_and_exit`), whatever its main thread is doing, even inside a long native call.
+
+    SIGTERM is blocked in this thread, and so in every thread started after it (call this first),
+    and awaited (``sigwait``) by a daemon thread. None where the platform cannot.
+    """
+    if not hasattr(signal, "pthread_sigmask") or not hasattr(signal, "sigwait"):
+        return None
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    t = threading.Thread(target=_await_sigterm, name="msa-sigterm", daemon=True)
+    t.start()
+    return t
+
+
 def _watch(parent: int, poll_s: float) -> None:
     while True:
         if os.getppid() != parent:  # re-parented: the parent is gone
-            os._exit(ORPHAN_EXIT_STATUS)
+            release_and_exit(ORPHAN_EXIT_STATUS)
         time.sleep(poll_s)
 
 
