@@ -160,10 +160,11 @@ def test_applying_it_is_recorded_for_spawned_workers(monkeypatch):
 
 
 def test_extraction_workers_follow_the_parent(monkeypatch):
+    import msa_toolkit.extraction.jobs as jobs
     import msa_toolkit.extraction.run as run
 
     followed = []
-    monkeypatch.setattr(run, "follow_parent", lambda: followed.append(True) or True)
+    monkeypatch.setattr(jobs, "follow_parent", lambda: followed.append(True) or True)
     monkeypatch.setattr(run, "watch_parent", lambda pid: None)
     monkeypatch.setattr(run.signal, "signal", lambda *a: None)
     monkeypatch.setattr(run, "LoadedExtractors", lambda config: "loaded")
@@ -183,8 +184,8 @@ def test_extraction_workers_follow_the_parent(monkeypatch):
 def test_ray_actors_follow_the_driver(monkeypatch):
     import torch
 
+    import msa_toolkit.extraction.jobs as jobs
     import msa_toolkit.extraction.ray_backend as rb
-    import msa_toolkit.extraction.run as run
 
     followed = []
 
@@ -195,7 +196,7 @@ def test_ray_actors_follow_the_driver(monkeypatch):
         def load(self):
             pass
 
-    monkeypatch.setattr(run, "follow_parent", lambda: followed.append(True) or True)
+    monkeypatch.setattr(jobs, "follow_parent", lambda: followed.append(True) or True)
     monkeypatch.setattr(rb, "LoadedExtractors", Loaded)
     for k in ("MSA_MALLOC", rb.WORKER_THREADS_ENV):
         monkeypatch.setenv(k, __import__("os").environ.get(k, ""))  # restored after the test

@@ -174,11 +174,11 @@ def test_library_threads_caps_torch_and_opencv_and_restores():
 
 
 def test_each_worker_gets_its_share_of_the_cores(monkeypatch):
-    from msa_toolkit.extraction.run import _worker_env
+    from msa_toolkit.extraction.jobs import worker_env as _worker_env
 
     monkeypatch.delenv(WORKER_THREADS_ENV, raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("msa_toolkit.extraction.run.available_cores", lambda: 16)
+    monkeypatch.setattr("msa_toolkit.extraction.jobs.available_cores", lambda: 16)
     env = _worker_env(4)
     assert env[WORKER_THREADS_ENV] == "4" and env["OMP_NUM_THREADS"] == "4"
     assert _worker_env(32)[WORKER_THREADS_ENV] == "1"

@@ -246,7 +246,7 @@ class _FakeState:
 
 def _schedule(names, poison, actors=2, lives=10):
     from msa_toolkit.extraction.ray_backend import _Scheduler
-    from msa_toolkit.extraction.run import Job
+    from msa_toolkit.extraction.jobs import Job
 
     log: list = []
     handles = [_FakeActor(i, poison, lives, log) for i in range(actors)]

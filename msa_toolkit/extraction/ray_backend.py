@@ -4,7 +4,7 @@ Each Ray worker is an actor (:class:`ExtractorActor`) that loads the extractors 
 extracts one file per call, storing its bundle in the content-addressed cache. The cache must
 therefore be a path every node sees (a shared file system: NFS, Lustre, CephFS, ...); the driver
 copies finished bundles from there to ``-o`` and records them exactly as with local workers
-(``_RunState.record``), so the progress bar, the failure report and resuming are the same: a file
+(``RunState.record``), so the progress bar, the failure report and resuming are the same: a file
 whose bundle is in the cache is skipped by the look-up pass of the next run.
 
 Scheduling: every actor has at most one file in flight, so a dead actor (out of memory, killed
@@ -27,7 +27,9 @@ from typing import Any, Sequence
 from ..errors import ExtractConfigError, MSAError
 from .config import ExtractConfig
 from .results import Failure
-from .run import WORKER_THREADS_ENV, Job, _RunState, _worker_env, compute, take_worker_env
+from .jobs import Job, compute, take_worker_env, worker_env
+from .lanes import WORKER_THREADS_ENV
+from .state import RunState
 from .runner import LoadedExtractors
 
 #: attempts per file: a file whose actor died this many times fails at stage "worker"
@@ -68,7 +70,7 @@ class ExtractorActor:
         return socket.gethostname()
 
     def process(self, job: Job, cache_root: str) -> Failure | None:
-        """Extract one file into the cache (see :func:`~msa_toolkit.extraction.run.compute`)."""
+        """Extract one file into the cache (see :func:`~msa_toolkit.extraction.jobs.compute`)."""
         if self.error is not None:
             raise self.error
         _maybe_crash(job)
@@ -149,7 +151,7 @@ def _join_error(address: str, e: BaseException) -> str:
     return msg
 
 
-def compute_with_ray(config: ExtractConfig, todo: Sequence[Job], workers: int, state: _RunState,
+def compute_with_ray(config: ExtractConfig, todo: Sequence[Job], workers: int, state: RunState,
                      address: str | None = None) -> None:
     """Pass 2 on ``workers`` Ray actors (same contract as ``run._compute_in_pool``).
 
@@ -158,7 +160,7 @@ def compute_with_ray(config: ExtractConfig, todo: Sequence[Job], workers: int, s
     ray = import_ray()
     cpus = cpus_per_worker()
     n = min(workers, len(todo))
-    env = _worker_env(workers)
+    env = worker_env(workers)
     env[WORKER_THREADS_ENV] = str(cpus)  # the actor's CPUs, whatever this machine has
     started = connect(ray, address, n * cpus)
     actor_cls = ray.remote(num_cpus=cpus, max_restarts=MAX_ACTOR_RESTARTS, max_task_retries=0)(ExtractorActor)
@@ -179,7 +181,7 @@ def compute_with_ray(config: ExtractConfig, todo: Sequence[Job], workers: int, s
 class _Scheduler:
     """Hands files to idle actors one at a time, retries the files of dead actors, records results."""
 
-    def __init__(self, ray: Any, actors: list[Any], cache_root: str, state: _RunState):
+    def __init__(self, ray: Any, actors: list[Any], cache_root: str, state: RunState):
         # the ray module
         self.ray = ray
         # actor handles; an index leaves `alive` when its actor is gone for good

@@ -32,201 +32,20 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .._io import progress_bar
-from ..allocator import follow_parent
 from ..cache import FeatureCache, cache_key, hash_file, hash_text
 from ..errors import ExtractConfigError, ExtractionError
-from ..features import BundleReadError, FeatureBundle, Transcript, check_bundle
+from ..features import BundleReadError, FeatureBundle
 from .config import ExtractConfig
-from .lanes import WORKER_THREADS_ENV, available_cores
 from .inputs import collect_inputs, find_user_transcript, parse_shard, require_media, select_shard
-from .outputs import export_bundle, out_is_current, write_reports, write_srt
-from .results import ExtractResult, Failure, FileResult, unmet_requirement
-from .runner import LoadedExtractors, StageCallback, input_token
+from .jobs import BUSY, FOUND, NO_BASE, Job, compute, derive_aligned, take_worker_env, worker_env
+from .outputs import write_reports
+from .results import ExtractResult, Failure, FileResult
+from .runner import LoadedExtractors, input_token
+from .state import RunState
 from .safety import check_output_dir, exit_on_sigterm, sigterm_as_interrupt, watch_parent
 
-#: environment variables (by prefix) handed to worker processes (model locations, offline flags, threads)
-WORKER_ENV_PREFIXES = ("HF_", "TRANSFORMERS_", "NUMBA_", "OMP_", "MSA_")
 #: where pass 2 runs: this machine (serial or a process pool) or Ray actors (extraction/ray_backend.py)
 BACKENDS = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input file on its way through a run."""
-
-    # the input file
-    path: Path
-    # output name (<name>.safetensors / <name>.json in out_dir)
-    name: str
-    # cache key: content hash + spec fingerprint (+ hash of the user transcript)
-    key: str
-    # sha256 of the file's bytes (recorded in the bundle meta)
-    sha: str
-    # user transcript replacing ASR, or None
-    transcript: Transcript | None
-    # time.perf_counter() when work on this file began
-    started: float
-    # with align="words": the key of the unaligned bundle the aligned one derives from; else None
-    base_key: str | None = None
-
-
-@dataclass
-class _RunState:
-    """Where one run's finished files go: cache, out_dir copies, results, failures and the progress bar."""
-
-    # the content-addressed cache
-    cache: FeatureCache
-    # the output folder, or None (bundles stay in the cache)
-    out: Path | None
-    # also write <name>.srt subtitles to out
-    save_srt: bool
-    # the rich progress bar and its task id
-    bar: Any
-    task: Any
-    # files that failed (the input failures of collect_files first)
-    failures: list[Failure]
-    # processed files
-    items: list[FileResult] = field(default_factory=list)
-    # stages a file must have (ExtractConfig.require): a cached bundle lacking one is a failure
-    require: tuple[str, ...] = ()
-
-    def show(self, current: str) -> None:
-        """Name the file (or file: stage) being worked on in the progress bar."""
-        self.bar.update(self.task, current=current)
-
-    def show_stage(self, name: str, stage: str) -> None:
-        self.show(f"{name}: {stage}")
-
-    def fail(self, failure: Failure) -> None:
-        """Record a failed file and move the progress bar on."""
-        self.failures.append(failure)
-        self.bar.advance(self.task)
-
-    def finish(self, job: Job, cached: bool, header: dict | None = None) -> None:
-        """Record a file whose bundle is in the cache; copy it to out_dir (unless already there).
-
-        ``header`` is the entry's checked json when the caller has it. A copy (or, without out_dir,
-        the cached entry) whose bytes differ from the entry's record raises BundleReadError (the
-        entry is damaged).
-        """
-        stem = self.cache.stem(job.key)
-        if self.require and self.fail_required(job, stem):
-            return
-        if self.out is not None:
-            if cached and out_is_current(self.out, job.name, job.key):
-                stem = self.out / job.name
-            else:
-                stem = export_bundle(self.cache, job.key, self.out, job.name, job.path, header)
-            if self.save_srt:
-                write_srt(stem)
-        elif cached:  # no copy whose bytes are checked: the caller reads the entry, so check it here
-            check_bundle(stem, full=True, sealed=True)
-        meta = json.loads(stem.with_suffix(".json").read_text()).get("meta", {})
-        # computed files report their extraction time; cache hits the time to find and copy them
-        seconds = time.perf_counter() - job.started if cached else float(meta.get("timings", {}).get("total", 0.0))
-        self.items.append(FileResult.from_meta(str(job.path), job.name, str(stem), job.key, cached, seconds, meta))
-
-    def fail_required(self, job: Job, stem: Path) -> bool:
-        """Record a failure when the bundle at ``stem`` lacks what ``require`` asks for (a cached bundle
-        made without ``require``: absence and completeness are recorded in its meta); True when it did."""
-        meta = json.loads(stem.with_suffix(".json").read_text()).get("meta", {})
-        failure = unmet_requirement(str(job.path), meta, self.require)
-        if failure is not None:
-            self.failures.append(failure)
-        return failure is not None
-
-    def record(self, job: Job, failure: Failure | str | None) -> None:
-        """Record the outcome of extracting ``job`` (None = stored in the cache, FOUND = stored by
-        another process meanwhile) and move the bar on."""
-        if failure is None or failure == FOUND:
-            try:
-                self.finish(job, cached=failure == FOUND)
-            except (OSError, BundleReadError) as e:
-                self.failures.append(Failure(str(job.path), "save", str(e)))
-        else:
-            self.failures.append(failure)
-        self.bar.advance(self.task)
-
-
-# ---------------------------------------------------------------------------------------------
-# one file -> the cache (in this process or a worker)
-# ---------------------------------------------------------------------------------------------
-#: compute() outcome: another process holds the entry's claim (only with wait=False); try again later
-BUSY = "busy"
-#: compute() outcome: the entry was found whole after claiming it (another process stored it)
-FOUND = "found"
-#: derive_aligned() outcome: no whole unaligned bundle in the cache to align
-NO_BASE = "no-base"
-
-
-def derive_aligned(runner: LoadedExtractors, job: Job, cache: FeatureCache) -> Failure | str | None:
-    """Store ``job``'s word-aligned bundle made from its cached unaligned one (no extractor runs).
-
-    None when stored, the Failure when alignment fails, NO_BASE when the unaligned bundle is not
-    (whole) in the cache.
-    """
-    # full: the base's bytes are checked against its sha256 (as a direct hit is when copied out);
-    # a same-size corruption would otherwise flow into the aligned bundle and its new cache entry
-    if job.base_key is None or cache.lookup(job.base_key, full=True) is None:
-        return NO_BASE
-    try:
-        base = FeatureBundle.load(cache.stem(job.base_key))
-    except BundleReadError:
-        cache.discard(job.base_key)
-        return NO_BASE
-    try:
-        bundle = runner.align_cached(job.path, base)
-    except ExtractionError as e:
-        return Failure(str(job.path), e.stage, e.cause)
-    try:
-        cache.put(job.key, bundle)
-    except Exception as e:
-        return Failure(str(job.path), "save", f"{type(e).__name__}: {e}")
-    return None
-
-
-def compute(runner: LoadedExtractors, job: Job, cache_root: str,
-            on_stage: StageCallback | None = None, wait: bool = True) -> Failure | str | None:
-    """Extract ``job`` and store its bundle in the cache, claiming the entry while doing it.
-
-    Returns the Failure, None on success, FOUND when another process stored the entry first, or
-    BUSY (only with ``wait=False``) when another process is computing it now. With word alignment
-    the unaligned bundle is stored too and the aligned one is derived from it.
-    """
-    cache = FeatureCache(cache_root)
-    with cache.claim(job.key, wait=wait) as claimed:
-        if not claimed:
-            return BUSY
-        if cache.lookup(job.key) is not None:
-            return FOUND
-        if job.base_key is not None:
-            derived = derive_aligned(runner, job, cache)
-            if derived != NO_BASE:  # aligned from an unaligned bundle another process stored meanwhile
-                return derived
-        return _extract_and_store(runner, job, cache, on_stage)
-
-
-def _extract_and_store(runner: LoadedExtractors, job: Job, cache: FeatureCache,
-                       on_stage: StageCallback | None) -> Failure | None:
-    """Run the extractors on ``job`` and store the bundle (and, with alignment, its unaligned base)."""
-    base_runner = runner.unaligned() if job.base_key is not None else runner
-    try:
-        bundle = (base_runner.run(job.path, job.transcript, on_stage) if on_stage
-                  else base_runner.run(job.path, job.transcript))
-    except ExtractionError as e:
-        return Failure(str(job.path), e.stage, e.cause)
-    bundle.meta["sha256"] = job.sha
-    try:
-        if job.base_key is None:
-            cache.put(job.key, bundle)
-            return None
-        cache.put(job.base_key, bundle)
-    except Exception as e:
-        return Failure(str(job.path), "save", f"{type(e).__name__}: {e}")
-    # aligned from the stored unaligned bundle, exactly as a later run deriving it would
-    failure = derive_aligned(runner, job, cache)
-    return Failure(str(job.path), "save", "the unaligned bundle just stored is unreadable") if failure == NO_BASE \
-        else failure
 
 
 #: the loaded extractors of this worker process (set by _init_worker)
@@ -243,37 +62,16 @@ def _init_worker(config: ExtractConfig, env: dict[str, str], parent: int) -> Non
     _WORKER = LoadedExtractors(config)
 
 
-def take_worker_env(env: Mapping[str, str]) -> None:
-    """A worker's start (pool process or Ray actor): the parent's variables (:func:`_worker_env`), its malloc
-    settings when it applied them (allocator.py), and the worker's share of the CPU threads for torch."""
-    os.environ.update(env)
-    follow_parent()
-    with contextlib.suppress(Exception):  # torch missing or its threads already fixed: keep the defaults
-        import torch
-
-        torch.set_num_threads(max(1, int(env.get(WORKER_THREADS_ENV, "1"))))
-
-
 def _worker_task(job: Job, cache_root: str, wait: bool = True) -> Failure | str | None:
     assert _WORKER is not None
     return compute(_WORKER, job, cache_root, wait=wait)
-
-
-def _worker_env(workers: int) -> dict[str, str]:
-    """The parent's environment variables workers need, plus their share of the CPU threads
-    (cores / workers): read by the runner's thread plan (CTranslate2, torch, OpenCV; lanes.py) and,
-    through OMP_NUM_THREADS, by any OpenMP library a worker loads."""
-    env = {k: v for k, v in os.environ.items() if k.startswith(WORKER_ENV_PREFIXES)}
-    env.setdefault(WORKER_THREADS_ENV, str(max(1, available_cores() // workers)))
-    env.setdefault("OMP_NUM_THREADS", env[WORKER_THREADS_ENV])
-    return env
 
 
 # ---------------------------------------------------------------------------------------------
 # the two passes
 # ---------------------------------------------------------------------------------------------
 def _look_up(files: Sequence[tuple[Path, str]], transcripts: Any, runner: LoadedExtractors,
-             state: _RunState) -> list[Job]:
+             state: RunState) -> list[Job]:
     """Pass 1: hash every file; cache hits finish at once. Returns the files left to extract."""
     todo: list[Job] = []
     fingerprint = runner.spec.fingerprint()
@@ -306,7 +104,7 @@ def _look_up(files: Sequence[tuple[Path, str]], transcripts: Any, runner: Loaded
     return todo
 
 
-def _serve_from_cache(runner: LoadedExtractors, job: Job, state: _RunState) -> bool:
+def _serve_from_cache(runner: LoadedExtractors, job: Job, state: RunState) -> bool:
     """Finish ``job`` from the cache when its entry is whole (or, aligned, derivable from the cached
     unaligned bundle); True when done (finished or failed), False when it must be computed."""
     header = state.cache.lookup(job.key)
@@ -333,7 +131,7 @@ def _serve_from_cache(runner: LoadedExtractors, job: Job, state: _RunState) -> b
     return True
 
 
-def _compute_here(runner: LoadedExtractors, todo: Sequence[Job], state: _RunState, show_stages: bool) -> None:
+def _compute_here(runner: LoadedExtractors, todo: Sequence[Job], state: RunState, show_stages: bool) -> None:
     """Pass 2 in this process; entries another process is computing are taken up last (then waited for)."""
     busy: list[Job] = []
     for wait, jobs in ((False, todo), (True, busy)):
@@ -347,13 +145,13 @@ def _compute_here(runner: LoadedExtractors, todo: Sequence[Job], state: _RunStat
                 state.record(job, outcome)
 
 
-def _compute_in_pool(config: ExtractConfig, todo: Sequence[Job], workers: int, state: _RunState) -> None:
+def _compute_in_pool(config: ExtractConfig, todo: Sequence[Job], workers: int, state: RunState) -> None:
     """Pass 2 in ``workers`` spawned processes; a worker that dies fails its file at stage "worker"."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                               initializer=_init_worker, initargs=(config, _worker_env(workers), os.getpid()))
+                               initializer=_init_worker, initargs=(config, worker_env(workers), os.getpid()))
     try:
         # first pass skips entries another process is computing; they are resubmitted to wait for them
         futures = {pool.submit(_worker_task, job, str(state.cache.root), False): job for job in todo}
@@ -440,7 +238,7 @@ def extract(paths: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str
     check_output_dir(cache.root, "cache folder")
     interrupted = False
     with progress_bar(progress, current=True) as bar:
-        state = _RunState(cache, out, save_srt, bar, bar.add_task("extract", total=len(files),
+        state = RunState(cache, out, save_srt, bar, bar.add_task("extract", total=len(files),
                                                                                      current=""), failures,
                           require=config.require)
         try:
@@ -474,7 +272,7 @@ class ExtractionInterrupted(KeyboardInterrupt):
         self.result = result
 
 
-def _result(runner: LoadedExtractors, state: _RunState, skipped: list[Failure], interrupted: bool,
+def _result(runner: LoadedExtractors, state: RunState, skipped: list[Failure], interrupted: bool,
             t_start: float) -> ExtractResult:
     """The ExtractResult of a (possibly interrupted) run, files and failures sorted by path."""
     state.items.sort(key=lambda i: i.path)
