@@ -12,19 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from msa_toolkit.extractors.base import create_extractor
 
 SR = 16000
-
-
-@pytest.fixture(scope="module")
-def speech(assets_dir):
-    x, sr = sf.read(str(assets_dir / "speech.wav"), dtype="float32")
-    assert sr == SR
-    return x
 
 
 @pytest.mark.parametrize("feature_set", ["eGeMAPSv02", "ComParE_2016"])
