@@ -1,6 +1,7 @@
 """Values, not only shapes, from media to dataset to scores (issue 39 items 1 and 2).
 
-One dataset is built once from the committed clips (label transcripts, MiniLM text + openSMILE audio):
+One dataset is built once from the committed clips (label transcripts, MiniLM text, openSMILE audio,
+MediaPipe faces at 2 fps):
 
 * item 2: ``build_dataset`` writes, per sample and modality, exactly the arrays ``extract()`` produces for
   that file (an independent run into a fresh cache), after its documented transforms: the bundle's
@@ -28,13 +29,15 @@ ROWS = {
     "b_1": ("speech.wav", "hello there this is a test", 0.5, "valid"),
     "c_1": ("speech.flac", "hello there this is a test", 1.0, "test"),
     "d_1": ("noaudio.mp4", "no sound at all", -1.0, "test"),  # audio absent
+    "e_1": ("noface.mp4", "nobody to be seen", 0.0, "train"),  # vision present, no face: mask all False
 }
 
 
 def _config():
     from msa_toolkit.extraction import ExtractConfig
 
-    return ExtractConfig(asr=None, vision=None)  # text (label transcripts) + openSMILE audio
+    # text (label transcripts) + openSMILE audio + MediaPipe faces at 2 fps (a few frames per clip, for speed)
+    return ExtractConfig(asr=None, vision_params={"fps": 2.0})
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def built(tmp_path_factory, assets_dir):
     (root / "label.csv").write_text("\n".join(lines) + "\n")
     rep = build_dataset(root / "label.csv", videos=media, out_dir=root / "ds", transcripts="label",
                         config=_config(), cache_dir=root / "cache", progress=False)
-    assert rep.failures == [] and rep.sizes == {"train": 2, "valid": 1, "test": 2}
+    assert rep.failures == [] and rep.sizes == {"train": 3, "valid": 1, "test": 2}
     return root
 
 
@@ -85,10 +88,15 @@ def test_dataset_values_are_the_extracted_values(built):
             for k, v in want_arrays.items():
                 np.testing.assert_array_equal(s.arrays[k], v, err_msg=f"{s.id} {k}")
     assert seen == set(ROWS)
-    # the absent audio stays absent, and the clips with audio have hundreds of 100 fps frames
-    d1 = ds.split("test")[[x.id for x in ds.split("test")].index("d_1")]
-    assert "audio" not in d1.features and "text" in d1.features
-    assert all(bundles[sid].sequences["audio"].values.shape[0] > 100 for sid in ("a_1", "a_2", "b_1", "c_1"))
+    # absent streams stay absent: no audio in noaudio.mp4, no vision in the .wav/.flac files; the clips
+    # with audio have hundreds of 100 fps frames, the videos' faces are found (mask True) at 2 fps
+    samples = {x.id: x for x in ds.samples()}
+    assert {sid: sorted(x.features) for sid, x in samples.items()} == {
+        "a_1": ["audio", "text", "vision"], "a_2": ["audio", "text", "vision"], "b_1": ["audio", "text"],
+        "c_1": ["audio", "text"], "d_1": ["text", "vision"], "e_1": ["audio", "text", "vision"]}
+    assert all(samples[sid].features["audio"].shape[0] > 100 for sid in ("a_1", "a_2", "b_1", "c_1"))
+    assert all(samples[sid].masks["vision"].any() for sid in ("a_1", "a_2"))
+    assert not samples["e_1"].masks["vision"].any()
 
 
 def test_predict_gives_evaluates_score(built, monkeypatch):
