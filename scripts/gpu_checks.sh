@@ -5,7 +5,7 @@
 # carried as an ignored folder, never committed) and the training-throughput benchmark with peak memory
 # (fp32, bf16) — then the `-m gpu` tests, `msa train` on CUDA launched by torchrun (one rank per GPU; NCCL
 # when there are two or more), the compiled bf16 throughput, `msa train --compile`, `msa extract --device
-# cuda`.
+# cuda`, and tests/test_device.py::test_extract_on_a_gpu (GPU extraction against the CPU bundle).
 # Runs from the repository root with the machine's own python3 and torch (no install):
 #   OUT=/some/dir [REFS=/dir/with/refs] [STEPS=name,name,...] bash scripts/gpu_checks.sh
 # STEPS picks steps by name (default: all, in the order below; a session with little device time runs
@@ -13,7 +13,7 @@
 # it would run and runs nothing. Every step's log goes to $OUT; a failing step does not stop the later ones.
 set -u
 ALL="reference_speed reference_speed_bf16 throughput_fp32 throughput_bf16 gpu_tests torchrun_bf16 torchrun_fp16
-throughput_bf16_compiled compile extract_cuda"
+throughput_bf16_compiled compile extract_cuda extract_gpu_test"
 STEPS=${STEPS:-all}
 for s in ${STEPS//,/ }; do
   [ "$s" = all ] && continue
@@ -91,5 +91,7 @@ step compile $PY -m msa_toolkit train --model mult --preset tiny --data $DS -o /
 # extraction on the GPU: Whisper (CTranslate2 float16), the text encoder; compare with the CPU bundle
 step extract_cuda $PY -m msa_toolkit extract assets/samples -o /tmp/msa_gpu_extract --cache-dir /tmp/msa_gpu_cache \
   --device cuda --vision none -q
+# the same on a test clip, compared value by value with the CPU run (its -m gpu test skips without CUDA)
+step extract_gpu_test $PY -m pytest -q -m gpu -p no:cacheprovider tests/test_device.py::test_extract_on_a_gpu
 
 [ -n "${DRY_RUN:-}" ] || ls -la "$OUT"

@@ -3,6 +3,7 @@ SIGTERM keeps what finished."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -18,11 +19,11 @@ from msa_toolkit.cli.main import main
 from msa_toolkit.errors import OutputError
 from msa_toolkit.extraction import ExtractConfig, LoadedExtractors, extract
 from msa_toolkit.extraction import outputs as outputs_mod
+from msa_toolkit.extraction import safety
 from msa_toolkit.extraction.safety import check_output_dir, check_output_file, write_or_fallback
 
 ROOT = Path(__file__).resolve().parent.parent
 CHEAP = ExtractConfig(asr=None, text=None, audio="opensmile", vision=None)
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 @pytest.fixture()
@@ -66,18 +67,29 @@ def test_unwritable_outputs_refused_before_work(assets_dir, tmp_path, capfd, no_
         extract(wav, out_dir=a_file / "x", config=CHEAP, cache_dir=tmp_path / "c", progress=False)
 
 
-@pytest.mark.skipif(IS_ROOT, reason="permission bits do not stop root")
-def test_read_only_folders_refused(tmp_path):
+@pytest.mark.parametrize("error", [PermissionError(errno.EACCES, "Permission denied"),
+                                   OSError(errno.ENOSPC, "No space left on device")])
+def test_unwritable_folders_refused(tmp_path, monkeypatch, error):
+    """A folder whose probe write fails is refused before work, with the OS's reason. The write fails by
+    construction (the probe's mkstemp raises inside ``ro``), so the check runs as root too, where a read-only
+    folder's permission bits stop nothing."""
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        with pytest.raises(OutputError, match="not writable"):
-            check_output_dir(ro / "out")
-        with pytest.raises(OutputError, match="not writable"):
-            check_output_file(ro / "p.json")
-    finally:
-        ro.chmod(0o700)
+    real = safety.tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kw):
+        if dir is not None and Path(dir).is_relative_to(ro):
+            raise error
+        return real(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(safety.tempfile, "mkstemp", mkstemp)
+    with pytest.raises(OutputError) as e:
+        check_output_dir(ro / "out")
+    assert str(e.value) == f"output folder {ro / 'out'} is not writable: {error.strerror}"
+    with pytest.raises(OutputError) as e:
+        check_output_file(ro / "p.json")
+    assert str(e.value) == f"the folder of output file {ro} is not writable: {error.strerror}"
+    assert check_output_dir(tmp_path / "ok") == tmp_path / "ok"  # elsewhere writes go through
 
 
 def test_late_write_failure_goes_to_a_fallback_file(assets_dir, tmp_path, monkeypatch):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from msa_toolkit.features import FeatureBundle, FeatureSequence, Transcript, Word
+from msa_toolkit.features import FeatureBundle, FeatureSequence, Segment, Transcript, Word
 from msa_toolkit.spec import ExtractorSpec, FeatureSpec
 
 
@@ -32,3 +32,8 @@ def test_transcript_srt_and_text():
     assert Transcript().is_empty
     d = Transcript.from_dict(tr.to_dict())
     assert d.text == tr.text
+    assert tr.to_srt() == ""  # user text without timings: no cue
+    timed = Transcript(tr.words, (Segment("I love it", 0.5, 2.25, 0, 3),), source="whisper")
+    assert timed.to_srt() == "1\n00:00:00,500 --> 00:00:02,250\nI love it\n\n"
+    # the SRT written next to a bundle is made from the transcript's dict (extraction/outputs.py)
+    assert Transcript.from_dict(timed.to_dict()).to_srt() == timed.to_srt()

@@ -102,18 +102,24 @@ def test_the_shared_step_runs_once_on_the_free_lane():
 
 def test_a_speech_failure_cancels_the_other_lane_at_its_next_frame():
     cancel = threading.Event()
+    reached = threading.Event()
     frames_seen: list[int] = []
 
     def vision():
         for i in until_cancelled(range(1000), cancel):
             frames_seen.append(i)
-            time.sleep(0.01)
+            if i == 3:  # hold frame 3 until the speech lane has failed and the lanes are cancelled
+                reached.set()
+                assert cancel.wait(30)
 
-    t = time.perf_counter()
+    def asr():
+        assert reached.wait(30)
+        raise ExtractionError("f.mp4", "asr", "asr broke")
+
     with pytest.raises(ExtractionError) as e:
-        run_lanes([_fail("asr", 0.05)], [("vision", vision)], [], True, cancel)
+        run_lanes([("asr", asr)], [("vision", vision)], [], True, cancel)
     assert e.value.stage == "asr" and cancel.is_set()
-    assert len(frames_seen) < 500 and time.perf_counter() - t < 5
+    assert frames_seen == [0, 1, 2, 3]  # the next frame after the cancellation is never handed out
 
 
 def test_until_cancelled_raises_a_base_exception():

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -256,16 +257,39 @@ def test_reference_speed_bf16_runs_steps_under_autocast():
     assert seen == [torch.bfloat16, torch.float32]
 
 
-def test_reference_speed_gemm_share_counts_matrix_multiplies():
+def test_reference_speed_gemm_share_counts_matrix_multiplies(monkeypatch):
     spec = importlib.util.spec_from_file_location("reference_speed", PARITY.parent / "reference_speed.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["reference_speed"] = mod
     spec.loader.exec_module(mod)
     a = torch.randn(256, 256)
+    # with the real profiler: a matrix multiply is counted as GEMM time, an element-wise op is not
     heavy = mod.gemm_share(lambda: [a @ a for _ in range(4)])
     light = mod.gemm_share(lambda: [torch.exp(a).sum() for _ in range(40)])
-    assert heavy["gemm_s"] > 0 and heavy["share"] > 0.5
-    assert light["gemm_s"] == 0 and light["total_s"] > 0
+    assert heavy["gemm_s"] > 0 and light["gemm_s"] == 0 and light["share"] == 0.0
+    # the arithmetic on known self times (a stand-in profiler; no measured-time threshold):
+    # 0.3 s aten::mm + 0.2 s aten::addmm of 1.0 s in all -> 0.5 s GEMM, share 0.5
+    events = [SimpleNamespace(key="aten::mm", self_cpu_time_total=300_000),
+              SimpleNamespace(key="aten::addmm", self_cpu_time_total=200_000),
+              SimpleNamespace(key="aten::exp", self_cpu_time_total=400_000),
+              SimpleNamespace(key="aten::mul", self_cpu_time_total=100_000)]
+
+    class FakeProfile:
+        def __init__(self, activities):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def key_averages(self):
+            return events
+
+    monkeypatch.setattr(torch.profiler, "profile", FakeProfile)
+    assert mod.gemm_share(lambda: None) == {"total_s": 1.0, "gemm_s": 0.5, "share": 0.5}
+    monkeypatch.undo()
     side = mod.Side(torch.nn.Linear(4, 4), lambda: None, lambda: a @ a, step=lambda: a @ a)
     bound = mod.gemm_bound(side, side, torch.device("cpu"), "fp32")
     assert set(bound) == {"train", "inference"}

@@ -27,7 +27,20 @@ def test_extract_writes_bundles_manifest_srt_and_summary(assets_dir, tmp_path):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert (out / "speech_positive.safetensors").is_file() and (out / "speech_positive.json").is_file()
-    assert "love this movie" in (out / "speech_positive.srt").read_text().lower()
+    srt = (out / "speech_positive.srt").read_text()
+    assert "love this movie" in srt.lower()
+    # the subtitles are the bundle's transcript, cue for cue: numbered from 1, each segment's times in ms
+    from msa_toolkit.features import FeatureBundle
+
+    tr = FeatureBundle.load(out / "speech_positive").transcript
+    segs = [sg for sg in tr.segments if sg.start == sg.start and sg.end == sg.end]
+
+    def ts(t):
+        ms = round(t * 1000)
+        return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+    assert len(segs) >= 1 and srt == "".join(f"{n}\n{ts(sg.start)} --> {ts(sg.end)}\n{sg.text.strip()}\n\n"
+                                             for n, sg in enumerate(segs, 1))
     manifest = json.loads((out / "manifest.json").read_text())
     assert [f["name"] for f in manifest["files"]] == ["speech_positive"]
     assert manifest["failures"][0]["stage"] == "decode"

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from msa_toolkit.errors import ModelLoadError
 from msa_toolkit.extractors.base import create_extractor, list_extractors
 
 SR = 16000
-
-
-@pytest.fixture(scope="module")
-def speech(assets_dir):
-    x, sr = sf.read(str(assets_dir / "speech.wav"), dtype="float32")
-    assert sr == SR
-    return x
 
 
 def test_registered():

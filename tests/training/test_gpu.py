@@ -21,10 +21,13 @@ def test_cuda_training_with_autocast(tiny_ds, tmp_path, precision, name):
     res = train(name, tiny_ds, tmp_path / "run", preset="tiny",
                 overrides={"trainer.device": "cuda", "trainer.precision": precision, "trainer.epochs": 3,
                            "trainer.batch_size": 8, "trainer.progress": False, "trainer.plots": False,
-                           "trainer.grad_clip_norm": 1.0})
+                           "trainer.grad_clip_norm": 1.0, "trainer.lr": 1e-2})
     run = res.runs[0]
-    assert all(torch.isfinite(torch.tensor(r["train"]["total"])) for r in run.history)
-    assert run.history[-1]["train"]["total"] < run.history[0]["train"]["total"] * 1.05
+    totals = [r["train"]["total"] for r in run.history]
+    assert all(torch.isfinite(torch.tensor(t)) for t in totals)
+    # the loss falls, epoch after epoch (was: the last at most 5 % above the first). On the CPU in fp32 at
+    # lr 1e-2 the three epochs' losses are late_fusion 1.137, 1.105, 1.037 and mult 1.117, 0.914, 0.777.
+    assert all(b < a for a, b in zip(totals, totals[1:])), totals
     ck = load_checkpoint(tmp_path / "run" / "best.safetensors")  # CPU load of CUDA-trained weights
     assert next(ck.model.parameters()).device.type == "cpu"
     cpu = evaluate(tmp_path / "run" / "best.safetensors", tiny_ds, device="cpu")

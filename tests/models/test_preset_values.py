@@ -1,0 +1,102 @@
+"""Every registered model's published presets, pinned (issue 39 item 7).
+
+Two kinds of pins:
+
+* the sizes each preset takes from its authors' reference code (input dims and lengths, widths, heads,
+  depths, kernels), with the file each number was read from (the checkouts were read with
+  ``git show HEAD:<path>``; nothing of them is copied here);
+* the trainable parameter count of every (model, published preset), so that any change of architecture
+  shows. ALMT MOSI and DLF MOSI equal the reference models' counts (benchmarks/param_counts.py REFERENCE);
+  the others are the toolkit's own counts as recorded in benchmarks/results/param_counts.md.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from msa_toolkit.models import create_model, get_entry, list_models, resolve_config
+
+#: (model, preset) -> trainable parameters (text encoder excluded); "tiny" presets are for tests, not published
+PARAMETERS = {
+    ("almt", "mosi"): 2_603_649,     # = the reference ALMT's count (Haoyu-ha/ALMT, configs/mosi.yaml)
+    ("almt", "mosei"): 3_223_041,
+    ("dlf", "mosi"): 1_291_105,      # = the reference DLF's count, adjusted as benchmarks/param_counts.py says
+    ("dlf", "mosei"): 1_224_405,
+    ("late_fusion", "mosi"): 75_841,
+    ("late_fusion", "mosei"): 81_217,
+    ("mind", "mosi"): 40_388_107,
+    ("mind", "mosei"): 14_074_891,
+    ("mmcl", "mosi"): 13_197_620,
+    ("mmcl", "mosei"): 13_194_548,
+    ("mult", "mosi"): 1_085_251,
+    ("mult", "mosei"): 1_087_771,
+    ("text_only", "mosi"): 98_561,
+    ("text_only", "mosei"): 98_561,
+    ("tfn", "mosi"): 2_890_851,
+    ("tfn", "mosei"): 2_892_363,
+}
+
+
+def _published():
+    return sorted((m, p) for m in list_models() for p in get_entry(m).presets if p != "tiny")
+
+
+def test_every_published_preset_is_pinned():
+    assert _published() == sorted(PARAMETERS)
+
+
+@pytest.mark.parametrize("model, preset", sorted(PARAMETERS))
+def test_parameter_count(model, preset):
+    torch.manual_seed(0)
+    assert create_model(model, preset=preset).num_parameters() == PARAMETERS[(model, preset)]
+
+
+#: model -> preset -> {config field: the authors' value}, each with its source
+REFERENCE_SIZES = {
+    # Haoyu-ha/ALMT configs/mosi.yaml and configs/mosei.yaml ("model:" section): l/a/v_input_dim,
+    # l/a/v_input_length, token_len 8, token_dim / proj_input_dim 128, proj_heads 8, proj_mlp_dim 128,
+    # proj_depth 1, AHL_depth 3, ahl_heads 8, ahl_dim_head 16, fusion_heads 8, fusion_layer_depth 2 (MOSI) / 4 (MOSEI)
+    "almt": {
+        "mosi": dict(text_dim=768, audio_dim=5, vision_dim=20, text_len=50, audio_len=375, vision_len=500,
+                     token_len=8, dim=128, heads=8, mlp_dim=128, embed_depth=1, ahl_depth=3, ahl_heads=8,
+                     ahl_dim_head=16, fusion_heads=8, fusion_depth=2),
+        "mosei": dict(text_dim=768, audio_dim=74, vision_dim=35, text_len=50, audio_len=500, vision_len=500,
+                      token_len=8, dim=128, heads=8, mlp_dim=128, embed_depth=1, ahl_depth=3, ahl_heads=8,
+                      ahl_dim_head=16, fusion_heads=8, fusion_depth=4),
+    },
+    # pwang322/DLF config/config.json: datasetCommonParams.<dataset>.unaligned.feature_dims and
+    # DLF.datasetParams.<dataset>: dst_feature_dim_nheads [50, 10], nlevels 2, conv1d_kernel_size_l/a/v
+    # (5 MOSI, 3 MOSEI); the memory layers of audio and vision are 3 in trains/singleTask/model/DLF.py
+    # (trans_a_mem / trans_v_mem, layers=3); lengths from the MMSA pickles the config points to (50/375/500)
+    "dlf": {
+        "mosi": dict(text_dim=768, audio_dim=5, vision_dim=20, dim=50, heads=10, layers=2, mem_layers=3,
+                     kernel_text=5, kernel_audio=5, kernel_vision=5),
+        "mosei": dict(text_dim=768, audio_dim=74, vision_dim=35, dim=50, heads=10, layers=2, mem_layers=3,
+                      kernel_text=3, kernel_audio=3, kernel_vision=3),
+    },
+    # WeeeicheN/MInD tasks/mosi/run_mosi.sh (--embdim 512 --fusedim 128) and tasks/mosi/run_mosi.py
+    # (max_seq_length 50, indim_v 47, indim_a 74; bbtf_*head 4, bbtf_*layers 3); tasks/mosei/run_mosei.sh
+    # (--embdim 256 --fusedim 128) and run_mosei.py (indim_v 35, indim_a 74); models/model.py GlobalStatNet's
+    # hidden width 512
+    "mind": {
+        "mosi": dict(text_dim=768, audio_dim=74, vision_dim=47, text_len=50, audio_len=50, vision_len=50,
+                     d_model=512, fusion_dim=128, backbone_heads=4, backbone_layers=3, stat_hidden=512),
+        "mosei": dict(text_dim=768, audio_dim=74, vision_dim=35, text_len=50, audio_len=50, vision_len=50,
+                      d_model=256, fusion_dim=128, backbone_heads=4, backbone_layers=3, stat_hidden=512),
+    },
+    # smwanghhh/MMCL train.py: --n_head 4; network.py: nn.TransformerEncoderLayer with its default
+    # dim_feedforward 2048. The reference is IEMOCAP-only (emb_size 128, seqlength 20, dims 300/74/35): the
+    # toolkit's MOSI/MOSEI widths (d_model 256, the paper's) and inputs (MAG-BERT release) have no reference file
+    "mmcl": {
+        "mosi": dict(num_heads=4, ff_dim=2048, text_dim=768, audio_dim=74, vision_dim=47, seq_len=50),
+        "mosei": dict(num_heads=4, ff_dim=2048, text_dim=768, audio_dim=74, vision_dim=35, seq_len=50),
+    },
+}
+
+
+@pytest.mark.parametrize("model, preset", [(m, p) for m in REFERENCE_SIZES for p in REFERENCE_SIZES[m]])
+def test_preset_sizes_equal_the_authors_configs(model, preset):
+    config = resolve_config(model, preset)  # what create_model(model, preset=preset) builds
+    got = {k: getattr(config, k) for k in REFERENCE_SIZES[model][preset]}
+    assert got == REFERENCE_SIZES[model][preset]
