@@ -52,7 +52,7 @@ from . import distributed as D
 from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, describe_nonfinite, full_model_state, load_resume_state,
                          model_state_tensors, save_checkpoint, save_resume_state)
 from .config import TrainConfig, coerce_field
-from .metrics import UNITS, NonFiniteError, compute_metrics, infer_metric_set
+from .metrics import UNITS, Metrics, NonFiniteError, infer_metric_set, score
 from .optim import build_optimizer, build_scheduler, clip_thresholds, resolve_precision
 from .report import Reporter
 from .rng import loader_generators, rng_state, seed_everything, set_rng_state
@@ -69,6 +69,10 @@ BEST_FILE = "best.safetensors"
 LOG_FILE = "log.jsonl"
 RESULT_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions_test.csv"
+
+
+#: reasons of :func:`~.metrics.undefined_metrics` that depend on the predictions (another epoch may have a value)
+PREDICTION_REASONS = frozenset({"constant predictions"})
 
 
 def _split_name(data: Any, *candidates: str) -> str | None:
@@ -184,10 +188,11 @@ class Trainer:
             loss={k: v / max(1, total_n) for k, v in loss_sum.items()},
         )
 
-    def evaluate(self, split: str | Iterable, drop: Sequence[str] = ()) -> dict[str, float]:
-        """Metrics (+ "loss") of the current weights on a split."""
+    def evaluate(self, split: str | Iterable, drop: Sequence[str] = ()) -> Metrics:
+        """Metrics (+ "loss") of the current weights on a split; a metric the split leaves undefined is NaN,
+        with the reason in ``.undefined`` (written as null, shown as n/a)."""
         p = self.predict(split, drop)
-        m = compute_metrics(p.prediction, p.label, self._resolve_metric_set())
+        m = score(p.prediction, p.label, self._resolve_metric_set())
         m["loss"] = p.loss.get("total", float("nan"))
         return m
 
@@ -308,7 +313,7 @@ class Trainer:
                                   "lr": setup.optimizer.param_groups[0]["lr"]}
         value = self._validate(record)
         if self.config.test_every_epoch and self.test_split is not None:  # for the labelled best-test figures
-            record["test"] = self.evaluate(self.test_split)
+            record["test"] = dict(self.evaluate(self.test_split))
         tc = self.config
         if self.valid_split is None or S.improved(value, run.best_value, self.monitor_direction, tc.min_delta,
                                                   tc.monitor_ties):
@@ -362,14 +367,23 @@ class Trainer:
             valid = self.evaluate(self.valid_split)
         except NonFiniteError as e:
             raise NonFiniteError(f"epoch {record['epoch']}, split {self.valid_split!r}: {e}") from None
-        bad = [k for k, v in valid.items() if not math.isfinite(v)]
+        bad = [k for k, v in valid.items() if not math.isfinite(v) and k not in valid.undefined]
         if bad:
             raise NonFiniteError(f"epoch {record['epoch']}: validation {', '.join(bad)} not finite "
                                  f"({', '.join(f'{k}={valid[k]}' for k in bad)}); nothing of this epoch was saved")
-        record["valid"] = valid
+        record["valid"] = dict(valid)  # plain values: the history is part of the resume state (weights_only)
+        if valid.undefined:
+            record["valid_undefined"] = dict(valid.undefined)
         value = valid.get(self.monitor)
         if value is None:
             raise MSAError(f"monitor {self.monitor!r} is not a validation metric; choose from {sorted(valid)}")
+        why = valid.undefined.get(self.monitor)
+        if why is not None and why not in PREDICTION_REASONS:  # the labels leave it undefined in every epoch
+            raise MSAError(f"monitor {self.monitor!r} is undefined on split {self.valid_split!r} ({why}); choose "
+                           f"another with --set trainer.monitor=... (e.g. mae)")
+        if why is not None:  # this epoch cannot be selected: said, not hidden
+            self.reporter.notice(f"epoch {record['epoch']}: {self.monitor} is undefined ({why}); this epoch "
+                                 "cannot be the best one")
         return value
 
     def _train_epoch(self, setup: TrainingSetup, run: RunState, epoch: int) -> dict[str, float]:
@@ -426,15 +440,20 @@ class Trainer:
 
     def _finish(self, run: RunState) -> FitResult:
         """Restore the best weights, evaluate the test split once, write the final files, print the summary."""
+        if run.best_weights is None and self.valid_split is not None and run.history:
+            self.reporter.notice(f"no epoch had a defined {self.monitor} on {self.valid_split!r}: the last "
+                                 "epoch's weights are kept")
         if run.best_weights is not None:
             # tensors only: non-tensor extra state (e.g. a replay buffer) stays as it is
             self.model.load_state_dict({k: v.to(self.device) for k, v in run.best_weights.items()}, strict=False)
         test: dict[str, float] = {}
+        undefined: dict[str, str] = {}
         outputs = None
         if self.test_split is not None:
             outputs = self.predict(self.test_split)
             try:
-                test = compute_metrics(outputs.prediction, outputs.label, self.metric_set)
+                scored = score(outputs.prediction, outputs.label, self.metric_set)
+                test, undefined = dict(scored), scored.undefined
             except NonFiniteError as e:
                 raise NonFiniteError(f"split {self.test_split!r} with the best weights: {e}") from None
             test["loss"] = outputs.loss.get("total", float("nan"))
@@ -445,7 +464,7 @@ class Trainer:
                            self.out_dir / BEST_FILE if self.out_dir is not None else None, run.stopped_early,
                            best_test)
         if self.writes:
-            self._write_final(run, test, outputs, best_test)
+            self._write_final(run, test, outputs, {**best_test, **({"test_undefined": undefined} if undefined else {})})
         D.barrier(self.ctx)
         self.reporter.run_summary(run.history, test, self.monitor)
         return result

@@ -13,7 +13,7 @@ import torch
 
 from msa_toolkit.models.base import ModelOutput
 from msa_toolkit.models.dlf import DLFConfig, DLFObjective
-from msa_toolkit.models.losses import modified_triplet_loss, soft_orthogonality
+from msa_toolkit.layers.losses import modified_triplet_loss, soft_orthogonality
 
 MODALITIES = ("text", "audio", "vision")
 

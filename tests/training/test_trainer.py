@@ -275,3 +275,45 @@ def test_the_run_sets_its_threads_once_and_the_model_never_changes_them(tiny_ds,
         assert {threads for _, threads in seen} == {2}
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_monitor_the_labels_leave_undefined_is_refused(tiny_ds, tmp_path, monkeypatch):
+    """Issue 31: a metric undefined on a split (no non-zero labels for non-0 Acc-2) was printed as 0.0000 and
+    could be monitored; now the run stops at once, saying which metric and why."""
+    import msa_toolkit.training.trainer as trainer_mod
+    from msa_toolkit.training.metrics import Metrics
+
+    real = trainer_mod.score
+
+    def no_nonzero_labels(pred, true, metric_set="standard"):
+        m = real(pred, true, metric_set)
+        return Metrics({**m, "acc2_non0": float("nan")}, {**m.undefined, "acc2_non0": "no non-zero labels"})
+
+    monkeypatch.setattr(trainer_mod, "score", no_nonzero_labels)
+    tr = _trainer(tiny_ds, tmp_path, epochs=2, monitor="acc2_non0")
+    with pytest.raises(MSAError, match=r"monitor 'acc2_non0' is undefined on split 'valid' \(no non-zero labels\)"):
+        tr.fit()
+
+
+def test_an_epoch_with_an_undefined_monitor_is_never_the_best_and_undefined_is_null(tiny_ds, tmp_path, monkeypatch,
+                                                                                   capsys):
+    import msa_toolkit.training.trainer as trainer_mod
+    from msa_toolkit.training.metrics import Metrics
+
+    real, calls = trainer_mod.score, []
+
+    def constant_first(pred, true, metric_set="standard"):
+        m = real(pred, true, metric_set)
+        calls.append(1)
+        if len(calls) == 1:  # epoch 1's validation: constant predictions
+            return Metrics({**m, "corr": float("nan")}, {**m.undefined, "corr": "constant predictions"})
+        return m
+
+    monkeypatch.setattr(trainer_mod, "score", constant_first)
+    tr = _trainer(tiny_ds, tmp_path, epochs=2, monitor="corr", patience=0)
+    tr.reporter.main = True
+    res = tr.fit()
+    assert res.best_epoch == 2  # epoch 1 had no corr: it could not be chosen, even with a better loss
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log[0]["valid"]["corr"] is None and log[0]["valid_undefined"] == {"corr": "constant predictions"}
+    assert "corr is undefined (constant predictions)" in capsys.readouterr().err
