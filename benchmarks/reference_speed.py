@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
                     help="tuned: msa train's glibc malloc settings for the whole process (both sides); default: glibc's")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reference_speed"),
-                    help="output path without extension (.md and .json are written)")
+                    help="output path without extension: OUT.md, and the raw rounds in OUT/<name>.json")
     a = ap.parse_args(argv)
     if a.gemm_share and torch.device(a.device).type != "cpu":
         raise SystemExit("error: --gemm-share profiles CPU self time; run it with --device cpu")
@@ -493,8 +493,9 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python benchmarks/reference_speed.py " + shlex.join(sys.argv[1:] if argv is None else argv),
             "references": {k: {"repo": REPOS[k], "commit": reference_commit(p)} for k, p in refs.items()}}
     out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    raw = out / f"{out.name}.json"  # results/reference_speed/reference_speed.json beside results/reference_speed.md
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     out.with_suffix(".md").write_text(to_markdown(rows, meta))
     print(to_markdown(rows, meta))
     return 0

@@ -159,9 +159,8 @@ def config_from_mapping(cls: type[ModelConfig], values: Mapping[str, Any]) -> Mo
     return config
 
 
-#: float fields that must be strictly positive / non-negative wherever a config has them
-POSITIVE_FLOATS = frozenset({"lr"})
-NON_NEGATIVE_FLOATS = frozenset({"weight_decay", "grad_clip_value", "grad_clip_norm"})
+#: float fields that must not be negative wherever a config has them
+NON_NEGATIVE_FLOATS = frozenset({"lr", "weight_decay", "grad_clip_value", "grad_clip_norm"})
 
 
 def check_config(config: ModelConfig) -> None:
@@ -169,26 +168,25 @@ def check_config(config: ModelConfig) -> None:
 
     Integers: a field whose default is positive (a size, a count of layers or heads, a length) must be positive,
     and no integer field may be negative (0 means "off" or "automatic" where the default is 0). Floats must be
-    finite; every ``*dropout`` field is a probability in [0, 1); ``lr`` is positive, ``weight_decay`` and the
-    clipping thresholds are not negative, ``warmup_ratio`` is in [0, 1]. Constraints between fields (e.g. a
-    width divisible by the heads) are checked where the model is built.
+    finite; every ``*dropout`` field is a probability in [0, 1); ``lr``, ``weight_decay`` and the clipping
+    thresholds are not negative, ``warmup_ratio`` is in [0, 1]. Messages name the field as a setting
+    (``model.<field>``, as ``--set`` and config files address it). Constraints between fields (e.g. a width
+    divisible by the heads) are checked where the model is built.
     """
     for f in dataclasses.fields(config):
-        value, default = getattr(config, f.name), f.default
+        value, default, name = getattr(config, f.name), f.default, f"model.{f.name}"
         if isinstance(value, bool) or value is None:
             continue
         if isinstance(value, int) and not isinstance(default, bool) and isinstance(default, int):
             least = 1 if default > 0 else 0
             if value < least:
-                raise ValueError(f"{f.name} must be {'a positive integer' if least else '>= 0'}, got {value}")
+                raise ValueError(f"{name} must be {'a positive integer' if least else '>= 0'}, got {value}")
         elif isinstance(value, float) or (isinstance(value, int) and isinstance(default, float)):
             if not math.isfinite(value):
-                raise ValueError(f"{f.name} must be a finite number, got {value}")
+                raise ValueError(f"{name} must be a finite number, got {value}")
             if f.name.endswith("dropout") and not 0.0 <= value < 1.0:
-                raise ValueError(f"{f.name} is a probability and must be in [0, 1), got {value}")
-            if f.name in POSITIVE_FLOATS and value <= 0:
-                raise ValueError(f"{f.name} must be positive, got {value}")
+                raise ValueError(f"{name} is a probability and must be in [0, 1), got {value}")
             if f.name in NON_NEGATIVE_FLOATS and value < 0:
-                raise ValueError(f"{f.name} must be >= 0, got {value}")
+                raise ValueError(f"{name} must be >= 0, got {value}")
             if f.name == "warmup_ratio" and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{f.name} must be in [0, 1], got {value}")
+                raise ValueError(f"{name} must be in [0, 1], got {value}")

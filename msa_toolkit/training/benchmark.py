@@ -103,7 +103,8 @@ def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, prese
     settings, seed, toolkit version); a run made with anything else is trained again, and the console says why.
     """
     from .recipes import get_recipe
-    from .api import plan_runs, train
+    from .api import train
+    from .plan import plan_runs
     from .checkpoint import load_checkpoint
     from .distributed import resolve_device
     from .fingerprint import differences, read_fingerprint
@@ -201,10 +202,10 @@ def _protocol(data: Any, recipe: str, overrides: Sequence[str]) -> str:
     """The id of a benchmark command's protocol: the dataset by content, the recipe and the ``--set`` items.
     Finished runs of other models made under the same protocol (an earlier command into the same ``-o``) join
     the results tables; runs made under another protocol never do."""
-    from .api import _open_data
+    from .plan import open_data
     from .fingerprint import dataset_id, fingerprint_id
 
-    return fingerprint_id({"dataset": dataset_id(_open_data(data)), "recipe": recipe, "overrides": sorted(overrides)})
+    return fingerprint_id({"dataset": dataset_id(open_data(data)), "recipe": recipe, "overrides": sorted(overrides)})
 
 
 def _earlier_rows(out_dir: Path, protocol: str, have: set[tuple[str, int]]) -> list[dict[str, Any]]:

@@ -41,7 +41,7 @@ MMSA's names (``--mmsa-names``): :data:`MMSA_NAMES` maps each toolkit name to th
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -297,3 +297,19 @@ def format_metrics(metrics: Mapping[str, float], percent: bool = False) -> str:
         else:
             parts.append(f"{k}={format_value(v)}")
     return " ".join(parts)
+
+
+def metric_set_of(data: Any) -> str:
+    """The metric set of a data module from its labels' range (:func:`infer_metric_set`): the labels of every
+    split where the splits expose them (no features read), else the train loader's."""
+    names = tuple(getattr(data, "split_names", ()))
+    labels = None
+    if hasattr(data, "split") and names:
+        parts = [getattr(data.split(s), "labels", None) for s in names]
+        if all(p is not None for p in parts):
+            labels = np.concatenate([np.asarray(p, np.float64) for p in parts])
+    if labels is None:
+        if "train" not in names:
+            return "standard"
+        labels = np.concatenate([b.label.numpy() for b in data.loader("train")])
+    return infer_metric_set(labels[np.isfinite(labels)])

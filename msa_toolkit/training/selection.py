@@ -154,3 +154,25 @@ def maybe_roll_back(model: Any, optimizer: Any, run: Any, tc: Any) -> dict[str, 
     run.rollbacks += 1
     lrs = roll_back(model, optimizer, run.best_weights, run.best_optimizer, tc.rollback_factor)
     return {"to_epoch": run.best_epoch, "lr": lrs[0]}
+
+
+#: reasons of :func:`~.metrics.undefined_metrics` that depend on the predictions (another epoch may have a value)
+PREDICTION_REASONS = frozenset({"constant predictions"})
+
+
+def monitored_value(valid: Any, monitor: str, split: str, epoch: int) -> tuple[float, str | None]:
+    """The monitored value of an epoch's validation metrics (a :class:`~.metrics.Metrics`) and a notice when it
+    is undefined by this epoch's predictions (the epoch then cannot be the best one: NaN never improves).
+    MSAError when ``monitor`` is no metric, or when the labels leave it undefined in every epoch."""
+    from ..errors import MSAError
+
+    value = valid.get(monitor)
+    if value is None:
+        raise MSAError(f"monitor {monitor!r} is not a validation metric; choose from {sorted(valid)}")
+    why = getattr(valid, "undefined", {}).get(monitor)
+    if why is None:
+        return value, None
+    if why not in PREDICTION_REASONS:
+        raise MSAError(f"monitor {monitor!r} is undefined on split {split!r} ({why}); choose another with "
+                       "--set trainer.monitor=... (e.g. mae)")
+    return value, f"epoch {epoch}: {monitor} is undefined ({why}); this epoch cannot be the best one"

@@ -52,7 +52,7 @@ from . import distributed as D
 from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, describe_nonfinite, full_model_state, load_resume_state,
                          model_state_tensors, save_checkpoint, save_resume_state)
 from .config import TrainConfig, coerce_field
-from .metrics import UNITS, Metrics, NonFiniteError, infer_metric_set, score
+from .metrics import UNITS, Metrics, NonFiniteError, metric_set_of, score
 from .optim import build_optimizer, build_scheduler, clip_thresholds, resolve_precision
 from .report import Reporter
 from .rng import loader_generators, rng_state, seed_everything, set_rng_state
@@ -69,10 +69,6 @@ BEST_FILE = "best.safetensors"
 LOG_FILE = "log.jsonl"
 RESULT_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions_test.csv"
-
-
-#: reasons of :func:`~.metrics.undefined_metrics` that depend on the predictions (another epoch may have a value)
-PREDICTION_REASONS = frozenset({"constant predictions"})
 
 
 def _split_name(data: Any, *candidates: str) -> str | None:
@@ -133,21 +129,9 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def _resolve_metric_set(self) -> str:
-        """The metric set; "auto" is decided once from the labels' range (see ``infer_metric_set``)."""
-        if self.metric_set != "auto":
-            return self.metric_set
-        names = tuple(getattr(self.data, "split_names", ()))
-        labels = None
-        if hasattr(self.data, "split") and names:  # the labels of every split, without reading features
-            parts = [getattr(self.data.split(s), "labels", None) for s in names]
-            if all(p is not None for p in parts):
-                labels = np.concatenate([np.asarray(p, np.float64) for p in parts])
-        if labels is None:
-            if "train" not in names:
-                return "standard"
-            labels = np.concatenate([b.label.numpy() for b in self.data.loader("train")])
-        labels = labels[np.isfinite(labels)]
-        self.metric_set = infer_metric_set(labels)  # resolved once
+        """The metric set; "auto" is decided once from the labels' range (:func:`~.metrics.metric_set_of`)."""
+        if self.metric_set == "auto":
+            self.metric_set = metric_set_of(self.data)
         return self.metric_set
 
     # -- evaluation --------------------------------------------------------------------------
@@ -374,16 +358,9 @@ class Trainer:
         record["valid"] = dict(valid)  # plain values: the history is part of the resume state (weights_only)
         if valid.undefined:
             record["valid_undefined"] = dict(valid.undefined)
-        value = valid.get(self.monitor)
-        if value is None:
-            raise MSAError(f"monitor {self.monitor!r} is not a validation metric; choose from {sorted(valid)}")
-        why = valid.undefined.get(self.monitor)
-        if why is not None and why not in PREDICTION_REASONS:  # the labels leave it undefined in every epoch
-            raise MSAError(f"monitor {self.monitor!r} is undefined on split {self.valid_split!r} ({why}); choose "
-                           f"another with --set trainer.monitor=... (e.g. mae)")
-        if why is not None:  # this epoch cannot be selected: said, not hidden
-            self.reporter.notice(f"epoch {record['epoch']}: {self.monitor} is undefined ({why}); this epoch "
-                                 "cannot be the best one")
+        value, notice = S.monitored_value(valid, self.monitor, self.valid_split, record["epoch"])
+        if notice:
+            self.reporter.notice(notice)
         return value
 
     def _train_epoch(self, setup: TrainingSetup, run: RunState, epoch: int) -> dict[str, float]:

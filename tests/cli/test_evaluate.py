@@ -40,14 +40,14 @@ def test_evaluate_matches_training_metrics(trained):
         for k in want:
             assert got[k] == pytest.approx(want[k], abs=1e-6), k
     # with every modality dropped the model sees the same all-masked zeros for every sample: one constant
-    # prediction c, so MAE = mean |c - label| over the test labels and the correlation is 0 by definition
+    # prediction c, so MAE = mean |c - label| over the test labels and the correlation is undefined (NaN, said why)
     dropped = evaluate(ck_path, trained / "ds", drop=("text", "audio", "vision"))
     model = load_checkpoint(ck_path).model.eval()
     with torch.no_grad():
         c = float(model.predict(synthetic_batch(1, (6, 8, 8), (8, 4, 4)).drop("text", "audio", "vision"))[0])
     labels = np.array([s.label for s in load_dataset(trained / "ds").split("test")], dtype=np.float64)
     assert dropped["mae"] == pytest.approx(float(np.mean(np.abs(c - labels))), abs=1e-5)
-    assert dropped["corr"] == 0.0
+    assert np.isnan(dropped["corr"]) and dropped.undefined["corr"] == "constant predictions"
 
 
 def test_evaluate_errors(trained):

@@ -9,13 +9,13 @@ from msa_toolkit.models._registry import MAX_PARAMETERS
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"dim": -4}, "dim must be a positive integer, got -4"),
-    ({"heads": 0}, "heads must be a positive integer, got 0"),
-    ({"dropout": 1.5}, r"dropout is a probability and must be in \[0, 1\), got 1.5"),
-    ({"attn_dropout": -0.1}, r"attn_dropout is a probability"),
-    ({"lr": 0.0}, "lr must be positive"),
-    ({"weight_decay": -1e-4}, "weight_decay must be >= 0"),
-    ({"out_dropout": float("nan")}, "out_dropout must be a finite number"),
+    ({"dim": -4}, "model.dim must be a positive integer, got -4"),
+    ({"heads": 0}, "model.heads must be a positive integer, got 0"),
+    ({"dropout": 1.5}, r"model.dropout is a probability and must be in \[0, 1\), got 1.5"),
+    ({"attn_dropout": -0.1}, r"model.attn_dropout is a probability"),
+    ({"lr": -1e-3}, "model.lr must be >= 0"),
+    ({"weight_decay": -1e-4}, "model.weight_decay must be >= 0"),
+    ({"out_dropout": float("nan")}, "model.out_dropout must be a finite number"),
     ({"dim": 7}, "dim 7 is not divisible by heads 2"),
 ])
 def test_impossible_values_are_refused_with_the_field_named(override, message):

@@ -89,7 +89,7 @@ def test_clear_errors(tmp_path):
                         ({"model_config": {**doc["model_config"], "hidden": 5}}, "do not match"),
                         # sizes no model is built with: refused before any memory is allocated
                         ({"model_config": {**doc["model_config"], "hidden": 2_000_000}}, "parameters, more than"),
-                        ({"model_config": {**doc["model_config"], "hidden": -3}}, "hidden must be a positive"),
+                        ({"model_config": {**doc["model_config"], "hidden": -3}}, "model.hidden must be a positive"),
                         ({"model_config": {**doc["model_config"], "dropout": 1.5}}, r"in \[0, 1\)")):
         bad = tmp_path / "bad.safetensors"
         save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(bad),

@@ -7,7 +7,8 @@ import torch
 from msa_toolkit.data.module import DataModule
 from msa_toolkit.errors import MSAError
 from msa_toolkit.models import create_model
-from msa_toolkit.training.api import resolve_run_config, train
+from msa_toolkit.training.api import train
+from msa_toolkit.training.plan import resolve_run_config
 from msa_toolkit.training.checkpoint import load_checkpoint
 from msa_toolkit.training.trainer import TrainConfig, Trainer, build_scheduler
 
