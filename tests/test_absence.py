@@ -81,7 +81,8 @@ def test_default_extract_gives_every_readable_file_its_modalities(extracted, cap
         cells = [c.strip() for c in re.split(r"[│|]", line)[1:-1]]
         if len(cells) == 6 and cells[0] != "file":
             rows[cells[0]] = cells[1]
-    assert rows == {"noaudio": "vision (no text/audio: no audio track)", "silence": "text+audio+vision",
+    assert rows == {"noaudio": "vision (no text/audio: no audio track)",
+                    "silence": "audio+vision (no text: no speech found)",
                     "talk": "text+audio (no vision: no video stream)",
                     "talk_mp3": "text+audio (no vision: no video stream)"}
     assert "skipped 1 file(s) that are not media: notes.xyz" in out

@@ -74,7 +74,7 @@ def predictor():
             p.normal_(0.0, 0.3)
     rng = np.random.default_rng(1)
     norm = {m: {"mean": rng.normal(size=d).tolist(), "std": (1 + rng.random(d)).tolist()} for m, d in DIMS.items()}
-    ck = SimpleNamespace(model=model, model_config={f"{m}_dim": d for m, d in DIMS.items()},
+    ck = SimpleNamespace(model=model, model_config={f"{m}_dim": d for m, d in DIMS.items()}, spec=None, path="ck",
                          extra={"normalize": True, "normalization": norm,
                                 "max_lengths": {"text": 20, "audio": 60, "vision": 30}})
     return Predictor(ck, None, ("text", "audio", "vision"), _extractors=SimpleNamespace(

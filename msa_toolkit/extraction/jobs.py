@@ -12,7 +12,7 @@ from typing import Mapping
 from ..allocator import follow_parent
 from ..cache import FeatureCache
 from ..errors import ExtractionError
-from ..features import Transcript
+from ..features import BundleReadError, FeatureBundle, Transcript
 from .lanes import WORKER_THREADS_ENV, available_cores
 from .results import Failure
 from .runner import LoadedExtractors, StageCallback

@@ -26,7 +26,6 @@ import json
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -34,12 +33,12 @@ from typing import Any, Iterable, Mapping, Sequence
 from .._io import progress_bar
 from ..cache import FeatureCache, cache_key, hash_file, hash_text
 from ..errors import ExtractConfigError, ExtractionError
-from ..features import BundleReadError, FeatureBundle
+from ..features import BundleReadError
 from .config import ExtractConfig
 from .inputs import collect_inputs, find_user_transcript, parse_shard, require_media, select_shard
 from .jobs import BUSY, FOUND, NO_BASE, Job, compute, derive_aligned, take_worker_env, worker_env
 from .outputs import write_reports
-from .results import ExtractResult, Failure, FileResult
+from .results import ExtractResult, Failure
 from .runner import LoadedExtractors, input_token
 from .state import RunState
 from .safety import check_output_dir, exit_on_sigterm, sigterm_as_interrupt, watch_parent

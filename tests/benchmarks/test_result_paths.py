@@ -27,9 +27,7 @@ def _load(path: Path, name: str):
 
 
 def test_raw_results_live_in_a_folder_named_after_their_markdown():
-    # reference_speed is being redone separately and keeps its own layout until then
-    loose = [p.name for p in RESULTS.iterdir()
-             if p.is_file() and p.suffix != ".md" and not p.name.startswith("reference_speed")]
+    loose = [p.name for p in RESULTS.iterdir() if p.is_file() and p.suffix != ".md"]
     assert loose == []
     for folder in (p for p in RESULTS.iterdir() if p.is_dir()):
         assert (RESULTS / f"{folder.name}.md").is_file(), f"{folder.name}/ has no {folder.name}.md beside it"
