@@ -70,7 +70,9 @@ def benchmark_command(
         return
     typer.echo((out / "results.md").read_text())
     failed = sum(r["status"] != "ok" for r in result.runs)
-    typer.echo(f"{len(result.runs) - failed} of {len(result.runs)} runs finished; results in {out}")
+    reused = sum(str(r.get("resumed", "")).startswith("skipped") for r in result.runs)
+    said = f" ({reused} read back: finished before, same fingerprint)" if reused else ""
+    typer.echo(f"{len(result.runs) - failed} of {len(result.runs)} runs finished{said}; results in {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -121,8 +121,9 @@ def test_a_finished_run_is_reused_only_when_its_fingerprint_matches(bench_ds, tm
     assert _one(bench_ds, out).exit_code == 0
     first = _runs(out)[("text_only", 1)]
     assert first["epochs_run"] == 2 and first["dataset_id"] and first["fingerprint"]
-    res = _one(bench_ds, out)  # the same command: read back
+    res = _one(bench_ds, out)  # the same command: read back, and said
     assert res.exit_code == 0 and _runs(out)[("text_only", 1)]["resumed"] == "skipped (finished)"
+    assert "1 of 1 runs finished (1 read back: finished before, same fingerprint)" in res.output
     res = _one(bench_ds, out, epochs="3")  # other settings: trained again, and said so
     assert res.exit_code == 0 and "trainer.epochs: 2 -> 3" in res.output and "training it again" in res.output
     assert _runs(out)[("text_only", 1)]["epochs_run"] == 3
