@@ -462,7 +462,7 @@ class Trainer:
             from .plots import write_run_plots
 
             write_run_plots(self.out_dir, run.history, outputs.prediction if outputs is not None else None,
-                            outputs.label if outputs is not None else None)
+                            outputs.label if outputs is not None else None, mmsa_names=self.config.mmsa_names)
         resume_path = self.out_dir / RESUME_FILE
         st = load_resume_state(resume_path) if resume_path.is_file() else {"history": run.history}
         st.update(finished=True, result=summary)

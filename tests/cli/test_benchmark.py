@@ -213,6 +213,10 @@ def test_significance_with_one_seed_says_n_a_and_a_foreign_baseline_is_refused(b
         run_benchmark(["text_only"], bench_ds, tmp_path / "x", seeds=(1,), preset="tiny", overrides=over,
                       baseline="tfn")
     assert not (tmp_path / "x").exists()
+    from msa_toolkit.cli.main import main
+
+    assert main(["benchmark", "--models", "text_only", "--data", str(bench_ds), "-o", str(tmp_path / "x"),
+                 "--baseline", "tfn"]) == 2 and not (tmp_path / "x").exists()
     run_benchmark(["text_only", "late_fusion"], bench_ds, tmp_path / "one", seeds=(1,), preset="tiny",
                   overrides=over, plot=False, baseline="text_only")
     row = next(r for r in csv.DictReader((tmp_path / "one" / "significance.csv").open()) if r["metric"] == "mae")
