@@ -284,20 +284,20 @@ def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bo
     metrics = _metrics_of(table)
     sig = compare(result.runs, baseline) if baseline is not None else None
     names = MMSA_NAMES if mmsa_names else {}
+    # the test-selected columns only when a run's recipe evaluated test every epoch (else they would be empty)
+    cols = [(s, m) for s in ("test", BEST_TEST_KEY)[:1 + any(r.get(BEST_TEST_KEY) for r in result.runs)]
+            for m in metrics]
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["model", "seed", "recipe", "preset", "status", "error", "params", "epochs_run", "best_epoch",
-                "seconds_per_epoch", "device", "data", *[f"test_{m}" for m in metrics],
-                *[f"{BEST_TEST_KEY}_{m}" for m in metrics]])
+                "seconds_per_epoch", "device", "data", *[f"{s}_{m}" for s, m in cols]])
     for r in result.runs:
         w.writerow([r["model"], r["seed"], r["recipe"], r["preset"], r["status"], r["error"], r.get("params", ""),
                     r.get("epochs_run", ""), r.get("best_epoch", ""), r.get("seconds_per_epoch", ""),
-                    r.get("device", ""), r.get("data", ""), *[r.get("test", {}).get(m, "") for m in metrics],
-                    *[r.get(BEST_TEST_KEY, {}).get(m, "") for m in metrics]])
+                    r.get("device", ""), r.get("data", ""), *[r.get(s, {}).get(m, "") for s, m in cols]])
     atomic_write_text(out / "runs.csv", buf.getvalue())
     buf = io.StringIO()
     w = csv.writer(buf)
-    cols = [("test", m) for m in metrics] + [(BEST_TEST_KEY, m) for m in metrics]
     w.writerow(["model", "recipe", "preset", "seeds_ok", "seeds", "params", "seconds_per_epoch", "device", "data",
                 "errors",
                 *[f"{s}_{_label(m, mmsa_names, False)}_{stat}" for s, m in cols for stat in ("mean", "std")]])

@@ -251,3 +251,22 @@ def test_a_significant_difference_is_marked_in_every_table(tmp_path):
     assert not wide[1][wide[0].index("mae")].endswith("†")
     assert r"$^\dagger$" in (tmp_path / "results.tex").read_text()
     assert "p $<$ 0.05" in (tmp_path / "results.tex").read_text()
+
+
+def test_results_csv_has_test_selected_columns_only_when_a_recipe_recorded_them(tmp_path):
+    from msa_toolkit.training.benchmark import BenchmarkResult, write_results
+
+    def row(model, seed, best_test):
+        return {"model": model, "seed": seed, "recipe": "toolkit", "preset": "-", "status": "ok", "error": "",
+                "params": 1, "seconds_per_epoch": 1.0, "device": "cpu", "epochs_run": 1, "valid": {},
+                "test": {"mae": 1.0, "acc2_non0": 0.5}, BEST_TEST_KEY: best_test}
+
+    for rows, want in (([row("a", 1, {}), row("b", 1, {})], False),
+                       ([row("a", 1, {}), row("b", 1, {"mae": 0.9, "acc2_non0": 0.6})], True)):
+        out = tmp_path / str(want)
+        out.mkdir()
+        write_results(BenchmarkResult(out, rows, aggregate(rows)), plot=False)
+        for name in ("results.csv", "runs.csv"):
+            header = next(csv.reader((out / name).open()))
+            assert any(h.startswith("test_mae") for h in header)
+            assert any(h.startswith(f"{BEST_TEST_KEY}_") for h in header) == want, (name, header)
