@@ -103,7 +103,8 @@ class Prediction:
     def class7(self) -> int | None:
         return None if self.score is None else class7(self.score)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, segments: bool | None = None) -> dict[str, Any]:
+        """The JSON record; ``segments`` only when asked (``--segments``: True), or, with None, when there are some."""
         d = asdict(self)
         if self.error is not None:  # a failed or skipped file: whether it holds speech is unknown, not "no"
             d["speech_found"] = None
@@ -111,6 +112,8 @@ class Prediction:
         d["absent"] = dict(self.absent)
         d["flags"] = list(self.flags)
         d["segments"] = [{**asdict(s), "polarity": s.polarity} for s in self.segments]
+        if not (segments or (segments is None and self.segments)):
+            del d["segments"]
         d["polarity"] = self.polarity
         d["class7"] = self.class7
         d["label7"] = self.label7
@@ -122,8 +125,9 @@ CSV_COLUMNS = ("path", "score", "polarity", "class7", "label7", "transcript", "s
                "modalities_present", "duration", "total_seconds", "flags", "error", "absent", "max_faces")
 
 
-def to_json(preds: Iterable[Prediction], extra: dict[str, Any] | None = None) -> str:
-    out = {"predictions": [p.to_dict() for p in preds]}
+def to_json(preds: Iterable[Prediction], extra: dict[str, Any] | None = None, segments: bool | None = None) -> str:
+    """The ``--json`` document; each prediction has ``segments`` only when asked (:meth:`Prediction.to_dict`)."""
+    out = {"predictions": [p.to_dict(segments) for p in preds]}
     if extra:
         out.update(extra)
     return dumps_json(out, indent=2)

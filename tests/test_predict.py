@@ -33,6 +33,17 @@ def clip_predictions(default_predictor, cache_dir):
     return {Path(p.path).name: p for p in preds}
 
 
+def test_json_has_segments_only_when_asked():
+    from msa_toolkit.prediction_types import Prediction, SegmentPrediction, to_json
+
+    seg = SegmentPrediction(text="hi", start=0.0, end=1.0, score=1.0)
+    preds = [Prediction("a.mp4", 1.0, segments=(seg,)), Prediction("b.mp4", 0.5)]
+    assert ["segments" in p for p in json.loads(to_json(preds, segments=False))["predictions"]] == [False, False]
+    asked = json.loads(to_json(preds, segments=True))["predictions"]
+    assert asked[0]["segments"][0]["polarity"] == "positive" and asked[1]["segments"] == []
+    assert ["segments" in p for p in json.loads(to_json(preds))["predictions"]] == [True, False]
+
+
 def test_polarity_helpers():
     assert class7(2.6) == 3 and class7(-0.4) == 0 and class7(-9) == -3
     assert polarity(0.49) == "neutral" and polarity(0.51) == "positive" and polarity(-1.2) == "negative"
@@ -229,6 +240,7 @@ def test_cli_predict_json_csv(tmp_path, cache_dir):
     doc = json.loads((tmp_path / "o.json").read_text())
     by = {Path(p["path"]).name: p for p in doc["predictions"]}
     assert by["speech_negative.mp4"]["polarity"] == "negative" and by["corrupt.mp4"]["error"]
+    assert all("segments" not in p for p in doc["predictions"])  # only with --segments (docs/formats.md)
     assert (tmp_path / "o.csv").read_text().splitlines()[0].startswith("path,score,polarity")
     # every file failing is a non-zero exit
     res = CliRunner().invoke(app, ["predict", str(ASSETS / "corrupt.mp4"), "--cache-dir", str(cache_dir)])

@@ -39,6 +39,10 @@ def benchmark_command(
                                  help="Accuracies and F1 in percent in results.md/png, as the papers (default: "
                                       "fractions; the CSV and JSON files always hold fractions)."),
     paper: bool = typer.Option(False, "--paper", help="Add the papers' CMU-MOSI numbers next to the table."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="MODEL",
+                                           help="Compare every model with this one: paired t-test over seeds and "
+                                                "a bootstrap interval on the test predictions (significance.csv; "
+                                                "† in the tables)."),
     quiet: bool = typer.Option(True, "--quiet/--verbose", help="Per-run progress output."),
 ) -> None:
     """Train every model x seed (finished runs are skipped) and write results.{md,csv,json,png}.
@@ -60,7 +64,7 @@ def benchmark_command(
     try:
         result = run_benchmark(_csv(models), data, out, seeds=seed_list, recipe=recipe, preset=preset,
                                overrides=overrides, mmsa_names=mmsa_names, percent=percent,
-                               paper=PAPER_MOSI if paper else None)
+                               paper=PAPER_MOSI if paper else None, baseline=baseline)
     except KeyboardInterrupt:
         typer.secho(f"interrupted: finished runs are kept in {out}; run the same command to continue (finished "
                     "runs are skipped, the interrupted one resumes from its last.pt)", fg=typer.colors.YELLOW,

@@ -19,6 +19,9 @@ def evaluate_command(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Evaluation batch size."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
+    predictions: Optional[Path] = typer.Option(
+        None, "--predictions", help="Also write one row per sample to this CSV: id, label, prediction and "
+                                    "text/audio/vision presence (1/0) as the model saw them."),
     mmsa: bool = typer.Option(False, "--mmsa-names",
                               help="Name the metrics as MMSA does (Has0_acc_2, Non0_F1_score, Mult_acc_7, MAE, "
                                    "Corr, ...), on the console and in --json."),
@@ -31,7 +34,8 @@ def evaluate_command(
 
     keep_freed_memory()
     drops = [d for item in drop for d in item.split(",") if d]
-    metrics = evaluate(checkpoint, data, split=split, drop=drops, device=device, batch_size=batch_size)
+    metrics = evaluate(checkpoint, data, split=split, drop=drops, device=device, batch_size=batch_size,
+                       predictions=predictions)
     undefined = getattr(metrics, "undefined", {})
     names = {k: v for table in MMSA_NAMES.values() for k, v in table.items()} if mmsa else {}
     if mmsa:

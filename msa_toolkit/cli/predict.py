@@ -86,7 +86,7 @@ def predict_command(
     extra = {"checkpoint": getattr(ck, "path", ""), "model": ck.model_name,
              "seconds": round(time.perf_counter() - t0, 3)}
     misplaced = False
-    for target, text in ((json_out, lambda: to_json(preds, extra)), (csv_out, lambda: to_csv(preds))):
+    for target, text in ((json_out, lambda: to_json(preds, extra, segments)), (csv_out, lambda: to_csv(preds))):
         if target is not None and str(target) == STDOUT:
             sys.stdout.write(text())
             sys.stdout.flush()

@@ -48,6 +48,9 @@ def train_command(
     compile_: bool = typer.Option(False, "--compile",
                                   help="torch.compile the training step (CUDA mainly; on CPU the inductor needs a C "
                                        "compiler; a failure warns and falls back to eager)."),
+    log: str = typer.Option("none", "--log", metavar="none|tensorboard",
+                            help="Experiment tracking: tensorboard writes each epoch's losses, metrics and lr to "
+                                 "OUT/tensorboard/seed_<s>/ (needs `pip install tensorboard`)."),
 ) -> None:
     """Train a model; writes best.safetensors, logs, metrics, plots and a multi-seed summary.
 
@@ -62,6 +65,14 @@ def train_command(
     from ..allocator import keep_freed_memory
     from ..training.api import train
 
+    callbacks = []
+    if log == "tensorboard":
+        from ..training.tracking import TENSORBOARD_DIR, TensorBoardLogger, require_tensorboard
+
+        require_tensorboard()  # one line before any training, not after the first epoch
+        callbacks.append(TensorBoardLogger(out / TENSORBOARD_DIR))
+    elif log != "none":
+        raise typer.BadParameter(f"--log: expected none or tensorboard, got {log!r}")
     keep_freed_memory()  # large activations reuse freed heap memory: no page faults every step (allocator.py)
     overrides = trainer_overrides(set_, epochs=epochs, device=device, precision=precision, mmsa_names=mmsa,
                                   compile=compile_, threads=threads)
@@ -70,11 +81,14 @@ def train_command(
     overrides.insert(0, f"trainer.progress={'false' if quiet else 'true'}")
     try:
         result = train(model, data, out, preset=preset, config=config, overrides=overrides,
-                       seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe)
+                       seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe, callbacks=callbacks)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where the trainer turns it into one
         typer.secho(f"interrupted: finished epochs are kept in {out} (last.pt); run the same command with "
                     "--resume to continue", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(INTERRUPTED_EXIT) from None
+    finally:
+        for cb in callbacks:
+            cb.close()
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
     typer.echo(f"run written to {result.out_dir}")

@@ -205,8 +205,13 @@ def print_summary(result: RunResult) -> None:
 # -- evaluate ----------------------------------------------------------------------------------
 
 def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop: Sequence[str] = (),
-             device: str = "auto", batch_size: int | None = None) -> dict[str, float]:
+             device: str = "auto", batch_size: int | None = None,
+             predictions: str | os.PathLike | None = None) -> dict[str, float]:
     """Metrics (+ "loss") of a checkpoint on one split of a dataset; ``drop`` ablates modalities.
+
+    ``predictions`` writes a CSV (atomically) with one row per sample: ``id,label,prediction,text,audio,vision``,
+    the last three 1 when the sample had that modality as the model saw it (its mask has a valid step;
+    a ``drop``ped modality is 0), else 0.
 
     The data is prepared as in training: the checkpoint's truncation lengths and
     its stored normalisation statistics (not the dataset's). The dataset's
@@ -254,6 +259,10 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
         dm.collator = dataclasses.replace(dm.collator, stats=usable_stats(norm, dims, checkpoint, CHECKPOINT_FIX))
     trainer = Trainer(ck.model, dm, tc, out_dir=None, spec=ck.spec)
     out = trainer.predict(split, tuple(drop))
+    if predictions is not None:
+        from .state import write_predictions
+
+        write_predictions(out, Path(predictions), presence=True)
     metrics = score(out.prediction, out.label, trainer._resolve_metric_set())
     metrics["loss"] = out.loss.get("total", float("nan"))
     return metrics

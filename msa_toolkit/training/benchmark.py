@@ -9,6 +9,8 @@ Layout of ``out_dir``::
     runs/<model>/seed_<s>/   one single-seed ``train()`` run each (config.yaml, metrics.json, log.jsonl, ...)
     runs.csv                 one row per model x seed: status, error, params, s/epoch, device, metrics
     results.{csv,json,md}    one row per model: mean ± std over the seeds that finished
+    results_wide.csv, .tex   MMSA's wide table (mean ± std cells) and a booktabs LaTeX table (training/tables.py)
+    significance.csv         with a baseline: paired t-test over seeds, bootstrap interval (training/significance.py)
     results.png              bar chart with error bars (test metrics of the valid-selected checkpoints)
 
 Resumable: a run whose ``metrics.json`` exists is read back, not trained again; an interrupted
@@ -152,13 +154,14 @@ def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, prese
 def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: Sequence[int] | None = (1, 2, 3),
                   recipe: str = "toolkit", preset: str | None = None, overrides: Iterable[str] = (),
                   mmsa_names: bool = False, percent: bool = False, paper: Mapping[str, Mapping[str, Any]] | None = None,
-                  plot: bool = True) -> BenchmarkResult:
+                  plot: bool = True, baseline: str | None = None) -> BenchmarkResult:
     """Train every model x seed on ``data`` (resumable) and write the cross-model tables (module docstring).
 
     ``recipe`` applies to every model that has it (the others use "toolkit"; the table says
     which); ``seeds`` None means each model's recipe seeds (else :data:`DEFAULT_SEEDS`).
     ``preset`` is used by the models that define it. ``overrides`` are ``--set`` items;
     ``"<model>:key=value"`` scopes one to a model. ``paper`` adds a table of published numbers.
+    ``baseline`` (one of ``models``) compares every other model with it (:mod:`.significance`).
     """
     from ..models import get_entry, list_models
 
@@ -170,6 +173,8 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
     if not models or (seeds is not None and not seeds):
         raise MSAError("benchmark needs at least one model and one seed")
     require_unique("--models", models)
+    if baseline is not None and baseline not in models:
+        raise MSAError(f"--baseline {baseline} is not one of --models ({', '.join(models)})")
     require_unique("--seeds", [int(s) for s in seeds or ()])
     from .recipes import get_recipe
 
@@ -194,7 +199,7 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
     rows += _earlier_rows(out_dir, protocol, {(r["model"], r["seed"]) for r in rows})
     result = BenchmarkResult(out_dir, rows, aggregate(rows))
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the tables
-        write_results(result, mmsa_names=mmsa_names, percent=percent, paper=paper, plot=plot)
+        write_results(result, mmsa_names=mmsa_names, percent=percent, paper=paper, plot=plot, baseline=baseline)
     return result
 
 
@@ -268,24 +273,31 @@ def _metrics_of(table: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]:
 
 
 def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bool = False,
-                  paper: Mapping[str, Mapping[str, Any]] | None = None, plot: bool = True) -> None:
-    """runs.csv, results.csv / .json / .md and results.png in ``result.out_dir``."""
+                  paper: Mapping[str, Mapping[str, Any]] | None = None, plot: bool = True,
+                  baseline: str | None = None) -> None:
+    """runs.csv, results.csv / .json / .md / _wide.csv / .tex, significance.csv (with ``baseline``) and
+    results.png in ``result.out_dir``."""
+    from .significance import compare, describe
+    from .tables import write_tables
+
     out, table = result.out_dir, result.table
     metrics = _metrics_of(table)
+    sig = compare(result.runs, baseline) if baseline is not None else None
+    names = MMSA_NAMES if mmsa_names else {}
+    # the test-selected columns only when a run's recipe evaluated test every epoch (else they would be empty)
+    cols = [(s, m) for s in ("test", BEST_TEST_KEY)[:1 + any(r.get(BEST_TEST_KEY) for r in result.runs)]
+            for m in metrics]
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["model", "seed", "recipe", "preset", "status", "error", "params", "epochs_run", "best_epoch",
-                "seconds_per_epoch", "device", "data", *[f"test_{m}" for m in metrics],
-                *[f"{BEST_TEST_KEY}_{m}" for m in metrics]])
+                "seconds_per_epoch", "device", "data", *[f"{s}_{m}" for s, m in cols]])
     for r in result.runs:
         w.writerow([r["model"], r["seed"], r["recipe"], r["preset"], r["status"], r["error"], r.get("params", ""),
                     r.get("epochs_run", ""), r.get("best_epoch", ""), r.get("seconds_per_epoch", ""),
-                    r.get("device", ""), r.get("data", ""), *[r.get("test", {}).get(m, "") for m in metrics],
-                    *[r.get(BEST_TEST_KEY, {}).get(m, "") for m in metrics]])
+                    r.get("device", ""), r.get("data", ""), *[r.get(s, {}).get(m, "") for s, m in cols]])
     atomic_write_text(out / "runs.csv", buf.getvalue())
     buf = io.StringIO()
     w = csv.writer(buf)
-    cols = [("test", m) for m in metrics] + [(BEST_TEST_KEY, m) for m in metrics]
     w.writerow(["model", "recipe", "preset", "seeds_ok", "seeds", "params", "seconds_per_epoch", "device", "data",
                 "errors",
                 *[f"{s}_{_label(m, mmsa_names, False)}_{stat}" for s, m in cols for stat in ("mean", "std")]])
@@ -297,8 +309,13 @@ def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bo
     atomic_write_json(out / "results.json", {"table": table, "runs": result.runs, "paper": paper or {},
                                               "protocol": {"test": "checkpoint chosen on valid",
                                                            BEST_TEST_KEY: "epoch chosen on the TEST split "
-                                                                          "(authors' protocol), labelled"}}, indent=1)
-    atomic_write_text(out / "results.md", markdown(table, metrics, mmsa_names, percent, paper))
+                                                                          "(authors' protocol), labelled"},
+                                              "significance": {"baseline": baseline, "models": sig}}, indent=1)
+    md = markdown(table, metrics, mmsa_names, percent, paper)
+    atomic_write_text(out / "results.md", md + ("\n" + "\n".join(describe(sig, baseline, names)) + "\n"
+                                                if sig is not None else ""))
+    write_tables(out, table, metrics, lambda m: _label(m, mmsa_names, percent), lambda m, s: _fmt(m, s, percent),
+                 sig, baseline, names)
     if plot and any(e.get("test") for e in table.values()):
         plot_results(table, metrics, out / "results.png", percent)
 

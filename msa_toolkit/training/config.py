@@ -104,8 +104,8 @@ class TrainConfig:
                                              "(safe for every model)")
     plots: bool = doc(True, "write loss-curve, scatter and confusion-matrix PNGs with the run")
     progress: bool = doc(True, "show rich progress bars and per-epoch lines")
-    mmsa_names: bool = doc(False, "console tables/lines use MMSA's metric names (Has0_acc_2, ...); files keep "
-                                  "the toolkit's names")
+    mmsa_names: bool = doc(False, "console tables/lines and the plots use MMSA's metric names (Has0_acc_2, ...); "
+                                  "files keep the toolkit's names")
 
     def __post_init__(self) -> None:
         """Refuse settings no run can use (before any data is read)."""

@@ -1,7 +1,7 @@
 """PNG plots written with each run (matplotlib, Agg backend; no display needed).
 
 * ``loss_curves.png`` — every named training loss component per epoch (plus the
-  validation loss and the monitored metric when logged);
+  validation loss), beside the validation metrics per epoch (MMSA's names with ``mmsa_names``);
 * ``scatter_test.png`` — predicted vs true scores on the test split;
 * ``confusion_acc7.png`` — the Acc-7 confusion matrix (both clipped to [-3, 3], rounded).
 """
@@ -23,12 +23,20 @@ def _plt():
     return plt
 
 
-def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """One line per training loss component (log scale when all positive); valid loss dashed."""
+def loss_figure(history: Sequence[Mapping[str, Any]], mmsa_names: bool = False):
+    """The figure of ``loss_curves.png``: training loss components (log scale when all positive, valid loss
+    dashed) on the left, the validation metrics per epoch (log.jsonl's ``valid``; null = undefined, a gap) on
+    the right, named as MMSA does with ``mmsa_names``; whole epochs on both x axes. The caller closes it."""
+    from matplotlib.ticker import MaxNLocator
+
+    from .metrics import mmsa_names as rename
+
     plt = _plt()
     epochs = [r["epoch"] for r in history]
     comps = list(dict.fromkeys(k for r in history for k in r.get("train", {})))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    metrics = list(dict.fromkeys(k for r in history for k in r.get("valid", {}) if k != "loss"))
+    names = dict(zip(metrics, rename(dict.fromkeys(metrics)))) if mmsa_names else {k: k for k in metrics}
+    fig, (ax, mx) = plt.subplots(1, 2, figsize=(12, 4.5))
     for c in comps:
         ax.plot(epochs, [r["train"].get(c, np.nan) for r in history], marker="o", ms=3, label=f"train {c}",
                 lw=2 if c == "total" else 1)
@@ -38,14 +46,26 @@ def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> 
                      + [r.get("valid", {}).get("loss", 1.0)]], dtype=float)
     if vals.size and np.all(vals[np.isfinite(vals)] > 0):
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title("loss components")
-    ax.legend(fontsize=7, loc="best")
-    ax.grid(alpha=0.3)
+    for k in metrics:
+        mx.plot(epochs, [np.nan if r.get("valid", {}).get(k) is None else r["valid"][k] for r in history],
+                marker="o", ms=3, label=names[k])
+    for a, ylabel, title in ((ax, "loss", "loss components"), (mx, "metric", "validation metrics")):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a.set_xlabel("epoch")
+        a.set_ylabel(ylabel)
+        a.set_title(title)
+        if a.get_lines():
+            a.legend(fontsize=7, loc="best")
+        a.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def plot_loss_curves(history: Sequence[Mapping[str, Any]], path: str | Path, mmsa_names: bool = False) -> Path:
+    """``loss_curves.png``: :func:`loss_figure` saved."""
+    fig = loss_figure(history, mmsa_names)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _plt().close(fig)
     return Path(path)
 
 
@@ -100,12 +120,12 @@ def plot_confusion(pred: np.ndarray, true: np.ndarray, path: str | Path) -> Path
 
 
 def write_run_plots(run_dir: str | Path, history: Sequence[Mapping[str, Any]], pred: np.ndarray | None,
-                    true: np.ndarray | None) -> list[Path]:
+                    true: np.ndarray | None, mmsa_names: bool = False) -> list[Path]:
     """All of a run's plots; returns the written paths."""
     run_dir = Path(run_dir)
     out = []
     if history:
-        out.append(plot_loss_curves(history, run_dir / "loss_curves.png"))
+        out.append(plot_loss_curves(history, run_dir / "loss_curves.png", mmsa_names))
     if pred is not None and true is not None and len(true):
         out.append(plot_scatter(pred, true, run_dir / "scatter_test.png"))
         out.append(plot_confusion(pred, true, run_dir / "confusion_acc7.png"))

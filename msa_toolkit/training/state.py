@@ -133,11 +133,15 @@ class SplitOutputs:
     label: np.ndarray
     # mean of each loss component (and "total") over the split
     loss: dict[str, float]
+    # bool [N, 3]: whether each sample had text, audio, vision (a valid step in its mask, as fed to the model)
+    present: np.ndarray | None = None
 
 
-def write_predictions(outputs: SplitOutputs, path: Path) -> None:
-    """``id,label,prediction`` CSV of a split's outputs."""
-    lines = ["id,label,prediction"]
-    lines += [f"{i},{l:.6g},{q:.6g}" for i, l, q in zip(outputs.ids, outputs.label.tolist(),
-                                                      outputs.prediction.tolist())]
+def write_predictions(outputs: SplitOutputs, path: Path, presence: bool = False) -> None:
+    """``id,label,prediction`` CSV of a split's outputs; ``presence`` adds ``text,audio,vision`` (1 when the
+    sample had that modality as fed to the model, else 0: ``msa evaluate --predictions``)."""
+    lines = ["id,label,prediction" + (",text,audio,vision" if presence else "")]
+    present = outputs.present if presence and outputs.present is not None else [()] * len(outputs.ids)
+    lines += [f"{i},{l:.6g},{q:.6g}" + "".join(f",{int(x)}" for x in p)
+              for i, l, q, p in zip(outputs.ids, outputs.label.tolist(), outputs.prediction.tolist(), present)]
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -142,7 +142,7 @@ class Trainer:
         model = self.model
         was_training = model.training
         model.eval()
-        part: list[tuple[int, list[str], np.ndarray, np.ndarray, dict[str, float], int]] = []
+        part: list[tuple[int, list[str], np.ndarray, np.ndarray, dict[str, float], int, np.ndarray]] = []
         for bi, batch in enumerate(loader):
             if self.ctx.distributed and bi % self.ctx.world_size != self.ctx.rank:
                 continue
@@ -156,7 +156,8 @@ class Trainer:
             comps = {k: float(v.detach().float()) * n for k, v in loss.components.items()}
             comps["total"] = float(loss.total.detach().float()) * n
             part.append((bi, list(batch.ids), out.prediction.detach().float().cpu().numpy().reshape(-1),
-                         batch.label.detach().float().cpu().numpy().reshape(-1), comps, n))
+                         batch.label.detach().float().cpu().numpy().reshape(-1), comps, n,
+                         torch.stack([batch.present(m) for m in ("text", "audio", "vision")], 1).cpu().numpy()))
         model.train(was_training)
         parts = sorted((p for rank_parts in D.all_gather_objects(self.ctx, part) for p in rank_parts),
                        key=lambda p: p[0])
@@ -170,7 +171,7 @@ class Trainer:
             prediction=np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.float32),
             label=np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, np.float32),
             loss={k: v / max(1, total_n) for k, v in loss_sum.items()},
-        )
+            present=np.concatenate([p[6] for p in parts]) if parts else np.zeros((0, 3), bool))
 
     def evaluate(self, split: str | Iterable, drop: Sequence[str] = ()) -> Metrics:
         """Metrics (+ "loss") of the current weights on a split; a metric the split leaves undefined is NaN,
@@ -461,7 +462,7 @@ class Trainer:
             from .plots import write_run_plots
 
             write_run_plots(self.out_dir, run.history, outputs.prediction if outputs is not None else None,
-                            outputs.label if outputs is not None else None)
+                            outputs.label if outputs is not None else None, mmsa_names=self.config.mmsa_names)
         resume_path = self.out_dir / RESUME_FILE
         st = load_resume_state(resume_path) if resume_path.is_file() else {"history": run.history}
         st.update(finished=True, result=summary)

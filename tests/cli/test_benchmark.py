@@ -147,3 +147,127 @@ def test_results_keep_other_models_of_the_same_protocol_only(bench_ds, tmp_path)
     assert "| text_only |" in table and "| late_fusion |" in table
     assert _one(bench_ds, out, models="late_fusion", epochs="1").exit_code == 0  # another protocol
     assert set(_runs(out)) == {("late_fusion", 1)}
+
+
+# -- issue 32: the tables researchers publish, and significance against a baseline --------------
+
+def test_wide_table_latex_and_significance_against_a_baseline(bench_ds, tmp_path):
+    import numpy as np
+    from scipy.stats import ttest_rel
+
+    from msa_toolkit.training.benchmark import run_benchmark
+
+    out = tmp_path / "sig"
+    over = ["trainer.epochs=2", "trainer.device=cpu", "trainer.plots=false", "trainer.progress=false",
+            "trainer.batch_size=8"]
+    res = run_benchmark(["text_only", "late_fusion"], bench_ds, out, seeds=(1, 2), preset="tiny", overrides=over,
+                        mmsa_names=True, plot=False, baseline="text_only")
+    table = json.loads((out / "results.json").read_text())["table"]
+    wide = list(csv.reader((out / "results_wide.csv").open()))
+    assert wide[0][:2] == ["Model", "Non0_acc_2"] and "MAE" in wide[0] and "Has0_acc_2" in wide[0]
+    assert [r[0] for r in wide[1:]] == ["text_only", "late_fusion"]
+    mae = table["late_fusion"]["test"]["mae"]
+    cell = wide[2][wide[0].index("MAE")]
+    assert cell.startswith(f"{mae['mean']:.3f} ± {mae['std']:.3f}")
+    tex = (out / "results.tex").read_text()
+    assert all(k in tex for k in (r"\toprule", r"\midrule", r"\bottomrule", r"text\_only", r"Has0\_acc\_2",
+                                  r"$\pm$"))
+    assert "±" not in tex and "_only" not in tex.replace(r"\_only", "")
+    # the paired t-test over seeds, as scipy gives it, and the bootstrap interval on the paired test predictions
+    sig = {(r["model"], r["metric"]): r for r in csv.DictReader((out / "significance.csv").open())}
+    assert {m for m, _ in sig} == {"late_fusion"} and ("late_fusion", "MAE") in sig
+    runs = {(r["model"], r["seed"]): r for r in res.runs}
+    for metric, name in (("mae", "MAE"), ("acc2_non0", "Non0_acc_2")):
+        row = sig[("late_fusion", name)]
+        a = [runs[("late_fusion", s)]["test"][metric] for s in (1, 2)]
+        b = [runs[("text_only", s)]["test"][metric] for s in (1, 2)]
+        want = ttest_rel(a, b)
+        assert row["n_seeds"] == "2" and row["baseline"] == "text_only"
+        assert float(row["p"]) == pytest.approx(want.pvalue) and float(row["t"]) == pytest.approx(want.statistic)
+        per = {}
+        for model in ("late_fusion", "text_only"):
+            vals = []
+            for s in (1, 2):
+                preds = {r["id"]: (float(r["label"]), float(r["prediction"]))
+                         for r in csv.DictReader((out / "runs" / model / f"seed_{s}" / "predictions_test.csv").open())}
+                vals.append({i: abs(p - y) if metric == "mae" else float((p > 0) == (y > 0))
+                             for i, (y, p) in preds.items() if metric == "mae" or y != 0})
+            per[model] = {i: np.mean([v[i] for v in vals]) for i in vals[0]}
+        d = np.array([per["late_fusion"][i] - per["text_only"][i] for i in per["text_only"]])
+        assert float(row["diff"]) == pytest.approx(d.mean(), abs=1e-9)
+        assert float(row["diff"]) == pytest.approx(np.mean(a) - np.mean(b), abs=1e-4)  # = the difference of means
+        boots = d[np.random.default_rng(0).integers(0, d.size, (1000, d.size))].mean(axis=1)
+        assert [float(row["ci_low"]), float(row["ci_high"])] == pytest.approx(list(np.percentile(boots, [2.5, 97.5])))
+        marked = want.pvalue < 0.05 and (float(row["ci_low"]) > 0 or float(row["ci_high"]) < 0)
+        assert row["marked"] == str(int(marked))
+        assert cell.endswith(" †") == (marked and metric == "mae") or metric != "mae"
+    md = (out / "results.md").read_text()
+    assert "Against the baseline text_only" in md and "| late_fusion | MAE | 2 |" in md
+
+
+def test_significance_with_one_seed_says_n_a_and_a_foreign_baseline_is_refused(bench_ds, tmp_path):
+    from msa_toolkit.errors import MSAError
+    from msa_toolkit.training.benchmark import run_benchmark
+
+    over = ["trainer.epochs=1", "trainer.device=cpu", "trainer.plots=false", "trainer.progress=false"]
+    with pytest.raises(MSAError, match="--baseline tfn is not one of --models"):
+        run_benchmark(["text_only"], bench_ds, tmp_path / "x", seeds=(1,), preset="tiny", overrides=over,
+                      baseline="tfn")
+    assert not (tmp_path / "x").exists()
+    from msa_toolkit.cli.main import main
+
+    assert main(["benchmark", "--models", "text_only", "--data", str(bench_ds), "-o", str(tmp_path / "x"),
+                 "--baseline", "tfn"]) == 2 and not (tmp_path / "x").exists()
+    run_benchmark(["text_only", "late_fusion"], bench_ds, tmp_path / "one", seeds=(1,), preset="tiny",
+                  overrides=over, plot=False, baseline="text_only")
+    row = next(r for r in csv.DictReader((tmp_path / "one" / "significance.csv").open()) if r["metric"] == "mae")
+    assert row["n_seeds"] == "1" and row["p"] == "" and row["t"] == "" and row["marked"] == "0"
+    assert row["diff"] != ""  # the bootstrap needs only the test predictions of one seed
+    assert "| late_fusion | mae | 1 | n/a | n/a |" in (tmp_path / "one" / "results.md").read_text()
+
+
+def test_a_significant_difference_is_marked_in_every_table(tmp_path):
+    from msa_toolkit.training.benchmark import aggregate, write_results, BenchmarkResult
+
+    labels = [-2.0, -1.0, 1.0, 2.0, 0.5, -0.5, 1.5, -1.5]
+    rows = []
+    for model, err in (("base", 1.0), ("good", 0.2)):
+        for seed in (1, 2, 3):
+            run = tmp_path / model / str(seed)
+            run.mkdir(parents=True)
+            e = err + 0.01 * seed  # the better model wins on every seed and sample
+            preds = [y + (e if i % 2 else -e) for i, y in enumerate(labels)]
+            (run / "predictions_test.csv").write_text("id,label,prediction\n" + "".join(
+                f"s{i},{y},{p}\n" for i, (y, p) in enumerate(zip(labels, preds))))
+            rows.append({"model": model, "seed": seed, "recipe": "toolkit", "preset": "-", "status": "ok",
+                         "error": "", "params": 1, "seconds_per_epoch": 1.0, "device": "cpu", "epochs_run": 1,
+                         "run_dir": str(run), "valid": {}, "test": {"mae": e + (0.001 * seed if model == "good" else 0),
+                                                                    "acc2_non0": 1.0}})
+    write_results(BenchmarkResult(tmp_path, rows, aggregate(rows)), plot=False, baseline="base")
+    sig = {r["metric"]: r for r in csv.DictReader((tmp_path / "significance.csv").open())}
+    assert sig["mae"]["marked"] == "1" and float(sig["mae"]["ci_high"]) < 0
+    assert sig["acc2_non0"]["p"] == "" and sig["acc2_non0"]["marked"] == "0"  # no difference at all: no test
+    wide = list(csv.reader((tmp_path / "results_wide.csv").open()))
+    assert wide[2][0] == "good" and wide[2][wide[0].index("mae")].endswith(" †")
+    assert not wide[1][wide[0].index("mae")].endswith("†")
+    assert r"$^\dagger$" in (tmp_path / "results.tex").read_text()
+    assert "p $<$ 0.05" in (tmp_path / "results.tex").read_text()
+
+
+def test_results_csv_has_test_selected_columns_only_when_a_recipe_recorded_them(tmp_path):
+    from msa_toolkit.training.benchmark import BenchmarkResult, write_results
+
+    def row(model, seed, best_test):
+        return {"model": model, "seed": seed, "recipe": "toolkit", "preset": "-", "status": "ok", "error": "",
+                "params": 1, "seconds_per_epoch": 1.0, "device": "cpu", "epochs_run": 1, "valid": {},
+                "test": {"mae": 1.0, "acc2_non0": 0.5}, BEST_TEST_KEY: best_test}
+
+    for rows, want in (([row("a", 1, {}), row("b", 1, {})], False),
+                       ([row("a", 1, {}), row("b", 1, {"mae": 0.9, "acc2_non0": 0.6})], True)):
+        out = tmp_path / str(want)
+        out.mkdir()
+        write_results(BenchmarkResult(out, rows, aggregate(rows)), plot=False)
+        for name in ("results.csv", "runs.csv"):
+            header = next(csv.reader((out / name).open()))
+            assert any(h.startswith("test_mae") for h in header)
+            assert any(h.startswith(f"{BEST_TEST_KEY}_") for h in header) == want, (name, header)

@@ -147,3 +147,55 @@ def test_evaluate_reports_undefined_metrics_as_null_and_n_a_with_the_reason(trai
         "acc2_non0": "no non-zero labels", "f1_non0": "no non-zero labels", "corr": "constant labels"}
     assert "acc2_non0=n/a" in cap.out and "corr=n/a" in cap.out and "0.0000" not in cap.out.split("acc2_non0=")[1][:6]
     assert "acc2_non0, f1_non0 n/a (no non-zero labels); corr n/a (constant labels)" in cap.err
+
+
+# -- issue 32: per-sample predictions ------------------------------------------------------------
+
+def _holes(trained):
+    """The test dataset with sample 0 without vision and sample 1 without audio nor text (same spec)."""
+    import dataclasses
+
+    from msa_toolkit.data.native import load_dataset, write_dataset
+
+    ds = load_dataset(trained / "ds")
+    out = trained / "holes"
+    if not out.exists():
+        def split(name):
+            for i, s in enumerate(ds.split(name)):
+                gone = {"test": {0: ("vision",), 1: ("audio", "text")}}.get(name, {}).get(i, ())
+                yield dataclasses.replace(s, features={m: v for m, v in s.features.items() if m not in gone},
+                                          masks={m: v for m, v in s.masks.items() if m not in gone})
+        write_dataset(out, ds.spec, {n: split(n) for n in ("train", "valid", "test")})
+    return out
+
+
+def test_evaluate_writes_per_sample_predictions_with_presence(trained, tmp_path):
+    import csv
+
+    import numpy as np
+
+    from msa_toolkit.data.native import load_dataset
+    from msa_toolkit.training.api import evaluate
+
+    ck = str(trained / "run" / "best.safetensors")
+    holes = _holes(trained)
+    out = tmp_path / "preds.csv"
+    m = evaluate(ck, holes, split="test", device="cpu", predictions=out)
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["id", "label", "prediction", "text", "audio", "vision"]
+    samples = list(load_dataset(holes).split("test"))
+    assert [r["id"] for r in rows] == [s.id for s in samples]
+    assert [float(r["label"]) for r in rows] == pytest.approx([s.label for s in samples], abs=1e-5)
+    pred, lab = np.array([float(r["prediction"]) for r in rows]), np.array([float(r["label"]) for r in rows])
+    assert float(np.mean(np.abs(pred - lab))) == pytest.approx(m["mae"], abs=1e-4)
+    presence = [(r["text"], r["audio"], r["vision"]) for r in rows]
+    assert presence[0] == ("1", "1", "0") and presence[1] == ("0", "0", "1")
+    assert all(p == ("1", "1", "1") for p in presence[2:])
+    # any split, through the CLI; a dropped modality is absent as the model saw it
+    out2 = tmp_path / "valid.csv"
+    r = runner.invoke(app, ["evaluate", ck, "--data", str(trained / "ds"), "--split", "valid", "--drop", "audio",
+                            "--predictions", str(out2)])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(out2.open()))
+    assert [r["id"] for r in rows] == [s.id for s in load_dataset(trained / "ds").split("valid")]
+    assert {(r["text"], r["audio"], r["vision"]) for r in rows} == {("1", "0", "1")}
