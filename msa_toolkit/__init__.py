@@ -27,7 +27,7 @@ _LAZY = {
     "load_dataset": "msa_toolkit.data.native:load_dataset",
     "train": "msa_toolkit.training.api:train",
     "evaluate": "msa_toolkit.training.api:evaluate",
-    "predict": "msa_toolkit.predict:predict",
+    "predict": "msa_toolkit.prediction:predict",
     "create_model": "msa_toolkit.models:create_model",
     "list_models": "msa_toolkit.models:list_models",
     "FeatureSpec": "msa_toolkit.spec:FeatureSpec",
