@@ -228,21 +228,29 @@ def validate_command(
     data: Optional[Path] = data_option(),
     label_min: Optional[float] = typer.Option(None, "--label-min", help="Lowest valid label (default: inferred)."),
     label_max: Optional[float] = typer.Option(None, "--label-max", help="Highest valid label (default: inferred)."),
+    strict: bool = typer.Option(False, "--strict",
+                                help="Samples lacking a modality (a silent clip: no text; no face: no vision) fail "
+                                     "too; without it they are reported only."),
 ) -> None:
-    """Check for NaNs, empty sequences, label range problems and duplicate ids; exit code 1 on problems."""
+    """Check for NaNs, samples without any modality, label range problems and duplicate ids; exit code 1 on
+    problems. Samples lacking one modality are reported and fail only with --strict."""
     dataset = dataset_path(dataset, data)
-    from ..data.inspect import label_range, validate_dataset
+    from ..data.inspect import failing, label_range, validate_dataset
     from ..data.native import load_dataset
 
     ds = load_dataset(dataset)
     lo, hi = label_range(ds)
     bounds = (lo if label_min is None else label_min, hi if label_max is None else label_max)
-    problems = validate_dataset(ds, label_bounds=bounds)
+    issues = validate_dataset(ds, label_bounds=bounds)
+    problems = failing(issues, strict)
+    for p in issues:
+        typer.secho(f"{p.split or '-'} [{p.kind}] {p.message}",
+                    fg=typer.colors.RED if p in problems else typer.colors.YELLOW)
     if not problems:
-        typer.echo(f"{dataset}: OK ({sum(ds.num_samples().values())} samples, labels in [{bounds[0]:g}, {bounds[1]:g}])")
+        notes = f"; {len(issues)} notice(s): samples without a modality (--strict fails them)" if issues else ""
+        typer.echo(f"{dataset}: OK ({sum(ds.num_samples().values())} samples, labels in [{bounds[0]:g}, "
+                   f"{bounds[1]:g}]){notes}")
         return
-    for p in problems:
-        typer.secho(f"{p.split or '-'} [{p.kind}] {p.message}", fg=typer.colors.RED)
     typer.secho(f"{dataset}: {len(problems)} problem(s)", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
 
