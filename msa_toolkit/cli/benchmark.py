@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ._options import INTERRUPTED_EXIT, trainer_overrides
+from ._options import INTERRUPTED_EXIT, complete_models, complete_preset, complete_recipe, trainer_overrides
 
 
 def _csv(text: str) -> list[str]:
@@ -17,15 +17,18 @@ def _csv(text: str) -> list[str]:
 
 def benchmark_command(
     models: str = typer.Option(..., "--models",
-                               help="Comma-separated model names, e.g. dlf,almt,mmcl,mind,text_only."),
+                               help="Comma-separated model names, e.g. dlf,almt,mmcl,mind,text_only.",
+                               autocompletion=complete_models),
     data: Path = typer.Option(..., "--data", "-d", help="Native dataset directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Benchmark directory (runs/ + results.*); re-running resumes."),
     seeds: str = typer.Option("1,2,3", "--seeds",
                               help="Comma-separated seeds, one run per model and seed; 'recipe' = each recipe's."),
     recipe: str = typer.Option("toolkit", "--recipe",
-                               help="toolkit | reference (models without that recipe use toolkit; the table says)."),
+                               help="toolkit | reference (models without that recipe use toolkit; the table says).",
+                               autocompletion=complete_recipe),
     preset: Optional[str] = typer.Option(None, "--preset", "-p",
-                                         help="Preset for the models that define it (e.g. mosi)."),
+                                         help="Preset for the models that define it (e.g. mosi).",
+                                         autocompletion=complete_preset),
     set_: List[str] = typer.Option([], "--set", "-s", metavar="<key=value>",
                                    help="Override for every model (trainer.epochs=3) or one (dlf:model.dim=32)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Shortcut for --set trainer.epochs=N."),

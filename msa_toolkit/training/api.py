@@ -118,8 +118,11 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     name, preset, rec, tc, model_over, kwargs = (plan.name, plan.preset, plan.recipe, plan.trainer,
                                                  plan.model_overrides, plan.model_kwargs)
     seeds = [seed for seed, *_ in plan.runs]
+    reporter = Reporter(tc.progress, main=os.environ.get("RANK", "0") == "0")
     for _, run_dir, _, fp in plan.runs:
-        check_run_dir(run_dir, fp, resume, Reporter(tc.progress, main=os.environ.get("RANK", "0") == "0"))
+        check_run_dir(run_dir, fp, resume, reporter)
+    if plan.seeds_from_recipe:  # a recipe's seeds multiply the run time: say so before the first one
+        reporter.notice(recipe_seeds_line(rec.name, seeds), style="bold")
 
     ctx = D.setup(tc.device)
     try:
@@ -154,6 +157,29 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
         return result
     finally:
         D.teardown(ctx)
+
+
+def recipe_seeds_line(recipe: str, seeds: Sequence[int]) -> str:
+    """``recipe reference: seeds 1,2,3 (the authors' protocol)``: the line that announces a recipe's seeds."""
+    from .recipes import RECIPE_ABOUT
+
+    about = RECIPE_ABOUT.get(recipe)
+    return f"recipe {recipe}: seeds {','.join(str(s) for s in seeds)}" + (f" ({about})" if about else "")
+
+
+def result_line(result: RunResult) -> str:
+    """One line: the run folder and its main test figures (the mean over the seeds), e.g.
+    ``runs/x: test MAE 0.912, non-0 Acc-2 0.7813 (mean over 5 seeds)``."""
+    from .metrics import format_value
+
+    test = result.test
+    shown = [f"{label} {format_value(test[k])}" for k, label in (("mae", "MAE"), ("acc2_non0", "non-0 Acc-2"))
+             if k in test]
+    if not shown:
+        return f"{result.out_dir}: no test split scored"
+    n = len(result.seeds)
+    over = f"seed {result.seeds[0]}" if n == 1 else f"mean over {n} seeds"
+    return f"{result.out_dir}: test {', '.join(shown)} ({over})"
 
 
 def summarize(runs: Sequence[FitResult]) -> dict[str, dict[str, dict[str, Any]]]:
