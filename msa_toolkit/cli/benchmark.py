@@ -50,20 +50,19 @@ def benchmark_command(
     the authors' "best test epoch" figures follow in their own, labelled table.
     """
     from ..allocator import keep_freed_memory
-    from ..training.benchmark import PAPER_MOSI, run_benchmark
+    from ..training.api import benchmark
+    from ..training.benchmark import PAPER_MOSI
 
     keep_freed_memory()
     overrides = trainer_overrides(set_, epochs=epochs, device=device, threads=threads)
-    if quiet:
-        overrides.append("trainer.progress=false")
     try:
         seed_list = None if seeds == "recipe" else [int(s) for s in _csv(seeds)]
     except ValueError:
         raise typer.BadParameter(f"--seeds expects comma-separated integers, got {seeds!r}") from None
     try:
-        result = run_benchmark(_csv(models), data, out, seeds=seed_list, recipe=recipe, preset=preset,
-                               overrides=overrides, mmsa_names=mmsa_names, percent=percent,
-                               paper=PAPER_MOSI if paper else None)
+        result = benchmark(_csv(models), data, out, seeds=seed_list, recipe=recipe, preset=preset,
+                           overrides=overrides, progress=not quiet, mmsa_names=mmsa_names, percent=percent,
+                           paper=PAPER_MOSI if paper else None)
     except KeyboardInterrupt:
         typer.secho(f"interrupted: finished runs are kept in {out}; run the same command to continue (finished "
                     "runs are skipped, the interrupted one resumes from its last.pt)", fg=typer.colors.YELLOW,

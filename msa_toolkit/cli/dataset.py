@@ -114,13 +114,13 @@ def import_command(
     device: str = typer.Option("cpu", "--device", help="magbert: where the text model runs (cpu, cuda)."),
 ) -> None:
     """Import an MMSA or MAG-BERT / MInD pickle as a native dataset."""
-    from ..data.importers import FORMATS, import_pickle
+    from ..data.importers import FORMATS, import_dataset
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"unknown format {fmt!r}; supported: {', '.join(FORMATS)}")
     text_model = None if text.strip().lower() in ("none", "off", "") else text
-    ds, rep, used = import_pickle(file, out, fmt=fmt, overwrite=overwrite, text_model=text_model, align=align,
-                                  device=device)
+    ds, rep, used = import_dataset(file, out, fmt=fmt, overwrite=overwrite, text_model=text_model, align=align,
+                                   device=device)
     sizes = ", ".join(f"{k} {v}" for k, v in ds.num_samples().items())
     dims = "/".join(str(rep.dims.get(m, 0)) for m in ("text", "audio", "vision"))
     layout = rep.layout if used == "mmsa" else f"magbert, {rep.form}, {rep.align}-aligned, text {rep.text_model or 'none'}"
@@ -146,13 +146,14 @@ def export_command(
 ) -> None:
     """Export a native dataset (MMSA pickle, usable by MMSA, ALMT and DLF reference code)."""
     dataset = dataset_path(dataset, data)
-    if fmt != "mmsa":
-        raise typer.BadParameter(f"unknown format {fmt!r}; supported: mmsa")
-    from ..data.mmsa import export_mmsa
+    from ..data.importers import EXPORT_FORMATS, export_dataset
+
+    if fmt not in EXPORT_FORMATS:
+        raise typer.BadParameter(f"unknown format {fmt!r}; supported: {', '.join(EXPORT_FORMATS)}")
 
     lengths = {k: v for k, v in (("text", text_len), ("audio", audio_len), ("vision", vision_len)) if v}
     lengths.update(_max_len(max_len))
-    rep = export_mmsa(dataset, out, lengths=lengths)
+    rep = export_dataset(dataset, out, fmt=fmt, lengths=lengths)
     sizes = ", ".join(f"{k} {v}" for k, v in rep.sizes.items())
     typer.echo(f"wrote {out}: {sizes}; lengths {rep.lengths}")
     for w in rep.warnings:

@@ -82,12 +82,11 @@ def train_command(
     keep_freed_memory()  # large activations reuse freed heap memory: no page faults every step (allocator.py)
     overrides = trainer_overrides(set_, epochs=epochs, device=device, precision=precision, mmsa_names=mmsa,
                                   compile=compile_, threads=threads)
-    # display follows this command line, not the run's config.yaml: a run started with -q and resumed
-    # (or re-run with -c config.yaml) without it shows its progress; --set trainer.progress=... still wins
-    overrides.insert(0, f"trainer.progress={'false' if quiet else 'true'}")
     try:
+        # display follows this command line, not the run's config.yaml: a run started with -q and resumed
+        # (or re-run with -c config.yaml) without it shows its progress; --set trainer.progress=... still wins
         result = train(model, data, out, preset=preset, config=config, overrides=overrides,
-                       seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe)
+                       seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe, progress=not quiet)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where the trainer turns it into one
         typer.secho(f"interrupted: finished epochs are kept in {out} (last.pt); run the same command with "
                     "--resume to continue", fg=typer.colors.YELLOW, err=True)

@@ -93,8 +93,13 @@ def _data_extra(dm: Any) -> dict[str, Any]:
 
 def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
           config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] | None = None,
-          resume: bool = False, callbacks: Sequence[Any] = (), recipe: str | None = None) -> RunResult:
+          resume: bool = False, callbacks: Sequence[Any] = (), recipe: str | None = None,
+          progress: bool | None = False) -> RunResult:
     """Train a registered model on a dataset, once per seed; see the module docstring.
+
+    ``progress``: show progress bars, epoch lines and the summary tables on stderr (``msa train`` without
+    ``-q``); False (the default) shows none of them, only warnings about the run and the line announcing a
+    recipe's seeds; None leaves it to the config's ``trainer.progress``. A ``trainer.progress`` override wins.
 
     ``data`` is a native dataset directory, an opened dataset or a DataModule
     (a DataModule is used as given for every seed, so its shuffling seed is fixed).
@@ -114,6 +119,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     from .trainer import Trainer
 
     out_dir = Path(out_dir)
+    overrides = with_progress(overrides, progress)
     plan = plan_runs(model, data, out_dir, preset, config, overrides, seeds, resume, recipe)
     name, preset, rec, tc, model_over, kwargs = (plan.name, plan.preset, plan.recipe, plan.trainer,
                                                  plan.model_overrides, plan.model_kwargs)
@@ -157,6 +163,33 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
         return result
     finally:
         D.teardown(ctx)
+
+
+def with_progress(overrides: Iterable[str] | Mapping[str, Any], progress: bool | None) -> Any:
+    """``overrides`` below a ``trainer.progress`` setting (none when ``progress`` is None): the overrides
+    given still win."""
+    if progress is None:
+        return overrides
+    if isinstance(overrides, Mapping):
+        return {"trainer.progress": bool(progress), **overrides}
+    return [f"trainer.progress={'true' if progress else 'false'}", *overrides]
+
+
+def benchmark(models: Sequence[str], data: Any, out_dir: str | os.PathLike, seeds: Sequence[int] | None = (1, 2, 3),
+              recipe: str = "toolkit", preset: str | None = None, overrides: Iterable[str] = (),
+              progress: bool = False, **options: Any) -> Any:
+    """``msa benchmark`` with its defaults: every model x seed on one dataset (finished runs are read back when
+    their fingerprint matches) and the cross-model tables written to ``out_dir`` (results.md/csv/json/png);
+    returns the :class:`~msa_toolkit.training.benchmark.BenchmarkResult`.
+
+    ``seeds`` None means each model's recipe seeds; ``recipe`` applies to the models that have it;
+    ``overrides`` are ``--set`` items (``"dlf:model.dim=32"`` scopes one to a model); ``progress`` shows each
+    run's progress (``--verbose``); ``options``: ``mmsa_names``, ``percent``, ``paper``, ``plot`` of
+    :func:`~msa_toolkit.training.benchmark.run_benchmark`."""
+    from .benchmark import run_benchmark
+
+    return run_benchmark(list(models), data, out_dir, seeds=seeds, recipe=recipe, preset=preset,
+                         overrides=with_progress(overrides, progress), **options)
 
 
 def recipe_seeds_line(recipe: str, seeds: Sequence[int]) -> str:
