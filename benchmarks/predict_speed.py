@@ -66,7 +66,7 @@ def main() -> int:
 
     # warm: one process, models loaded once
     os.environ["MSA_CACHE_DIR"] = str(work / "warm_cache")
-    from msa_toolkit.predict import Predictor, predict
+    from msa_toolkit.prediction import Predictor, predict
 
     t = time.perf_counter()
     predictor = Predictor.load()

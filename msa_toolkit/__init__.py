@@ -18,16 +18,20 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: public name -> "module:attribute", resolved on first access
+#: public name -> "module:attribute", resolved on first access. No name may also be a submodule's: importing
+#: msa_toolkit.<name> would bind the module over the function (tests/test_public_api.py checks it)
 _LAZY = {
     "extract": "msa_toolkit.extraction:extract",
     "extract_texts": "msa_toolkit.extraction:extract_texts",
     "ExtractConfig": "msa_toolkit.extraction:ExtractConfig",
     "build_dataset": "msa_toolkit.data.build:build_dataset",
     "load_dataset": "msa_toolkit.data.native:load_dataset",
+    "import_dataset": "msa_toolkit.data.importers:import_dataset",
+    "export_dataset": "msa_toolkit.data.importers:export_dataset",
     "train": "msa_toolkit.training.api:train",
     "evaluate": "msa_toolkit.training.api:evaluate",
-    "predict": "msa_toolkit.predict:predict",
+    "benchmark": "msa_toolkit.training.api:benchmark",
+    "predict": "msa_toolkit.prediction:predict",
     "create_model": "msa_toolkit.models:create_model",
     "list_models": "msa_toolkit.models:list_models",
     "FeatureSpec": "msa_toolkit.spec:FeatureSpec",

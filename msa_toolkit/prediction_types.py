@@ -1,6 +1,6 @@
 """Typed prediction results and their output formats (terminal table, JSON, CSV).
 
-Kept apart from :mod:`msa_toolkit.predict` so that formatting needs no torch.
+Kept apart from :mod:`msa_toolkit.prediction` so that formatting needs no torch.
 """
 
 from __future__ import annotations

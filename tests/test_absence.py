@@ -138,7 +138,7 @@ def test_predict_table_lists_non_media_files_in_one_line(extracted, capfd):
 def test_multimodal_checkpoint_scores_what_each_file_has(extracted, tmp_path):
     """A text + audio + vision checkpoint scores an audio-only file on text+audio and a silent video on vision."""
     from msa_toolkit.models import create_model
-    from msa_toolkit.predict import Predictor, predict
+    from msa_toolkit.prediction import Predictor, predict
     from msa_toolkit.training.checkpoint import save_checkpoint
 
     root = extracted

@@ -129,7 +129,7 @@ def test_model_commands_apply_it(tmp_path, monkeypatch, command):
     """Every command that runs models keeps freed memory for reuse before its work starts (extract and
     predict did not before they were measured to gain from it)."""
     import msa_toolkit.extraction as extraction
-    import msa_toolkit.predict as predict
+    import msa_toolkit.prediction as prediction
     import msa_toolkit.training.api as api
     import msa_toolkit.training.benchmark as bench
 
@@ -144,7 +144,7 @@ def test_model_commands_apply_it(tmp_path, monkeypatch, command):
     monkeypatch.setattr(api, "evaluate", stop)
     monkeypatch.setattr(bench, "run_benchmark", stop)
     monkeypatch.setattr(extraction, "extract", stop)
-    monkeypatch.setattr(predict.Predictor, "load", stop)
+    monkeypatch.setattr(prediction.Predictor, "load", stop)
     (tmp_path / "ds").mkdir()
     (tmp_path / "ck.safetensors").write_bytes(b"")
     (tmp_path / "clip.mp4").write_bytes(b"")

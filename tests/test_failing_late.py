@@ -34,7 +34,7 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(LoadedExtractors, "run", boom)
     monkeypatch.setattr(LoadedExtractors, "load", boom)
-    from msa_toolkit.predict import Predictor
+    from msa_toolkit.prediction import Predictor
 
     monkeypatch.setattr(Predictor, "load", boom)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from msa_toolkit.errors import SpecMismatchError
-from msa_toolkit.predict import DEFAULT_CHECKPOINT, Predictor, predict
+from msa_toolkit.prediction import DEFAULT_CHECKPOINT, Predictor, predict
 from msa_toolkit.prediction_types import class7, polarity
 
 ASSETS = Path(__file__).parent / "assets"
@@ -111,7 +111,7 @@ def test_bad_files_reported_without_stopping_others(clip_predictions):
 
 
 def test_segments_timeline(clip_predictions, tmp_path):
-    from msa_toolkit.predict import plot_timeline
+    from msa_toolkit.prediction import plot_timeline
 
     pos = clip_predictions["speech_positive.mp4"]
     assert len(pos.segments) >= 1

@@ -100,7 +100,7 @@ def test_dataset_values_are_the_extracted_values(built):
 
 
 def test_predict_gives_evaluates_score(built, monkeypatch):
-    from msa_toolkit.predict import predict
+    from msa_toolkit.prediction import predict
     from msa_toolkit.training.api import evaluate, train
     from msa_toolkit.training.trainer import Trainer
 

@@ -17,7 +17,7 @@ import torch
 
 from msa_toolkit.features import FeatureBundle, FeatureSequence, Segment, Transcript, Word
 from msa_toolkit.models import create_model
-from msa_toolkit.predict import Predictor
+from msa_toolkit.prediction import Predictor
 
 NAN = float("nan")
 

@@ -19,7 +19,7 @@ import functools
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Optional, TypeVar
 
 import typer
 
@@ -296,8 +296,12 @@ def dataset_argument() -> Any:
                           help=f"{DATASET_HELP} (or --data/-d)")
 
 
-def data_option(required: bool = False) -> Any:
-    """``--data/-d DIR``: the dataset directory; optional where a DATASET argument may give it instead."""
+def data_option(required: bool = False, show_config: bool = False) -> Any:
+    """``--data/-d DIR``: the dataset directory; optional where a DATASET argument may give it instead.
+    ``show_config``: required, except by --show-config (the command checks it)."""
+    if show_config:
+        return typer.Option(None, "--data", "-d", exists=True, file_okay=False, show_default=False,
+                            help=f"{DATASET_HELP} (required unless --show-config).")
     return typer.Option(... if required else None, "--data", "-d", exists=True, file_okay=False,
                         help=f"{DATASET_HELP}." if required else f"{DATASET_HELP} (same as DATASET)")
 
@@ -325,3 +329,52 @@ def trainer_overrides(set_: list[str], **shortcuts: Any) -> list[str]:
             continue
         out.append(f"trainer.{key}={'true' if value is True else value}")
     return out
+
+
+# ---- shell completion of model names, presets and recipes ---------------------------------------------------------
+# (typer calls these on <TAB>; the registry is imported then, never when a command runs or `msa --help` prints)
+
+def _matching(values: Iterable[str], incomplete: str) -> list[str]:
+    return sorted(v for v in set(values) if v.startswith(incomplete))
+
+
+def _chosen_models(ctx: typer.Context) -> list[str]:
+    """The registered models the command line names so far (--model, `models show NAME`, --models a,b), else all."""
+    from ..models import list_models
+
+    known = list_models()
+    given = ctx.params.get("model") or ctx.params.get("name") or ctx.params.get("models") or ""
+    named = [m for m in str(given).split(",") if m in known]
+    return named or known
+
+
+def complete_model(incomplete: str) -> list[str]:
+    """Registered model names starting with ``incomplete`` (--model, `msa models show NAME`)."""
+    from ..models import list_models
+
+    return _matching(list_models(), incomplete)
+
+
+def complete_models(incomplete: str) -> list[str]:
+    """``--models a,b,<TAB>``: the list so far followed by each registered model not in it yet."""
+    from ..models import list_models
+
+    head, _, last = incomplete.rpartition(",")
+    taken = set(head.split(",")) if head else set()
+    prefix = f"{head}," if head else ""
+    return [prefix + name for name in _matching(list_models(), last) if name not in taken]
+
+
+def complete_preset(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The presets of the model(s) named so far (every model's when none is)."""
+    from ..models import get_entry
+
+    return _matching((p for m in _chosen_models(ctx) for p in get_entry(m).presets), incomplete)
+
+
+def complete_recipe(ctx: typer.Context, incomplete: str) -> list[str]:
+    """``toolkit`` and the recipes of the model(s) named so far (every model's when none is)."""
+    from ..training.recipes import RECIPES, TOOLKIT_RECIPE
+
+    models = _chosen_models(ctx)
+    return _matching([TOOLKIT_RECIPE.name, *(r for m in models for r in RECIPES.get(m, {}))], incomplete)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ._options import INTERRUPTED_EXIT, trainer_overrides
+from ._options import INTERRUPTED_EXIT, complete_models, complete_preset, complete_recipe, trainer_overrides
 
 
 def _csv(text: str) -> list[str]:
@@ -17,15 +17,18 @@ def _csv(text: str) -> list[str]:
 
 def benchmark_command(
     models: str = typer.Option(..., "--models",
-                               help="Comma-separated model names, e.g. dlf,almt,mmcl,mind,text_only."),
+                               help="Comma-separated model names, e.g. dlf,almt,mmcl,mind,text_only.",
+                               autocompletion=complete_models),
     data: Path = typer.Option(..., "--data", "-d", help="Native dataset directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Benchmark directory (runs/ + results.*); re-running resumes."),
     seeds: str = typer.Option("1,2,3", "--seeds",
                               help="Comma-separated seeds, one run per model and seed; 'recipe' = each recipe's."),
     recipe: str = typer.Option("toolkit", "--recipe",
-                               help="toolkit | reference (models without that recipe use toolkit; the table says)."),
+                               help="toolkit | reference (models without that recipe use toolkit; the table says).",
+                               autocompletion=complete_recipe),
     preset: Optional[str] = typer.Option(None, "--preset", "-p",
-                                         help="Preset for the models that define it (e.g. mosi)."),
+                                         help="Preset for the models that define it (e.g. mosi).",
+                                         autocompletion=complete_preset),
     set_: List[str] = typer.Option([], "--set", "-s", metavar="<key=value>",
                                    help="Override for every model (trainer.epochs=3) or one (dlf:model.dim=32)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Shortcut for --set trainer.epochs=N."),
@@ -51,20 +54,19 @@ def benchmark_command(
     the authors' "best test epoch" figures follow in their own, labelled table.
     """
     from ..allocator import keep_freed_memory
-    from ..training.benchmark import PAPER_MOSI, run_benchmark
+    from ..training.api import benchmark
+    from ..training.benchmark import PAPER_MOSI
 
     keep_freed_memory()
     overrides = trainer_overrides(set_, epochs=epochs, device=device, threads=threads)
-    if quiet:
-        overrides.append("trainer.progress=false")
     try:
         seed_list = None if seeds == "recipe" else [int(s) for s in _csv(seeds)]
     except ValueError:
         raise typer.BadParameter(f"--seeds expects comma-separated integers, got {seeds!r}") from None
     try:
-        result = run_benchmark(_csv(models), data, out, seeds=seed_list, recipe=recipe, preset=preset,
-                               overrides=overrides, mmsa_names=mmsa_names, percent=percent,
-                               paper=PAPER_MOSI if paper else None, baseline=baseline)
+        result = benchmark(_csv(models), data, out, seeds=seed_list, recipe=recipe, preset=preset,
+                           overrides=overrides, progress=not quiet, mmsa_names=mmsa_names, percent=percent,
+                           paper=PAPER_MOSI if paper else None, baseline=baseline)
     except KeyboardInterrupt:
         typer.secho(f"interrupted: finished runs are kept in {out}; run the same command to continue (finished "
                     "runs are skipped, the interrupted one resumes from its last.pt)", fg=typer.colors.YELLOW,

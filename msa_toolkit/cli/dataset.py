@@ -114,13 +114,13 @@ def import_command(
     device: str = typer.Option("cpu", "--device", help="magbert: where the text model runs (cpu, cuda)."),
 ) -> None:
     """Import an MMSA or MAG-BERT / MInD pickle as a native dataset."""
-    from ..data.importers import FORMATS, import_pickle
+    from ..data.importers import FORMATS, import_dataset
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"unknown format {fmt!r}; supported: {', '.join(FORMATS)}")
     text_model = None if text.strip().lower() in ("none", "off", "") else text
-    ds, rep, used = import_pickle(file, out, fmt=fmt, overwrite=overwrite, text_model=text_model, align=align,
-                                  device=device)
+    ds, rep, used = import_dataset(file, out, fmt=fmt, overwrite=overwrite, text_model=text_model, align=align,
+                                   device=device)
     sizes = ", ".join(f"{k} {v}" for k, v in ds.num_samples().items())
     dims = "/".join(str(rep.dims.get(m, 0)) for m in ("text", "audio", "vision"))
     layout = rep.layout if used == "mmsa" else f"magbert, {rep.form}, {rep.align}-aligned, text {rep.text_model or 'none'}"
@@ -146,13 +146,14 @@ def export_command(
 ) -> None:
     """Export a native dataset (MMSA pickle, usable by MMSA, ALMT and DLF reference code)."""
     dataset = dataset_path(dataset, data)
-    if fmt != "mmsa":
-        raise typer.BadParameter(f"unknown format {fmt!r}; supported: mmsa")
-    from ..data.mmsa import export_mmsa
+    from ..data.importers import EXPORT_FORMATS, export_dataset
+
+    if fmt not in EXPORT_FORMATS:
+        raise typer.BadParameter(f"unknown format {fmt!r}; supported: {', '.join(EXPORT_FORMATS)}")
 
     lengths = {k: v for k, v in (("text", text_len), ("audio", audio_len), ("vision", vision_len)) if v}
     lengths.update(_max_len(max_len))
-    rep = export_mmsa(dataset, out, lengths=lengths)
+    rep = export_dataset(dataset, out, fmt=fmt, lengths=lengths)
     sizes = ", ".join(f"{k} {v}" for k, v in rep.sizes.items())
     typer.echo(f"wrote {out}: {sizes}; lengths {rep.lengths}")
     for w in rep.warnings:
@@ -228,21 +229,29 @@ def validate_command(
     data: Optional[Path] = data_option(),
     label_min: Optional[float] = typer.Option(None, "--label-min", help="Lowest valid label (default: inferred)."),
     label_max: Optional[float] = typer.Option(None, "--label-max", help="Highest valid label (default: inferred)."),
+    strict: bool = typer.Option(False, "--strict",
+                                help="Samples lacking a modality (a silent clip: no text; no face: no vision) fail "
+                                     "too; without it they are reported only."),
 ) -> None:
-    """Check for NaNs, empty sequences, label range problems and duplicate ids; exit code 1 on problems."""
+    """Check for NaNs, samples without any modality, label range problems and duplicate ids; exit code 1 on
+    problems. Samples lacking one modality are reported and fail only with --strict."""
     dataset = dataset_path(dataset, data)
-    from ..data.inspect import label_range, validate_dataset
+    from ..data.inspect import failing, label_range, validate_dataset
     from ..data.native import load_dataset
 
     ds = load_dataset(dataset)
     lo, hi = label_range(ds)
     bounds = (lo if label_min is None else label_min, hi if label_max is None else label_max)
-    problems = validate_dataset(ds, label_bounds=bounds)
+    issues = validate_dataset(ds, label_bounds=bounds)
+    problems = failing(issues, strict)
+    for p in issues:
+        typer.secho(f"{p.split or '-'} [{p.kind}] {p.message}",
+                    fg=typer.colors.RED if p in problems else typer.colors.YELLOW)
     if not problems:
-        typer.echo(f"{dataset}: OK ({sum(ds.num_samples().values())} samples, labels in [{bounds[0]:g}, {bounds[1]:g}])")
+        notes = f"; {len(issues)} notice(s): samples without a modality (--strict fails them)" if issues else ""
+        typer.echo(f"{dataset}: OK ({sum(ds.num_samples().values())} samples, labels in [{bounds[0]:g}, "
+                   f"{bounds[1]:g}]){notes}")
         return
-    for p in problems:
-        typer.secho(f"{p.split or '-'} [{p.kind}] {p.message}", fg=typer.colors.RED)
     typer.secho(f"{dataset}: {len(problems)} problem(s)", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from ._options import complete_model, complete_preset
+
 models_app = typer.Typer(help="Registered models, their presets and configuration fields.",
                          invoke_without_command=True, no_args_is_help=False)
 
@@ -29,8 +31,9 @@ def list_command(ctx: typer.Context) -> None:
 
 
 @models_app.command("show")
-def show_command(name: str = typer.Argument(..., help="Model name."),
-                 preset: str = typer.Option(None, "--preset", "-p", help="Show the values of this preset.")) -> None:
+def show_command(name: str = typer.Argument(..., help="Model name.", autocompletion=complete_model),
+                 preset: str = typer.Option(None, "--preset", "-p", help="Show the values of this preset.",
+                                            autocompletion=complete_preset)) -> None:
     """Print a model's config fields (type, default or preset value, help text) and presets."""
     import dataclasses
     import inspect

@@ -1,4 +1,4 @@
-"""`msa predict`: media files and folders -> sentiment per clip (thin wrapper over msa_toolkit.predict.predict)."""
+"""`msa predict`: media files and folders -> sentiment per clip (thin wrapper over msa_toolkit.prediction.predict)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def predict_command(
     from ..allocator import keep_freed_memory
     from ..errors import MSAError
     from ..extraction.safety import check_output_dir, check_output_file
-    from ..predict import Predictor, plot_timeline, predict
+    from ..prediction import Predictor, plot_timeline, predict
     from ..prediction_types import to_csv, to_json
 
     t0 = time.perf_counter()

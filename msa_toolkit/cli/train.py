@@ -8,7 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from ._options import INTERRUPTED_EXIT, data_option, trainer_overrides
+from ._options import (INTERRUPTED_EXIT, complete_model, complete_preset, complete_recipe, data_option,
+                       trainer_overrides)
 
 
 def _seeds(text: str) -> list[int]:
@@ -19,13 +20,17 @@ def _seeds(text: str) -> list[int]:
 
 
 def train_command(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name (see `msa models`)."),
-    data: Path = data_option(required=True),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named model preset (e.g. mosi, tiny)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name (see `msa models`).",
+                                          autocompletion=complete_model),
+    data: Optional[Path] = data_option(required=True, show_config=True),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", show_default=False,
+                                       help="Run directory to write (required unless --show-config)."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named model preset (e.g. mosi, tiny).",
+                                           autocompletion=complete_preset),
     recipe: Optional[str] = typer.Option(None, "--recipe",
                                          help="Training recipe: toolkit (default: checkpoint chosen on valid) | "
-                                              "reference (the authors' protocol; see docs/models.md)."),
+                                              "reference (the authors' protocol; see docs/models.md).",
+                                         autocompletion=complete_recipe),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="YAML with 'trainer:' and 'model:' sections (a run's config.yaml works)."),
     set_: List[str] = typer.Option([], "--set", "-s", metavar="<key=value>",
@@ -51,6 +56,10 @@ def train_command(
     log: str = typer.Option("none", "--log", metavar="none|tensorboard",
                             help="Experiment tracking: tensorboard writes each epoch's losses, metrics and lr to "
                                  "OUT/tensorboard/seed_<s>/ (needs `pip install tensorboard`)."),
+    show_config_: bool = typer.Option(False, "--show-config",
+                                      help="Print the resolved model config, preset, recipe, seeds and every trainer "
+                                           "setting (value, default, help) and exit without training; --data and "
+                                           "--out are not needed."),
 ) -> None:
     """Train a model; writes best.safetensors, logs, metrics, plots and a multi-seed summary.
 
@@ -63,8 +72,16 @@ def train_command(
     `torchrun --nproc_per_node 4 -m msa_toolkit train ...`.
     """
     from ..allocator import keep_freed_memory
-    from ..training.api import train
+    from ..training.api import result_line, train
 
+    if show_config_:
+        _print_config(model, preset, config, set_ + trainer_overrides([], epochs=epochs, device=device,
+                                                                     precision=precision, threads=threads),
+                      _seeds(seeds) if seeds else None, recipe)
+        return
+    for value, flag in ((data, "'--data' / '-d'"), (out, "'--out' / '-o'")):
+        if value is None:
+            raise typer.BadParameter("missing (required unless --show-config)", param_hint=flag)
     callbacks = []
     if log == "tensorboard":
         from ..training.tracking import TENSORBOARD_DIR, TensorBoardLogger, require_tensorboard
@@ -76,12 +93,12 @@ def train_command(
     keep_freed_memory()  # large activations reuse freed heap memory: no page faults every step (allocator.py)
     overrides = trainer_overrides(set_, epochs=epochs, device=device, precision=precision, mmsa_names=mmsa,
                                   compile=compile_, threads=threads)
-    # display follows this command line, not the run's config.yaml: a run started with -q and resumed
-    # (or re-run with -c config.yaml) without it shows its progress; --set trainer.progress=... still wins
-    overrides.insert(0, f"trainer.progress={'false' if quiet else 'true'}")
     try:
+        # display follows this command line, not the run's config.yaml: a run started with -q and resumed
+        # (or re-run with -c config.yaml) without it shows its progress; --set trainer.progress=... still wins
         result = train(model, data, out, preset=preset, config=config, overrides=overrides,
-                       seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe, callbacks=callbacks)
+                       seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe, progress=not quiet,
+                       callbacks=callbacks)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where the trainer turns it into one
         typer.secho(f"interrupted: finished epochs are kept in {out} (last.pt); run the same command with "
                     "--resume to continue", fg=typer.colors.YELLOW, err=True)
@@ -91,7 +108,7 @@ def train_command(
             cb.close()
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
-    typer.echo(f"run written to {result.out_dir}")
+    typer.echo(f"run written to {result_line(result)}")  # under -q too: the one line of the result
     # the checkpoint rule (docs/formats.md): one seed -> OUT/best.safetensors; several -> OUT/seed_<s>/best.safetensors
     checkpoints = [(seed, run.checkpoint) for seed, run in zip(result.seeds, result.runs) if run.checkpoint]
     if len(checkpoints) == 1:
@@ -100,6 +117,33 @@ def train_command(
         typer.echo("checkpoints (one per seed):")
         for seed, path in checkpoints:
             typer.echo(f"  seed {seed}: {path}")
+
+
+def _print_config(model: Optional[str], preset: Optional[str], config: Optional[Path], overrides: List[str],
+                  seeds: Optional[list[int]], recipe: Optional[str]) -> None:
+    """--show-config: the run's settings as tables on stdout (nothing trained, no data read)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..training.settings import show, show_config
+
+    view = show_config(model, preset, config, overrides, seeds, recipe)
+    con = Console()
+    con.print(f"model [bold]{view.model}[/bold], preset {view.preset or '(the config class defaults)'}, "
+              f"recipe [bold]{view.recipe}[/bold]" + (f" ({view.recipe_source})" if view.recipe_source else ""))
+    con.print(f"seeds: {','.join(str(s) for s in view.seeds)}")
+    for title, rows, prefix in ((f"model config ({view.model}; input dims from the preset, a dataset's replace "
+                                 "them)", view.model_rows, "model."),
+                                ("trainer settings", view.trainer_rows, "trainer.")):
+        table = Table(title=title, title_justify="left")
+        for column in ("setting", "value", "default", "help"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            changed = row.value != row.default
+            table.add_row(prefix + row.name, ("[bold]" if changed else "") + escape(show(row.value)),
+                          escape(show(row.default)), escape(row.help))
+        con.print(table)
 
 
 def register(app: typer.Typer) -> None:

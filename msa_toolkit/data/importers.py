@@ -69,4 +69,32 @@ def import_pickle(path: str | os.PathLike, out_dir: str | os.PathLike, fmt: str 
     return ds, rep, fmt
 
 
-__all__ = ["detect_format", "import_pickle", "FORMATS"]
+def import_dataset(path: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "auto", overwrite: bool = False,
+                   text_model: str | None = "minilm", align: str = "auto", device: str = "cpu") -> tuple[Any, Any, str]:
+    """``msa dataset import`` with its defaults: an MMSA or MAG-BERT / MInD pickle (or their folder) as a native
+    dataset in ``out_dir``; returns (dataset, report, format used).
+
+    ``fmt``: auto (from the content) | mmsa | magbert. For magbert pickles only: ``text_model`` (minilm, a
+    transformers folder / cached id, or None for transcripts only), ``align`` (tokens | words | auto) and
+    ``device`` (where the text model runs). An existing dataset is replaced only with ``overwrite``."""
+    return import_pickle(path, out_dir, fmt=fmt, overwrite=overwrite, text_model=text_model, align=align,
+                         device=device)
+
+
+#: the accepted values of ``fmt`` / ``msa dataset export --format``
+EXPORT_FORMATS = ("mmsa",)
+
+
+def export_dataset(dataset: Any, out_file: str | os.PathLike, fmt: str = "mmsa",
+                   lengths: Mapping[str, int] | None = None) -> Any:
+    """``msa dataset export`` with its defaults: a native dataset (directory or opened) as an MMSA pickle, usable
+    by MMSA, ALMT and DLF reference code; returns the export report. ``lengths``: padded length per modality
+    (default: MMSA-FET's mean + 3 std of the lengths, rounded; an imported pickle keeps its own)."""
+    if fmt not in EXPORT_FORMATS:
+        raise DatasetError(f"unknown export format {fmt!r}; supported: {', '.join(EXPORT_FORMATS)}")
+    from .mmsa import export_mmsa
+
+    return export_mmsa(dataset, out_file, lengths=lengths)
+
+
+__all__ = ["detect_format", "export_dataset", "import_dataset", "import_pickle", "EXPORT_FORMATS", "FORMATS"]

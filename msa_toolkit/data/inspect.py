@@ -21,6 +21,9 @@ from .stats import stats_problems
 LISTED_IDS = 8
 #: how many affected ids an issue keeps in :attr:`DatasetIssue.ids`
 KEPT_IDS = 50
+#: issue kinds that describe the data, not a defect: samples lacking a modality (a silent clip has no text, a
+#: faceless or audio-only one no vision). Reported; they fail `msa dataset validate` only with --strict
+NOTICE_KINDS = ("absent",)
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,18 @@ class DatasetIssue:
 
     # split name ("" for dataset-wide issues)
     split: str
-    # kind: "file", "nan", "empty", "label", "duplicate", "shape", "stats" (normalisation statistics)
+    # kind: "file", "nan", "empty", "label", "duplicate", "shape", "stats" (normalisation statistics), "absent"
+    # (samples without one modality: a notice, see NOTICE_KINDS)
     kind: str
     # readable description naming ids, modality, values
     message: str
     # affected sample ids (possibly truncated to the first few)
     ids: tuple[str, ...] = ()
+
+    @property
+    def notice(self) -> bool:
+        """True for a property of the data (a modality absent from some samples), not a defect."""
+        return self.kind in NOTICE_KINDS
 
 
 def _ids_listing(ids: list[str], limit: int = LISTED_IDS) -> str:
@@ -61,8 +70,10 @@ def _issue(split: str, kind: str, message: str, ids: list[str] | tuple[str, ...]
     return DatasetIssue(split, kind, message, tuple(ids[:KEPT_IDS]))
 
 
-def _modality_issues(ds: MSADataset, split: str, m: str, chunk_rows: int) -> list[DatasetIssue]:
-    """Missing/inconsistent tensors, NaN/inf rows and samples without a valid step of one modality."""
+def _modality_issues(ds: MSADataset, split: str, m: str, chunk_rows: int,
+                     absent: list[set[str]]) -> list[DatasetIssue]:
+    """Missing/inconsistent tensors, NaN/inf rows and samples without a valid step of one modality (their ids
+    are added to ``absent`` as one set)."""
     sp = ds.split(split)
     t = sp.tensors
     n = len(sp)
@@ -88,9 +99,10 @@ def _modality_issues(ds: MSADataset, split: str, m: str, chunk_rows: int) -> lis
     cs = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
     valid = cs[off[1:]] - cs[off[:-1]]
     empty = [sp.ids[i] for i in np.nonzero(valid == 0)[0]]
+    absent.append(set(empty))
     if empty:
-        issues.append(_issue(split, "empty", f"{m}: {len(empty)} samples without any valid step: "
-                                             f"{_ids_listing(empty)}", empty))
+        issues.append(_issue(split, "absent", f"{m}: {len(empty)} of {n} samples without {m} (no valid step): "
+                                              f"{_ids_listing(empty)}", empty))
     return issues
 
 
@@ -111,9 +123,10 @@ def _label_issues(ds: MSADataset, split: str, lo: float, hi: float) -> list[Data
 
 def validate_dataset(dataset: "MSADataset | str | os.PathLike", label_bounds: tuple[float, float] | None = None,
                      chunk_rows: int = 1 << 16) -> list[DatasetIssue]:
-    """Find NaNs/infs in features, empty sequences, labels out of range or missing, duplicate ids,
+    """Find NaNs/infs in features, samples without any modality, labels out of range or missing, duplicate ids,
     inconsistent split files and stored normalisation statistics that cannot normalise (zero, negative,
-    null or non-finite std, ...). Reads features chunk by chunk (bounded memory)."""
+    null or non-finite std, ...), and report samples lacking one modality (kind "absent": a notice, not a
+    defect; :func:`failing` separates them). Reads features chunk by chunk (bounded memory)."""
     ds = as_dataset(dataset)
     lo, hi = label_bounds or label_range(ds)
     issues: list[DatasetIssue] = [_issue("", "stats", f"normalisation statistics: {p}")
@@ -139,10 +152,20 @@ def validate_dataset(dataset: "MSADataset | str | os.PathLike", label_bounds: tu
         except DatasetError as e:
             issues.append(_issue(split, "file", str(e)))
             continue
+        absent: list[set[str]] = []
         for m in ds.spec.modalities:
-            issues.extend(_modality_issues(ds, split, m, chunk_rows))
+            issues.extend(_modality_issues(ds, split, m, chunk_rows, absent))
+        if len(absent) == len(ds.spec.modalities) and (nothing := set.intersection(*absent) if absent else set()):
+            bare = [i for i in sp.ids if i in nothing]
+            issues.append(_issue(split, "empty", f"{len(bare)} samples without any modality: {_ids_listing(bare)}",
+                                 bare))
         issues.extend(_label_issues(ds, split, lo, hi))
     return issues
+
+
+def failing(issues: list[DatasetIssue], strict: bool = False) -> list[DatasetIssue]:
+    """The issues that fail validation: every defect, and with ``strict`` the notices (absent modalities) too."""
+    return [i for i in issues if strict or not i.notice]
 
 
 def dataset_info(dataset: "MSADataset | str | os.PathLike") -> dict[str, Any]:

@@ -93,8 +93,13 @@ def _data_extra(dm: Any) -> dict[str, Any]:
 
 def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
           config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] | None = None,
-          resume: bool = False, callbacks: Sequence[Any] = (), recipe: str | None = None) -> RunResult:
+          resume: bool = False, callbacks: Sequence[Any] = (), recipe: str | None = None,
+          progress: bool | None = False) -> RunResult:
     """Train a registered model on a dataset, once per seed; see the module docstring.
+
+    ``progress``: show progress bars, epoch lines and the summary tables on stderr (``msa train`` without
+    ``-q``); False (the default) shows none of them, only warnings about the run and the line announcing a
+    recipe's seeds; None leaves it to the config's ``trainer.progress``. A ``trainer.progress`` override wins.
 
     ``data`` is a native dataset directory, an opened dataset or a DataModule
     (a DataModule is used as given for every seed, so its shuffling seed is fixed).
@@ -114,12 +119,16 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     from .trainer import Trainer
 
     out_dir = Path(out_dir)
+    overrides = with_progress(overrides, progress)
     plan = plan_runs(model, data, out_dir, preset, config, overrides, seeds, resume, recipe)
     name, preset, rec, tc, model_over, kwargs = (plan.name, plan.preset, plan.recipe, plan.trainer,
                                                  plan.model_overrides, plan.model_kwargs)
     seeds = [seed for seed, *_ in plan.runs]
+    reporter = Reporter(tc.progress, main=os.environ.get("RANK", "0") == "0")
     for _, run_dir, _, fp in plan.runs:
-        check_run_dir(run_dir, fp, resume, Reporter(tc.progress, main=os.environ.get("RANK", "0") == "0"))
+        check_run_dir(run_dir, fp, resume, reporter)
+    if plan.seeds_from_recipe:  # a recipe's seeds multiply the run time: say so before the first one
+        reporter.notice(recipe_seeds_line(rec.name, seeds), style="bold")
 
     ctx = D.setup(tc.device)
     try:
@@ -154,6 +163,56 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
         return result
     finally:
         D.teardown(ctx)
+
+
+def with_progress(overrides: Iterable[str] | Mapping[str, Any], progress: bool | None) -> Any:
+    """``overrides`` below a ``trainer.progress`` setting (none when ``progress`` is None): the overrides
+    given still win."""
+    if progress is None:
+        return overrides
+    if isinstance(overrides, Mapping):
+        return {"trainer.progress": bool(progress), **overrides}
+    return [f"trainer.progress={'true' if progress else 'false'}", *overrides]
+
+
+def benchmark(models: Sequence[str], data: Any, out_dir: str | os.PathLike, seeds: Sequence[int] | None = (1, 2, 3),
+              recipe: str = "toolkit", preset: str | None = None, overrides: Iterable[str] = (),
+              progress: bool = False, **options: Any) -> Any:
+    """``msa benchmark`` with its defaults: every model x seed on one dataset (finished runs are read back when
+    their fingerprint matches) and the cross-model tables written to ``out_dir`` (results.md/csv/json/png);
+    returns the :class:`~msa_toolkit.training.benchmark.BenchmarkResult`.
+
+    ``seeds`` None means each model's recipe seeds; ``recipe`` applies to the models that have it;
+    ``overrides`` are ``--set`` items (``"dlf:model.dim=32"`` scopes one to a model); ``progress`` shows each
+    run's progress (``--verbose``); ``options``: ``mmsa_names``, ``percent``, ``paper``, ``plot`` of
+    :func:`~msa_toolkit.training.benchmark.run_benchmark`."""
+    from .benchmark import run_benchmark
+
+    return run_benchmark(list(models), data, out_dir, seeds=seeds, recipe=recipe, preset=preset,
+                         overrides=with_progress(overrides, progress), **options)
+
+
+def recipe_seeds_line(recipe: str, seeds: Sequence[int]) -> str:
+    """``recipe reference: seeds 1,2,3 (the authors' protocol)``: the line that announces a recipe's seeds."""
+    from .recipes import RECIPE_ABOUT
+
+    about = RECIPE_ABOUT.get(recipe)
+    return f"recipe {recipe}: seeds {','.join(str(s) for s in seeds)}" + (f" ({about})" if about else "")
+
+
+def result_line(result: RunResult) -> str:
+    """One line: the run folder and its main test figures (the mean over the seeds), e.g.
+    ``runs/x: test MAE 0.912, non-0 Acc-2 0.7813 (mean over 5 seeds)``."""
+    from .metrics import format_value
+
+    test = result.test
+    shown = [f"{label} {format_value(test[k])}" for k, label in (("mae", "MAE"), ("acc2_non0", "non-0 Acc-2"))
+             if k in test]
+    if not shown:
+        return f"{result.out_dir}: no test split scored"
+    n = len(result.seeds)
+    over = f"seed {result.seeds[0]}" if n == 1 else f"mean over {n} seeds"
+    return f"{result.out_dir}: test {', '.join(shown)} ({over})"
 
 
 def summarize(runs: Sequence[FitResult]) -> dict[str, dict[str, dict[str, Any]]]:

@@ -210,6 +210,8 @@ class RunPlan:
     model_kwargs: dict[str, Any]
     # one (seed, run directory, trainer settings, fingerprint) per seed
     runs: list[tuple[int, Path, TrainConfig, dict[str, Any]]]
+    # the seeds are the recipe's (neither given nor in the config): the console says so before training
+    seeds_from_recipe: bool = False
 
 
 def plan_runs(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
@@ -225,27 +227,9 @@ def plan_runs(model: str | None, data: Any, out_dir: str | os.PathLike, preset: 
     out_dir = Path(out_dir)
     if resume and config is None and (out_dir / CONFIG_FILE).is_file():
         config = out_dir / CONFIG_FILE
-    tc, model_over, meta = resolve_run_config(config, overrides)
-    name = model or meta.get("name")
-    if not name:
-        raise MSAError("no model given (pass a model name or set model.name in the config)")
-    rec = _recipe(name, recipe if recipe is not None else meta.get("recipe", "toolkit"))
-    if rec.trainer or rec.model:  # again, with the recipe's settings below the config and overrides
-        tc, model_over, meta = resolve_run_config(config, overrides, rec)
-    preset = preset if preset is not None else meta.get("preset")
-    if resume:
-        _check_same_model(out_dir, name, preset)
-    seeds = _run_seeds(seeds, meta.get("seeds") or rec.seeds or [tc.seed], tc.seed)
-    try:  # validates name, preset and overrides before any data is read
-        model_over = _coerce_model_overrides(name, model_over)
-        base_cfg = resolve_config(name, preset, **model_over)
-        check_size(get_entry(name), base_cfg)
-    except KeyError as e:
-        raise MSAError(str(e.args[0] if e.args else e)) from None
-    except (TypeError, ValueError) as e:
-        raise MSAError(f"model {name!r}: {e}") from None
-    check_settings(tc, base_cfg)
-    batch_size = setting(tc, base_cfg, "batch_size", None)
+    s = resolve_settings(model, preset, config, overrides, seeds, recipe, resume_dir=out_dir if resume else None)
+    name, preset, rec, tc, model_over, seeds = s.name, s.preset, s.recipe, s.trainer, s.model_overrides, s.seeds
+    batch_size = setting(tc, s.model_config, "batch_size", None)
     dataset = open_data(data)
     first = data_module(dataset, batch_size, tc.replace(seed=seeds[0]), seeds[0])
     lens = {f"{m}_len": int(v) for m, v in first.max_lengths.items() if v is not None}
@@ -260,7 +244,57 @@ def plan_runs(model: str | None, data: Any, out_dir: str | os.PathLike, preset: 
         tcs = tc.replace(seed=seed)
         runs.append((seed, out_dir if len(seeds) == 1 else out_dir / f"seed_{seed}", tcs,
                      run_fingerprint(first, name, preset, rec.name, cfg.to_dict(), tcs.to_dict(), seed)))
-    return RunPlan(name, preset, rec, tc, model_over, dataset, batch_size, kwargs, runs)
+    return RunPlan(name, preset, rec, tc, model_over, dataset, batch_size, kwargs, runs, s.seeds_from_recipe)
+
+
+@dataclass
+class Settings:
+    """A run's model, preset, recipe, seeds and settings, resolved without its data (:func:`resolve_settings`)."""
+
+    # the registered model name, its preset and the recipe applied
+    name: str
+    preset: str | None
+    recipe: Any
+    # the resolved trainer settings (before the per-seed seed) and the coerced model-config overrides
+    trainer: TrainConfig
+    model_overrides: dict[str, Any]
+    # the seeds to train and whether they are the recipe's (neither given nor in the config)
+    seeds: list[int]
+    seeds_from_recipe: bool
+    # the model config from the preset and overrides (input dims from the preset: a dataset's replace them)
+    model_config: Any
+
+
+def resolve_settings(model: str | None, preset: str | None = None, config: Any = None,
+                     overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] | None = None,
+                     recipe: str | None = None, resume_dir: Path | None = None) -> Settings:
+    """The model, preset, recipe, seeds and settings of a run (arguments as :func:`plan_runs`), checked without
+    reading data; ``resume_dir``: the run being resumed (its model and preset must be the command's)."""
+    from ..models import get_entry, resolve_config
+    from ..models._registry import check_size
+
+    tc, model_over, meta = resolve_run_config(config, overrides)
+    name = model or meta.get("name")
+    if not name:
+        raise MSAError("no model given (pass a model name or set model.name in the config)")
+    rec = _recipe(name, recipe if recipe is not None else meta.get("recipe", "toolkit"))
+    if rec.trainer or rec.model:  # again, with the recipe's settings below the config and overrides
+        tc, model_over, meta = resolve_run_config(config, overrides, rec)
+    preset = preset if preset is not None else meta.get("preset")
+    if resume_dir is not None:
+        _check_same_model(resume_dir, name, preset)
+    from_recipe = seeds is None and not meta.get("seeds") and bool(rec.seeds)
+    seeds = _run_seeds(seeds, meta.get("seeds") or rec.seeds or [tc.seed], tc.seed)
+    try:  # validates name, preset and overrides before any data is read
+        model_over = _coerce_model_overrides(name, model_over)
+        base_cfg = resolve_config(name, preset, **model_over)
+        check_size(get_entry(name), base_cfg)
+    except KeyError as e:
+        raise MSAError(str(e.args[0] if e.args else e)) from None
+    except (TypeError, ValueError) as e:
+        raise MSAError(f"model {name!r}: {e}") from None
+    check_settings(tc, base_cfg)
+    return Settings(name, preset, rec, tc, model_over, seeds, from_recipe, base_cfg)
 
 
 def _recipe(model: str, name: str):

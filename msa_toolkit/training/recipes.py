@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["Recipe", "RECIPES", "TOOLKIT_RECIPE", "get_recipe"]
+__all__ = ["Recipe", "RECIPES", "RECIPE_ABOUT", "TOOLKIT_RECIPE", "get_recipe"]
+
+#: recipe name -> what it is, in a few words (the console names a recipe with it)
+RECIPE_ABOUT = {"toolkit": "the toolkit's defaults", "reference": "the authors' protocol"}
 
 @dataclass(frozen=True)
 class Recipe:

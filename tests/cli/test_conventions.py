@@ -68,6 +68,42 @@ def test_completion_completes_commands_and_flags():
     assert _msa(env=env).stdout.split() == ["--resume"]
 
 
+class _Ctx:
+    """What a completion function reads of the click context: the parameters parsed so far."""
+
+    def __init__(self, **params):
+        self.params = params
+
+
+def test_completion_functions_complete_models_presets_and_recipes():
+    """--model, --preset and --recipe complete their values (issue 32); the presets and recipes follow the model."""
+    from msa_toolkit.cli._options import complete_model, complete_models, complete_preset, complete_recipe
+    from msa_toolkit.models import get_entry, list_models
+
+    assert complete_model("") == sorted(list_models()) and complete_model("m") == ["mind", "mmcl", "mult"]
+    assert complete_models("dlf,a") == ["dlf,almt"] and "dlf,text_only" in complete_models("dlf,")
+    assert "dlf,dlf" not in complete_models("dlf,")
+    assert complete_preset(_Ctx(model="dlf"), "") == sorted(get_entry("dlf").presets)
+    assert complete_preset(_Ctx(name="almt"), "mo") == ["mosei", "mosi"]  # `msa models show NAME --preset`
+    assert "tiny" in complete_preset(_Ctx(), "")  # no model yet: every model's presets
+    assert complete_recipe(_Ctx(model="dlf"), "") == ["reference", "toolkit"]
+    assert complete_recipe(_Ctx(model="text_only"), "") == ["toolkit"]  # a baseline has no reference recipe
+    assert complete_recipe(_Ctx(models="text_only,almt"), "r") == ["reference"]
+
+
+@pytest.mark.parametrize("words, expected", [
+    ("msa train --model dl", ["dlf"]),
+    ("msa train -m dlf --recipe ", ["reference", "toolkit"]),
+    ("msa benchmark --models mind --preset mos", ["mosei", "mosi"]),
+    ("msa models show ti", []),
+    ("msa models show t", ["text_only", "tfn"]),
+])
+def test_the_commands_complete_model_preset_and_recipe_values(words, expected):
+    cword = len(words.split()) - (0 if words.endswith(" ") else 1)
+    env = {"_MSA_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+    assert _msa(env=env).stdout.split() == expected
+
+
 @pytest.mark.parametrize("path", [p for p, _ in _commands()], ids=lambda p: " ".join(p) or "msa")
 def test_help_shows_no_bool_or_python_type_metavars(path):
     r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"})

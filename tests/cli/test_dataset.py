@@ -58,7 +58,7 @@ def test_import_export_validate_problems(tmp_path, capsys):
                    "annotations": np.array(["x"] * n)}
     data["train"]["vision"][1, 2, 0] = np.nan   # NaN feature
     data["train"]["regression_labels"][2] = 7.0  # out of range
-    data["test"]["audio_lengths"][0] = 0         # empty sequence
+    data["test"]["audio_lengths"][0] = 0         # no audio: an absent modality, reported (issue 32)
     pkl = tmp_path / "unaligned_50.pkl"
     with open(pkl, "wb") as fh:
         pickle.dump(data, fh)
@@ -76,9 +76,10 @@ def test_import_export_validate_problems(tmp_path, capsys):
     assert "non-finite feature values replaced by 0: text 0, audio 0, vision 1" in out
     rc = main(["dataset", "validate", str(tmp_path / "ds")])
     out = capsys.readouterr().out
-    assert rc == 1
+    assert rc == 0  # a sample lacking one modality is reported, not a failure (--strict makes it one)
     assert "[nan]" not in out
-    assert "[empty] audio: 1 samples without any valid step: test0" in out
+    assert "test [absent] audio: 1 of 2 samples without audio (no valid step): test0" in out
+    assert main(["dataset", "validate", str(tmp_path / "ds"), "--strict"]) == 1
     # validate still finds NaN features and out-of-range labels written by other means
     from msa_toolkit.data.native import load_dataset, write_dataset
 
@@ -236,3 +237,36 @@ def test_lost_rows_error_names_the_cli_flag_not_the_python_call(tmp_path, monkey
     with pytest.raises(RowsLostError, match=r"allow_missing=True") as e:  # the library names its parameter
         build_dataset(labels, out_dir=tmp_path / "ds2", progress=False)
     assert "--allow-missing" not in str(e.value)
+
+
+def test_validate_reports_absent_modalities_and_fails_on_them_only_with_strict(tmp_path, capsys):
+    """A silent clip has no text and an audio-only one no vision: the presence rule, not a defect. validate reports
+    them and exits 0; --strict fails them; a sample with no modality at all always fails (issue 32)."""
+    import numpy as np
+
+    from msa_toolkit.data.native import Sample, write_dataset
+    from msa_toolkit.data.synthetic import synthetic_spec
+
+    rng = np.random.default_rng(0)
+
+    def sample(i, *present):
+        dims = {"text": 4, "audio": 3, "vision": 2}
+        return Sample(f"v{i}_1", float(i % 3 - 1), {m: rng.normal(size=(3, dims[m])).astype(np.float32)
+                                                    for m in present})
+
+    spec = synthetic_spec((4, 3, 2))
+    full = [sample(i, "text", "audio", "vision") for i in range(4)]
+    splits = {"train": [*full, sample(5, "audio"), sample(6, "audio", "vision")],
+              "test": [sample(8, "text", "audio", "vision"), sample(9, "text", "audio", "vision")]}
+    write_dataset(tmp_path / "ds", spec, splits)
+    assert main(["dataset", "validate", str(tmp_path / "ds")]) == 0
+    out = capsys.readouterr().out
+    assert "train [absent] text: 2 of 6 samples without text (no valid step): v5_1, v6_1" in out
+    assert "train [absent] vision: 1 of 6 samples without vision (no valid step): v5_1" in out
+    assert ": OK (8 samples" in out and "2 notice(s)" in out
+    assert main(["dataset", "validate", str(tmp_path / "ds"), "--strict"]) == 1
+    assert "2 problem(s)" in capsys.readouterr().err
+    splits["train"].append(sample(7))  # no modality at all: nothing to learn from
+    write_dataset(tmp_path / "bare", spec, splits)
+    assert main(["dataset", "validate", str(tmp_path / "bare")]) == 1
+    assert "train [empty] 1 samples without any modality: v7_1" in capsys.readouterr().out

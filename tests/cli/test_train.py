@@ -270,3 +270,45 @@ def test_interrupt_says_how_to_continue(tmp_path, monkeypatch, command):
     assert r.exit_code == 130
     text = " ".join(r.output.split())
     assert "interrupted" in text and ("--resume" in text if command == "train" else "run the same command" in text)
+
+
+def test_recipe_seeds_are_announced_and_quiet_prints_the_result(cli_ds, tmp_path, capsys):
+    """--recipe reference trains the authors' seeds (5 for DLF): one line on stderr says so before training, under
+    -q too, and -q still prints the one-line result (issue 32)."""
+    from msa_toolkit.cli.main import main
+
+    run = tmp_path / "ref"
+    args = ["train", "-m", "dlf", "-p", "tiny", "--recipe", "reference", "-d", str(cli_ds), "-o", str(run),
+            "--epochs", "1", "--device", "cpu", "-s", "trainer.limit_train_batches=1", "-s", "trainer.plots=false",
+            "-q"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "recipe reference: seeds 1111,1112,1113,1114,1115 (the authors' protocol)" in err.splitlines()
+    result = [line for line in out.splitlines() if line.startswith("run written to")]
+    assert len(result) == 1 and f"{run}: test MAE " in result[0] and "non-0 Acc-2" in result[0], out
+    assert "(mean over 5 seeds)" in result[0]
+    # seeds given on the command line are the caller's: nothing to announce
+    assert main(args[:-1] + ["--seeds", "3", "-o", str(tmp_path / "given"), "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert "recipe reference: seeds" not in err and "(seed 3)" in out
+
+
+def test_show_config_prints_every_setting_and_trains_nothing(tmp_path, monkeypatch):
+    """--show-config needs neither --data nor --out, prints the resolved settings with value, default and help,
+    and exits 0 without training (issue 32)."""
+    import msa_toolkit.training.api as api
+
+    monkeypatch.setattr(api, "train", lambda *a, **k: pytest.fail("--show-config must not train"))
+    r = runner.invoke(app, ["train", "-m", "dlf", "-p", "mosi", "--recipe", "reference", "-s", "trainer.epochs=3",
+                            "--seeds", "4,5", "--show-config"], env={"COLUMNS": "300"})
+    _ok(r)
+    out = r.stdout
+    assert "model dlf, preset mosi, recipe reference" in out and "seeds: 4,5" in out
+    row = next(line for line in out.splitlines() if "trainer.epochs " in line)
+    assert [c.strip() for c in row.split("│")[1:5]] == ["trainer.epochs", "3", "30",
+                                                         "number of passes over the training split"]
+    assert "trainer.grad_accum" in out and "model.dim" in out and "trainer.mmsa_names" in out
+    assert list(tmp_path.iterdir()) == []
+    # without --show-config, --data and --out stay required
+    r = runner.invoke(app, ["train", "-m", "dlf", "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "--data" in r.output and not (tmp_path / "x").exists()

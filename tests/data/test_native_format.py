@@ -159,7 +159,7 @@ def test_sample_from_bundle():
 def test_sample_from_a_bundle_without_speech_has_no_text_as_predict_reads_it():
     """A silent clip's text features ([CLS][SEP] of an empty transcript) are absent in a dataset, as in
     ``msa predict`` (train/predict skew before: the dataset kept them, predict dropped them)."""
-    from msa_toolkit.predict import Predictor
+    from msa_toolkit.prediction import Predictor
 
     seqs = {"text": FeatureSequence(np.ones((2, 4)), np.zeros(2), np.ones(2, bool)),
             "audio": FeatureSequence(np.ones((5, 3)), np.zeros(5), np.ones(5, bool))}
