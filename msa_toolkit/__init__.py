@@ -30,7 +30,7 @@ _LAZY = {
     "export_dataset": "msa_toolkit.data.importers:export_dataset",
     "train": "msa_toolkit.training.api:train",
     "evaluate": "msa_toolkit.training.api:evaluate",
-    "benchmark": "msa_toolkit.training.api:benchmark",
+    "benchmark": "msa_toolkit.training.benchmark:benchmark",
     "predict": "msa_toolkit.prediction:predict",
     "create_model": "msa_toolkit.models:create_model",
     "list_models": "msa_toolkit.models:list_models",

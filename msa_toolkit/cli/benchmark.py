@@ -54,7 +54,7 @@ def benchmark_command(
     the authors' "best test epoch" figures follow in their own, labelled table.
     """
     from ..allocator import keep_freed_memory
-    from ..training.api import benchmark
+    from ..training.benchmark import benchmark
     from ..training.benchmark import PAPER_MOSI
 
     keep_freed_memory()

@@ -175,23 +175,6 @@ def with_progress(overrides: Iterable[str] | Mapping[str, Any], progress: bool |
     return [f"trainer.progress={'true' if progress else 'false'}", *overrides]
 
 
-def benchmark(models: Sequence[str], data: Any, out_dir: str | os.PathLike, seeds: Sequence[int] | None = (1, 2, 3),
-              recipe: str = "toolkit", preset: str | None = None, overrides: Iterable[str] = (),
-              progress: bool = False, **options: Any) -> Any:
-    """``msa benchmark`` with its defaults: every model x seed on one dataset (finished runs are read back when
-    their fingerprint matches) and the cross-model tables written to ``out_dir`` (results.md/csv/json/png);
-    returns the :class:`~msa_toolkit.training.benchmark.BenchmarkResult`.
-
-    ``seeds`` None means each model's recipe seeds; ``recipe`` applies to the models that have it;
-    ``overrides`` are ``--set`` items (``"dlf:model.dim=32"`` scopes one to a model); ``progress`` shows each
-    run's progress (``--verbose``); ``options``: ``mmsa_names``, ``percent``, ``paper``, ``plot`` of
-    :func:`~msa_toolkit.training.benchmark.run_benchmark`."""
-    from .benchmark import run_benchmark
-
-    return run_benchmark(list(models), data, out_dir, seeds=seeds, recipe=recipe, preset=preset,
-                         overrides=with_progress(overrides, progress), **options)
-
-
 def recipe_seeds_line(recipe: str, seeds: Sequence[int]) -> str:
     """``recipe reference: seeds 1,2,3 (the authors' protocol)``: the line that announces a recipe's seeds."""
     from .recipes import RECIPE_ABOUT

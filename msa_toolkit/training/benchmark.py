@@ -226,6 +226,23 @@ def _earlier_rows(out_dir: Path, protocol: str, have: set[tuple[str, int]]) -> l
     return rows
 
 
+def benchmark(models: Sequence[str], data: Any, out_dir: str | os.PathLike, seeds: Sequence[int] | None = (1, 2, 3),
+              recipe: str = "toolkit", preset: str | None = None, overrides: Iterable[str] = (),
+              progress: bool = False, **options: Any) -> BenchmarkResult:
+    """``msa benchmark`` with its defaults: every model x seed on one dataset (finished runs are read back when
+    their fingerprint matches) and the cross-model tables written to ``out_dir`` (results.md/csv/json/png);
+    returns the :class:`BenchmarkResult`.
+
+    ``seeds`` None means each model's recipe seeds; ``recipe`` applies to the models that have it;
+    ``overrides`` are ``--set`` items (``"dlf:model.dim=32"`` scopes one to a model); ``progress`` shows each
+    run's progress (``--verbose``); ``options``: ``mmsa_names``, ``percent``, ``paper``, ``plot`` of
+    :func:`run_benchmark`."""
+    from .api import with_progress
+
+    return run_benchmark(list(models), data, out_dir, seeds=seeds, recipe=recipe, preset=preset,
+                         overrides=with_progress(overrides, progress), **options)
+
+
 def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """model -> mean ± std (sample std over the seeds that finished) of every metric, and run facts."""
     table: dict[str, dict[str, Any]] = {}
