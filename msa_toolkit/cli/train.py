@@ -100,7 +100,7 @@ def train_command(
                        seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe, progress=not quiet,
                        callbacks=callbacks)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where the trainer turns it into one
-        typer.secho(f"interrupted: finished epochs are kept in {out} (last.pt); run the same command with "
+        typer.secho(f"interrupted: finished epochs are kept in {out}/seed_<s>/last.pt; run the same command with "
                     "--resume to continue", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(INTERRUPTED_EXIT) from None
     finally:

@@ -6,7 +6,7 @@
 
 Layout of ``out_dir``::
 
-    runs/<model>/seed_<s>/   one single-seed ``train()`` run each (config.yaml, metrics.json, log.jsonl, ...)
+    runs/<model>/seed_<s>/   one single-seed run each: train(out_dir=runs/<model>, seeds=[s])'s seed folder
     runs.csv                 one row per model x seed: status, error, params, s/epoch, device, metrics
     results.{csv,json,md}    one row per model: mean ± std over the seeds that finished
     results_wide.csv, .tex   MMSA's wide table (mean ± std cells) and a booktabs LaTeX table (training/tables.py)
