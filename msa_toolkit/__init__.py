@@ -7,7 +7,7 @@ stay instant; torch, transformers and mediapipe load only when a function needs 
     msa.extract(["clips/"], out_dir="features")
     ds = msa.build_dataset(labels="label.csv", videos="Raw", out_dir="ds")
     run = msa.train("almt", data="ds", out_dir="runs/almt")
-    msa.evaluate("runs/almt/best.safetensors", data="ds")
+    msa.evaluate("runs/almt/seed_1/best.safetensors", data="ds")
     msa.predict("clip.mp4")
 """
 

@@ -70,7 +70,7 @@ for prec in bf16 fp16; do
   $PY - "$prec" > "$OUT/torchrun_${prec}_check.log" 2>&1 <<'PYEOF'
 import json, sys
 from pathlib import Path
-run = Path(f"/tmp/msa_gpu_run_{sys.argv[1]}")
+run = Path(f"/tmp/msa_gpu_run_{sys.argv[1]}") / "seed_1"  # OUT/seed_<s>/ (docs/formats.md, "Run folder")
 log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
 print("epochs", [r["epoch"] for r in log], "steps", log[-1]["step"], "train total", [round(r["train"]["total"], 4) for r in log])
 print("valid mae", [round(r["valid"]["mae"], 4) for r in log])

@@ -107,7 +107,7 @@ def test_predict_gives_evaluates_score(built, monkeypatch):
     train("mult", built / "ds", built / "run", preset="tiny",
           overrides={"trainer.epochs": 2, "trainer.progress": False, "trainer.plots": False,
                      "trainer.device": "cpu", "trainer.batch_size": 2, "trainer.lr": 1e-2})
-    ck = built / "run" / "best.safetensors"
+    ck = built / "run" / "seed_1" / "best.safetensors"
     seen = {}
     real_predict = Trainer.predict
 

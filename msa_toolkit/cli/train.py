@@ -63,8 +63,8 @@ def train_command(
 ) -> None:
     """Train a model; writes best.safetensors, logs, metrics, plots and a multi-seed summary.
 
-    One seed writes OUT/best.safetensors; several seeds write OUT/seed_<s>/best.safetensors each (and
-    summary.json/csv in OUT). The checkpoint path(s) are printed at the end.
+    Each seed writes OUT/seed_<s>/ (checkpoint OUT/seed_<s>/best.safetensors), one seed or several; OUT holds
+    config.yaml and summary.json/csv. The checkpoint path(s) are printed at the end.
 
     Accuracies and F1 are fractions in [0, 1] on the console and in the files.
 
@@ -100,7 +100,7 @@ def train_command(
                        seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe, progress=not quiet,
                        callbacks=callbacks)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where the trainer turns it into one
-        typer.secho(f"interrupted: finished epochs are kept in {out} (last.pt); run the same command with "
+        typer.secho(f"interrupted: finished epochs are kept in {out}/seed_<s>/last.pt; run the same command with "
                     "--resume to continue", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(INTERRUPTED_EXIT) from None
     finally:
@@ -109,7 +109,7 @@ def train_command(
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
     typer.echo(f"run written to {result_line(result)}")  # under -q too: the one line of the result
-    # the checkpoint rule (docs/formats.md): one seed -> OUT/best.safetensors; several -> OUT/seed_<s>/best.safetensors
+    # the checkpoint rule (docs/formats.md): OUT/seed_<s>/best.safetensors for every seed
     checkpoints = [(seed, run.checkpoint) for seed, run in zip(result.seeds, result.runs) if run.checkpoint]
     if len(checkpoints) == 1:
         typer.echo(f"checkpoint: {checkpoints[0][1]}")

@@ -6,8 +6,9 @@
     run.summary["test"]["mae"]            # {"mean", "std" (None for one seed), "n", "values"}
     msa.evaluate("runs/almt/seed_1/best.safetensors", data="ds", drop=("audio",))
 
-Run directory layout (one seed writes straight into ``out_dir``; several seeds
-write ``out_dir/seed_<s>/`` each and the summary into ``out_dir``)::
+Run directory layout, whatever the number of seeds: ``out_dir/config.yaml`` (the command's resolved
+configuration; ``--resume`` reads it) and ``out_dir/summary.{json,csv}`` (mean ± std per metric over the seeds),
+and one folder ``out_dir/seed_<s>/`` per seed holding::
 
     config.yaml          resolved configuration (model name/preset/overrides/resolved config, trainer, data, seeds)
     best.safetensors     self-describing checkpoint of the best validation epoch (+ valid/test metrics)
@@ -16,7 +17,6 @@ write ``out_dir/seed_<s>/`` each and the summary into ``out_dir``)::
     metrics.json         best epoch, valid and test metrics
     predictions_test.csv id,label,prediction on the test split
     *.png                loss curves, predicted-vs-true scatter, Acc-7 confusion matrix
-    summary.{json,csv}   mean ± std per metric over seeds
     fingerprint.json     what the run computed from (data by content, model, settings, seed, version)
 
 How a configuration is resolved and checked before anything is written: :mod:`.plan`.
@@ -110,6 +110,15 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     (``training/recipes.py``: "toolkit", the default, or "reference" = the authors' protocol); None means the
     config's (on resume: the run's own). Every check runs before anything is written.
     """
+    return _train(model, data, out_dir, preset, config, overrides, seeds, resume, callbacks, recipe, progress)
+
+
+def _train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
+           config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] | None = None,
+           resume: bool = False, callbacks: Sequence[Any] = (), recipe: str | None = None,
+           progress: bool | None = False, top_files: bool = True) -> RunResult:
+    """:func:`train`; ``top_files`` False writes only the seed folders, not ``out_dir``'s config.yaml and
+    summary (``msa benchmark`` trains one seed at a time into ``runs/<model>/`` and tabulates them itself)."""
     from ..models import create_model
     from . import distributed as D
     from .fingerprint import write_fingerprint
@@ -145,7 +154,7 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
                        "seeds": seeds, "recipe": {"name": rec.name, "source": rec.source}}
                 atomic_write_text(run_dir / CONFIG_FILE, _yaml_dump(doc))
                 write_fingerprint(run_dir, fp)
-                if run_dir != out_dir:
+                if top_files:
                     atomic_write_text(out_dir / CONFIG_FILE, _yaml_dump({**doc, "trainer": tc.to_dict()}))
             trainer = Trainer(net, dm, tcs, run_dir, spec=dm.spec, extra=_data_extra(dm), ctx=ctx,
                               callbacks=callbacks)
@@ -157,7 +166,8 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
         summary = summarize(runs)
         result = RunResult(out_dir, name, seeds, runs, summary, mmsa_names=tc.mmsa_names)
         if ctx.is_main:
-            write_summary(result, out_dir)
+            if top_files:
+                write_summary(result, out_dir)
             if tc.progress:
                 print_summary(result)
         return result

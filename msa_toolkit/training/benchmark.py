@@ -6,7 +6,7 @@
 
 Layout of ``out_dir``::
 
-    runs/<model>/seed_<s>/   one single-seed ``train()`` run each (config.yaml, metrics.json, log.jsonl, ...)
+    runs/<model>/seed_<s>/   one single-seed run each: train(out_dir=runs/<model>, seeds=[s])'s seed folder
     runs.csv                 one row per model x seed: status, error, params, s/epoch, device, metrics
     results.{csv,json,md}    one row per model: mean ± std over the seeds that finished
     results_wide.csv, .tex   MMSA's wide table (mean ± std cells) and a booktabs LaTeX table (training/tables.py)
@@ -105,15 +105,17 @@ def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, prese
     settings, seed, toolkit version); a run made with anything else is trained again, and the console says why.
     """
     from .recipes import get_recipe
-    from .api import train
+    from .api import _train
     from .plan import plan_runs
     from .checkpoint import load_checkpoint
     from .distributed import resolve_device
     from .fingerprint import differences, read_fingerprint
 
     used = get_recipe(model, recipe, strict=False).name
-    fingerprint = plan_runs(model, data, run_dir, preset=preset, overrides=overrides, seeds=[seed],
-                            recipe=used).runs[0][3]
+    planned = plan_runs(model, data, run_dir.parent, preset=preset, overrides=overrides, seeds=[seed],
+                        recipe=used).runs[0]  # train() puts the run in runs/<model>/seed_<s>/ = run_dir
+    assert planned[1] == run_dir, (planned[1], run_dir)
+    fingerprint = planned[3]
     info_path = run_dir / RUN_INFO
     saved = read_fingerprint(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()) and saved != fingerprint:
@@ -126,8 +128,8 @@ def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, prese
         row["resumed"] = "skipped (finished)"
         return row
     t0 = time.time()
-    res = train(model, data, run_dir, preset=preset, overrides=overrides, seeds=[seed], recipe=used,
-                resume=(run_dir / "last.pt").is_file())
+    res = _train(model, data, run_dir.parent, preset=preset, overrides=overrides, seeds=[seed], recipe=used,
+                 resume=(run_dir / "last.pt").is_file(), top_files=False)
     fit = res.runs[0]
     ck = load_checkpoint(fit.checkpoint)
     secs = [float(r.get("seconds", 0.0)) for r in fit.history]

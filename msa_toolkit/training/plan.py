@@ -23,6 +23,31 @@ from .metrics import require_unique
 CONFIG_FILE = "config.yaml"
 
 
+def seed_dir(out_dir: str | os.PathLike, seed: int) -> Path:
+    """The run folder of one seed: ``out_dir/seed_<s>/``, whatever the number of seeds."""
+    return Path(out_dir) / f"seed_{int(seed)}"
+
+
+def check_layout(out_dir: Path) -> None:
+    """MSAError (one line) when ``out_dir`` holds a run written with the layout before seed folders (``last.pt``
+    straight in ``out_dir``, one seed): training or resuming into it would start over beside it."""
+    from .checkpoint import RESUME_FILE
+
+    if not (out_dir / RESUME_FILE).is_file():
+        return
+    seed = "<s>"
+    try:  # the run's seed: its fingerprint's, else its config.yaml's
+        from .fingerprint import read_fingerprint
+
+        fp = read_fingerprint(out_dir)
+        seed = str(int(fp["seed"] if fp else resolve_run_config(out_dir / CONFIG_FILE)[0].seed))
+    except Exception:  # noqa: BLE001 - the message then names the folder as seed_<s>
+        pass
+    raise MSAError(f"{out_dir} holds a run written with the old layout ({RESUME_FILE} straight in it); to continue "
+                   f"it, move every file but {CONFIG_FILE} into {out_dir / f'seed_{seed}'}/ and pass --resume, or "
+                   "train into another --out")
+
+
 def _parse_value(text: str) -> Any:
     import yaml
 
@@ -225,6 +250,7 @@ def plan_runs(model: str | None, data: Any, out_dir: str | os.PathLike, preset: 
     from .fingerprint import run_fingerprint
 
     out_dir = Path(out_dir)
+    check_layout(out_dir)
     if resume and config is None and (out_dir / CONFIG_FILE).is_file():
         config = out_dir / CONFIG_FILE
     s = resolve_settings(model, preset, config, overrides, seeds, recipe, resume_dir=out_dir if resume else None)
@@ -242,7 +268,7 @@ def plan_runs(model: str | None, data: Any, out_dir: str | os.PathLike, preset: 
     runs = []
     for seed in seeds:
         tcs = tc.replace(seed=seed)
-        runs.append((seed, out_dir if len(seeds) == 1 else out_dir / f"seed_{seed}", tcs,
+        runs.append((seed, seed_dir(out_dir, seed), tcs,
                      run_fingerprint(first, name, preset, rec.name, cfg.to_dict(), tcs.to_dict(), seed)))
     return RunPlan(name, preset, rec, tc, model_over, dataset, batch_size, kwargs, runs, s.seeds_from_recipe)
 

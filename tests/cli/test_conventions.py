@@ -164,7 +164,7 @@ def test_train_prints_the_checkpoint_of_every_seed(ds, tmp_path):
             "--set", "trainer.plots=false"]
     one = runner.invoke(app, [*base, "-o", str(tmp_path / "one")])
     assert one.exit_code == 0, one.output
-    assert f"checkpoint: {tmp_path / 'one' / 'best.safetensors'}" in one.stdout
+    assert f"checkpoint: {tmp_path / 'one' / 'seed_1' / 'best.safetensors'}" in one.stdout
     many = runner.invoke(app, [*base, "-o", str(tmp_path / "many"), "--seeds", "1,2"])
     assert many.exit_code == 0, many.output
     for seed in (1, 2):

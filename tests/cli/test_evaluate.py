@@ -31,8 +31,8 @@ def test_evaluate_matches_training_metrics(trained):
     from msa_toolkit.data.native import load_dataset
     from msa_toolkit.training.checkpoint import load_checkpoint
 
-    ck_path = trained / "run" / "best.safetensors"
-    stored = json.loads((trained / "run" / "metrics.json").read_text())
+    ck_path = trained / "run" / "seed_1" / "best.safetensors"
+    stored = json.loads((trained / "run" / "seed_1" / "metrics.json").read_text())
     m = evaluate(ck_path, trained / "ds", split="test", device="cpu")
     v = evaluate(ck_path, trained / "ds", split="dev", device="cpu")
     for got, want in ((m, stored["test"]), (v, stored["valid"])):  # every metric, not only MAE
@@ -51,7 +51,7 @@ def test_evaluate_matches_training_metrics(trained):
 
 
 def test_evaluate_errors(trained):
-    ck = str(trained / "run" / "best.safetensors")
+    ck = str(trained / "run" / "seed_1" / "best.safetensors")
     # a dataset extracted with another FeatureSpec: a clear mismatch error, exit code 2
     assert main(["evaluate", ck, "--data", str(trained / "other")]) == 2
     from msa_toolkit.errors import SpecMismatchError
@@ -74,7 +74,7 @@ def test_evaluate_refuses_a_checkpoint_with_nan_weights(trained, tmp_path, capsy
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    src = trained / "run" / "best.safetensors"
+    src = trained / "run" / "seed_1" / "best.safetensors"
     with safe_open(str(src), framework="pt") as f:
         meta = f.metadata()
     tensors = load_file(str(src))
@@ -91,7 +91,7 @@ def test_evaluate_console_and_json_same_units_and_mmsa_names(trained, tmp_path, 
     import json
     import re
 
-    ck = str(trained / "run" / "best.safetensors")
+    ck = str(trained / "run" / "seed_1" / "best.safetensors")
     out = tmp_path / "m.json"
     assert main(["evaluate", ck, "--data", str(trained / "ds"), "--device", "cpu", "--json", str(out)]) == 0
     line = capsys.readouterr().out
@@ -118,7 +118,7 @@ def test_evaluate_drop_of_a_modality_the_checkpoint_does_not_use_is_an_error(tmp
                            modalities=("text",))
     train("text_only", tmp_path / "ds", tmp_path / "run", preset="tiny",
           overrides={"trainer.epochs": 1, "trainer.progress": False, "trainer.plots": False, "trainer.device": "cpu"})
-    ck = tmp_path / "run" / "best.safetensors"
+    ck = tmp_path / "run" / "seed_1" / "best.safetensors"
     with pytest.raises(MSAError, match="does not use audio"):
         evaluate(ck, tmp_path / "ds", drop=("audio",), device="cpu")
     assert main(["evaluate", str(ck), "--data", str(tmp_path / "ds"), "--drop", "vision"]) == 2
@@ -138,7 +138,7 @@ def test_evaluate_reports_undefined_metrics_as_null_and_n_a_with_the_reason(trai
     write_dataset(tmp_path / "zeros", ds.spec, {s: [dataclasses.replace(x, label=0.0) for x in ds.split(s)]
                                                for s in ds.splits})
     out = tmp_path / "m.json"
-    assert main(["evaluate", str(trained / "run" / "best.safetensors"), "--data", str(tmp_path / "zeros"),
+    assert main(["evaluate", str(trained / "run" / "seed_1" / "best.safetensors"), "--data", str(tmp_path / "zeros"),
                  "--device", "cpu", "--json", str(out)]) == 0
     cap = capsys.readouterr()
     doc = json.loads(out.read_text())
@@ -177,7 +177,7 @@ def test_evaluate_writes_per_sample_predictions_with_presence(trained, tmp_path)
     from msa_toolkit.data.native import load_dataset
     from msa_toolkit.training.api import evaluate
 
-    ck = str(trained / "run" / "best.safetensors")
+    ck = str(trained / "run" / "seed_1" / "best.safetensors")
     holes = _holes(trained)
     out = tmp_path / "preds.csv"
     m = evaluate(ck, holes, split="test", device="cpu", predictions=out)

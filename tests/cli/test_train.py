@@ -33,16 +33,17 @@ def test_train_resume_evaluate_every_model(cli_ds, tmp_path, name):
               "--device", "cpu", "--set", "trainer.batch_size=8", "--set", "trainer.limit_train_batches=2",
               "--set", "trainer.plots=false", "-q"]
     _ok(runner.invoke(app, common + ["--epochs", "1"]))
-    assert (run / "best.safetensors").is_file() and (run / "config.yaml").is_file()
+    assert (run / "seed_1" / "best.safetensors").is_file() and (run / "config.yaml").is_file()
+    assert not (run / "best.safetensors").exists() and (run / "summary.json").is_file()
     # without --resume an existing run is refused with a clear message
     r = runner.invoke(app, common + ["--epochs", "2"])
     assert r.exit_code != 0 and "already holds a run" in str(r.exception)
     # resume continues from the saved state to epoch 2
     _ok(runner.invoke(app, common + ["--epochs", "2", "--resume"]))
-    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(x) for x in (run / "seed_1" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and log[1]["step"] == 4
     out = tmp_path / "eval.json"
-    r = _ok(runner.invoke(app, ["evaluate", str(run / "best.safetensors"), "--data", str(cli_ds), "--split", "test",
+    r = _ok(runner.invoke(app, ["evaluate", str(run / "seed_1" / "best.safetensors"), "--data", str(cli_ds), "--split", "test",
                                 "--drop", "audio", "--drop", "vision", "--device", "cpu", "--json", str(out)]))
     assert "acc2_non0" in r.output and "dropped: audio, vision" in r.output
     doc = json.loads(out.read_text())
@@ -65,6 +66,43 @@ def test_multi_seed_and_config_file(cli_ds, tmp_path):
     assert not (tmp_path / "ms" / "best.safetensors").exists()
     again = json.loads((tmp_path / "ms" / "summary.json").read_text())
     assert again["summary"]["test"] == doc["summary"]["test"]
+
+
+def test_one_layout_whatever_the_seed_count_and_the_old_one_named(cli_ds, tmp_path, capsys):
+    """Issue 32: one seed wrote OUT/best.safetensors, several OUT/seed_<s>/...; now always OUT/seed_<s>/ with
+    config.yaml and summary.json/csv in OUT. A run of the old layout (last.pt in OUT) is named, not trained over."""
+    import shutil
+
+    from msa_toolkit.cli.main import main
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(_train_args(cli_ds, one, "--epochs", "1", "--seeds", "3")) == 0
+    assert f"checkpoint: {one / 'seed_3' / 'best.safetensors'}" in capsys.readouterr().out
+    assert sorted(p.name for p in one.iterdir()) == ["config.yaml", "seed_3", "summary.csv", "summary.json"]
+    assert json.loads((one / "summary.json").read_text())["seeds"] == [3]
+    assert main(_train_args(cli_ds, two, "--epochs", "1", "--seeds", "3,4")) == 0
+    assert sorted(p.name for p in two.iterdir()) == ["config.yaml", "seed_3", "seed_4", "summary.csv", "summary.json"]
+    assert sorted(p.name for p in (one / "seed_3").iterdir()) == sorted(p.name for p in (two / "seed_3").iterdir())
+    # --resume of OUT finds the seed folder from OUT/config.yaml
+    assert main(["train", "-d", str(cli_ds), "-o", str(one), "--epochs", "2", "--resume", "-q"]) == 0
+    log = [json.loads(x) for x in (one / "seed_3" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    # a run written with the old layout: one line that says so and how to continue, with or without --resume
+    old = tmp_path / "old"
+    shutil.copytree(one / "seed_3", old)
+    capsys.readouterr()
+    for extra in (["--resume"], []):
+        assert main(["train", "-d", str(cli_ds), "-o", str(old), "--epochs", "3", "-q", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "old layout" in err and str(old / "seed_3") in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in old.iterdir()) == sorted(p.name for p in (one / "seed_3").iterdir())  # untouched
+    (old / "seed_3").mkdir()  # what the message says: every file but config.yaml into OUT/seed_<s>/
+    for f in list(old.iterdir()):
+        if f.name not in ("config.yaml", "seed_3"):
+            f.rename(old / "seed_3" / f.name)
+    assert main(["train", "-d", str(cli_ds), "-o", str(old), "--epochs", "3", "--resume", "-q"]) == 0
+    log = [json.loads(x) for x in (old / "seed_3" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3] and (old / "summary.json").is_file()
 
 
 def test_bad_arguments(cli_ds, tmp_path):
@@ -97,7 +135,7 @@ def test_torchrun_two_processes_same_command_line(cli_ds, tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("run written to") == 1
-    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(x) for x in (out / "seed_1" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2 * 3  # 24 train samples / 2 ranks / batch 4 = 3 steps per epoch
 
 
@@ -142,8 +180,8 @@ def test_a_crafted_resume_state_runs_no_code(cli_ds, tmp_path, capsys):
 
     run, marker = tmp_path / "run", tmp_path / "marker"
     assert main(_train_args(cli_ds, run, "--epochs", "1")) == 0
-    state = torch.load(run / "last.pt", weights_only=True)  # the toolkit's own file loads safely
-    torch.save({**state, "evil": _Marker(marker)}, run / "last.pt")
+    state = torch.load(run / "seed_1" / "last.pt", weights_only=True)  # the toolkit's own file loads safely
+    torch.save({**state, "evil": _Marker(marker)}, run / "seed_1" / "last.pt")
     capsys.readouterr()
     assert main(_train_args(cli_ds, run, "--epochs", "2", "--resume")) == 2
     err = capsys.readouterr().err
@@ -159,7 +197,8 @@ def test_a_refused_train_writes_nothing_and_resume_checks_the_fingerprint(cli_ds
 
     run = tmp_path / "run"
     assert main(_train_args(cli_ds, run, "--epochs", "1")) == 0
-    kept = {f: (run / f).read_bytes() for f in ("config.yaml", "fingerprint.json", "last.pt")}
+    kept = {f: (run / f).read_bytes() for f in ("config.yaml", "seed_1/config.yaml", "seed_1/fingerprint.json",
+                                                 "seed_1/last.pt")}
     capsys.readouterr()
     assert main(_train_args(cli_ds, run, "--epochs", "1", "--set", "trainer.lr=0.5")) == 2  # no --resume
     assert "already holds a run" in capsys.readouterr().err
@@ -210,7 +249,7 @@ def test_bad_epochs_and_device_are_one_line_errors(cli_ds, tmp_path, capsys, bad
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert ("epochs must be >= 1" in err) if bad[0] == "--epochs" else ("unknown device" in err)
-    assert not (tmp_path / "r" / "last.pt").exists()
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("bad, says", [("trainer.lr=-1", "lr must be >= 0"), ("model.lr=-0.5", "model.lr"),
@@ -223,7 +262,7 @@ def test_bad_optimiser_settings_are_one_line_errors(cli_ds, tmp_path, capsys, ba
     assert main(_train_args(cli_ds, tmp_path / "r", "--set", bad)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and says in err, err
-    assert not (tmp_path / "r" / "last.pt").exists()
+    assert not (tmp_path / "r").exists()
 
 
 def test_training_without_valid_split_warns_and_keeps_the_last_epoch(tmp_path, capsys):
@@ -237,7 +276,7 @@ def test_training_without_valid_split_warns_and_keeps_the_last_epoch(tmp_path, c
     assert main(_train_args(tmp_path / "nv", tmp_path / "run", "--epochs", "3")) == 0
     err = capsys.readouterr().err
     assert "no validation split" in err and "last epoch" in err
-    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    doc = json.loads((tmp_path / "run" / "seed_1" / "metrics.json").read_text())
     assert doc["best_epoch"] == 3 and doc["valid"] == {}
 
 
@@ -248,7 +287,7 @@ def test_mmsa_names_on_the_console_toolkit_names_in_files(cli_ds, tmp_path, caps
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "Has0_acc_2" in err and "Mult_acc_7" in err and "fractions" in err
-    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    doc = json.loads((tmp_path / "run" / "seed_1" / "metrics.json").read_text())
     assert "acc2_has0" in doc["test"] and "Has0_acc_2" not in doc["test"] and doc["units"] == "fraction"
     assert "acc7" in (tmp_path / "run" / "summary.csv").read_text()
 

@@ -75,7 +75,7 @@ def test_evaluate_refuses_a_checkpoint_with_a_zero_std(tmp_path, capsys):
     make_synthetic_dataset(ds, n_train=8, n_valid=4, n_test=4, dims=(4, 3, 2), lengths=(5, 5, 5))
     assert main(["train", "--model", "late_fusion", "--preset", "tiny", "--data", str(ds), "--out",
                  str(tmp_path / "run"), "--epochs", "1", "--device", "cpu", "-q", "--set", "trainer.plots=false"]) == 0
-    ck = tmp_path / "run" / "best.safetensors"
+    ck = tmp_path / "run" / "seed_1" / "best.safetensors"
     with safe_open(str(ck), "np") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     doc = json.loads(meta["msa_toolkit"])

@@ -28,7 +28,7 @@ def test_cuda_training_with_autocast(tiny_ds, tmp_path, precision, name):
     # the loss falls, epoch after epoch (was: the last at most 5 % above the first). On the CPU in fp32 at
     # lr 1e-2 the three epochs' losses are late_fusion 1.137, 1.105, 1.037 and mult 1.117, 0.914, 0.777.
     assert all(b < a for a, b in zip(totals, totals[1:])), totals
-    ck = load_checkpoint(tmp_path / "run" / "best.safetensors")  # CPU load of CUDA-trained weights
+    ck = load_checkpoint(tmp_path / "run" / "seed_1" / "best.safetensors")  # CPU load of CUDA-trained weights
     assert next(ck.model.parameters()).device.type == "cpu"
-    cpu = evaluate(tmp_path / "run" / "best.safetensors", tiny_ds, device="cpu")
+    cpu = evaluate(tmp_path / "run" / "seed_1" / "best.safetensors", tiny_ds, device="cpu")
     assert cpu["mae"] == pytest.approx(run.test["mae"], abs=0.05)  # autocast vs fp32 evaluation

@@ -30,7 +30,7 @@ def test_almt_with_one_inf_text_value_stops_naming_the_first_bad_tensor(tiny_ds,
     with pytest.raises(NonFiniteError, match=r"weight tensors hold NaN/inf \(first: '[^']+'\)") as e:
         train("almt", bad, tmp_path / "run", preset="tiny", overrides={**fast, "trainer.epochs": 2})
     assert "epoch 1" in str(e.value)
-    assert not (tmp_path / "run" / "best.safetensors").exists() and not (tmp_path / "run" / "last.pt").exists()
+    assert not (tmp_path / "run" / "seed_1" / "best.safetensors").exists() and not (tmp_path / "run" / "seed_1" / "last.pt").exists()
 
 
 def test_weights_broken_by_the_last_step_are_never_written(tiny_ds, tmp_path, fast, monkeypatch):
@@ -52,7 +52,7 @@ def test_weights_broken_by_the_last_step_are_never_written(tiny_ds, tmp_path, fa
     over = {**fast, "trainer.epochs": 1, "trainer.limit_train_batches": 1}
     with pytest.raises(NonFiniteError, match=r"1 of \d+ weight tensors hold NaN/inf \(first: 'step.text.0.weight'\)"):
         train("late_fusion", tiny_ds, tmp_path / "run", preset="tiny", overrides=over)
-    assert not (tmp_path / "run" / "best.safetensors").exists() and not (tmp_path / "run" / "last.pt").exists()
+    assert not (tmp_path / "run" / "seed_1" / "best.safetensors").exists() and not (tmp_path / "run" / "seed_1" / "last.pt").exists()
 
 
 def test_nonfinite_valid_predictions_stop_the_run_before_any_file(tiny_ds, tmp_path, fast):
@@ -64,8 +64,8 @@ def test_nonfinite_valid_predictions_stop_the_run_before_any_file(tiny_ds, tmp_p
             "trainer.limit_train_batches": 1, "trainer.grad_clip_norm": 0, "trainer.grad_clip_value": 0}
     with pytest.raises(NonFiniteError, match="epoch 1, split 'valid': .* predictions are NaN/inf"):
         train("late_fusion", tiny_ds, tmp_path / "run", preset="tiny", overrides=over)
-    assert not (tmp_path / "run" / "best.safetensors").exists() and not (tmp_path / "run" / "last.pt").exists()
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert not (tmp_path / "run" / "seed_1" / "best.safetensors").exists() and not (tmp_path / "run" / "seed_1" / "last.pt").exists()
+    assert not (tmp_path / "run" / "seed_1" / "metrics.json").exists()
 
 
 def test_save_checkpoint_refuses_nonfinite_weights(tmp_path):

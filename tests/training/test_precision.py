@@ -33,7 +33,7 @@ def test_fp16_on_cpu_is_refused_before_training(tiny_ds, tmp_path, fast):
     with pytest.raises(MSAError, match="fp16"):
         train("text_only", tiny_ds, tmp_path / "run", preset="tiny",
               overrides={**fast, "trainer.precision": "fp16", "trainer.epochs": 1})
-    assert not (tmp_path / "run" / "best.safetensors").exists()
+    assert not (tmp_path / "run" / "seed_1" / "best.safetensors").exists()
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -57,9 +57,9 @@ def test_every_model_trains_under_bf16_autocast(name, tiny_ds, tmp_path, fast):
         assert all(math.isfinite(v) for v in record["train"].values()), record["train"]
     assert math.isfinite(run.test["mae"]) and math.isfinite(run.valid["mae"])
     # weights stay fp32 (autocast casts activations only) and evaluate in fp32 afterwards
-    ck = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    ck = load_checkpoint(tmp_path / "run" / "seed_1" / "best.safetensors")
     assert {p.dtype for p in ck.model.parameters()} == {torch.float32}
-    fp32 = evaluate(tmp_path / "run" / "best.safetensors", tiny_ds, device="cpu")
+    fp32 = evaluate(tmp_path / "run" / "seed_1" / "best.safetensors", tiny_ds, device="cpu")
     assert fp32["mae"] == pytest.approx(run.test["mae"], abs=0.1)  # bf16 vs fp32 evaluation of one model
 
 

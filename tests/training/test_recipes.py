@@ -157,7 +157,7 @@ def test_cli_train_reference_recipe(tiny_ds, tmp_path, name):
             assert cfg["trainer"][k] == v, k
     for k, v in rec.model.items():  # model settings of the recipe reach the built model
         assert cfg["model"]["resolved"][k] == v, k
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / "seed_1" / "metrics.json").read_text())
     if rec.trainer.get("test_every_epoch"):
         assert "TEST split" in metrics[S.BEST_TEST_KEY]["protocol"]
         assert metrics[S.BEST_TEST_KEY]["metric"] == rec.trainer["test_select"]

@@ -30,10 +30,15 @@ def test_loss_goes_down_and_files_written(tiny_ds, tmp_path, fast):
     first, last = run.history[0]["train"]["total"], run.history[-1]["train"]["total"]
     assert last < 0.85 * first, (first, last)
     assert set(run.history[0]["train"]) == {"prediction_l1", "total"}
-    out = tmp_path / "run"
-    for f in ("best.safetensors", "last.pt", "log.jsonl", "metrics.json", "config.yaml", "summary.json",
-              "summary.csv", "predictions_test.csv", "loss_curves.png", "scatter_test.png", "confusion_acc7.png"):
+    # one layout whatever the seed count (docs/formats.md): the run in OUT/seed_<s>/, the summary in OUT
+    top, out = tmp_path / "run", tmp_path / "run" / "seed_1"
+    assert run.run_dir == out and res.checkpoint == out / "best.safetensors"
+    for f in ("config.yaml", "summary.json", "summary.csv"):
+        assert (top / f).is_file(), f
+    for f in ("best.safetensors", "last.pt", "log.jsonl", "metrics.json", "config.yaml", "predictions_test.csv",
+              "fingerprint.json", "loss_curves.png", "scatter_test.png", "confusion_acc7.png"):
         assert (out / f).is_file(), f
+        assert not (top / f).exists() or f == "config.yaml", f
     lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == list(range(1, 13))
     assert "mae" in lines[0]["valid"] and "prediction_l1" in lines[0]["train"]
@@ -241,9 +246,10 @@ def test_run_files_get_the_usual_mode_under_umask_022(tiny_ds, tmp_path, fast):
         train("late_fusion", tiny_ds, tmp_path / "run", preset="tiny", overrides={**fast, "trainer.epochs": 2})
     finally:
         os.umask(old)
-    out = tmp_path / "run"
-    for f in ("best.safetensors", "last.pt", "config.yaml", "metrics.json", "summary.json", "summary.csv",
-              "log.jsonl", "predictions_test.csv"):
+    top, out = tmp_path / "run", tmp_path / "run" / "seed_1"
+    for f in ("config.yaml", "summary.json", "summary.csv"):
+        assert stat.S_IMODE((top / f).stat().st_mode) == 0o644, f
+    for f in ("best.safetensors", "last.pt", "config.yaml", "metrics.json", "log.jsonl", "predictions_test.csv"):
         assert stat.S_IMODE((out / f).stat().st_mode) == 0o644, f
     assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
 
