@@ -68,3 +68,8 @@ class RowsLostError(DatasetError):
 class BundleReadError(MSAError, ValueError):
     """A bundle on disk is missing, truncated, unparsable or does not match its json record (also a
     ValueError, for callers that catch bad values)."""
+
+
+class RunNotice(UserWarning):
+    """What a run says without progress output (a warning about the data or settings, what a resume runs): a
+    Python warning for library callers; ``msa`` prints it as one plain line, also under ``-q``."""

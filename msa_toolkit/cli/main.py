@@ -14,13 +14,14 @@ import importlib
 import os
 import pkgutil
 import sys
+import warnings
 from typing import Iterable
 
 import typer
 import typer.core
 
 from .. import __version__
-from ..errors import MSAError
+from ..errors import MSAError, RunNotice
 
 #: OpenMP waiting policy set before torch loads unless the user set one (spinning threads steal the
 #: cores of other processes on a shared machine and make step times vary by an order of magnitude)
@@ -128,9 +129,24 @@ def tolerant_streams() -> None:
                 pass
 
 
+def _print_notices() -> None:
+    """Show every :class:`RunNotice` as one plain line on stderr (the library raises them as warnings)."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RunNotice):
+            print(message, file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", RunNotice)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the app; MSAError becomes a one-line message and exit code 2."""
     tolerant_streams()
+    _print_notices()
     if "torch" not in sys.modules:  # torch reads the OpenMP settings once, when it loads
         try:
             configure_threads()

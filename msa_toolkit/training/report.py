@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .._io import progress_bar
+from ..errors import RunNotice
 from .metrics import UNITS_NOTE, format_metrics, format_value, mmsa_names
 from .selection import BEST_TEST_KEY
 
@@ -50,15 +51,18 @@ class Reporter:
         self._console.print(*args)
 
     def notice(self, message: str, style: str = "yellow") -> None:
-        """A line that matters even without progress output (a warning, what a resume runs): main process only."""
+        """A line that matters even without progress output (a warning, what a resume runs): main process only.
+
+        With progress on it is printed; without, it is a :class:`RunNotice` warning, so a library caller sees it
+        the way Python shows warnings (and can filter it) while ``msa ... -q`` prints it as a plain line."""
         if not self.main:
             return
         if self.enabled:
             self.print(f"[{style}]{message}")
             return
-        import sys
+        import warnings
 
-        print(message, file=sys.stderr)
+        warnings.warn(message, RunNotice, stacklevel=2)
 
     def names(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
         """``metrics`` with the names the console shows (MMSA's with ``mmsa``)."""

@@ -351,3 +351,24 @@ def test_show_config_prints_every_setting_and_trains_nothing(tmp_path, monkeypat
     # without --show-config, --data and --out stay required
     r = runner.invoke(app, ["train", "-m", "dlf", "-o", str(tmp_path / "x")])
     assert r.exit_code == 2 and "--data" in r.output and not (tmp_path / "x").exists()
+
+
+def test_the_library_prints_nothing_and_warns_while_the_cli_prints_notices(cli_ds, tmp_path, capsys):
+    """Issue 32: train() prints nothing unless asked; what a run has to say without progress output (here: a
+    resume with no run) is a RunNotice warning for a library caller and one plain line from `msa -q`."""
+    import warnings
+
+    from msa_toolkit.cli.main import main
+    from msa_toolkit.errors import RunNotice
+    from msa_toolkit.training.api import train
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train("text_only", cli_ds, tmp_path / "lib", preset="tiny", resume=True,
+              overrides=["trainer.epochs=1", "trainer.batch_size=8", "trainer.plots=false"])
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+    assert [str(w.message) for w in caught if issubclass(w.category, RunNotice)] == [
+        f"--resume: {tmp_path / 'lib' / 'seed_1'} holds no run to resume (no last.pt); training from scratch"]
+    assert main(_train_args(cli_ds, tmp_path / "cli", "--epochs", "1", "--resume")) == 0
+    assert "holds no run to resume (no last.pt); training from scratch\n" in capsys.readouterr().err

@@ -195,9 +195,15 @@ def test_run_shorter_than_the_warm_up_warns(tiny_ds, tmp_path, capsys):
     from msa_toolkit.training.api import train
     from msa_toolkit.training.optim import short_schedule_warning
 
+    import warnings
+
+    from msa_toolkit.errors import RunNotice
+
     over = {"trainer.epochs": 2, "trainer.progress": False, "trainer.plots": False, "trainer.device": "cpu"}
-    train("almt", tiny_ds, tmp_path / "almt", preset="tiny", recipe="reference", overrides=over)
-    err = " ".join(capsys.readouterr().err.split())
+    with warnings.catch_warnings(record=True) as caught:  # without progress output a notice is a RunNotice
+        warnings.simplefilter("always", RunNotice)
+        train("almt", tiny_ds, tmp_path / "almt", preset="tiny", recipe="reference", overrides=over)
+    err = " ".join(" ".join(str(w.message) for w in caught if issubclass(w.category, RunNotice)).split())
     assert "trainer.epochs=2 ends inside the 20-epoch LR warm-up" in err and "at most 5% of trainer.lr" in err
     assert short_schedule_warning(TrainConfig(epochs=30, scheduler="epoch_cosine", warmup_epochs=20), None) is None
     assert short_schedule_warning(TrainConfig(epochs=2, scheduler="plateau", warmup_epochs=20), None) is None
