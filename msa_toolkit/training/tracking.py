@@ -3,7 +3,8 @@
 :class:`TensorBoardLogger` is a Trainer callback (``Trainer(callbacks=...)``, ``train(..., callbacks=...)``)
 that writes each epoch's ``log.jsonl`` record as TensorBoard scalars: ``train/<loss component>``,
 ``valid/<metric>`` (with ``valid/loss``), ``test/<metric>`` when the recipe evaluates test every epoch, and
-``lr``, at step = epoch. Metric names are MMSA's when the run's ``trainer.mmsa_names`` is on; an undefined
+``lr``, at step = epoch, and once, as text ``config``, the run's resolved model and trainer configuration
+(JSON). Metric names are MMSA's when the run's ``trainer.mmsa_names`` is on; an undefined
 metric (null) is not written. One event folder per seed: ``<root>/seed_<s>/`` (``tensorboard --logdir root``
 compares the seeds). Only the process that writes the run's files logs (rank 0 under torchrun).
 
@@ -13,6 +14,7 @@ line before anything is trained.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -41,6 +43,14 @@ def require_tensorboard() -> None:
         raise MSAError("--log tensorboard needs the tensorboard package: pip install tensorboard") from None
 
 
+def resolved_config(trainer: Any) -> str:
+    """The run's resolved configuration as indented JSON in a Markdown code block (TensorBoard's text tab)."""
+    model_config = getattr(getattr(trainer.model, "config", None), "to_dict", dict)()
+    doc = {"model": getattr(trainer.model, "name", ""), "model_config": model_config,
+           "trainer": trainer.config.to_dict()}
+    return "```\n" + json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n```"
+
+
 class TensorBoardLogger:
     """Trainer callback: an epoch record as scalars (module docstring); ``writer`` makes a writer for a folder."""
 
@@ -57,6 +67,7 @@ class TensorBoardLogger:
         path = self.root / f"seed_{trainer.config.seed}"
         if path not in self.writers:
             self.writers[path] = self.make_writer(path)
+            self.writers[path].add_text("config", resolved_config(trainer), 0)
         w, step = self.writers[path], int(record["epoch"])
         for group in ("train", "valid", "test"):
             values = dict(record.get(group) or {})

@@ -14,11 +14,14 @@ class FakeWriter:
     made = []
 
     def __init__(self, path):
-        self.path, self.scalars, self.closed = path, [], False
+        self.path, self.scalars, self.texts, self.closed = path, [], [], False
         FakeWriter.made.append(self)
 
     def add_scalar(self, tag, value, step):
         self.scalars.append((tag, value, step))
+
+    def add_text(self, tag, text, step):
+        self.texts.append((tag, text, step))
 
     def flush(self):
         pass
@@ -58,6 +61,12 @@ def test_each_epoch_record_becomes_scalars_per_seed(ds, tmp_path):
             assert got[("valid/loss", e)] == pytest.approx(rec["valid"]["loss"])
             assert got[("lr", e)] == pytest.approx(rec["lr"])
         assert sorted({s for _, s in got}) == [r["epoch"] for r in log]
+        # the resolved configuration, once per run (issue 32: "losses, metrics and the resolved config")
+        [(tag, text, step)] = w.texts
+        doc = json.loads(text.strip("`\n"))
+        assert (tag, step, doc["model"], doc["trainer"]["seed"], doc["trainer"]["epochs"]) == ("config", 0,
+                                                                                              "late_fusion", seed, 2)
+        assert doc["model_config"]["hidden"] == 8 and doc["model_config"]["text_dim"] == 8
         assert not any(t.startswith("test/") for t, _ in got)  # the toolkit recipe evaluates test once
 
 
