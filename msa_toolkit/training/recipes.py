@@ -43,11 +43,15 @@ TOOLKIT_RECIPE = Recipe("toolkit", notes=("TrainConfig defaults and the model co
 #: every word-aligned reference reads 50 steps per modality
 _ALIGNED_50 = {"text": 50, "audio": 50, "vision": 50}
 
+#: settings every reference recipe shares: the references shuffle the train set uniformly (no length buckets)
+_REFERENCE_COMMON = {"bucket_by_length": False}
+
 #: model name -> recipe name -> Recipe (the "toolkit" recipe is implied for every model)
 RECIPES: dict[str, dict[str, Recipe]] = {
     "dlf": {"reference": Recipe(
         "reference",
-        trainer={"epochs": 1000, "batch_size": 16, "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0,
+        trainer={**_REFERENCE_COMMON,
+                 "epochs": 1000, "batch_size": 16, "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0,
                  "scheduler": "plateau", "plateau_factor": 0.5, "plateau_patience": 5, "patience": 10,
                  "monitor": "mae", "monitor_mode": "min", "min_delta": 1e-6, "grad_accum": 10,
                  "grad_clip_value": 0.6, "normalize": False, "max_lengths": _ALIGNED_50},
@@ -62,7 +66,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     },
     "almt": {"reference": Recipe(
         "reference",
-        trainer={"epochs": 200, "batch_size": 64, "optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4,
+        trainer={**_REFERENCE_COMMON,
+                 "epochs": 200, "batch_size": 64, "optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4,
                  "scheduler": "epoch_cosine", "warmup_epochs": 20, "cosine_epochs": 180, "patience": 0,
                  "monitor": "mae", "normalize": False, "test_every_epoch": True, "test_select": "mae"},
         seeds=(7,),
@@ -77,7 +82,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     },
     "mind": {"reference": Recipe(
         "reference",
-        trainer={"epochs": 100, "batch_size": 32, "optimizer": "adamw", "weight_decay": 0.0, "scheduler": "constant",
+        trainer={**_REFERENCE_COMMON,
+                 "epochs": 100, "batch_size": 32, "optimizer": "adamw", "weight_decay": 0.0, "scheduler": "constant",
                  "patience": 0, "monitor": "acc2_non0", "monitor_mode": "max", "monitor_ties": True,
                  "rollback_patience": 3, "rollback_factor": 0.5, "rollback_limit": 1, "drop_last": True,
                  "normalize": False, "test_every_epoch": True, "test_select": "acc2_non0"},
@@ -94,7 +100,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     },
     "mmcl": {"reference": Recipe(
         "reference",
-        trainer={"epochs": 200, "batch_size": 128, "optimizer": "adam", "lr": 3e-4, "scheduler": "plateau",
+        trainer={**_REFERENCE_COMMON,
+                 "epochs": 200, "batch_size": 128, "optimizer": "adam", "lr": 3e-4, "scheduler": "plateau",
                  "plateau_factor": 0.95, "plateau_patience": 30, "patience": 0, "monitor": "mae",
                  "monitor_ties": True, "drop_last": True, "normalize": False, "test_every_epoch": True,
                  "test_select": "acc2_non0"},

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from msa_toolkit.cli.main import app
-from msa_toolkit.data.module import DataModule
+from msa_toolkit.data.module import BucketBatchSampler, DataModule
 from msa_toolkit.models import create_model
 from msa_toolkit.training.recipes import RECIPES, TOOLKIT_RECIPE, get_recipe
 from msa_toolkit.training import selection as S
@@ -139,6 +139,18 @@ def test_recipe_data():
     with pytest.raises(KeyError, match="exists for almt"):
         get_recipe("text_only", "reference")
     assert RECIPES["almt"]["reference"].trainer["warmup_epochs"] == 20
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_reference_recipes_shuffle_uniformly_without_length_buckets(tiny_ds, name):
+    cfg = TrainConfig.from_dict(dict(RECIPES[name]["reference"].trainer))
+    assert cfg.bucket_by_length is False
+    tr = _trainer(tiny_ds, bucket_by_length=cfg.bucket_by_length)
+    loader = tr.data.train_loader(**tr._loader_options())
+    assert not isinstance(loader.batch_sampler, BucketBatchSampler)
+    # the toolkit recipe keeps bucketing (the default) on
+    tr = _trainer(tiny_ds)
+    assert isinstance(tr.data.train_loader(**tr._loader_options()).batch_sampler, BucketBatchSampler)
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
