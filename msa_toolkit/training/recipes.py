@@ -44,7 +44,8 @@ TOOLKIT_RECIPE = Recipe("toolkit", notes=("TrainConfig defaults and the model co
 _ALIGNED_50 = {"text": 50, "audio": 50, "vision": 50}
 
 #: settings every reference recipe shares: the references shuffle the train set uniformly (no length buckets)
-_REFERENCE_COMMON = {"bucket_by_length": False}
+#: and train in fp32 (no autocast)
+_REFERENCE_COMMON = {"bucket_by_length": False, "precision": "fp32"}
 
 #: model name -> recipe name -> Recipe (the "toolkit" recipe is implied for every model)
 RECIPES: dict[str, dict[str, Recipe]] = {

@@ -15,7 +15,7 @@ from msa_toolkit.models import create_model
 from msa_toolkit.training.recipes import RECIPES, TOOLKIT_RECIPE, get_recipe
 from msa_toolkit.training import selection as S
 from msa_toolkit.training.config import TrainConfig
-from msa_toolkit.training.optim import build_scheduler
+from msa_toolkit.training.optim import build_scheduler, resolve_precision
 from msa_toolkit.training.trainer import Trainer
 
 runner = CliRunner()
@@ -151,6 +151,14 @@ def test_reference_recipes_shuffle_uniformly_without_length_buckets(tiny_ds, nam
     # the toolkit recipe keeps bucketing (the default) on
     tr = _trainer(tiny_ds)
     assert isinstance(tr.data.train_loader(**tr._loader_options()).batch_sampler, BucketBatchSampler)
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_reference_recipes_train_in_fp32(name):
+    cfg = TrainConfig.from_dict(dict(RECIPES[name]["reference"].trainer))
+    assert cfg.precision == "fp32"
+    assert resolve_precision(cfg.precision, torch.device("cuda")) is None  # no autocast, even on CUDA
+    assert TrainConfig().precision == "auto"  # the toolkit recipe keeps bf16 autocast on CUDA
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
