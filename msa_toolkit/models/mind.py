@@ -38,7 +38,8 @@ Objective (:class:`MInDObjective`; every term a named, weighted component, one o
 
 The gradient-reversal scale follows the authors' DANN schedule 2 / (1 + exp(−10 p)) − 1 with
 p = step / ``grl_warmup_steps`` (capped at 1), scaled by ``grl_alpha``; the step counter is a
-persistent buffer advanced in ``after_step``. ``grl_warmup_steps = 0`` gives a constant
+persistent buffer advanced in ``after_step`` (a roll-back to the best weights keeps it counting, as the
+reference's global step). ``grl_warmup_steps = 0`` gives a constant
 ``grl_alpha`` (the authors' "1" option).
 
 Deviations from the paper / the authors' public code:
@@ -298,8 +299,12 @@ class MInDObjective(Objective):
                                             for k in keys})
         self.noise_head = nn.Sequential(nn.Linear(3 * d, 3 * d // 2), Dropout(c.classifier_dropout),
                                         activation(act), nn.Linear(3 * d // 2, 1))
-        # optimiser steps taken so far (drives the gradient-reversal schedule; saved with checkpoints)
+        # optimiser steps taken so far (drives the gradient-reversal schedule; saved with checkpoints); a
+        # roll-back to the best weights keeps it counting, as the reference's global step
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    #: buffers a roll-back (training/selection.py) does not restore
+    rollback_keep = ("step",)
 
     def grl_scale(self) -> float:
         c = self.config

@@ -88,16 +88,28 @@ def snapshot_optimizer(optimizer: Any) -> dict[str, Any]:
     return to_cpu(optimizer.state_dict())
 
 
+def rollback_kept_keys(model: Any) -> set[str]:
+    """State-dict keys a roll-back leaves as they are: the buffers each submodule lists in its
+    ``rollback_keep`` attribute (e.g. a step counter that drives a schedule)."""
+    keys = set()
+    for name, mod in model.named_modules():
+        for buf in getattr(mod, "rollback_keep", ()):
+            keys.add(f"{name}.{buf}" if name else buf)
+    return keys
+
+
 def roll_back(model: Any, optimizer: Any, weights: Mapping[str, Any], optimizer_state: Mapping[str, Any] | None,
               factor: float) -> list[float]:
     """Load the best ``weights`` (and the optimiser state saved with them, when there is one), then
     multiply every group's LR by ``factor``; the new LRs.
 
     As MInD's code: the optimiser state (moments and LR) returns to the best epoch's, and the
-    LR halves from there.
+    LR halves from there. Buffers a module names in ``rollback_keep`` (MInD's step counter, as the
+    reference's global step) keep counting: :func:`rollback_kept_keys`.
     """
     device = next((p.device for p in model.parameters()), None)
-    model.load_state_dict({k: v.to(device) for k, v in weights.items()}, strict=False)
+    keep = rollback_kept_keys(model)
+    model.load_state_dict({k: v.to(device) for k, v in weights.items() if k not in keep}, strict=False)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     for g in optimizer.param_groups:

@@ -213,3 +213,26 @@ def test_backbone_positions_follow_the_reference_and_old_checkpoints_keep_theirs
     table = next(m for m in model.modules() if type(m).__name__ == "SinusoidalPositionalEncoding")(x)
     assert torch.allclose(table, sinusoidal_table(5, d, "halves", x.device, x.dtype)[1:])
     assert _config_values("mind", {}) == {"positions": "halves"}
+
+
+def test_roll_back_keeps_the_step_counter_counting():
+    """A roll-back restores the best weights and optimiser state but not the GRL step counter (the reference's
+    global step keeps counting), so the reversal scale does not fall back to its start."""
+    from msa_toolkit.training import selection as S
+
+    m = tiny(grl_alpha=1.0, grl_warmup_steps=10)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    for _ in range(2):
+        m.objective.after_step(m)
+    best = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    snap = S.snapshot_optimizer(opt)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(1.0)
+    for _ in range(3):
+        m.objective.after_step(m)
+    scale = m.objective.grl_scale()
+    S.roll_back(m, opt, best, snap, 0.5)
+    assert int(m.objective.step) == 5 and m.objective.grl_scale() == scale
+    assert all(torch.equal(v, best[k]) for k, v in m.state_dict().items() if k != "objective_.step")
+    assert S.rollback_kept_keys(m) == {"objective_.step"}

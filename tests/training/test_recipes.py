@@ -227,3 +227,23 @@ def test_run_shorter_than_the_warm_up_warns(tiny_ds, tmp_path, capsys):
     assert "trainer.epochs=2 ends inside the 20-epoch LR warm-up" in err and "at most 5% of trainer.lr" in err
     assert short_schedule_warning(TrainConfig(epochs=30, scheduler="epoch_cosine", warmup_epochs=20), None) is None
     assert short_schedule_warning(TrainConfig(epochs=2, scheduler="plateau", warmup_epochs=20), None) is None
+
+
+def test_mind_roll_back_in_training_keeps_the_grl_step_counting(tiny_ds):
+    steps = []
+
+    def perturb(trainer, record):
+        steps.append(int(trainer.model.objective.step))
+        if record["epoch"] <= 2:  # epochs 2 and 3 worse than epoch 1: roll-back after epoch 3
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.add_(torch.randn_like(p) * 5)
+
+    tr = _trainer(tiny_ds, epochs=4, lr=0.0, patience=0, rollback_patience=2, rollback_limit=1,
+                  callbacks=[perturb])
+    torch.manual_seed(1)
+    tr.model = create_model("mind", "tiny", text_dim=8, audio_dim=4, vision_dim=4, grl_warmup_steps=100)
+    res = tr.fit()
+    assert "rollback" in res.history[2]
+    per_epoch = steps[0]
+    assert per_epoch > 0 and steps == [per_epoch * (i + 1) for i in range(len(steps))]
