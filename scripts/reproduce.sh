@@ -17,6 +17,7 @@
 # Environment (all optional):
 #   BERT_DIR  local bert-base-uncased folder: DLF, ALMT and MInD fine-tune it as the references do
 #             (MMCL reads the pickle's precomputed features); unset = precomputed features for all
+#             (--allow-frozen-text: the rows record frozen_text: true)
 #   DATASET   mosi | mosei: the model presets (default mosi; the papers' table is shown for mosi)
 #   PRESET    model preset instead of DATASET's (tests use "tiny")
 #   SEEDS     comma-separated seeds for every model (default: each recipe's own seeds)
@@ -48,6 +49,8 @@ ARGS=(--recipe reference --preset "$PRESET" --seeds "${SEEDS:-recipe}" --mmsa-na
 if [ -n "${EPOCHS:-}" ]; then ARGS+=(--epochs "$EPOCHS"); fi
 if [ -n "${BERT_DIR:-}" ]; then
   for m in dlf almt mind; do ARGS+=(--set "$m:model.text_encoder=$BERT_DIR"); done
+else  # frozen precomputed text: a deviation from DLF's, ALMT's and MInD's references, recorded per row
+  ARGS+=(--allow-frozen-text)
 fi
 # shellcheck disable=SC2206  # EXTRA is split on purpose
 EXTRA_ARGS=(${EXTRA:-})

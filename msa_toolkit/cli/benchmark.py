@@ -46,6 +46,10 @@ def benchmark_command(
                                            help="Compare every model with this one: paired t-test over seeds and "
                                                 "a bootstrap interval on the test predictions (significance.csv; "
                                                 "† in the tables)."),
+    allow_frozen_text: bool = typer.Option(False, "--allow-frozen-text",
+                                           help="Run the reference recipes that fine-tune BERT (DLF, ALMT, MInD) "
+                                                "without model.text_encoder, on frozen text features; the rows "
+                                                "record frozen_text: true."),
     quiet: bool = typer.Option(True, "--quiet/--verbose", help="Per-run progress output."),
 ) -> None:
     """Train every model x seed (finished runs are skipped) and write results.{md,csv,json,png}.
@@ -58,7 +62,8 @@ def benchmark_command(
     from ..training.benchmark import PAPER_MOSI
 
     keep_freed_memory()
-    overrides = trainer_overrides(set_, epochs=epochs, device=device, threads=threads)
+    overrides = trainer_overrides(set_, epochs=epochs, device=device, threads=threads,
+                                  allow_frozen_text=allow_frozen_text)
     try:
         seed_list = None if seeds == "recipe" else [int(s) for s in _csv(seeds)]
     except ValueError:

@@ -56,6 +56,10 @@ def train_command(
     log: str = typer.Option("none", "--log", metavar="none|tensorboard",
                             help="Experiment tracking: tensorboard writes each epoch's losses, metrics and lr to "
                                  "OUT/tensorboard/seed_<s>/ (needs `pip install tensorboard`)."),
+    allow_frozen_text: bool = typer.Option(False, "--allow-frozen-text",
+                                           help="Run a reference recipe that fine-tunes BERT (DLF, ALMT, MInD) "
+                                                "without --set model.text_encoder=PATH, on frozen text features; "
+                                                "the run records frozen_text: true."),
     show_config_: bool = typer.Option(False, "--show-config",
                                       help="Print the resolved model config, preset, recipe, seeds and every trainer "
                                            "setting (value, default, help) and exit without training; --data and "
@@ -92,7 +96,7 @@ def train_command(
         raise typer.BadParameter(f"--log: expected none or tensorboard, got {log!r}")
     keep_freed_memory()  # large activations reuse freed heap memory: no page faults every step (allocator.py)
     overrides = trainer_overrides(set_, epochs=epochs, device=device, precision=precision, mmsa_names=mmsa,
-                                  compile=compile_, threads=threads)
+                                  compile=compile_, threads=threads, allow_frozen_text=allow_frozen_text)
     try:
         # display follows this command line, not the run's config.yaml: a run started with -q and resumed
         # (or re-run with -c config.yaml) without it shows its progress; --set trainer.progress=... still wins

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ def _data_extra(dm: Any) -> dict[str, Any]:
 def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str | None = None,
           config: Any = None, overrides: Iterable[str] | Mapping[str, Any] = (), seeds: Sequence[int] | None = None,
           resume: bool = False, callbacks: Sequence[Any] = (), recipe: str | None = None,
-          progress: bool | None = False) -> RunResult:
+          progress: bool | None = False, allow_frozen_text: bool = False) -> RunResult:
     """Train a registered model on a dataset, once per seed; see the module docstring.
 
     ``progress``: show progress bars, epoch lines and the summary tables on stderr (``msa train`` without
@@ -109,7 +110,12 @@ def train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str 
     whose fingerprint (data, model, settings) differs. ``recipe`` names a training recipe
     (``training/recipes.py``: "toolkit", the default, or "reference" = the authors' protocol); None means the
     config's (on resume: the run's own). Every check runs before anything is written.
+    ``allow_frozen_text``: run a recipe whose reference fine-tunes BERT (DLF, ALMT, MInD ``reference``) without
+    ``model.text_encoder`` (= ``trainer.allow_frozen_text``); config.yaml and metrics.json record ``frozen_text``.
     """
+    if allow_frozen_text:  # = trainer.allow_frozen_text=true, below the overrides given
+        overrides = ({"trainer.allow_frozen_text": True, **overrides} if isinstance(overrides, Mapping)
+                     else ["trainer.allow_frozen_text=true", *overrides])
     return _train(model, data, out_dir, preset, config, overrides, seeds, resume, callbacks, recipe, progress)
 
 
@@ -124,8 +130,9 @@ def _train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str
     from .fingerprint import write_fingerprint
     from .optim import short_schedule_warning
     from .report import Reporter
+    from .recipes import frozen_text_deviation
     from .rng import seed_everything
-    from .trainer import Trainer
+    from .trainer import RESULT_FILE, Trainer
 
     out_dir = Path(out_dir)
     overrides = with_progress(overrides, progress)
@@ -146,12 +153,13 @@ def _train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str
             seed_everything(seed)
             dm = data_module(plan.dataset, plan.batch_size, tcs, seed)
             net = create_model(name, preset, **kwargs)
+            deviation = frozen_text_deviation(name, rec, tcs, net.config)
             if ctx.is_main:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 doc = {"model": {"name": name, "preset": preset, "overrides": model_over,
                                  "resolved": net.config.to_dict()},
                        "trainer": tcs.to_dict(), "data": str(data) if isinstance(data, (str, os.PathLike)) else None,
-                       "seeds": seeds, "recipe": {"name": rec.name, "source": rec.source}}
+                       "seeds": seeds, "recipe": {"name": rec.name, "source": rec.source, **deviation}}
                 atomic_write_text(run_dir / CONFIG_FILE, _yaml_dump(doc))
                 write_fingerprint(run_dir, fp)
                 if top_files:
@@ -163,6 +171,8 @@ def _train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str
             if seed == seeds[0] and (short := short_schedule_warning(tcs, net.config)):
                 trainer.reporter.notice(short)
             runs.append(trainer.fit(resume=resume))
+            if deviation and ctx.is_main:  # metrics.json says the run deviates from its recipe
+                record_deviation(run_dir / RESULT_FILE, deviation)
         summary = summarize(runs)
         result = RunResult(out_dir, name, seeds, runs, summary, mmsa_names=tc.mmsa_names)
         if ctx.is_main:
@@ -173,6 +183,12 @@ def _train(model: str | None, data: Any, out_dir: str | os.PathLike, preset: str
         return result
     finally:
         D.teardown(ctx)
+
+
+def record_deviation(path: Path, deviation: Mapping[str, Any]) -> None:
+    """Add a run's deviation from its recipe (``{"frozen_text": True, "deviation": ...}``) to its metrics.json."""
+    if path.is_file():
+        atomic_write_json(path, {**json.loads(path.read_text()), **deviation}, indent=2)
 
 
 def with_progress(overrides: Iterable[str] | Mapping[str, Any], progress: bool | None) -> Any:

@@ -149,6 +149,8 @@ def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, prese
            "fingerprint": fingerprint_id(fingerprint),
            "valid": fit.valid, "test": fit.test,
            BEST_TEST_KEY: fit.best_test.get(BEST_TEST_KEY, {}).get("metrics", {})}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    row.update({k: metrics[k] for k in ("frozen_text", "deviation") if k in metrics})
     atomic_write_json(info_path, row, indent=1)
     return row
 

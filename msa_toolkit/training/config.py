@@ -95,6 +95,9 @@ class TrainConfig:
     max_lengths: Mapping[str, int] | None = doc(None, "truncation length per modality, e.g. {text: 50, "
                                                       "audio: 375, vision: 500}; None = the dataset's")
     normalize: bool = doc(True, "standardise features with the training split's statistics")
+    allow_frozen_text: bool = doc(False, "train a recipe whose reference fine-tunes BERT (DLF, ALMT, MInD "
+                                         "reference) without model.text_encoder, on frozen text features; the run "
+                                         "records frozen_text: true (msa train --allow-frozen-text)")
     drop_last: bool = doc(False, "drop the last incomplete training batch (the MInD and MMCL reference loaders do)")
     log_every: int = doc(0, "also print/log the running training loss every N optimiser steps (0 = per epoch "
                             "only)")

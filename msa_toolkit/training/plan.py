@@ -248,6 +248,7 @@ def plan_runs(model: str | None, data: Any, out_dir: str | os.PathLike, preset: 
     from ..models import dims_from_spec, get_entry, resolve_config
     from ..models._registry import check_size
     from .fingerprint import run_fingerprint
+    from .recipes import frozen_text_deviation
 
     out_dir = Path(out_dir)
     check_layout(out_dir)
@@ -256,6 +257,7 @@ def plan_runs(model: str | None, data: Any, out_dir: str | os.PathLike, preset: 
     s = resolve_settings(model, preset, config, overrides, seeds, recipe, resume_dir=out_dir if resume else None)
     name, preset, rec, tc, model_over, seeds = s.name, s.preset, s.recipe, s.trainer, s.model_overrides, s.seeds
     batch_size = setting(tc, s.model_config, "batch_size", None)
+    frozen_text_deviation(name, rec, tc, s.model_config)  # refuses before any data is read or file written
     dataset = open_data(data)
     first = data_module(dataset, batch_size, tc.replace(seed=seeds[0]), seeds[0])
     lens = {f"{m}_len": int(v) for m, v in first.max_lengths.items() if v is not None}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["Recipe", "RECIPES", "RECIPE_ABOUT", "TOOLKIT_RECIPE", "get_recipe"]
+__all__ = ["Recipe", "RECIPES", "RECIPE_ABOUT", "TOOLKIT_RECIPE", "get_recipe", "frozen_text_deviation"]
 
 #: recipe name -> what it is, in a few words (the console names a recipe with it)
 RECIPE_ABOUT = {"toolkit": "the toolkit's defaults", "reference": "the authors' protocol"}
@@ -34,6 +34,8 @@ class Recipe:
     source: str = ""
     # what the recipe does and where it still differs from the reference code
     notes: tuple[str, ...] = ()
+    # the reference fine-tunes BERT inside the model: the run needs model.text_encoder (or allow_frozen_text)
+    fine_tunes_text: bool = False
 
 
 #: the default recipe of every model: the toolkit's honest protocol (checkpoint chosen on valid)
@@ -57,6 +59,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                  "monitor": "mae", "monitor_mode": "min", "min_delta": 1e-6, "grad_accum": 10,
                  "grad_clip_value": 0.6, "normalize": False, "max_lengths": _ALIGNED_50},
         seeds=(1111, 1112, 1113, 1114, 1115),
+        fine_tunes_text=True,
         source="pwang322/DLF@251bf2cb config/config.json, trains/singleTask/DLF.py, run.py",
         notes=("aligned_50.pkl (need_data_aligned: 50/50/50 steps), features as stored (no standardisation)",
                "Adam 1e-4 without weight decay (config.json's weight_decay is never passed to Adam), "
@@ -72,6 +75,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                  "scheduler": "epoch_cosine", "warmup_epochs": 20, "cosine_epochs": 180, "patience": 0,
                  "monitor": "mae", "normalize": False, "test_every_epoch": True, "test_select": "mae"},
         seeds=(7,),
+        fine_tunes_text=True,
         source="Haoyu-ha/ALMT@da946107 train.py, core/scheduler.py, core/utils.py, configs/mosi.yaml",
         notes=("unaligned_50.pkl, features as stored; AdamW 1e-4, weight decay 1e-4, batch 64, 200 epochs, MSE",
                "per-epoch LR: linear warm-up from 0 over 20 epochs (0.1 x 200), then cosine over 180 (0.9 x 200)",
@@ -89,6 +93,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                  "rollback_patience": 3, "rollback_factor": 0.5, "rollback_limit": 1, "drop_last": True,
                  "normalize": False, "test_every_epoch": True, "test_select": "acc2_non0"},
         seeds=(3407,),
+        fine_tunes_text=True,
         source="WeeeicheN/MInD@f6599276 trainer.py, tasks/mosi/run_mosi.sh, tasks/mosei/run_mosei.sh",
         notes=("best epoch on valid non-0 Acc-2 with >=; after 3 epochs without improvement (rollback_patience "
                "2, counted to -1) the best weights and optimiser state return and the LR halves (ExponentialLR "
@@ -135,3 +140,23 @@ def get_recipe(model: str, name: str = "toolkit", strict: bool = True) -> Recipe
     having = sorted(m for m, r in RECIPES.items() if name in r)
     raise KeyError(f"model {model!r} has no recipe {name!r}; recipes: toolkit"
                    + (f"; {name!r} exists for {', '.join(having)}" if having else ""))
+
+
+#: what a run without the text encoder its recipe fine-tunes records (config.yaml, metrics.json, benchmark rows)
+FROZEN_TEXT_NOTE = ("frozen text features: the reference fine-tunes BERT inside the model; this run trained on "
+                    "the dataset's precomputed text features (allow_frozen_text)")
+
+
+def frozen_text_deviation(model: str, recipe: Recipe, tc: Any, model_config: Any) -> dict[str, Any]:
+    """``{}`` when the run fine-tunes text as its recipe does; ``{"frozen_text": True, "deviation": ...}`` when the
+    recipe fine-tunes BERT, the model has no ``text_encoder`` and ``tc.allow_frozen_text`` allows it; else a
+    one-line MSAError naming ``--set model.text_encoder=PATH``."""
+    from ..errors import MSAError
+
+    if not recipe.fine_tunes_text or getattr(model_config, "text_encoder", None):
+        return {}
+    if not getattr(tc, "allow_frozen_text", False):
+        raise MSAError(f"{model}'s {recipe.name} recipe fine-tunes BERT inside the model: pass --set "
+                       "model.text_encoder=PATH (a BERT folder, e.g. bert-base-uncased), or --allow-frozen-text to "
+                       "train on the dataset's frozen text features (recorded as a deviation)")
+    return {"frozen_text": True, "deviation": FROZEN_TEXT_NOTE}

@@ -60,6 +60,8 @@ def test_reproduce_script_tiny(tmp_path):
 
     cfg = yaml.safe_load((Path(runs["dlf"]["run_dir"]) / "config.yaml").read_text())
     assert cfg["trainer"]["grad_accum"] == 10 and cfg["trainer"]["normalize"] is False
+    # without BERT_DIR the models whose references fine-tune BERT run on frozen text: each row says so
+    assert all(runs[m].get("frozen_text") is True for m in ("dlf", "almt", "mind")) and "frozen_text" not in runs["mmcl"]
     # re-running resumes: nothing is trained again
     r = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce.sh"), str(data), str(out)], env=env,
                        capture_output=True, text=True, timeout=600)

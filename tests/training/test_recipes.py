@@ -9,7 +9,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from msa_toolkit.cli.main import app
+from msa_toolkit.cli.main import app, main
 from msa_toolkit.data.module import BucketBatchSampler, DataModule
 from msa_toolkit.models import create_model
 from msa_toolkit.training.recipes import RECIPES, TOOLKIT_RECIPE, get_recipe
@@ -167,10 +167,12 @@ def test_cli_train_reference_recipe(tiny_ds, tmp_path, name):
     r = runner.invoke(app, ["train", "--model", name, "--preset", "tiny", "--recipe", "reference", "--data",
                             str(tiny_ds), "-o", str(run), "--device", "cpu", "--epochs", "2", "--seeds", "1",
                             "--set", "trainer.batch_size=8", "--set", "trainer.limit_train_batches=2",
-                            "--set", "trainer.plots=false", "-q"])
+                            "--set", "trainer.plots=false", "-q", "--allow-frozen-text"])
     assert r.exit_code == 0, (r.output, r.exception)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     rec = RECIPES[name]["reference"]
+    frozen = json.loads((run / "seed_1" / "metrics.json").read_text()).get("frozen_text")
+    assert cfg["recipe"].get("frozen_text") is frozen is (True if rec.fine_tunes_text else None)
     assert cfg["recipe"]["name"] == "reference" and cfg["recipe"]["source"] == rec.source
     for k, v in rec.trainer.items():
         if k not in ("epochs", "batch_size"):  # the command line overrides these two
@@ -222,7 +224,8 @@ def test_run_shorter_than_the_warm_up_warns(tiny_ds, tmp_path, capsys):
     over = {"trainer.epochs": 2, "trainer.progress": False, "trainer.plots": False, "trainer.device": "cpu"}
     with warnings.catch_warnings(record=True) as caught:  # without progress output a notice is a RunNotice
         warnings.simplefilter("always", RunNotice)
-        train("almt", tiny_ds, tmp_path / "almt", preset="tiny", recipe="reference", overrides=over)
+        train("almt", tiny_ds, tmp_path / "almt", preset="tiny", recipe="reference", overrides=over,
+              allow_frozen_text=True)
     err = " ".join(" ".join(str(w.message) for w in caught if issubclass(w.category, RunNotice)).split())
     assert "trainer.epochs=2 ends inside the 20-epoch LR warm-up" in err and "at most 5% of trainer.lr" in err
     assert short_schedule_warning(TrainConfig(epochs=30, scheduler="epoch_cosine", warmup_epochs=20), None) is None
@@ -247,3 +250,55 @@ def test_mind_roll_back_in_training_keeps_the_grl_step_counting(tiny_ds):
     assert "rollback" in res.history[2]
     per_epoch = steps[0]
     assert per_epoch > 0 and steps == [per_epoch * (i + 1) for i in range(len(steps))]
+
+
+@pytest.mark.parametrize("name", ["dlf", "almt", "mind"])
+def test_reference_recipe_that_fine_tunes_bert_refuses_to_start_without_a_text_encoder(tiny_ds, tmp_path, capsys, name):
+    assert RECIPES[name]["reference"].fine_tunes_text
+    run = tmp_path / name
+    rc = main(["train", "--model", name, "--preset", "tiny", "--recipe", "reference", "--data", str(tiny_ds),
+               "-o", str(run), "--device", "cpu", "--epochs", "1", "--seeds", "1", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--set model.text_encoder=PATH" in lines[0] and "--allow-frozen-text" in lines[0]
+    assert not run.exists()
+    # the toolkit recipe and MMCL's reference (no BERT in the reference) need no encoder
+    assert not RECIPES["mmcl"]["reference"].fine_tunes_text
+
+
+def test_allow_frozen_text_records_the_deviation(tiny_ds, tmp_path):
+    from msa_toolkit.training.api import train
+
+    res = train("almt", tiny_ds, tmp_path / "run", preset="tiny", recipe="reference", seeds=[1],
+                overrides=["trainer.epochs=1", "trainer.batch_size=8", "trainer.limit_train_batches=1",
+                           "trainer.plots=false", "trainer.device=cpu"], allow_frozen_text=True)
+    seed_dir = tmp_path / "run" / "seed_1"
+    assert json.loads((seed_dir / "metrics.json").read_text())["frozen_text"] is True
+    cfg = yaml.safe_load((seed_dir / "config.yaml").read_text())
+    assert cfg["trainer"]["allow_frozen_text"] is True and cfg["recipe"]["frozen_text"] is True
+    assert "fine-tunes BERT" in cfg["recipe"]["deviation"]
+
+
+def test_reference_recipe_fine_tunes_a_tiny_bert_end_to_end(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+
+    bert = tmp_path / "bert"
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=32)).save_pretrained(bert)
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, n_train=16, n_valid=8, n_test=8, dims=(8, 4, 4), lengths=(6, 8, 8), seed=0,
+                           with_tokens=True, vocab_size=100)
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--model", "dlf", "--preset", "tiny", "--recipe", "reference", "--data",
+                            str(data), "-o", str(run), "--device", "cpu", "--epochs", "1", "--seeds", "1",
+                            "--set", f"model.text_encoder={bert}", "--set", "trainer.batch_size=8",
+                            "--set", "trainer.plots=false", "-q"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    metrics = json.loads((run / "seed_1" / "metrics.json").read_text())
+    assert "frozen_text" not in metrics and metrics["epochs_run"] == 1
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["model"]["resolved"]["text_encoder"] == str(bert) and "frozen_text" not in cfg["recipe"]
