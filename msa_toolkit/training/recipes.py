@@ -64,9 +64,12 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         notes=("aligned_50.pkl (need_data_aligned: 50/50/50 steps), features as stored (no standardisation)",
                "Adam 1e-4 without weight decay (config.json's weight_decay is never passed to Adam), "
                "batch 16, gradient accumulation over 10 batches (update_epochs), value clip 0.6",
-               "plateau on valid L1 loss (= MAE): factor 0.5, patience 5; best epoch on valid loss with a "
-               "1e-6 margin; early stop after 10 epochs without improvement (no epoch cap: 1000 here)",
-               "differs: a trailing partial accumulation is stepped here, the reference drops it")),
+               "plateau on valid L1 loss (the MAE up to float32 averaging): factor 0.5, patience 5; best epoch "
+               "on valid loss with a 1e-6 margin; early stop after 10 epochs without improvement (no epoch cap: "
+               "1000 here)",
+               "differs: the reference clips the running gradient sum at 0.6 after every batch of an "
+               "accumulation, the toolkit the accumulated mean once per step; a trailing partial accumulation "
+               "is stepped here, the reference drops it")),
     },
     "almt": {"reference": Recipe(
         "reference",
