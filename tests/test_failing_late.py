@@ -297,3 +297,36 @@ def _cleanup(proc: subprocess.Popen, workers: list[int]) -> None:
             except ProcessLookupError:
                 pass
     proc.wait(timeout=10)
+
+
+def test_a_signal_during_a_copy_waits_until_the_file_is_recorded(tmp_path, monkeypatch):
+    """SIGTERM landing between a bundle's copy to out_dir and its record left a copied file out of the
+    interrupted run's manifest (seen once in test_sigterm_stops_the_pool_and_keeps_what_finished): the signal
+    is now held until the file is recorded, then raised."""
+    import os
+    import signal
+    import time
+    from pathlib import Path as P
+
+    import msa_toolkit.extraction.state as state_mod
+    from msa_toolkit.cache import FeatureCache
+    from msa_toolkit.extraction.jobs import Job
+    from msa_toolkit.extraction.safety import sigterm_as_interrupt
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def copy_then_signal(cache, key, out_dir, name, path, header):
+        (out_dir / f"{name}.json").write_text('{"meta": {}}')
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the copy is being recorded
+        time.sleep(0.05)
+        return out_dir / name
+
+    monkeypatch.setattr(state_mod, "export_bundle", copy_then_signal)
+    bar = type("Bar", (), {"update": lambda *a, **k: None, "advance": lambda *a, **k: None})()
+    st = state_mod.RunState(FeatureCache(tmp_path / "cache"), out, False, bar, 0, [])
+    job = Job(P("clip.wav"), "clip", "k" * 64, "s" * 64, None, time.perf_counter())
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_as_interrupt():
+            st.finish(job, cached=False)
+    assert [i.name for i in st.items] == ["clip"]  # recorded before the interrupt was raised

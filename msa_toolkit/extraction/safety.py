@@ -179,3 +179,23 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM are held and raised as KeyboardInterrupt when it ends (main thread
+    only; elsewhere a no-op): a file's copy to ``out_dir`` and its record in the run happen both or neither,
+    so an interrupted run's manifest lists every bundle it copied."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if pending:
+        raise KeyboardInterrupt(f"signal {pending[0]}")

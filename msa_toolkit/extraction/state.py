@@ -13,6 +13,7 @@ from ..features import BundleReadError, check_bundle
 from .jobs import FOUND, Job
 from .outputs import export_bundle, out_is_current, write_srt
 from .results import Failure, FileResult, unmet_requirement
+from .safety import interrupts_deferred
 
 @dataclass
 class RunState:
@@ -53,22 +54,25 @@ class RunState:
         the cached entry) whose bytes differ from the entry's record raises BundleReadError (the
         entry is damaged).
         """
-        stem = self.cache.stem(job.key)
-        if self.require and self.fail_required(job, stem):
-            return
-        if self.out is not None:
-            if cached and out_is_current(self.out, job.name, job.key):
-                stem = self.out / job.name
-            else:
-                stem = export_bundle(self.cache, job.key, self.out, job.name, job.path, header)
-            if self.save_srt:
-                write_srt(stem)
-        elif cached:  # no copy whose bytes are checked: the caller reads the entry, so check it here
-            check_bundle(stem, full=True, sealed=True)
-        meta = json.loads(stem.with_suffix(".json").read_text()).get("meta", {})
-        # computed files report their extraction time; cache hits the time to find and copy them
-        seconds = time.perf_counter() - job.started if cached else float(meta.get("timings", {}).get("total", 0.0))
-        self.items.append(FileResult.from_meta(str(job.path), job.name, str(stem), job.key, cached, seconds, meta))
+        with interrupts_deferred():  # copied to out_dir and recorded, or neither
+            stem = self.cache.stem(job.key)
+            if self.require and self.fail_required(job, stem):
+                return
+            if self.out is not None:
+                if cached and out_is_current(self.out, job.name, job.key):
+                    stem = self.out / job.name
+                else:
+                    stem = export_bundle(self.cache, job.key, self.out, job.name, job.path, header)
+                if self.save_srt:
+                    write_srt(stem)
+            elif cached:  # no copy whose bytes are checked: the caller reads the entry, so check it here
+                check_bundle(stem, full=True, sealed=True)
+            meta = json.loads(stem.with_suffix(".json").read_text()).get("meta", {})
+            # computed files report their extraction time; cache hits the time to find and copy them
+            seconds = (time.perf_counter() - job.started if cached
+                       else float(meta.get("timings", {}).get("total", 0.0)))
+            self.items.append(FileResult.from_meta(str(job.path), job.name, str(stem), job.key, cached, seconds,
+                                                   meta))
 
     def fail_required(self, job: Job, stem: Path) -> bool:
         """Record a failure when the bundle at ``stem`` lacks what ``require`` asks for (a cached bundle
