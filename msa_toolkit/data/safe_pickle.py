@@ -1,6 +1,6 @@
 """Reading untrusted pickles (MMSA and MAG-BERT / MInD files) without running their code.
 
-``pickle.load`` calls whatever global a file names (``os.system``, ``builtins.exec``, ...), so a
+The standard unpickler calls whatever global a file names (``os.system``, ``builtins.exec``, ...), so a
 pickle downloaded from anywhere could run code on import. :func:`load_pickle` unpickles through
 :class:`RestrictedUnpickler`, whose ``find_class`` admits only the globals that plain data needs:
 
@@ -194,7 +194,7 @@ def _plain(obj: Any) -> Any:
 
 
 def loads(data: bytes) -> Any:
-    """``pickle.loads`` through :class:`RestrictedUnpickler` (errors as ``pickle.UnpicklingError``)."""
+    """Unpickle ``data`` through :class:`RestrictedUnpickler` (errors as ``pickle.UnpicklingError``)."""
     return _plain(RestrictedUnpickler(io.BytesIO(data)).load())
 
 
