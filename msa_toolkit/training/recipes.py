@@ -57,19 +57,19 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                  "epochs": 1000, "batch_size": 16, "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0,
                  "scheduler": "plateau", "plateau_factor": 0.5, "plateau_patience": 5, "patience": 10,
                  "monitor": "mae", "monitor_mode": "min", "min_delta": 1e-6, "grad_accum": 10,
+                 "grad_accum_sum": True, "clip_each_backward": True, "drop_partial_accum": True,
                  "grad_clip_value": 0.6, "normalize": False, "max_lengths": _ALIGNED_50},
         seeds=(1111, 1112, 1113, 1114, 1115),
         fine_tunes_text=True,
         source="pwang322/DLF@251bf2cb config/config.json, trains/singleTask/DLF.py, run.py",
         notes=("aligned_50.pkl (need_data_aligned: 50/50/50 steps), features as stored (no standardisation)",
                "Adam 1e-4 without weight decay (config.json's weight_decay is never passed to Adam), "
-               "batch 16, gradient accumulation over 10 batches (update_epochs), value clip 0.6",
+               "batch 16, gradient accumulation over 10 batches (update_epochs): the batch losses' gradients "
+               "are summed, the running sum is value-clipped at 0.6 after every batch, and an epoch's trailing "
+               "partial accumulation is discarded without a step",
                "plateau on valid L1 loss (the MAE up to float32 averaging): factor 0.5, patience 5; best epoch "
                "on valid loss with a 1e-6 margin; early stop after 10 epochs without improvement (no epoch cap: "
-               "1000 here)",
-               "differs: the reference clips the running gradient sum at 0.6 after every batch of an "
-               "accumulation, the toolkit the accumulated mean once per step; a trailing partial accumulation "
-               "is stepped here, the reference drops it")),
+               "1000 here)")),
     },
     "almt": {"reference": Recipe(
         "reference",
@@ -100,7 +100,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         source="WeeeicheN/MInD@f6599276 trainer.py, tasks/mosi/run_mosi.sh, tasks/mosei/run_mosei.sh",
         notes=("best epoch on valid non-0 Acc-2 with >=; after 3 epochs without improvement (rollback_patience "
                "2, counted to -1) the best weights and optimiser state return and the LR halves (ExponentialLR "
-               "0.5 stepped only then); the second plateau ends the run (rollback_num 1)",
+               "0.5 stepped only then); the second plateau restores the best weights once more and ends the run "
+               "(rollback_num 1); the epoch's test runs after the roll-back check, as the reference's",
                "AdamW at the preset's LR (3e-5 MOSI, 2e-5 MOSEI) for every parameter, BERT included, no weight "
                "decay, no clipping, 100 epochs, batch 32 with the last partial batch dropped",
                "gradient-reversal ramp over 100 x floor(N_train / 32) steps: the mosi/mosei presets hold it",
