@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["Recipe", "RECIPES", "RECIPE_ABOUT", "TOOLKIT_RECIPE", "get_recipe", "frozen_text_deviation"]
+__all__ = ["Recipe", "RECIPES", "RECIPE_ABOUT", "TOOLKIT_RECIPE", "get_recipe", "frozen_text_deviation",
+           "refuses_frozen_text"]
 
 #: recipe name -> what it is, in a few words (the console names a recipe with it)
 RECIPE_ABOUT = {"toolkit": "the toolkit's defaults", "reference": "the authors' protocol"}
@@ -151,6 +152,13 @@ FROZEN_TEXT_NOTE = ("frozen text features: the reference fine-tunes BERT inside 
                     "the dataset's precomputed text features (allow_frozen_text)")
 
 
+def refuses_frozen_text(recipe: Recipe, tc: Any, model_config: Any) -> bool:
+    """Whether a run must not start: its recipe fine-tunes BERT, the model has no ``text_encoder`` and
+    ``tc.allow_frozen_text`` is off."""
+    return (recipe.fine_tunes_text and not getattr(model_config, "text_encoder", None)
+            and not getattr(tc, "allow_frozen_text", False))
+
+
 def frozen_text_deviation(model: str, recipe: Recipe, tc: Any, model_config: Any) -> dict[str, Any]:
     """``{}`` when the run fine-tunes text as its recipe does; ``{"frozen_text": True, "deviation": ...}`` when the
     recipe fine-tunes BERT, the model has no ``text_encoder`` and ``tc.allow_frozen_text`` allows it; else a
@@ -159,7 +167,7 @@ def frozen_text_deviation(model: str, recipe: Recipe, tc: Any, model_config: Any
 
     if not recipe.fine_tunes_text or getattr(model_config, "text_encoder", None):
         return {}
-    if not getattr(tc, "allow_frozen_text", False):
+    if refuses_frozen_text(recipe, tc, model_config):
         raise MSAError(f"{model}'s {recipe.name} recipe fine-tunes BERT inside the model: pass --set "
                        "model.text_encoder=PATH (a BERT folder, e.g. bert-base-uncased), or --allow-frozen-text to "
                        "train on the dataset's frozen text features (recorded as a deviation)")
