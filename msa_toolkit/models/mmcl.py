@@ -20,8 +20,8 @@ Objective (all inside :class:`MMCLObjective`, one optimiser, named weighted comp
 
 * ``prediction`` = 7 · L1(ŷ, y).
 * ``critic`` = 13 · L1(Q(s, a), r + 0.5 · Q_target(s', π_target(s'))) on transitions drawn from a
-  replay buffer of 1000; Q_target / π_target are soft-updated copies (τ = 0.01) refreshed in
-  ``after_step``. Inputs are detached replay tensors and the target is computed without
+  replay buffer of 1000 (the authors' policy: halved when full, sampled without replacement);
+  Q_target / π_target are soft-updated copies (τ = 0.01) refreshed in ``after_step``. Inputs are detached replay tensors and the target is computed without
   gradients, so this term trains the critic only.
 * ``policy`` = −13 · mean Q(s, π(s)) on the same replay states, with the critic's weights
   detached (``torch.func.functional_call`` on detached parameters): the gradient reaches the

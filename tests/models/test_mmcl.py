@@ -134,26 +134,47 @@ def test_replay_buffer_fills_and_caps():
         b = batch(b=5, seed=i)
         m.objective(m(b), b)
         sizes.append(len(rb))
-    assert sizes == [5, 10, 12, 12]
+    # 5, 10; then 10 + 5 >= 12: the oldest half (5) goes first -> 10; again -> 10
+    assert sizes == [5, 10, 10, 10]
     assert rb.state.shape[0] == 12
     # eval mode stores nothing
     m.eval()
     b = batch(seed=9)
     m.objective.eval()
     m.objective(m(b), b)
-    assert len(rb) == 12
+    assert len(rb) == 10
     # the buffer is not part of checkpoints
     assert not any(k.startswith("objective_.replay") for k in m.state_dict())
 
 
-def test_replay_buffer_is_fifo():
-    rb = ReplayBuffer(3)
-    for i in range(5):
-        rb.add(torch.full((1, 2, 1), float(i)), torch.zeros(1, 2, 1), torch.ones(1, 2, dtype=torch.bool),
-               torch.tensor([float(i)]))
-    assert sorted(rb.reward.tolist()) == [2.0, 3.0, 4.0]
-    s, a, k, r = rb.sample(7)
-    assert s.shape == (7, 2, 1) and set(r.tolist()) <= {2.0, 3.0, 4.0}
+def _add(rb, values):
+    n = len(values)
+    v = torch.tensor(values, dtype=torch.float32)
+    rb.add(v.view(n, 1, 1).expand(n, 2, 1), torch.zeros(n, 2, 1), torch.ones(n, 2, dtype=torch.bool), v)
+
+
+def test_replay_buffer_halves_when_full_as_the_reference():
+    """MMCL utils.ReplayBuffer.add_batch: count + n < size appends; otherwise the oldest half goes, then append."""
+    rb = ReplayBuffer(6)
+    _add(rb, [0, 1])
+    _add(rb, [2, 3])
+    assert rb.reward[:len(rb)].tolist() == [0, 1, 2, 3]
+    _add(rb, [4, 5])  # 4 + 2 >= 6: drop [0, 1], then append
+    assert rb.reward[:len(rb)].tolist() == [2, 3, 4, 5]
+    _add(rb, [6, 7, 8, 9, 10])  # drop [2, 3]; 2 + 5 rows outgrow the capacity, as the reference's list does
+    assert rb.reward[:len(rb)].tolist() == [4, 5, 6, 7, 8, 9, 10]
+    assert torch.equal(rb.state[:len(rb), 0, 0], rb.reward[:len(rb)])
+
+
+def test_replay_buffer_samples_without_replacement():
+    rb = ReplayBuffer(100)
+    _add(rb, list(range(10)))
+    torch.manual_seed(0)
+    for _ in range(20):  # with replacement, 20 draws of 6 from 10 would repeat a row almost surely
+        s, a, k, r = rb.sample(6)
+        assert s.shape == (6, 2, 1) and len(set(r.tolist())) == 6
+    s, a, k, r = rb.sample(50)  # fewer held than asked: all of them, oldest first
+    assert r.tolist() == list(range(10))
 
 
 def test_reward_kinds():
