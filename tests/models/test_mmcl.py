@@ -347,3 +347,45 @@ def test_attention_common_block_is_the_authors_block():
     assert [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
     with pytest.raises(ValueError, match="common_block"):
         tiny(common_block="ffn")
+
+
+def test_param_groups_are_the_authors_three_optimisers():
+    m = tiny(actor_plateau_patience=5, critic_plateau_patience=5)
+    groups = m.param_groups(1e-3, 0.0)
+    assert [g["name"] for g in groups] == ["model", "actor", "critic"]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == sum(1 for p in m.parameters() if p.requires_grad)
+    assert {id(p) for p in m.objective.critic.parameters()} == {id(p) for p in groups[2]["params"]}
+    assert {id(p) for p in m.policy.parameters()} <= {id(p) for p in groups[1]["params"]}
+    assert [g.get("plateau_patience") for g in groups] == [None, 5, 5]
+    assert all("plateau_patience" not in g for g in tiny().param_groups(1e-3, 0.0))  # 0 = the trainer's
+
+
+def test_group_plateau_equals_three_reduce_on_plateau_schedulers():
+    """The trainer's scheduler for MMCL's reference recipe follows the reference's three ReduceLROnPlateau
+    (0.95/30 model, 0.95/5 actor and critic, all stepped on the same validation loss)."""
+    from msa_toolkit.training.config import TrainConfig
+    from msa_toolkit.training.optim import GroupPlateau, build_optimizer, build_scheduler
+
+    m = tiny(actor_plateau_patience=5, critic_plateau_patience=5)
+    tc = TrainConfig(scheduler="plateau", plateau_factor=0.95, plateau_patience=30, lr=1e-3)
+    opt = build_optimizer(m, tc)
+    sched, when = build_scheduler(opt, m, tc, 100, "min")
+    assert isinstance(sched, GroupPlateau) and when == "epoch"
+    refs = []
+    for _ in range(3):
+        ref_opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        refs.append(ref_opt)
+    ref_scheds = [torch.optim.lr_scheduler.ReduceLROnPlateau(o, mode="min", patience=p, factor=0.95)
+                  for o, p in zip(refs, (30, 5, 5))]
+    losses = [1.0, 0.9] + [0.95] * 40 + [0.5] + [0.6] * 10
+    for i, loss in enumerate(losses):
+        sched.step(loss)
+        for s in ref_scheds:
+            s.step(loss)
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([o.param_groups[0]["lr"] for o in refs]), i
+    assert opt.param_groups[1]["lr"] < opt.param_groups[0]["lr"]  # the actor's patience ran out more often
+    # resume: the state round-trips
+    again = build_scheduler(build_optimizer(m, tc), m, tc, 100, "min")[0]
+    again.load_state_dict(sched.state_dict())
+    assert [s.num_bad_epochs for s in again.schedulers] == [s.num_bad_epochs for s in sched.schedulers]
