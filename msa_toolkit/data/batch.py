@@ -4,6 +4,11 @@ Convention for an absent modality (e.g. a text-only dataset): its tensor is
 zeros of shape ``[B, 1, D]`` and its mask is all False. ``D`` is the modality's
 dim from the FeatureSpec, or 1 when the spec has no extractor for it. Models
 must produce finite outputs and losses for such inputs.
+
+Unimodal labels (CH-SIMS style, :data:`UNIMODAL_TASKS`): ``label_T``, ``label_A``, ``label_V`` are float [B]
+when every sample of the batch has them (the dataset stores them, e.g. imported from an MMSA SIMS pickle's
+``regression_labels_T/A/V``), else None. Multi-task models train on them; a model that needs them says so with
+``needs_unimodal_labels`` and a dataset without them is refused before training.
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ import numpy as np
 import torch
 
 from ..spec import MODALITIES
+
+#: the unimodal tasks of multi-task datasets (CH-SIMS): Batch field ``label_<task>``, one per modality
+UNIMODAL_TASKS = ("T", "A", "V")
+#: modality of each unimodal task
+TASK_MODALITY = {"T": "text", "A": "audio", "V": "vision"}
 
 
 @dataclass
@@ -39,6 +49,10 @@ class Batch:
     text_tokens: torch.Tensor | None = None
     # sample ids, len B (not moved to devices)
     ids: list[str] = field(default_factory=list)
+    # float [B] unimodal labels (text / audio / vision), None when the dataset has none
+    label_T: torch.Tensor | None = None
+    label_A: torch.Tensor | None = None
+    label_V: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         kw = {}
@@ -50,6 +64,12 @@ class Batch:
     @property
     def size(self) -> int:
         return int(self.label.shape[0])
+
+    def unimodal_label(self, task: str) -> torch.Tensor | None:
+        """float [B] label of one unimodal task ("T", "A", "V"), None when the batch has none."""
+        if task not in UNIMODAL_TASKS:
+            raise ValueError(f"unknown unimodal task {task!r}; expected one of {UNIMODAL_TASKS}")
+        return getattr(self, f"label_{task}")
 
     def features(self, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(values, mask) of one modality by name."""
@@ -97,8 +117,9 @@ def pad_sequences(seqs: Sequence[np.ndarray | None], dim: int, max_len: int | No
 
 def synthetic_batch(batch_size: int = 4, lengths: tuple[int, int, int] = (6, 9, 7),
                     dims: tuple[int, int, int] = (16, 5, 7), seed: int = 0,
-                    with_tokens: bool = False, vocab_size: int = 100) -> Batch:
-    """A random, partially padded Batch for tests and benchmarks."""
+                    with_tokens: bool = False, vocab_size: int = 100, unimodal: bool = True) -> Batch:
+    """A random, partially padded Batch for tests and benchmarks; ``unimodal``: with random label_T/A/V in [-1, 1]
+    (drawn last, so the other tensors do not depend on it)."""
     g = torch.Generator().manual_seed(seed)
     kw: dict[str, torch.Tensor] = {}
     for m, L, D in zip(MODALITIES, lengths, dims):
@@ -109,4 +130,6 @@ def synthetic_batch(batch_size: int = 4, lengths: tuple[int, int, int] = (6, 9, 
         kw[m] = kw[m] * kw[f"{m}_mask"].unsqueeze(-1)
     label = torch.empty(batch_size).uniform_(-3, 3, generator=g)
     tokens = torch.randint(1, vocab_size, (batch_size, lengths[0]), generator=g) if with_tokens else None
-    return Batch(label=label, text_tokens=tokens, ids=[f"s{i}" for i in range(batch_size)], **kw)
+    uni = {f"label_{t}": torch.empty(batch_size).uniform_(-1, 1, generator=g) for t in UNIMODAL_TASKS} \
+        if unimodal else {}
+    return Batch(label=label, text_tokens=tokens, ids=[f"s{i}" for i in range(batch_size)], **kw, **uni)

@@ -9,7 +9,8 @@ absent-modality convention of :mod:`msa_toolkit.data.batch`: zeros ``[B, 1, D]``
 with an all-False mask. ``text_tokens`` holds the token ids (``text.input_ids``)
 when every sample has them, padded with 0 to the text length of the batch (or,
 when tokens and text rows differ in number, e.g. word-pooled text, to the
-longest token sequence, capped at the text maximum length).
+longest token sequence, capped at the text maximum length). The unimodal labels ``label_T/A/V`` are float
+tensors when every sample has them, else None.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from ..spec import MODALITIES
-from .batch import Batch, pad_sequences
+from .batch import UNIMODAL_TASKS, Batch, pad_sequences
 from .native import Sample
 
 #: the array holding token ids of the text encoder, turned into Batch.text_tokens
@@ -104,7 +105,17 @@ def collate_samples(samples: Sequence[Sample], dims: Mapping[str, int],
             ids = ids[:L] if truncate == "end" else ids[-L:]
             tokens[i, : ids.shape[0]] = torch.from_numpy(np.ascontiguousarray(ids))
     label = torch.tensor([s.label for s in samples], dtype=torch.float32)
-    return Batch(label=label, text_tokens=tokens, ids=[s.id for s in samples], **kw)
+    return Batch(label=label, text_tokens=tokens, ids=[s.id for s in samples], **kw, **unimodal_labels(samples))
+
+
+def unimodal_labels(samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+    """``{"label_T": float [B], ...}`` for each unimodal label every sample has (a partial one is left out)."""
+    out = {}
+    for t in UNIMODAL_TASKS:
+        values = [getattr(s, f"label_{t}") for s in samples]
+        if samples and all(v is not None for v in values):
+            out[f"label_{t}"] = torch.tensor(values, dtype=torch.float32)
+    return out
 
 
 __all__ = ["Collator", "collate_samples", "TOKEN_IDS"]

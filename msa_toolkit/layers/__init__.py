@@ -13,11 +13,13 @@ update instead of NaN.
   :class:`CrossModalTransformer`; ``forward_last`` computes the final block for the last valid step only
 - :mod:`.heads`: :class:`ConvProjection`, :class:`MLPHead`, :class:`ResidualHead`, gradient reversal
 - :mod:`.losses`: the criteria the models' objectives combine
+- :mod:`.fusion`: TFN's pooled audio/visual subnetwork, :func:`tensor_fusion`, :func:`run_rnn`
 - :mod:`.text_encoder`: the optional fine-tuned transformers text encoder (:func:`build_text_encoder`)
 """
 
 from .attention import MATH_PATH_MAX_KEYS, MultiHeadAttention, attend
 from .dropout import FAST_DRAW_MIN_NUMEL, Dropout, dropout, keep_mask
+from .fusion import PooledSubNet, run_rnn, tensor_fusion
 from .heads import ConvProjection, GradientReversal, GradReverse, MLPHead, ResidualHead, grad_reverse
 from .masking import (ACTIVATIONS, activation, last_valid, mask_fill, masked_mean, take_last, unpadded,
                       zero_empty)
@@ -31,5 +33,5 @@ __all__ = [
     "activation", "last_valid", "mask_fill", "masked_mean", "take_last", "unpadded", "zero_empty",
     "SINUSOID_LAYOUTS", "LearnedPositionalEncoding", "SinusoidalPositionalEncoding", "sinusoidal_table",
     "TextEncoder", "build_text_encoder", "text_features", "CrossModalTransformer", "EncoderLayer", "FeedForward",
-    "TransformerBlock",
+    "TransformerBlock", "PooledSubNet", "run_rnn", "tensor_fusion",
 ]

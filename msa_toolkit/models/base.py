@@ -11,6 +11,11 @@ to a :class:`LossOutput`. The one generic trainer calls::
     model.objective.after_step(model)       # e.g. soft target-network updates
 
 Loss weights live in the model's config dataclass, never in the trainer.
+
+Multi-task models (MMSA's MTFN, MLMF, MLF-DNN) also predict one score per unimodal task (``T``, ``A``, ``V``):
+they put it in ``aux`` under :func:`unimodal_key` (``prediction_T``, ...), set ``needs_unimodal_labels`` (a
+dataset without ``label_T/A/V`` is refused before training) and train with :class:`MultiTaskObjective`; the
+trainer scores each unimodal prediction against its label (metrics ``mae_T``, ``acc2_T``, ...).
 """
 
 from __future__ import annotations
@@ -77,6 +82,45 @@ class RegressionObjective(Objective):
         return LossOutput(loss, {f"prediction_{self.kind}": loss})
 
 
+def unimodal_key(task: str) -> str:
+    """The ``ModelOutput.aux`` key of a multi-task model's prediction [B] for unimodal task ``task`` ("T", "A",
+    "V"): ``prediction_<task>``."""
+    return f"prediction_{task}"
+
+
+class MultiTaskObjective(Objective):
+    """MMSA's multi-task loss: ``w_M · L(prediction, label) + Σ_t w_t · L(prediction_t, label_t)`` over the
+    unimodal tasks t = T, A, V (L: L1 or MSE); components ``prediction_<kind>`` and ``prediction_<t>_<kind>``,
+    each already weighted. A batch without a unimodal label raises MSAError (the training plan refuses such a
+    dataset before training; this guards direct use)."""
+
+    def __init__(self, weights: Mapping[str, float], kind: str = "l1"):
+        super().__init__()
+        if kind not in ("l1", "mse"):
+            raise ValueError(f"loss kind must be 'l1' or 'mse', got {kind!r}")
+        from ..data.batch import UNIMODAL_TASKS
+
+        missing = sorted({"M", *UNIMODAL_TASKS} - set(weights))
+        if missing:
+            raise ValueError(f"multi-task weights lack {missing}")
+        self.kind, self.weights, self.tasks = kind, dict(weights), UNIMODAL_TASKS
+
+    def forward(self, output: ModelOutput, batch: Any) -> LossOutput:
+        from ..errors import MSAError
+
+        fn = nn.functional.l1_loss if self.kind == "l1" else nn.functional.mse_loss
+        pred = output.prediction
+        comps = {f"prediction_{self.kind}": self.weights["M"] * fn(pred, batch.label.to(pred.dtype))}
+        for t in self.tasks:
+            label = batch.unimodal_label(t)
+            if label is None:
+                raise MSAError(f"this multi-task model trains on the unimodal labels label_T, label_A, label_V; the "
+                               f"batch has no label_{t} (the dataset lacks it)")
+            p = output.aux[unimodal_key(t)]
+            comps[f"prediction_{t}_{self.kind}"] = self.weights[t] * fn(p, label.to(p.dtype))
+        return LossOutput(sum(comps.values()), comps)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Fields every model config has. Model configs subclass this (frozen dataclasses).
@@ -122,6 +166,8 @@ class MSAModel(nn.Module):
 
     #: registry name, set on the instance by create_model
     name: ClassVar[str] = ""
+    #: a multi-task model trains on the unimodal labels label_T/A/V: a dataset without them is refused up front
+    needs_unimodal_labels: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -37,6 +37,12 @@ prediction would otherwise count as "negative" in every accuracy.
 
 MMSA's names (``--mmsa-names``): :data:`MMSA_NAMES` maps each toolkit name to the key MMSA's
 ``MetricsTop`` uses for the same quantity (:func:`mmsa_names` renames a result dict).
+
+Multi-task models (CH-SIMS): each unimodal prediction is scored against its unimodal label with the same
+metric set, under the metric's name plus ``_T`` / ``_A`` / ``_V`` (:func:`score_unimodal`: ``mae_T``,
+``acc2_T``; MMSA's names ``MAE_T``, ``Mult_acc_2_T``). MMSA's multi-task trainers log each task's metrics
+against the multimodal label instead (they append ``labels['M']`` for every task); the toolkit scores a
+unimodal head against the label it is trained on.
 """
 
 from __future__ import annotations
@@ -90,7 +96,30 @@ def mmsa_names(metrics: Mapping[str, float]) -> dict[str, float]:
     """``metrics`` with MMSA's names (:data:`MMSA_NAMES`); keys without an MMSA name are kept."""
     sims = "f1" in metrics or ("acc2" in metrics and "acc2_has0" not in metrics)
     names = MMSA_NAMES["sims" if sims else "standard"]
-    return {names.get(k, k): v for k, v in metrics.items()}
+    return {_mmsa_name(k, names): v for k, v in metrics.items()}
+
+
+#: suffixes of the unimodal metrics of multi-task models (:func:`score_unimodal`)
+UNIMODAL_SUFFIXES = ("_T", "_A", "_V")
+
+
+def _mmsa_name(key: str, names: Mapping[str, str]) -> str:
+    """MMSA's name of ``key``; a unimodal metric keeps its suffix (``mae_T`` -> ``MAE_T``)."""
+    if key in names:
+        return names[key]
+    if key.endswith(UNIMODAL_SUFFIXES) and key[:-2] in names:
+        return names[key[:-2]] + key[-2:]
+    return key
+
+
+def score_unimodal(metrics: "Metrics", unimodal: Mapping[str, tuple[Any, Any]], metric_set: str) -> "Metrics":
+    """``metrics`` plus, per unimodal task t with (predictions, labels) in ``unimodal``, every metric of
+    ``metric_set`` named ``<metric>_<t>`` (undefined ones NaN, with their reasons); returns ``metrics``."""
+    for t, (pred, true) in unimodal.items():
+        s = score(pred, true, metric_set)
+        metrics.update({f"{k}_{t}": v for k, v in s.items()})
+        metrics.undefined.update({f"{k}_{t}": why for k, why in s.undefined.items()})
+    return metrics
 
 
 def check_finite(pred, true, what: str = "predictions") -> None:

@@ -209,6 +209,41 @@ def data_module(data: Any, batch_size: int, tc: TrainConfig, seed: int,
                       drop_last=tc.drop_last)
 
 
+def unimodal_label_gaps(dataset: Any) -> dict[str, list[str]]:
+    """Per split of ``dataset`` (an MSADataset, or a DataModule over one), the unimodal labels (``label_T``,
+    ``label_A``, ``label_V``) that some of its samples lack; empty when every sample has all three."""
+    from ..data.batch import UNIMODAL_TASKS
+
+    ds = getattr(dataset, "dataset", dataset)
+    gaps: dict[str, list[str]] = {}
+    for split in getattr(ds, "splits", ()):
+        sp = ds.split(split)
+        lacking = []
+        for t in UNIMODAL_TASKS:
+            values = sp.field(f"label_{t}") if hasattr(sp, "field") else None
+            if values is None or any(v is None for v in values):
+                lacking.append(f"label_{t}")
+        if lacking:
+            gaps[split] = lacking
+    return gaps
+
+
+def check_unimodal_labels(model: str, dataset: Any) -> None:
+    """MSAError, before anything is written, when ``model`` (a multi-task model: ``needs_unimodal_labels``)
+    would train on a dataset some of whose samples lack a unimodal label; the message names the dataset, the
+    splits and the labels."""
+    gaps = unimodal_label_gaps(dataset)
+    if not gaps:
+        return
+    ds = getattr(dataset, "dataset", dataset)
+    where = getattr(ds, "path", None) or type(ds).__name__
+    lacks = "; ".join(f"{split}: {', '.join(fields)}" for split, fields in gaps.items())
+    raise MSAError(f"model {model!r} trains on the unimodal labels label_T, label_A, label_V (multi-task), but "
+                   f"dataset {where} lacks them ({lacks}); use a dataset that has them for every sample, e.g. an "
+                   "MMSA CH-SIMS pickle (regression_labels_T/A/V) imported with `msa dataset import`, or a label "
+                   "file with label_T, label_A, label_V columns")
+
+
 def _run_seeds(given: Sequence[int] | None, default: Sequence[int], fallback: int) -> list[int]:
     """The seeds to train (``given``, else ``default``, else ``[fallback]``); MSAError on a repeated seed, whose
     run directory would be trained over."""
@@ -267,6 +302,8 @@ def plan_runs(model: str | None, data: Any, out_dir: str | os.PathLike, preset: 
         check_size(get_entry(name), cfg)
     except ValueError as e:  # sizes or constraints that only the data's dims reveal
         raise MSAError(f"model {name!r}: {e}") from None
+    if getattr(get_entry(name).builder, "needs_unimodal_labels", False):
+        check_unimodal_labels(name, dataset)
     runs = []
     for seed in seeds:
         tcs = tc.replace(seed=seed)

@@ -135,6 +135,8 @@ class SplitOutputs:
     loss: dict[str, float]
     # bool [N, 3]: whether each sample had text, audio, vision (a valid step in its mask, as fed to the model)
     present: np.ndarray | None = None
+    # multi-task models: unimodal task ("T", "A", "V") -> (predictions, unimodal labels), one per sample
+    unimodal: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def write_predictions(outputs: SplitOutputs, path: Path, presence: bool = False) -> None:

@@ -53,7 +53,9 @@ from . import distributed as D
 from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, describe_nonfinite, full_model_state, load_resume_state,
                          model_state_tensors, save_checkpoint, save_resume_state)
 from .config import TrainConfig, coerce_field
-from .metrics import UNITS, Metrics, NonFiniteError, metric_set_of, score
+from ..data.batch import UNIMODAL_TASKS
+from ..models.base import unimodal_key
+from .metrics import UNITS, Metrics, NonFiniteError, metric_set_of, score, score_unimodal
 from .optim import build_optimizer, build_scheduler, clip_thresholds, resolve_precision
 from .report import Reporter
 from .rng import loader_generators, rng_state, seed_everything, set_rng_state
@@ -78,6 +80,18 @@ def _split_name(data: Any, *candidates: str) -> str | None:
         if c in names:
             return c
     return None
+
+
+def _unimodal_outputs(out: Any, batch: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """task -> (prediction, label) of a multi-task model's unimodal predictions (``unimodal_key`` in
+    ``out.aux``) where the batch has that unimodal label; empty for other models."""
+    found = {}
+    for t in UNIMODAL_TASKS:
+        pred, label = out.aux.get(unimodal_key(t)), batch.unimodal_label(t)
+        if pred is not None and label is not None:
+            found[t] = (pred.detach().float().cpu().numpy().reshape(-1),
+                        label.detach().float().cpu().numpy().reshape(-1))
+    return found
 
 
 def _json_line(record: Mapping[str, Any]) -> str:
@@ -158,7 +172,8 @@ class Trainer:
             comps["total"] = float(loss.total.detach().float()) * n
             part.append((bi, list(batch.ids), out.prediction.detach().float().cpu().numpy().reshape(-1),
                          batch.label.detach().float().cpu().numpy().reshape(-1), comps, n,
-                         torch.stack([batch.present(m) for m in ("text", "audio", "vision")], 1).cpu().numpy()))
+                         torch.stack([batch.present(m) for m in ("text", "audio", "vision")], 1).cpu().numpy(),
+                         _unimodal_outputs(out, batch)))
         model.train(was_training)
         parts = sorted((p for rank_parts in D.all_gather_objects(self.ctx, part) for p in rank_parts),
                        key=lambda p: p[0])
@@ -172,13 +187,15 @@ class Trainer:
             prediction=np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.float32),
             label=np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, np.float32),
             loss={k: v / max(1, total_n) for k, v in loss_sum.items()},
-            present=np.concatenate([p[6] for p in parts]) if parts else np.zeros((0, 3), bool))
+            present=np.concatenate([p[6] for p in parts]) if parts else np.zeros((0, 3), bool),
+            unimodal={t: (np.concatenate([p[7][t][0] for p in parts]), np.concatenate([p[7][t][1] for p in parts]))
+                      for t in UNIMODAL_TASKS if parts and all(t in p[7] for p in parts)})
 
     def evaluate(self, split: str | Iterable, drop: Sequence[str] = ()) -> Metrics:
         """Metrics (+ "loss") of the current weights on a split; a metric the split leaves undefined is NaN,
         with the reason in ``.undefined`` (written as null, shown as n/a)."""
         p = self.predict(split, drop)
-        m = score(p.prediction, p.label, self._resolve_metric_set())
+        m = score_unimodal(score(p.prediction, p.label, self._resolve_metric_set()), p.unimodal, self.metric_set)
         m["loss"] = p.loss.get("total", float("nan"))
         return m
 
@@ -442,7 +459,8 @@ class Trainer:
         if self.test_split is not None:
             outputs = self.predict(self.test_split)
             try:
-                scored = score(outputs.prediction, outputs.label, self.metric_set)
+                scored = score_unimodal(score(outputs.prediction, outputs.label, self.metric_set),
+                                        outputs.unimodal, self.metric_set)
                 test, undefined = dict(scored), scored.undefined
             except NonFiniteError as e:
                 raise NonFiniteError(f"split {self.test_split!r} with the best weights: {e}") from None

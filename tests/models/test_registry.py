@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import msa_toolkit.models as models_package
-from msa_toolkit.data.batch import Batch, synthetic_batch
+from msa_toolkit.data.batch import UNIMODAL_TASKS, Batch, synthetic_batch
 from msa_toolkit.models import _registry, create_model, get_entry, list_models
 
 LENGTHS = (6, 9, 7)
@@ -43,7 +43,13 @@ def absent_av_batch(batch_size: int = 4, seed: int = 1) -> Batch:
     B = batch_size
     return Batch(text=b.text, text_mask=b.text_mask, label=b.label,
                  audio=torch.zeros(B, 1, FEAT_DIMS[1]), audio_mask=torch.zeros(B, 1, dtype=torch.bool),
-                 vision=torch.zeros(B, 1, FEAT_DIMS[2]), vision_mask=torch.zeros(B, 1, dtype=torch.bool))
+                 vision=torch.zeros(B, 1, FEAT_DIMS[2]), vision_mask=torch.zeros(B, 1, dtype=torch.bool),
+                 **unimodal_labels(b))
+
+
+def unimodal_labels(b: Batch) -> dict:
+    """The unimodal labels of ``b`` as Batch keyword arguments (multi-task models train on them)."""
+    return {f"label_{t}": b.unimodal_label(t) for t in UNIMODAL_TASKS}
 
 
 def run_step(model, batch):
@@ -88,7 +94,7 @@ def edge_batch(case: str) -> Batch:
         b = synthetic_batch(4, LENGTHS, FEAT_DIMS, seed=1)
         return Batch(text=torch.zeros(4, 1, FEAT_DIMS[0]), text_mask=torch.zeros(4, 1, dtype=torch.bool),
                      audio=b.audio, audio_mask=b.audio_mask, vision=b.vision, vision_mask=b.vision_mask,
-                     label=b.label)
+                     label=b.label, **unimodal_labels(b))
     if case.startswith("absent_"):
         drop = ("text", "audio", "vision") if case == "absent_all" else (case.removeprefix("absent_"),)
         return synthetic_batch(5, LENGTHS, FEAT_DIMS, seed=0).drop(*drop)
