@@ -24,6 +24,7 @@ import numpy as np
 
 from ..spec import MODALITIES, ExtractorSpec, FeatureSpec
 from .native import MSADataset, Sample, write_dataset
+from .batch import TASK_MODALITY
 
 
 def synthetic_spec(dims: Sequence[int] = (16, 8, 8), modalities: Sequence[str] = MODALITIES,
@@ -40,8 +41,11 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, n_train: int = 256, n_val
                            dims: Sequence[int] = (16, 8, 8), lengths: Sequence[int] = (12, 20, 16),
                            text_weight: float = 0.5, seed: int = 0, modalities: Sequence[str] = MODALITIES,
                            noise: float = 0.5, label_noise: float = 0.1, with_tokens: bool = False,
-                           vocab_size: int = 1000, overwrite: bool = True) -> MSADataset:
-    """Write a synthetic native dataset to ``out_dir`` and return it opened (see module docstring)."""
+                           vocab_size: int = 1000, overwrite: bool = True, unimodal_labels: bool = False) -> MSADataset:
+    """Write a synthetic native dataset to ``out_dir`` and return it opened (see module docstring).
+
+    ``unimodal_labels``: each sample also gets ``label_T/A/V`` = clip(1.5 · z_m + label noise, -3, 3), what its
+    modality alone says (for multi-task models), drawn from their own generator so the rest is unchanged."""
     bad = [m for m in modalities if m not in MODALITIES]
     modalities = tuple(m for m in MODALITIES if m in modalities)
     if bad or not modalities:
@@ -60,6 +64,7 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, n_train: int = 256, n_val
 
     def gen(split: str, n: int, split_seed: int) -> Iterator[Sample]:
         r = np.random.default_rng([seed, split_seed])
+        r_uni = np.random.default_rng([seed, split_seed, 1])
         for i in range(n):
             z = {m: float(r.standard_normal()) for m in MODALITIES}
             feats = {}
@@ -74,15 +79,17 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, n_train: int = 256, n_val
                 arrays["text.input_ids"] = r.integers(1, vocab_size, feats["text"].shape[0]).astype(np.int64)
                 arrays["text.attention_mask"] = np.ones(feats["text"].shape[0], np.int64)
             vid = f"{split}{i // 4:04d}"
+            uni = {f"label_{t}": float(np.clip(1.5 * z[m] + label_noise * r_uni.standard_normal(), -3.0, 3.0))
+                   for t, m in TASK_MODALITY.items()} if unimodal_labels else {}
             yield Sample(id=f"{vid}_{i % 4}", label=label, features=feats, arrays=arrays,
-                         video_id=vid, clip_id=str(i % 4),
+                         video_id=vid, clip_id=str(i % 4), **uni,
                          annotation="Positive" if label > 0 else ("Negative" if label < 0 else "Neutral"))
 
     spec = synthetic_spec(dims, modalities, seed)
     splits = {"train": gen("train", n_train, 1), "valid": gen("valid", n_valid, 2), "test": gen("test", n_test, 3)}
     params = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test, "dims": list(dims), "lengths": list(lengths),
               "text_weight": text_weight, "seed": seed, "modalities": list(modalities), "noise": noise,
-              "label_noise": label_noise}
+              "label_noise": label_noise, **({"unimodal_labels": True} if unimodal_labels else {})}
     return write_dataset(out_dir, spec, {k: v for k, v in splits.items()},
                          provenance={"source": "synthetic", "params": params}, overwrite=overwrite)
 

@@ -132,6 +132,26 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                "the reference keeps the best test value of each score over epochs (>=): the labelled best-test "
                "figures (selected on test non-0 Acc-2)")),
     },
+    "mtfn": {"reference": Recipe(
+        "reference",
+        trainer={**_REFERENCE_COMMON,
+                 "epochs": 1000, "batch_size": 64, "optimizer": "adam", "lr": 5e-3, "weight_decay": 0.0,
+                 "scheduler": "none", "patience": 8, "monitor": "loss", "monitor_mode": "min", "min_delta": 1e-6,
+                 "normalize": False},
+        seeds=(1111, 1112, 1113, 1114, 1115),
+        source="thuiar/MMSA@a94e65d src/MMSA/trains/multiTask/MTFN.py, config/config_regression.json (mtfn, sims), "
+               "run.py",
+        notes=("CH-SIMS unaligned_39.pkl with regression_labels_T/A/V; features as stored (MMSA's "
+               "need_normalized averages audio/vision over time, as the model's masked mean does)",
+               "Adam lr 5e-3, batch 64; groups: the text/audio/visual subnetworks with weight decay 1e-3/1e-4/1e-5 "
+               "(the preset's *_weight_decay), every other parameter without (config's weight_decay 0.005 is "
+               "never passed to Adam)",
+               "loss 0.6·L1(M) + 0.4·L1(T) + 0·L1(A) + 1·L1(V) (the preset's weight_M/T/A/V)",
+               "best epoch on the valid loss (KeyEval 'Loss') with a 1e-6 margin; early stop after 8 epochs without "
+               "improvement (no epoch cap: 1000 here); seeds 1111-1115 (run.py's default)",
+               "differs: MMSA logs each task's metrics against the multimodal label; the toolkit scores each unimodal "
+               "head against its own label (mae_T, ...)")),
+    },
 }
 
 

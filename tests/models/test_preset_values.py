@@ -35,6 +35,7 @@ PARAMETERS = {
     ("text_only", "mosei"): 98_561,
     ("tfn", "mosi"): 2_890_851,
     ("tfn", "mosei"): 2_892_363,
+    ("mtfn", "sims"): 140_957_188,   # = MMSA's MTFN at config_regression.json mtfn/sims (parity_mmsa_mtfn.py)
 }
 
 
@@ -91,6 +92,14 @@ REFERENCE_SIZES = {
     "mmcl": {
         "mosi": dict(num_heads=4, ff_dim=2048, text_dim=768, audio_dim=74, vision_dim=47, seq_len=50),
         "mosei": dict(num_heads=4, ff_dim=2048, text_dim=768, audio_dim=74, vision_dim=35, seq_len=50),
+    },
+    # thuiar/MMSA@a94e65d src/MMSA/config/config_regression.json: datasetCommonParams.sims.unaligned
+    # (seq_lens, feature_dims) and mtfn.datasetParams.sims (hidden_dims, text_out, post_*_dim, dropouts, M/T/A/V)
+    "mtfn": {
+        "sims": dict(text_dim=768, audio_dim=33, vision_dim=709, text_len=39, audio_len=400, vision_len=55,
+                     text_hidden=256, audio_hidden=32, vision_hidden=256, text_out=256, post_fusion_dim=64,
+                     post_text_dim=64, post_audio_dim=4, post_vision_dim=8, audio_dropout=0.2, vision_dropout=0.2,
+                     weight_M=0.6, weight_T=0.4, weight_A=0.0, weight_V=1.0, lr=5e-3, batch_size=64),
     },
 }
 

@@ -131,7 +131,7 @@ def test_best_test_figures_are_labelled():
 
 
 def test_recipe_data():
-    assert set(RECIPES) == {"dlf", "almt", "mmcl", "mind"}
+    assert {"dlf", "almt", "mmcl", "mind", "mtfn"} <= set(RECIPES)
     for model, recipes in RECIPES.items():
         rec = recipes["reference"]
         TrainConfig.from_dict(rec.trainer)  # every setting is a valid TrainConfig field
@@ -164,7 +164,11 @@ def test_reference_recipes_train_in_fp32(name):
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
-def test_cli_train_reference_recipe(tiny_ds, tmp_path, name):
+def test_cli_train_reference_recipe(request, tmp_path, name):
+    from msa_toolkit.models import get_entry
+
+    multitask = getattr(get_entry(name).builder, "needs_unimodal_labels", False)
+    tiny_ds = request.getfixturevalue("tiny_mt_ds" if multitask else "tiny_ds")
     run = tmp_path / name
     r = runner.invoke(app, ["train", "--model", name, "--preset", "tiny", "--recipe", "reference", "--data",
                             str(tiny_ds), "-o", str(run), "--device", "cpu", "--epochs", "2", "--seeds", "1",
