@@ -44,3 +44,15 @@ def test_mult_has_six_crossmodal_directions():
     model = build("mult")
     assert sorted(model.cross) == sorted(f"{s}_to_{t}" for s in ("text", "audio", "vision")
                                          for t in ("text", "audio", "vision") if s != t)
+
+
+def test_tfn_state_dict_keys_unchanged_by_the_shared_fusion_layers():
+    """TFN's subnetwork and fusion moved to layers/fusion.py (shared with MTFN): its checkpoints still load, the
+    parameter names being those of the checkpoints written before the move (listed here from that commit)."""
+    from msa_toolkit.models import create_model
+
+    keys = sorted(create_model("tfn", "tiny", text_dim=16, audio_dim=5, vision_dim=7).state_dict())
+    sub = [f"{m}.net.{i}.{p}" for m in ("audio_net", "vision_net") for i in (0, 2, 4, 6) for p in ("bias", "weight")]
+    assert keys == sorted([*sub, "lstm.bias_hh_l0", "lstm.bias_ih_l0", "lstm.weight_hh_l0", "lstm.weight_ih_l0",
+                           *[f"post.{i}.{p}" for i in (1, 3, 5) for p in ("bias", "weight")],
+                           "text_out.1.bias", "text_out.1.weight"])
