@@ -39,12 +39,15 @@ def make_data(n: int, seed: int, noise: float = 0.5) -> Batch:
         mask = torch.arange(L)[None] < valid[:, None]
         kw[m], kw[f"{m}_mask"] = x * mask.unsqueeze(-1), mask
     label = (1.5 * z.sum(1) / math.sqrt(3)).clamp(-3, 3)
-    return Batch(label=label, **kw)
+    # what each modality alone says, for multi-task models (no extra draws: the rest is unchanged)
+    uni = {f"label_{t}": (1.5 * z[:, i]).clamp(-3, 3) for i, t in enumerate("TAV")}
+    return Batch(label=label, **kw, **uni)
 
 
 def subset(b: Batch, idx: torch.Tensor) -> Batch:
     return Batch(text=b.text[idx], text_mask=b.text_mask[idx], audio=b.audio[idx], audio_mask=b.audio_mask[idx],
-                 vision=b.vision[idx], vision_mask=b.vision_mask[idx], label=b.label[idx])
+                 vision=b.vision[idx], vision_mask=b.vision_mask[idx], label=b.label[idx],
+                 **{f"label_{t}": b.unimodal_label(t)[idx] for t in "TAV"})
 
 
 def fit(name: str, train: Batch, steps: int, batch_size: int = 32, lr: float = 3e-3, seed: int = 0):
