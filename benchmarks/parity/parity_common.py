@@ -534,3 +534,13 @@ def compare_training(report: ParityReport, ref: nn.Module, tk: nn.Module, maps: 
         report.not_compared.append(
             "after-step values of tied entries (re-synchronised from the reference before the next step): "
             + "; ".join(untied))
+
+
+def after_step_as_info(report: ParityReport, why: str) -> None:
+    """Make the fp32 "parameters after the optimiser step" rows informational, with ``why`` in their note (for a
+    script whose ``--float64`` run holds that check to the tolerance: Adam's step g / (|g| + eps) turns the
+    gradients' fp32 rounding into step differences on elements with tiny gradients)."""
+    for check in report.checks:
+        if "parameters after the optimiser step" in check.name:
+            check.tolerance = None
+            check.note += f"; informational in fp32: {why}; pass/fail in the --float64 run"

@@ -36,7 +36,8 @@ class GatedUtteranceEncoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lengths = valid_lengths(mask)
         with torch.autocast(x.device.type, enabled=False):  # the GRU in fp32 (see layers.fusion.run_rnn)
-            packed = pack_padded_sequence(x.float(), lengths.clamp_min(1).cpu(), batch_first=True,
+            xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+            packed = pack_padded_sequence(xf, lengths.clamp_min(1).cpu(), batch_first=True,
                                           enforce_sorted=False)
             h, _ = self.gru(packed)
         h = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])[0].to(x.dtype)

@@ -146,6 +146,10 @@ class TFRNet(MSAModel):
         super().__init__(config)
         c = config
         self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
+        vocab = getattr(getattr(getattr(self.text_encoder, "model", None), "config", None), "vocab_size", None)
+        if isinstance(vocab, int) and not 0 <= c.text_unk_id < vocab:
+            raise ValueError(f"model.text_unk_id {c.text_unk_id} is not a token id of the text encoder "
+                             f"(vocabulary of {vocab}); set it to the encoder's [UNK] id")
         dims = {"text": dt, "audio": c.audio_dim, "vision": c.vision_dim}
         kernels = {"text": c.kernel_text, "audio": c.kernel_audio, "vision": c.kernel_vision}
         attn = {"text": c.attn_dropout, "audio": c.attn_dropout_audio, "vision": c.attn_dropout_vision}

@@ -152,6 +152,32 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                "differs: MMSA logs each task's metrics against the multimodal label; the toolkit scores each unimodal "
                "head against its own label (mae_T, ...)")),
     },
+    "tfr_net": {"reference": Recipe(
+        "reference",
+        trainer={**_REFERENCE_COMMON,
+                 "epochs": 1000, "batch_size": 24, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-3,
+                 "scheduler": "plateau", "plateau_factor": 0.1, "plateau_patience": 5, "patience": 6,
+                 "monitor": "loss", "monitor_mode": "min", "min_delta": 1e-6, "grad_clip_value": 0.8,
+                 "normalize": False},
+        seeds=(1111, 1112, 1113, 1114, 1115),
+        fine_tunes_text=True,
+        source="thuiar/MMSA@a94e65d src/MMSA/trains/missingTask/TFR_NET.py, config/config_regression.json "
+               "(tfr_net), data_loader.py (generate_m), run.py",
+        notes=("unaligned data as stored; Adam: BERT at the preset's text_encoder_lr (2e-6 MOSI, 1e-5 MOSEI/SIMS) "
+               "with weight decay 1e-4 on its weights and none on biases/LayerNorms, every other parameter at lr "
+               "(1e-3 MOSI, 2e-3 MOSEI/SIMS) with weight decay 1e-3; batch 24 (SIMS 16); gradient values clipped "
+               "at 0.8",
+               "plateau on the valid loss, factor 0.1, patience 5; best epoch on the valid loss with a 1e-6 "
+               "margin; early stop after 6 epochs without improvement (no epoch cap: 1000 here)",
+               "missing features simulated in training at rate 0.2 per modality (the preset's missing_rate_*)",
+               "differs: the reference zeroes the gradients every 4 batches (update_epochs) but steps the optimiser "
+               "after every batch (so each step uses up to 4 batches' summed gradients); the toolkit steps on each "
+               "batch's own gradients",
+               "differs: the reference trains its first epoch on the prediction loss alone and draws the missing "
+               "steps once per dataset (seed 1111) for every split, so its valid/test scores are on 20 %-missing "
+               "inputs; the toolkit draws them per training batch and evaluates the data as given (msa robustness "
+               "measures missing inputs)")),
+    },
 }
 
 

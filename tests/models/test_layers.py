@@ -193,7 +193,7 @@ def test_text_encoder_wrapper(tiny_bert):
         text_features(enc, b)
 
 
-@pytest.mark.parametrize("name", ["text_only", "mult", "dlf", "almt"])
+@pytest.mark.parametrize("name", ["text_only", "mult", "dlf", "almt", "mtfn", "tfr_net"])
 def test_models_fine_tune_text_encoder(tiny_bert, name):
     from msa_toolkit.data.batch import synthetic_batch
     from msa_toolkit.models import create_model, get_entry, list_models
@@ -201,8 +201,9 @@ def test_models_fine_tune_text_encoder(tiny_bert, name):
     if name not in list_models():
         pytest.skip(f"{name} not registered")
     preset = "tiny" if "tiny" in get_entry(name).presets else None
+    extra = {"text_unk_id": 1} if name == "tfr_net" else {}  # the tiny vocabulary has no id 100 (BERT's [UNK])
     model = create_model(name, preset=preset, text_encoder=tiny_bert, text_dim=999, audio_dim=5, vision_dim=7,
-                         text_len=6, audio_len=4, vision_len=4)
+                         text_len=6, audio_len=4, vision_len=4, **extra)
     b = synthetic_batch(3, (6, 4, 4), (3, 5, 7), with_tokens=True)  # text features are ignored
     out = model(b)
     loss = model.objective(out, b)

@@ -36,6 +36,9 @@ PARAMETERS = {
     ("tfn", "mosi"): 2_890_851,
     ("tfn", "mosei"): 2_892_363,
     ("mtfn", "sims"): 140_957_188,   # = MMSA's MTFN at config_regression.json mtfn/sims (parity_mmsa_mtfn.py)
+    ("tfr_net", "mosi"): 660_195,    # MMSA's own count adds its trans_*_final transformers (left out, see tfr_net.py)
+    ("tfr_net", "mosei"): 679_539,
+    ("tfr_net", "sims"): 724_512,
 }
 
 
