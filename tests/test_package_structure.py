@@ -10,8 +10,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "msa_toolkit"
 #: the one autograd function the models need: gradient reversal (MInD), which autograd has no op for
 ALLOWED_AUTOGRAD_FUNCTIONS = {"GradReverse"}
-#: the size budget of the model code: the assembled models plus their blocks
-MODEL_CODE_MAX_LINES = 3400
+#: the size budget of the model code: the assembled models plus their blocks (3,400 for the seed models and
+#: baselines; + 300 for issue 37's MTFN and TFR-Net with the multi-task objective and TFN's shared fusion layers)
+MODEL_CODE_MAX_LINES = 3700
 
 
 def _modules() -> dict[str, Path]:

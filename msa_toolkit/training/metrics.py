@@ -103,6 +103,14 @@ def mmsa_names(metrics: Mapping[str, float]) -> dict[str, float]:
 UNIMODAL_SUFFIXES = ("_T", "_A", "_V")
 
 
+def higher_is_better(metric: str) -> bool:
+    """Whether larger values of ``metric`` are better (:data:`HIGHER_IS_BETTER`; a unimodal metric such as
+    ``acc2_T`` as its base metric)."""
+    if metric.endswith(UNIMODAL_SUFFIXES):
+        metric = metric[:-2]
+    return metric in HIGHER_IS_BETTER
+
+
 def _mmsa_name(key: str, names: Mapping[str, str]) -> str:
     """MMSA's name of ``key``; a unimodal metric keeps its suffix (``mae_T`` -> ``MAE_T``)."""
     if key in names:
@@ -310,7 +318,7 @@ def is_better(metric: str, new: float, best: float | None, min_delta: float = 0.
     """Whether ``new`` improves on ``best`` for ``metric`` (None = nothing yet)."""
     if best is None:
         return bool(np.isfinite(new))
-    if metric in HIGHER_IS_BETTER:
+    if higher_is_better(metric):
         return new > best + min_delta
     return new < best - min_delta
 
@@ -321,7 +329,7 @@ def format_metrics(metrics: Mapping[str, float], percent: bool = False) -> str:
     for k, v in metrics.items():
         if not isinstance(v, (int, float)):
             continue
-        if percent and k in HIGHER_IS_BETTER and k != "corr":
+        if percent and higher_is_better(k) and not k.startswith("corr"):
             parts.append(f"{k}={format_value(100 * v, 2)}")
         else:
             parts.append(f"{k}={format_value(v)}")

@@ -21,7 +21,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 from ..errors import MSAError
-from .metrics import HIGHER_IS_BETTER
+from .metrics import higher_is_better
 
 #: metrics.json / summary key of the test metrics of the epoch that was best on the *test* split
 BEST_TEST_KEY = "test_at_best_test_epoch"
@@ -40,7 +40,7 @@ def resolve_mode(metric: str, mode: str = "auto") -> str:
         return mode
     if mode != "auto":
         raise MSAError(f"monitor_mode must be auto|max|min, got {mode!r}")
-    return "max" if metric in HIGHER_IS_BETTER else "min"
+    return "max" if higher_is_better(metric) else "min"
 
 
 def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0, ties: bool = False) -> bool:

@@ -12,7 +12,7 @@ import torch
 from msa_toolkit.data.collate import collate_samples
 from msa_toolkit.data.mmsa import import_mmsa
 from msa_toolkit.errors import MSAError
-from msa_toolkit.training.metrics import mmsa_names, score, score_unimodal
+from msa_toolkit.training.metrics import higher_is_better, is_better, mmsa_names, score, score_unimodal
 from tests.data.test_mmsa import _make_pickle
 
 TINY = ("trainer.epochs=2", "trainer.device=cpu", "trainer.batch_size=4", "trainer.num_workers=0")
@@ -96,3 +96,8 @@ def test_unimodal_metric_names():
     sims = mmsa_names(score_unimodal(score([0.5, -0.1], [0.4, -0.2], "sims"), {"V": ([0.1, 0.2], [0.3, 0.1])},
                                      "sims"))
     assert {"Mult_acc_2_V", "F1_score_V", "MAE_V"} <= set(sims)
+
+
+def test_unimodal_metrics_keep_their_direction():
+    assert higher_is_better("acc2_has0_T") and higher_is_better("corr_V") and not higher_is_better("mae_A")
+    assert is_better("acc7_T", 0.5, 0.4) and is_better("mae_T", 0.4, 0.5) and not is_better("mae_T", 0.5, 0.4)
