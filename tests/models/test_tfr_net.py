@@ -53,6 +53,11 @@ def test_evaluation_sees_the_batch_as_given():
     assert not any(k.startswith("dropped_") for k in none(b).aux)
 
 
+def test_a_missing_rate_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="missing_rate_audio is a probability"):
+        _model(missing_rate_audio=1.5)
+
+
 def test_drop_rate_and_reconstruction_mask():
     torch.manual_seed(0)
     mask = torch.ones(200, 50, dtype=torch.bool)
