@@ -145,10 +145,8 @@ class TFRNet(MSAModel):
     def __init__(self, config: TFRNetConfig):
         super().__init__(config)
         c = config
-        for m in MODALITIES:
-            if not 0.0 <= getattr(c, f"missing_rate_{m}") <= 1.0:
-                raise ValueError(f"model.missing_rate_{m} is a probability in [0, 1], got "
-                                 f"{getattr(c, f'missing_rate_{m}')}")
+        if bad := [f"missing_rate_{m}" for m in MODALITIES if not 0.0 <= getattr(c, f"missing_rate_{m}") <= 1.0]:
+            raise ValueError(f"model.{bad[0]} is a probability in [0, 1], got {getattr(c, bad[0])}")
         self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
         vocab = getattr(getattr(getattr(self.text_encoder, "model", None), "config", None), "vocab_size", None)
         if isinstance(vocab, int) and not 0 <= c.text_unk_id < vocab:
