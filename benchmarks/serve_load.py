@@ -1,0 +1,207 @@
+#!/usr/bin/env python
+"""Load check of `msa serve` on loopback: latency and throughput with a warm model, answers checked.
+
+Starts a real `msa serve` process on 127.0.0.1 (a free port; nothing leaves the machine), builds the 10 s
+benchmark clip (extract_speed.build_clip: the speech fixtures looped), and
+1. takes the reference answer from `msa predict CLIP --json` (a separate process, fresh cache);
+2. warms the server with one request (not counted);
+3. sequential: ``--sequential`` requests from one client (the latency of one clip, nobody waiting);
+4. concurrent: ``--requests`` requests from ``--clients`` clients at once (latency includes the queue).
+Every answer must be HTTP 200 and equal to the reference (all fields but ``path`` and ``timings``). The server
+does not cache features across requests (each request's folder, cache included, is removed), so every request
+runs Whisper and the text encoder. A per-stage breakdown (decode, asr, text) of the same clip, in-process with
+the same extractors, says what dominates.
+
+Bounded: at most ``--requests`` + ``--sequential`` + 1 requests, each with a 120 s timeout, and the whole run
+stops after ``--max-seconds``.
+
+Usage: python benchmarks/serve_load.py [--requests 50] [--clients 8] [--sequential 10]
+                                       [--out benchmarks/results/serve_load.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+#: the issue's goal: median latency of one 10 s clip with a warm model (seconds)
+TARGET_P50_S = 0.6
+HOST = "127.0.0.1"
+REQUEST_TIMEOUT_S = 120
+#: fields that legitimately differ between the API and `msa predict` (the file name shown, wall times)
+VOLATILE = ("path", "timings")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def multipart(path: Path) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
+            "Content-Type: video/mp4\r\n\r\n").encode()
+    return head + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def post(port: int, body: bytes, ctype: str) -> tuple[int, float, dict]:
+    t0 = time.perf_counter()
+    conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_S)
+    try:
+        conn.request("POST", "/v1/predict", body=body, headers={"Content-Type": ctype})
+        r = conn.getresponse()
+        data = r.read()
+    finally:
+        conn.close()
+    latency = time.perf_counter() - t0
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = {"raw": data[:500].decode(errors="replace")}
+    return r.status, latency, doc
+
+
+def start_server(port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "msa_toolkit", "serve", "--host", HOST, "--port", str(port),
+                                 "--queue", "32"], stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"msa serve exited:\n{log.read_text()[-3000:]}")
+        try:
+            conn = http.client.HTTPConnection(HOST, port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.25)
+    proc.kill()
+    raise SystemExit("msa serve did not start in 300 s")
+
+
+def stable(pred: dict) -> dict:
+    return {k: v for k, v in pred.items() if k not in VOLATILE}
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(len(s) - 1, int(k) + 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def summary(latencies: list[float]) -> dict:
+    return {"n": len(latencies), "p50_s": round(pct(latencies, 0.5), 3), "p95_s": round(pct(latencies, 0.95), 3),
+            "mean_s": round(statistics.mean(latencies), 3), "max_s": round(max(latencies), 3)}
+
+
+def stage_breakdown(clip: Path, work: Path, runs: int = 3) -> dict:
+    """Per-stage seconds of the clip with the server's extractors, in this process (warm after a first run)."""
+    from msa_toolkit.extraction import extract
+    from msa_toolkit.prediction import Predictor, predict
+
+    pred = Predictor.load()
+    ex = pred.extractors()
+    ex.load()
+    predict([clip], predictor=pred, cache_dir=work / "bd_warm", progress=False)  # warm-up
+    rows = []
+    for i in range(runs):
+        res = extract([clip], config=pred.extract_config, cache_dir=work / f"bd_{i}", progress=False, extractors=ex)
+        meta = json.loads(Path(res.items[0].bundle_path).with_suffix(".json").read_text())["meta"]
+        rows.append(meta["timings"])
+    stages = sorted({k for r in rows for k in r})
+    return {k: round(statistics.median(r.get(k, 0.0) for r in rows), 4) for k in stages}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=50)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--sequential", type=int, default=10)
+    ap.add_argument("--max-seconds", type=float, default=540)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve_load.md")
+    args = ap.parse_args()
+    from extract_speed import build_clip, machine
+
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="msa_serve_load_"))
+    clip = build_clip(10.0, work / "clip10.mp4")
+    msa = shutil.which("msa", path=str(Path(sys.executable).parent))
+    ref_cmd = [msa, "predict", "-q", "--json", str(work / "ref.json"), str(clip)] if msa else \
+        [sys.executable, "-m", "msa_toolkit", "predict", "-q", "--json", str(work / "ref.json"), str(clip)]
+    subprocess.run(ref_cmd, check=True, env={**os.environ, "MSA_CACHE_DIR": str(work / "ref_cache"),
+                                             "PYTHONPATH": str(ROOT)})
+    reference = stable(json.loads((work / "ref.json").read_text())["predictions"][0])
+
+    port = free_port()
+    proc = start_server(port, work / "serve.log")
+    body, ctype = multipart(clip)
+    failures: list[str] = []
+
+    def one(_: int) -> tuple[float, float]:
+        if time.monotonic() - started > args.max_seconds:
+            failures.append("skipped: over --max-seconds")
+            return float("nan"), float("nan")
+        status, latency, doc = post(port, body, ctype)
+        if status != 200:
+            failures.append(f"HTTP {status}: {doc}")
+            return latency, float("nan")
+        p = doc["predictions"][0]
+        if stable(p) != reference:
+            failures.append(f"answer differs from msa predict: {stable(p)} vs {reference}")
+        return latency, float(p["timings"]["total"])
+
+    try:
+        one(0)  # warm-up (first Whisper call), not counted
+        seq = [one(i) for i in range(args.sequential)]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(args.clients) as pool:
+            conc = list(pool.map(one, range(args.requests)))
+        wall = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    breakdown = stage_breakdown(clip, work)
+    shutil.rmtree(work, ignore_errors=True)
+
+    result = {
+        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                 text=True).stdout.strip(),
+        "machine": machine(), "clip_seconds": 10.0, "clients": args.clients, "requests": args.requests,
+        "failures": failures,
+        "sequential": {"latency": summary([a for a, _ in seq]), "service": summary([b for _, b in seq])},
+        "concurrent": {"latency": summary([a for a, _ in conc]), "service": summary([b for _, b in conc]),
+                       "wall_s": round(wall, 3), "throughput_rps": round(args.requests / wall, 3)},
+        "stage_seconds": breakdown, "target_p50_s": TARGET_P50_S, "reference_command": " ".join(ref_cmd[1:]),
+    }
+    out_json = args.out.parent / "serve_load" / "serve_load.json"
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
