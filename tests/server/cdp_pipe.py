@@ -51,6 +51,8 @@ class Browser:
         args = [binary, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
                 "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check", "--mute-audio",
                 "--disable-extensions", "--disable-background-networking", f"--user-data-dir={self.profile}",
+                # a synthetic camera and microphone, granted without a prompt (the page's recording)
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                 f"--window-size={width},{height}", "about:blank"]
         self._log = open(Path(self.profile) / "stderr.log", "wb")  # a pipe nobody reads could fill and block it
         self.proc = subprocess.Popen(args, pass_fds=(3, 4), preexec_fn=fds, stdin=subprocess.DEVNULL,

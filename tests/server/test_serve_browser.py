@@ -126,3 +126,25 @@ def test_a_bad_upload_shows_the_servers_error(server, browser, tmp_path):
     assert browser.wait_for("document.body.dataset.state === 'error'", 60)
     status = browser.evaluate("document.getElementById('status').textContent")
     assert "unsupported_type" in status and "415" in status
+
+
+def test_recording_from_the_webcam_is_uploaded_and_scored(server, browser):
+    """Chromium's synthetic camera and microphone (a test pattern and a beep): the page records a WebM clip and the
+    server scores it; a beep holds no words, so the answer says the text modality is absent."""
+    browser.navigate(server + "/")
+    browser.wait_for("document.body.dataset.state === 'idle'", 30)
+    assert browser.evaluate("!document.getElementById('record-box').hidden"), "recording is offered on localhost"
+    browser.evaluate("document.getElementById('record').click()")
+    state = browser.wait_for("['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state",
+                             90)
+    status = browser.evaluate("document.getElementById('status').textContent")
+    assert state == "done", status
+    page = browser.evaluate("""(() => ({
+        modalities: [...document.querySelectorAll('#modalities li')].map(li => li.textContent),
+        transcript: document.getElementById('transcript').textContent,
+        flags: document.getElementById('flags').textContent,
+        score: document.getElementById('score').textContent,
+    }))()""")
+    assert page["modalities"] == ["textabsent: no speech found"] and page["transcript"] == "(no speech found)"
+    assert "score uninformative" in page["flags"]
+    float(page["score"])  # a number is shown, with the caveat above
