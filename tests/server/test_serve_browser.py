@@ -148,3 +148,10 @@ def test_recording_from_the_webcam_is_uploaded_and_scored(server, browser):
     assert page["modalities"] == ["textabsent: no speech found"] and page["transcript"] == "(no speech found)"
     assert "score uninformative" in page["flags"]
     float(page["score"])  # a number is shown, with the caveat above
+
+
+def test_the_api_docs_render_without_the_network(server, browser):
+    """/docs is Swagger UI from the installed fastapi-offline files: it renders every route with no CDN."""
+    browser.navigate(server + "/docs")
+    assert browser.wait_for("document.querySelectorAll('.opblock').length", 30) == 4  # predict, model, healthz, metrics
+    assert "/v1/predict" in browser.evaluate("document.body.innerText")
