@@ -53,7 +53,7 @@ def predict_media(predictor: Any, path: Path, segments: bool) -> Any:
 
 
 def predict_text(predictor: Any, text: str, segments: bool) -> Any:
-    return predictor.predict_text(text)
+    return predictor.predict_text(text, segments=segments)
 
 
 def worker_predictor(predictor: Any, workers: int) -> Any:

@@ -89,6 +89,8 @@ def test_segments_on_request(client):
     [p] = r.json()["predictions"]
     assert p["segments"] and all({"start", "end", "text", "score", "polarity"} <= set(s) for s in p["segments"])
     assert p["segments"][0]["start"] < p["segments"][-1]["end"] <= p["duration"]
+    assert " ".join(w["text"].strip() for w in p["words"]) == p["transcript"]  # the transcript with word times
+    assert all(0 <= w["start"] <= w["end"] <= p["duration"] for w in p["words"])
 
 
 def test_text_only_json(client, predictor):
@@ -205,7 +207,7 @@ def _stub_predictor(predict_text=None) -> SimpleNamespace:
                          toolkit_version="0")
     from msa_toolkit.prediction_types import Prediction
 
-    def default(text):
+    def default(text, segments=False):
         return Prediction(path="<text>", score=1.0, transcript=text, speech_found=True, modalities_present=("text",))
 
     return SimpleNamespace(checkpoint=ck, extract_config=SimpleNamespace(asr=None), modalities=("text",),
@@ -267,7 +269,7 @@ def test_cli_prints_the_warning(monkeypatch, capsys):
 def test_full_queue_answers_503_with_retry_after():
     started, release = threading.Event(), threading.Event()
 
-    def slow(text):
+    def slow(text, segments=False):
         started.set()
         assert release.wait(30)
         return _stub_predictor().predict_text(text)
@@ -292,7 +294,7 @@ def test_full_queue_answers_503_with_retry_after():
 def test_a_crash_in_the_model_is_a_500_and_the_server_keeps_serving():
     calls = []
 
-    def flaky(text):
+    def flaky(text, segments=False):
         calls.append(text)
         if len(calls) == 1:
             raise RuntimeError("boom")

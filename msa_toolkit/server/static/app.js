@@ -121,12 +121,27 @@ function showTranscript(p) {
     return;
   }
   const parts = segments.length ? segments : [{ text: p.transcript, score: p.score, start: 0, end: p.duration || 0 }];
+  const words = (p.words || []).filter((w) => w.start !== null && w.end !== null);
   parts.forEach((s, i) => {
     const span = document.createElement("span");
     span.className = "segment " + polarityClass(s.score);
     span.dataset.index = i;
     span.title = `${s.start.toFixed(1)}-${s.end.toFixed(1)} s: ${(s.score >= 0 ? "+" : "") + s.score.toFixed(2)}`;
-    span.textContent = s.text;
+    // the segment's words with their times (the one being spoken is underlined during playback)
+    const own = segments.length ? words.filter((w) => (w.start + w.end) / 2 >= s.start && (w.start + w.end) / 2 <= s.end) : [];
+    if (own.length) {
+      own.forEach((w, k) => {
+        const ws = document.createElement("span");
+        ws.className = "word";
+        ws.dataset.start = w.start;
+        ws.dataset.end = w.end;
+        ws.textContent = w.text.trim();
+        span.append(ws);
+        if (k < own.length - 1) span.append(document.createTextNode(" "));
+      });
+    } else {
+      span.textContent = s.text;
+    }
     box.append(span, document.createTextNode(" "));
   });
 }
@@ -162,6 +177,9 @@ function follow() {
   const active = segments.findIndex((s) => t >= s.start && t <= s.end);
   for (const el of document.querySelectorAll(".seg, #transcript span.segment")) {
     el.classList.toggle("active", Number(el.dataset.index) === active && segments.length > 0);
+  }
+  for (const w of document.querySelectorAll("#transcript span.word")) {
+    w.classList.toggle("now", t >= Number(w.dataset.start) && t <= Number(w.dataset.end));
   }
 }
 
