@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import warnings
 
 from ..errors import MSAError, RunNotice
@@ -9,6 +11,18 @@ from .config import ServeConfig, is_loopback
 
 #: uvicorn's log level (its access log names every request)
 LOG_LEVEL = "info"
+#: a token in a logged URL (the page's /?token=...), replaced by TOKEN_MASK in the access log
+TOKEN_IN_URL = re.compile(r"(token=)[^&\s]*")
+TOKEN_MASK = r"\1***"
+
+
+class RedactToken(logging.Filter):
+    """Keeps the token of ``/?token=...`` out of uvicorn's access log (its arguments hold the full path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(TOKEN_IN_URL.sub(TOKEN_MASK, a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 def exposure_notice(config: ServeConfig) -> str | None:
@@ -35,4 +49,7 @@ def serve(config: ServeConfig = ServeConfig(), log_level: str = LOG_LEVEL) -> No
     if notice:
         warnings.warn(notice, RunNotice, stacklevel=2)
     app = create_app(config)
-    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, timeout_graceful_shutdown=10)
+    server_config = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level,
+                                   timeout_graceful_shutdown=10)  # configures uvicorn's loggers
+    logging.getLogger("uvicorn.access").addFilter(RedactToken())
+    uvicorn.Server(server_config).run()

@@ -246,10 +246,10 @@ def test_exposed_bind_without_token_warns(monkeypatch):
     from msa_toolkit.server import serve
 
     ran = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(kw))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: ran.append((self.config.host, self.config.port)))
     with pytest.warns(RunNotice, match="without --token"):
         serve(ServeConfig(host="0.0.0.0", port=8123))
-    assert ran == [{"host": "0.0.0.0", "port": 8123, "log_level": "info", "timeout_graceful_shutdown": 10}]
+    assert ran == [("0.0.0.0", 8123)]
     with warnings.catch_warnings():
         warnings.simplefilter("error", RunNotice)
         serve(ServeConfig())
@@ -260,7 +260,7 @@ def test_cli_prints_the_warning(monkeypatch, capsys):
 
     from msa_toolkit.cli.main import main
 
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)
     assert main(["serve", "--host", "0.0.0.0", "--port", "8124"]) == 0
     assert "without --token" in capsys.readouterr().err
 
@@ -335,3 +335,14 @@ def test_each_worker_has_its_own_extractors_and_a_share_of_the_cores(predictor):
     # a runtime parameter: the features, and so the answers, are those of the checkpoint's spec
     assert LoadedExtractors(w.extract_config).spec.fingerprint() == \
         LoadedExtractors(predictor.extract_config).spec.fingerprint()
+
+
+def test_the_access_log_never_shows_the_token():
+    import logging
+
+    from msa_toolkit.server.launch import RedactToken
+
+    rec = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                            ("127.0.0.1:5", "GET", f"/?token={TOKEN}&x=1", "1.1", 303), None)
+    assert RedactToken().filter(rec)
+    assert TOKEN not in rec.getMessage() and "/?token=***&x=1" in rec.getMessage()
