@@ -346,3 +346,14 @@ def test_the_access_log_never_shows_the_token():
                             ("127.0.0.1:5", "GET", f"/?token={TOKEN}&x=1", "1.1", 303), None)
     assert RedactToken().filter(rec)
     assert TOKEN not in rec.getMessage() and "/?token=***&x=1" in rec.getMessage()
+
+
+def test_text_to_a_model_without_text_is_a_422():
+    from msa_toolkit.errors import SpecMismatchError
+
+    def refuse(text, segments=False):
+        raise SpecMismatchError("the checkpoint reads audio+vision only, no text: send media")
+
+    app = create_app(ServeConfig(), predictor=_stub_predictor(refuse), warm=False)
+    with TestClient(app) as c:
+        assert "no text" in _error(c.post("/v1/predict", json={"text": "hello"}), 422, "unusable")
