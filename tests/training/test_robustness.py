@@ -144,9 +144,10 @@ def test_rate_zero_equals_evaluate_and_the_files_are_written(runs):
     ck = runs / "late_fusion" / "seed_1" / "best.safetensors"
     res = CliRunner().invoke(app, ["robustness", str(ck), "-d", str(runs / "ds"), "-o", str(runs / "out"),
                                    "--rates", "0,0.5,0.9", "--mask-seed", "1", "--mask-seed", "2", "-q",
-                                   "--device", "cpu"])
+                                   "--device", "cpu", "--json", str(runs / "r.json")])
     assert res.exit_code == 0, res.output
     doc = json.loads((runs / "out" / "robustness.json").read_text())
+    assert doc == json.loads((runs / "r.json").read_text()) and doc["mask_seeds"] == [1, 2]
     plain = evaluate(ck, runs / "ds", device="cpu")
     assert set(doc["protocols"]) == {"A", "B", "noise"}
     for p, v in doc["protocols"].items():
@@ -311,3 +312,86 @@ def test_missing_rate_training_keeps_a_higher_auilc_on_other_seeds(tmp_path, see
     # (the LNLN schedule, ~25 % of the entries dropped on average, does not beat plain training on this set:
     # its AUILC stays within 0.005 of the plain model's on seeds 1-3; see docs/robustness.md)
     _check_augmentation_pays(tmp_path, seed, **{"trainer.missing_rate": 0.5})
+
+
+def test_dropped_tokens_become_the_text_encoders_unknown_token(tmp_path, monkeypatch):
+    """A model that fine-tunes a text encoder: protocol A puts its tokenizer's [UNK] id in place of dropped
+    tokens and keeps [CLS]/[SEP] (the first and last valid token)."""
+    transformers = pytest.importorskip("transformers")
+    from msa_toolkit.data.synthetic import make_synthetic_dataset
+    from msa_toolkit.training import trainer as T
+    from msa_toolkit.training.api import train
+    from msa_toolkit.training.robustness import robustness
+
+    vocab = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "[UNK]", "the", "was", "."]
+    bert = tmp_path / "bert"
+    transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(bert)
+    transformers.BertModel(transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                                                   num_attention_heads=2, intermediate_size=32,
+                                                   max_position_embeddings=64)).save_pretrained(bert)
+    make_synthetic_dataset(tmp_path / "ds", n_train=16, n_valid=8, n_test=8, dims=(8, 4, 4), lengths=(6, 8, 8),
+                           with_tokens=True, vocab_size=len(vocab))
+    train("late_fusion", tmp_path / "ds", tmp_path / "run", preset="tiny",
+          overrides={"trainer.epochs": 1, "trainer.progress": False, "trainer.plots": False,
+                     "trainer.device": "cpu", "model.text_encoder": str(bert)})
+    fed: list[Batch] = []
+    real = T.Trainer.predict
+
+    def spy(self, split, drop=()):
+        if not isinstance(split, str):
+            split = list(split)
+            fed.extend(split)
+        return real(self, split, drop)
+
+    monkeypatch.setattr(T.Trainer, "predict", spy)
+    res = robustness(tmp_path / "run", tmp_path / "ds", protocols=["A"], rates=[0.0, 1.0], device="cpu")
+    assert res.settings["unk_id"] == vocab.index("[UNK]")
+    from msa_toolkit.data.module import DataModule
+
+    original = {sid: row for b in DataModule(tmp_path / "ds", batch_size=4).loader("test")
+                for sid, row in zip(b.ids, b.text_tokens)}
+    assert sum(b.size for b in fed) == len(original) == 8
+    for b in fed:
+        for i, sid in enumerate(b.ids):
+            valid = torch.nonzero(b.text_mask[i]).squeeze(1).tolist()
+            assert (b.text_tokens[i, valid[1:-1]] == vocab.index("[UNK]")).all()
+            ends = [valid[0], valid[-1]]
+            assert torch.equal(b.text_tokens[i, ends], original[sid][ends])
+
+
+def test_benchmark_robustness_adds_auilc_columns_and_reads_them_back(runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from msa_toolkit.cli.main import app
+
+    args = ["benchmark", "--models", "late_fusion,text_only", "-d", str(runs / "ds"), "-o", str(tmp_path / "b"),
+            "--seeds", "1,2", "--epochs", "1", "--device", "cpu", "--robustness", "A,B", "-p", "tiny"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert "AUILC-A acc2_non0" in md and "AUILC-B mae" in md
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    auilc = res["table"]["late_fusion"]["robustness"]["A"]["auilc"]["mae"]
+    seeds = [json.loads((tmp_path / "b" / "runs" / "late_fusion" / f"seed_{s}" / "robustness.json").read_text())
+             ["protocols"]["A"]["auilc"]["mae"] for s in (1, 2)]
+    assert auilc["n"] == 2 and auilc["mean"] == pytest.approx(np.mean(seeds))
+    assert auilc["std"] == pytest.approx(np.std(seeds, ddof=1))
+    wide = (tmp_path / "b" / "results_wide.csv").read_text().splitlines()[0]
+    assert "AUILC-A mae" in wide and "auilc_B_mae_mean" in (tmp_path / "b" / "results.csv").read_text()
+    stamp = (tmp_path / "b" / "runs" / "late_fusion" / "seed_1" / "robustness.json").stat().st_mtime_ns
+    assert CliRunner().invoke(app, args).exit_code == 0  # runs and their robustness read back, not recomputed
+    assert (tmp_path / "b" / "runs" / "late_fusion" / "seed_1" / "robustness.json").stat().st_mtime_ns == stamp
+
+
+def test_bad_robustness_arguments_are_refused_before_scoring(runs):
+    from msa_toolkit.errors import MSAError
+    from msa_toolkit.training.robustness import robustness
+
+    ck = runs / "late_fusion"
+    for kw, match in (({"protocols": ["C"]}, "unknown protocol"), ({"rates": [0.0, 1.5]}, "rates must lie"),
+                      ({"mask_seeds": [1, 1]}, "distinct"), ({"modalities": ["smell"]}, "unknown modality"),
+                      ({"split": "dev"}, "no such split")):
+        with pytest.raises(MSAError, match=match):
+            robustness(ck, runs / "ds", device="cpu", **kw)
+    with pytest.raises(MSAError, match="not a checkpoint"):
+        robustness(runs / "ds", runs / "ds")
