@@ -218,8 +218,9 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
 
 def run_robustness(run_dir: Path, data: Any, protocols: Sequence[str]) -> dict[str, Any]:
     """Protocol -> {"auilc", "per_rate": [{"rate", "metrics"}]} of one run's best checkpoint at the default rates
-    and mask seed; read back from ``run_dir/robustness.json`` when it already holds every protocol asked."""
-    from .robustness import PROTOCOLS, ROBUSTNESS_JSON, robustness
+    and mask seed; read back from ``run_dir/robustness.json`` when it holds every protocol asked, scored that way."""
+    from ..data.missing import DEFAULT_MASK_SEED
+    from .robustness import DEFAULT_RATES, PROTOCOLS, ROBUSTNESS_JSON, robustness
     from .trainer import BEST_FILE
 
     bad = [p for p in protocols if p not in PROTOCOLS]
@@ -227,7 +228,8 @@ def run_robustness(run_dir: Path, data: Any, protocols: Sequence[str]) -> dict[s
         raise MSAError(f"--robustness: unknown protocol(s) {bad}; use a subset of {', '.join(PROTOCOLS)}")
     path = run_dir / ROBUSTNESS_JSON
     doc = json.loads(path.read_text()) if path.is_file() else {}
-    if not set(protocols) <= set(doc.get("protocols", {})):
+    have = doc.get("protocols", {}) if doc.get("mask_seeds") == [DEFAULT_MASK_SEED] else {}
+    if not all(list(have.get(p, {}).get("rates", ())) == list(DEFAULT_RATES[p]) for p in protocols):
         doc = robustness(run_dir / BEST_FILE, data, protocols=protocols, out_dir=run_dir).to_dict()
     return {p: {"auilc": doc["protocols"][p]["auilc"],
                 "per_rate": [{"rate": r["rate"], "metrics": r["metrics"]} for r in doc["protocols"][p]["per_rate"]]}

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .._io import atomic_write_json, atomic_write_text
+from ..data.missing import DEFAULT_MASK_SEED
 from ..errors import MSAError
 from ..spec import MODALITIES
 
@@ -193,7 +194,7 @@ def _with_auilc(proto: Mapping[str, Any]) -> dict[str, Any]:
 
 def robustness(checkpoint: str | os.PathLike, data: Any, split: str = "test",
                protocols: Iterable[str] = PROTOCOLS, rates: Mapping[str, Sequence[float]] | Sequence[float] | None = None,
-               mask_seeds: Sequence[int] = (1111,), modalities: Sequence[str] | None = None, device: str = "auto",
+               mask_seeds: Sequence[int] = (DEFAULT_MASK_SEED,), modalities: Sequence[str] | None = None, device: str = "auto",
                batch_size: int | None = None, out_dir: str | os.PathLike | None = None,
                json_path: str | os.PathLike | None = None, unk_id: int | None = None,
                progress: bool = False) -> RobustnessResult:
