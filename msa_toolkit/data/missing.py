@@ -15,7 +15,8 @@ r is dropped at every rate above r). The definitions, with their sources, are in
   (sample, modality) entries of a split is removed, at least one modality kept per sample; a removed modality
   follows the absent-modality contract of :mod:`.batch` (zeros, all-False mask) for that sample.
 * :func:`add_noise` (MultiBench-style): Gaussian noise of standard deviation ``p`` (in units of the training
-  split's per-dimension standard deviation) on the valid steps of audio and vision.
+  split's per-dimension standard deviation) on the valid steps of audio and vision; :func:`add_word_noise`:
+  word-level typos and omissions at probability ``p`` on raw transcripts, re-tokenised (token-reading models).
 * :class:`MissingAugment`: protocol-A drops on training batches, at a fixed rate or the LNLN-style schedule.
 """
 
@@ -33,14 +34,14 @@ from ..spec import MODALITIES
 from .batch import Batch
 
 __all__ = ["DEFAULT_MASK_SEED", "sample_rng", "drop_steps", "plan_removal", "remove_modalities",
-           "add_noise", "MissingAugment", "model_unk_id", "tokenizer_unk_id", "NOISE_MODALITIES"]
+           "add_noise", "perturb_words", "add_word_noise", "MissingAugment", "model_unk_id", "load_tokenizer", "tokenizer_unk_id", "NOISE_MODALITIES"]
 
 #: MMSA's ``missing_seed`` default (config_regression.json), the default mask seed of protocol A/B and noise
 DEFAULT_MASK_SEED = 1111
 #: the modalities Gaussian noise is added to (text is perturbed at the word level, not with Gaussian noise)
 NOISE_MODALITIES = ("audio", "vision")
 #: stream tags, so that the draws of different protocols never share a random stream
-_STREAM = {"A": 1, "B": 2, "noise": 3, "train": 4, "lnln": 5}
+_STREAM = {"A": 1, "B": 2, "noise": 3, "train": 4, "lnln": 5, "words": 6}
 
 
 def _id_words(sample_id: str) -> list[int]:
@@ -198,6 +199,46 @@ def add_noise(batch: Batch, level: float, seed: int = DEFAULT_MASK_SEED,
     return replace(batch, **kw) if kw else batch
 
 
+def perturb_words(text: str, level: float, rng: np.random.Generator) -> str:
+    """Word-level noise: each word is perturbed with probability ``level``; a perturbed word is omitted or,
+    with equal probability, gets a typo: two different adjacent characters swapped (a word without such a pair,
+    e.g. one character, is omitted)."""
+    out = []
+    for word in text.split():
+        u, kind, pos = rng.random(3)
+        pairs = [j for j in range(len(word) - 1) if word[j] != word[j + 1]]
+        if u >= level:
+            out.append(word)
+        elif kind < 0.5 and pairs:
+            i = pairs[int(pos * len(pairs))]
+            out.append(word[:i] + word[i + 1] + word[i] + word[i + 2:])
+    return " ".join(out)
+
+
+def add_word_noise(batch: Batch, level: float, texts: Mapping[str, str | None], tokenizer: object,
+                   seed: int = DEFAULT_MASK_SEED) -> Batch:
+    """Word-level noise on the raw transcripts (``texts``: sample id -> text), re-tokenised into
+    ``text_tokens`` and the text mask (for a model that reads token ids; at most the batch's text length).
+    Samples without a transcript are left as they are."""
+    if level <= 0 or batch.text_tokens is None:
+        return batch
+    tokens, mask = batch.text_tokens.clone(), batch.text_mask.clone()
+    aligned = tokens.shape == mask.shape
+    L = tokens.shape[1]
+    for i, sid in enumerate(batch.ids):
+        text = texts.get(sid)
+        if text is None:
+            continue
+        noisy = perturb_words(text, level, sample_rng(seed, "words", sid))
+        ids = tokenizer(noisy, truncation=True, max_length=L)["input_ids"]
+        tokens[i] = 0
+        tokens[i, :len(ids)] = torch.as_tensor(ids, dtype=tokens.dtype)
+        if aligned:
+            mask[i] = False
+            mask[i, :len(ids)] = True
+    return replace(batch, text_tokens=tokens, text_mask=mask)
+
+
 @dataclass(frozen=True)
 class MissingAugment:
     """Protocol-A drops on training batches (``trainer.missing_rate`` / ``trainer.missing_schedule``).
@@ -239,15 +280,20 @@ def model_unk_id(model: object, explicit: int | None = None) -> int | None:
     return tokenizer_unk_id(name) if name else None
 
 
-def tokenizer_unk_id(name_or_path: str) -> int:
-    """The unknown-token id of a local tokenizer (a model's ``config.text_encoder``), read without downloading."""
+def load_tokenizer(name_or_path: str) -> object:
+    """The local tokenizer of a model's ``config.text_encoder``, read without downloading."""
     try:
         from transformers import AutoTokenizer
 
-        unk = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True).unk_token_id
+        return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
     except (ImportError, OSError, ValueError) as e:
-        raise MSAError(f"cannot read the unknown-token id of the tokenizer {name_or_path!r} ({e}); pass it "
-                       "explicitly (msa robustness --unk-id)") from None
+        raise MSAError(f"cannot read the tokenizer {name_or_path!r} ({e}); for protocol A pass the unknown-token "
+                       "id explicitly (msa robustness --unk-id)") from None
+
+
+def tokenizer_unk_id(name_or_path: str) -> int:
+    """The unknown-token id of a local tokenizer (a model's ``config.text_encoder``)."""
+    unk = load_tokenizer(name_or_path).unk_token_id
     if unk is None:
         raise MSAError(f"the tokenizer {name_or_path!r} has no unknown token; pass an id (msa robustness --unk-id)")
     return int(unk)

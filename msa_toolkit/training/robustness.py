@@ -10,7 +10,9 @@ Protocols (the perturbations are in :mod:`msa_toolkit.data.missing`; definitions
 
 * ``A``: frame/token dropping at rate r (MMSA ``data_missing``, TFR-Net, EMT-DLFR, LNLN), r = 0, 0.1, ..., 0.9;
 * ``B``: whole modalities missing, a fraction r of the (sample, modality) entries (GCNet, IMDer), r = 0 ... 0.7;
-* ``noise``: Gaussian noise of standard deviation p on the standardised audio and vision features, p = 0 ... 0.9.
+* ``noise``: Gaussian noise of standard deviation p on the standardised audio and vision features, p = 0 ... 0.9,
+  and word-level typos/omissions at probability p on the raw transcripts when the dataset keeps them and the
+  model reads token ids (``protocols["noise"]["text"]`` says what was done to text).
 
 Per protocol and rate: the standard metrics (:func:`.metrics.score`), averaged over the mask seeds (and their
 std); per metric the AUILC, the trapezoid area under the metric-vs-rate curve over the rates evaluated, not
@@ -50,7 +52,8 @@ DEFAULT_RATES: Mapping[str, tuple[float, ...]] = {
 }
 ABOUT = {"A": "frame/token dropping: each valid step kept iff a uniform draw > r (MMSA data_missing)",
          "B": "whole modalities missing: a fraction r of the (sample, modality) entries, >= 1 kept per sample",
-         "noise": "Gaussian noise of std p on the standardised audio and vision features"}
+         "noise": "Gaussian noise of std p on the standardised audio and vision features (and word-level noise "
+                  "at probability p on raw transcripts, for a model that reads token ids)"}
 ROBUSTNESS_JSON = "robustness.json"
 ROBUSTNESS_CSV = "robustness.csv"
 ROBUSTNESS_PNG = "robustness.png"
@@ -113,7 +116,8 @@ def _check_rates(protocol: str, rates: Sequence[float]) -> list[float]:
 
 
 def _transform(protocol: str, rate: float, seed: int, modalities: Sequence[str], unk_id: int | None,
-               plan: Mapping[str, frozenset[str]] | None, noise_scale: Mapping[str, Any] | None) -> Callable:
+               plan: Mapping[str, frozenset[str]] | None, noise_scale: Mapping[str, Any] | None,
+               words: tuple[Mapping[str, str | None], Any] | None) -> Callable:
     from ..data import missing as X
 
     if protocol == "A":
@@ -121,7 +125,25 @@ def _transform(protocol: str, rate: float, seed: int, modalities: Sequence[str],
     if protocol == "B":
         return lambda b: X.remove_modalities(b, plan or {})
     noisy = [m for m in modalities if m in X.NOISE_MODALITIES]
-    return lambda b: X.add_noise(b, rate, seed, noise_scale, noisy)
+    if words is None:
+        return lambda b: X.add_noise(b, rate, seed, noise_scale, noisy)
+    return lambda b: X.add_word_noise(X.add_noise(b, rate, seed, noise_scale, noisy), rate, words[0], words[1], seed)
+
+
+def _word_noise(model: Any, split: Any, modalities: Sequence[str]) -> tuple[Any, str]:
+    """``((id -> transcript, tokenizer) or None, what the noise protocol does to text)``: word-level noise
+    needs the raw transcripts and a model that reads token ids (re-extracting text features is out of scope)."""
+    from ..data.missing import load_tokenizer
+
+    name = getattr(getattr(model, "config", None), "text_encoder", None)
+    texts = split.field("text") if hasattr(split, "field") else None
+    if "text" not in modalities:
+        return None, "not perturbed (--modalities)"
+    if not texts or all(t is None for t in texts):
+        return None, "not perturbed: the dataset keeps no raw transcripts"
+    if not name:
+        return None, "not perturbed: the model reads precomputed text features (word noise would need them re-extracted)"
+    return (dict(zip(split.ids, texts)), load_tokenizer(name)), "word-level typos and omissions at probability p, re-tokenised"
 
 
 def _one_checkpoint(checkpoint: Path, data: Any, split: str, protocols: Mapping[str, Sequence[float]],
@@ -145,6 +167,7 @@ def _one_checkpoint(checkpoint: Path, data: Any, split: str, protocols: Mapping[
     if not normalised:  # raw units: noise of p training-split standard deviations
         noise_scale = {m: np.asarray(std, np.float32) for m, (_, std) in dm.stats.items()}
     ids = list(dm.split(split).ids)
+    words, text_noise = _word_noise(ck.model, dm.split(split), mods) if "noise" in protocols else (None, None)
     metric_set = trainer._resolve_metric_set()
     out: dict[str, Any] = {}
     for proto, rates in protocols.items():
@@ -157,7 +180,7 @@ def _one_checkpoint(checkpoint: Path, data: Any, split: str, protocols: Mapping[
                     plan, eff = plan_removal(ids, mods, rate, seed)
                     effective.append(eff)
                 if rate > 0:
-                    f = _transform(proto, rate, seed, mods, unk, plan, noise_scale)
+                    f = _transform(proto, rate, seed, mods, unk, plan, noise_scale, words)
                     loader: Any = (f(b) for b in dm.loader(split))
                 else:
                     loader = split
@@ -171,6 +194,8 @@ def _one_checkpoint(checkpoint: Path, data: Any, split: str, protocols: Mapping[
                 entry["effective_rate"] = float(np.mean(effective)) if effective else 0.0
             per_rate.append(entry)
         out[proto] = {"per_rate": per_rate}
+    if "noise" in out:
+        out["noise"]["text"] = text_noise
     return {"checkpoint": str(checkpoint), "model": ck.model_name, "modalities": mods, "unk_id": unk,
             "normalised": normalised, "protocols": out}
 
@@ -281,7 +306,7 @@ def _over_checkpoints(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             st = _mean_std([q["per_rate"][i]["metrics"] for q in per])
             rows.append({"rate": row["rate"], **st, **({"effective_rate": row["effective_rate"]}
                                                        if "effective_rate" in row else {})})
-        out[p] = {"per_rate": rows, "rates": per[0]["rates"]}
+        out[p] = {"per_rate": rows, "rates": per[0]["rates"], **({"text": per[0]["text"]} if "text" in per[0] else {})}
         for key in ("auilc", "auilc_mean"):
             st = _mean_std([q[key] for q in per])
             out[p][key], out[p][f"{key}_std"] = st["metrics"], st["std"]

@@ -314,26 +314,49 @@ def test_missing_rate_training_keeps_a_higher_auilc_on_other_seeds(tmp_path, see
     _check_augmentation_pays(tmp_path, seed, **{"trainer.missing_rate": 0.5})
 
 
-def test_dropped_tokens_become_the_text_encoders_unknown_token(tmp_path, monkeypatch):
-    """A model that fine-tunes a text encoder: protocol A puts its tokenizer's [UNK] id in place of dropped
-    tokens and keeps [CLS]/[SEP] (the first and last valid token)."""
-    transformers = pytest.importorskip("transformers")
-    from msa_toolkit.data.synthetic import make_synthetic_dataset
-    from msa_toolkit.training import trainer as T
-    from msa_toolkit.training.api import train
-    from msa_toolkit.training.robustness import robustness
+VOCAB = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "[UNK]", "the", "was", "."]
+WORDS = ["good", "bad", "movie", "the", "was"]
 
-    vocab = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "[UNK]", "the", "was", "."]
-    bert = tmp_path / "bert"
-    transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(bert)
-    transformers.BertModel(transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+
+@pytest.fixture(scope="module")
+def bert_run(tmp_path_factory):
+    """A late-fusion model fine-tuning a tiny BERT (its own WordPiece vocabulary) on a dataset that keeps raw
+    transcripts and their token ids."""
+    transformers = pytest.importorskip("transformers")
+    from msa_toolkit.data.native import Sample, write_dataset
+    from msa_toolkit.data.synthetic import synthetic_spec
+    from msa_toolkit.training.api import train
+
+    root = tmp_path_factory.mktemp("bert")
+    tok = transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)})
+    tok.save_pretrained(root / "bert")
+    transformers.BertModel(transformers.BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1,
                                                    num_attention_heads=2, intermediate_size=32,
-                                                   max_position_embeddings=64)).save_pretrained(bert)
-    make_synthetic_dataset(tmp_path / "ds", n_train=16, n_valid=8, n_test=8, dims=(8, 4, 4), lengths=(6, 8, 8),
-                           with_tokens=True, vocab_size=len(vocab))
-    train("late_fusion", tmp_path / "ds", tmp_path / "run", preset="tiny",
+                                                   max_position_embeddings=64)).save_pretrained(root / "bert")
+    rng = np.random.default_rng(0)
+
+    def gen(split, n):
+        for i in range(n):
+            text = " ".join(rng.choice(WORDS, size=int(rng.integers(4, 9))))
+            ids = np.asarray(tok(text)["input_ids"], np.int64)
+            feats = {"text": rng.standard_normal((len(ids), 8)).astype(np.float32),
+                     "audio": rng.standard_normal((5, 4)).astype(np.float32),
+                     "vision": rng.standard_normal((5, 4)).astype(np.float32)}
+            yield Sample(id=f"{split}{i}", label=float(rng.uniform(-3, 3)), features=feats, text=text,
+                         arrays={"text.input_ids": ids, "text.attention_mask": np.ones(len(ids), np.int64)})
+
+    write_dataset(root / "ds", synthetic_spec((8, 4, 4)), {"train": gen("train", 16), "valid": gen("valid", 8),
+                                                            "test": gen("test", 8)})
+    train("late_fusion", root / "ds", root / "run", preset="tiny",
           overrides={"trainer.epochs": 1, "trainer.progress": False, "trainer.plots": False,
-                     "trainer.device": "cpu", "model.text_encoder": str(bert)})
+                     "trainer.device": "cpu", "model.text_encoder": str(root / "bert")})
+    return root
+
+
+def _fed(monkeypatch) -> list[Batch]:
+    """The perturbed batches robustness() feeds the model (rate 0 is scored from the split name)."""
+    from msa_toolkit.training import trainer as T
+
     fed: list[Batch] = []
     real = T.Trainer.predict
 
@@ -344,17 +367,25 @@ def test_dropped_tokens_become_the_text_encoders_unknown_token(tmp_path, monkeyp
         return real(self, split, drop)
 
     monkeypatch.setattr(T.Trainer, "predict", spy)
-    res = robustness(tmp_path / "run", tmp_path / "ds", protocols=["A"], rates=[0.0, 1.0], device="cpu")
-    assert res.settings["unk_id"] == vocab.index("[UNK]")
-    from msa_toolkit.data.module import DataModule
+    return fed
 
-    original = {sid: row for b in DataModule(tmp_path / "ds", batch_size=4).loader("test")
+
+def test_dropped_tokens_become_the_text_encoders_unknown_token(bert_run, monkeypatch):
+    """A model that fine-tunes a text encoder: protocol A puts its tokenizer's [UNK] id in place of dropped
+    tokens and keeps [CLS]/[SEP] (the first and last valid token)."""
+    from msa_toolkit.data.module import DataModule
+    from msa_toolkit.training.robustness import robustness
+
+    fed = _fed(monkeypatch)
+    res = robustness(bert_run / "run", bert_run / "ds", protocols=["A"], rates=[0.0, 1.0], device="cpu")
+    assert res.settings["unk_id"] == VOCAB.index("[UNK]")
+    original = {sid: row for b in DataModule(bert_run / "ds", batch_size=4).loader("test")
                 for sid, row in zip(b.ids, b.text_tokens)}
     assert sum(b.size for b in fed) == len(original) == 8
     for b in fed:
         for i, sid in enumerate(b.ids):
             valid = torch.nonzero(b.text_mask[i]).squeeze(1).tolist()
-            assert (b.text_tokens[i, valid[1:-1]] == vocab.index("[UNK]")).all()
+            assert (b.text_tokens[i, valid[1:-1]] == VOCAB.index("[UNK]")).all()
             ends = [valid[0], valid[-1]]
             assert torch.equal(b.text_tokens[i, ends], original[sid][ends])
 
@@ -395,3 +426,33 @@ def test_bad_robustness_arguments_are_refused_before_scoring(runs):
             robustness(ck, runs / "ds", device="cpu", **kw)
     with pytest.raises(MSAError, match="not a checkpoint"):
         robustness(runs / "ds", runs / "ds")
+
+
+def test_word_noise_perturbs_raw_transcripts_for_token_reading_models(bert_run, monkeypatch):
+    from msa_toolkit.data.missing import perturb_words
+    from msa_toolkit.training.robustness import robustness
+
+    text = "the movie was good bad the movie"
+    assert perturb_words(text, 0.0, sample_rng(1, "words", "x")) == text
+    noisy = perturb_words(text, 1.0, sample_rng(1, "words", "x"))
+    assert noisy == perturb_words(text, 1.0, sample_rng(1, "words", "x"))
+    assert noisy and all(w not in text.split() for w in noisy.split())  # every word omitted or misspelt
+    fed = _fed(monkeypatch)
+    res = robustness(bert_run / "run", bert_run / "ds", protocols=["noise"], rates=[0.0, 0.9], device="cpu")
+    assert res.protocols["noise"]["text"].startswith("word-level")
+    known = {VOCAB.index(w) for w in WORDS}
+    for b in fed:
+        for i in range(b.size):
+            ids = b.text_tokens[i, b.text_mask[i]].tolist()
+            assert ids[0] == VOCAB.index("[CLS]") and ids[-1] == VOCAB.index("[SEP]")
+    from msa_toolkit.data.module import DataModule
+
+    original = [t for b in DataModule(bert_run / "ds", batch_size=4).loader("test") for i in range(b.size)
+                for t in b.text_tokens[i, b.text_mask[i]].tolist()[1:-1]]
+    inner = [t for b in fed for i in range(b.size) for t in b.text_tokens[i, b.text_mask[i]].tolist()[1:-1]]
+    assert all(t in known for t in original)
+    assert VOCAB.index("[UNK]") in inner and len(inner) < len(original)  # typos -> [UNK], omissions shorten
+    # a model on precomputed text features: text is left as it is, and the JSON says why
+    plain = robustness(bert_run / "run", bert_run / "ds", protocols=["noise"], rates=[0.0, 0.5], device="cpu",
+                       modalities=["audio", "vision"])
+    assert plain.protocols["noise"]["text"] == "not perturbed (--modalities)"
