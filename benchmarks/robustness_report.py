@@ -1,4 +1,4 @@
-"""The robustness report (benchmarks/results/robustness_mosi.md + .json + .png) from `msa benchmark --robustness`
+"""The robustness report (benchmarks/results/robustness_mosi.md, robustness_mosi/{.json,.png}) from `msa benchmark --robustness`
 directories: one of plainly trained models, and optionally one trained with the LNLN-style schedule.
 
     python benchmarks/robustness_report.py --plain WORK/plain --lnln WORK/lnln --out benchmarks/results/robustness_mosi.md
@@ -39,7 +39,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plain", required=True, type=Path, help="benchmark directory of the plainly trained models")
     ap.add_argument("--lnln", type=Path, help="benchmark directory of the models trained with the LNLN schedule")
-    ap.add_argument("--out", required=True, type=Path, help="the Markdown file (.json and .png beside it)")
+    ap.add_argument("--out", required=True, type=Path,
+                    help="the Markdown file; the JSON and PNG go to the folder of the same name beside it")
     args = ap.parse_args()
 
     from msa_toolkit.training.robustness import plot_curves
@@ -71,8 +72,8 @@ def main() -> None:
              "WORK/plain --lnln WORK/lnln --out benchmarks/results/robustness_mosi.md`",
              f"- Written: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: the shared 2-core CPU "
              f"({platform.machine()}), no GPU, 1 torch thread, under the shared CPU lock",
-             "- Raw: `robustness_mosi.json` (every model's table entry: clean metrics, per-rate seed statistics, "
-             "AUILC); curves: `robustness_mosi.png`", "",
+             "- Raw: `robustness_mosi/robustness_mosi.json` (every model's table entry: clean metrics, per-rate seed "
+             "statistics, AUILC); curves: `robustness_mosi/robustness_mosi.png` (mean over seeds, band ± std)", "",
              "## Clean test metrics and AUILC", ""]
     head = "| model | seeds | non-0 Acc-2 % | MAE | " + " | ".join(
         f"AUILC-{p} {label}" for p in protos for _, label, _ in METRICS) + " |"
@@ -94,16 +95,17 @@ def main() -> None:
     failed = [f"- {m}: {err}" for m, e in {**plain["table"]}.items() for err in e.get("errors", [])]
     if failed:
         lines += ["", "## Failed runs", "", *failed]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    raw = args.out.with_suffix("")  # results/<bench>/ holds the raw JSON and the chart (benchmarks/README.md)
+    raw.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"models": entries}, indent=1))
+    (raw / f"{raw.name}.json").write_text(json.dumps({"models": entries}, indent=1))
     curves = {name: {p: {"per_rate": [{"rate": row["rate"],
                                        "metrics": {k: s["mean"] for k, s in row["metrics"].items()},
                                        "std": {k: s.get("std") for k, s in row["metrics"].items()}}
                                       for row in v["per_rate"]]}
                      for p, v in e.get("robustness", {}).items()} for name, e in entries.items()}
-    plot_curves(curves, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} (+ .json, .png)")
+    plot_curves(curves, raw / f"{raw.name}.png")
+    print(f"wrote {args.out}, {raw}/{raw.name}.json and .png")
 
 
 if __name__ == "__main__":
