@@ -32,6 +32,7 @@ _LAZY = {
     "train": "msa_toolkit.training.api:train",
     "evaluate": "msa_toolkit.training.api:evaluate",
     "benchmark": "msa_toolkit.training.benchmark:benchmark",
+    "robustness": "msa_toolkit.training.robustness:robustness",
     "predict": "msa_toolkit.prediction:predict",
     "serve": "msa_toolkit.server:serve",
     "create_model": "msa_toolkit.models:create_model",
