@@ -163,6 +163,8 @@ class TFN(MSAModel):
     def __init__(self, config: TFNConfig):
         super().__init__(config)
         c = config
+        if c.output_bound < 0:
+            raise ValueError(f"output_bound must be >= 0 (0 = linear output), got {c.output_bound}")
         self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
         self.lstm = nn.LSTM(dt, c.text_hidden, batch_first=True)
         self.text_out = nn.Sequential(Dropout(c.post_fusion_dropout), nn.Linear(c.text_hidden, c.text_out))

@@ -119,3 +119,5 @@ def test_tfn_output_bound():
     b = synthetic_batch(4, (5, 8, 7), (6, 3, 4), seed=2)
     with torch.no_grad():
         assert torch.allclose(bounded(b).prediction, 6 * torch.sigmoid(free(b).prediction) - 3, atol=1e-6)
+    with pytest.raises(ValueError, match="output_bound must be >= 0"):
+        create_model("tfn", "tiny", output_bound=-1.0, **DIMS)
