@@ -14,6 +14,8 @@ update instead of NaN.
 - :mod:`.heads`: :class:`ConvProjection`, :class:`MLPHead`, :class:`ResidualHead`, gradient reversal
 - :mod:`.losses`: the criteria the models' objectives combine
 - :mod:`.text_encoder`: the optional fine-tuned transformers text encoder (:func:`build_text_encoder`)
+- :mod:`.recurrent`: RNN runner, TFN's subnetworks, time-step batch norm, step alignment (TFN, LMF, LF-DNN, MFN,
+  EF-LSTM)
 """
 
 from .attention import MATH_PATH_MAX_KEYS, MultiHeadAttention, attend
@@ -22,6 +24,7 @@ from .heads import ConvProjection, GradientReversal, GradReverse, MLPHead, Resid
 from .masking import (ACTIVATIONS, activation, last_valid, mask_fill, masked_mean, take_last, unpadded,
                       zero_empty)
 from .positions import SINUSOID_LAYOUTS, LearnedPositionalEncoding, SinusoidalPositionalEncoding, sinusoidal_table
+from .recurrent import StepBatchNorm, TextSubNet, UtteranceSubNet, align_steps, run_rnn, text_timeline
 from .text_encoder import TextEncoder, build_text_encoder, text_features
 from .transformer import CrossModalTransformer, EncoderLayer, FeedForward, TransformerBlock
 
@@ -31,5 +34,6 @@ __all__ = [
     "activation", "last_valid", "mask_fill", "masked_mean", "take_last", "unpadded", "zero_empty",
     "SINUSOID_LAYOUTS", "LearnedPositionalEncoding", "SinusoidalPositionalEncoding", "sinusoidal_table",
     "TextEncoder", "build_text_encoder", "text_features", "CrossModalTransformer", "EncoderLayer", "FeedForward",
-    "TransformerBlock",
+    "TransformerBlock", "StepBatchNorm", "TextSubNet", "UtteranceSubNet", "align_steps", "run_rnn",
+    "text_timeline",
 ]

@@ -20,8 +20,8 @@ from ..spec import MODALITIES
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
-from ..layers import (ConvProjection, CrossModalTransformer, Dropout, MLPHead, ResidualHead, build_text_encoder,
-                      last_valid, masked_mean, text_features)
+from ..layers import (ConvProjection, CrossModalTransformer, Dropout, MLPHead, ResidualHead, UtteranceSubNet,
+                      build_text_encoder, last_valid, masked_mean, run_rnn, text_features)
 
 __all__ = ["TextOnlyConfig", "TextOnly", "LateFusionConfig", "LateFusion", "TFNConfig",
            "TFN", "MulTConfig", "MulT"]
@@ -131,22 +131,12 @@ class TFNConfig(ModelConfig):
     vision_hidden: int = doc(16, "hidden/output width of the visual subnetwork")
     post_fusion_dim: int = doc(128, "width of the two post-fusion hidden layers")
     post_fusion_dropout: float = doc(0.2, "dropout in the modality subnetworks and before the post-fusion MLP")
+    output_bound: float = doc(0.0, "0: linear output; b > 0: prediction = 2b * sigmoid(o) - b in (-b, b) (the TFN "
+                                   "code's regression output, b = 3 for the MOSI/MOSEI labels)")
     dropout: float = doc(0.1, "unused: TFN's dropout is post_fusion_dropout")
     loss: str = doc("l1", "training criterion: l1 | mse")
     lr: float = doc(1e-3, "learning rate")
     batch_size: int = doc(32, "training batch size")
-
-
-class _SubNet(nn.Module):
-    """TFN's audio/visual subnetwork: masked mean then three ReLU layers: [B, L, D] -> [B, hidden]."""
-
-    def __init__(self, in_dim: int, hidden: int, dropout: float):
-        super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(in_dim), Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.net(masked_mean(x, mask))
 
 
 @register_model("tfn", TFNConfig,
@@ -166,17 +156,20 @@ class TFN(MSAModel):
     batch's text features (or the fine-tuned encoder's states). Audio/visual inputs
     are averaged over their valid steps as in the paper's utterance-level setting.
     A LayerNorm on the averaged audio/visual input replaces the reference code's
-    BatchNorm (batch-size-1 safe).
+    BatchNorm (batch-size-1 safe). The reference code's bounded output (6 sigmoid - 3) is
+    ``output_bound=3`` (default 0: a linear output).
     """
 
     def __init__(self, config: TFNConfig):
         super().__init__(config)
         c = config
+        if c.output_bound < 0:
+            raise ValueError(f"output_bound must be >= 0 (0 = linear output), got {c.output_bound}")
         self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
         self.lstm = nn.LSTM(dt, c.text_hidden, batch_first=True)
         self.text_out = nn.Sequential(Dropout(c.post_fusion_dropout), nn.Linear(c.text_hidden, c.text_out))
-        self.audio_net = _SubNet(c.audio_dim, c.audio_hidden, c.post_fusion_dropout)
-        self.vision_net = _SubNet(c.vision_dim, c.vision_hidden, c.post_fusion_dropout)
+        self.audio_net = UtteranceSubNet(c.audio_dim, c.audio_hidden, c.post_fusion_dropout)
+        self.vision_net = UtteranceSubNet(c.vision_dim, c.vision_hidden, c.post_fusion_dropout)
         fused = (c.text_out + 1) * (c.audio_hidden + 1) * (c.vision_hidden + 1)
         self.post = nn.Sequential(Dropout(c.post_fusion_dropout), nn.Linear(fused, c.post_fusion_dim), nn.ReLU(),
                                   nn.Linear(c.post_fusion_dim, c.post_fusion_dim), nn.ReLU(),
@@ -185,28 +178,17 @@ class TFN(MSAModel):
 
     def forward(self, batch) -> ModelOutput:
         text = text_features(self.text_encoder, batch)
-        states, _ = _rnn_fp32_under_cpu_autocast(self.lstm, text)
+        states, _ = run_rnn(self.lstm, text)
         z_t = self.text_out(last_valid(states, batch.text_mask))
         z_a = self.audio_net(batch.audio, batch.audio_mask)
         z_v = self.vision_net(batch.vision, batch.vision_mask)
         one = z_t.new_ones(z_t.shape[0], 1)
         t, a, v = (torch.cat([z, one], dim=1) for z in (z_t, z_a, z_v))
         fusion = torch.einsum("bi,bj,bk->bijk", t, a, v).flatten(1)
-        return ModelOutput(self.post(fusion).squeeze(-1), {"z_text": z_t, "z_audio": z_a, "z_vision": z_v})
-
-
-def _rnn_fp32_under_cpu_autocast(rnn: nn.Module, x: torch.Tensor):
-    """Run ``rnn`` on ``x``; under CPU autocast, in fp32 with autocast off.
-
-    CPU autocast sends LSTMs to oneDNN's bf16 RNN kernel, which only exists on CPUs with
-    AVX-512 (on an AMD EPYC without it: "could not create a primitive descriptor for the LSTM
-    forward propagation primitive"). The text LSTM is small, so it runs in fp32 on every CPU;
-    on CUDA autocast handles it as usual.
-    """
-    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        with torch.autocast("cpu", enabled=False):
-            return rnn(x.float())
-    return rnn(x)
+        pred = self.post(fusion).squeeze(-1)
+        if self.config.output_bound > 0:
+            pred = 2 * self.config.output_bound * torch.sigmoid(pred) - self.config.output_bound
+        return ModelOutput(pred, {"z_text": z_t, "z_audio": z_a, "z_vision": z_v})
 
 
 # --------------------------------------------------------------------------- MulT
