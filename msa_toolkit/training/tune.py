@@ -209,11 +209,15 @@ def _sqlite(url: str) -> bool:
 
 def _storage(url: str):
     """An Optuna RDBStorage with heartbeats (SQLite: a long lock timeout, several processes write to one file)."""
+    import warnings
+
     import optuna
 
     kwargs = {"connect_args": {"timeout": 120}} if _sqlite(url) else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                                      grace_period=HEARTBEAT_GRACE_S)
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words since 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                                          grace_period=HEARTBEAT_GRACE_S)
 
 
 def public_url(url: str) -> str:
@@ -231,7 +235,9 @@ def _pruner(name: str):
 
     if name == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS)
+    # steps are 1-based epochs and Optuna prunes from step n_warmup_steps on: the first PRUNER_WARMUP_EPOCHS are exempt
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS,
+                                       n_warmup_steps=PRUNER_WARMUP_EPOCHS + 1)
 
 
 def _identity(spec: StudySpec, content_id: str) -> dict[str, Any]:

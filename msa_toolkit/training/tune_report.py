@@ -141,14 +141,15 @@ def finish_study(study: Any, spec: Any, final_seeds: Sequence[int] | None, progr
     result.files["trials_csv"] = write_trials_csv(study, keys, out / TRIALS_CSV)
     plots = write_plots(study, out, spec.metric)
     result.files.update({n: out / n for n, state in plots.items() if state == "written"})
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    from .tune import RUN_ATTR
+
+    # trials with a run folder (a trial added to the study by other means has none to re-train)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get(RUN_ATTR)]
     doc: dict[str, Any] = {"study_name": spec.study_name, "storage": result.storage, "model": spec.model,
                            "preset": spec.preset, "metric": spec.metric, "direction": spec.direction,
                            "trials": spec.trials, "counts": counts, "space": keys, "plots": plots}
     if complete:
-        best = study.best_trial
-        from .tune import RUN_ATTR
-
+        best = (min if spec.direction == "minimize" else max)(complete, key=lambda t: t.value)
         result.best_trial, result.best_value, result.best_params = best.number, best.value, dict(best.params)
         result.best_run = Path(best.user_attrs[RUN_ATTR])
         header = [f"msa tune: the best of {len(trials)} trials of study {spec.study_name!r} (trial {best.number}: "
