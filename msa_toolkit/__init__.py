@@ -31,6 +31,7 @@ _LAZY = {
     "train": "msa_toolkit.training.api:train",
     "evaluate": "msa_toolkit.training.api:evaluate",
     "benchmark": "msa_toolkit.training.benchmark:benchmark",
+    "tune": "msa_toolkit.training.tune:tune",
     "predict": "msa_toolkit.prediction:predict",
     "create_model": "msa_toolkit.models:create_model",
     "list_models": "msa_toolkit.models:list_models",

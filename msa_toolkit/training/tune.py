@@ -243,7 +243,7 @@ def _pruner(name: str):
 def _identity(spec: StudySpec, content_id: str) -> dict[str, Any]:
     """What the study is: two processes with the same identity may share it."""
     from ..space import space_to_yaml
-    from .fingerprint import fingerprint_id
+    from .fingerprint import DISPLAY_SETTINGS, fingerprint_id
 
     config = spec.config
     if isinstance(config, (str, os.PathLike)):
@@ -254,7 +254,8 @@ def _identity(spec: StudySpec, content_id: str) -> dict[str, Any]:
         config = config.to_dict()
     return {"model": spec.model, "preset": spec.preset, "recipe": spec.recipe, "metric": spec.metric,
             "direction": spec.direction, "space": space_to_yaml(spec.space), "trials_seed": spec.seed,
-            "fixed": {k: spec.overrides[k] for k in sorted(spec.overrides)},
+            "fixed": {k: spec.overrides[k] for k in sorted(spec.overrides)  # not --threads, --device, -q, ...
+                      if not (k.startswith("trainer.") and k.partition(".")[2] in DISPLAY_SETTINGS)},
             "config": fingerprint_id({"config": config}) if config else None, "dataset": content_id}
 
 

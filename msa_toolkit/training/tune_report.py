@@ -129,7 +129,8 @@ def finish_study(study: Any, spec: Any, final_seeds: Sequence[int] | None, progr
     import optuna
 
     from .api import train
-    from .tune import TuneResult, public_url
+    from .plan import CONFIG_FILE
+    from .tune import RUN_ATTR, TuneResult, public_url
 
     out = Path(spec.out_dir)
     keys = list(spec.space)
@@ -141,8 +142,6 @@ def finish_study(study: Any, spec: Any, final_seeds: Sequence[int] | None, progr
     result.files["trials_csv"] = write_trials_csv(study, keys, out / TRIALS_CSV)
     plots = write_plots(study, out, spec.metric)
     result.files.update({n: out / n for n, state in plots.items() if state == "written"})
-    from .tune import RUN_ATTR
-
     # trials with a run folder (a trial added to the study by other means has none to re-train)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get(RUN_ATTR)]
     doc: dict[str, Any] = {"study_name": spec.study_name, "storage": result.storage, "model": spec.model,
@@ -152,6 +151,14 @@ def finish_study(study: Any, spec: Any, final_seeds: Sequence[int] | None, progr
         best = (min if spec.direction == "minimize" else max)(complete, key=lambda t: t.value)
         result.best_trial, result.best_value, result.best_params = best.number, best.value, dict(best.params)
         result.best_run = Path(best.user_attrs[RUN_ATTR])
+        doc["best"] = {"trial": best.number, "value": best.value, "params": best.params,
+                       "run_dir": str(result.best_run), "best_epoch": best.user_attrs.get("best_epoch")}
+    if complete and not (result.best_run / CONFIG_FILE).is_file():  # run on another machine (no shared disk)
+        doc["best"]["best_config"] = "not written: the best trial's run folder is not on this machine"
+        if final_seeds:
+            raise MSAError(f"the best trial's run folder {result.best_run} is not on this machine; run --final-seeds "
+                           "where it is (docs/scaling.md)")
+    elif complete:
         header = [f"msa tune: the best of {len(trials)} trials of study {spec.study_name!r} (trial {best.number}: "
                   f"valid {spec.metric} {best.value:.6g}, {spec.direction})",
                   f"its run: {result.best_run}",
@@ -159,9 +166,7 @@ def finish_study(study: Any, spec: Any, final_seeds: Sequence[int] | None, progr
         result.best_config = write_best_config(result.best_run, out / BEST_CONFIG, final_seeds or [spec.seed],
                                                header)
         result.files["best_config"] = result.best_config
-        doc["best"] = {"trial": best.number, "value": best.value, "params": best.params,
-                       "run_dir": str(result.best_run), "best_epoch": best.user_attrs.get("best_epoch")}
-    elif final_seeds:
+    if not complete and final_seeds:
         raise MSAError(f"study {spec.study_name!r} has no complete trial: nothing to re-train with --final-seeds")
     if final_seeds and result.best_config is not None:
         final_dir = out / f"final_trial_{result.best_trial:04d}"
