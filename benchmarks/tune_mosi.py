@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PKL = Path("/work/shared/data/mosi_utterance/mosi_poria_utterance.pkl")
 #: model -> (epochs per run, --space file narrowing the registered space for a 2-core CPU)
 MODELS = {"tfn": (20, ROOT / "benchmarks" / "tune_mosi" / "tfn_space.yaml"),
-          "almt": (10, ROOT / "benchmarks" / "tune_mosi" / "almt_space.yaml")}
+          "almt": (8, ROOT / "benchmarks" / "tune_mosi" / "almt_space.yaml")}
 TRIALS, JOBS, SEEDS = 30, 2, "1,2,3"
 METRICS = (("mae", "MAE", False), ("corr", "Corr", False), ("acc2_non0", "Acc-2 (non-0)", True),
            ("f1_non0", "F1 (non-0)", True), ("acc2_has0", "Acc-2 (has-0)", True), ("acc7", "Acc-7", True))
@@ -43,7 +43,7 @@ def steps(work: Path) -> list[tuple[str, list[str]]]:
     ds = work / "mosi_utt"
     out: list[tuple[str, list[str]]] = [("import", ["dataset", "import", str(PKL), "-o", str(ds)])]
     for model, (epochs, space) in MODELS.items():
-        tune = ["tune", "-m", model, "-p", "mosi", "-d", str(ds), "-o", str(work / model), "-n", str(TRIALS),
+        tune = ["tune", "-m", model, "-p", "mosi", "-d", str(ds), "-o", str(work / model), "--trials", str(TRIALS),
                 "--jobs", str(JOBS), "--epochs", str(epochs), "--space", str(space.relative_to(ROOT)),
                 "--threads", "1", "-q"]
         out += [(f"{model}_tune", tune), (f"{model}_final", tune + ["--final-seeds", SEEDS]),

@@ -16,7 +16,7 @@ def tune_command(
     data: Path = data_option(required=True),
     out: Path = typer.Option(..., "--out", "-o", help="Study directory: study.db, trials/, trials.csv, plots, "
                                                       "best_config.yaml, result.json."),
-    trials: int = typer.Option(..., "--trials", "-n", min=1,
+    trials: int = typer.Option(..., "--trials", min=1,
                                help="Trials of the study in total (a resumed study runs only the missing ones)."),
     preset: Optional[str] = preset_option(),
     recipe: Optional[str] = recipe_option(),
@@ -39,7 +39,7 @@ def tune_command(
                                                "postgresql://user:pass@host/db (default: sqlite in --out)."),
     study_name: Optional[str] = typer.Option(None, "--study-name",
                                              help="Study name in the storage (default: the --out folder's name)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes on this machine, on one study."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes on this machine, on one study."),
     final_seeds: Optional[str] = typer.Option(None, "--final-seeds", metavar="<s1,s2,...>",
                                               help="Re-train the best configuration with these seeds and score the "
                                                    "test split once per seed (mean ± std)."),

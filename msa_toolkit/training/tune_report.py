@@ -33,6 +33,8 @@ TRIALS_CSV = "trials.csv"
 RESULT_JSON = "result.json"
 HISTORY_PNG = "optimization_history.png"
 IMPORTANCE_PNG = "param_importances.png"
+#: trials.csv's reason for a failed trial that recorded none: its process ended while it ran (a replacement ran)
+INTERRUPTED = "its process ended while it ran (killed or interrupted); not counted, another trial ran instead"
 #: the seed of the fANOVA forest behind param_importances.png
 IMPORTANCE_SEED = 0
 
@@ -57,7 +59,7 @@ def write_trials_csv(study: Any, keys: Sequence[str], path: Path) -> Path:
         w.writerow([t.number, t.state.name, "" if t.value is None else f"{t.value:.6g}", epochs,
                     t.user_attrs.get(PRUNED_ATTR, ""), "" if seconds is None else f"{seconds:.1f}",
                     *[t.params.get(k, "") for k in keys], t.user_attrs.get(RUN_ATTR, ""),
-                    t.user_attrs.get(ERROR_ATTR, "")])
+                    t.user_attrs.get(ERROR_ATTR, INTERRUPTED if t.state.name == "FAIL" else "")])
     atomic_write_text(path, buf.getvalue())
     return path
 

@@ -145,7 +145,7 @@ def test_a_study_never_reads_the_test_split(tmp_path, space_file):
     with pytest.raises(WithheldSplitError):
         view.split("test")
     out = tmp_path / "study"
-    _ok(runner.invoke(app, ["tune", *COMMON, "-d", str(path), "-o", str(out), "-n", "2", "--epochs", "1",
+    _ok(runner.invoke(app, ["tune", *COMMON, "-d", str(path), "-o", str(out), "--trials", "2", "--epochs", "1",
                             "--space", str(space_file), "-q"]))
     study = _study(out)
     assert _states(study) == {"COMPLETE": 2}
@@ -154,7 +154,7 @@ def test_a_study_never_reads_the_test_split(tmp_path, space_file):
         assert metrics["test"] == {} and metrics["valid"]
     assert (out / "best_config.yaml").is_file() and (out / "trials.csv").is_file()
     shutil.rmtree(out)
-    r = runner.invoke(app, ["tune", *COMMON, "-d", str(path), "-o", str(out), "-n", "1", "--epochs", "1",
+    r = runner.invoke(app, ["tune", *COMMON, "-d", str(path), "-o", str(out), "--trials", "1", "--epochs", "1",
                             "--space", str(space_file), "-q", "--final-seeds", "1"])
     assert r.exit_code != 0 and isinstance(r.exception, DatasetError)  # only the final runs read test
 
@@ -162,7 +162,7 @@ def test_a_study_never_reads_the_test_split(tmp_path, space_file):
 # -- resume, parallel, identity -----------------------------------------------------------------------------------
 
 def _tune_cmd(ds, out, space_file, trials, *extra):
-    return [sys.executable, "-m", "msa_toolkit", "tune", *COMMON, "-d", str(ds), "-o", str(out), "-n", str(trials),
+    return [sys.executable, "-m", "msa_toolkit", "tune", *COMMON, "-d", str(ds), "-o", str(out), "--trials", str(trials),
             "--space", str(space_file), "-q", *extra]
 
 
@@ -227,6 +227,8 @@ def test_a_killed_study_resumes_keeping_its_finished_trials(ds, tmp_path, space_
     assert {n: (study.trials[n].value, study.trials[n].params) for n in done} == done
     assert {n: p.stat().st_mtime_ns for n, p in logs.items()} == kept  # finished trials not trained again
     assert len(list((out / "trials").iterdir())) == 4  # one folder per trial
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert len(rows) == 5 and "its process ended" in rows[1 + killed]
 
 
 def test_two_processes_share_one_sqlite_study(ds, tmp_path, space_file):
@@ -251,7 +253,7 @@ def test_two_processes_share_one_sqlite_study(ds, tmp_path, space_file):
 
 def test_a_study_refuses_another_command(ds, tmp_path, space_file):
     out = tmp_path / "study"
-    args = ["tune", *COMMON, "-d", str(ds), "-o", str(out), "-n", "1", "--epochs", "1", "--space", str(space_file),
+    args = ["tune", *COMMON, "-d", str(ds), "-o", str(out), "--trials", "1", "--epochs", "1", "--space", str(space_file),
             "-q"]
     _ok(runner.invoke(app, args))
     r = runner.invoke(app, args + ["--metric", "corr"])
@@ -279,7 +281,7 @@ def test_pruning_stops_a_poor_trial_early(ds, tmp_path, space_file, pruner):
         study.add_trial(optuna.trial.create_trial(
             params={"model.lr": 2e-3}, distributions={"model.lr": FloatDistribution(1e-3, 1e-2, log=True)},
             value=0.01, intermediate_values={e: 0.01 for e in range(1, epochs + 1)}))
-    _ok(runner.invoke(app, ["tune", *COMMON, "-d", str(ds), "-o", str(out), "-n", str(PRUNER_STARTUP_TRIALS + 1),
+    _ok(runner.invoke(app, ["tune", *COMMON, "-d", str(ds), "-o", str(out), "--trials", str(PRUNER_STARTUP_TRIALS + 1),
                             "--epochs", str(epochs), "--space", str(space_file), "--storage", storage,
                             "--study-name", "s", "--pruner", pruner, "--set", "trainer.patience=0", "-q"]))
     trial = _study(out, "s").trials[-1]
@@ -304,7 +306,7 @@ def test_best_config_round_trips_through_msa_train(ds, tmp_path, space_file):
     from msa_toolkit.training.fingerprint import differences, read_fingerprint
 
     out = tmp_path / "study"
-    _ok(runner.invoke(app, ["tune", *COMMON, "-d", str(ds), "-o", str(out), "-n", "3", "--epochs", "2",
+    _ok(runner.invoke(app, ["tune", *COMMON, "-d", str(ds), "-o", str(out), "--trials", "3", "--epochs", "2",
                             "--space", str(space_file), "--final-seeds", "1,2", "-q"]))
     result = json.loads((out / "result.json").read_text())
     best = result["best"]
