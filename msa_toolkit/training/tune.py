@@ -41,6 +41,7 @@ mean ± std and the protocol). :mod:`.tune_report` writes the last five.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -518,7 +519,7 @@ def tune(model: str | None, data: Any, out_dir: str | os.PathLike, trials: int, 
     """
     from ..data.native import MSADataset
     from ..data.withheld import without_test
-    from ..space import read_space_file, space_to_yaml
+    from ..space import read_space_file
     from .metrics import compute_metrics, infer_metric_set
     from .plan import parse_overrides, resolve_settings
     from .selection import resolve_mode
@@ -565,16 +566,39 @@ def tune(model: str | None, data: Any, out_dir: str | os.PathLike, trials: int, 
                      study_name or out.resolve().name, trials, metric, "maximize" if mode == "max" else "minimize",
                      searched, pruner, settings.seeds[0], seed, progress)
     out.mkdir(parents=True, exist_ok=True)
-    identity = _identity(dataclasses.replace(spec, overrides=dict(fixed)), view.content_id)
-    study = _open_study(spec, identity)
-    atomic_write_json(out / STUDY_FILE, {**identity, "study_name": spec.study_name,
-                                         "storage": public_url(url), "trials": trials}, indent=2)
+    with _optuna_warnings_only():
+        return _run_study(spec, fixed, view.content_id, jobs, final_seeds, progress)
+
+
+@contextlib.contextmanager
+def _optuna_warnings_only():
+    """Optuna's INFO lines off while a study runs (the study prints its own), its verbosity restored after."""
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+def _run_study(spec: StudySpec, fixed: Mapping[str, Any], content_id: str, jobs: int,
+               final_seeds: Sequence[int] | None, progress: bool) -> TuneResult:
+    """Open (or create) the study, record what it is, run the workers, write the study's files."""
     import yaml
 
-    atomic_write_text(out / SPACE_FILE, yaml.safe_dump(space_to_yaml(searched), sort_keys=False))
+    from ..space import space_to_yaml
+
+    out, url = Path(spec.out_dir), spec.storage
+    identity = _identity(dataclasses.replace(spec, overrides=dict(fixed)), content_id)
+    study = _open_study(spec, identity)
+    atomic_write_json(out / STUDY_FILE, {**identity, "study_name": spec.study_name,
+                                         "storage": public_url(url), "trials": spec.trials}, indent=2)
+    atomic_write_text(out / SPACE_FILE, yaml.safe_dump(space_to_yaml(spec.space), sort_keys=False))
     if progress:
-        print(f"study {spec.study_name!r} ({public_url(url)}): {settings.name}, {len(searched)} hyper-parameters, "
-              f"{trials} trials, valid {metric} ({spec.direction}), {jobs} worker(s); test split withheld",
+        print(f"study {spec.study_name!r} ({public_url(url)}): {spec.model}, {len(spec.space)} hyper-parameters, "
+              f"{spec.trials} trials, valid {spec.metric} ({spec.direction}), {jobs} worker(s); test split withheld",
               file=sys.stderr, flush=True)
     _run_workers(spec, jobs)
     from .tune_report import finish_study

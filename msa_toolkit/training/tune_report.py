@@ -74,12 +74,13 @@ def write_plots(study: Any, out: Path, metric: str) -> dict[str, str]:
     plt = _plt()
     notes: dict[str, str] = {}
     complete = [t for t in _study_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]
+    target = f"valid {metric}"
+    importance = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
+    drawings = ((HISTORY_PNG, lambda: vis.plot_optimization_history(study, target_name=target), 1),
+                (IMPORTANCE_PNG, lambda: vis.plot_param_importances(study, evaluator=importance, target_name=target), 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        for name, draw, need in ((HISTORY_PNG, lambda: vis.plot_optimization_history(study, target_name=metric), 1),
-                                 (IMPORTANCE_PNG, lambda: vis.plot_param_importances(
-                                     study, evaluator=optuna.importance.FanovaImportanceEvaluator(
-                                         seed=IMPORTANCE_SEED), target_name=metric), 2)):
+        for name, draw, need in drawings:
             if len(complete) < need:
                 notes[name] = f"not drawn: {len(complete)} complete trial(s), {need} needed"
                 continue
@@ -143,6 +144,9 @@ def finish_study(study: Any, spec: Any, final_seeds: Sequence[int] | None, progr
     result = TuneResult(out, spec.study_name, public_url(spec.storage), spec.metric, spec.direction, counts)
     result.files["trials_csv"] = write_trials_csv(study, keys, out / TRIALS_CSV)
     plots = write_plots(study, out, spec.metric)
+    for name, state in plots.items():
+        if state != "written":
+            warnings.warn(f"{name} {state}", RunNotice, stacklevel=2)
     result.files.update({n: out / n for n, state in plots.items() if state == "written"})
     # trials with a run folder (a trial added to the study by other means has none to re-train)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get(RUN_ATTR)]
