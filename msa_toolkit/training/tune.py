@@ -46,7 +46,7 @@ import dataclasses
 import os
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -54,6 +54,8 @@ import numpy as np
 
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import MSAError, NonFiniteError
+from .tune_report import (COUNTED_ATTR, ERROR_ATTR, OVER_ATTR, OWNER_ATTR, PRUNED_ATTR, RUN_ATTR, TuneResult,
+                          finish_study, public_url)
 
 __all__ = ["tune", "TuneResult", "StudySpec", "study_space", "DEFAULT_STUDY_FILE", "TRIALS_DIR",
            "PRUNER_STARTUP_TRIALS", "PRUNER_WARMUP_EPOCHS", "HEARTBEAT_INTERVAL_S", "HEARTBEAT_GRACE_S"]
@@ -76,9 +78,6 @@ HEARTBEAT_INTERVAL_S = 30
 HEARTBEAT_GRACE_S = 120
 #: the study's user attribute that records what it is
 IDENTITY_ATTR = "msa_study"
-#: trial user attributes
-OWNER_ATTR, RUN_ATTR, COUNTED_ATTR, ERROR_ATTR, OVER_ATTR, PRUNED_ATTR = (
-    "owner", "run_dir", "counted", "error", "over_budget", "pruned_at_epoch")
 PRUNERS = ("median", "none")
 
 
@@ -115,32 +114,6 @@ class StudySpec:
     progress: bool = False
     # this worker's index (sampler seed and progress lines)
     worker: int = 0
-
-
-@dataclass
-class TuneResult:
-    """What :func:`tune` returns."""
-
-    # the output directory and the Optuna study name / storage (password hidden)
-    out_dir: Path
-    study_name: str
-    storage: str
-    # the objective
-    metric: str
-    direction: str
-    # trial counts by state ("COMPLETE", "PRUNED", "FAIL", ...)
-    counts: dict[str, int] = field(default_factory=dict)
-    # the best trial: number, valid value, sampled values (dotted key -> value), run folder
-    best_trial: int | None = None
-    best_value: float | None = None
-    best_params: dict[str, Any] = field(default_factory=dict)
-    best_run: Path | None = None
-    # out_dir/best_config.yaml (None without a complete trial)
-    best_config: Path | None = None
-    # the re-training with final_seeds (a training.api.RunResult), None without final_seeds
-    final: Any = None
-    # the files written (trials.csv, plots, result.json, ...)
-    files: dict[str, Path] = field(default_factory=dict)
 
 
 # -- the space ---------------------------------------------------------------------------------------------------
@@ -219,16 +192,6 @@ def _storage(url: str):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
                                           grace_period=HEARTBEAT_GRACE_S)
-
-
-def public_url(url: str) -> str:
-    """The storage URL with its password hidden (for files and messages)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL sqlalchemy parses: say nothing of it
-        return "(storage URL)"
 
 
 def _pruner(name: str):
@@ -601,7 +564,5 @@ def _run_study(spec: StudySpec, fixed: Mapping[str, Any], content_id: str, jobs:
               f"{spec.trials} trials, valid {spec.metric} ({spec.direction}), {jobs} worker(s); test split withheld",
               file=sys.stderr, flush=True)
     _run_workers(spec, jobs)
-    from .tune_report import finish_study
-
     return finish_study(study, spec, final_seeds, progress)
 

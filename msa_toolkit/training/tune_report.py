@@ -11,6 +11,9 @@
 * ``final_trial_<n>/`` — with ``final_seeds``: ``msa train`` of best_config.yaml with those seeds on the full
   dataset, its checkpoints chosen on valid and its test split scored once per seed (resumed when it exists);
 * ``result.json`` — the counts, the best trial, the final test mean ± std per metric, and the protocol in words.
+
+Also here, shared with :mod:`.tune` (which imports this module, never the reverse): :class:`TuneResult`, the
+trial user-attribute names and :func:`public_url`.
 """
 
 from __future__ import annotations
@@ -19,15 +22,20 @@ import csv
 import io
 import math
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import MSAError, RunNotice
 
-__all__ = ["finish_study", "write_trials_csv", "write_plots", "write_best_config", "protocol", "BEST_CONFIG",
+__all__ = ["TuneResult", "public_url", "finish_study", "write_trials_csv", "write_plots", "write_best_config", "protocol", "BEST_CONFIG",
            "TRIALS_CSV", "RESULT_JSON", "HISTORY_PNG", "IMPORTANCE_PNG"]
 
+#: the user attributes of a trial: its process (host, pid, start), run folder, counted against the budget though
+#: failed (non-finite), why it failed, created past the budget (not run), the epoch it was pruned after
+OWNER_ATTR, RUN_ATTR, COUNTED_ATTR, ERROR_ATTR, OVER_ATTR, PRUNED_ATTR = (
+    "owner", "run_dir", "counted", "error", "over_budget", "pruned_at_epoch")
 BEST_CONFIG = "best_config.yaml"
 TRIALS_CSV = "trials.csv"
 RESULT_JSON = "result.json"
@@ -39,17 +47,49 @@ INTERRUPTED = "its process ended while it ran (killed or interrupted); not count
 IMPORTANCE_SEED = 0
 
 
+@dataclass
+class TuneResult:
+    """What :func:`tune` returns."""
+
+    # the output directory and the Optuna study name / storage (password hidden)
+    out_dir: Path
+    study_name: str
+    storage: str
+    # the objective
+    metric: str
+    direction: str
+    # trial counts by state ("COMPLETE", "PRUNED", "FAIL", ...)
+    counts: dict[str, int] = field(default_factory=dict)
+    # the best trial: number, valid value, sampled values (dotted key -> value), run folder
+    best_trial: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_run: Path | None = None
+    # out_dir/best_config.yaml (None without a complete trial)
+    best_config: Path | None = None
+    # the re-training with final_seeds (a training.api.RunResult), None without final_seeds
+    final: Any = None
+    # the files written (trials.csv, plots, result.json, ...)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def public_url(url: str) -> str:
+    """The storage URL with its password hidden (for files and messages)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL sqlalchemy parses: say nothing of it
+        return "(storage URL)"
+
+
 def _study_trials(study: Any) -> list[Any]:
     """The trials of the study that were run (not the ones created past the budget by a race)."""
-    from .tune import OVER_ATTR
-
     return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(OVER_ATTR)]
 
 
 def write_trials_csv(study: Any, keys: Sequence[str], path: Path) -> Path:
     """trials.csv (module docstring)."""
-    from .tune import ERROR_ATTR, PRUNED_ATTR, RUN_ATTR
-
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["number", "state", "value", "epochs_run", "pruned_at_epoch", "seconds", *keys, "run_dir", "error"])
@@ -133,7 +173,6 @@ def finish_study(study: Any, spec: Any, final_seeds: Sequence[int] | None, progr
 
     from .api import train
     from .plan import CONFIG_FILE
-    from .tune import RUN_ATTR, TuneResult, public_url
 
     out = Path(spec.out_dir)
     keys = list(spec.space)
