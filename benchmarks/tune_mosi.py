@@ -67,7 +67,8 @@ def run(work: Path, budget: float, code: Path) -> int:
             print("budget spent; run again to continue", flush=True)
             return 0
         t0 = time.time()
-        cmd = ["timeout", "-s", "INT", str(int(left)), sys.executable, "-m", "msa_toolkit", *args]
+        # -P: the working directory (ROOT, for the relative --space paths) does not shadow --code on sys.path
+        cmd = ["timeout", "-s", "INT", str(int(left)), sys.executable, "-P", "-m", "msa_toolkit", *args]
         print(f"$ msa {shlex.join(args)}", flush=True)
         rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
         if rc != 0:
