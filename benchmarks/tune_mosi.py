@@ -132,7 +132,7 @@ def report(work: Path, out: Path, commit: str) -> int:
     lines = [
         "# `msa tune` on real CMU-MOSI utterance features: ALMT and TFN",
         "",
-        f"Date: {doc['date']}. Code: commit {commit}. Machine: the shared 2-core CPU (no GPU), every chunk under "
+        f"Date: {doc['date']}. Code: {commit}. Machine: the shared 2-core CPU (no GPU), every chunk under "
         "`flock /tmp/msa_cpu.lock`.",
         "Data: `mosi_poria_utterance.pkl` (Poria et al., ACL 2017: one vector per segment, text 100 / audio 73 /",
         "vision 100; their 62/31-video split with 10 % of the training videos as valid: train 1289 / valid 158 /",
