@@ -33,6 +33,7 @@ _LAZY = {
     "evaluate": "msa_toolkit.training.api:evaluate",
     "benchmark": "msa_toolkit.training.benchmark:benchmark",
     "robustness": "msa_toolkit.training.robustness:robustness",
+    "tune": "msa_toolkit.training.tune:tune",
     "predict": "msa_toolkit.prediction:predict",
     "serve": "msa_toolkit.server:serve",
     "create_model": "msa_toolkit.models:create_model",

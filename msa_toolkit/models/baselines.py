@@ -20,6 +20,7 @@ from ..spec import MODALITIES
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
+from ..space import Choice, Float, Int
 from ..layers import (ConvProjection, CrossModalTransformer, Dropout, MLPHead, ResidualHead, UtteranceSubNet,
                       build_text_encoder, last_valid, masked_mean, run_rnn, text_features)
 
@@ -44,8 +45,14 @@ class TextOnlyConfig(ModelConfig):
     lr: float = doc(1e-3, "learning rate")
 
 
+#: `msa tune`'s default ranges of the two MLP baselines (no paper: the usual ranges of a small MLP)
+MLP_SPACE = {"lr": Float(1e-4, 1e-2, log=True), "batch_size": Choice(16, 32, 64), "hidden": Choice(32, 64, 128, 256),
+             "dropout": Float(0.0, 0.5)}
+
+
 @register_model("text_only", TextOnlyConfig, presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS),
                                                   "tiny": {"hidden": 8}},
+                search_space={**MLP_SPACE, "layers": Int(1, 3)},
                 summary="Baseline: masked-mean text features + MLP")
 class TextOnly(MSAModel):
     """``prediction = MLP(masked_mean(text))``. Shapes: text [B, Lt, Dt] -> prediction [B]."""
@@ -77,6 +84,7 @@ class LateFusionConfig(ModelConfig):
 
 @register_model("late_fusion", LateFusionConfig,
                 presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS), "tiny": {"hidden": 8}},
+                search_space={**MLP_SPACE, "fusion": Choice("concat", "mean")},
                 summary="Baseline: per-modality encoders, late fusion (concat or averaged heads)")
 class LateFusion(MSAModel):
     """Per modality: ``Linear -> ReLU -> masked mean -> Linear -> ReLU`` gives h_m [B, hidden].
@@ -139,7 +147,16 @@ class TFNConfig(ModelConfig):
     batch_size: int = doc(32, "training batch size")
 
 
-@register_model("tfn", TFNConfig,
+#: `msa tune`'s default ranges: MMSA's TFN tuning config (config_tune.json: hidden dims text 64/128, audio 16/32,
+#: video 64/128 there, 16 (our default) added; text_out, post_fusion_dim and batch size as there; its dropouts
+#: 0.2-0.5 and learning rates 5e-4-5e-3 as continuous ranges)
+TFN_SPACE = {"text_hidden": Choice(64, 128), "audio_hidden": Choice(16, 32), "vision_hidden": Choice(16, 64, 128),
+             "text_out": Choice(32, 64, 128, 256), "post_fusion_dim": Choice(16, 32, 64, 128),
+             "post_fusion_dropout": Float(0.2, 0.5), "batch_size": Choice(32, 64, 128),
+             "lr": Float(5e-4, 5e-3, log=True)}
+
+
+@register_model("tfn", TFNConfig, search_space=TFN_SPACE,
                 presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS),
                          "tiny": {"text_hidden": 16, "text_out": 8, "audio_hidden": 4, "vision_hidden": 4,
                                   "post_fusion_dim": 16, "post_fusion_dropout": 0.0}},
@@ -228,7 +245,18 @@ class MulTConfig(ModelConfig):
     LEGACY_VALUES: ClassVar[dict] = {"positions": "interleaved", "shared_kv_norm": False}
 
 
-@register_model("mult", MulTConfig,
+#: `msa tune`'s default ranges: MMSA's MulT tuning config (config_tune.json; its (width, heads) pairs as width
+#: 30/40/50 x heads 5/10, all divisible; its batch sizes 4-16 widened to MulT's published 24 and 32)
+MULT_SPACE = {"dim": Choice(30, 40, 50), "heads": Choice(5, 10), "layers": Choice(2, 4, 6),
+              "kernel_text": Choice(1, 3, 5), "kernel_audio": Choice(1, 3, 5), "kernel_vision": Choice(1, 3, 5),
+              "attn_dropout": Float(0.1, 0.5), "attn_dropout_audio": Float(0.0, 0.2),
+              "attn_dropout_vision": Float(0.0, 0.2), "ff_dropout": Float(0.0, 0.2), "res_dropout": Float(0.0, 0.2),
+              "embed_dropout": Float(0.0, 0.2), "out_dropout": Float(0.1, 0.5), "batch_size": Choice(8, 16, 24, 32),
+              "lr": Float(5e-4, 5e-3, log=True), "grad_clip_norm": Choice(0.6, 0.8, 1.0),
+              "weight_decay": Choice(0.0, 0.001, 0.005)}
+
+
+@register_model("mult", MulTConfig, search_space=MULT_SPACE,
                 presets={
                     # MulT's published unaligned CMU-MOSI setting
                     "mosi": {**MOSI_INPUTS, "dim": 30, "heads": 5, "layers": 5, "attn_dropout": 0.2,
