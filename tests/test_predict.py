@@ -44,6 +44,19 @@ def test_json_has_segments_only_when_asked():
     assert ["segments" in p for p in json.loads(to_json(preds))["predictions"]] == [True, False]
 
 
+def test_words_with_times_come_with_the_segments(clip_predictions):
+    from msa_toolkit.prediction_types import to_json
+
+    pos = clip_predictions["speech_positive.mp4"]  # predicted with segments=True
+    assert [w.text.strip(" .,") for w in pos.words][:3] == ["I", "really", "love"]
+    assert all(0 <= w.start <= w.end <= pos.duration + 0.5 for w in pos.words)
+    assert [w.start for w in pos.words] == sorted(w.start for w in pos.words)
+    [doc] = json.loads(to_json([pos], segments=True))["predictions"]
+    assert doc["words"][0] == {"text": pos.words[0].text, "start": pos.words[0].start, "end": pos.words[0].end}
+    [plain] = json.loads(to_json([pos], segments=False))["predictions"]
+    assert "words" not in plain and "segments" not in plain
+
+
 def test_polarity_helpers():
     assert class7(2.6) == 3 and class7(-0.4) == 0 and class7(-9) == -3
     assert polarity(0.49) == "neutral" and polarity(0.51) == "positive" and polarity(-1.2) == "negative"

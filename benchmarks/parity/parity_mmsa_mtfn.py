@@ -2,7 +2,7 @@
 
     python benchmarks/parity/parity_mmsa_mtfn.py --reference-dir /path/to/MMSA [--json PATH]
 
-Writes benchmarks/results/parity/parity_mmsa_mtfn.json unless ``--json`` names another path (``--json ''``: none).
+Writes benchmarks/results/parity/parity_mtfn_mmsa.json unless ``--json`` names another path (``--json ''``: none).
 
 Both models at MMSA's CH-SIMS configuration (``config/config_regression.json`` "mtfn"/"sims", toolkit preset
 ``sims``; the script checks that the preset holds the same values), every dropout 0. The toolkit's documented
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_common import (Namespace, ParamMap, ParityReport, after_step_as_info, base_parser,  # noqa: E402
                            check_coverage, check_reference_dir, compare_training, finish, import_reference,
                            load_mapped, reference_commit, same)
+from parity_mmsa_common import batchnorm_subnets, count_parameters  # noqa: E402
 
 REPO = "thuiar/MMSA"
 EXPECTED_FILES = ("src/MMSA/models/multiTask/MTFN.py", "src/MMSA/trains/multiTask/MTFN.py",
@@ -74,9 +75,9 @@ def weight_map(c) -> list[ParamMap]:
         maps += [same(f"{ref}.norm.{p}", f"{tk}.net.0.{p}") for p in ("weight", "bias")]
         maps += [same(f"{ref}.linear_{i}.{p}", f"{tk}.net.{j}.{p}") for i, j in ((1, 2), (2, 4), (3, 6))
                  for p in ("weight", "bias")]
-    maps += [same(f"text_subnet.rnn.{p}_l0", f"lstm.{p}_l0") for p in ("weight_ih", "weight_hh", "bias_ih",
-                                                                      "bias_hh")]
-    maps += [same(f"text_subnet.linear_1.{p}", f"text_out.1.{p}") for p in ("weight", "bias")]
+    maps += [same(f"text_subnet.rnn.{p}_l0", f"text_net.rnn.{p}_l0") for p in ("weight_ih", "weight_hh", "bias_ih",
+                                                                               "bias_hh")]
+    maps += [same(f"text_subnet.linear_1.{p}", f"text_net.linear.{p}") for p in ("weight", "bias")]
     perm = fusion_permutation(c.text_out, c.audio_hidden, c.vision_hidden)
     maps.append(same("post_fusion_layer_1.weight", "post.1.weight", lambda w: w[:, perm]))
     maps.append(same("post_fusion_layer_1.bias", "post.1.bias"))
@@ -91,7 +92,7 @@ def weight_map(c) -> list[ParamMap]:
 def main(argv: list[str] | None = None) -> int:
     ap = base_parser(__doc__.splitlines()[0])
     ap.add_argument("--float64", action="store_true", help="both sides in float64 (the after-step check's rounding "
-                    "amplification gone; writes parity_mmsa_mtfn_float64.json)")
+                    "amplification gone; writes parity_mtfn_mmsa_float64.json)")
     a = ap.parse_args(argv)
     if a.float64:
         torch.set_default_dtype(torch.float64)
@@ -110,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "num_classes": 3}))
     tk = create_model("mtfn", "sims", **zero)
     c = tk.config
-    for name, dim in (("audio_net", c.audio_dim), ("vision_net", c.vision_dim)):  # bridge: MMSA's BatchNorm1d
-        getattr(tk, name).net[0] = nn.BatchNorm1d(dim)
+    batchnorm_subnets(tk, ("audio_net", "vision_net"))  # bridge: MMSA's BatchNorm1d
     maps = weight_map(c)
     check_coverage(maps, ref, tk, ref_unused=("output_range", "output_shift"))
     load_mapped(maps, ref, tk)
@@ -155,11 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                 {"params": [q for _, q in named[:2]], "lr": 0.0}, {"params": other}], lr=p["learning_rate"])
         return torch.optim.Adam(tk.param_groups(c.lr, c.weight_decay), lr=c.lr)
 
-    report = ParityReport("mmsa_mtfn", REPO, reference_commit(ref_dir),
+    report = ParityReport("mtfn", REPO, reference_commit(ref_dir),
                           {"preset": "sims", "batch_size": B, "lengths": L, "dims": dims, "optimizer": "Adam (groups)",
                            "lr": c.lr, "weights": weights, "dropout": 0.0,
-                           "parameters": {"reference": sum(q.numel() for q in ref.parameters() if q.requires_grad),
-                                          "toolkit": tk.num_parameters()}})
+                           "parameters": {"reference": count_parameters(ref), "toolkit": tk.num_parameters()}})
     report.add("config: preset sims vs config_regression.json", float(len(mismatches)), 0.0,
                "; ".join(mismatches) or "equal")
     report.add("parameter count (trainable)", float(abs(report.setting["parameters"]["reference"]
@@ -178,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "padding: MMSA averages audio/vision over every stored step and reads the LSTM after the padded text; "
         "the toolkit uses valid steps only (inputs here have no padding)",
         "dropout (0 on both sides)"]
-    return finish(report, a.json, "float64" if a.float64 else "")
+    return finish(report, a.json, "mmsa_float64" if a.float64 else "mmsa")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ that compute the same function.
 
     python benchmarks/parity/parity_mmsa_tfr_net.py --reference-dir /path/to/MMSA [--float64] [--json PATH]
 
-Writes benchmarks/results/parity/parity_mmsa_tfr_net[_float64].json unless ``--json`` names another path.
+Writes benchmarks/results/parity/parity_tfr_net_mmsa[_float64].json unless ``--json`` names another path.
 
 MMSA's ``Alignment``, ``Fusion`` and ``RECLoss`` are built from ``config/config_regression.json`` ("tfr_net",
 "mosi") without importing MMSA's package ``__init__`` (its sub-packages are registered empty, so nothing else of
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         loss = tk.objective(out, batch)
         return {"prediction": out.prediction, "prediction_l1": loss.components["prediction_l1"], "total": loss.total}
 
-    report = ParityReport("mmsa_tfr_net", REPO, reference_commit(ref_dir),
+    report = ParityReport("tfr_net", REPO, reference_commit(ref_dir),
                           {"preset": "mosi", "batch_size": B, "lengths": L, "dims": dims, "optimizer": "Adam",
                            "lr": c.lr, "weight_decay": c.weight_decay, "dropout": 0.0, "missing_rate": 0.0})
     pairs = [("forward: prediction", "prediction", "prediction"), ("loss: L1 (= total)", "total", "prediction_l1"),
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "the causal attention mask (MMSA attn_mask true; off here, the toolkit has none) and padding masks",
         "the missing-feature simulation (MMSA: in its data loader, seed 1111; the toolkit: in training forward)",
         "classifier LayerNorm (toolkit) vs BatchNorm1d (MMSA): bridged in memory", "dropout (0 on both sides)"]
-    return finish(report, a.json, "float64" if a.float64 else "")
+    return finish(report, a.json, "mmsa_float64" if a.float64 else "mmsa")
 
 
 if __name__ == "__main__":

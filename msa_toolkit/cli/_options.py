@@ -318,6 +318,48 @@ def dataset_path(positional: Optional[Path], option: Optional[Path]) -> Path:
     return path
 
 
+# ---- the run options of `msa train` and `msa tune` -------------------------------------------------------------
+# (declared once: the two commands resolve a run's model, preset, recipe and settings the same way, training/plan.py)
+
+def model_option() -> Any:
+    """``--model/-m NAME``: a registered model (optional: a config's ``model.name`` may give it)."""
+    return typer.Option(None, "--model", "-m", help="Registered model name (see `msa models`).",
+                        autocompletion=complete_model)
+
+
+def preset_option() -> Any:
+    """``--preset/-p NAME``: a named model preset."""
+    return typer.Option(None, "--preset", "-p", help="Named model preset (e.g. mosi, tiny).",
+                        autocompletion=complete_preset)
+
+
+def recipe_option() -> Any:
+    """``--recipe NAME``: a training recipe (training/recipes.py)."""
+    return typer.Option(None, "--recipe", help="Training recipe: toolkit (default: checkpoint chosen on valid) | "
+                                               "reference (the authors' protocol; see docs/models.md).",
+                        autocompletion=complete_recipe)
+
+
+def config_option() -> Any:
+    """``--config/-c FILE``: a YAML with ``trainer:`` and ``model:`` sections."""
+    return typer.Option(None, "--config", "-c",
+                        help="YAML with 'trainer:' and 'model:' sections (a run's config.yaml works).")
+
+
+def set_option() -> Any:
+    """``--set/-s key=value``, repeatable: dotted overrides."""
+    return typer.Option([], "--set", "-s", metavar="<key=value>",
+                        help="Dotted override, repeatable: trainer.epochs=3, model.dropout=0.2.")
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """``"1,2,3"`` -> [1, 2, 3]; typer.BadParameter naming ``flag`` for anything else."""
+    try:
+        return [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise typer.BadParameter(f"{flag} expects comma-separated integers, got {text!r}") from None
+
+
 # ---- trainer shortcut flags -----------------------------------------------------------------------
 def trainer_overrides(set_: list[str], **shortcuts: Any) -> list[str]:
     """``--set`` values plus the shortcut flags of `msa train` / `msa benchmark` as ``trainer.*``

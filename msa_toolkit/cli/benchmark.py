@@ -50,6 +50,10 @@ def benchmark_command(
                                            help="Run the reference recipes that fine-tune BERT (DLF, ALMT, MInD) "
                                                 "without model.text_encoder, on frozen text features; the rows "
                                                 "record frozen_text: true."),
+    robustness: Optional[str] = typer.Option(None, "--robustness", metavar="PROTOCOLS",
+                                             help="Also score each run under these robustness protocols (A, B, "
+                                                  "noise; comma-separated, as `msa robustness`) and add each "
+                                                  "model's AUILC (mean ± std over seeds) to the tables."),
     quiet: bool = typer.Option(True, "--quiet/--verbose", help="Per-run progress output."),
 ) -> None:
     """Train every model x seed (finished runs are skipped) and write results.{md,csv,json,png}.
@@ -71,7 +75,8 @@ def benchmark_command(
     try:
         result = benchmark(_csv(models), data, out, seeds=seed_list, recipe=recipe, preset=preset,
                            overrides=overrides, progress=not quiet, mmsa_names=mmsa_names, percent=percent,
-                           paper=PAPER_MOSI if paper else None, baseline=baseline)
+                           paper=PAPER_MOSI if paper else None, baseline=baseline,
+                           robustness=_csv(robustness) if robustness else ())
     except KeyboardInterrupt:
         typer.secho(f"interrupted: finished runs are kept in {out}; run the same command to continue (finished "
                     "runs are skipped, the interrupted one resumes from its last.pt)", fg=typer.colors.YELLOW,

@@ -30,7 +30,8 @@ DEFAULT_OMP_WAIT_POLICY = "PASSIVE"
 THREADS_ENV = "MSA_THREADS"
 
 #: the order `msa --help` lists commands in (pipeline order); commands not named here follow, sorted
-COMMAND_ORDER = ("extract", "dataset", "train", "benchmark", "evaluate", "predict", "models")
+COMMAND_ORDER = ("extract", "dataset", "train", "tune", "benchmark", "evaluate", "robustness", "predict", "serve",
+                 "models")
 
 app = typer.Typer(
     name="msa",

@@ -8,33 +8,19 @@ from typing import List, Optional
 
 import typer
 
-from ._options import (INTERRUPTED_EXIT, complete_model, complete_preset, complete_recipe, data_option,
-                       trainer_overrides)
-
-
-def _seeds(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.replace(" ", "").split(",") if s]
-    except ValueError:
-        raise typer.BadParameter(f"--seeds expects comma-separated integers, got {text!r}") from None
+from ._options import (INTERRUPTED_EXIT, config_option, data_option, model_option, parse_seeds, preset_option,
+                       recipe_option, set_option, trainer_overrides)
 
 
 def train_command(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name (see `msa models`).",
-                                          autocompletion=complete_model),
+    model: Optional[str] = model_option(),
     data: Optional[Path] = data_option(required=True, show_config=True),
     out: Optional[Path] = typer.Option(None, "--out", "-o", show_default=False,
                                        help="Run directory to write (required unless --show-config)."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named model preset (e.g. mosi, tiny).",
-                                           autocompletion=complete_preset),
-    recipe: Optional[str] = typer.Option(None, "--recipe",
-                                         help="Training recipe: toolkit (default: checkpoint chosen on valid) | "
-                                              "reference (the authors' protocol; see docs/models.md).",
-                                         autocompletion=complete_recipe),
-    config: Optional[Path] = typer.Option(None, "--config", "-c",
-                                          help="YAML with 'trainer:' and 'model:' sections (a run's config.yaml works)."),
-    set_: List[str] = typer.Option([], "--set", "-s", metavar="<key=value>",
-                                   help="Dotted override, repeatable: trainer.epochs=3, model.dropout=0.2."),
+    preset: Optional[str] = preset_option(),
+    recipe: Optional[str] = recipe_option(),
+    config: Optional[Path] = config_option(),
+    set_: List[str] = set_option(),
     seeds: Optional[str] = typer.Option(None, "--seeds", metavar="<s1,s2,...>",
                                         help="Comma-separated seeds; one sub-run each, mean ± std table "
                                              "(default: the config's seeds, else trainer.seed)."),
@@ -81,7 +67,7 @@ def train_command(
     if show_config_:
         _print_config(model, preset, config, set_ + trainer_overrides([], epochs=epochs, device=device,
                                                                      precision=precision, threads=threads),
-                      _seeds(seeds) if seeds else None, recipe)
+                      parse_seeds(seeds) if seeds else None, recipe)
         return
     for value, flag in ((data, "'--data' / '-d'"), (out, "'--out' / '-o'")):
         if value is None:
@@ -101,7 +87,7 @@ def train_command(
         # display follows this command line, not the run's config.yaml: a run started with -q and resumed
         # (or re-run with -c config.yaml) without it shows its progress; --set trainer.progress=... still wins
         result = train(model, data, out, preset=preset, config=config, overrides=overrides,
-                       seeds=_seeds(seeds) if seeds else None, resume=resume, recipe=recipe, progress=not quiet,
+                       seeds=parse_seeds(seeds) if seeds else None, resume=resume, recipe=recipe, progress=not quiet,
                        callbacks=callbacks)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where the trainer turns it into one
         typer.secho(f"interrupted: finished epochs are kept in {out}/seed_<s>/last.pt; run the same command with "

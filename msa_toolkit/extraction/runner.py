@@ -181,8 +181,14 @@ def on_device(config: ExtractConfig, device: str) -> ExtractConfig:
     return replace(config, **changes)
 
 
+#: the stages that can run beside the speech lane (lanes.py); without any, Whisper has the whole budget
+OTHER_LANE_STAGES = ("audio", "vision")
+
+
 def apply_thread_plan(extractors: Mapping[str, Any], plan: ThreadPlan) -> None:
-    """Give Whisper the speech lane's CTranslate2 threads unless the user set ``cpu_threads`` (0 = auto).
+    """Give Whisper the speech lane's CTranslate2 threads unless the user set ``cpu_threads`` (0 = auto);
+    all of the plan's cores when no acoustic or visual stage could run beside it (e.g. a text-only
+    checkpoint in `msa predict` / `msa serve`: half the cores would otherwise idle).
 
     ``cpu_threads`` is a runtime parameter (not in the FeatureSpec); torch and OpenCV are capped
     while stages run (:func:`~.lanes.library_threads`).
@@ -190,7 +196,8 @@ def apply_thread_plan(extractors: Mapping[str, Any], plan: ThreadPlan) -> None:
     asr = extractors.get("asr")
     params = getattr(asr, "params", None)
     if isinstance(params, dict) and "cpu_threads" in params and not int(params["cpu_threads"] or 0):
-        params["cpu_threads"] = plan.speech
+        alone = not any(stage in extractors for stage in OTHER_LANE_STAGES)
+        params["cpu_threads"] = plan.cores if alone else plan.speech
 
 
 class LoadedExtractors:

@@ -13,17 +13,20 @@ update instead of NaN.
   :class:`CrossModalTransformer`; ``forward_last`` computes the final block for the last valid step only
 - :mod:`.heads`: :class:`ConvProjection`, :class:`MLPHead`, :class:`ResidualHead`, gradient reversal
 - :mod:`.losses`: the criteria the models' objectives combine
-- :mod:`.fusion`: TFN's pooled audio/visual subnetwork, :func:`tensor_fusion`, :func:`run_rnn`
+- :mod:`.fusion`: :func:`tensor_fusion`, TFN's fusion tensor (TFN, MTFN)
 - :mod:`.text_encoder`: the optional fine-tuned transformers text encoder (:func:`build_text_encoder`)
+- :mod:`.recurrent`: RNN runner, TFN's subnetworks, time-step batch norm, step alignment (TFN, LMF, LF-DNN, MFN,
+  EF-LSTM)
 """
 
 from .attention import MATH_PATH_MAX_KEYS, MultiHeadAttention, attend
 from .dropout import FAST_DRAW_MIN_NUMEL, Dropout, dropout, keep_mask
-from .fusion import PooledSubNet, run_rnn, tensor_fusion
+from .fusion import tensor_fusion
 from .heads import ConvProjection, GradientReversal, GradReverse, MLPHead, ResidualHead, grad_reverse
 from .masking import (ACTIVATIONS, activation, last_valid, mask_fill, masked_mean, take_last, unpadded,
                       zero_empty)
 from .positions import SINUSOID_LAYOUTS, LearnedPositionalEncoding, SinusoidalPositionalEncoding, sinusoidal_table
+from .recurrent import StepBatchNorm, TextSubNet, UtteranceSubNet, align_steps, run_rnn, text_timeline
 from .text_encoder import TextEncoder, build_text_encoder, text_features
 from .transformer import CrossModalTransformer, EncoderLayer, FeedForward, TransformerBlock
 
@@ -33,5 +36,6 @@ __all__ = [
     "activation", "last_valid", "mask_fill", "masked_mean", "take_last", "unpadded", "zero_empty",
     "SINUSOID_LAYOUTS", "LearnedPositionalEncoding", "SinusoidalPositionalEncoding", "sinusoidal_table",
     "TextEncoder", "build_text_encoder", "text_features", "CrossModalTransformer", "EncoderLayer", "FeedForward",
-    "TransformerBlock", "PooledSubNet", "run_rnn", "tensor_fusion",
+    "TransformerBlock", "StepBatchNorm", "TextSubNet", "UtteranceSubNet", "align_steps", "run_rnn",
+    "text_timeline", "tensor_fusion",
 ]

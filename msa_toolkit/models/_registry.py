@@ -41,6 +41,8 @@ class ModelEntry:
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # one-line description for `msa models`
     summary: str = ""
+    # what `msa tune` may vary: config field -> range (msa_toolkit.space), from the paper and MMSA's tuning configs
+    search_space: Mapping[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -48,16 +50,17 @@ _loaded = False
 
 
 def register_model(name: str, config_cls: type[ModelConfig], presets: Mapping[str, Mapping[str, Any]] | None = None,
-                   summary: str = "") -> Callable[[_ModelT], _ModelT]:
+                   summary: str = "", search_space: Mapping[str, Any] | None = None) -> Callable[[_ModelT], _ModelT]:
     """Class decorator: register ``cls(config) -> MSAModel`` under ``name``.
 
-    Any callable taking the resolved config works (a class is the usual case).
+    Any callable taking the resolved config works (a class is the usual case). ``search_space``: config field ->
+    :mod:`msa_toolkit.space` range, the hyper-parameters `msa tune` searches by default.
     """
 
     def deco(builder: _ModelT) -> _ModelT:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, config_cls, dict(presets or {}), summary)
+        _REGISTRY[name] = ModelEntry(name, builder, config_cls, dict(presets or {}), summary, dict(search_space or {}))
         return builder
 
     return deco

@@ -57,6 +57,7 @@ from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from ..layers import (Dropout, LearnedPositionalEncoding, MultiHeadAttention, activation, attend, build_text_encoder,
                       text_features, unpadded)
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
+from ..space import Choice, Float, Int
 
 __all__ = ["ALMTConfig", "ALMT", "ALMTBlock", "TokenEmbedding", "LanguageEncoder", "AHLLayer", "FusionTransformer"]
 
@@ -234,7 +235,15 @@ ALMT_PRESETS = {
 }
 
 
-@register_model("almt", ALMTConfig, presets=ALMT_PRESETS,
+#: `msa tune`'s default ranges, around the paper's settings (lr 1e-4, AdamW wd 1e-4, batch 64, 8 tokens, fusion depth
+#: 2 on MOSI / 4 on MOSEI, dropout 0); MMSA has no ALMT tuning config
+ALMT_SPACE = {"lr": Float(3e-5, 1e-3, log=True), "weight_decay": Float(1e-5, 1e-2, log=True),
+              "batch_size": Choice(32, 64, 128), "warmup_ratio": Float(0.0, 0.2), "token_len": Choice(4, 8, 16),
+              "ahl_depth": Int(2, 4), "fusion_depth": Int(1, 4), "dropout": Float(0.0, 0.3),
+              "emb_dropout": Float(0.0, 0.3)}
+
+
+@register_model("almt", ALMTConfig, presets=ALMT_PRESETS, search_space=ALMT_SPACE,
                 summary="ALMT: Adaptive Language-guided Multimodal Transformer (Zhang et al., EMNLP 2023)")
 class ALMT(MSAModel):
     """ALMT model. ``forward(batch) -> ModelOutput(prediction [B], aux)``.

@@ -20,7 +20,8 @@ from ..spec import MODALITIES
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
-from ..layers import (ConvProjection, CrossModalTransformer, Dropout, MLPHead, PooledSubNet, ResidualHead,
+from ..space import Choice, Float, Int
+from ..layers import (ConvProjection, CrossModalTransformer, Dropout, MLPHead, ResidualHead, UtteranceSubNet,
                       build_text_encoder, last_valid, masked_mean, run_rnn, tensor_fusion, text_features)
 
 __all__ = ["TextOnlyConfig", "TextOnly", "LateFusionConfig", "LateFusion", "TFNConfig",
@@ -44,8 +45,14 @@ class TextOnlyConfig(ModelConfig):
     lr: float = doc(1e-3, "learning rate")
 
 
+#: `msa tune`'s default ranges of the two MLP baselines (no paper: the usual ranges of a small MLP)
+MLP_SPACE = {"lr": Float(1e-4, 1e-2, log=True), "batch_size": Choice(16, 32, 64), "hidden": Choice(32, 64, 128, 256),
+             "dropout": Float(0.0, 0.5)}
+
+
 @register_model("text_only", TextOnlyConfig, presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS),
                                                   "tiny": {"hidden": 8}},
+                search_space={**MLP_SPACE, "layers": Int(1, 3)},
                 summary="Baseline: masked-mean text features + MLP")
 class TextOnly(MSAModel):
     """``prediction = MLP(masked_mean(text))``. Shapes: text [B, Lt, Dt] -> prediction [B]."""
@@ -77,6 +84,7 @@ class LateFusionConfig(ModelConfig):
 
 @register_model("late_fusion", LateFusionConfig,
                 presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS), "tiny": {"hidden": 8}},
+                search_space={**MLP_SPACE, "fusion": Choice("concat", "mean")},
                 summary="Baseline: per-modality encoders, late fusion (concat or averaged heads)")
 class LateFusion(MSAModel):
     """Per modality: ``Linear -> ReLU -> masked mean -> Linear -> ReLU`` gives h_m [B, hidden].
@@ -131,13 +139,24 @@ class TFNConfig(ModelConfig):
     vision_hidden: int = doc(16, "hidden/output width of the visual subnetwork")
     post_fusion_dim: int = doc(128, "width of the two post-fusion hidden layers")
     post_fusion_dropout: float = doc(0.2, "dropout in the modality subnetworks and before the post-fusion MLP")
+    output_bound: float = doc(0.0, "0: linear output; b > 0: prediction = 2b * sigmoid(o) - b in (-b, b) (the TFN "
+                                   "code's regression output, b = 3 for the MOSI/MOSEI labels)")
     dropout: float = doc(0.1, "unused: TFN's dropout is post_fusion_dropout")
     loss: str = doc("l1", "training criterion: l1 | mse")
     lr: float = doc(1e-3, "learning rate")
     batch_size: int = doc(32, "training batch size")
 
 
-@register_model("tfn", TFNConfig,
+#: `msa tune`'s default ranges: MMSA's TFN tuning config (config_tune.json: hidden dims text 64/128, audio 16/32,
+#: video 64/128 there, 16 (our default) added; text_out, post_fusion_dim and batch size as there; its dropouts
+#: 0.2-0.5 and learning rates 5e-4-5e-3 as continuous ranges)
+TFN_SPACE = {"text_hidden": Choice(64, 128), "audio_hidden": Choice(16, 32), "vision_hidden": Choice(16, 64, 128),
+             "text_out": Choice(32, 64, 128, 256), "post_fusion_dim": Choice(16, 32, 64, 128),
+             "post_fusion_dropout": Float(0.2, 0.5), "batch_size": Choice(32, 64, 128),
+             "lr": Float(5e-4, 5e-3, log=True)}
+
+
+@register_model("tfn", TFNConfig, search_space=TFN_SPACE,
                 presets={"mosi": dict(MOSI_INPUTS), "mosei": dict(MOSEI_INPUTS),
                          "tiny": {"text_hidden": 16, "text_out": 8, "audio_hidden": 4, "vision_hidden": 4,
                                   "post_fusion_dim": 16, "post_fusion_dropout": 0.0}},
@@ -154,17 +173,20 @@ class TFN(MSAModel):
     batch's text features (or the fine-tuned encoder's states). Audio/visual inputs
     are averaged over their valid steps as in the paper's utterance-level setting.
     A LayerNorm on the averaged audio/visual input replaces the reference code's
-    BatchNorm (batch-size-1 safe).
+    BatchNorm (batch-size-1 safe). The reference code's bounded output (6 sigmoid - 3) is
+    ``output_bound=3`` (default 0: a linear output).
     """
 
     def __init__(self, config: TFNConfig):
         super().__init__(config)
         c = config
+        if c.output_bound < 0:
+            raise ValueError(f"output_bound must be >= 0 (0 = linear output), got {c.output_bound}")
         self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
         self.lstm = nn.LSTM(dt, c.text_hidden, batch_first=True)
         self.text_out = nn.Sequential(Dropout(c.post_fusion_dropout), nn.Linear(c.text_hidden, c.text_out))
-        self.audio_net = PooledSubNet(c.audio_dim, c.audio_hidden, c.post_fusion_dropout)
-        self.vision_net = PooledSubNet(c.vision_dim, c.vision_hidden, c.post_fusion_dropout)
+        self.audio_net = UtteranceSubNet(c.audio_dim, c.audio_hidden, c.post_fusion_dropout)
+        self.vision_net = UtteranceSubNet(c.vision_dim, c.vision_hidden, c.post_fusion_dropout)
         fused = (c.text_out + 1) * (c.audio_hidden + 1) * (c.vision_hidden + 1)
         self.post = nn.Sequential(Dropout(c.post_fusion_dropout), nn.Linear(fused, c.post_fusion_dim), nn.ReLU(),
                                   nn.Linear(c.post_fusion_dim, c.post_fusion_dim), nn.ReLU(),
@@ -177,8 +199,10 @@ class TFN(MSAModel):
         z_t = self.text_out(last_valid(states, batch.text_mask))
         z_a = self.audio_net(batch.audio, batch.audio_mask)
         z_v = self.vision_net(batch.vision, batch.vision_mask)
-        fusion = tensor_fusion(z_t, z_a, z_v)
-        return ModelOutput(self.post(fusion).squeeze(-1), {"z_text": z_t, "z_audio": z_a, "z_vision": z_v})
+        pred = self.post(tensor_fusion(z_t, z_a, z_v)).squeeze(-1)
+        if self.config.output_bound > 0:
+            pred = 2 * self.config.output_bound * torch.sigmoid(pred) - self.config.output_bound
+        return ModelOutput(pred, {"z_text": z_t, "z_audio": z_a, "z_vision": z_v})
 
 
 # --------------------------------------------------------------------------- MulT
@@ -218,7 +242,18 @@ class MulTConfig(ModelConfig):
     LEGACY_VALUES: ClassVar[dict] = {"positions": "interleaved", "shared_kv_norm": False}
 
 
-@register_model("mult", MulTConfig,
+#: `msa tune`'s default ranges: MMSA's MulT tuning config (config_tune.json; its (width, heads) pairs as width
+#: 30/40/50 x heads 5/10, all divisible; its batch sizes 4-16 widened to MulT's published 24 and 32)
+MULT_SPACE = {"dim": Choice(30, 40, 50), "heads": Choice(5, 10), "layers": Choice(2, 4, 6),
+              "kernel_text": Choice(1, 3, 5), "kernel_audio": Choice(1, 3, 5), "kernel_vision": Choice(1, 3, 5),
+              "attn_dropout": Float(0.1, 0.5), "attn_dropout_audio": Float(0.0, 0.2),
+              "attn_dropout_vision": Float(0.0, 0.2), "ff_dropout": Float(0.0, 0.2), "res_dropout": Float(0.0, 0.2),
+              "embed_dropout": Float(0.0, 0.2), "out_dropout": Float(0.1, 0.5), "batch_size": Choice(8, 16, 24, 32),
+              "lr": Float(5e-4, 5e-3, log=True), "grad_clip_norm": Choice(0.6, 0.8, 1.0),
+              "weight_decay": Choice(0.0, 0.001, 0.005)}
+
+
+@register_model("mult", MulTConfig, search_space=MULT_SPACE,
                 presets={
                     # MulT's published unaligned CMU-MOSI setting
                     "mosi": {**MOSI_INPUTS, "dim": 30, "heads": 5, "layers": 5, "attn_dropout": 0.2,

@@ -67,6 +67,7 @@ from ..layers import (ConvProjection, CrossModalTransformer, ResidualHead, build
                       text_features, unpadded)
 from ..layers.losses import cosine_orthogonality, masked_mse, modified_triplet_loss, regression_loss
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
+from ..space import Choice, Float, Int
 
 __all__ = ["DLFConfig", "DLF", "DLFObjective"]
 
@@ -133,7 +134,16 @@ DLF_PRESETS = {
 }
 
 
-@register_model("dlf", DLFConfig, presets=DLF_PRESETS,
+#: `msa tune`'s default ranges around the reference settings (lr 1e-4, batch 16, the MOSI/MOSEI dropouts and kernels
+#: above, value clipping 0.6) and MMSA's MulT tuning choices for the shared MulT-style blocks (kernels, clipping)
+DLF_SPACE = {"lr": Float(3e-5, 1e-3, log=True), "batch_size": Choice(16, 32, 64), "layers": Int(1, 4),
+             "kernel_text": Choice(1, 3, 5), "kernel_audio": Choice(1, 3, 5), "kernel_vision": Choice(1, 3, 5),
+             "attn_dropout": Float(0.0, 0.5), "attn_dropout_audio": Float(0.0, 0.5),
+             "attn_dropout_vision": Float(0.0, 0.5), "embed_dropout": Float(0.0, 0.3), "out_dropout": Float(0.0, 0.5),
+             "text_dropout": Float(0.0, 0.5), "grad_clip_value": Choice(0.6, 0.8, 1.0)}
+
+
+@register_model("dlf", DLFConfig, presets=DLF_PRESETS, search_space=DLF_SPACE,
                 summary="DLF: Disentangled-Language-Focused MSA (Wang et al., AAAI 2025)")
 class DLF(MSAModel):
     """DLF model. ``forward(batch) -> ModelOutput``.

@@ -82,6 +82,7 @@ from ..layers import (ACTIVATIONS, Dropout, EncoderLayer, SinusoidalPositionalEn
                       grad_reverse, last_valid, masked_mean, text_features)
 from ..layers.losses import barlow_twins_loss, hsic, jsd_mi
 from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
+from ..space import Choice, Float
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,15 @@ def _encoder(d: int, c: MInDConfig) -> nn.Sequential:
                          nn.Linear(d, d), activation(c.activation))
 
 
-@register_model("mind", MInDConfig, MIND_PRESETS,
+#: `msa tune`'s default ranges around the published MOSI/MOSEI settings (lr 3e-5 / 2e-5, batch 32, dropout 0.35,
+#: loss weights alpha 1e-2, beta 1e-4, gamma 1e-3, lambda 0.1: each searched over a decade either side)
+MIND_SPACE = {"lr": Float(1e-5, 1e-4, log=True), "batch_size": Choice(16, 32, 64), "dropout": Float(0.1, 0.5),
+              "classifier_dropout": Float(0.0, 0.3), "fusion_dim": Choice(64, 128, 256),
+              "alpha_info": Float(1e-3, 1e-1, log=True), "beta_consistency": Float(1e-5, 1e-3, log=True),
+              "gamma_difference": Float(1e-4, 1e-2, log=True), "lambda_reconstruction": Float(1e-2, 1.0, log=True)}
+
+
+@register_model("mind", MInDConfig, MIND_PRESETS, search_space=MIND_SPACE,
                 summary="MInD (arXiv 2401.11818): shared/private encoders with a noise component; JSD MI, "
                         "Barlow Twins, HSIC, reconstruction, cyclic and noise-prediction losses")
 class MInD(MSAModel):

@@ -106,6 +106,7 @@ from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from ..layers import Dropout, EncoderLayer, masked_mean
 from .presets import MOSEI_ALIGNED_INPUTS, MOSI_ALIGNED_INPUTS
+from ..space import Choice, Float
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,12 @@ class MMCLCritic(nn.Module):
         return self.proj(torch.cat(pooled, dim=-1)).squeeze(-1)
 
 
-@register_model("mmcl", MMCLConfig, MMCL_PRESETS,
+#: `msa tune`'s default ranges around the authors' code (lr 3e-4, batch 128, dropout 0.5, gamma 0.5, tau 0.01)
+MMCL_SPACE = {"lr": Float(1e-4, 1e-3, log=True), "batch_size": Choice(32, 64, 128), "dropout": Float(0.2, 0.6),
+              "attn_dropout": Float(0.0, 0.3), "gamma": Float(0.3, 0.9), "tau": Float(0.005, 0.05, log=True)}
+
+
+@register_model("mmcl", MMCLConfig, MMCL_PRESETS, search_space=MMCL_SPACE,
                 summary="MMCL (arXiv 2501.12424): cosine common/specific decoupling, policy-weighted "
                         "specific features with a centralised critic")
 class MMCL(MSAModel):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .._fields import doc
-from ..layers import Dropout, PooledSubNet, build_text_encoder, last_valid, run_rnn, tensor_fusion, text_features
+from ..layers import Dropout, TextSubNet, UtteranceSubNet, build_text_encoder, tensor_fusion, text_features
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, MultiTaskObjective, unimodal_key
 from .presets import SIMS_INPUTS
@@ -86,7 +86,7 @@ class MTFN(MSAModel):
     """TFN's subnetworks and tensor fusion, plus one head per modality trained on that modality's label.
 
     Language: LSTM over the text sequence, state at the last valid step, Dropout + Linear -> z_t [B, text_out].
-    Audio / vision: masked mean over time + 3-layer MLP -> z_a, z_v (TFN's :class:`PooledSubNet`).
+    Audio / vision: masked mean over time + 3-layer MLP -> z_a, z_v (TFN's subnetworks, ``layers.recurrent``).
     Fused: MLP over the flattened outer product ``[z_t;1] x [z_a;1] x [z_v;1]``, squashed by
     ``sigmoid · output_range + output_shift``: ``prediction`` [B]. Unimodal: one MLP head per z_m:
     ``aux["prediction_T" | "prediction_A" | "prediction_V"]`` [B]. Loss: L1 per task, weighted by
@@ -106,10 +106,9 @@ class MTFN(MSAModel):
         super().__init__(config)
         c = config
         self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
-        self.lstm = nn.LSTM(dt, c.text_hidden, batch_first=True)
-        self.text_out = nn.Sequential(Dropout(c.text_dropout), nn.Linear(c.text_hidden, c.text_out))
-        self.audio_net = PooledSubNet(c.audio_dim, c.audio_hidden, c.audio_dropout)
-        self.vision_net = PooledSubNet(c.vision_dim, c.vision_hidden, c.vision_dropout)
+        self.text_net = TextSubNet(dt, c.text_hidden, c.text_out, c.text_dropout)
+        self.audio_net = UtteranceSubNet(c.audio_dim, c.audio_hidden, c.audio_dropout)
+        self.vision_net = UtteranceSubNet(c.vision_dim, c.vision_hidden, c.vision_dropout)
         fused = (c.text_out + 1) * (c.audio_hidden + 1) * (c.vision_hidden + 1)
         self.post = unimodal_head(fused, c.post_fusion_dim, c.post_fusion_dropout)
         self.heads = nn.ModuleDict({
@@ -121,9 +120,7 @@ class MTFN(MSAModel):
 
     def forward(self, batch) -> ModelOutput:
         c = self.config
-        text = text_features(self.text_encoder, batch)
-        states, _ = run_rnn(self.lstm, text)
-        z = {"T": self.text_out(last_valid(states, batch.text_mask)),
+        z = {"T": self.text_net(text_features(self.text_encoder, batch), batch.text_mask),
              "A": self.audio_net(batch.audio, batch.audio_mask),
              "V": self.vision_net(batch.vision, batch.vision_mask)}
         fused = self.post(tensor_fusion(z["T"], z["A"], z["V"])).squeeze(-1)
@@ -137,7 +134,7 @@ class MTFN(MSAModel):
         """MMSA's groups: the language, audio and visual subnetworks with their own weight decay, the rest
         (heads, fusion MLP, a fine-tuned text encoder) with ``weight_decay``."""
         c = self.config
-        subnets = {"text": ([self.lstm, self.text_out], c.text_weight_decay),
+        subnets = {"text": ([self.text_net], c.text_weight_decay),
                    "audio": ([self.audio_net], c.audio_weight_decay),
                    "vision": ([self.vision_net], c.vision_weight_decay)}
         taken: set[int] = set()

@@ -288,11 +288,27 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     non-finite predictions are never scored (NonFiniteError). A metric undefined on the split
     (:func:`.metrics.undefined_metrics`) is NaN, its reason in the result's ``undefined``.
     """
+    from .metrics import score
+
+    trainer, _ = evaluation_setup(checkpoint, data, drop, device, batch_size)
+    out = trainer.predict(split, tuple(drop))
+    if predictions is not None:
+        from .state import write_predictions
+
+        write_predictions(out, Path(predictions), presence=True)
+    metrics = score(out.prediction, out.label, trainer._resolve_metric_set())
+    metrics["loss"] = out.loss.get("total", float("nan"))
+    return metrics
+
+
+def evaluation_setup(checkpoint: str | os.PathLike, data: Any, drop: Sequence[str] = (), device: str = "auto",
+                     batch_size: int | None = None) -> tuple[Any, Any]:
+    """``(Trainer, Checkpoint)`` that evaluate a checkpoint on a dataset as :func:`evaluate` does (its checks,
+    the checkpoint's truncation lengths and normalisation statistics); ``trainer.data`` is the DataModule."""
     from ..spec import MODALITIES
     from ..errors import CheckpointError
     from .checkpoint import describe_nonfinite, load_checkpoint
     from ..data.stats import CHECKPOINT_FIX, usable_stats
-    from .metrics import score
     from .trainer import Trainer
 
     bad = [m for m in drop if m not in MODALITIES]
@@ -325,12 +341,4 @@ def evaluate(checkpoint: str | os.PathLike, data: Any, split: str = "test", drop
     if normalize and norm and hasattr(dm, "collator"):
         dims = ck.spec.dims if ck.spec is not None else {}
         dm.collator = dataclasses.replace(dm.collator, stats=usable_stats(norm, dims, checkpoint, CHECKPOINT_FIX))
-    trainer = Trainer(ck.model, dm, tc, out_dir=None, spec=ck.spec)
-    out = trainer.predict(split, tuple(drop))
-    if predictions is not None:
-        from .state import write_predictions
-
-        write_predictions(out, Path(predictions), presence=True)
-    metrics = score(out.prediction, out.label, trainer._resolve_metric_set())
-    metrics["loss"] = out.loss.get("total", float("nan"))
-    return metrics
+    return Trainer(ck.model, dm, tc, out_dir=None, spec=ck.spec), ck

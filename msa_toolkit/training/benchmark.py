@@ -43,6 +43,7 @@ from ..errors import MSAError
 from .metrics import MMSA_NAMES as _MMSA
 from .metrics import require_unique, seed_stats
 from .selection import BEST_TEST_KEY
+from .tables import auilc_label, robustness_columns
 
 RUNS_DIR = "runs"
 #: seeds of a model whose recipe names none, when the caller asks for the recipes' seeds
@@ -158,8 +159,12 @@ def _run_one(model: str, data: Any, run_dir: Path, seed: int, recipe: str, prese
 def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: Sequence[int] | None = (1, 2, 3),
                   recipe: str = "toolkit", preset: str | None = None, overrides: Iterable[str] = (),
                   mmsa_names: bool = False, percent: bool = False, paper: Mapping[str, Mapping[str, Any]] | None = None,
-                  plot: bool = True, baseline: str | None = None) -> BenchmarkResult:
+                  plot: bool = True, baseline: str | None = None, robustness: Sequence[str] = ()) -> BenchmarkResult:
     """Train every model x seed on ``data`` (resumable) and write the cross-model tables (module docstring).
+
+    ``robustness`` (protocols of :mod:`.robustness`, e.g. ``("A", "B")``) scores each finished run's checkpoint
+    under them (``runs/<model>/seed_<s>/robustness.json``, read back when it holds those protocols) and adds
+    each model's AUILC (mean ± std over seeds) to the tables.
 
     ``recipe`` applies to every model that has it (the others use "toolkit"; the table says
     which); ``seeds`` None means each model's recipe seeds (else :data:`DEFAULT_SEEDS`).
@@ -202,6 +207,10 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
                              "traceback": traceback.format_exc(limit=8), "run_dir": str(run_dir),
                              "data": label})
     rows += _earlier_rows(out_dir, protocol, {(r["model"], r["seed"]) for r in rows})
+    if robustness:
+        for r in rows:
+            if r["status"] == "ok":
+                r["robustness"] = run_robustness(Path(r["run_dir"]), data, robustness)
     result = BenchmarkResult(out_dir, rows, aggregate(rows))
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the tables
         write_results(result, mmsa_names=mmsa_names, percent=percent, paper=paper, plot=plot, baseline=baseline)
@@ -230,6 +239,40 @@ def _refuse_frozen_text(models: Sequence[str], recipe: str, preset: str | None, 
         raise MSAError(f"the {recipe} recipe of {', '.join(refused)} fine-tunes BERT inside the model: pass "
                        "--set model.text_encoder=PATH (scoped as <model>:model.text_encoder=PATH where needed), or "
                        "--allow-frozen-text to train on the dataset's frozen text features (recorded as a deviation)")
+
+
+def run_robustness(run_dir: Path, data: Any, protocols: Sequence[str]) -> dict[str, Any]:
+    """Protocol -> {"auilc", "per_rate": [{"rate", "metrics"}]} of one run's best checkpoint at the default rates
+    and mask seed; read back from ``run_dir/robustness.json`` when it holds every protocol asked, scored that way."""
+    from ..data.missing import DEFAULT_MASK_SEED
+    from .robustness import DEFAULT_RATES, PROTOCOLS, ROBUSTNESS_JSON, robustness
+    from .trainer import BEST_FILE
+
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad:
+        raise MSAError(f"--robustness: unknown protocol(s) {bad}; use a subset of {', '.join(PROTOCOLS)}")
+    path = run_dir / ROBUSTNESS_JSON
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    have = doc.get("protocols", {}) if doc.get("mask_seeds") == [DEFAULT_MASK_SEED] else {}
+    if not all(list(have.get(p, {}).get("rates", ())) == list(DEFAULT_RATES[p]) for p in protocols):
+        doc = robustness(run_dir / BEST_FILE, data, protocols=protocols, out_dir=run_dir).to_dict()
+    return {p: {"auilc": doc["protocols"][p]["auilc"],
+                "per_rate": [{"rate": r["rate"], "metrics": r["metrics"]} for r in doc["protocols"][p]["per_rate"]]}
+            for p in protocols}
+
+
+def _robustness_table(ok: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Protocol -> {"auilc": metric -> seed stats, "per_rate": [{"rate", "metrics": metric -> seed stats}]}."""
+    rob = [r["robustness"] for r in ok if r.get("robustness")]
+    out: dict[str, Any] = {}
+    for p in (rob[0] if rob else {}):
+        runs = [x[p] for x in rob if p in x]
+        out[p] = {"auilc": {k: seed_stats([x["auilc"].get(k) for x in runs]) for k in runs[0]["auilc"]},
+                  "per_rate": [{"rate": row["rate"],
+                                "metrics": {k: seed_stats([x["per_rate"][i]["metrics"].get(k) for x in runs])
+                                            for k in row["metrics"]}}
+                               for i, row in enumerate(runs[0]["per_rate"])]}
+    return out
 
 
 def _protocol(data: Any, recipe: str, overrides: Sequence[str]) -> str:
@@ -288,6 +331,8 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
             entry.update(recipe=ok[0]["recipe"], params=ok[0]["params"], device=ok[0]["device"],
                          seconds_per_epoch=seed_stats([r["seconds_per_epoch"] for r in ok])["mean"],
                          epochs_run=[r["epochs_run"] for r in ok])
+            if any(r.get("robustness") for r in ok):
+                entry["robustness"] = _robustness_table(ok)
             for split in ("test", "valid", BEST_TEST_KEY):
                 names = list(dict.fromkeys(k for r in ok for k in r.get(split, {})))
                 if names:
@@ -333,6 +378,7 @@ def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bo
     # the test-selected columns only when a run's recipe evaluated test every epoch (else they would be empty)
     cols = [(s, m) for s in ("test", BEST_TEST_KEY)[:1 + any(r.get(BEST_TEST_KEY) for r in result.runs)]
             for m in metrics]
+    rob = robustness_columns(table)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["model", "seed", "recipe", "preset", "status", "error", "params", "epochs_run", "best_epoch",
@@ -346,11 +392,15 @@ def write_results(result: BenchmarkResult, mmsa_names: bool = False, percent: bo
     w = csv.writer(buf)
     w.writerow(["model", "recipe", "preset", "seeds_ok", "seeds", "params", "seconds_per_epoch", "device", "data",
                 "errors",
-                *[f"{s}_{_label(m, mmsa_names, False)}_{stat}" for s, m in cols for stat in ("mean", "std")]])
+                *[f"{s}_{_label(m, mmsa_names, False)}_{stat}" for s, m in cols for stat in ("mean", "std")],
+                *[f"auilc_{p}_{_label(m, mmsa_names, False)}_{stat}" for p, m in rob for stat in ("mean", "std")]])
     for model, e in table.items():
+        auilc = e.get("robustness", {})
         w.writerow([model, e["recipe"], e["preset"], e["ok"], len(e["seeds"]), e.get("params", ""),
                     e.get("seconds_per_epoch", ""), e.get("device", ""), e.get("data", ""), " | ".join(e["errors"]),
-                    *[_or_empty(e.get(s, {}).get(m, {}).get(stat)) for s, m in cols for stat in ("mean", "std")]])
+                    *[_or_empty(e.get(s, {}).get(m, {}).get(stat)) for s, m in cols for stat in ("mean", "std")],
+                    *[_or_empty(auilc.get(p, {}).get("auilc", {}).get(m, {}).get(stat)) for p, m in rob
+                      for stat in ("mean", "std")]])
     atomic_write_text(out / "results.csv", buf.getvalue())
     atomic_write_json(out / "results.json", {"table": table, "runs": result.runs, "paper": paper or {},
                                               "protocol": {"test": "checkpoint chosen on valid",
@@ -393,6 +443,15 @@ def markdown(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str], mms
             " | ".join(_fmt(m, e.get(split, {}).get(m, {}), percent) for m in metrics) + " |"
 
     lines += [row(m, e, "test") for m, e in table.items()]
+    rob = robustness_columns(table)
+    if rob:
+        lines += ["", "## Robustness: AUILC of the same checkpoints (trapezoid area under the metric-vs-rate "
+                  "curve, not normalised; mean ± std over seeds)", "",
+                  "| model | " + " | ".join(auilc_label(p, m, lambda x: _label(x, mmsa_names, percent))
+                                           for p, m in rob) + " |", "|---|" + "---:|" * len(rob)]
+        lines += [f"| {model} | " + " | ".join(_fmt(m, e.get("robustness", {}).get(p, {}).get("auilc", {}).get(m, {}),
+                                                    percent) for p, m in rob) + " |"
+                  for model, e in table.items()]
     best = {m: e for m, e in table.items() if e.get(BEST_TEST_KEY)}
     if best:
         lines += ["", "## Test metrics at the best TEST epoch (selected on the test split, as the authors' code "

@@ -105,6 +105,12 @@ class TrainConfig:
     allow_frozen_text: bool = doc(False, "train a recipe whose reference fine-tunes BERT (DLF, ALMT, MInD "
                                          "reference) without model.text_encoder, on frozen text features; the run "
                                          "records frozen_text: true (msa train --allow-frozen-text)")
+    missing_rate: float = doc(0.0, "robustness training: protocol-A drops on every training batch at this rate "
+                                   "(each valid frame/token kept iff a uniform draw > r; docs/robustness.md); 0 = off")
+    missing_schedule: str = doc("none", "robustness training: none | lnln (per epoch, half the samples clean, the "
+                                        "others one protocol-A rate per modality drawn from U(0, 1))")
+    select_missing_rate: float = doc(0.0, "score the validation split with protocol-A drops at this rate (mask "
+                                          "seed 1111) for early stopping and the best checkpoint; 0 = clean")
     drop_last: bool = doc(False, "drop the last incomplete training batch (the MInD and MMCL reference loaders do)")
     log_every: int = doc(0, "also print/log the running training loss every N optimiser steps (0 = per epoch "
                             "only)")
@@ -122,6 +128,15 @@ class TrainConfig:
         if isinstance(self.epochs, int) and self.epochs < 1:
             raise MSAError(f"epochs must be >= 1 (got {self.epochs}; --epochs / trainer.epochs)")
         check_device(self.device)
+        if isinstance(self.missing_schedule, str) and self.missing_schedule not in ("none", "lnln"):
+            raise MSAError(f"trainer.missing_schedule: unknown schedule {self.missing_schedule!r}; use none | lnln")
+        for name in ("missing_rate", "select_missing_rate"):
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not 0.0 <= value < 1.0:
+                raise MSAError(f"trainer.{name} must be in [0, 1) (got {value})")
+        if self.missing_schedule == "lnln" and isinstance(self.missing_rate, (int, float)) and self.missing_rate > 0:
+            raise MSAError("trainer.missing_rate and trainer.missing_schedule=lnln both set: the LNLN schedule draws "
+                           "its own rates; set one of them")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (``max_lengths`` as a dict), as written to config.yaml and checkpoints."""

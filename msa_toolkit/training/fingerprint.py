@@ -17,13 +17,17 @@ from typing import Any, Iterable, Mapping
 from .. import __version__
 from .._io import atomic_write_json
 
-__all__ = ["FINGERPRINT_FILE", "DISPLAY_SETTINGS", "run_fingerprint", "fingerprint_id", "differences",
+__all__ = ["FINGERPRINT_FILE", "DISPLAY_SETTINGS", "LATER_SETTINGS", "run_fingerprint", "fingerprint_id", "differences",
            "read_fingerprint", "write_fingerprint", "dataset_id"]
 
 FINGERPRINT_FILE = "fingerprint.json"
 #: trainer settings that change how a run is shown or where it runs, not what it computes
 DISPLAY_SETTINGS = frozenset({"progress", "plots", "log_every", "mmsa_names", "num_workers", "threads", "device",
                               "find_unused_parameters"})
+
+#: trainer settings added after runs were first fingerprinted, with their defaults: left out of the fingerprint
+#: while at the default, so a run made before they existed keeps its fingerprint (resume, benchmark read-back)
+LATER_SETTINGS = {"missing_rate": 0.0, "missing_schedule": "none", "select_missing_rate": 0.0}
 
 
 def dataset_id(data: Any) -> str | None:
@@ -41,7 +45,8 @@ def run_fingerprint(data: Any, model: str, preset: str | None, recipe: str, mode
         "preset": preset,
         "recipe": recipe,
         "model_config": dict(model_config),
-        "trainer": {k: v for k, v in trainer.items() if k not in DISPLAY_SETTINGS and k != "seed"},
+        "trainer": {k: v for k, v in trainer.items() if k not in DISPLAY_SETTINGS and k != "seed"
+                    and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])},
         "seed": int(seed),
         "toolkit_version": __version__,
     }, sort_keys=True, default=str))

@@ -50,6 +50,29 @@ _ALIGNED_50 = {"text": 50, "audio": 50, "vision": 50}
 #: and train in fp32 (no autocast)
 _REFERENCE_COMMON = {"bucket_by_length": False, "precision": "fp32"}
 
+#: MMSA's training loop of its utterance- and LSTM-level models (thuiar/MMSA@a94e65d trains/singleTask/{LMF,MFN,
+#: EF_LSTM,LF_DNN}.py, config/config_regression.json, run.py): no epoch cap (1000 here), best epoch on the valid L1
+#: loss (KeyEval "Loss", the MAE up to float32 averaging) with a 1e-6 margin, stop after early_stop = 8 epochs
+#: without improvement, constant LR, features as stored; the optimiser's lr, weight decay and batch size are the
+#: model's MMSA preset values
+_MMSA_TRAINER = {**_REFERENCE_COMMON, "epochs": 1000, "optimizer": "adam", "scheduler": "constant", "patience": 8,
+                 "monitor": "mae", "monitor_mode": "min", "min_delta": 1e-6, "normalize": False}
+#: MMSA's default seed list (run.py)
+_MMSA_SEEDS = (1111, 1112, 1113, 1114, 1115)
+_MMSA_SOURCE = "thuiar/MMSA@a94e65d src/MMSA/trains/singleTask/{}.py, config/config_regression.json, run.py"
+_MMSA_LOOP = ("Adam at the preset's lr and weight decay (MMSA config_regression.json), batch size of the preset, "
+              "constant LR, L1 loss; best epoch on the valid L1 loss with a 1e-6 margin, early stop after 8 "
+              "epochs without improvement (no epoch cap: 1000 here); features not standardised")
+_MMSA_TEXT_DROPOUT = ("text_dropout 0: MMSA's TextSubNet sets its dropout to 0 for its one-layer LSTM, so the "
+                      "configured text dropout never acts")
+
+
+def _mmsa_recipe(file: str, model: dict, *notes: str) -> Recipe:
+    """A reference recipe following MMSA's training loop (:data:`_MMSA_TRAINER`) for the model in ``file``."""
+    return Recipe("reference", trainer=_MMSA_TRAINER, model=model, seeds=_MMSA_SEEDS,
+                  source=_MMSA_SOURCE.format(file), notes=(_MMSA_LOOP, *notes))
+
+
 #: model name -> recipe name -> Recipe (the "toolkit" recipe is implied for every model)
 RECIPES: dict[str, dict[str, Recipe]] = {
     "dlf": {"reference": Recipe(
@@ -132,13 +155,34 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                "the reference keeps the best test value of each score over epochs (>=): the labelled best-test "
                "figures (selected on test non-0 Acc-2)")),
     },
+    "lmf": {"reference": _mmsa_recipe(
+        "LMF", {"text_dropout": 0.0, "train_fusion_weights": False},
+        "two Adam groups as MMSA: the three modality factors at factor_lr, the subnetworks at lr, both with the "
+        "weight decay; the rank weights and output bias are in neither group (parameters()[5:]) and keep their "
+        "initial values (train_fusion_weights false)",
+        _MMSA_TEXT_DROPOUT,
+        "audio and vision averaged over time (need_normalized): the model's masked mean (MMSA averages over "
+        "the padded length)")},
+    "lf_dnn": {"reference": _mmsa_recipe(
+        "LF_DNN", {"text_dropout": 0.0}, _MMSA_TEXT_DROPOUT,
+        "audio and vision averaged over time (need_normalized): the model's masked mean (MMSA averages over "
+        "the padded length)")},
+    "mfn": {"reference": _mmsa_recipe(
+        "MFN", {"pool_audio_vision": True},
+        "MMSA's loader averages audio and vision over time for MFN (need_normalized) and its AlignSubNet repeats "
+        "the mean at every text step: pool_audio_vision true",
+        "MMSA trains on word-aligned features (need_data_aligned, aligned_50.pkl): import that pickle, or build "
+        "the dataset with --align words; unaligned data is aligned per sample onto the text's steps")},
+    "ef_lstm": {"reference": _mmsa_recipe(
+        "EF_LSTM", {},
+        "MMSA trains on word-aligned features (need_data_aligned, aligned_50.pkl, not averaged): import that "
+        "pickle, or build the dataset with --align words; unaligned data is aligned per sample onto the text's "
+        "steps")},
     "mtfn": {"reference": Recipe(
         "reference",
-        trainer={**_REFERENCE_COMMON,
-                 "epochs": 1000, "batch_size": 64, "optimizer": "adam", "lr": 5e-3, "weight_decay": 0.0,
-                 "scheduler": "none", "patience": 8, "monitor": "loss", "monitor_mode": "min", "min_delta": 1e-6,
-                 "normalize": False},
-        seeds=(1111, 1112, 1113, 1114, 1115),
+        # MMSA's loop, but on the multi-task total loss (KeyEval "Loss" is the weighted sum of the four L1 terms)
+        trainer={**_MMSA_TRAINER, "batch_size": 64, "lr": 5e-3, "weight_decay": 0.0, "monitor": "loss"},
+        seeds=_MMSA_SEEDS,
         source="thuiar/MMSA@a94e65d src/MMSA/trains/multiTask/MTFN.py, config/config_regression.json (mtfn, sims), "
                "run.py",
         notes=("CH-SIMS unaligned_39.pkl with regression_labels_T/A/V; features as stored (MMSA's "
@@ -159,7 +203,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                  "scheduler": "plateau", "plateau_factor": 0.1, "plateau_patience": 5, "patience": 6,
                  "monitor": "loss", "monitor_mode": "min", "min_delta": 1e-6, "grad_clip_value": 0.8,
                  "normalize": False},
-        seeds=(1111, 1112, 1113, 1114, 1115),
+        seeds=_MMSA_SEEDS,
         fine_tunes_text=True,
         source="thuiar/MMSA@a94e65d src/MMSA/trains/missingTask/TFR_NET.py, config/config_regression.json "
                "(tfr_net), data_loader.py (generate_m), run.py",

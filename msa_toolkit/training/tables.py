@@ -31,17 +31,40 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
 
 
+#: the metrics whose AUILC a benchmark with --robustness shows, per metric set (the first one present)
+AUILC_METRICS = (("acc2_non0", "acc2"), ("mae",))
+
+
+def robustness_columns(table: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """``(protocol, metric)`` of every AUILC column: per robustness protocol in the table, non-0 Acc-2 (Acc-2
+    for SIMS) and MAE."""
+    found: dict[str, set[str]] = {}
+    for e in table.values():
+        for p, v in e.get("robustness", {}).items():
+            found.setdefault(p, set()).update(v.get("auilc", {}))
+    return [(p, next(m for m in group if m in names)) for p, names in found.items()
+            for group in AUILC_METRICS if any(m in names for m in group)]
+
+
+def auilc_label(protocol: str, metric: str, label) -> str:
+    """The header of an AUILC column, e.g. ``AUILC-A acc2_non0``."""
+    return f"AUILC-{protocol} {label(metric)}"
+
+
 def wide_rows(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str], label, fmt,
               marks: Mapping[str, Mapping[str, Any]] | None = None) -> list[list[str]]:
     """Header + one row per model: ``Model`` then one ``mean ± std`` cell per metric (``label(m)``, ``fmt(m, s)``
-    name and format them); ``marks`` (model -> metric -> {"marked"}) appends the mark to a cell."""
+    name and format them), then the AUILC columns of a robustness benchmark (:func:`robustness_columns`);
+    ``marks`` (model -> metric -> {"marked"}) appends the mark to a cell."""
     marks = marks or {}
-    rows = [["Model", *[label(m) for m in metrics]]]
+    rob = robustness_columns(table)
+    rows = [["Model", *[label(m) for m in metrics], *[auilc_label(p, m, label) for p, m in rob]]]
     for model, e in table.items():
         cells = []
         for m in metrics:
             cell = fmt(m, e.get("test", {}).get(m, {})) or "n/a"
             cells.append(cell + (f" {MARK}" if marks.get(model, {}).get(m, {}).get("marked") else ""))
+        cells += [fmt(m, e.get("robustness", {}).get(p, {}).get("auilc", {}).get(m, {})) or "n/a" for p, m in rob]
         rows.append([model, *cells])
     return rows
 

@@ -98,6 +98,20 @@ def _json_line(record: Mapping[str, Any]) -> str:
     return dumps_json(record, indent=None) + "\n"
 
 
+def _robustness_transforms(tc: TrainConfig, model: nn.Module) -> tuple[Callable | None, Callable | None]:
+    """The training-batch transform of ``missing_rate`` / ``missing_schedule`` and the validation-batch
+    transform of ``select_missing_rate`` (None when off); see :mod:`msa_toolkit.data.missing`."""
+    if not (tc.missing_rate or tc.missing_schedule != "none" or tc.select_missing_rate):
+        return None, None
+    from ..data.missing import DEFAULT_MASK_SEED, MissingAugment, drop_steps, model_unk_id
+
+    unk = model_unk_id(model)
+    aug = MissingAugment(tc.seed, tc.missing_rate, tc.missing_schedule, unk)
+    r = tc.select_missing_rate
+    return (aug if aug.active else None,
+            (lambda b: drop_steps(b, r, DEFAULT_MASK_SEED, unk_id=unk)) if r else None)
+
+
 class Trainer:
     """Trains any registered model on a data module (see module docstring).
 
@@ -130,6 +144,7 @@ class Trainer:
         self.monitor = self.config.monitor.removeprefix("valid_")
         self.reporter = Reporter(self.config.progress and self.ctx.is_main, main=self.ctx.is_main,
                                  mmsa=self.config.mmsa_names)
+        self.augment, self.select_drop = _robustness_transforms(self.config, self.model)
 
     # -- helpers -----------------------------------------------------------------------------
     @property
@@ -375,7 +390,8 @@ class Trainer:
         if self.valid_split is None:
             return record["train"]["total"]
         try:
-            valid = self.evaluate(self.valid_split)
+            valid = self.evaluate(self.valid_split if self.select_drop is None else
+                                  map(self.select_drop, self.data.loader(self.valid_split)))
         except NonFiniteError as e:
             raise NonFiniteError(f"epoch {record['epoch']}, split {self.valid_split!r}: {e}") from None
         bad = [k for k, v in valid.items() if not math.isfinite(v) and k not in valid.undefined]
@@ -402,6 +418,8 @@ class Trainer:
                 if i >= setup.batches:
                     break
                 batch = batch.to(self.device, non_blocking=True)
+                if self.augment is not None:  # trainer.missing_rate / missing_schedule (data/missing.py)
+                    batch = self.augment(batch, epoch)
                 sync = (i + 1) % tc.grad_accum == 0 or (i == setup.batches - 1 and not tc.drop_partial_accum)
                 no_sync = setup.step_module.no_sync() if ctx.distributed and not sync else contextlib.nullcontext()
                 with no_sync:

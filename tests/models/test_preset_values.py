@@ -35,6 +35,20 @@ PARAMETERS = {
     ("text_only", "mosei"): 98_561,
     ("tfn", "mosi"): 2_890_851,
     ("tfn", "mosei"): 2_892_363,
+    # MMSA zoo (thuiar/MMSA @ a94e65d): each equals the MMSA model's count at the same config
+    # (benchmarks/parity/parity_mmsa_<model>.py checks it)
+    ("lmf", "mosi"): 505_071,
+    ("lmf", "mosei"): 508_475,
+    ("lmf", "sims"): 272_381,
+    ("lf_dnn", "mosi"): 597_171,
+    ("lf_dnn", "mosei"): 572_283,
+    ("lf_dnn", "sims"): 635_821,
+    ("ef_lstm", "mosi"): 885_605,
+    ("ef_lstm", "mosei"): 1_754_725,
+    ("ef_lstm", "sims"): 215_695,
+    ("mfn", "mosi"): 2_172_657,
+    ("mfn", "mosei"): 1_276_865,
+    ("mfn", "sims"): 601_505,
     ("mtfn", "sims"): 140_957_188,   # = MMSA's MTFN at config_regression.json mtfn/sims (parity_mmsa_mtfn.py)
     ("tfr_net", "mosi"): 660_195,    # MMSA's own count adds its trans_*_final transformers (left out, see tfr_net.py)
     ("tfr_net", "mosei"): 679_539,
@@ -95,6 +109,46 @@ REFERENCE_SIZES = {
     "mmcl": {
         "mosi": dict(num_heads=4, ff_dim=2048, text_dim=768, audio_dim=74, vision_dim=47, seq_len=50),
         "mosei": dict(num_heads=4, ff_dim=2048, text_dim=768, audio_dim=74, vision_dim=35, seq_len=50),
+    },
+    # thuiar/MMSA @ a94e65d src/MMSA/config/config_regression.json: "<model>".datasetParams.<dataset> and
+    # datasetCommonParams.<dataset>.unaligned (feature_dims; seq_lens, text first); hidden_dims are (text, audio,
+    # video), dropouts (audio, video, text, post-fusion); LMF's text_out is hidden_dims[0] // 2 in models/
+    # singleTask/LMF.py
+    "lmf": {
+        "mosi": dict(text_dim=768, audio_dim=5, vision_dim=20, text_hidden=128, text_out=64, audio_hidden=16,
+                     vision_hidden=128, rank=3, audio_dropout=0.3, vision_dropout=0.3, text_dropout=0.3,
+                     batch_size=64, lr=1e-3, factor_lr=1e-3, weight_decay=5e-3),
+        "mosei": dict(text_dim=768, audio_dim=74, vision_dim=35, text_hidden=128, text_out=64, audio_hidden=16,
+                      vision_hidden=128, rank=4, audio_dropout=0.2, vision_dropout=0.2, text_dropout=0.2,
+                      batch_size=32, lr=1e-3, factor_lr=1e-3, weight_decay=1e-3),
+        "sims": dict(text_dim=768, audio_dim=33, vision_dim=709, text_hidden=64, text_out=32, audio_hidden=16,
+                     vision_hidden=64, rank=4, audio_dropout=0.2, vision_dropout=0.2, text_dropout=0.2,
+                     batch_size=64, lr=2e-3, factor_lr=5e-4, weight_decay=5e-3),
+    },
+    "lf_dnn": {
+        "mosi": dict(text_hidden=128, audio_hidden=16, vision_hidden=128, text_out=256, post_fusion_dim=128,
+                     audio_dropout=0.2, post_fusion_dropout=0.2, batch_size=128, lr=1e-3, weight_decay=1e-2),
+        "mosei": dict(text_hidden=128, audio_hidden=32, vision_hidden=128, text_out=128, post_fusion_dim=128,
+                      audio_dropout=0.2, post_fusion_dropout=0.2, batch_size=64, lr=2e-3, weight_decay=1e-3),
+        "sims": dict(text_hidden=128, audio_hidden=32, vision_hidden=128, text_out=256, post_fusion_dim=32,
+                     audio_dropout=0.3, post_fusion_dropout=0.5, batch_size=128, lr=5e-3, weight_decay=5e-3),
+    },
+    "ef_lstm": {
+        "mosi": dict(text_len=50, hidden=128, layers=4, dropout=0.5, batch_size=32, lr=1e-3, weight_decay=5e-3),
+        "mosei": dict(text_len=50, hidden=256, layers=2, dropout=0.4, batch_size=128, lr=5e-3, weight_decay=1e-4),
+        "sims": dict(text_len=39, hidden=32, layers=3, dropout=0.5, batch_size=128, lr=5e-4, weight_decay=1e-3),
+    },
+    "mfn": {
+        "mosi": dict(text_hidden=256, audio_hidden=32, vision_hidden=256, mem_dim=400, attn_hidden=32,
+                     attn_dropout=0.2, update_hidden=64, update_dropout=0.0, retain_hidden=256, retain_dropout=0.7,
+                     write_hidden=32, write_dropout=0.5, out_hidden=128, out_dropout=0.0, batch_size=128, lr=2e-3),
+        "mosei": dict(text_hidden=128, audio_hidden=32, vision_hidden=128, mem_dim=128, attn_hidden=128,
+                      attn_dropout=0.2, update_hidden=128, update_dropout=0.5, retain_hidden=256,
+                      retain_dropout=0.7, write_hidden=256, write_dropout=0.0, out_hidden=128, out_dropout=0.5,
+                      batch_size=64, lr=5e-4, weight_decay=1e-4),
+        "sims": dict(text_hidden=64, audio_hidden=16, vision_hidden=64, mem_dim=64, attn_hidden=128,
+                     attn_dropout=0.2, update_hidden=128, update_dropout=0.0, retain_hidden=64, retain_dropout=0.2,
+                     write_hidden=64, write_dropout=0.7, out_hidden=64, out_dropout=0.7, batch_size=32, lr=1e-3),
     },
     # thuiar/MMSA@a94e65d src/MMSA/config/config_regression.json: datasetCommonParams.sims.unaligned
     # (seq_lens, feature_dims) and mtfn.datasetParams.sims (hidden_dims, text_out, post_*_dim, dropouts, M/T/A/V)

@@ -131,7 +131,7 @@ def test_best_test_figures_are_labelled():
 
 
 def test_recipe_data():
-    assert {"dlf", "almt", "mmcl", "mind", "mtfn", "tfr_net"} <= set(RECIPES)
+    assert set(RECIPES) == {"dlf", "almt", "mmcl", "mind", "lmf", "lf_dnn", "mfn", "ef_lstm", "mtfn", "tfr_net"}
     for model, recipes in RECIPES.items():
         rec = recipes["reference"]
         TrainConfig.from_dict(rec.trainer)  # every setting is a valid TrainConfig field
