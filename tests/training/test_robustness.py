@@ -121,13 +121,14 @@ def test_lnln_schedule_leaves_about_half_clean_and_redraws_each_epoch():
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two different models trained briefly on one tiny synthetic dataset (with token ids)."""
+    """Two different models trained briefly on one tiny synthetic dataset (with token ids, and unimodal labels for
+    the multi-task models)."""
     from msa_toolkit.data.synthetic import make_synthetic_dataset
     from msa_toolkit.training.api import train
 
     root = tmp_path_factory.mktemp("rob")
     make_synthetic_dataset(root / "ds", n_train=32, n_valid=16, n_test=24, dims=(8, 4, 4), lengths=(6, 8, 8),
-                           seed=0, with_tokens=True)
+                           seed=0, with_tokens=True, unimodal_labels=True)
     over = {"trainer.epochs": 1, "trainer.progress": False, "trainer.plots": False, "trainer.device": "cpu",
             "trainer.batch_size": 8}
     for name in ("late_fusion", "tfn"):
