@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (Namespace, ParityReport, after_step_as_info, base_parser, check_coverage, check_reference_dir,  # noqa: E402
-                           compare_training, diff_and_scale, finish, load_mapped, reference_commit, same)
+from parity_common import (Namespace, ParityReport, after_step_as_info, base_parser,  # noqa: E402
+                           check_coverage, check_reference_dir, compare_training, diff_and_scale, finish,
+                           load_mapped, reference_commit, same)
 from parity_dlf import _encoder  # noqa: E402  the MulT TransformerEncoder -> CrossModalTransformer table
 
 REPO = "thuiar/MMSA"

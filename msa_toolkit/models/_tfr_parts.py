@@ -60,7 +60,8 @@ def central_moment_discrepancy(x1: torch.Tensor, x2: torch.Tensor, moments: int 
     return total
 
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, sim_weight: float) -> torch.Tensor:
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                        sim_weight: float) -> torch.Tensor:
     """TFR-Net's reconstruction loss on the steps in ``mask`` [B, L] (the dropped ones): summed smooth-L1 over
     their elements / (their element count + eps), plus ``sim_weight`` · CMD of the masked tensors / the same."""
     m = mask.unsqueeze(-1).expand_as(pred).to(pred.dtype)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .._fields import doc
+from ..space import Choice, Float
 from ..layers import Dropout, TextSubNet, UtteranceSubNet, build_text_encoder, tensor_fusion, text_features
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, MultiTaskObjective, unimodal_key
@@ -74,7 +75,18 @@ _SIMS = {**SIMS_INPUTS, "text_hidden": 256, "audio_hidden": 32, "vision_hidden":
          "text_weight_decay": 1e-3, "audio_weight_decay": 1e-4, "vision_weight_decay": 1e-5, "weight_decay": 0.0}
 
 
-@register_model("mtfn", MTFNConfig,
+#: `msa tune`'s default ranges: MMSA's MTFN tuning config (config_tune.json "mtfn": widths, head sizes, task
+#: weights, batch size and learning rates as there; its dropouts 0.2-0.5 as a continuous range)
+MTFN_SPACE = {"text_hidden": Choice(64, 128, 256), "audio_hidden": Choice(16, 32),
+              "vision_hidden": Choice(64, 128, 256), "text_out": Choice(32, 64, 128, 256), "post_fusion_dim": Choice(16, 32, 64, 128),
+              "post_text_dim": Choice(8, 16, 32, 64), "post_audio_dim": Choice(4, 5),
+              "post_vision_dim": Choice(8, 16, 32, 64), "post_fusion_dropout": Float(0.2, 0.5),
+              "batch_size": Choice(32, 64), "lr": Float(5e-4, 5e-3, log=True),
+              "weight_M": Choice(0.2, 0.4, 0.6, 0.8, 1.0), "weight_T": Choice(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+              "weight_A": Choice(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), "weight_V": Choice(0.0, 0.2, 0.4, 0.6, 0.8, 1.0)}
+
+
+@register_model("mtfn", MTFNConfig, search_space=MTFN_SPACE,
                 presets={"sims": _SIMS,
                          "tiny": {"text_hidden": 8, "text_out": 6, "audio_hidden": 6, "vision_hidden": 6,
                                   "post_fusion_dim": 8, "post_text_dim": 8, "post_audio_dim": 8, "post_vision_dim": 8,

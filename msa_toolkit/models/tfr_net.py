@@ -14,6 +14,7 @@ from torch import nn
 
 from .._fields import doc
 from ..layers import ConvProjection, CrossModalTransformer, Dropout, build_text_encoder, mask_fill, text_features
+from ..space import Choice, Float, Int
 from ..spec import MODALITIES
 from ._registry import register_model
 from ._tfr_parts import GatedUtteranceEncoder, drop_steps, reconstruction_loss
@@ -117,7 +118,15 @@ _PRESETS = {
 }
 
 
-@register_model("tfr_net", TFRNetConfig, presets=_PRESETS,
+#: `msa tune`'s default ranges, from MMSA's TFR-Net tuning config (config_tune.json "tfr_net"): kernels, layers,
+#: widths (with 6 heads), fusion sizes, batch size; dropouts and learning rates as continuous ranges
+TFR_SPACE = {"kernel_text": Choice(1, 3, 5), "kernel_audio": Choice(1, 3, 5), "kernel_vision": Choice(1, 3, 5),
+             "dim": Choice(30, 36, 48), "layers": Int(2, 4), "attn_dropout": Float(0.0, 0.4),
+             "embed_dropout": Float(0.0, 0.2), "res_dropout": Float(0.0, 0.2), "fusion_gru_layers": Int(1, 3),
+             "cls_hidden": Choice(64, 128, 256), "batch_size": Choice(16, 24, 32), "lr": Float(5e-4, 5e-3, log=True)}
+
+
+@register_model("tfr_net", TFRNetConfig, presets=_PRESETS, search_space=TFR_SPACE,
                 summary="TFR-Net: transformer feature reconstruction for missing features (Yuan et al., 2021)")
 class TFRNet(MSAModel):
     """TFR-Net.

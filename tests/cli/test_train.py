@@ -17,7 +17,8 @@ def cli_ds(tmp_path_factory):
     from msa_toolkit.data.synthetic import make_synthetic_dataset
 
     path = tmp_path_factory.mktemp("cli") / "ds"
-    make_synthetic_dataset(path, n_train=24, n_valid=8, n_test=8, dims=(8, 4, 4), lengths=(6, 8, 8), seed=0)
+    make_synthetic_dataset(path, n_train=24, n_valid=8, n_test=8, dims=(8, 4, 4), lengths=(6, 8, 8), seed=0,
+                           unimodal_labels=True)  # for the multi-task models
     return path
 
 

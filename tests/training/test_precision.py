@@ -37,9 +37,13 @@ def test_fp16_on_cpu_is_refused_before_training(tiny_ds, tmp_path, fast):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_every_model_trains_under_bf16_autocast(name, tiny_ds, tmp_path, fast):
+def test_every_model_trains_under_bf16_autocast(name, request, tmp_path, fast):
+    from msa_toolkit.models import get_entry
     from msa_toolkit.training.api import evaluate, train
     from msa_toolkit.training.checkpoint import load_checkpoint
+
+    multitask = getattr(get_entry(name).builder, "needs_unimodal_labels", False)
+    tiny_ds = request.getfixturevalue("tiny_mt_ds" if multitask else "tiny_ds")
 
     seen: set[torch.dtype] = set()
 
