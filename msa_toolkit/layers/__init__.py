@@ -14,11 +14,13 @@ update instead of NaN.
 - :mod:`.heads`: :class:`ConvProjection`, :class:`MLPHead`, :class:`ResidualHead`, gradient reversal
 - :mod:`.losses`: the criteria the models' objectives combine
 - :mod:`.text_encoder`: the optional fine-tuned transformers text encoder (:func:`build_text_encoder`)
+- :mod:`.memory_fusion`: the Memory Fusion Network's recurrent core (MFM), :func:`text_aligned` inputs
 """
 
 from .attention import MATH_PATH_MAX_KEYS, MultiHeadAttention, attend
 from .dropout import FAST_DRAW_MIN_NUMEL, Dropout, dropout, keep_mask
 from .heads import ConvProjection, GradientReversal, GradReverse, MLPHead, ResidualHead, grad_reverse
+from .memory_fusion import MFN_WINDOW, MemoryFusionCore, text_aligned
 from .masking import (ACTIVATIONS, activation, last_valid, mask_fill, masked_mean, take_last, unpadded,
                       zero_empty)
 from .positions import SINUSOID_LAYOUTS, LearnedPositionalEncoding, SinusoidalPositionalEncoding, sinusoidal_table
@@ -31,5 +33,5 @@ __all__ = [
     "activation", "last_valid", "mask_fill", "masked_mean", "take_last", "unpadded", "zero_empty",
     "SINUSOID_LAYOUTS", "LearnedPositionalEncoding", "SinusoidalPositionalEncoding", "sinusoidal_table",
     "TextEncoder", "build_text_encoder", "text_features", "CrossModalTransformer", "EncoderLayer", "FeedForward",
-    "TransformerBlock",
+    "TransformerBlock", "MFN_WINDOW", "MemoryFusionCore", "text_aligned",
 ]
