@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from parity_common import check_reference_dir, import_reference, reference_commit
 
-__all__ = ["REPO", "import_mmsa", "mmsa_checkout", "mmsa_commit", "MMSA_PACKAGES"]
+__all__ = ["REPO", "aligned_batch", "import_mmsa", "mmsa_checkout", "mmsa_commit", "MMSA_PACKAGES"]
 
 REPO = "thuiar/MMSA"
 #: the packages whose __init__ files are skipped
@@ -59,3 +59,17 @@ def import_mmsa(root: Path, module: str, attributes: Mapping[str, Mapping[str, A
     finally:
         for name in stubs or {}:
             sys.modules.pop(name, None)
+
+
+def aligned_batch(batch_size: int, length: int, dims: tuple[int, int, int], seed: int):
+    """(features by modality [B, L, D], labels [B], the toolkit Batch of them): random word-aligned inputs
+    without padding, labels uniform in [-3, 3]."""
+    import torch
+
+    from msa_toolkit.data.batch import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    x = {m: torch.randn(batch_size, length, d, generator=g) for m, d in zip(("text", "audio", "vision"), dims)}
+    label = torch.empty(batch_size).uniform_(-3, 3, generator=g)
+    ones = torch.ones(batch_size, length, dtype=torch.bool)
+    return x, label, Batch(label=label, **x, text_mask=ones, audio_mask=ones, vision_mask=ones)

@@ -24,7 +24,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_common import (Namespace, ParamMap, ParityReport, base_parser, check_coverage,  # noqa: E402
                            compare_training, finish, load_mapped, same)
-from mmsa_reference import REPO, import_mmsa, mmsa_checkout, mmsa_commit  # noqa: E402
+from mmsa_reference import REPO, aligned_batch, import_mmsa, mmsa_checkout, mmsa_commit  # noqa: E402
 
 #: MMSA's per-modality suffixes -> toolkit modality names
 MOD = {"l": "text", "a": "audio", "v": "vision"}
@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--length", type=int, default=8, help="steps of the aligned sequences")
     a = ap.parse_args(argv)
     root = mmsa_checkout(a.reference_dir, "singleTask/MFM.py")
-    from msa_toolkit.data.batch import Batch
     from msa_toolkit.models import create_model
 
     dims = (768, 5, 20)
@@ -87,12 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     load_mapped(maps, ref, tk)
     ref.train(), tk.train()
 
-    g = torch.Generator().manual_seed(a.seed + 1)
     B, L = a.batch_size, a.length
-    x = {m: torch.randn(B, L, d, generator=g) for m, d in zip(("text", "audio", "vision"), dims)}
-    label = torch.empty(B).uniform_(-3, 3, generator=g)
-    ones = torch.ones(B, L, dtype=torch.bool)
-    batch = Batch(label=label, **x, text_mask=ones, audio_mask=ones, vision_mask=ones)
+    x, label, batch = aligned_batch(B, L, dims, a.seed + 1)
     l1 = nn.L1Loss()
 
     def ref_fn():

@@ -16,7 +16,7 @@ from torch import nn
 from .dropout import keep_mask
 from .masking import unpadded
 
-__all__ = ["attend", "MultiHeadAttention", "MATH_PATH_MAX_KEYS"]
+__all__ = ["attend", "MultiHeadAttention", "AdditiveAttention", "MATH_PATH_MAX_KEYS"]
 
 #: CPU attention over at most this many keys is computed as plain matmul-softmax-matmul: SDPA's CPU flash
 #: kernel has a fixed cost per call that only pays over longer key sequences (the seed models' aligned
@@ -148,3 +148,28 @@ class MultiHeadAttention(nn.Module):
         if key_mask is not None:  # keep out_bias from leaking into rows that attended over nothing
             out = out * key_mask.any(dim=1)[:, None, None].to(out.dtype)
         return out
+
+
+class AdditiveAttention(nn.Module):
+    """Additive (Bahdanau) attention weights of one query over a sequence of keys.
+
+    ``score_j = v^T tanh(W [query; key_j])`` (``W``: Linear(query_dim + key_dim, hidden), ``v``: Linear(hidden, 1),
+    both without bias, as in seq2seq decoders), softmax over the valid keys.
+    ``forward(query [B, Dq], keys [B, L, Dk], key_mask [B, L] | None) -> weights [B, L]``; a sample with no valid
+    key gets all-zero weights.
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, hidden: int):
+        super().__init__()
+        self.attn = nn.Linear(query_dim + key_dim, hidden, bias=False)
+        self.v = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        q = query.unsqueeze(1).expand(-1, keys.shape[1], -1)
+        scores = self.v(torch.tanh(self.attn(torch.cat([q, keys], dim=-1)))).squeeze(-1)
+        key_mask = unpadded(key_mask)
+        if key_mask is None:
+            return torch.softmax(scores, dim=-1)
+        has_key = key_mask.any(dim=1, keepdim=True)
+        weights = torch.softmax(scores.masked_fill(~(key_mask | ~has_key), float("-inf")), dim=-1)
+        return weights * has_key.to(weights.dtype)
