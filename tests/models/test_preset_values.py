@@ -35,6 +35,18 @@ PARAMETERS = {
     ("text_only", "mosei"): 98_561,
     ("tfn", "mosi"): 2_890_851,
     ("tfn", "mosei"): 2_892_363,
+    # MMSA zoo part 2 (issue 37; thuiar/MMSA @ a94e65d): benchmarks/parity/parity_mmsa_<model>.py checks the
+    # counts against MMSA's models (MFM: without MMSA's unused MFN output layers; CENET: without BERT)
+    ("mctn", "mosi"): 763_778,
+    ("mfm", "mosi"): 1_370_810,
+    ("mfm", "mosei"): 5_840_380,
+    ("mfm", "sims"): 3_443_815,
+    ("cenet", "mosi"): 6_517_249,
+    ("cenet", "mosei"): 6_581_761,
+    ("cenet", "sims"): 7_067_905,
+    ("tetfn", "mosi"): 1_254_224,
+    ("tetfn", "mosei"): 1_257_360,
+    ("tetfn", "sims"): 1_529_968,
 }
 
 

@@ -65,6 +65,8 @@ def check_loss(loss, batch_size: int | None = None):
 def test_registry_lists_required_models():
     for name in ("text_only", "late_fusion", "tfn", "mult", "dlf", "almt"):
         assert name in MODELS
+    for name in ("mctn", "mfm", "cenet", "tetfn"):  # the MMSA zoo, part 2 (issue 37)
+        assert name in MODELS
 
 
 def pad_with_garbage(b: Batch) -> Batch:
