@@ -139,6 +139,9 @@ class MCTN(MSAModel):
     are built so that the parameter count and layout stay MMSA's.
     """
 
+    #: the prediction reads the text alone (the paper's test-time setting): no fusion gain on audio/vision-only
+    #: information is expected (tests/models/test_fit_synthetic.py leaves it out; test_mctn.py checks it)
+    text_only_inference = True
     #: the decoders' recurrent weights: every decoder step starts its LSTM from zeros (see above)
     grad_exempt = ("decoder1.rnn.weight_hh_l0", "decoder2.rnn.weight_hh_l0")
 

@@ -130,9 +130,9 @@ def _factor_mlp(z: int, f: int, dropout: float) -> nn.Sequential:
     "sims": {**SIMS_INPUTS, **_mmsa((64, 16, 64), 128, ((32, 0.5), (64, 0.5), (64, 0.7), (256, 0.0)),
                                     (48, 256, 32, 80), (48, 256, 80, 48), (0.5, 0.0, 0.7, 0.0, 0.7),
                                     (200.0, 0.5, 0.01, 0.01), 128, 5e-3)},
-    "tiny": {"text_hidden": 6, "audio_hidden": 4, "vision_hidden": 4, "mem_dim": 5, "attn_hidden": 8,
+    "tiny": {"text_hidden": 8, "audio_hidden": 8, "vision_hidden": 8, "mem_dim": 8, "attn_hidden": 8,
              "update_hidden": 8, "retain_hidden": 8, "write_hidden": 8, "attn_dropout": 0.0, "write_dropout": 0.0,
-             "zy_size": 6, "zl_size": 5, "za_size": 4, "zv_size": 4, "fy_size": 5, "fl_size": 4, "fa_size": 3,
+             "zy_size": 8, "zl_size": 5, "za_size": 4, "zv_size": 4, "fy_size": 8, "fl_size": 4, "fa_size": 3,
              "fv_size": 3, "zy_dropout": 0.0, "zl_dropout": 0.0, "za_dropout": 0.0, "zv_dropout": 0.0},
 }, summary="Multimodal Factorization Model (Tsai et al., 2019)")
 class MFM(MSAModel):

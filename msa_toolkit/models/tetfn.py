@@ -152,7 +152,7 @@ def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 @register_model("tetfn", TETFNConfig, presets={
     "mosi": {**MOSI_INPUTS, **_mmsa(_MOSI)}, "mosei": {**MOSEI_INPUTS, **_mmsa(_MOSEI)},
     "sims": {**SIMS_INPUTS, **_mmsa(_SIMS)},
-    "tiny": {"audio_hidden": 4, "vision_hidden": 4, "dim": 4, "heads": 2, "post_fusion_dim": 4, "post_text_dim": 4,
+    "tiny": {"audio_hidden": 4, "vision_hidden": 4, "dim": 8, "heads": 2, "post_fusion_dim": 8, "post_text_dim": 4,
              "post_audio_dim": 4, "post_vision_dim": 4, "attn_dropout": 0.0, "attn_dropout_vision": 0.0,
              "res_dropout": 0.0},
 }, summary="Text Enhanced Transformer Fusion Network, multi-task (Wang et al., 2023)")
