@@ -255,7 +255,7 @@ def test_mind_roll_back_in_training_keeps_the_grl_step_counting(tiny_ds):
     assert per_epoch > 0 and steps == [per_epoch * (i + 1) for i in range(len(steps))]
 
 
-@pytest.mark.parametrize("name", ["dlf", "almt", "mind"])
+@pytest.mark.parametrize("name", ["dlf", "almt", "mind", "cenet", "tetfn"])
 def test_reference_recipe_that_fine_tunes_bert_refuses_to_start_without_a_text_encoder(tiny_ds, tmp_path, capsys, name):
     assert RECIPES[name]["reference"].fine_tunes_text
     run = tmp_path / name
