@@ -8,7 +8,8 @@ update instead of NaN.
 - :mod:`.masking`: masks, pooling (:func:`masked_mean`, :func:`last_valid`, :func:`take_last`), activations
 - :mod:`.dropout`: :class:`Dropout` / :func:`dropout` with the NumPy-drawn CPU mask (:func:`keep_mask`)
 - :mod:`.positions`: sinusoidal tables in three layouts, a learned table
-- :mod:`.attention`: :func:`attend` (the one scaled dot-product call), :class:`MultiHeadAttention`
+- :mod:`.attention`: :func:`attend` (the one scaled dot-product call), :class:`MultiHeadAttention`,
+  :class:`AdditiveAttention` (seq2seq decoders)
 - :mod:`.transformer`: :class:`FeedForward`, :class:`TransformerBlock`, :class:`EncoderLayer`,
   :class:`CrossModalTransformer`; ``forward_last`` computes the final block for the last valid step only
 - :mod:`.heads`: :class:`ConvProjection`, :class:`MLPHead`, :class:`ResidualHead`, gradient reversal
@@ -17,12 +18,14 @@ update instead of NaN.
 - :mod:`.text_encoder`: the optional fine-tuned transformers text encoder (:func:`build_text_encoder`)
 - :mod:`.recurrent`: RNN runner, TFN's subnetworks, time-step batch norm, step alignment (TFN, LMF, LF-DNN, MFN,
   EF-LSTM)
+- :mod:`.memory_fusion`: the Memory Fusion Network's recurrent core (MFM), :func:`text_aligned` inputs
 """
 
-from .attention import MATH_PATH_MAX_KEYS, MultiHeadAttention, attend
+from .attention import MATH_PATH_MAX_KEYS, AdditiveAttention, MultiHeadAttention, attend
 from .dropout import FAST_DRAW_MIN_NUMEL, Dropout, dropout, keep_mask
 from .fusion import tensor_fusion
 from .heads import ConvProjection, GradientReversal, GradReverse, MLPHead, ResidualHead, grad_reverse
+from .memory_fusion import MFN_WINDOW, MemoryFusionCore, text_aligned
 from .masking import (ACTIVATIONS, activation, last_valid, mask_fill, masked_mean, take_last, unpadded,
                       zero_empty)
 from .positions import SINUSOID_LAYOUTS, LearnedPositionalEncoding, SinusoidalPositionalEncoding, sinusoidal_table
@@ -38,4 +41,5 @@ __all__ = [
     "TextEncoder", "build_text_encoder", "text_features", "CrossModalTransformer", "EncoderLayer", "FeedForward",
     "TransformerBlock", "StepBatchNorm", "TextSubNet", "UtteranceSubNet", "align_steps", "run_rnn",
     "text_timeline", "tensor_fusion",
+    "AdditiveAttention", "MFN_WINDOW", "MemoryFusionCore", "text_aligned",
 ]

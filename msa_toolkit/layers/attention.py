@@ -16,7 +16,7 @@ from torch import nn
 from .dropout import keep_mask
 from .masking import unpadded
 
-__all__ = ["attend", "MultiHeadAttention", "MATH_PATH_MAX_KEYS"]
+__all__ = ["attend", "MultiHeadAttention", "AdditiveAttention", "MATH_PATH_MAX_KEYS"]
 
 #: CPU attention over at most this many keys is computed as plain matmul-softmax-matmul: SDPA's CPU flash
 #: kernel has a fixed cost per call that only pays over longer key sequences (the seed models' aligned
@@ -25,7 +25,7 @@ MATH_PATH_MAX_KEYS = 64
 
 
 def _attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
-                    p: float = 0.0) -> torch.Tensor:
+                    p: float = 0.0, scale: float | None = None) -> torch.Tensor:
     """Softmax(q k^T / sqrt(Dh)) v with inverted dropout ``p`` on the weights (the distribution of SDPA's).
 
     ``q``/``k``/``v`` [B, H, L, Dh]; ``attn_mask`` bool, broadcastable to [B, H, Lq, Lk] (True = attend).
@@ -33,7 +33,7 @@ def _attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask
     Why not SDPA with ``dropout_p`` on the CPU: its fused CPU kernel takes no dropout, and its math path
     draws the mask with the serial ``bernoulli_`` (:func:`~.dropout.keep_mask` draws it with NumPy).
     """
-    scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-2, -1))
+    scores = torch.matmul(q * (q.shape[-1] ** -0.5 if scale is None else scale), k.transpose(-2, -1))
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
@@ -44,11 +44,12 @@ def _attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_mask: torch.Tensor | None = None,
-           dropout_p: float = 0.0) -> torch.Tensor:
+           dropout_p: float = 0.0, scale: float | None = None) -> torch.Tensor:
     """Multi-head scaled dot-product attention on projected inputs, safe for all-False key masks.
 
     ``q`` [B, Lq, H*Dh], ``k``/``v`` [B, Lk, H*Dh], ``key_mask`` [B, Lk] (True = valid)
-    -> [B, Lq, H*Dh]. Rows of a sample with no valid key are exactly zero.
+    -> [B, Lq, H*Dh]. Rows of a sample with no valid key are exactly zero. ``scale`` multiplies the scores
+    (default ``Dh ** -0.5``).
 
     One rule for the kernel: on the CPU, with attention dropout or over at most :data:`MATH_PATH_MAX_KEYS`
     keys, :func:`_attention_math`; everywhere else ``F.scaled_dot_product_attention`` (its own dropout on an
@@ -64,9 +65,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, key_ma
         attn_mask = (key_mask | ~has_key.unsqueeze(1))[:, None, None, :]
     cpu = q.device.type == "cpu" and not torch.compiler.is_compiling()
     if cpu and (dropout_p > 0.0 or k.shape[1] <= MATH_PATH_MAX_KEYS):
-        out = _attention_math(split(q), split(k), split(v), attn_mask, dropout_p)
+        out = _attention_math(split(q), split(k), split(v), attn_mask, dropout_p, scale)
     else:
-        out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask, dropout_p=dropout_p)
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask, dropout_p=dropout_p,
+                                             scale=scale)
     out = out.transpose(1, 2).reshape(B, Lq, inner)
     if has_key is not None:
         out = out * has_key[:, None, None].to(out.dtype)
@@ -83,6 +85,8 @@ class MultiHeadAttention(nn.Module):
         kv_dim: key/value input dim (default ``dim``).
         qkv_bias / out_bias: biases of the input / output projections.
         dropout: attention-probability dropout.
+        scale: multiplier of the scores (default ``dim_head ** -0.5``; CENET's enhancement uses 8).
+        out_proj: False = no output projection (``to_out`` is the identity; CENET's enhancement has none).
 
     ``forward(q [B, Lq, D], k [B, Lk, Dkv], v [B, Lk, Dkv], key_mask [B, Lk] | None) -> [B, Lq, D]``.
     For a sample whose ``key_mask`` is all False (absent modality) the output is exactly zero.
@@ -94,7 +98,8 @@ class MultiHeadAttention(nn.Module):
     """
 
     def __init__(self, dim: int, heads: int, dim_head: int | None = None, kv_dim: int | None = None,
-                 qkv_bias: bool = True, out_bias: bool = True, dropout: float = 0.0):
+                 qkv_bias: bool = True, out_bias: bool = True, dropout: float = 0.0, scale: float | None = None,
+                 out_proj: bool = True):
         super().__init__()
         if dim_head is None:
             if dim % heads:
@@ -102,7 +107,7 @@ class MultiHeadAttention(nn.Module):
             dim_head = dim // heads
         kv_dim = kv_dim or dim
         inner = heads * dim_head
-        self.heads, self.dim_head, self.dropout, self.inner = heads, dim_head, dropout, inner
+        self.heads, self.dim_head, self.dropout, self.inner, self.scale = heads, dim_head, dropout, inner, scale
         if kv_dim == dim:
             # allocated without drawing (on the default device: meta while a model's size is checked)
             self.qkv = torch.nn.utils.skip_init(nn.Linear, dim, 3 * inner, bias=qkv_bias,
@@ -112,7 +117,9 @@ class MultiHeadAttention(nn.Module):
             self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
             self.to_k = nn.Linear(kv_dim, inner, bias=qkv_bias)
             self.to_v = nn.Linear(kv_dim, inner, bias=qkv_bias)
-        self.to_out = nn.Linear(inner, dim, bias=out_bias)
+        if not out_proj and inner != dim:
+            raise ValueError(f"without an output projection heads x dim_head ({inner}) must equal dim ({dim})")
+        self.to_out = nn.Linear(inner, dim, bias=out_bias) if out_proj else nn.Identity()
 
     @torch.no_grad()
     def _init_like_separate(self, fan_in: int) -> None:
@@ -140,7 +147,7 @@ class MultiHeadAttention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                key_mask: torch.Tensor | None) -> torch.Tensor:
         """Attention on already projected q/k/v: [B, L, inner] -> [B, Lq, inner] (not yet out-projected)."""
-        return attend(q, k, v, self.heads, key_mask, self.dropout if self.training else 0.0)
+        return attend(q, k, v, self.heads, key_mask, self.dropout if self.training else 0.0, self.scale)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 key_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -148,3 +155,28 @@ class MultiHeadAttention(nn.Module):
         if key_mask is not None:  # keep out_bias from leaking into rows that attended over nothing
             out = out * key_mask.any(dim=1)[:, None, None].to(out.dtype)
         return out
+
+
+class AdditiveAttention(nn.Module):
+    """Additive (Bahdanau) attention weights of one query over a sequence of keys.
+
+    ``score_j = v^T tanh(W [query; key_j])`` (``W``: Linear(query_dim + key_dim, hidden), ``v``: Linear(hidden, 1),
+    both without bias, as in seq2seq decoders), softmax over the valid keys.
+    ``forward(query [B, Dq], keys [B, L, Dk], key_mask [B, L] | None) -> weights [B, L]``; a sample with no valid
+    key gets all-zero weights.
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, hidden: int):
+        super().__init__()
+        self.attn = nn.Linear(query_dim + key_dim, hidden, bias=False)
+        self.v = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        q = query.unsqueeze(1).expand(-1, keys.shape[1], -1)
+        scores = self.v(torch.tanh(self.attn(torch.cat([q, keys], dim=-1)))).squeeze(-1)
+        key_mask = unpadded(key_mask)
+        if key_mask is None:
+            return torch.softmax(scores, dim=-1)
+        has_key = key_mask.any(dim=1, keepdim=True)
+        weights = torch.softmax(scores.masked_fill(~(key_mask | ~has_key), float("-inf")), dim=-1)
+        return weights * has_key.to(weights.dtype)

@@ -158,7 +158,8 @@ class CrossModalTransformer(nn.Module):
     pre-LN blocks and a final LayerNorm. With ``cross=True`` the target sequence
     queries the source sequence (``source -> target`` in MulT's notation); with
     ``cross=False`` it is a plain self-attention encoder. Defaults = the reference code:
-    ``positions="fairseq"``, ``shared_kv_norm=True`` (``"interleaved"`` / False: the earlier layout).
+    ``positions="fairseq"``, ``shared_kv_norm=True`` (``"interleaved"`` / False: the earlier layout);
+    ``positions=None`` adds no positions (MMSA's TETFN cross-modal and memory encoders).
 
     ``forward(x [B, Lt, D], mask [B, Lt], source [B, Ls, D] | None, source_mask [B, Ls] | None) -> [B, Lt, D]``
     """
@@ -166,10 +167,10 @@ class CrossModalTransformer(nn.Module):
     def __init__(self, dim: int, heads: int, layers: int, cross: bool = True, ff_mult: int = 4,
                  dropout: float = 0.1, attn_dropout: float = 0.1, ff_dropout: float = 0.1,
                  embed_dropout: float = 0.25, act: str = "relu", scale_embedding: bool = True,
-                 positions: str = "fairseq", shared_kv_norm: bool = True):
+                 positions: str | None = "fairseq", shared_kv_norm: bool = True):
         super().__init__()
         self.cross, self.scale = cross, (math.sqrt(dim) if scale_embedding else 1.0)
-        self.pos = SinusoidalPositionalEncoding(dim, positions)
+        self.pos = SinusoidalPositionalEncoding(dim, positions) if positions else None
         self.embed_drop = Dropout(embed_dropout)
         self.blocks = nn.ModuleList([
             TransformerBlock(dim, heads, ff_mult * dim, dropout=dropout, attn_dropout=attn_dropout,
@@ -178,7 +179,7 @@ class CrossModalTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embed_drop(self.scale * x + self.pos(x))
+        return self.embed_drop(self.scale * x + (self.pos(x) if self.pos is not None else 0.0))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, source: torch.Tensor | None = None,
                 source_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -225,6 +225,61 @@ RECIPES: dict[str, dict[str, Recipe]] = {
 }
 
 
+# --------------------------------------------------------------------------- MMSA zoo, part 2 (zooc)
+
+#: MMSA's training loop for every model: Adam, no epoch cap (early stop after 8 epochs whose valid loss is
+#: not 1e-6 below the best: KeyEval "Loss"), best valid model tested once, features as stored, seeds 1111-1115
+_MMSA_COMMON = {**_REFERENCE_COMMON, "epochs": 1000, "optimizer": "adam", "patience": 8, "monitor": "loss",
+                "monitor_mode": "min", "min_delta": 1e-6, "normalize": False}
+_MMSA_SEEDS = (1111, 1112, 1113, 1114, 1115)
+_MMSA_SOURCE = "thuiar/MMSA@a94e65d config/config_regression.json, trains/{}.py, run.py"
+_MMSA_LOOP = ("Adam; valid loss (the model's prediction loss on valid, the objective's eval-mode total here) "
+              "monitored with a 1e-6 margin, early stop after 8 epochs without improvement (no epoch cap: 1000 "
+              "here); the best valid epoch is tested once; seeds 1111-1115 (run.py)")
+
+RECIPES.update({
+    "mctn": {"reference": Recipe(
+        "reference", trainer={**_MMSA_COMMON, "max_lengths": _ALIGNED_50}, seeds=_MMSA_SEEDS,
+        source=_MMSA_SOURCE.format("singleTask/MCTN"),
+        notes=(_MMSA_LOOP, "aligned_50.pkl (need_data_aligned), features truncated to 50 steps (max_seq_len); "
+               "Adam 1e-4 (init_lr) over every parameter, no weight decay; global gradient norm clipped at 1.0 "
+               "(grad_clip) every step; batch 32 (the mosi preset)",
+               "MMSA configures MCTN for MOSI only; on MOSEI its trainer stops each epoch after half the batches "
+               "(not reproduced)")),
+    },
+    "mfm": {"reference": Recipe(
+        "reference", trainer={**_MMSA_COMMON, "max_lengths": _ALIGNED_50}, seeds=_MMSA_SEEDS,
+        source=_MMSA_SOURCE.format("singleTask/MFM"),
+        notes=(_MMSA_LOOP, "aligned_50.pkl (need_data_aligned); Adam at torch's default 1e-3 (MMSA's trainer "
+               "passes no learning rate: config_regression.json's learning_rate is unused) with the preset's "
+               "weight decay (1e-3 MOSI, 5e-4 MOSEI, 5e-3 SIMS); batch 64 (128 SIMS); no clipping")),
+    },
+    "cenet": {"reference": Recipe(
+        "reference", trainer=dict(_MMSA_COMMON), seeds=_MMSA_SEEDS, fine_tunes_text=True,
+        source=_MMSA_SOURCE.format("singleTask/CENET"),
+        notes=(_MMSA_LOOP, "unaligned features; BERT (bert-base-uncased / bert-base-chinese: model.text_encoder) "
+               "fine-tuned with its embeddings fixed; Adam at 1e-5 (2e-6 SIMS) in MMSA's groups (the model's "
+               "param_groups): weight decay 1e-4 (0 SIMS) on the CE module and every weight but biases and "
+               "LayerNorm weights; global gradient norm clipped at 2 (max_grad_norm); L1 loss; batch 64 (32 SIMS)",
+               "differs: Adam's epsilon is torch's 1e-8 (MMSA: 3e-8 MOSI, 1e-8 MOSEI, 2e-8 SIMS)")),
+    },
+    "tetfn": {"reference": Recipe(
+        "reference", trainer={**_MMSA_COMMON, "max_lengths": _ALIGNED_50, "grad_accum": 4, "grad_accum_sum": True,
+                              "drop_partial_accum": True}, seeds=_MMSA_SEEDS, fine_tunes_text=True,
+        source=_MMSA_SOURCE.format("multiTask/TETFN"),
+        notes=(_MMSA_LOOP, "aligned_50.pkl (need_data_aligned); five Adam groups (the model's param_groups): "
+               "BERT 3e-5 with decay 1e-3 except biases and LayerNorms, the audio and visual subnetworks and the "
+               "rest at the preset's rates and decays (learning_rate_*/weight_decay_*)",
+               "gradients of 4 batches summed into one step (update_epochs); an epoch's trailing partial "
+               "accumulation is discarded (MMSA zeroes it at the next epoch's first batch)",
+               "the unimodal labels are generated during training (TETFNObjective); differs: MMSA initialises "
+               "every training sample's labels before the first epoch and its class centres average every training "
+               "sample (zeros for those not seen yet); here a sample's labels are created at its first visit (the "
+               "same values) and the centres average the samples seen so far")),
+    },
+})
+
+
 def get_recipe(model: str, name: str = "toolkit", strict: bool = True) -> Recipe:
     """The recipe ``name`` of ``model``; "toolkit" always exists. ``strict=False`` falls back to it."""
     if name == "toolkit":

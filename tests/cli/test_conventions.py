@@ -96,7 +96,7 @@ def test_completion_functions_complete_models_presets_and_recipes():
     ("msa train -m dlf --recipe ", ["reference", "toolkit"]),
     ("msa benchmark --models mind --preset mos", ["mosei", "mosi"]),
     ("msa models show ti", []),
-    ("msa models show t", ["text_only", "tfn"]),
+    ("msa models show t", ["tetfn", "text_only", "tfn", "tfr_net"]),
 ])
 def test_the_commands_complete_model_preset_and_recipe_values(words, expected):
     cword = len(words.split()) - (0 if words.endswith(" ") else 1)

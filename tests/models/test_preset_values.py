@@ -49,6 +49,18 @@ PARAMETERS = {
     ("mfn", "mosi"): 2_172_657,
     ("mfn", "mosei"): 1_276_865,
     ("mfn", "sims"): 601_505,
+    # MMSA zoo part 2 (issue 37; thuiar/MMSA @ a94e65d): benchmarks/parity/parity_mmsa_<model>.py checks the
+    # counts against MMSA's models (MFM: without MMSA's unused MFN output layers; CENET: without BERT)
+    ("mctn", "mosi"): 763_778,
+    ("mfm", "mosi"): 1_370_810,
+    ("mfm", "mosei"): 5_840_380,
+    ("mfm", "sims"): 3_443_815,
+    ("cenet", "mosi"): 6_517_249,
+    ("cenet", "mosei"): 6_581_761,
+    ("cenet", "sims"): 7_067_905,
+    ("tetfn", "mosi"): 1_254_224,
+    ("tetfn", "mosei"): 1_257_360,
+    ("tetfn", "sims"): 1_529_968,
     ("mtfn", "sims"): 140_957_188,   # = MMSA's MTFN at config_regression.json mtfn/sims (parity_mmsa_mtfn.py)
     ("tfr_net", "mosi"): 660_195,    # MMSA's own count adds its trans_*_final transformers (left out, see tfr_net.py)
     ("tfr_net", "mosei"): 679_539,
@@ -149,6 +161,27 @@ REFERENCE_SIZES = {
         "sims": dict(text_hidden=64, audio_hidden=16, vision_hidden=64, mem_dim=64, attn_hidden=128,
                      attn_dropout=0.2, update_hidden=128, update_dropout=0.0, retain_hidden=64, retain_dropout=0.2,
                      write_hidden=64, write_dropout=0.7, out_hidden=64, out_dropout=0.7, batch_size=32, lr=1e-3),
+    },
+    # thuiar/MMSA @ a94e65d src/MMSA/config/config_regression.json "<model>".datasetParams.<dataset> (MMSA names in
+    # the toolkit's fields) and datasetCommonParams.<dataset> feature_dims / seq_lens
+    "mctn": {"mosi": dict(hidden=32, feature_dim=768, lr=1e-4, batch_size=32, grad_clip_norm=1.0, text_len=50)},
+    "mfm": {
+        "mosi": dict(text_hidden=128, audio_hidden=32, vision_hidden=128, mem_dim=64, zy_size=80, zl_size=64,
+                     fy_size=64, fa_size=16, mmd_weight=100.0, recon_audio_weight=0.01, weight_decay=1e-3,
+                     batch_size=64),
+        "mosei": dict(text_hidden=256, attn_hidden=1278, zl_size=256, fa_size=80, mmd_weight=10.0,
+                      recon_text_weight=5.0, weight_decay=5e-4, audio_dim=74, vision_dim=35),
+        "sims": dict(mem_dim=128, write_hidden=256, fl_size=256, mmd_weight=200.0, recon_vision_weight=0.01,
+                     weight_decay=5e-3, batch_size=128, audio_dim=33, vision_dim=709),
+    },
+    "cenet": {"mosi": dict(lr=1e-5, weight_decay=1e-4, grad_clip_norm=2.0, batch_size=64),
+              "sims": dict(lr=2e-6, weight_decay=0.0, batch_size=32, text_len=39)},
+    "tetfn": {
+        "mosi": dict(audio_hidden=16, vision_hidden=64, kernel_vision=1, dim=50, heads=5, post_text_dim=32,
+                     text_lr=3e-5, audio_lr=5e-4, lr=3e-4, weight_decay=0.01),
+        "mosei": dict(audio_hidden=32, vision_hidden=32, vision_lr=5e-3, lr=1e-4, batch_size=32),
+        "sims": dict(kernel_text=3, kernel_audio=5, kernel_vision=5, post_audio_dim=16, lr=3e-3,
+                     weight_decay=1e-3),
     },
     # thuiar/MMSA@a94e65d src/MMSA/config/config_regression.json: datasetCommonParams.sims.unaligned
     # (seq_lens, feature_dims) and mtfn.datasetParams.sims (hidden_dims, text_out, post_*_dim, dropouts, M/T/A/V)

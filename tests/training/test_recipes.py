@@ -131,7 +131,8 @@ def test_best_test_figures_are_labelled():
 
 
 def test_recipe_data():
-    assert set(RECIPES) == {"dlf", "almt", "mmcl", "mind", "lmf", "lf_dnn", "mfn", "ef_lstm", "mtfn", "tfr_net"}
+    assert set(RECIPES) >= {"dlf", "almt", "mmcl", "mind", "lmf", "lf_dnn", "mfn", "ef_lstm", "mctn", "mfm", "cenet",
+                            "tetfn", "mtfn", "tfr_net"}
     for model, recipes in RECIPES.items():
         rec = recipes["reference"]
         TrainConfig.from_dict(rec.trainer)  # every setting is a valid TrainConfig field
@@ -174,7 +175,7 @@ def test_cli_train_reference_recipe(request, tmp_path, name):
                             str(tiny_ds), "-o", str(run), "--device", "cpu", "--epochs", "2", "--seeds", "1",
                             "--set", "trainer.batch_size=8", "--set", "trainer.limit_train_batches=2",
                             "--set", "trainer.plots=false", "-q", "--allow-frozen-text"]
-                      + (["--set", "trainer.grad_accum=2"] if name == "dlf" else []))  # one step of 2 batches
+                      + (["--set", "trainer.grad_accum=2"] if name in ("dlf", "tetfn") else []))  # one step of 2 batches
     assert r.exit_code == 0, (r.output, r.exception)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     rec = RECIPES[name]["reference"]
@@ -259,7 +260,7 @@ def test_mind_roll_back_in_training_keeps_the_grl_step_counting(tiny_ds):
     assert per_epoch > 0 and steps == [per_epoch * (i + 1) for i in range(len(steps))]
 
 
-@pytest.mark.parametrize("name", ["dlf", "almt", "mind"])
+@pytest.mark.parametrize("name", ["dlf", "almt", "mind", "cenet", "tetfn"])
 def test_reference_recipe_that_fine_tunes_bert_refuses_to_start_without_a_text_encoder(tiny_ds, tmp_path, capsys, name):
     assert RECIPES[name]["reference"].fine_tunes_text
     run = tmp_path / name
