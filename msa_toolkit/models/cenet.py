@@ -24,6 +24,7 @@ from torch import nn
 
 from .._fields import doc
 from ..layers import Dropout, MultiHeadAttention, build_text_encoder
+from ..space import Choice, Float
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS, SIMS_INPUTS
@@ -76,7 +77,13 @@ class CrossModalEnhancement(nn.Module):
         return self.cat_connect(torch.cat([hv, ha], dim=-1)) + text
 
 
-@register_model("cenet", CENETConfig, presets={
+#: `msa tune`'s default ranges: MMSA's CENET tuning config (config_tune.json "cenet"): learning rates as a log
+#: range over its list (1e-6 .. 5e-5), weight decay and batch size as there (max_grad_norm is 2 there, as the
+#: presets; adam_epsilon is no toolkit setting)
+CENET_SPACE = {"lr": Float(1e-6, 5e-5, log=True), "weight_decay": Choice(0.0, 1e-4), "batch_size": Choice(32, 64, 128)}
+
+
+@register_model("cenet", CENETConfig, search_space=CENET_SPACE, presets={
     # MMSA config_regression.json "cenet".datasetParams.<dataset> (pretrained bert-base-uncased / -chinese: pass
     # it as model.text_encoder); adam_epsilon (3e-8 / 1e-8 / 2e-8) is not a toolkit setting (Adam's 1e-8)
     "mosi": {**MOSI_INPUTS, "lr": 1e-5, "weight_decay": 1e-4, "grad_clip_norm": 2.0, "batch_size": 64},

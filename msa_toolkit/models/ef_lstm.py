@@ -15,6 +15,7 @@ from torch import nn
 from .._fields import doc
 from ..layers import (Dropout, StepBatchNorm, align_steps, build_text_encoder, last_valid, mask_fill, run_rnn,
                       text_features, text_timeline)
+from ..space import Choice, Float, Int
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS, SIMS_INPUTS
@@ -46,7 +47,15 @@ def _mmsa(hidden: int, layers: int, dropout: float, batch: int, lr: float, wd: f
             "weight_decay": wd}
 
 
-@register_model("ef_lstm", EFLSTMConfig, presets={
+#: `msa tune`'s default ranges: MMSA's EF-LSTM tuning config (config_tune.json "ef_lstm"): hidden size
+#: (hidden_dims), layers (num_layers), dropout, batch size and weight decay as there, learning rates as a log range
+#: over theirs
+EF_LSTM_SPACE = {"hidden": Choice(16, 32, 64, 128, 256), "layers": Int(2, 4), "dropout": Choice(0.2, 0.3, 0.4, 0.5),
+                 "batch_size": Choice(32, 64, 128), "lr": Float(5e-4, 5e-3, log=True),
+                 "weight_decay": Choice(0.0, 1e-4, 1e-3, 5e-3)}
+
+
+@register_model("ef_lstm", EFLSTMConfig, search_space=EF_LSTM_SPACE, presets={
     # MMSA config_regression.json "ef_lstm".datasetParams.<dataset>; MMSA trains it on word-aligned features
     # (need_data_aligned), text_len steps
     "mosi": {**MOSI_INPUTS, **_mmsa(128, 4, 0.5, 32, 1e-3, 5e-3)},

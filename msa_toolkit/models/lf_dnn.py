@@ -14,6 +14,7 @@ from torch import nn
 
 from .._fields import doc
 from ..layers import Dropout
+from ..space import Choice, Float
 from ._registry import register_model
 from ._utterance import SubNetsConfig, SubNetsModel, mmsa_subnets
 from .base import ModelOutput, RegressionObjective
@@ -40,7 +41,19 @@ def _mmsa(hidden: tuple[int, int, int], text_out: int, post: int, dropouts: tupl
             "batch_size": batch, "lr": lr, "weight_decay": wd}
 
 
-@register_model("lf_dnn", LFDNNConfig, presets={
+#: `msa tune`'s default ranges: MMSA's LF-DNN tuning config (config_tune.json "lf_dnn"): hidden_dims as per-modality
+#: choices, text_out, post_fusion_dim, batch size and weight decay as there, learning rates as a log range over
+#: theirs; dropouts (audio, video, text, post-fusion): the audio, video and post-fusion values (MMSA's one-layer
+#: TextSubNet zeroes the text one)
+LF_DNN_SPACE = {"text_hidden": Choice(64, 128, 256), "audio_hidden": Choice(16, 32),
+                "vision_hidden": Choice(64, 128, 256), "text_out": Choice(32, 64, 128, 256),
+                "post_fusion_dim": Choice(16, 32, 64, 128), "audio_dropout": Choice(0.2, 0.3, 0.4),
+                "vision_dropout": Choice(0.2, 0.3, 0.4), "post_fusion_dropout": Choice(0.2, 0.3, 0.4, 0.5),
+                "batch_size": Choice(32, 64, 128), "lr": Float(5e-4, 5e-3, log=True),
+                "weight_decay": Choice(0.0, 1e-3, 5e-3, 1e-2)}
+
+
+@register_model("lf_dnn", LFDNNConfig, search_space=LF_DNN_SPACE, presets={
     # MMSA config_regression.json "lf_dnn".datasetParams.<dataset>
     "mosi": {**MOSI_INPUTS, **_mmsa((128, 16, 128), 256, 128, (0.2,) * 4, 128, 1e-3, 1e-2)},
     "mosei": {**MOSEI_INPUTS, **_mmsa((128, 32, 128), 128, 128, (0.2,) * 4, 64, 2e-3, 1e-3)},

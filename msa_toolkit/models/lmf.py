@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .._fields import doc
+from ..space import Choice, Float, Int
 from ._registry import register_model
 from ._utterance import SubNetsConfig, SubNetsModel, mmsa_subnets
 from .base import ModelOutput, RegressionObjective
@@ -48,7 +49,19 @@ def _mmsa(hidden: tuple[int, int, int], dropouts: tuple[float, ...], rank: int, 
             "factor_lr": factor_lr, "weight_decay": wd}
 
 
-@register_model("lmf", LMFConfig, presets={
+#: `msa tune`'s default ranges: MMSA's LMF tuning config (config_tune.json "lmf"): hidden_dims as per-modality
+#: choices, rank, batch size and weight decay as there, the learning rates (learning_rate, factor_lr) as log ranges
+#: over theirs; text_out is text_hidden // 2 in MMSA, here its own choice over those values; of the dropouts
+#: (audio, video, text, post-fusion) the audio and video ones (MMSA's TextSubNet zeroes the text one, and LMF never
+#: applies the post-fusion one)
+LMF_SPACE = {"text_hidden": Choice(64, 128, 256), "audio_hidden": Choice(16, 32), "vision_hidden": Choice(64, 128, 256),
+             "text_out": Choice(32, 64, 128), "audio_dropout": Choice(0.2, 0.3, 0.4),
+             "vision_dropout": Choice(0.2, 0.3, 0.4), "rank": Int(3, 6), "batch_size": Choice(32, 64, 128),
+             "lr": Float(5e-4, 5e-3, log=True), "factor_lr": Float(1e-4, 1e-3, log=True),
+             "weight_decay": Choice(0.0, 1e-4, 1e-3, 5e-3)}
+
+
+@register_model("lmf", LMFConfig, search_space=LMF_SPACE, presets={
     # MMSA config_regression.json "lmf".datasetParams.<dataset>
     "mosi": {**MOSI_INPUTS, **_mmsa((128, 16, 128), (0.3,) * 4, 3, 64, 1e-3, 1e-3, 5e-3)},
     "mosei": {**MOSEI_INPUTS, **_mmsa((128, 16, 128), (0.2,) * 4, 4, 32, 1e-3, 1e-3, 1e-3)},

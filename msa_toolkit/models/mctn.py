@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .._fields import doc
 from ..layers import AdditiveAttention, build_text_encoder, text_features
 from ..layers.losses import masked_mse, regression_loss
+from ..space import Choice, Float
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .presets import MOSI_INPUTS
@@ -115,7 +116,12 @@ class _Regression(nn.Module):
         return self.out(pooled).squeeze(-1)
 
 
-@register_model("mctn", MCTNConfig, presets={
+#: `msa tune`'s default ranges: MMSA's tuning config has no MCTN entry, so these are a narrow range around its
+#: MOSI values (config_regression.json "mctn": hid_dim 32, init_lr 1e-4, batch_size 32), not MMSA's
+MCTN_SPACE = {"hidden": Choice(16, 32, 64), "lr": Float(5e-5, 5e-4, log=True), "batch_size": Choice(16, 32, 64)}
+
+
+@register_model("mctn", MCTNConfig, search_space=MCTN_SPACE, presets={
     # MMSA config_regression.json "mctn".datasetParams.mosi (hid_dim 32, output_dim 768 = the widest input,
     # max_seq_len 50 on MMSA's word-aligned MOSI: 50 steps per modality)
     "mosi": {**MOSI_INPUTS, "audio_len": 50, "vision_len": 50, "hidden": 32, "feature_dim": 768, "lr": 1e-4,

@@ -22,6 +22,7 @@ from torch import nn
 from .._fields import doc
 from ..layers import Dropout, MemoryFusionCore, build_text_encoder, last_valid, text_aligned, text_features
 from ..layers.losses import masked_mse, regression_loss
+from ..space import Choice, Float
 from ..spec import MODALITIES
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
@@ -118,7 +119,24 @@ def _factor_mlp(z: int, f: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(z, f), nn.ReLU(), Dropout(dropout), nn.Linear(f, f), nn.ReLU())
 
 
-@register_model("mfm", MFMConfig, presets={
+#: `msa tune`'s default ranges: MMSA's MFM tuning config (config_tune.json "mfm"): hidden_dims as per-modality
+#: choices, memsize, the MFN networks' shapes and drops (NN1Config .. gamma2Config; outConfig sizes layers MFM does
+#: not build), the factor sizes (z*_size, f*_size), the factor dropouts (z*_to_f*_dropout, fy_to_y_dropout), the
+#: loss weights (lda_mmd, lda_xl/xa/xv) and batch size as there; learning_rate as a log range over its list (MMSA's
+#: trainer ignores it: Adam's 1e-3)
+MFM_SPACE = {"text_hidden": Choice(64, 128, 256), "audio_hidden": Choice(16, 32), "vision_hidden": Choice(64, 128, 256),
+             "mem_dim": Choice(64, 128, 256, 300, 400),
+             **{f"{n}_hidden": Choice(32, 64, 128, 256) for n in ("attn", "update", "retain", "write")},
+             **{f"{n}_dropout": Choice(0.0, 0.2, 0.5, 0.7) for n in ("attn", "update", "retain", "write")},
+             **{f"{n}_size": Choice(8, 16, 32, 48, 64, 80) for n in ("zy", "za", "zv", "fy", "fa", "fv")},
+             "zl_size": Choice(32, 64, 88, 128, 156, 256), "fl_size": Choice(32, 64, 88, 128, 156, 256),
+             **{f"{n}_dropout": Choice(0.0, 0.2, 0.5, 0.7) for n in ("zy", "zl", "za", "zv", "fy")},
+             "mmd_weight": Choice(10.0, 50.0, 100.0, 200.0),
+             **{f"recon_{m}_weight": Choice(0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0) for m in MODALITIES},
+             "batch_size": Choice(32, 64, 128), "lr": Float(5e-4, 5e-3, log=True)}
+
+
+@register_model("mfm", MFMConfig, search_space=MFM_SPACE, presets={
     # MMSA config_regression.json "mfm".datasetParams.<dataset> (windowsize 2 everywhere; outConfig sizes MMSA's
     # unused MFN output layers, not built here); MMSA trains MFM on word-aligned features (need_data_aligned)
     "mosi": {**MOSI_INPUTS, **_mmsa((128, 32, 128), 64, ((32, 0.7), (64, 0.0), (32, 0.0), (64, 0.5)),

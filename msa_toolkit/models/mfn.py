@@ -16,6 +16,7 @@ from torch import nn
 from .._fields import doc
 from ..layers import (Dropout, align_steps, build_text_encoder, mask_fill, masked_mean, text_features,
                       text_timeline)
+from ..space import Choice, Float
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS, SIMS_INPUTS
@@ -71,7 +72,18 @@ def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequentia
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, out_dim))
 
 
-@register_model("mfn", MFNConfig, presets={
+#: `msa tune`'s default ranges: MMSA's MFN tuning config (config_tune.json "mfn"): hidden_dims as per-modality
+#: choices, memsize (mem_dim), the shapes and drops of NN1Config, NN2Config, gamma1Config, gamma2Config, outConfig
+#: (attn_, update_, retain_, write_, out_hidden / _dropout) and batch size as there, learning rates as a log range
+#: over theirs (windowsize is 2 there, and always here)
+MFN_SPACE = {"text_hidden": Choice(64, 128, 256), "audio_hidden": Choice(16, 32), "vision_hidden": Choice(64, 128, 256),
+             "mem_dim": Choice(64, 128, 256, 300, 400),
+             **{f"{n}_hidden": Choice(32, 64, 128, 256) for n in ("attn", "update", "retain", "write", "out")},
+             **{f"{n}_dropout": Choice(0.0, 0.2, 0.5, 0.7) for n in ("attn", "update", "retain", "write", "out")},
+             "batch_size": Choice(32, 64, 128), "lr": Float(5e-4, 5e-3, log=True)}
+
+
+@register_model("mfn", MFNConfig, search_space=MFN_SPACE, presets={
     # MMSA config_regression.json "mfn".datasetParams.<dataset> (windowsize 2 in all); MMSA trains it on
     # word-aligned features (need_data_aligned)
     "mosi": {**MOSI_INPUTS, **_mmsa((256, 32, 256), 400, ((32, 0.2), (64, 0.0), (256, 0.7), (32, 0.5),

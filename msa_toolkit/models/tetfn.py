@@ -23,6 +23,7 @@ from torch import nn
 
 from .._fields import doc
 from ..layers import ConvProjection, CrossModalTransformer, Dropout, build_text_encoder, text_features
+from ..space import Choice, Float
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS, SIMS_INPUTS
@@ -149,7 +150,24 @@ def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(~(mask | ~has).unsqueeze(-1), float("-inf")).amax(dim=1) * has.to(x.dtype)
 
 
-@register_model("tetfn", TETFNConfig, presets={
+#: `msa tune`'s default ranges: MMSA's TETFN tuning config (config_tune.json "tetfn"), its names mapped as in
+#: _mmsa: LSTM widths, head widths, Conv1d kernels (MMSA lists conv1d_kernel_size_v though its model uses the audio
+#: kernel for vision), the dropouts (0.0 / 0.1) and weight decays and batch size as there, the four learning rates as
+#: log ranges over theirs; LSTM layers (1), their dropouts (0) and H (3) are single values there, fixed here
+TETFN_SPACE = {"batch_size": Choice(32, 64, 128), "text_lr": Float(5e-6, 5e-5, log=True),
+               **{k: Float(1e-4, 5e-3, log=True) for k in ("audio_lr", "vision_lr", "lr")},
+               "text_weight_decay": Choice(1e-3, 1e-2), "weight_decay": Choice(1e-3, 1e-2),
+               "audio_weight_decay": Choice(0.0, 1e-3, 1e-2), "vision_weight_decay": Choice(0.0, 1e-3, 1e-2),
+               "audio_hidden": Choice(16, 32), "vision_hidden": Choice(32, 64), "post_fusion_dim": Choice(64, 128),
+               "post_text_dim": Choice(32, 64), "post_audio_dim": Choice(16, 32), "post_vision_dim": Choice(16, 32),
+               **{k: Choice(1, 3, 5) for k in ("kernel_text", "kernel_audio", "kernel_vision")},
+               **{k: Choice(0.0, 0.1) for k in ("post_fusion_dropout", "post_text_dropout", "post_audio_dropout",
+                                                "post_vision_dropout", "attn_dropout", "attn_dropout_audio",
+                                                "attn_dropout_vision", "relu_dropout", "embed_dropout",
+                                                "res_dropout")}}
+
+
+@register_model("tetfn", TETFNConfig, search_space=TETFN_SPACE, presets={
     "mosi": {**MOSI_INPUTS, **_mmsa(_MOSI)}, "mosei": {**MOSEI_INPUTS, **_mmsa(_MOSEI)},
     "sims": {**SIMS_INPUTS, **_mmsa(_SIMS)},
     "tiny": {"audio_hidden": 4, "vision_hidden": 4, "dim": 8, "heads": 2, "post_fusion_dim": 8, "post_text_dim": 4,
