@@ -22,10 +22,10 @@ from parity_mmsa_common import (EXPECTED_FILES, REPO, batches, identity_map, imp
                                 mmsa_args, run_parity, zero_dropout)
 
 #: MMSA layer -> toolkit module (each MLP is Linear-ReLU-Dropout-Linear: fc1 -> .0, fc2 -> .3)
-LAYERS = {"lstm_l": "cells.0", "lstm_a": "cells.1", "lstm_v": "cells.2", "att1_fc1": "attention.0",
-          "att1_fc2": "attention.3", "att2_fc1": "proposal.0", "att2_fc2": "proposal.3", "gamma1_fc1": "retain.0",
-          "gamma1_fc2": "retain.3", "gamma2_fc1": "write.0", "gamma2_fc2": "write.3", "out_fc1": "out.0",
-          "out_fc2": "out.3"}
+LAYERS = {"lstm_l": "core.cells.0", "lstm_a": "core.cells.1", "lstm_v": "core.cells.2",
+          "att1_fc1": "core.attention.0", "att1_fc2": "core.attention.3", "att2_fc1": "core.proposal.0",
+          "att2_fc2": "core.proposal.3", "gamma1_fc1": "core.retain.0", "gamma1_fc2": "core.retain.3",
+          "gamma2_fc1": "core.write.0", "gamma2_fc2": "core.write.3", "out_fc1": "out.0", "out_fc2": "out.3"}
 
 
 def main(argv: list[str] | None = None) -> int:

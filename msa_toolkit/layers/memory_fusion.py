@@ -1,9 +1,10 @@
-"""The Memory Fusion Network's recurrent core (Zadeh et al., AAAI 2018), a block of MFN-based models (MFM).
+"""The Memory Fusion Network's recurrent core (Zadeh et al., AAAI 2018), the block of MFN and MFM.
 
 :class:`MemoryFusionCore` runs one LSTMCell per modality over word-aligned sequences, a delta-memory attention
 over the cell states of the previous and the current step, and a multi-view gated memory; it returns the last
-hidden states and the memory. :func:`text_aligned` gives the aligned inputs from a batch (the sequences as they
-are when every modality has the text's steps, else each modality's utterance mean at every text step).
+hidden states and the memory (MFN, MFM). :func:`text_aligned` gives the aligned inputs from a batch (the sequences
+as they are when every modality has the text's steps; else each modality's utterance mean at every text step, or
+its steps aligned onto the text's).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 
 from .dropout import Dropout
 from .masking import mask_fill, masked_mean
+from .recurrent import align_steps, text_timeline
 
 __all__ = ["MemoryFusionCore", "text_aligned", "MFN_WINDOW"]
 
@@ -70,20 +72,23 @@ class MemoryFusionCore(nn.Module):
         return torch.cat(hs + [mem], dim=1)
 
 
-def text_aligned(text: torch.Tensor, batch) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """([text, audio, vision] on the text's steps, their mask) for a recurrent core over aligned steps.
+def text_aligned(text: torch.Tensor, batch, pool: bool | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """([text, audio, vision] on the text's steps, their mask :func:`~.recurrent.text_timeline`) for a recurrent
+    core over aligned steps.
 
-    When audio and vision have exactly the text's valid steps (word-aligned features, as MMSA feeds MFN-based
-    models) they are used as they are; otherwise each is replaced by its utterance mean (over its valid steps)
-    repeated at every text step. A sample without text runs one step (the means), so it still has a state.
+    Audio and vision that have exactly the text's valid steps (word-aligned features, as MMSA feeds MFN-based
+    models) are used as they are. ``pool``: True = each is its utterance mean (over its valid steps) repeated at
+    every text step, aligned or not (MMSA's loader for MFN, need_normalized); False = unaligned ones are aligned
+    per sample onto the text's valid steps (:func:`~.recurrent.align_steps`); None = unaligned ones are pooled
+    (MFM). A sample without text runs one step, so it still has a state.
     """
-    mask = batch.text_mask.clone()
-    mask[:, 0] |= ~mask.any(dim=1)
+    mask = text_timeline(batch.text_mask)
     L = mask.shape[1]
     out = [mask_fill(text, batch.text_mask)]
     for x, m in ((batch.audio, batch.audio_mask), (batch.vision, batch.vision_mask)):
-        if m.shape == batch.text_mask.shape and torch.equal(m, batch.text_mask):
-            out.append(mask_fill(x, m))
-        else:
+        aligned = m is not None and m.shape == batch.text_mask.shape and torch.equal(m, batch.text_mask)
+        if pool or (pool is None and not aligned):
             out.append(masked_mean(x, m)[:, None].expand(-1, L, -1))
+        else:
+            out.append(mask_fill(x, m) if aligned else align_steps(x, m, mask))
     return out, mask

@@ -9,23 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._fields import doc
-from ..layers import (Dropout, align_steps, build_text_encoder, mask_fill, masked_mean, text_features,
-                      text_timeline)
+from ..layers import Dropout, MemoryFusionCore, build_text_encoder, text_aligned, text_features
 from ..space import Choice, Float
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS, SIMS_INPUTS
 
 __all__ = ["MFNConfig", "MFN"]
-
-#: MFN's memory window: the attention reads the cell states of the previous and the current step
-WINDOW = 2
-
 
 @dataclass(frozen=True)
 class MFNConfig(ModelConfig):
@@ -67,11 +60,6 @@ def _mmsa(hidden: tuple[int, int, int], mem: int, nets: tuple[tuple[int, float],
             "batch_size": batch, "lr": lr, "weight_decay": wd}
 
 
-def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
-    """``Linear -> ReLU -> Dropout -> Linear`` (each of MFN's small networks)."""
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, out_dim))
-
-
 #: `msa tune`'s default ranges: MMSA's MFN tuning config (config_tune.json "mfn"): hidden_dims as per-modality
 #: choices, memsize (mem_dim), the shapes and drops of NN1Config, NN2Config, gamma1Config, gamma2Config, outConfig
 #: (attn_, update_, retain_, write_, out_hidden / _dropout) and batch size as there, learning rates as a log range
@@ -99,8 +87,8 @@ MFN_SPACE = {"text_hidden": Choice(64, 128, 256), "audio_hidden": Choice(16, 32)
 class MFN(MSAModel):
     """MFN: a system of LSTMs (one per modality), a delta-memory attention network and a multi-view gated memory.
 
-    Audio and vision are aligned onto the text's valid steps (``layers.text_timeline`` / ``align_steps``). At
-    each step t every modality's LSTMCell updates (h_m, c_m); the cells of steps t-1 and t, c* = [c_{t-1};
+    The recurrent core is :class:`~msa_toolkit.layers.MemoryFusionCore` (``core``, shared with MFM), its inputs
+    :func:`~msa_toolkit.layers.text_aligned` (audio and vision on the text's valid steps). At each step t every modality's LSTMCell updates (h_m, c_m); the cells of steps t-1 and t, c* = [c_{t-1};
     c_t] [B, 2 * sum(h)], are weighted by a softmax attention a = softmax(NN1(c*)); the memory proposal
     u = tanh(NN2(a * c*)); the gates gamma1 = sigmoid(G1([a * c*; u_{t-1}])), gamma2 = sigmoid(G2(...)) give
     u_t = gamma1 * u_{t-1} + gamma2 * proposal. The prediction is MLP([h_t; h_a; h_v; u]) at the last step.
@@ -116,40 +104,14 @@ class MFN(MSAModel):
         c = config
         self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
         hid = (c.text_hidden, c.audio_hidden, c.vision_hidden)
-        self.cells = nn.ModuleList([nn.LSTMCell(d, h) for d, h in zip((dt, c.audio_dim, c.vision_dim), hid)])
-        att_in = sum(hid) * WINDOW
-        self.attention = _mlp(att_in, c.attn_hidden, att_in, c.attn_dropout)
-        self.proposal = _mlp(att_in, c.update_hidden, c.mem_dim, c.update_dropout)
-        self.retain = _mlp(att_in + c.mem_dim, c.retain_hidden, c.mem_dim, c.retain_dropout)
-        self.write = _mlp(att_in + c.mem_dim, c.write_hidden, c.mem_dim, c.write_dropout)
-        self.out = _mlp(sum(hid) + c.mem_dim, c.out_hidden, 1, c.out_dropout)
+        self.core = MemoryFusionCore((dt, c.audio_dim, c.vision_dim), hid, c.mem_dim,
+                                     ((c.attn_hidden, c.attn_dropout), (c.update_hidden, c.update_dropout),
+                                      (c.retain_hidden, c.retain_dropout), (c.write_hidden, c.write_dropout)))
+        self.out = nn.Sequential(nn.Linear(self.core.out_dim, c.out_hidden), nn.ReLU(), Dropout(c.out_dropout),
+                                 nn.Linear(c.out_hidden, 1))
         self.set_objective(RegressionObjective(c.loss))
 
-    def _inputs(self, batch, timeline: torch.Tensor) -> list[torch.Tensor]:
-        text = mask_fill(text_features(self.text_encoder, batch), batch.text_mask)
-        av = [(batch.audio, batch.audio_mask), (batch.vision, batch.vision_mask)]
-        if self.config.pool_audio_vision:
-            L = timeline.shape[1]
-            return [text, *(masked_mean(x, m)[:, None].expand(-1, L, -1) for x, m in av)]
-        return [text, *(align_steps(x, m, timeline) for x, m in av)]
-
     def forward(self, batch) -> ModelOutput:
-        timeline = text_timeline(batch.text_mask)
-        xs = self._inputs(batch, timeline)
-        B = timeline.shape[0]
-        hs = [xs[0].new_zeros(B, cell.hidden_size) for cell in self.cells]
-        cs = [h.clone() for h in hs]
-        mem = xs[0].new_zeros(B, self.config.mem_dim)
-        for t in range(timeline.shape[1]):
-            step = [cell(x[:, t], (h, c)) for cell, x, h, c in zip(self.cells, xs, hs, cs)]
-            c_star = torch.cat(cs + [s[1] for s in step], dim=1)
-            attended = F.softmax(self.attention(c_star), dim=1) * c_star
-            proposal = torch.tanh(self.proposal(attended))
-            both = torch.cat([attended, mem], dim=1)
-            new_mem = torch.sigmoid(self.retain(both)) * mem + torch.sigmoid(self.write(both)) * proposal
-            valid = timeline[:, t:t + 1]
-            mem = torch.where(valid, new_mem, mem)
-            hs = [torch.where(valid, s[0], h) for s, h in zip(step, hs)]
-            cs = [torch.where(valid, s[1], c) for s, c in zip(step, cs)]
-        last = torch.cat(hs + [mem], dim=1)
+        text = text_features(self.text_encoder, batch)
+        last = self.core(*text_aligned(text, batch, pool=self.config.pool_audio_vision))
         return ModelOutput(self.out(last).squeeze(-1), {"representation": last})

@@ -121,3 +121,19 @@ def test_tfn_output_bound():
         assert torch.allclose(bounded(b).prediction, 6 * torch.sigmoid(free(b).prediction) - 3, atol=1e-6)
     with pytest.raises(ValueError, match="output_bound must be >= 0"):
         create_model("tfn", "tiny", output_bound=-1.0, **DIMS)
+
+
+def test_text_aligned_keeps_aligned_inputs_and_pools_or_aligns_the_others():
+    from msa_toolkit.layers import masked_mean, text_aligned
+
+    b = synthetic_batch(3, (5, 8, 7), (6, 3, 4), seed=1)
+    timeline = text_timeline(b.text_mask)
+    (_, a_aligned, _), mask = text_aligned(b.text, b, pool=False)
+    assert torch.equal(mask, timeline) and torch.equal(a_aligned, align_steps(b.audio, b.audio_mask, timeline))
+    (_, a_mfm, _), _ = text_aligned(b.text, b)  # MFM: unaligned -> utterance means
+    assert torch.allclose(a_mfm, masked_mean(b.audio, b.audio_mask)[:, None].expand(-1, 5, -1))
+    same = Batch(text=b.text, text_mask=b.text_mask, label=b.label, audio=b.text[..., :3], audio_mask=b.text_mask,
+                 vision=b.text[..., :4], vision_mask=b.text_mask)
+    for pool in (None, False):  # aligned inputs are used as they are
+        assert torch.equal(text_aligned(b.text, same, pool=pool)[0][1], b.text[..., :3] * b.text_mask[..., None])
+    assert not torch.equal(text_aligned(b.text, same, pool=True)[0][1], b.text[..., :3] * b.text_mask[..., None])
