@@ -13,6 +13,8 @@ update instead of NaN.
   :class:`CrossModalTransformer`; ``forward_last`` computes the final block for the last valid step only
 - :mod:`.heads`: :class:`ConvProjection`, :class:`MLPHead`, :class:`ResidualHead`, gradient reversal
 - :mod:`.losses`: the criteria the models' objectives combine
+- :mod:`.recurrent`: :class:`SequenceLSTM` (packed LSTM over the valid steps), :func:`run_rnn` (fp32 under CPU
+  autocast)
 - :mod:`.text_encoder`: the optional fine-tuned transformers text encoder (:func:`build_text_encoder`)
 """
 
@@ -22,6 +24,7 @@ from .heads import ConvProjection, GradientReversal, GradReverse, MLPHead, Resid
 from .masking import (ACTIVATIONS, activation, last_valid, mask_fill, masked_mean, take_last, unpadded,
                       zero_empty)
 from .positions import SINUSOID_LAYOUTS, LearnedPositionalEncoding, SinusoidalPositionalEncoding, sinusoidal_table
+from .recurrent import SequenceLSTM, run_rnn, valid_lengths
 from .text_encoder import TextEncoder, build_text_encoder, text_features
 from .transformer import CrossModalTransformer, EncoderLayer, FeedForward, TransformerBlock
 
@@ -30,6 +33,7 @@ __all__ = [
     "ConvProjection", "GradientReversal", "GradReverse", "MLPHead", "ResidualHead", "grad_reverse", "ACTIVATIONS",
     "activation", "last_valid", "mask_fill", "masked_mean", "take_last", "unpadded", "zero_empty",
     "SINUSOID_LAYOUTS", "LearnedPositionalEncoding", "SinusoidalPositionalEncoding", "sinusoidal_table",
-    "TextEncoder", "build_text_encoder", "text_features", "CrossModalTransformer", "EncoderLayer", "FeedForward",
+    "SequenceLSTM", "run_rnn", "valid_lengths", "TextEncoder", "build_text_encoder", "text_features",
+    "CrossModalTransformer", "EncoderLayer", "FeedForward",
     "TransformerBlock",
 ]

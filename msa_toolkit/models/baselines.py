@@ -21,7 +21,7 @@ from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS
 from ..layers import (ConvProjection, CrossModalTransformer, Dropout, MLPHead, ResidualHead, build_text_encoder,
-                      last_valid, masked_mean, text_features)
+                      last_valid, masked_mean, run_rnn, text_features)
 
 __all__ = ["TextOnlyConfig", "TextOnly", "LateFusionConfig", "LateFusion", "TFNConfig",
            "TFN", "MulTConfig", "MulT"]
@@ -185,7 +185,7 @@ class TFN(MSAModel):
 
     def forward(self, batch) -> ModelOutput:
         text = text_features(self.text_encoder, batch)
-        states, _ = _rnn_fp32_under_cpu_autocast(self.lstm, text)
+        states, _ = run_rnn(self.lstm, text)
         z_t = self.text_out(last_valid(states, batch.text_mask))
         z_a = self.audio_net(batch.audio, batch.audio_mask)
         z_v = self.vision_net(batch.vision, batch.vision_mask)
@@ -193,20 +193,6 @@ class TFN(MSAModel):
         t, a, v = (torch.cat([z, one], dim=1) for z in (z_t, z_a, z_v))
         fusion = torch.einsum("bi,bj,bk->bijk", t, a, v).flatten(1)
         return ModelOutput(self.post(fusion).squeeze(-1), {"z_text": z_t, "z_audio": z_a, "z_vision": z_v})
-
-
-def _rnn_fp32_under_cpu_autocast(rnn: nn.Module, x: torch.Tensor):
-    """Run ``rnn`` on ``x``; under CPU autocast, in fp32 with autocast off.
-
-    CPU autocast sends LSTMs to oneDNN's bf16 RNN kernel, which only exists on CPUs with
-    AVX-512 (on an AMD EPYC without it: "could not create a primitive descriptor for the LSTM
-    forward propagation primitive"). The text LSTM is small, so it runs in fp32 on every CPU;
-    on CUDA autocast handles it as usual.
-    """
-    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        with torch.autocast("cpu", enabled=False):
-            return rnn(x.float())
-    return rnn(x)
 
 
 # --------------------------------------------------------------------------- MulT
