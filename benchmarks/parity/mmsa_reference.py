@@ -67,17 +67,18 @@ def mmsa_args(ref_dir: Path, model: str, dataset: str = "mosi", aligned: bool = 
     return Namespace(values)
 
 
-def tiny_bert(seed: int) -> nn.Module:
-    """A small randomly initialised BertModel (seeded), the text encoder of both sides."""
+def tiny_bert(seed: int, **overrides: Any) -> nn.Module:
+    """A small randomly initialised BertModel (seeded; :data:`TINY_BERT` with ``overrides``), the text encoder
+    of both sides."""
     import transformers
 
     torch.manual_seed(seed)
-    return transformers.BertModel(transformers.BertConfig(**TINY_BERT))
+    return transformers.BertModel(transformers.BertConfig(**{**TINY_BERT, **overrides}))
 
 
-def save_tiny_bert(seed: int, folder: Path) -> str:
+def save_tiny_bert(seed: int, folder: Path, **overrides: Any) -> str:
     """Write :func:`tiny_bert` to ``folder`` (the toolkit's ``text_encoder`` path) and return the path."""
-    tiny_bert(seed).save_pretrained(folder)
+    tiny_bert(seed, **overrides).save_pretrained(folder)
     return str(folder)
 
 
@@ -85,10 +86,12 @@ class StubBertTextEncoder(nn.Module):
     """Stands in for MMSA's BertTextEncoder (which loads a pretrained name): the same forward, on the tiny BERT."""
 
     seed = 0
+    #: changes to :data:`TINY_BERT` (MISA's text projection assumes BERT's 768-d states)
+    overrides: dict = {}
 
     def __init__(self, use_finetune: bool = True, transformers: str = "bert", pretrained: str = ""):
         super().__init__()
-        self.model = tiny_bert(self.seed)
+        self.model = tiny_bert(self.seed, **self.overrides)
         self.use_finetune = use_finetune
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
