@@ -12,6 +12,7 @@ the folder :func:`save_tiny_bert` writes, as any local Hugging Face encoder).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import types
@@ -45,11 +46,8 @@ def import_mmsa(ref_dir: Path, module: str) -> Any:
             pkg = types.ModuleType(name)
             pkg.__path__ = [str(src / name.replace(".", "/"))]
             sys.modules[name] = pkg
-        if "pynvml" not in sys.modules:
-            try:
-                import pynvml  # noqa: F401  (only whether it is installed)
-            except ImportError:
-                sys.modules["pynvml"] = types.ModuleType("pynvml")
+        if importlib.util.find_spec("pynvml") is None:
+            sys.modules["pynvml"] = types.ModuleType("pynvml")  # MMSA.utils imports it for GPU probing
 
     return import_reference(src, f"MMSA.{module}", before)
 
@@ -97,6 +95,11 @@ class StubBertTextEncoder(nn.Module):
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         ids, mask, segments = text[:, 0, :].long(), text[:, 1, :].float(), text[:, 2, :].long()
         return self.model(input_ids=ids, attention_mask=mask, token_type_ids=segments)[0]
+
+
+def bert_stub(seed: int = 0, **overrides: Any) -> type:
+    """A :class:`StubBertTextEncoder` class of its own (seed, :data:`TINY_BERT` changes) to patch into a module."""
+    return type("StubBertTextEncoder", (StubBertTextEncoder,), {"seed": seed, "overrides": dict(overrides)})
 
 
 def bert_maps(ref_prefix: str, tk_prefix: str, ref: nn.Module) -> list[ParamMap]:

@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_common import (ParityReport, base_parser, check_coverage, check_reference_dir, compare_training,  # noqa: E402
-                           default_json, finish, load_mapped, reference_commit, same, split)
-from mmsa_reference import (EXPECTED_FILES, REPO, TINY_BERT, StubBertTextEncoder, bert_maps, import_mmsa,  # noqa: E402
+                           default_json, finish, load_mapped, reference_commit, same)
+from mmsa_reference import (EXPECTED_FILES, REPO, TINY_BERT, bert_maps, bert_stub, import_mmsa,  # noqa: E402
                             mmsa_args, mmsa_text, save_tiny_bert, sequences, token_batch)
 
 #: MISA's text projection is Linear(768, hidden) whatever the encoder: the tiny BERT is 768 wide here
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model_mod = import_mmsa(ref_dir, "models.singleTask.MISA")
     trainer_mod = import_mmsa(ref_dir, "trains.singleTask.MISA")
-    StubBertTextEncoder.overrides = BERT
-    model_mod.BertTextEncoder = StubBertTextEncoder
+    model_mod.BertTextEncoder = bert_stub(a.seed, **BERT)
     args = mmsa_args(ref_dir, "misa", dropout=0.0)
     torch.manual_seed(a.seed)
     ref = model_mod.MISA(args)

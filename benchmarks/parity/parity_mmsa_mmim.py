@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_common import (ParityReport, base_parser, check_coverage, check_reference_dir, default_json,  # noqa: E402
                            diff_and_scale, finish, grad_diffs, load_mapped, param_diffs, reference_commit, same)
-from mmsa_reference import (EXPECTED_FILES, REPO, TINY_BERT, StubBertTextEncoder, bert_maps, import_mmsa,  # noqa: E402
+from mmsa_reference import (EXPECTED_FILES, REPO, TINY_BERT, bert_maps, bert_stub, import_mmsa,  # noqa: E402
                             mmsa_args, mmsa_text, save_tiny_bert, sequences, token_batch)
 
 PAIRS = {"tv": ("mi_tv", "objective_.mi.tv"), "ta": ("mi_ta", "objective_.mi.ta")}
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from msa_toolkit.models import create_model
 
     model_mod = import_mmsa(ref_dir, "models.singleTask.MMIM")
-    model_mod.BertTextEncoder = StubBertTextEncoder
+    model_mod.BertTextEncoder = bert_stub(a.seed)
     hidden = TINY_BERT["hidden_size"]
     args = mmsa_args(ref_dir, "mmim", dropout_prj=0.0)
     args.feature_dims = [hidden, *args.feature_dims[1:]]  # d_tout is read from the text dim: the tiny BERT's

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_common import (ParityReport, base_parser, check_coverage, check_reference_dir, default_json,  # noqa: E402
                            diff_and_scale, finish, grad_diffs, load_mapped, param_diffs, reference_commit, same)
-from mmsa_reference import (EXPECTED_FILES, REPO, TINY_BERT, StubBertTextEncoder, bert_maps, import_mmsa,  # noqa: E402
+from mmsa_reference import (EXPECTED_FILES, REPO, TINY_BERT, bert_maps, bert_stub, import_mmsa,  # noqa: E402
                             mmsa_args, mmsa_text, save_tiny_bert, sequences, token_batch)
 
 HEADS = {"fusion": "M", "text": "T", "audio": "A", "vision": "V"}
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model_mod = import_mmsa(ref_dir, "models.multiTask.SELF_MM")
     trainer_mod = import_mmsa(ref_dir, "trains.multiTask.SELF_MM")
-    model_mod.BertTextEncoder = StubBertTextEncoder
+    model_mod.BertTextEncoder = bert_stub(a.seed)
     B, n_batches, L = a.batch_size, 2, {"text": 8, "audio": 12, "vision": 10}
     args = mmsa_args(ref_dir, "self_mm", text_out=TINY_BERT["hidden_size"], train_samples=B * n_batches, **DROPOUTS)
     dims = {"audio": args.feature_dims[1], "vision": args.feature_dims[2]}

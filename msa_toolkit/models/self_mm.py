@@ -142,12 +142,13 @@ class SelfMM(MSAModel):
     """Self-MM. ``forward(batch) -> ModelOutput(prediction [B], aux)``; ``aux`` holds ``pred_<head>`` [B] and
     ``feature_<head>`` [B, width] for the four heads (fusion, text, audio, vision).
 
-    Gradient note (``grad_exempt``): on a sample's first visit its unimodal labels equal its label, so the
-    unimodal losses have weight tanh(0) = 0 and the unimodal heads get no gradient in the first epoch
-    (as in MMSA); tests/models/test_self_mm.py checks that they do from the second visit on.
+    Gradient note (``grad_exempt``): a sample's unimodal labels equal its label until ULGM first moves them,
+    after the loss of its second visit, so the unimodal losses have weight tanh(0) = 0 and the unimodal
+    heads get no gradient in the first two epochs (as in MMSA); tests/models/test_zoo_mmsa_part1.py checks
+    that they do from the third visit on.
     """
 
-    #: parameters without gradient on a first visit (see the class docstring)
+    #: parameters without gradient on a first or second visit (see the class docstring)
     grad_exempt: ClassVar[tuple[str, ...]] = ("heads.text.", "heads.audio.", "heads.vision.")
 
     def __init__(self, config: SelfMMConfig):
