@@ -46,7 +46,7 @@ def import_mmsa(ref_dir: Path, module: str) -> Any:
             pkg = types.ModuleType(name)
             pkg.__path__ = [str(src / name.replace(".", "/"))]
             sys.modules[name] = pkg
-        if importlib.util.find_spec("pynvml") is None:
+        if "pynvml" not in sys.modules and importlib.util.find_spec("pynvml") is None:
             sys.modules["pynvml"] = types.ModuleType("pynvml")  # MMSA.utils imports it for GPU probing
 
     return import_reference(src, f"MMSA.{module}", before)
