@@ -80,7 +80,7 @@ def test_completion_functions_complete_models_presets_and_recipes():
     from msa_toolkit.cli._options import complete_model, complete_models, complete_preset, complete_recipe
     from msa_toolkit.models import get_entry, list_models
 
-    assert complete_model("") == sorted(list_models()) and complete_model("m") == ["mind", "mmcl", "mult"]
+    assert complete_model("") == sorted(list_models()) and complete_model("mm") == ["mmcl", "mmim"]
     assert complete_models("dlf,a") == ["dlf,almt"] and "dlf,text_only" in complete_models("dlf,")
     assert "dlf,dlf" not in complete_models("dlf,")
     assert complete_preset(_Ctx(model="dlf"), "") == sorted(get_entry("dlf").presets)
