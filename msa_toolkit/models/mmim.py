@@ -196,8 +196,10 @@ class MMIMObjective(Objective):
         groups = [torch.cat([*(m[i] for m in mem), cur]) for i, cur in enumerate((pos, neg))]
         if min(len(g) for g in groups) <= pos.shape[1]:
             return pos.new_zeros(())
-        covs = [((g - g.mean(0)).unsqueeze(-1) * (g - g.mean(0)).unsqueeze(1)).mean(0) for g in groups]
-        return 0.25 * (torch.logdet(covs[0]) + torch.logdet(covs[1]))
+        with torch.autocast(pos.device.type, enabled=False):  # logdet has no low-precision kernel
+            groups = [g.float() - g.float().mean(0) for g in groups]
+            covs = [(g.unsqueeze(-1) * g.unsqueeze(1)).mean(0) for g in groups]
+            return 0.25 * (torch.logdet(covs[0]) + torch.logdet(covs[1]))
 
     def forward(self, output: ModelOutput, batch) -> LossOutput:
         c, h = self.config, output.aux
