@@ -101,7 +101,8 @@ def build_scheduler(opt: torch.optim.Optimizer, model: nn.Module, tc: TrainConfi
     if kind == "epoch_cosine":
         warm = max(0, int(tc.warmup_epochs))
         span = int(tc.cosine_epochs) if tc.cosine_epochs is not None else max(1, tc.epochs - warm)
-        return EpochLambdaLR(opt, lambda e: epoch_cosine_factor(e, warm, span)), "epoch"
+        hold = max(0, int(tc.peak_hold_epochs))
+        return EpochLambdaLR(opt, lambda e: epoch_cosine_factor(e, warm, span, hold)), "epoch"
     if kind == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=monitor_mode, factor=tc.plateau_factor, patience=tc.plateau_patience), "epoch"

@@ -1,0 +1,293 @@
+"""Shared machinery of the training-trajectory parity scripts (issue 38): ``trajectory_<model>.py``.
+
+A trajectory run trains two models that start from the same weights (a parity script's
+``weight_map()``) on the same batches in the same order:
+
+- the toolkit side is the real :class:`msa_toolkit.training.trainer.Trainer` with the model's
+  ``reference`` recipe (``training/recipes.py``), fed by :class:`ListData`, a tiny in-memory data
+  module that hands the trainer a fixed list of batches;
+- the reference side is the authors' own training loop, imported from their checkout with its data
+  loader, logger, ``.cuda()`` and pretrained-BERT loading monkeypatched by the model's script.
+
+:class:`Lockstep` runs the reference loop in a second thread and pauses each side after every
+optimiser step (a global ``torch.optim`` step post-hook) until the other side has taken the same
+step; the two models are then compared through the weight map (:func:`mapped_diffs`) together with
+the learning rates of the step. Only one copy of each model exists, so models of any size can be
+followed for as many steps as asked.
+
+Runs are in float64 by default: over tens of Adam steps, fp32 rounding of two differently ordered
+but equal computations is amplified by the optimiser's normalisation (an element whose exact gradient
+is ~0 gets a step of ~lr with a random sign), which float64 pushes far below Adam's epsilon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from parity_common import Diffs, ParamMap, ParityReport, diff_and_scale
+
+#: default tolerance of the float64 trajectory (max abs parameter difference; relative above 1)
+TOLERANCE_F64 = 1e-9
+#: default tolerance of an fp32 trajectory (informational runs with --dtype float32)
+TOLERANCE_F32 = 1e-4
+#: tolerance on learning rates (both sides compute them in Python floats)
+LR_TOLERANCE = 1e-12
+#: seconds one side waits for the other to reach the same optimiser step
+STEP_TIMEOUT = 900.0
+
+#: tiny BERT of both sides: hidden 32, 2 layers, 2 heads, no dropout
+TINY_BERT = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=64, type_vocab_size=2, hidden_dropout_prob=0.0,
+                 attention_probs_dropout_prob=0.0)
+
+
+def tiny_bert(folder: str | Path, seed: int = 0) -> Path:
+    """Save a small randomly initialised BERT (:data:`TINY_BERT`) with a word-piece vocabulary in ``folder``.
+
+    Both sides load this folder with ``from_pretrained``, so the encoders are identical to the bit.
+    """
+    from transformers import BertConfig, BertModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(**TINY_BERT)).save_pretrained(folder)
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = special + [f"w{i}" for i in range(TINY_BERT["vocab_size"] - len(special))]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    return folder
+
+
+def token_ids(batch: int, length: int, generator: torch.Generator, vocab: int = TINY_BERT["vocab_size"]
+              ) -> torch.Tensor:
+    """[batch, length] ids: [CLS] (2), random word ids, [SEP] (3) at the end; no padding."""
+    ids = torch.randint(5, vocab, (batch, length), generator=generator)
+    ids[:, 0], ids[:, -1] = 2, 3
+    return ids
+
+
+# --------------------------------------------------------------------------- toolkit data
+
+
+class ListData:
+    """The smallest data module the Trainer accepts: fixed lists of batches per split, in a fixed order.
+
+    ``train_loader()`` returns the same list every epoch (no shuffling, no bucketing: the trainer's
+    loader options are ignored), so the reference side can be fed exactly the same sequence.
+    """
+
+    split_names = ("train", "valid", "test")
+
+    def __init__(self, train: Sequence[Any], valid: Sequence[Any], test: Sequence[Any], spec: Any = None):
+        self.splits = {"train": list(train), "valid": list(valid), "test": list(test)}
+        self.spec = spec
+
+    def train_loader(self, distributed: bool = False, **options: Any) -> list[Any]:
+        if distributed:
+            raise ValueError("ListData is for a single process")
+        return list(self.splits["train"])
+
+    def loader(self, split: str) -> list[Any]:
+        return list(self.splits[split])
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@torch.no_grad()
+def mapped_diffs(maps: Sequence[ParamMap], ref: nn.Module, tk: nn.Module) -> Diffs:
+    """Per elementwise mapping entry (named by its toolkit names): (max |load(reference) - toolkit|, max |ref|)."""
+    rp, tp = dict(ref.named_parameters()), dict(tk.named_parameters())
+    out: Diffs = {}
+    for m in maps:
+        if not m.elementwise:
+            continue
+        values = m.load([rp[n] for n in m.ref])
+        pairs = [diff_and_scale(v, tp[n]) for n, v in zip(m.tk, values)]
+        out[",".join(m.tk)] = (max(p[0] for p in pairs), max(p[1] for p in pairs))
+    return out
+
+
+def worst(diffs: Diffs) -> tuple[str, float, float]:
+    """(entry, diff, scale) of the entry with the largest diff relative to max(1, scale)."""
+    if not diffs:
+        return "", 0.0, 0.0
+    name = max(diffs, key=lambda k: diffs[k][0] / max(1.0, diffs[k][1]))
+    return name, diffs[name][0], diffs[name][1]
+
+
+@dataclass
+class StepRow:
+    """One optimiser step of both sides."""
+
+    # 1-based optimiser step
+    step: int
+    # learning rates of the step, per parameter group
+    lr_reference: list[float]
+    lr_toolkit: list[float]
+    # worst mapped parameter entry after the step
+    worst_entry: str
+    max_abs_diff: float
+    scale: float
+    # free-form events of the step (e.g. "clip", "epoch end")
+    events: list[str] = field(default_factory=list)
+
+
+def lr_diff(ref: Sequence[float], tk: Sequence[float]) -> float:
+    """max |ref - tk| over the groups both have; inf when the group counts differ."""
+    if len(ref) != len(tk):
+        return float("inf")
+    return max((abs(a - b) for a, b in zip(ref, tk)), default=0.0)
+
+
+def record_step(report: ParityReport, row: StepRow, tolerance: float, lr_tolerance: float = LR_TOLERANCE) -> None:
+    """Two checks per step: the parameters (worst entry) and the learning rate."""
+    events = f" [{', '.join(row.events)}]" if row.events else ""
+    report.add(f"step {row.step}: parameters", row.max_abs_diff, tolerance, f"worst: {row.worst_entry}{events}",
+               row.scale)
+    report.add(f"step {row.step}: lr", lr_diff(row.lr_reference, row.lr_toolkit), lr_tolerance,
+               f"reference {row.lr_reference[0]:.6g}, toolkit {row.lr_toolkit[0]:.6g}", max(row.lr_reference))
+
+
+# --------------------------------------------------------------------------- lock-step driver
+
+
+class _Stop(Exception):
+    """Ends the reference thread when the toolkit side failed."""
+
+
+class Lockstep:
+    """Run a reference training loop (second thread) and a toolkit one (this thread) one optimiser step apart.
+
+    Every ``torch.optim`` step (a global post-hook) of an optimiser over the reference model's
+    parameters waits until the toolkit's optimiser took the same step; then ``on_step(step,
+    reference lrs, toolkit lrs)`` runs, with both models frozen, and the reference goes on.
+    Steps one side takes and the other does not are counted (``extra_reference``, ``extra_toolkit``).
+    """
+
+    def __init__(self, ref: nn.Module, tk: nn.Module, on_step: Callable[[int, list[float], list[float]], None],
+                 timeout: float = STEP_TIMEOUT):
+        self.ref_ids = {id(p) for p in ref.parameters()}
+        self.tk_ids = {id(p) for p in tk.parameters()}
+        self.on_step = on_step
+        self.timeout = timeout
+        self.steps = 0
+        self.extra_reference = 0
+        self.extra_toolkit = 0
+        self.reference_error: BaseException | None = None
+        self._to_tk: queue.Queue = queue.Queue()
+        self._to_ref: queue.Queue = queue.Queue()
+        self._ref_done = False
+
+    def _side(self, opt: torch.optim.Optimizer) -> str | None:
+        ids = {id(p) for g in opt.param_groups for p in g["params"]}
+        if ids & self.ref_ids:
+            return "reference"
+        if ids & self.tk_ids:
+            return "toolkit"
+        return None
+
+    def _hook(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        side = self._side(opt)
+        lrs = [float(g["lr"]) for g in opt.param_groups]
+        if side == "reference":
+            self._to_tk.put(("step", lrs))
+            if self._to_ref.get(timeout=self.timeout) == "stop":
+                raise _Stop()
+        elif side == "toolkit":
+            item = self._next_reference()
+            if item is None:
+                self.extra_toolkit += 1
+                return
+            self.steps += 1
+            try:
+                self.on_step(self.steps, item, lrs)
+            except BaseException:
+                self._to_ref.put("stop")
+                raise
+            self._to_ref.put("go")
+
+    def _next_reference(self) -> list[float] | None:
+        """The next reference step's lrs, or None when the reference loop has ended."""
+        if self._ref_done:
+            return None
+        kind, value = self._to_tk.get(timeout=self.timeout)
+        if kind == "done":
+            self._ref_done = True
+            self.reference_error = value
+            return None
+        return value
+
+    def run(self, reference_loop: Callable[[], Any], toolkit_loop: Callable[[], Any]) -> Any:
+        """Run both loops; the toolkit loop's return value. A reference exception is re-raised here."""
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        def reference() -> None:
+            error = None
+            try:
+                reference_loop()
+            except _Stop:
+                pass
+            except BaseException as e:  # handed to the main thread
+                error = e
+            self._to_tk.put(("done", error))
+
+        handle = register_optimizer_step_post_hook(self._hook)
+        thread = threading.Thread(target=reference, name="reference-loop", daemon=True)
+        try:
+            thread.start()
+            try:
+                result = toolkit_loop()
+            except BaseException:
+                self._to_ref.put("stop")
+                raise
+            while self._next_reference() is not None:  # reference steps the toolkit did not take
+                self.extra_reference += 1
+                self._to_ref.put("go")
+            thread.join(self.timeout)
+        finally:
+            handle.remove()
+        if self.reference_error is not None:
+            raise RuntimeError(f"the reference loop failed: {self.reference_error!r}") from self.reference_error
+        return result
+
+
+# --------------------------------------------------------------------------- monkeypatching
+
+
+@contextlib.contextmanager
+def patched(*triples: tuple[Any, str, Any]) -> Iterator[None]:
+    """Set ``setattr(obj, name, value)`` for each (obj, name, value), restore the old values afterwards."""
+    missing = object()
+    saved = [(obj, name, getattr(obj, name, missing)) for obj, name, _ in triples]
+    try:
+        for obj, name, value in triples:
+            setattr(obj, name, value)
+        yield
+    finally:
+        for obj, name, old in reversed(saved):
+            if old is missing:
+                delattr(obj, name)
+            else:
+                setattr(obj, name, old)
+
+
+def no_cuda() -> tuple[Any, str, Any]:
+    """``torch.Tensor.cuda`` -> the tensor itself (the references call ``.cuda()`` on batches)."""
+    return (torch.Tensor, "cuda", lambda self, *a, **k: self)
+
+
+def finish_trajectory(report: ParityReport, lock: Lockstep, min_steps: int) -> None:
+    """Add the step-count checks: both sides took the same steps, at least ``min_steps``."""
+    report.add("optimiser steps taken by one side only", float(lock.extra_reference + lock.extra_toolkit), 0.0,
+               f"reference only {lock.extra_reference}, toolkit only {lock.extra_toolkit}")
+    report.add(f"optimiser steps compared (>= {min_steps})", 0.0 if lock.steps >= min_steps else float(lock.steps),
+               0.0, f"{lock.steps} steps")
