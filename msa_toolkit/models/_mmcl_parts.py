@@ -106,13 +106,17 @@ def frozen_params(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 class ReplayBuffer(nn.Module):
-    """Ring buffer of detached (state, action, mask, reward) transitions, one row per sample.
+    """Replay buffer of detached (state, action, mask, reward) transitions, one row per sample, with the
+    authors' policy (MMCL ``utils.ReplayBuffer``): a batch that would bring the buffer to ``capacity`` or beyond
+    first drops the oldest half of what it holds, then is appended; ``sample(n)`` draws n distinct
+    transitions uniformly (without replacement), or returns every transition when it holds fewer than n.
 
     Storage is plain tensors, deliberately *not* buffers: they stay out of checkpoints and out of
     DistributedDataParallel's per-step buffer broadcast (each rank keeps its own experience).
     They are allocated lazily on the first ``add`` (building a model costs no memory) on the
-    device of the incoming transitions, and follow it if the model moves. When full, the oldest
-    transitions are overwritten (first in, first out).
+    device of the incoming transitions, and follow it if the model moves. Rows ``[0, size)`` hold the
+    transitions oldest first; the storage grows past ``capacity`` only when a halved buffer plus one batch
+    needs it (as the reference's list does).
     """
 
     def __init__(self, capacity: int):
@@ -120,47 +124,51 @@ class ReplayBuffer(nn.Module):
         if capacity < 1:
             raise ValueError("replay capacity must be >= 1")
         self.capacity = int(capacity)
-        self.ptr = 0
         self.size = 0
         self.state = self.action = self.mask = self.reward = torch.empty(0)
 
     def __len__(self) -> int:
         return self.size
 
-    def _allocate(self, state: torch.Tensor, action: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor) -> None:
-        cap = self.capacity
-        self.state = state.new_zeros((cap, *state.shape[1:]))
-        self.action = action.new_zeros((cap, *action.shape[1:]))
-        self.mask = mask.new_zeros((cap, *mask.shape[1:]))
-        self.reward = reward.new_zeros((cap, *reward.shape[1:]))
-        self.ptr = self.size = 0
+    def _storage(self) -> tuple[torch.Tensor, ...]:
+        return self.state, self.action, self.mask, self.reward
+
+    def _reserve(self, rows: int, like: tuple[torch.Tensor, ...]) -> None:
+        """Storage of at least ``rows`` rows shaped, typed and placed as ``like`` (kept rows copied over)."""
+        old = self._storage()
+        fits = all(o.dim() == t.dim() and o.shape[1:] == t.shape[1:] and o.dtype == t.dtype
+                   for o, t in zip(old, like)) and old[0].numel() > 0
+        if not fits:
+            self.size = 0
+        if fits and old[0].shape[0] >= rows and old[0].device == like[0].device:
+            return
+        new = tuple(t.new_zeros((max(rows, self.capacity), *t.shape[1:])) for t in like)
+        for o, n in zip(old if fits else (), new):
+            n[:self.size] = o[:self.size].to(n.device)
+        self.state, self.action, self.mask, self.reward = new
 
     @torch.no_grad()
     def add(self, state: torch.Tensor, action: torch.Tensor, mask: torch.Tensor, reward: torch.Tensor) -> None:
         """Append a batch of transitions: state [N, ...], action [N, ...], mask [N, ...], reward [N]."""
-        if self.state.numel() == 0 or self.state.shape[1:] != state.shape[1:] or self.state.dtype != state.dtype:
-            self._allocate(state, action, mask, reward)
-        elif self.state.device != state.device:
-            self.state, self.action, self.mask, self.reward = (t.to(state.device) for t in
-                                                               (self.state, self.action, self.mask, self.reward))
+        batch = (state.detach(), action.detach().float(), mask, reward.detach().float())
         n = state.shape[0]
-        if n >= self.capacity:  # only the newest `capacity` rows survive
-            state, action, mask, reward = state[-self.capacity:], action[-self.capacity:], mask[-self.capacity:], \
-                reward[-self.capacity:]
-            n = self.capacity
-        idx = (torch.arange(n, device=self.state.device) + self.ptr) % self.capacity
-        self.state[idx] = state.detach()
-        self.action[idx] = action.detach().to(self.action.dtype)
-        self.mask[idx] = mask
-        self.reward[idx] = reward.detach().to(self.reward.dtype)
-        self.ptr = (self.ptr + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
+        self._reserve(0, batch)
+        if self.size + n >= self.capacity:  # drop the oldest half (the reference's `del buffer[:len // 2]`)
+            drop = self.size // 2
+            for t in self._storage():
+                t[:self.size - drop] = t[drop:self.size].clone()
+            self.size -= drop
+        self._reserve(self.size + n, batch)
+        for t, rows in zip(self._storage(), batch):
+            t[self.size:self.size + n] = rows
+        self.size += n
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """n transitions drawn uniformly with replacement (torch's global RNG)."""
+        """n distinct transitions drawn uniformly (torch's global RNG); all of them when fewer than n are held."""
         if self.size == 0:
             raise RuntimeError("replay buffer is empty")
-        idx = torch.randint(0, self.size, (n,), device=self.state.device)
+        idx = (torch.arange(self.size, device=self.state.device) if self.size <= n
+               else torch.randperm(self.size, device=self.state.device)[:n])
         return self.state[idx], self.action[idx], self.mask[idx], self.reward[idx]
 
 

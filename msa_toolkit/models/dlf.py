@@ -43,9 +43,10 @@ Deviations from the paper / the authors' reference behaviour (documented per the
 5. Branches the reference builds but never uses in the loss or prediction (per-modality
    "low" shared heads and the A/V-target cross-modal transformers) are omitted.
 6. The reference accumulates gradients over 10 mini-batches before each Adam step
-   (``update_epochs = 10``; the trainer's ``grad_accum=10`` accumulates as many batches, but clips the
-   accumulated mean once per step where the reference clips the running sum after every batch) and lists a
-   weight decay its optimiser never receives; the presets keep batch 16 and no weight decay.
+   (``update_epochs = 10``: summed, the running sum value-clipped after every batch, a trailing partial
+   accumulation dropped; the reference recipe sets the trainer's ``grad_accum``, ``grad_accum_sum``,
+   ``clip_each_backward`` and ``drop_partial_accum`` so) and lists a weight decay its optimiser never
+   receives; the presets keep batch 16 and no weight decay.
 7. Frozen precomputed text features by default; set ``text_encoder`` to fine-tune BERT as the
    reference does (``use_finetune``).
 """

@@ -20,8 +20,8 @@ Objective (all inside :class:`MMCLObjective`, one optimiser, named weighted comp
 
 * ``prediction`` = 7 · L1(ŷ, y).
 * ``critic`` = 13 · L1(Q(s, a), r + 0.5 · Q_target(s', π_target(s'))) on transitions drawn from a
-  replay buffer of 1000; Q_target / π_target are soft-updated copies (τ = 0.01) refreshed in
-  ``after_step``. Inputs are detached replay tensors and the target is computed without
+  replay buffer of 1000 (the authors' policy: halved when full, sampled without replacement);
+  Q_target / π_target are soft-updated copies (τ = 0.01) refreshed in ``after_step``. Inputs are detached replay tensors and the target is computed without
   gradients, so this term trains the critic only.
 * ``policy`` = −13 · mean Q(s, π(s)) on the same replay states, with the critic's weights
   detached (``torch.func.functional_call`` on detached parameters): the gradient reaches the
@@ -75,8 +75,10 @@ Deviations from the paper / the authors' public (IEMOCAP classification) code, a
   is the authors' code's attention-only block (:class:`~._mmcl_parts.AttentionOnlyBlock`), which
   the parity script compares with the reference directly.
 * **Single optimiser.** The reference uses three Adam optimisers (model, actor, critic) with
-  the same learning rate; here one optimiser covers all of them and isolation is done with
-  detach / functional calls as above. The policy also receives the prediction loss gradient
+  the same learning rate; here one optimiser covers all of them as three parameter groups
+  (:meth:`MMCL.param_groups`, each with its own plateau patience when set) and isolation is done with
+  detach / functional calls as above; the reference's sequential actor / critic / actor steps within
+  a batch are one step here. The policy also receives the prediction loss gradient
   through the weighting (as in the reference, where the actor is stepped after the
   classification loss).
 
@@ -134,6 +136,11 @@ class MMCLConfig(ModelConfig):
     lr: float = doc(3e-4, "learning rate (authors' code: 3e-4)")
     batch_size: int = doc(128, "training batch size (authors' code: 128)")
     scheduler: str = doc("plateau", "learning-rate schedule (authors' code: reduce on plateau)")
+    actor_plateau_patience: int = doc(0, "plateau patience of the actor's parameter group (policy, temporal "
+                                         "encoders, gates, head); 0 = the trainer's plateau_patience "
+                                         "(authors' code: 5)")
+    critic_plateau_patience: int = doc(0, "plateau patience of the critic's parameter group; 0 = the trainer's "
+                                          "plateau_patience (authors' code: 5)")
 
 
 MMCL_PRESETS = {
@@ -236,6 +243,21 @@ class MMCL(MSAModel):
         self.head = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.LayerNorm(d), Dropout(c.dropout),
                                   nn.Linear(d, 1))
         self.set_objective(MMCLObjective(config, self.policy))
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """The authors' three optimisers as three groups (``name`` model / actor / critic) of the one optimiser:
+        Adam is per parameter, so only their schedules differ; a group's ``plateau_patience`` (when set) is its
+        own plateau schedule's (:class:`~msa_toolkit.training.optim.GroupPlateau`)."""
+        actor_modules = (self.policy, self.specific_blocks, self.gates, self.head)
+        actor = {id(p) for m in actor_modules for p in m.parameters()}
+        critic = {id(p) for p in self.objective.critic.parameters()}
+        groups: dict[str, list] = {"model": [], "actor": [], "critic": []}
+        for p in self.parameters():
+            if p.requires_grad:
+                groups["actor" if id(p) in actor else "critic" if id(p) in critic else "model"].append(p)
+        patience = {"actor": self.config.actor_plateau_patience, "critic": self.config.critic_plateau_patience}
+        return [{"params": ps, "name": n, **({"plateau_patience": patience[n]} if patience.get(n) else {})}
+                for n, ps in groups.items() if ps]
 
     # -- decoupling ------------------------------------------------------------------------------
     @staticmethod

@@ -183,6 +183,7 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
     from .recipes import get_recipe
 
     overrides = list(overrides)
+    _refuse_frozen_text(models, recipe, preset, overrides)
     label = data_label(data)
     protocol = _protocol(data, recipe, overrides)
     rows: list[dict[str, Any]] = []
@@ -205,6 +206,30 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes the tables
         write_results(result, mmsa_names=mmsa_names, percent=percent, paper=paper, plot=plot, baseline=baseline)
     return result
+
+
+def _refuse_frozen_text(models: Sequence[str], recipe: str, preset: str | None, overrides: list[str]) -> None:
+    """One MSAError, before any run starts, naming every model whose recipe fine-tunes BERT but would train on
+    frozen text features without ``allow_frozen_text`` (the question is the user's, not a failed row's)."""
+    from ..models import get_entry
+    from .plan import resolve_settings
+    from .recipes import get_recipe, refuses_frozen_text
+
+    refused = []
+    for model in models:
+        if not get_recipe(model, recipe, strict=False).fine_tunes_text:
+            continue
+        p = preset if preset is not None and preset in get_entry(model).presets else None
+        try:
+            s = resolve_settings(model, p, None, _scoped_overrides(overrides, model), None, recipe)
+        except Exception:  # noqa: BLE001 - any other problem is that run's failed row, as before
+            continue
+        if refuses_frozen_text(s.recipe, s.trainer, s.model_config):
+            refused.append(model)
+    if refused:
+        raise MSAError(f"the {recipe} recipe of {', '.join(refused)} fine-tunes BERT inside the model: pass "
+                       "--set model.text_encoder=PATH (scoped as <model>:model.text_encoder=PATH where needed), or "
+                       "--allow-frozen-text to train on the dataset's frozen text features (recorded as a deviation)")
 
 
 def _protocol(data: Any, recipe: str, overrides: Sequence[str]) -> str:

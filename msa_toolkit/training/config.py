@@ -59,6 +59,13 @@ class TrainConfig:
     grad_clip_norm: float | None = doc(None, "clip the global gradient norm (0 = off); None = the model config's "
                                              "grad_clip_norm")
     grad_accum: int = doc(1, "batches whose gradients are accumulated into one optimiser step")
+    # DLF's reference accumulation (trains/singleTask/DLF.py, update_epochs): the next three together
+    grad_accum_sum: bool = doc(False, "accumulated batches add their losses (gradient of the sum) instead of "
+                                      "averaging them (the mean)")
+    clip_each_backward: bool = doc(False, "apply grad_clip_value to the running gradient sum after every "
+                                          "backward instead of once before each optimiser step")
+    drop_partial_accum: bool = doc(False, "discard an epoch's trailing accumulation of fewer than grad_accum "
+                                          "batches (no optimiser step) instead of stepping on it")
     patience: int = doc(10, "stop after this many epochs without improvement of monitor on valid (0 = never)")
     monitor: str = doc("mae", "validation metric for early stopping and the best checkpoint: a metric name "
                               "(mae, acc2_non0, corr, ...) or loss (the objective's total loss on valid)")

@@ -80,6 +80,39 @@ class EpochLambdaLR(torch.optim.lr_scheduler.LambdaLR):
         super().step()
 
 
+class _GroupsOf(torch.optim.Optimizer):
+    """Some param groups of an optimiser (the same dicts), for a scheduler that must see only them."""
+
+    def __init__(self, groups: list[dict]):  # noqa: D107 - Optimizer.__init__ would copy the groups
+        self.param_groups = groups
+        self.defaults, self.state = {}, {}
+
+
+class GroupPlateau:
+    """Reduce-on-plateau with a patience per parameter group: groups that set ``plateau_patience`` (see a model's
+    ``param_groups``) get their own :class:`torch.optim.lr_scheduler.ReduceLROnPlateau`, the others share one with
+    the trainer's patience; every one is stepped with the same monitored value (MMCL's code: three optimisers,
+    plateau 0.95/30, 0.95/5, 0.95/5 on the same validation loss)."""
+
+    def __init__(self, opt: torch.optim.Optimizer, mode: str, factor: float, patience: int):
+        by_patience: dict[int, list[dict]] = {}
+        for g in opt.param_groups:
+            by_patience.setdefault(int(g.get("plateau_patience") or patience), []).append(g)
+        self.schedulers = [torch.optim.lr_scheduler.ReduceLROnPlateau(_GroupsOf(gs), mode=mode, factor=factor,
+                                                                      patience=p) for p, gs in by_patience.items()]
+
+    def step(self, metrics: float) -> None:
+        for s in self.schedulers:
+            s.step(metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"schedulers": [s.state_dict() for s in self.schedulers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for s, st in zip(self.schedulers, state["schedulers"], strict=True):
+            s.load_state_dict(st)
+
+
 def build_scheduler(opt: torch.optim.Optimizer, model: nn.Module, tc: TrainConfig, total_steps: int,
                     monitor_mode: str) -> tuple[Any, str]:
     """(scheduler or None, "step" | "epoch" | "none"): when the trainer calls step()."""
@@ -104,6 +137,8 @@ def build_scheduler(opt: torch.optim.Optimizer, model: nn.Module, tc: TrainConfi
         hold = max(0, int(tc.peak_hold_epochs))
         return EpochLambdaLR(opt, lambda e: epoch_cosine_factor(e, warm, span, hold)), "epoch"
     if kind == "plateau":
+        if any(g.get("plateau_patience") for g in opt.param_groups):
+            return GroupPlateau(opt, monitor_mode, tc.plateau_factor, tc.plateau_patience), "epoch"
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=monitor_mode, factor=tc.plateau_factor, patience=tc.plateau_patience), "epoch"
     raise MSAError(f"unknown scheduler {kind!r}; expected none/constant, cosine, epoch_cosine or plateau")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["Recipe", "RECIPES", "RECIPE_ABOUT", "TOOLKIT_RECIPE", "get_recipe", "frozen_text_deviation"]
+__all__ = ["Recipe", "RECIPES", "RECIPE_ABOUT", "TOOLKIT_RECIPE", "get_recipe", "frozen_text_deviation",
+           "refuses_frozen_text"]
 
 #: recipe name -> what it is, in a few words (the console names a recipe with it)
 RECIPE_ABOUT = {"toolkit": "the toolkit's defaults", "reference": "the authors' protocol"}
@@ -57,19 +58,19 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                  "epochs": 1000, "batch_size": 16, "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0,
                  "scheduler": "plateau", "plateau_factor": 0.5, "plateau_patience": 5, "patience": 10,
                  "monitor": "mae", "monitor_mode": "min", "min_delta": 1e-6, "grad_accum": 10,
+                 "grad_accum_sum": True, "clip_each_backward": True, "drop_partial_accum": True,
                  "grad_clip_value": 0.6, "normalize": False, "max_lengths": _ALIGNED_50},
         seeds=(1111, 1112, 1113, 1114, 1115),
         fine_tunes_text=True,
         source="pwang322/DLF@251bf2cb config/config.json, trains/singleTask/DLF.py, run.py",
         notes=("aligned_50.pkl (need_data_aligned: 50/50/50 steps), features as stored (no standardisation)",
                "Adam 1e-4 without weight decay (config.json's weight_decay is never passed to Adam), "
-               "batch 16, gradient accumulation over 10 batches (update_epochs), value clip 0.6",
+               "batch 16, gradient accumulation over 10 batches (update_epochs): the batch losses' gradients "
+               "are summed, the running sum is value-clipped at 0.6 after every batch, and an epoch's trailing "
+               "partial accumulation is discarded without a step",
                "plateau on valid L1 loss (the MAE up to float32 averaging): factor 0.5, patience 5; best epoch "
                "on valid loss with a 1e-6 margin; early stop after 10 epochs without improvement (no epoch cap: "
-               "1000 here)",
-               "differs: the reference clips the running gradient sum at 0.6 after every batch of an "
-               "accumulation, the toolkit the accumulated mean once per step; a trailing partial accumulation "
-               "is stepped here, the reference drops it")),
+               "1000 here)")),
     },
     "almt": {"reference": Recipe(
         "reference",
@@ -102,7 +103,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         source="WeeeicheN/MInD@f6599276 trainer.py, tasks/mosi/run_mosi.sh, tasks/mosei/run_mosei.sh",
         notes=("best epoch on valid non-0 Acc-2 with >=; after 3 epochs without improvement (rollback_patience "
                "2, counted to -1) the best weights and optimiser state return and the LR halves (ExponentialLR "
-               "0.5 stepped only then); the second plateau ends the run (rollback_num 1)",
+               "0.5 stepped only then); the second plateau restores the best weights once more and ends the run "
+               "(rollback_num 1); the epoch's test runs after the roll-back check, as the reference's",
                "AdamW at the preset's LR (3e-5 MOSI, 2e-5 MOSEI) for every parameter, BERT included, no weight "
                "decay, no clipping, 100 epochs, batch 32 with the last partial batch dropped",
                "gradient-reversal ramp over 100 x floor(N_train / 32) steps: the mosi/mosei presets hold it",
@@ -116,7 +118,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                  "plateau_factor": 0.95, "plateau_patience": 30, "patience": 0, "monitor": "mae",
                  "monitor_ties": True, "drop_last": True, "normalize": False, "test_every_epoch": True,
                  "test_select": "acc2_non0"},
-        model={"common_block": "attention"},
+        model={"common_block": "attention", "actor_plateau_patience": 5, "critic_plateau_patience": 5},
         seeds=(1314,),
         source="smwanghhh/MMCL@e0968100 train.py, network.py",
         notes=("the public code is IEMOCAP emotion classification; the sentiment-regression variant (L1 "
@@ -125,8 +127,10 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                "toolkit default is the paper's full transformer layer)",
                "Adam 3e-4, batch 128 (last partial batch dropped), 200 epochs; plateau on the valid prediction "
                "loss (here MAE), factor 0.95, patience 30",
-               "differs: the reference has separate actor and critic optimisers with plateau 0.95 / 5; the "
-               "toolkit's single optimiser applies 0.95 / 30 to every parameter",
+               "the reference's three Adam optimisers are the optimiser's three groups model / actor / critic; "
+               "plateau 0.95 / 30 on the model group, 0.95 / 5 on the actor and critic groups",
+               "differs: the reference steps the actor twice per batch (prediction loss, then -Q) and the "
+               "critic in between; the toolkit takes one step on the sum of the three losses",
                "the reference keeps the best test value of each score over epochs (>=): the labelled best-test "
                "figures (selected on test non-0 Acc-2)")),
     },
@@ -152,6 +156,13 @@ FROZEN_TEXT_NOTE = ("frozen text features: the reference fine-tunes BERT inside 
                     "the dataset's precomputed text features (allow_frozen_text)")
 
 
+def refuses_frozen_text(recipe: Recipe, tc: Any, model_config: Any) -> bool:
+    """Whether a run must not start: its recipe fine-tunes BERT, the model has no ``text_encoder`` and
+    ``tc.allow_frozen_text`` is off."""
+    return (recipe.fine_tunes_text and not getattr(model_config, "text_encoder", None)
+            and not getattr(tc, "allow_frozen_text", False))
+
+
 def frozen_text_deviation(model: str, recipe: Recipe, tc: Any, model_config: Any) -> dict[str, Any]:
     """``{}`` when the run fine-tunes text as its recipe does; ``{"frozen_text": True, "deviation": ...}`` when the
     recipe fine-tunes BERT, the model has no ``text_encoder`` and ``tc.allow_frozen_text`` allows it; else a
@@ -160,7 +171,7 @@ def frozen_text_deviation(model: str, recipe: Recipe, tc: Any, model_config: Any
 
     if not recipe.fine_tunes_text or getattr(model_config, "text_encoder", None):
         return {}
-    if not getattr(tc, "allow_frozen_text", False):
+    if refuses_frozen_text(recipe, tc, model_config):
         raise MSAError(f"{model}'s {recipe.name} recipe fine-tunes BERT inside the model: pass --set "
                        "model.text_encoder=PATH (a BERT folder, e.g. bert-base-uncased), or --allow-frozen-text to "
                        "train on the dataset's frozen text features (recorded as a deviation)")

@@ -159,16 +159,19 @@ def best_test_figures(history: Sequence[Mapping[str, Any]], metric: str, mode: s
 def maybe_roll_back(model: Any, optimizer: Any, run: Any, tc: Any) -> dict[str, Any] | None:
     """The trainer's plateau step (``run`` a RunState, ``tc`` a TrainConfig): after
     ``tc.rollback_patience`` epochs without improvement, roll back (:func:`roll_back`) and return
-    ``{"to_epoch", "lr"}``; when ``tc.rollback_limit`` roll-backs are spent, mark the run stopped."""
+    ``{"to_epoch", "lr", "last"}``. The plateau after ``tc.rollback_limit`` roll-backs rolls back once more
+    and marks the run stopped (``"last": True``), as MInD's code loads the best checkpoint on its final
+    plateau before the epoch's test and the stop."""
     if not should_roll_back(run.plateau_epochs, tc.rollback_patience) or run.best_weights is None:
         return None
     run.plateau_epochs = 0
-    if run.rollbacks >= tc.rollback_limit:
+    last = run.rollbacks >= tc.rollback_limit
+    if last:
         run.stopped_early = True
-        return None
-    run.rollbacks += 1
+    else:
+        run.rollbacks += 1
     lrs = roll_back(model, optimizer, run.best_weights, run.best_optimizer, tc.rollback_factor)
-    return {"to_epoch": run.best_epoch, "lr": lrs[0]}
+    return {"to_epoch": run.best_epoch, "lr": lrs[0], "last": last}
 
 
 #: reasons of :func:`~.metrics.undefined_metrics` that depend on the predictions (another epoch may have a value)

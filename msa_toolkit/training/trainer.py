@@ -4,6 +4,7 @@ Per optimiser step::
 
     out = model(batch); loss = model.objective(out, batch)      # LossOutput(total, components)
     (loss.total / grad_accum).backward()                         # accumulated over grad_accum batches
+                                                                 # (summed: grad_accum_sum)
     clip (value, norm); optimizer.step(); scheduler.step()
     model.objective.after_step(model)                            # e.g. soft target-network updates
 
@@ -248,11 +249,17 @@ class Trainer:
             why = getattr(self.data, "no_train_batch_reason", None)
             raise MSAError(why(ctx.world_size) if tc.limit_train_batches != 0 and why else
                            "no training batch (the training split is empty, or trainer.limit_train_batches=0)")
-        steps_per_epoch = math.ceil(batches / tc.grad_accum)
+        if tc.drop_partial_accum and batches < tc.grad_accum:
+            raise MSAError(f"{batches} training batch(es) per epoch but trainer.grad_accum={tc.grad_accum} with "
+                           "trainer.drop_partial_accum: no optimiser step would ever run")
+        steps_per_epoch = batches // tc.grad_accum if tc.drop_partial_accum else math.ceil(batches / tc.grad_accum)
         opt = build_optimizer(self.model, tc)
         sched, sched_when = build_scheduler(opt, self.model, tc, tc.epochs * steps_per_epoch, monitor_mode)
         scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         clip_value, clip_norm = clip_thresholds(self.model, tc)
+        if tc.clip_each_backward and scaler is not None:
+            raise MSAError("trainer.clip_each_backward clips unscaled gradients after every backward; fp16 scales "
+                           "them: use --set trainer.precision=fp32 or bf16")
         return TrainingSetup(step_module, loader, batches, opt, sched, sched_when, scaler, clip_value, clip_norm)
 
     def _loader_options(self) -> dict[str, Any]:
@@ -297,8 +304,6 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch + 1, "step": run.global_step, "train": train_stats,
                                   "lr": setup.optimizer.param_groups[0]["lr"]}
         value = self._validate(record)
-        if self.config.test_every_epoch and self.test_split is not None:  # for the labelled best-test figures
-            record["test"] = dict(self.evaluate(self.test_split))
         tc = self.config
         if self.valid_split is None or S.improved(value, run.best_value, self.monitor_direction, tc.min_delta,
                                                   tc.monitor_ties):
@@ -311,6 +316,9 @@ class Trainer:
             run.bad_epochs += 1
             run.plateau_epochs += 1
             self._maybe_roll_back(setup, run, record)
+        if tc.test_every_epoch and self.test_split is not None:  # for the labelled best-test figures
+            # after a roll-back: tests the weights training continues from, as MInD's code (valid, roll-back, test)
+            record["test"] = dict(self.evaluate(self.test_split))
         if setup.scheduler_when == "epoch":
             setup.scheduler.step(value)
         record["seconds"] = round(time.time() - t0, 3)
@@ -332,7 +340,8 @@ class Trainer:
         done = S.maybe_roll_back(self.model, setup.optimizer, run, self.config)
         if done:
             record["rollback"] = done
-            self.reporter.print(f"[yellow]plateau: rolled back to epoch {done['to_epoch']}, lr {done['lr']:.3g}")
+            end = "; roll-backs spent, the run stops" if done["last"] else ""
+            self.reporter.print(f"[yellow]plateau: rolled back to epoch {done['to_epoch']}, lr {done['lr']:.3g}{end}")
 
     def _check_finite(self, epoch: int, train_stats: Mapping[str, float]) -> None:
         """NonFiniteError when a weight or the epoch's train loss is NaN/inf (before anything is saved)."""
@@ -376,13 +385,15 @@ class Trainer:
                 if i >= setup.batches:
                     break
                 batch = batch.to(self.device, non_blocking=True)
-                sync = (i + 1) % tc.grad_accum == 0 or i == setup.batches - 1
+                sync = (i + 1) % tc.grad_accum == 0 or (i == setup.batches - 1 and not tc.drop_partial_accum)
                 no_sync = setup.step_module.no_sync() if ctx.distributed and not sync else contextlib.nullcontext()
                 with no_sync:
                     with self._autocast():
                         _, total, comps = setup.step_module(batch)
-                    loss = total.float() / tc.grad_accum
+                    loss = total.float() if tc.grad_accum_sum else total.float() / tc.grad_accum
                     (setup.scaler.scale(loss) if setup.scaler is not None else loss).backward()
+                if tc.clip_each_backward and setup.clip_value > 0:
+                    torch.nn.utils.clip_grad_value_(self.model.parameters(), setup.clip_value)
                 n = batch.size
                 for k, v in comps.items():
                     sums[k] = sums.get(k, 0.0) + v.detach().float() * n
@@ -394,6 +405,7 @@ class Trainer:
                     if tc.log_every and run.global_step % tc.log_every == 0 and ctx.is_main:
                         self.reporter.print(f"step {run.global_step}: loss {float(total):.4f}")
                 advance(total.detach())
+        setup.optimizer.zero_grad(set_to_none=True)  # a dropped partial accumulation leaves no gradient behind
         return D.all_reduce_mean(ctx, {k: float(v) / max(1, count) for k, v in sums.items()})
 
     def _optimizer_step(self, setup: TrainingSetup) -> None:

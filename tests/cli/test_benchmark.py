@@ -271,3 +271,16 @@ def test_results_csv_has_test_selected_columns_only_when_a_recipe_recorded_them(
             header = next(csv.reader((out / name).open()))
             assert any(h.startswith("test_mae") for h in header)
             assert any(h.startswith(f"{BEST_TEST_KEY}_") for h in header) == want, (name, header)
+
+
+def test_reference_benchmark_refuses_frozen_text_before_any_run(bench_ds, tmp_path):
+    """DLF's and ALMT's reference recipes fine-tune BERT: without an encoder or --allow-frozen-text the benchmark
+    stops before training anything (text_only, listed first, is not trained either)."""
+    out = tmp_path / "bench"
+    r = runner.invoke(app, ["benchmark", "--models", "text_only,dlf,almt", "--data", str(bench_ds), "-o", str(out),
+                            "--seeds", "1", "--preset", "tiny", "--epochs", "1", "--device", "cpu",
+                            "--recipe", "reference"])
+    assert r.exit_code != 0
+    message = " ".join(r.output.split()) + str(r.exception)
+    assert "dlf, almt" in message and "--allow-frozen-text" in message
+    assert not (out / "runs").exists()

@@ -134,26 +134,47 @@ def test_replay_buffer_fills_and_caps():
         b = batch(b=5, seed=i)
         m.objective(m(b), b)
         sizes.append(len(rb))
-    assert sizes == [5, 10, 12, 12]
+    # 5, 10; then 10 + 5 >= 12: the oldest half (5) goes first -> 10; again -> 10
+    assert sizes == [5, 10, 10, 10]
     assert rb.state.shape[0] == 12
     # eval mode stores nothing
     m.eval()
     b = batch(seed=9)
     m.objective.eval()
     m.objective(m(b), b)
-    assert len(rb) == 12
+    assert len(rb) == 10
     # the buffer is not part of checkpoints
     assert not any(k.startswith("objective_.replay") for k in m.state_dict())
 
 
-def test_replay_buffer_is_fifo():
-    rb = ReplayBuffer(3)
-    for i in range(5):
-        rb.add(torch.full((1, 2, 1), float(i)), torch.zeros(1, 2, 1), torch.ones(1, 2, dtype=torch.bool),
-               torch.tensor([float(i)]))
-    assert sorted(rb.reward.tolist()) == [2.0, 3.0, 4.0]
-    s, a, k, r = rb.sample(7)
-    assert s.shape == (7, 2, 1) and set(r.tolist()) <= {2.0, 3.0, 4.0}
+def _add(rb, values):
+    n = len(values)
+    v = torch.tensor(values, dtype=torch.float32)
+    rb.add(v.view(n, 1, 1).expand(n, 2, 1), torch.zeros(n, 2, 1), torch.ones(n, 2, dtype=torch.bool), v)
+
+
+def test_replay_buffer_halves_when_full_as_the_reference():
+    """MMCL utils.ReplayBuffer.add_batch: count + n < size appends; otherwise the oldest half goes, then append."""
+    rb = ReplayBuffer(6)
+    _add(rb, [0, 1])
+    _add(rb, [2, 3])
+    assert rb.reward[:len(rb)].tolist() == [0, 1, 2, 3]
+    _add(rb, [4, 5])  # 4 + 2 >= 6: drop [0, 1], then append
+    assert rb.reward[:len(rb)].tolist() == [2, 3, 4, 5]
+    _add(rb, [6, 7, 8, 9, 10])  # drop [2, 3]; 2 + 5 rows outgrow the capacity, as the reference's list does
+    assert rb.reward[:len(rb)].tolist() == [4, 5, 6, 7, 8, 9, 10]
+    assert torch.equal(rb.state[:len(rb), 0, 0], rb.reward[:len(rb)])
+
+
+def test_replay_buffer_samples_without_replacement():
+    rb = ReplayBuffer(100)
+    _add(rb, list(range(10)))
+    torch.manual_seed(0)
+    for _ in range(20):  # with replacement, 20 draws of 6 from 10 would repeat a row almost surely
+        s, a, k, r = rb.sample(6)
+        assert s.shape == (6, 2, 1) and len(set(r.tolist())) == 6
+    s, a, k, r = rb.sample(50)  # fewer held than asked: all of them, oldest first
+    assert r.tolist() == list(range(10))
 
 
 def test_reward_kinds():
@@ -326,3 +347,45 @@ def test_attention_common_block_is_the_authors_block():
     assert [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
     with pytest.raises(ValueError, match="common_block"):
         tiny(common_block="ffn")
+
+
+def test_param_groups_are_the_authors_three_optimisers():
+    m = tiny(actor_plateau_patience=5, critic_plateau_patience=5)
+    groups = m.param_groups(1e-3, 0.0)
+    assert [g["name"] for g in groups] == ["model", "actor", "critic"]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == sum(1 for p in m.parameters() if p.requires_grad)
+    assert {id(p) for p in m.objective.critic.parameters()} == {id(p) for p in groups[2]["params"]}
+    assert {id(p) for p in m.policy.parameters()} <= {id(p) for p in groups[1]["params"]}
+    assert [g.get("plateau_patience") for g in groups] == [None, 5, 5]
+    assert all("plateau_patience" not in g for g in tiny().param_groups(1e-3, 0.0))  # 0 = the trainer's
+
+
+def test_group_plateau_equals_three_reduce_on_plateau_schedulers():
+    """The trainer's scheduler for MMCL's reference recipe follows the reference's three ReduceLROnPlateau
+    (0.95/30 model, 0.95/5 actor and critic, all stepped on the same validation loss)."""
+    from msa_toolkit.training.config import TrainConfig
+    from msa_toolkit.training.optim import GroupPlateau, build_optimizer, build_scheduler
+
+    m = tiny(actor_plateau_patience=5, critic_plateau_patience=5)
+    tc = TrainConfig(scheduler="plateau", plateau_factor=0.95, plateau_patience=30, lr=1e-3)
+    opt = build_optimizer(m, tc)
+    sched, when = build_scheduler(opt, m, tc, 100, "min")
+    assert isinstance(sched, GroupPlateau) and when == "epoch"
+    refs = []
+    for _ in range(3):
+        ref_opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        refs.append(ref_opt)
+    ref_scheds = [torch.optim.lr_scheduler.ReduceLROnPlateau(o, mode="min", patience=p, factor=0.95)
+                  for o, p in zip(refs, (30, 5, 5))]
+    losses = [1.0, 0.9] + [0.95] * 40 + [0.5] + [0.6] * 10
+    for i, loss in enumerate(losses):
+        sched.step(loss)
+        for s in ref_scheds:
+            s.step(loss)
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([o.param_groups[0]["lr"] for o in refs]), i
+    assert opt.param_groups[1]["lr"] < opt.param_groups[0]["lr"]  # the actor's patience ran out more often
+    # resume: the state round-trips
+    again = build_scheduler(build_optimizer(m, tc), m, tc, 100, "min")[0]
+    again.load_state_dict(sched.state_dict())
+    assert [s.num_bad_epochs for s in again.schedulers] == [s.num_bad_epochs for s in sched.schedulers]

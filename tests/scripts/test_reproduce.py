@@ -26,7 +26,7 @@ def _make_pickle():
 
 def _env(**extra):
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT), "PRESET": "tiny", "EPOCHS": "1",
-           "SEEDS": "1", "EXTRA": "--device cpu --set trainer.batch_size=4 --set trainer.plots=false",
+           "SEEDS": "1", "EXTRA": "--device cpu --set trainer.batch_size=2 --set trainer.grad_accum=2 --set trainer.plots=false",
            "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", **extra}
     env.pop("BERT_DIR", None)
     return env
@@ -55,11 +55,14 @@ def test_reproduce_script_tiny(tmp_path):
     assert (out / "results.png").is_file() and (out / "aligned" / "results.json").is_file()
     runs = {r["model"]: r for r in doc["runs"]}
     assert "/aligned/" in runs["dlf"]["run_dir"] and "/unaligned/" in runs["almt"]["run_dir"]
-    # the recipe reached the run: DLF reads 50 aligned steps, unstandardised, with accumulation over 10
+    # the recipe reached the run: DLF reads 50 aligned steps, unstandardised, with the reference's summed,
+    # clipped-every-batch accumulation (over 2 batches here: the 5 training samples give 3 batches of 2)
     import yaml
 
     cfg = yaml.safe_load((Path(runs["dlf"]["run_dir"]) / "config.yaml").read_text())
-    assert cfg["trainer"]["grad_accum"] == 10 and cfg["trainer"]["normalize"] is False
+    assert cfg["trainer"]["grad_accum"] == 2 and cfg["trainer"]["normalize"] is False
+    assert cfg["trainer"]["grad_accum_sum"] and cfg["trainer"]["clip_each_backward"]
+    assert cfg["trainer"]["drop_partial_accum"]
     # without BERT_DIR the models whose references fine-tune BERT run on frozen text: each row says so
     assert all(runs[m].get("frozen_text") is True for m in ("dlf", "almt", "mind")) and "frozen_text" not in runs["mmcl"]
     # re-running resumes: nothing is trained again

@@ -115,7 +115,7 @@ def test_trainer_rolls_back_on_plateau_then_stops(tiny_ds):
         if record["epoch"] == 1:
             seen["best"] = {k: v.detach().clone() for k, v in params.items()}
         if "rollback" in record:  # the weights are the best epoch's again
-            seen["rolled_back_at"] = record["epoch"]
+            seen.setdefault("rolled_back_at", []).append(record["epoch"])
             assert all(torch.equal(params[k].detach(), v) for k, v in seen["best"].items())
         elif record["epoch"] <= 2:  # make epochs 2 and 3 worse than epoch 1
             with torch.no_grad():
@@ -125,10 +125,12 @@ def test_trainer_rolls_back_on_plateau_then_stops(tiny_ds):
     # lr 0: only the perturbations change the weights
     res = _trainer(tiny_ds, epochs=20, lr=0.0, patience=0, rollback_patience=2, rollback_factor=0.5,
                    rollback_limit=1, callbacks=[perturb]).fit()
-    assert seen["rolled_back_at"] == 3 and res.best_epoch == 1
+    assert seen["rolled_back_at"] == [3, 5] and res.best_epoch == 1
     # after the roll-back (epoch 3) epochs 4 and 5 equal epoch 1 (no improvement): the second plateau stops
     assert res.stopped_early and len(res.history) == 5
-    assert res.history[2]["rollback"] == {"to_epoch": 1, "lr": 0.0}
+    assert res.history[2]["rollback"] == {"to_epoch": 1, "lr": 0.0, "last": False}
+    # the plateau after the last roll-back also returns to the best weights (as MInD's code), then stops
+    assert res.history[4]["rollback"] == {"to_epoch": 1, "lr": 0.0, "last": True}
     # with the >= tie rule equal epochs count as improvements: no plateau, no roll-back
     res = _trainer(tiny_ds, epochs=4, lr=0.0, patience=0, rollback_patience=1, monitor_ties=True).fit()
     assert not res.stopped_early and res.best_epoch == 4 and not any("rollback" in r for r in res.history)
@@ -186,7 +188,8 @@ def test_cli_train_reference_recipe(tiny_ds, tmp_path, name):
     r = runner.invoke(app, ["train", "--model", name, "--preset", "tiny", "--recipe", "reference", "--data",
                             str(tiny_ds), "-o", str(run), "--device", "cpu", "--epochs", "2", "--seeds", "1",
                             "--set", "trainer.batch_size=8", "--set", "trainer.limit_train_batches=2",
-                            "--set", "trainer.plots=false", "-q", "--allow-frozen-text"])
+                            "--set", "trainer.plots=false", "-q", "--allow-frozen-text"]
+                      + (["--set", "trainer.grad_accum=2"] if name == "dlf" else []))  # one step of 2 batches
     assert r.exit_code == 0, (r.output, r.exception)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     rec = RECIPES[name]["reference"]
@@ -194,7 +197,7 @@ def test_cli_train_reference_recipe(tiny_ds, tmp_path, name):
     assert cfg["recipe"].get("frozen_text") is frozen is (True if rec.fine_tunes_text else None)
     assert cfg["recipe"]["name"] == "reference" and cfg["recipe"]["source"] == rec.source
     for k, v in rec.trainer.items():
-        if k not in ("epochs", "batch_size"):  # the command line overrides these two
+        if k not in ("epochs", "batch_size", "grad_accum"):  # the command line overrides these
             assert cfg["trainer"][k] == v, k
     for k, v in rec.model.items():  # model settings of the recipe reach the built model
         assert cfg["model"]["resolved"][k] == v, k
@@ -315,9 +318,86 @@ def test_reference_recipe_fine_tunes_a_tiny_bert_end_to_end(tmp_path):
     r = runner.invoke(app, ["train", "--model", "dlf", "--preset", "tiny", "--recipe", "reference", "--data",
                             str(data), "-o", str(run), "--device", "cpu", "--epochs", "1", "--seeds", "1",
                             "--set", f"model.text_encoder={bert}", "--set", "trainer.batch_size=8",
-                            "--set", "trainer.plots=false", "-q"])
+                            "--set", "trainer.grad_accum=2", "--set", "trainer.plots=false", "-q"])
     assert r.exit_code == 0, (r.output, r.exception)
     metrics = json.loads((run / "seed_1" / "metrics.json").read_text())
     assert "frozen_text" not in metrics and metrics["epochs_run"] == 1
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["model"]["resolved"]["text_encoder"] == str(bert) and "frozen_text" not in cfg["recipe"]
+
+
+def test_test_every_epoch_scores_the_rolled_back_weights(tiny_ds):
+    """MInD's code validates, rolls back, then tests: a roll-back epoch's test record is the best epoch's weights'."""
+    def perturb(trainer, record):
+        if record["epoch"] <= 2:  # epochs 2 and 3 train (lr 0) on perturbed weights: worse than epoch 1
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.add_(torch.randn_like(p) * 5)
+
+    res = _trainer(tiny_ds, epochs=3, lr=0.0, patience=0, rollback_patience=2, rollback_limit=1,
+                   test_every_epoch=True, callbacks=[perturb]).fit()
+    first, rolled = res.history[0], res.history[2]
+    assert "rollback" in rolled and rolled["valid"] != first["valid"]  # validated on the perturbed weights
+    assert rolled["test"] == first["test"]  # tested on the restored ones
+    assert res.history[1]["test"] != first["test"]
+
+
+def _captured_batches_and_model(tiny_ds, **tc):
+    """Train late_fusion (no dropout, SGD) for one epoch; the initial weights, the batches seen and the final model."""
+    cfg = TrainConfig(progress=False, plots=False, device="cpu", seed=1, epochs=1, patience=0, optimizer="sgd",
+                      lr=0.5, normalize=False, bucket_by_length=False, **tc)
+    torch.manual_seed(1)
+    net = create_model("late_fusion", "tiny", text_dim=8, audio_dim=4, vision_dim=4, text_len=6, audio_len=8,
+                       vision_len=8, dropout=0.0)
+    start = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    seen = []
+    net.register_forward_pre_hook(lambda m, args: seen.append(args[0]) if m.training else None)
+    Trainer(net, DataModule(tiny_ds, batch_size=16, seed=1), cfg, None).fit()
+    return start, seen, net
+
+
+def test_dlf_reference_accumulation_sums_clips_every_batch_and_drops_the_partial_step(tiny_ds):
+    """DLF's update_epochs loop, written out: zero_grad at an accumulation's start, backward of each batch's loss,
+    clip_grad_value_ of the running sum after every batch, step after every grad_accum-th batch; the trailing
+    partial accumulation is discarded. 48 samples / batch 16 = 3 batches, grad_accum 2: one step, batch 3 dropped."""
+    clip = 0.02
+    start, seen, trained = _captured_batches_and_model(
+        tiny_ds, grad_accum=2, grad_accum_sum=True, clip_each_backward=True, drop_partial_accum=True,
+        grad_clip_value=clip)
+    assert len(seen) == 3
+    net = create_model("late_fusion", "tiny", text_dim=8, audio_dim=4, vision_dim=4, text_len=6, audio_len=8,
+                       vision_len=8, dropout=0.0)
+    net.load_state_dict(start)
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    left, clipped = 2, False
+    for batch in seen:
+        if left == 2:
+            opt.zero_grad()
+        left -= 1
+        net.objective(net(batch), batch).total.backward()
+        clipped |= any(float(p.grad.abs().max()) > clip for p in net.parameters() if p.grad is not None)
+        torch.nn.utils.clip_grad_value_(list(net.parameters()), clip)
+        if not left:
+            opt.step()
+            left = 2
+    assert clipped  # the clip acted on the running sum
+    expected = net.state_dict()
+    for k, v in trained.state_dict().items():
+        torch.testing.assert_close(v, expected[k], rtol=0, atol=1e-6, msg=k)
+    # the default accumulation (mean, clip once before the step, step on the partial batch) trains differently
+    _, _, default = _captured_batches_and_model(tiny_ds, grad_accum=2, grad_clip_value=clip)
+    assert any(not torch.allclose(v, expected[k]) for k, v in default.state_dict().items())
+
+
+def test_dlf_reference_recipe_uses_the_reference_accumulation():
+    trainer = RECIPES["dlf"]["reference"].trainer
+    assert trainer["grad_accum"] == 10 and trainer["grad_clip_value"] == 0.6
+    assert trainer["grad_accum_sum"] and trainer["clip_each_backward"] and trainer["drop_partial_accum"]
+
+
+def test_drop_partial_accum_refuses_a_run_without_a_step(tiny_ds):
+    from msa_toolkit.errors import MSAError
+
+    with pytest.raises(MSAError, match="no optimiser step"):
+        _trainer(tiny_ds, epochs=1, grad_accum=5, drop_partial_accum=True).fit()
