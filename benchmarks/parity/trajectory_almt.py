@@ -28,9 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_almt import EXPECTED_FILES, REPO, weight_map  # noqa: E402
 from parity_common import (Namespace, ParityReport, base_parser, check_coverage, check_reference_dir,  # noqa: E402
-                           finish, import_reference, load_mapped, reference_commit, same)
+                           import_reference, load_mapped, reference_commit, same)
 from trajectory_common import (TOLERANCE_F32, TOLERANCE_F64, ListData, Lockstep, StepRow,  # noqa: E402
-                               finish_trajectory, mapped_diffs, patched, record_step, tiny_bert, token_ids, worst)
+                               finish_trajectory, write_report, mapped_diffs, patched, record_step, step_row, tiny_bert, token_ids,
+                               worst)
 
 #: scaled schedule: the reference's 200 epochs -> 20 (warm-up 0.1 x epochs = 2, cosine 0.9 x epochs = 18)
 EPOCHS = 20
@@ -152,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[StepRow] = []
 
     def on_step(step: int, lr_ref: list[float], lr_tk: list[float]) -> None:
-        name, d, s = worst(mapped_diffs(maps, ref, tk))
-        events = ["epoch end"] if step % TRAIN_BATCHES == 0 else []
-        row = StepRow(step, lr_ref, lr_tk, name, d, s, events)
+        row = step_row(step, lr_ref, lr_tk, maps, ref, tk, ["epoch end"] if step % TRAIN_BATCHES == 0 else [])
         rows.append(row)
         record_step(report, row, tolerance)
 
@@ -165,16 +164,14 @@ def main(argv: list[str] | None = None) -> int:
 
     lock = Lockstep(ref, tk, on_step)
     lock.run(reference_loop, trainer.fit)
-    finish_trajectory(report, lock, 30)
-    name, d, s = worst(mapped_diffs(maps, ref, tk))
+    finish_trajectory(report, lock, 30, rows)
+    name, d, s = worst(mapped_diffs(maps, ref, tk)[0])
     report.add("end of training: parameters", d, tolerance, f"worst: {name}", s)
     lrs = sorted({r.lr_reference[0] for r in rows})
     report.setting["events"] = {"distinct_reference_lrs": len(lrs), "lr_min": lrs[0], "lr_max": lrs[-1]}
     report.not_compared += [
-        "BERT's pooler (frozen in the toolkit; no gradient in the reference, so AdamW skips it: equal throughout)",
-        "padding masks: every sequence is full (the reference has no key masks)",
         "the reference's per-epoch metrics and best-test bookkeeping (no effect on the trajectory)"]
-    return finish(report, a.json, tag="trajectory" + ("" if dtype == torch.float64 else "_fp32"))
+    return write_report(report, a.json, dtype)
 
 
 if __name__ == "__main__":

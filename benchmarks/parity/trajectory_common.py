@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from parity_common import Diffs, ParamMap, ParityReport, diff_and_scale
+from parity_common import Diffs, ParamMap, ParityReport, diff_and_scale, finish
 
 #: default tolerance of the float64 trajectory (max abs parameter difference; relative above 1)
 TOLERANCE_F64 = 1e-9
@@ -49,8 +49,9 @@ TINY_BERT = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attenti
                  attention_probs_dropout_prob=0.0)
 
 
-def tiny_bert(folder: str | Path, seed: int = 0) -> Path:
-    """Save a small randomly initialised BERT (:data:`TINY_BERT`) with a word-piece vocabulary in ``folder``.
+def tiny_bert(folder: str | Path, seed: int = 0, **changes: Any) -> Path:
+    """Save a small randomly initialised BERT (:data:`TINY_BERT` with ``changes``, e.g. ``hidden_size=768``
+    for a reference that hard-codes BERT-base's width) with a word-piece vocabulary in ``folder``.
 
     Both sides load this folder with ``from_pretrained``, so the encoders are identical to the bit.
     """
@@ -59,7 +60,7 @@ def tiny_bert(folder: str | Path, seed: int = 0) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    BertModel(BertConfig(**TINY_BERT)).save_pretrained(folder)
+    BertModel(BertConfig(**{**TINY_BERT, **changes})).save_pretrained(folder)
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     words = special + [f"w{i}" for i in range(TINY_BERT["vocab_size"] - len(special))]
     (folder / "vocab.txt").write_text("\n".join(words) + "\n")
@@ -77,23 +78,49 @@ def token_ids(batch: int, length: int, generator: torch.Generator, vocab: int = 
 # --------------------------------------------------------------------------- toolkit data
 
 
+class EpochBatches:
+    """A train loader whose e-th pass yields ``epochs[e]`` (the last list again after the end).
+
+    A shuffling loader hands out another order every epoch; this one hands out a fixed, chosen sequence
+    per epoch, the same on both sides (each side iterates its own instance). ``len()`` is the batch count
+    of the first epoch (every epoch must have the same count).
+    """
+
+    def __init__(self, epochs: Sequence[Sequence[Any]]):
+        if not epochs or len({len(e) for e in epochs}) != 1:
+            raise ValueError("EpochBatches needs at least one epoch and the same batch count in every epoch")
+        self.epochs = [list(e) for e in epochs]
+        self.passes = 0
+
+    def __len__(self) -> int:
+        return len(self.epochs[0])
+
+    def __iter__(self) -> Iterator[Any]:
+        batches = self.epochs[min(self.passes, len(self.epochs) - 1)]
+        self.passes += 1
+        return iter(batches)
+
+
 class ListData:
     """The smallest data module the Trainer accepts: fixed lists of batches per split, in a fixed order.
 
-    ``train_loader()`` returns the same list every epoch (no shuffling, no bucketing: the trainer's
-    loader options are ignored), so the reference side can be fed exactly the same sequence.
+    ``train`` is a list of batches (the same every epoch) or a list of such lists, one per epoch
+    (:class:`EpochBatches`). ``train_loader()`` ignores the trainer's loader options (no shuffling, no
+    bucketing), so the reference side can be fed exactly the same sequence.
     """
 
     split_names = ("train", "valid", "test")
 
-    def __init__(self, train: Sequence[Any], valid: Sequence[Any], test: Sequence[Any], spec: Any = None):
-        self.splits = {"train": list(train), "valid": list(valid), "test": list(test)}
+    def __init__(self, train: Sequence[Any], valid: Sequence[Any], test: Sequence[Any], spec: Any = None,
+                 per_epoch: bool = False):
+        self.epochs = [list(e) for e in train] if per_epoch else [list(train)]
+        self.splits = {"train": self.epochs[0], "valid": list(valid), "test": list(test)}
         self.spec = spec
 
-    def train_loader(self, distributed: bool = False, **options: Any) -> list[Any]:
+    def train_loader(self, distributed: bool = False, **options: Any) -> EpochBatches:
         if distributed:
             raise ValueError("ListData is for a single process")
-        return list(self.splits["train"])
+        return EpochBatches(self.epochs)
 
     def loader(self, split: str) -> list[Any]:
         return list(self.splits[split])
@@ -102,18 +129,55 @@ class ListData:
 # --------------------------------------------------------------------------- comparison
 
 
+#: toolkit parameter names whose elements (all, or the key third of a fused q/k/v bias) have an exactly zero
+#: gradient: a bias added to every key shifts all of a query's scores alike, which the softmax ignores
+KEY_BIAS_SUFFIXES = ("attention.self.key.bias",)
+FUSED_QKV_BIAS_SUFFIX = "attn.qkv.bias"
+
+
+def key_bias_mask(name: str, value: torch.Tensor) -> torch.Tensor | None:
+    """bool mask of the elements of toolkit parameter ``name`` that are attention key biases, or None."""
+    if name.endswith(KEY_BIAS_SUFFIXES):
+        return torch.ones_like(value, dtype=torch.bool)
+    if name.endswith(FUSED_QKV_BIAS_SUFFIX) and value.shape[0] % 3 == 0:
+        n = value.shape[0] // 3
+        mask = torch.zeros_like(value, dtype=torch.bool)
+        mask[n:2 * n] = True
+        return mask
+    return None
+
+
 @torch.no_grad()
-def mapped_diffs(maps: Sequence[ParamMap], ref: nn.Module, tk: nn.Module) -> Diffs:
-    """Per elementwise mapping entry (named by its toolkit names): (max |load(reference) - toolkit|, max |ref|)."""
+def mapped_diffs(maps: Sequence[ParamMap], ref: nn.Module, tk: nn.Module) -> tuple[Diffs, Diffs]:
+    """Per elementwise mapping entry (named by its toolkit names): (max |load(reference) - toolkit|, max |ref|).
+
+    Two dicts: every element but the attention key biases (:func:`key_bias_mask`), and the key biases. A key
+    bias has an exactly zero gradient, so Adam turns each side's rounding noise g into a step lr * g / eps
+    (eps 1e-8): the two sides drift apart by lr * noise / eps per step, whatever the precision; it changes
+    nothing downstream (the softmax ignores it), so it is reported apart as information.
+    """
     rp, tp = dict(ref.named_parameters()), dict(tk.named_parameters())
     out: Diffs = {}
+    keys: Diffs = {}
     for m in maps:
         if not m.elementwise:
             continue
         values = m.load([rp[n] for n in m.ref])
-        pairs = [diff_and_scale(v, tp[n]) for n, v in zip(m.tk, values)]
-        out[",".join(m.tk)] = (max(p[0] for p in pairs), max(p[1] for p in pairs))
-    return out
+        pairs, key_pairs = [], []
+        for n, v in zip(m.tk, values):
+            mask = key_bias_mask(n, v)
+            if mask is None:
+                pairs.append(diff_and_scale(v, tp[n]))
+                continue
+            key_pairs.append(diff_and_scale(v[mask], tp[n][mask]))
+            if (~mask).any():
+                pairs.append(diff_and_scale(v[~mask], tp[n][~mask]))
+        name = ",".join(m.tk)
+        if pairs:
+            out[name] = (max(p[0] for p in pairs), max(p[1] for p in pairs))
+        if key_pairs:
+            keys[name] = (max(p[0] for p in key_pairs), max(p[1] for p in key_pairs))
+    return out, keys
 
 
 def worst(diffs: Diffs) -> tuple[str, float, float]:
@@ -139,6 +203,8 @@ class StepRow:
     scale: float
     # free-form events of the step (e.g. "clip", "epoch end")
     events: list[str] = field(default_factory=list)
+    # max difference of the attention key biases (information: see mapped_diffs)
+    key_bias_diff: float = 0.0
 
 
 def lr_diff(ref: Sequence[float], tk: Sequence[float]) -> float:
@@ -148,11 +214,21 @@ def lr_diff(ref: Sequence[float], tk: Sequence[float]) -> float:
     return max((abs(a - b) for a, b in zip(ref, tk)), default=0.0)
 
 
+def step_row(step: int, lr_ref: list[float], lr_tk: list[float], maps: Sequence[ParamMap], ref: nn.Module,
+             tk: nn.Module, events: Sequence[str] = ()) -> StepRow:
+    """The comparison of both models after optimiser step ``step``."""
+    diffs, keys = mapped_diffs(maps, ref, tk)
+    name, d, s = worst(diffs)
+    return StepRow(step, list(lr_ref), list(lr_tk), name, d, s, list(events), max((v[0] for v in keys.values()),
+                                                                                  default=0.0))
+
+
 def record_step(report: ParityReport, row: StepRow, tolerance: float, lr_tolerance: float = LR_TOLERANCE) -> None:
     """Two checks per step: the parameters (worst entry) and the learning rate."""
     events = f" [{', '.join(row.events)}]" if row.events else ""
-    report.add(f"step {row.step}: parameters", row.max_abs_diff, tolerance, f"worst: {row.worst_entry}{events}",
-               row.scale)
+    keys = f"; key biases (info) {row.key_bias_diff:.1e}" if row.key_bias_diff else ""
+    report.add(f"step {row.step}: parameters", row.max_abs_diff, tolerance,
+               f"worst: {row.worst_entry}{events}{keys}", row.scale)
     report.add(f"step {row.step}: lr", lr_diff(row.lr_reference, row.lr_toolkit), lr_tolerance,
                f"reference {row.lr_reference[0]:.6g}, toolkit {row.lr_toolkit[0]:.6g}", max(row.lr_reference))
 
@@ -260,6 +336,46 @@ class Lockstep:
         return result
 
 
+# --------------------------------------------------------------------------- noise drawn inside forward
+
+
+class ThreadNoise:
+    """``torch.randn_like`` per thread: the k-th training forward of each side gets ``draws(k)`` in that
+    side's order (the threads run the two sides' forwards interleaved, so one global queue cannot work).
+
+    ``sides`` maps a thread name to (modality order, ``training()`` -> bool); within a training forward
+    the i-th call returns ``draws(k)[order[i]]``. Calls from other threads or in eval mode get the real
+    ``randn_like`` (the reference draws noise in eval too; predictions do not depend on it).
+    """
+
+    def __init__(self, draws: Callable[[int], dict[str, torch.Tensor]],
+                 sides: dict[str, tuple[Sequence[str], Callable[[], bool]]]):
+        self.draws, self.sides = draws, sides
+        self.calls = {name: 0 for name in sides}
+        self._original = torch.randn_like
+
+    def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        name = threading.current_thread().name
+        side = self.sides.get(name)
+        if side is None or not side[1]():
+            return self._original(x, *args, **kwargs)
+        order, _ = side
+        i = self.calls[name]
+        self.calls[name] += 1
+        g = self.draws(i // len(order))[order[i % len(order)]]
+        if g.shape != x.shape:
+            raise ValueError(f"injected noise of shape {tuple(g.shape)} for randn_like of {tuple(x.shape)}")
+        return g.to(dtype=x.dtype, device=x.device).clone()
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator["ThreadNoise"]:
+        torch.randn_like = self
+        try:
+            yield self
+        finally:
+            torch.randn_like = self._original
+
+
 # --------------------------------------------------------------------------- monkeypatching
 
 
@@ -285,9 +401,28 @@ def no_cuda() -> tuple[Any, str, Any]:
     return (torch.Tensor, "cuda", lambda self, *a, **k: self)
 
 
-def finish_trajectory(report: ParityReport, lock: Lockstep, min_steps: int) -> None:
-    """Add the step-count checks: both sides took the same steps, at least ``min_steps``."""
+def finish_trajectory(report: ParityReport, lock: Lockstep, min_steps: int, rows: Sequence[StepRow] = ()) -> None:
+    """Add the step-count checks (both sides took the same steps, at least ``min_steps``) and the largest
+    key-bias difference of ``rows`` (information)."""
+    if rows:
+        report.add("attention key biases, max over the steps (zero exact gradient: Adam steps lr * noise / eps)",
+                   max(r.key_bias_diff for r in rows), None, "information; see trajectory_common.mapped_diffs")
     report.add("optimiser steps taken by one side only", float(lock.extra_reference + lock.extra_toolkit), 0.0,
                f"reference only {lock.extra_reference}, toolkit only {lock.extra_toolkit}")
     report.add(f"optimiser steps compared (>= {min_steps})", 0.0 if lock.steps >= min_steps else float(lock.steps),
                0.0, f"{lock.steps} steps")
+
+
+#: what no trajectory script compares (appended to each report's not-compared list)
+COMMON_NOT_COMPARED = ("padding masks: every sequence is full (the references have no key masks)",
+                       "BERT's pooler (frozen in the toolkit; no gradient in the reference, so its optimiser skips it: "
+                       "equal throughout)")
+
+
+def write_report(report: ParityReport, json_path: str | None, dtype: torch.dtype, unused: Sequence[str] = ()) -> int:
+    """Print and write the report (``parity_<model>_trajectory[_fp32].json`` by default); the exit status.
+    ``unused``: reference layers used in neither loss nor prediction (listed as not compared)."""
+    report.not_compared += list(COMMON_NOT_COMPARED)
+    if unused:
+        report.not_compared.append("reference layers used in neither loss nor prediction: " + ", ".join(unused))
+    return finish(report, json_path, tag="trajectory" + ("" if dtype == torch.float64 else "_fp32"))
