@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_almt import EXPECTED_FILES, REPO, weight_map  # noqa: E402
 from parity_common import (Namespace, ParityReport, base_parser, check_coverage, check_reference_dir,  # noqa: E402
                            import_reference, load_mapped, reference_commit, same)
-from trajectory_common import (TOLERANCE_F32, TOLERANCE_F64, ListData, Lockstep, StepRow,  # noqa: E402
-                               finish_trajectory, write_report, mapped_diffs, patched, record_step, step_row, tiny_bert, token_ids,
-                               worst)
+from trajectory_common import (TOLERANCE_F32, TOLERANCE_F64, ListData, Lockstep, StepRow, add_movement,  # noqa: E402
+                               finish_trajectory, mapped_diffs, patched, record_step, snapshot, step_row, tiny_bert,
+                               token_ids, worst, write_report)
 
 #: scaled schedule: the reference's 200 epochs -> 20 (warm-up 0.1 x epochs = 2, cosine 0.9 x epochs = 18)
 EPOCHS = 20
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         [same(f"proj_l.0.{p}", f"input_proj.text.{p}") for p in ("weight", "bias")]
     check_coverage(maps, ref, tk)
     load_mapped(maps, ref, tk)
+    start = snapshot(tk)
 
     g = torch.Generator().manual_seed(a.seed + 1)
     train_b, valid_b, test_b = make_batches(TRAIN_BATCHES, g, dtype), make_batches(1, g, dtype), \
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     lock = Lockstep(ref, tk, on_step)
     lock.run(reference_loop, trainer.fit)
     finish_trajectory(report, lock, 30, rows)
+    add_movement(report, start, tk)
     name, d, s = worst(mapped_diffs(maps, ref, tk)[0])
     report.add("end of training: parameters", d, tolerance, f"worst: {name}", s)
     lrs = sorted({r.lr_reference[0] for r in rows})

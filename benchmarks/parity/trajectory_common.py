@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,7 +225,9 @@ def step_row(step: int, lr_ref: list[float], lr_tk: list[float], maps: Sequence[
 
 
 def record_step(report: ParityReport, row: StepRow, tolerance: float, lr_tolerance: float = LR_TOLERANCE) -> None:
-    """Two checks per step: the parameters (worst entry) and the learning rate."""
+    """Two checks per step: the parameters (worst entry) and the learning rate (a progress line on stderr)."""
+    print(f"step {row.step}: max param diff {row.max_abs_diff:.2e} ({row.worst_entry}), lr {row.lr_reference[0]:.4g}"
+          f" / {row.lr_toolkit[0]:.4g} {' '.join(row.events)}", file=sys.stderr, flush=True)
     events = f" [{', '.join(row.events)}]" if row.events else ""
     keys = f"; key biases (info) {row.key_bias_diff:.1e}" if row.key_bias_diff else ""
     report.add(f"step {row.step}: parameters", row.max_abs_diff, tolerance,
@@ -396,6 +399,23 @@ def patched(*triples: tuple[Any, str, Any]) -> Iterator[None]:
                 setattr(obj, name, old)
 
 
+def wide_reference_float(thread: str = "reference-loop") -> tuple[Any, str, Any]:
+    """``torch.Tensor.float`` keeps a float64 tensor float64 in the reference thread (for a float64 run).
+
+    The references' fairseq attention computes its softmax as ``softmax(w.float()).type_as(w)``: in a float64
+    run that one float32 step would hold the whole comparison to fp32 rounding. Other threads and other
+    dtypes get the real ``float()``.
+    """
+    original = torch.Tensor.float
+
+    def float_(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.dtype == torch.float64 and threading.current_thread().name == thread:
+            return self
+        return original(self, *args, **kwargs)
+
+    return (torch.Tensor, "float", float_)
+
+
 def no_cuda() -> tuple[Any, str, Any]:
     """``torch.Tensor.cuda`` -> the tensor itself (the references call ``.cuda()`` on batches)."""
     return (torch.Tensor, "cuda", lambda self, *a, **k: self)
@@ -417,6 +437,19 @@ def finish_trajectory(report: ParityReport, lock: Lockstep, min_steps: int, rows
 COMMON_NOT_COMPARED = ("padding masks: every sequence is full (the references have no key masks)",
                        "BERT's pooler (frozen in the toolkit; no gradient in the reference, so its optimiser skips it: "
                        "equal throughout)")
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's parameters (to measure how far training moved them)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def add_movement(report: ParityReport, start: dict[str, torch.Tensor], model: nn.Module) -> float:
+    """An information row: the largest change of a toolkit parameter over the run (the comparison is not
+    vacuous: the trajectories compared moved by this much)."""
+    moved = max(float((p.detach() - start[n]).abs().max()) for n, p in model.named_parameters())
+    report.add("training moved the parameters by (max abs change, toolkit; information)", moved, None)
+    return moved
 
 
 def write_report(report: ParityReport, json_path: str | None, dtype: torch.dtype, unused: Sequence[str] = ()) -> int:

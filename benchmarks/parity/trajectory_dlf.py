@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_common import (ParityReport, base_parser, check_coverage, check_reference_dir,  # noqa: E402
                            import_reference, load_mapped, reference_commit, same)
 from parity_dlf import (EXPECTED_FILES, REF_UNUSED, REPO, TK_ZERO_DROPOUT, _stub_gpu_utils,  # noqa: E402
-                        reference_args, weight_map)
+                        import_reference_modules, patch_positions, reference_args, weight_map)
 from trajectory_common import (TINY_BERT, TOLERANCE_F32, TOLERANCE_F64, ListData, Lockstep, StepRow,  # noqa: E402
-                               finish_trajectory, write_report, no_cuda, patched, record_step, step_row, tiny_bert, token_ids)
+                               add_movement, finish_trajectory, no_cuda, patched, record_step, snapshot, step_row,
+                               tiny_bert, token_ids, wide_reference_float, write_report)
 
 #: the reference hard-codes 50 steps per modality for aligned MOSI
 LENGTH = 50
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     mosi = cfg["DLF"]["datasetParams"]["mosi"]
     d = mosi["dst_feature_dim_nheads"][0]
     loop_mod = import_reference(ref_dir, "trains.singleTask.DLF", _stub_gpu_utils)
-    model_mod = import_reference(ref_dir, "trains.singleTask.model.DLF", _stub_gpu_utils)
+    model_mod, _, _ = import_reference_modules(ref_dir)
 
     args = reference_args(cfg, aligned=True, kernel=1, attn_mask=False, dims=(TINY_BERT["hidden_size"], DIMS["audio"],
                                                                                DIMS["vision"]))
@@ -141,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         [same(f"text_model.model.{n}", f"text_encoder.model.{n}") for n in bert_names]
     check_coverage(maps, ref, tk, ref_unused=REF_UNUSED)
     load_mapped(maps, ref, tk)
+    start = snapshot(tk)
+    # both sides compute their sinusoidal tables in float32 with different formulas (equal to fp32 rounding,
+    # parity_dlf.py): this instance reads the reference's table so a float64 run is not held to fp32 rounding
+    n_pos = patch_positions(tk, sys.modules["_dlf_ref_pos"].SinusoidalPositionalEmbedding)
     tied = [m for m in maps if not m.elementwise]
 
     g = torch.Generator().manual_seed(a.seed + 1)
@@ -178,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
             loop_mod.DLF(args).do_train([ref], loaders)
 
     lock = Lockstep(ref, tk, on_step)
-    with patched(no_cuda(), (torch, "save", lambda *x, **k: None), (torch.nn.utils, "clip_grad_value_", clips)):
+    wide = [wide_reference_float()] if dtype == torch.float64 else []
+    with patched(no_cuda(), (torch, "save", lambda *x, **k: None), (torch.nn.utils, "clip_grad_value_", clips),
+                 *wide):
         result = lock.run(reference_loop, trainer.fit)
     finish_trajectory(report, lock, 30, rows)
+    add_movement(report, start, tk)
     # the toolkit's _finish restores its best weights; the reference keeps its last ones (it reloads the best
     # from its saved file only in run.py, for testing): compare the last step's weights, logged above
     with torch.no_grad():
@@ -203,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     report.not_compared += [
         "the triplet loss (0 on both sides: one label per batch; checked by the single-step parity_dlf.py)",
         "kernel-5 convolutions and the causal attention mask (model deviations bridged as in parity_dlf.py)",
+        "the reference attention's float32 softmax (softmax(w.float())): kept in float64 in a float64 run",
+        f"the toolkit's sinusoidal position table: its {n_pos} encoders read the reference's table in this run "
+        "(the two are equal to fp32 rounding, checked by parity_dlf.py)",
         "the plateau's input: the reference steps on its valid L1 loss rounded to 4 decimals, the toolkit on the "
         "valid MAE (equal here up to the rounding; a rounding-level tie could decide differently)",
         "the weights after training: the toolkit restores the best epoch's, the reference's do_train keeps the last "

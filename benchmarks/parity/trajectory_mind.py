@@ -34,13 +34,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (Namespace, ParityReport, base_parser, check_coverage, check_reference_dir,  # noqa: E402
-                           import_reference, load_mapped, reference_commit, same, stubbed_modules)
+from parity_common import (Namespace, ParityReport, ReferencePositions, base_parser, check_coverage,  # noqa: E402
+                           check_reference_dir, import_reference, load_mapped, reference_commit, same,
+                           stubbed_modules)
 from parity_mind import (COEFFS, EXPECTED_FILES, REF_BACKBONE, REF_ORDER, REF_UNUSED, REPO,  # noqa: E402
                          TK_ORDER, TK_ZERO_DROPOUT, run_script_flags, weight_map, zero_backbone_dropout)
 from trajectory_common import (TOLERANCE_F32, TOLERANCE_F64, EpochBatches, ListData, Lockstep, StepRow,  # noqa: E402
-                               ThreadNoise, finish_trajectory, write_report, mapped_diffs, patched, record_step, step_row, tiny_bert,
-                               token_ids, worst)
+                               ThreadNoise, add_movement, finish_trajectory, mapped_diffs, patched, record_step,
+                               snapshot, step_row, tiny_bert, token_ids, wide_reference_float, worst, write_report)
 
 #: scaled schedule: 12 epochs of 5 batches of 4 (the run stops earlier, after the second plateau)
 EPOCHS, TRAIN_BATCHES, BATCH = 12, 5, 4
@@ -160,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         [same(f"enc.text_backbone.bertmodel.{n}", f"text_encoder.model.{n}") for n in bert_names]
     check_coverage(maps, ref, tk, ref_unused=REF_UNUSED)
     load_mapped(maps, ref, tk)
+    start = snapshot(tk)
+    # the backbones' sinusoidal tables: both sides compute them in float32 with different formulas (equal to
+    # fp32 rounding, parity_mind.py); this instance reads the reference's so a float64 run is not held to fp32
+    table_cls = type(ref.enc.audio_backbone.transformer).__init__.__globals__["SinusoidalPositionalEmbedding"]
+    for m in REF_BACKBONE:
+        getattr(tk, f"{m}_backbone").pos = ReferencePositions(table_cls, d)
 
     # data: epoch 1 trains towards the valid labels (the best epoch), later epochs away from them (a plateau)
     g = torch.Generator().manual_seed(a.seed + 1)
@@ -228,10 +235,12 @@ def main(argv: list[str] | None = None) -> int:
 
     lock = Lockstep(ref, tk, on_step)
     # the reference's HSIC kernel casts to torch.FloatTensor (float32, CPU): in a float64 run, to float64
-    wide = [(torch, "FloatTensor", torch.DoubleTensor)] if dtype == torch.float64 else []
+    # and its fairseq attention's softmax(w.float()): kept in float64 (wide_reference_float)
+    wide = [(torch, "FloatTensor", torch.DoubleTensor), wide_reference_float()] if dtype == torch.float64 else []
     with noise.active(), patched(*wide):
         lock.run(reference_loop, trainer.fit)
     finish_trajectory(report, lock, 30, rows)
+    add_movement(report, start, tk)
     name, dd, s = worst(mapped_diffs(maps, ref, tk)[0])
     report.add("end of training (best weights restored on both sides): parameters", dd, tolerance,
                f"worst: {name}", s)
@@ -244,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     report.not_compared += [
         "the audio/vision backbones' conv padding (bridged to 0 on the reference, a documented model deviation, "
         "see parity_mind.py)",
+        "the toolkit's sinusoidal position table of the audio/vision backbones: they read the reference's table "
+        "in this run (the two are equal to fp32 rounding, checked by parity_mind.py)",
+        "the reference attention's float32 softmax (softmax(w.float())): kept in float64 in a float64 run",
         "the reference's HSIC kernel in float32: its .type(torch.FloatTensor) (utils.py) is made float64 in a "
         "float64 run (torch.FloatTensor -> torch.DoubleTensor while the loop runs)"]
     return write_report(report, a.json, dtype, REF_UNUSED)

@@ -187,3 +187,29 @@ def test_tiny_bert_is_the_same_model_on_both_loads(tmp_path):
     assert BertTokenizer.from_pretrained(path).convert_tokens_to_ids("[CLS]") == 2
     ids = tc.token_ids(2, 6, torch.Generator().manual_seed(0))
     assert ids[:, 0].tolist() == [2, 2] and ids[:, -1].tolist() == [3, 3] and int(ids.max()) < a.config.vocab_size
+
+
+def test_wide_reference_float_keeps_float64_only_in_the_reference_thread():
+    x = torch.zeros(2, dtype=torch.float64)
+    got = {}
+
+    def reference():
+        got["ref64"], got["ref16"] = x.float().dtype, torch.zeros(2, dtype=torch.float16).float().dtype
+
+    with tc.patched(tc.wide_reference_float("reference-loop")):
+        t = threading.Thread(target=reference, name="reference-loop")
+        t.start()
+        t.join()
+        got["main"] = x.float().dtype
+    assert got == {"ref64": torch.float64, "ref16": torch.float32, "main": torch.float32}
+    assert x.float().dtype == torch.float32
+
+
+def test_add_movement_reports_how_far_training_moved():
+    model = nn.Linear(2, 1)
+    start = tc.snapshot(model)
+    with torch.no_grad():
+        model.weight[0, 1] += 0.375
+    report = pc.ParityReport("x", "o/r", "c")
+    assert tc.add_movement(report, start, model) == pytest.approx(0.375)
+    assert report.checks[0].status == "info"
