@@ -237,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     # the reference's HSIC kernel casts to torch.FloatTensor (float32, CPU): in a float64 run, to float64
     # and its fairseq attention's softmax(w.float()): kept in float64 (wide_reference_float)
     wide = [(torch, "FloatTensor", torch.DoubleTensor), wide_reference_float()] if dtype == torch.float64 else []
-    with noise.active(), patched(*wide):
+    # its roll-back reloads its own checkpoint (a numpy float inside) with torch.load's default weights_only=True
+    numpy_scalars = [np._core.multiarray.scalar, np.dtype, type(np.dtype(np.float64))]
+    with noise.active(), patched(*wide), torch.serialization.safe_globals(numpy_scalars):
         lock.run(reference_loop, trainer.fit)
     finish_trajectory(report, lock, 30, rows)
     add_movement(report, start, tk)
