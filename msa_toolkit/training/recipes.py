@@ -237,28 +237,31 @@ _MMSA_SOURCE = "thuiar/MMSA@a94e65d config/config_regression.json, trains/{}.py,
 _MMSA_LOOP = ("Adam; valid loss (the model's prediction loss on valid, the objective's eval-mode total here) "
               "monitored with a 1e-6 margin, early stop after 8 epochs without improvement (no epoch cap: 1000 "
               "here); the best valid epoch is tested once; seeds 1111-1115 (run.py)")
-_MMSA_ACCUM = ("differs: MMSA sums the gradients of its update_epochs batches (the toolkit averages them; Adam "
-               "is scale-invariant up to its eps) and steps a trailing partial accumulation only when it "
-               "completes")
+#: MMSA's update_epochs accumulation (as DLF's): the batch losses' gradients summed, an epoch's trailing partial
+#: accumulation discarded (zeroed at the next epoch's first batch)
+_MMSA_ACCUM = {"grad_accum_sum": True, "drop_partial_accum": True}
 
 RECIPES.update({
     "self_mm": {"reference": Recipe(
-        "reference", trainer={**_MMSA_COMMON, "grad_accum": 4}, seeds=_MMSA_SEEDS, fine_tunes_text=True,
+        "reference", trainer={**_MMSA_COMMON, "grad_accum": 4, **_MMSA_ACCUM}, seeds=_MMSA_SEEDS,
+        fine_tunes_text=True,
         source=_MMSA_SOURCE.format("multiTask/SELF_MM"),
         notes=(_MMSA_LOOP, "unaligned features; five Adam groups (the model's param_groups): BERT 5e-5 with "
                "decay 1e-3 except biases and LayerNorms, audio and vision subnetworks 5e-3 (MOSEI vision 1e-4), "
-               "the rest 1e-3; decays per dataset in the presets", "gradients accumulated over 4 batches "
-               "(update_epochs); ULGM updates the unimodal labels after every batch", _MMSA_ACCUM,
+               "the rest 1e-3; decays per dataset in the presets", "gradients of 4 batches summed into one "
+               "step (update_epochs), a trailing partial accumulation discarded; ULGM updates the unimodal labels "
+               "after every batch",
                "differs: MMSA initialises every training sample's labels before the first epoch; here a "
                "sample's labels are created at its first visit (the same values)"))},
     "misa": {"reference": Recipe(
-        "reference", trainer={**_MMSA_COMMON, "grad_accum": 2, "weight_decay": 0.0}, seeds=_MMSA_SEEDS,
+        "reference", trainer={**_MMSA_COMMON, "grad_accum": 2, **_MMSA_ACCUM, "clip_each_backward": True,
+                             "weight_decay": 0.0}, seeds=_MMSA_SEEDS,
         fine_tunes_text=True, source=_MMSA_SOURCE.format("singleTask/MISA"),
         notes=(_MMSA_LOOP, "unaligned features; one Adam group at 1e-4, BERT included, no weight decay "
                "(config_regression.json's weight_decay is never passed to Adam); gradient values clipped at "
                "grad_clip (0.8 MOSI/MOSEI, 1.0 SIMS); batch 16 MOSI, 64 MOSEI/SIMS",
-               "gradients accumulated over 2 batches (update_epochs)", _MMSA_ACCUM +
-               "; MMSA clips the running sum after every batch, the toolkit the mean once per step"))},
+               "gradients of 2 batches summed into one step (update_epochs), the running sum value-clipped "
+               "after every batch, a trailing partial accumulation discarded"))},
     "mmim": {"reference": Recipe(
         "reference", trainer={**_MMSA_COMMON, "scheduler": "plateau", "plateau_factor": 0.5,
                               "plateau_patience": 20}, seeds=_MMSA_SEEDS, fine_tunes_text=True,
@@ -280,15 +283,7 @@ RECIPES.update({
 
 # --------------------------------------------------------------------------- MMSA zoo, part 2 (zooc)
 
-#: MMSA's training loop for every model: Adam, no epoch cap (early stop after 8 epochs whose valid loss is
-#: not 1e-6 below the best: KeyEval "Loss"), best valid model tested once, features as stored, seeds 1111-1115
-_MMSA_COMMON = {**_REFERENCE_COMMON, "epochs": 1000, "optimizer": "adam", "patience": 8, "monitor": "loss",
-                "monitor_mode": "min", "min_delta": 1e-6, "normalize": False}
-_MMSA_SEEDS = (1111, 1112, 1113, 1114, 1115)
-_MMSA_SOURCE = "thuiar/MMSA@a94e65d config/config_regression.json, trains/{}.py, run.py"
-_MMSA_LOOP = ("Adam; valid loss (the model's prediction loss on valid, the objective's eval-mode total here) "
-              "monitored with a 1e-6 margin, early stop after 8 epochs without improvement (no epoch cap: 1000 "
-              "here); the best valid epoch is tested once; seeds 1111-1115 (run.py)")
+# (the MMSA constants above)
 
 RECIPES.update({
     "mctn": {"reference": Recipe(
@@ -317,8 +312,8 @@ RECIPES.update({
                "differs: Adam's epsilon is torch's 1e-8 (MMSA: 3e-8 MOSI, 1e-8 MOSEI, 2e-8 SIMS)")),
     },
     "tetfn": {"reference": Recipe(
-        "reference", trainer={**_MMSA_COMMON, "max_lengths": _ALIGNED_50, "grad_accum": 4, "grad_accum_sum": True,
-                              "drop_partial_accum": True}, seeds=_MMSA_SEEDS, fine_tunes_text=True,
+        "reference", trainer={**_MMSA_COMMON, "max_lengths": _ALIGNED_50, "grad_accum": 4, **_MMSA_ACCUM},
+        seeds=_MMSA_SEEDS, fine_tunes_text=True,
         source=_MMSA_SOURCE.format("multiTask/TETFN"),
         notes=(_MMSA_LOOP, "aligned_50.pkl (need_data_aligned); five Adam groups (the model's param_groups): "
                "BERT 3e-5 with decay 1e-3 except biases and LayerNorms, the audio and visual subnetworks and the "
