@@ -95,6 +95,13 @@ def main() -> None:
     failed = [f"- {m}: {err}" for m, e in {**plain["table"]}.items() for err in e.get("errors", [])]
     if failed:
         lines += ["", "## Failed runs", "", *failed]
+    from msa_toolkit.models import list_models
+
+    missing = [m for m in list_models() if m not in plain["table"]]
+    if missing:
+        lines += ["", "## Registered models not in this report", "",
+                  f"{', '.join(missing)}: no finished runs in `{args.plain.name}/` when this report was written "
+                  "(the passes of `robustness_mosi.sh` had not reached them); run the script again to add them."]
     raw = args.out.with_suffix("")  # results/<bench>/ holds the raw JSON and the chart (benchmarks/README.md)
     raw.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -11,9 +11,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "msa_toolkit"
 #: the one autograd function the models need: gradient reversal (MInD), which autograd has no op for
 ALLOWED_AUTOGRAD_FUNCTIONS = {"GradReverse"}
 #: the size budget of the model code: the blocks (layers/) plus the models that existed before the MMSA zoo
-#: (issue 34), together: 3400 after the one-path step (issue 30), plus 200 for the recurrent blocks the zoo's
-#: models share instead of each bringing its own (layers/recurrent.py, layers/memory_fusion.py)
-MODEL_CODE_MAX_LINES = 3400 + 200
+#: (issue 34), together: 3400 after the one-path step (issue 30), plus 250 for the blocks the zoo's models share
+#: instead of each bringing its own (layers/recurrent.py, memory_fusion.py, fusion.py, the CMD loss, additive
+#: attention)
+MODEL_CODE_MAX_LINES = 3400 + 250
 #: the model files of the toolkit before the zoo, held to MODEL_CODE_MAX_LINES with layers/
 PRE_ZOO_MODEL_FILES = ("__init__.py", "_registry.py", "base.py", "presets.py", "baselines.py", "almt.py", "dlf.py",
                        "mind.py", "mmcl.py", "_mmcl_parts.py")
@@ -82,7 +83,7 @@ def test_the_model_code_stays_within_its_budget():
     files = [*(models / name for name in PRE_ZOO_MODEL_FILES), *(PACKAGE / "layers").glob("*.py")]
     assert sum(_lines(f) for f in files) <= MODEL_CODE_MAX_LINES
     zoo = {f.name: _lines(f) for f in models.glob("*.py") if f.name not in PRE_ZOO_MODEL_FILES}
-    assert {"mctn.py", "mfm.py", "cenet.py", "tetfn.py"} <= set(zoo)  # the MMSA zoo, part 2 (issue 37)
+    assert {"mctn.py", "mfm.py", "cenet.py", "tetfn.py", "self_mm.py", "misa.py", "mmim.py", "mag_bert.py"} <= set(zoo)
     assert {name: n for name, n in zoo.items() if n > ZOO_MODEL_MAX_LINES} == {}
 
 

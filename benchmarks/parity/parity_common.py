@@ -93,6 +93,23 @@ def import_reference(ref_dir: Path, module: str, before: Callable[[], None] | No
             del sys.modules[name]
 
 
+@contextlib.contextmanager
+def stubbed_modules(stubs: Mapping[str, Any]) -> Iterator[None]:
+    """Put ``stubs`` (module name -> stand-in module) in ``sys.modules`` for the block (e.g. around an
+    :func:`import_reference` whose checkout imports packages the comparison does not need); the real ones
+    (or their absence) are restored afterwards."""
+    saved = {name: sys.modules.get(name) for name in stubs}
+    sys.modules.update(stubs)
+    try:
+        yield
+    finally:
+        for name, mod in saved.items():
+            if mod is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = mod
+
+
 def _loaded_from(mod: Any, folder: str) -> bool:
     """Whether a module's file or package path lies under ``folder``."""
     try:

@@ -44,7 +44,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_common import (Namespace, ParamMap, ParityReport, ReferencePositions, base_parser,  # noqa: E402
                            check_coverage, check_reference_dir, compare_training, diff_and_scale, finish,
-                           import_reference, injected_noise, load_mapped, reference_commit, same)
+                           import_reference, injected_noise, load_mapped, reference_commit, same, stubbed_modules)
 
 REPO = "WeeeicheN/MInD"
 EXPECTED_FILES = ("models/model.py", "models/backbones.py", "models/modules.py", "utils.py",
@@ -190,16 +190,8 @@ def zero_backbone_dropout(ref_model) -> None:
 
 def import_reference_modules(ref_dir: Path):
     """(model module, utils module) of the checkout; BERT loading and torchvision are stubbed for the import."""
-    saved = {name: sys.modules.get(name) for name in STUBBED}
-    sys.modules.update(_stubs())
-    try:
+    with stubbed_modules(_stubs()):
         model_mod = import_reference(ref_dir, "models.model")
-    finally:
-        for name, mod in saved.items():
-            if mod is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = mod
     return model_mod, import_reference(ref_dir, "utils")
 
 

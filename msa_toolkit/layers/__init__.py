@@ -16,8 +16,8 @@ update instead of NaN.
 - :mod:`.losses`: the criteria the models' objectives combine
 - :mod:`.fusion`: :func:`tensor_fusion`, TFN's fusion tensor (TFN, MTFN)
 - :mod:`.text_encoder`: the optional fine-tuned transformers text encoder (:func:`build_text_encoder`)
-- :mod:`.recurrent`: RNN runner, TFN's subnetworks, time-step batch norm, step alignment (TFN, LMF, LF-DNN, MFN,
-  EF-LSTM)
+- :mod:`.recurrent`: RNN runner (fp32 under CPU autocast), :class:`SequenceLSTM` (packed, over the valid steps),
+  TFN's subnetworks, time-step batch norm, step alignment (TFN, LMF, LF-DNN, MFN, EF-LSTM, Self-MM, MISA, MMIM)
 - :mod:`.memory_fusion`: the Memory Fusion Network's recurrent core (MFM), :func:`text_aligned` inputs
 """
 
@@ -29,7 +29,8 @@ from .memory_fusion import MFN_WINDOW, MemoryFusionCore, text_aligned
 from .masking import (ACTIVATIONS, activation, last_valid, mask_fill, masked_mean, take_last, unpadded,
                       zero_empty)
 from .positions import SINUSOID_LAYOUTS, LearnedPositionalEncoding, SinusoidalPositionalEncoding, sinusoidal_table
-from .recurrent import StepBatchNorm, TextSubNet, UtteranceSubNet, align_steps, run_rnn, text_timeline
+from .recurrent import (SequenceLSTM, StepBatchNorm, TextSubNet, UtteranceSubNet, align_steps, run_rnn, text_timeline,
+                        valid_lengths)
 from .text_encoder import TextEncoder, build_text_encoder, text_features
 from .transformer import CrossModalTransformer, EncoderLayer, FeedForward, TransformerBlock
 
@@ -42,4 +43,5 @@ __all__ = [
     "TransformerBlock", "StepBatchNorm", "TextSubNet", "UtteranceSubNet", "align_steps", "run_rnn",
     "text_timeline", "tensor_fusion",
     "AdditiveAttention", "MFN_WINDOW", "MemoryFusionCore", "text_aligned",
+    "SequenceLSTM", "valid_lengths",
 ]

@@ -3,6 +3,7 @@
 - :func:`regression_loss` — L1 / MSE on predictions.
 - :func:`masked_mse` — MSE over the valid steps of sequences (reconstruction).
 - :func:`soft_orthogonality` — squared cross-correlation of two centred, normalised feature sets.
+- :func:`central_moment_discrepancy` — CMD between two feature distributions (MISA's similarity loss).
 - :func:`cosine_orthogonality` — positive cosine similarity between paired vectors (hinge at 0).
 - :func:`modified_triplet_loss` — label-aware triplet hinge with a margin growing with the label gap.
 - :func:`barlow_twins_loss` — redundancy-reduction loss between two views.
@@ -17,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "regression_loss", "masked_mse", "soft_orthogonality", "cosine_orthogonality", "modified_triplet_loss",
+    "regression_loss", "masked_mse", "soft_orthogonality", "central_moment_discrepancy", "cosine_orthogonality",
+    "modified_triplet_loss",
     "barlow_twins_loss", "hsic", "jsd_mi", "cosine_matrix",
 ]
 
@@ -41,16 +43,40 @@ def masked_mse(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = Non
     return (err * m).sum() / m.sum().clamp_min(1.0)
 
 
-def soft_orthogonality(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def soft_orthogonality(a: torch.Tensor, b: torch.Tensor, detach_norm: bool = False) -> torch.Tensor:
     """Soft orthogonality between two feature sets ``a`` [N, Da], ``b`` [N, Db].
 
     Each set is centred over the N samples and each row L2-normalised; the loss is
     the mean squared entry of ``a^T b`` (a scaled squared Frobenius norm), zero when
     the two subspaces are orthogonal (the "difference loss" of MISA / DSN).
+    ``detach_norm``: rows are divided by ``norm.detach() + 1e-6`` (no gradient through the norm), as the
+    DSN / MISA code computes it; else by the norm itself (``F.normalize``).
     """
-    a = F.normalize(a - a.mean(dim=0, keepdim=True), dim=1, eps=1e-6)
-    b = F.normalize(b - b.mean(dim=0, keepdim=True), dim=1, eps=1e-6)
+    a, b = a - a.mean(dim=0, keepdim=True), b - b.mean(dim=0, keepdim=True)
+    if detach_norm:
+        a = a / (a.norm(dim=1, keepdim=True).detach() + 1e-6)
+        b = b / (b.norm(dim=1, keepdim=True).detach() + 1e-6)
+    else:
+        a, b = F.normalize(a, dim=1, eps=1e-6), F.normalize(b, dim=1, eps=1e-6)
     return (a.t() @ b).pow(2).mean()
+
+
+def central_moment_discrepancy(x: torch.Tensor, y: torch.Tensor, moments: int = 5) -> torch.Tensor:
+    """Central moment discrepancy (Zellinger et al., ICLR 2017) between ``x`` [N, D] and ``y`` [M, D].
+
+    ``||E x - E y||_2 + sum_{k=2..moments} ||E (x - E x)^k - E (y - E y)^k||_2`` (the features are not
+    rescaled to a bounded interval, as in MISA). MISA's similarity loss between shared representations.
+    A norm of exactly zero (e.g. one sample: every central moment is 0) has gradient 0 instead of NaN.
+    """
+    def norm(d: torch.Tensor) -> torch.Tensor:
+        s = d.pow(2).sum()
+        return torch.where(s > 0, s.clamp_min(torch.finfo(s.dtype).tiny).sqrt(), s)
+
+    cx, cy = x - x.mean(0), y - y.mean(0)
+    total = norm(x.mean(0) - y.mean(0))
+    for k in range(2, moments + 1):
+        total = total + norm(cx.pow(k).mean(0) - cy.pow(k).mean(0))
+    return total
 
 
 def cosine_orthogonality(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -202,6 +202,11 @@ def gaussian_input(like: torch.Tensor, training: bool, index: int) -> torch.Tens
     return torch.randn(like.shape, generator=gen, device=like.device, dtype=like.dtype)
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or as it is when it is float64 already (a float64 model, e.g. the trajectory parity)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def _encoder(d: int, c: MInDConfig) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d, d), activation(c.activation), nn.LayerNorm(d), Dropout(c.dropout),
                          nn.Linear(d, d), activation(c.activation))
@@ -247,11 +252,11 @@ class MInD(MSAModel):
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Backbone features u_m [B, d] per modality (zeros for a sample whose modality is absent)."""
         text = text_features(self.text_encoder, batch)
-        u_t = self.text_head(masked_mean(text.float(), batch.text_mask))
+        u_t = self.text_head(masked_mean(_wide(text), batch.text_mask))
         u_t = u_t * batch.text_mask.any(dim=1, keepdim=True).to(u_t.dtype)
         return {"text": u_t,
-                "audio": self.audio_backbone(batch.audio.float(), batch.audio_mask),
-                "vision": self.vision_backbone(batch.vision.float(), batch.vision_mask)}
+                "audio": self.audio_backbone(_wide(batch.audio), batch.audio_mask),
+                "vision": self.vision_backbone(_wide(batch.vision), batch.vision_mask)}
 
     def forward(self, batch: Batch) -> ModelOutput:
         u = self.encode(batch)

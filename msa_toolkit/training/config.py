@@ -50,6 +50,8 @@ class TrainConfig:
                                 "e / warmup_epochs of the LR)")
     cosine_epochs: int | None = doc(None, "epoch_cosine: epochs of cosine decay after the warm-up "
                                           "(None = epochs - warmup_epochs)")
+    peak_hold_epochs: int = doc(0, "epoch_cosine: epochs the peak LR is held after the warm-up before the cosine "
+                                   "starts (ALMT's reference scheduler holds it 1)")
     plateau_factor: float = doc(0.5, "plateau scheduler: LR multiplier on a plateau of the monitored metric")
     plateau_patience: int = doc(3, "plateau scheduler: epochs without improvement before the LR is reduced")
     grad_clip_value: float | None = doc(None, "clip each gradient value to [-v, v] (0 = off); None = the model "

@@ -134,7 +134,8 @@ def build_scheduler(opt: torch.optim.Optimizer, model: nn.Module, tc: TrainConfi
     if kind == "epoch_cosine":
         warm = max(0, int(tc.warmup_epochs))
         span = int(tc.cosine_epochs) if tc.cosine_epochs is not None else max(1, tc.epochs - warm)
-        return EpochLambdaLR(opt, lambda e: epoch_cosine_factor(e, warm, span)), "epoch"
+        hold = max(0, int(tc.peak_hold_epochs))
+        return EpochLambdaLR(opt, lambda e: epoch_cosine_factor(e, warm, span, hold)), "epoch"
     if kind == "plateau":
         if any(g.get("plateau_patience") for g in opt.param_groups):
             return GroupPlateau(opt, monitor_mode, tc.plateau_factor, tc.plateau_patience), "epoch"

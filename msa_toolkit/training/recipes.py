@@ -99,7 +99,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "reference",
         trainer={**_REFERENCE_COMMON,
                  "epochs": 200, "batch_size": 64, "optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4,
-                 "scheduler": "epoch_cosine", "warmup_epochs": 20, "cosine_epochs": 180, "patience": 0,
+                 "scheduler": "epoch_cosine", "warmup_epochs": 20, "cosine_epochs": 180, "peak_hold_epochs": 1,
+                 "patience": 0,
                  "monitor": "mae", "normalize": False, "test_every_epoch": True, "test_select": "mae"},
         seeds=(7,),
         fine_tunes_text=True,
@@ -109,8 +110,9 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                "no early stopping; the reference reports the test epoch with the lowest test MAE and the best "
                "test value of each metric over epochs: recorded as the labelled best-test figures",
                "a text_encoder (BERT) trains in the same AdamW group at 1e-4, as the reference",
-               "seed 7 is configs/mosi.yaml's; configs/mosei.yaml uses seed 0",
-               "differs: the reference holds the peak LR one extra epoch before the cosine (< 0.9 % of the LR)")),
+               "the peak LR is held one extra epoch before the cosine (peak_hold_epochs 1), as the reference's "
+               "GradualWarmupScheduler hands over late",
+               "seed 7 is configs/mosi.yaml's; configs/mosei.yaml uses seed 0")),
     },
     "mind": {"reference": Recipe(
         "reference",
@@ -224,8 +226,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     },
 }
 
-
-# --------------------------------------------------------------------------- MMSA zoo, part 2 (zooc)
+# --------------------------------------------------------------------------- MMSA zoo, part 1 (zooa)
 
 #: MMSA's training loop for every model: Adam, no epoch cap (early stop after 8 epochs whose valid loss is
 #: not 1e-6 below the best: KeyEval "Loss"), best valid model tested once, features as stored, seeds 1111-1115
@@ -236,6 +237,53 @@ _MMSA_SOURCE = "thuiar/MMSA@a94e65d config/config_regression.json, trains/{}.py,
 _MMSA_LOOP = ("Adam; valid loss (the model's prediction loss on valid, the objective's eval-mode total here) "
               "monitored with a 1e-6 margin, early stop after 8 epochs without improvement (no epoch cap: 1000 "
               "here); the best valid epoch is tested once; seeds 1111-1115 (run.py)")
+#: MMSA's update_epochs accumulation (as DLF's): the batch losses' gradients summed, an epoch's trailing partial
+#: accumulation discarded (zeroed at the next epoch's first batch)
+_MMSA_ACCUM = {"grad_accum_sum": True, "drop_partial_accum": True}
+
+RECIPES.update({
+    "self_mm": {"reference": Recipe(
+        "reference", trainer={**_MMSA_COMMON, "grad_accum": 4, **_MMSA_ACCUM}, seeds=_MMSA_SEEDS,
+        fine_tunes_text=True,
+        source=_MMSA_SOURCE.format("multiTask/SELF_MM"),
+        notes=(_MMSA_LOOP, "unaligned features; five Adam groups (the model's param_groups): BERT 5e-5 with "
+               "decay 1e-3 except biases and LayerNorms, audio and vision subnetworks 5e-3 (MOSEI vision 1e-4), "
+               "the rest 1e-3; decays per dataset in the presets", "gradients of 4 batches summed into one "
+               "step (update_epochs), a trailing partial accumulation discarded; ULGM updates the unimodal labels "
+               "after every batch",
+               "differs: MMSA initialises every training sample's labels before the first epoch; here a "
+               "sample's labels are created at its first visit (the same values)"))},
+    "misa": {"reference": Recipe(
+        "reference", trainer={**_MMSA_COMMON, "grad_accum": 2, **_MMSA_ACCUM, "clip_each_backward": True,
+                             "weight_decay": 0.0}, seeds=_MMSA_SEEDS,
+        fine_tunes_text=True, source=_MMSA_SOURCE.format("singleTask/MISA"),
+        notes=(_MMSA_LOOP, "unaligned features; one Adam group at 1e-4, BERT included, no weight decay "
+               "(config_regression.json's weight_decay is never passed to Adam); gradient values clipped at "
+               "grad_clip (0.8 MOSI/MOSEI, 1.0 SIMS); batch 16 MOSI, 64 MOSEI/SIMS",
+               "gradients of 2 batches summed into one step (update_epochs), the running sum value-clipped "
+               "after every batch, a trailing partial accumulation discarded"))},
+    "mmim": {"reference": Recipe(
+        "reference", trainer={**_MMSA_COMMON, "scheduler": "plateau", "plateau_factor": 0.5,
+                              "plateau_patience": 20}, seeds=_MMSA_SEEDS, fine_tunes_text=True,
+        source=_MMSA_SOURCE.format("singleTask/MMIM"),
+        notes=(_MMSA_LOOP, "unaligned features; Adam groups (the model's param_groups): BERT 5e-5, MMILB "
+               "networks 1e-3, the rest 1e-3, each with decay 1e-4; global gradient norm clipped at 1.0; batch "
+               "32; LR halved after 20 epochs without a lower valid loss (never reached before the early stop)",
+               "differs: MMSA trains the MMILB networks in a pass of their own before each epoch (on half of "
+               "MOSEI's batches); here every step updates both (see models/mmim.py)"))},
+    "mag_bert": {"reference": Recipe(
+        "reference", trainer={**_MMSA_COMMON, "weight_decay": 0.0},
+        seeds=_MMSA_SEEDS, fine_tunes_text=True, source=_MMSA_SOURCE.format("singleTask/BERT_MAG"),
+        notes=(_MMSA_LOOP, "aligned_50.pkl (need_data_aligned: 50/50/50 steps, av_input=aligned); one Adam "
+               "group, BERT included, at 2e-5 MOSI / 1e-5 MOSEI / 5e-5 SIMS, no weight decay; L1 loss; batch 32",
+               "MMSA has no aligned CH-SIMS: the sims preset reads unaligned audio/vision averaged per text "
+               "step (av_input=pooled)"))},
+})
+
+
+# --------------------------------------------------------------------------- MMSA zoo, part 2 (zooc)
+
+# (the MMSA constants above)
 
 RECIPES.update({
     "mctn": {"reference": Recipe(
@@ -264,8 +312,8 @@ RECIPES.update({
                "differs: Adam's epsilon is torch's 1e-8 (MMSA: 3e-8 MOSI, 1e-8 MOSEI, 2e-8 SIMS)")),
     },
     "tetfn": {"reference": Recipe(
-        "reference", trainer={**_MMSA_COMMON, "max_lengths": _ALIGNED_50, "grad_accum": 4, "grad_accum_sum": True,
-                              "drop_partial_accum": True}, seeds=_MMSA_SEEDS, fine_tunes_text=True,
+        "reference", trainer={**_MMSA_COMMON, "max_lengths": _ALIGNED_50, "grad_accum": 4, **_MMSA_ACCUM},
+        seeds=_MMSA_SEEDS, fine_tunes_text=True,
         source=_MMSA_SOURCE.format("multiTask/TETFN"),
         notes=(_MMSA_LOOP, "aligned_50.pkl (need_data_aligned); five Adam groups (the model's param_groups): "
                "BERT 3e-5 with decay 1e-3 except biases and LayerNorms, the audio and visual subnetworks and the "

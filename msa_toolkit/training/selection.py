@@ -57,13 +57,16 @@ def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0
     return value <= best - min_delta if ties else value < best - min_delta
 
 
-def epoch_cosine_factor(epoch: int, warmup_epochs: int, cosine_epochs: int) -> float:
+def epoch_cosine_factor(epoch: int, warmup_epochs: int, cosine_epochs: int, hold_epochs: int = 0) -> float:
     """LR multiplier of 0-based ``epoch``: ``epoch / warmup_epochs`` during the warm-up (0 in the
-    first epoch, as the reference), then ``0.5 (1 + cos(pi t / cosine_epochs))``, t = epochs since
-    the warm-up (held at 0 after ``cosine_epochs``)."""
+    first epoch, as the reference), 1 in epoch ``warmup_epochs`` and the ``hold_epochs`` after it, then
+    ``0.5 (1 + cos(pi t / cosine_epochs))``, t = epochs since the peak (held at 0 after ``cosine_epochs``).
+
+    ALMT's ``GradualWarmupScheduler`` hands over to its cosine one epoch late (``hold_epochs=1``): the
+    epoch after the warm-up reads the cosine's still unstepped LR, the peak."""
     if epoch < warmup_epochs:
         return epoch / warmup_epochs
-    t = (epoch - warmup_epochs) / max(1, cosine_epochs)
+    t = max(0, epoch - warmup_epochs - max(0, hold_epochs)) / max(1, cosine_epochs)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 

@@ -236,3 +236,16 @@ def test_roll_back_keeps_the_step_counter_counting():
     assert int(m.objective.step) == 5 and m.objective.grl_scale() == scale
     assert all(torch.equal(v, best[k]) for k, v in m.state_dict().items() if k != "objective_.step")
     assert S.rollback_kept_keys(m) == {"objective_.step"}
+
+
+def test_a_float64_model_keeps_float64_inputs():
+    """The backbones' inputs are widened to float32 (e.g. from float16 storage), not narrowed from float64: a
+    float64 model (the training-trajectory parity runs one) takes a float64 batch (was a dtype error)."""
+    model = tiny().double()
+    b = batch()
+    for m in ("text", "audio", "vision"):
+        setattr(b, m, getattr(b, m).double())
+    b.label = b.label.double()
+    out = model(b)
+    assert out.prediction.dtype == torch.float64
+    assert model.objective(out, b).total.dtype == torch.float64

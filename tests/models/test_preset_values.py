@@ -65,6 +65,20 @@ PARAMETERS = {
     ("tfr_net", "mosi"): 660_195,    # MMSA's own count adds its trans_*_final transformers (left out, see tfr_net.py)
     ("tfr_net", "mosei"): 679_539,
     ("tfr_net", "sims"): 724_512,
+    # MMSA zoo, part 1 (issue 34): the toolkit's counts; parity against MMSA's own models (equal counts with the
+    # same tiny BERT): benchmarks/results/parity.md
+    ("self_mm", "mosi"): 159_332,
+    ("self_mm", "mosei"): 165_668,
+    ("self_mm", "sims"): 381_380,
+    ("misa", "mosi"): 1_134_445,
+    ("misa", "mosei"): 1_431_517,
+    ("misa", "sims"): 21_661_161,
+    ("mmim", "mosi"): 281_537,
+    ("mmim", "mosei"): 292_289,
+    ("mmim", "sims"): 373_313,
+    ("mag_bert", "mosi"): 1_223_425,
+    ("mag_bert", "mosei"): 1_352_449,
+    ("mag_bert", "sims"): 2_324_737,
 }
 
 

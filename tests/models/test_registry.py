@@ -43,7 +43,7 @@ def absent_av_batch(batch_size: int = 4, seed: int = 1) -> Batch:
     B = batch_size
     return Batch(text=b.text, text_mask=b.text_mask, label=b.label,
                  audio=torch.zeros(B, 1, FEAT_DIMS[1]), audio_mask=torch.zeros(B, 1, dtype=torch.bool),
-                 vision=torch.zeros(B, 1, FEAT_DIMS[2]), vision_mask=torch.zeros(B, 1, dtype=torch.bool),
+                 vision=torch.zeros(B, 1, FEAT_DIMS[2]), vision_mask=torch.zeros(B, 1, dtype=torch.bool), ids=b.ids,
                  **unimodal_labels(b))
 
 
@@ -96,7 +96,7 @@ def edge_batch(case: str) -> Batch:
         b = synthetic_batch(4, LENGTHS, FEAT_DIMS, seed=1)
         return Batch(text=torch.zeros(4, 1, FEAT_DIMS[0]), text_mask=torch.zeros(4, 1, dtype=torch.bool),
                      audio=b.audio, audio_mask=b.audio_mask, vision=b.vision, vision_mask=b.vision_mask,
-                     label=b.label, **unimodal_labels(b))
+                     label=b.label, ids=b.ids, **unimodal_labels(b))
     if case.startswith("absent_"):
         drop = ("text", "audio", "vision") if case == "absent_all" else (case.removeprefix("absent_"),)
         return synthetic_batch(5, LENGTHS, FEAT_DIMS, seed=0).drop(*drop)
