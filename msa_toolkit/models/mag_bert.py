@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._fields import doc
+from ..space import Choice, Float
 from ._registry import register_model
 from .base import ModelConfig, ModelOutput, MSAModel, RegressionObjective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS, SIMS_INPUTS
@@ -81,7 +82,12 @@ class MAG(nn.Module):
         return self.drop(self.norm(alpha.unsqueeze(-1) * h + e))
 
 
-@register_model("mag_bert", MAGBertConfig,
+#: `msa tune`'s default ranges: MMSA's tuning config has no MAG-BERT entry, so these span the values of its three
+#: dataset configs (config_regression.json "bert_mag": learning_rate 1e-5 .. 5e-5, dropout_prob 0.1 .. 0.3)
+MAG_BERT_SPACE = {"lr": Float(1e-5, 5e-5, log=True), "dropout": Choice(0.1, 0.2, 0.3)}
+
+
+@register_model("mag_bert", MAGBertConfig, search_space=MAG_BERT_SPACE,
                 presets={
                     "mosi": {**MOSI_INPUTS, **ALIGNED_50},
                     "mosei": {**MOSEI_INPUTS, **ALIGNED_50, "lr": 1e-5, "dropout": 0.2},

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._fields import doc
+from ..space import Choice, Float
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS, SIMS_INPUTS
@@ -82,7 +83,18 @@ class _TwoLayerBiLSTM(nn.Module):
         return torch.cat([h1, h2], dim=2).permute(1, 0, 2).reshape(x.shape[0], -1)
 
 
-@register_model("misa", MISAConfig,
+#: `msa tune`'s default ranges: MMSA's MISA tuning config (config_tune.json "misa"): batch size, hidden_size
+#: (hidden; even, for the 2 fusion heads), dropout, the diff / sim / recon loss weights and weight decay as there,
+#: learning rates as a log range over theirs, grad_clip (-1 = off there) as grad_clip_value 0 / 0.8 / 1.0;
+#: reverse_grad_weight and sp_weight weigh losses MMSA's CMD variant (use_cmd_sim) does not train, so are not here
+MISA_SPACE = {"batch_size": Choice(16, 32, 64), "lr": Float(1e-4, 1e-3, log=True), "hidden": Choice(64, 128, 256),
+              "dropout": Choice(0.0, 0.2, 0.5), "diff_weight": Choice(0.1, 0.3, 0.5),
+              "sim_weight": Choice(0.5, 0.8, 1.0), "recon_weight": Choice(0.5, 0.8, 1.0),
+              "grad_clip_value": Choice(0.0, 0.8, 1.0),
+              "weight_decay": Choice(0.0, 5e-5, 2e-3)}
+
+
+@register_model("misa", MISAConfig, search_space=MISA_SPACE,
                 presets={
                     "mosi": {**MOSI_INPUTS},
                     "mosei": {**MOSEI_INPUTS, "batch_size": 64, "dropout": 0.5, "diff_weight": 0.3,

@@ -44,6 +44,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .._fields import doc
+from ..space import Choice, Float, Int
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS, SIMS_INPUTS
@@ -121,7 +122,20 @@ class CPC(nn.Module):
         return -((x * pred).sum(-1) - torch.logsumexp(x @ pred.t(), dim=-1)).mean()
 
 
-@register_model("mmim", MMIMConfig,
+#: `msa tune`'s default ranges: MMSA's MMIM tuning config (config_tune.json "mmim"): batch size, grad_clip, the
+#: weight decays, alpha, beta, the dropouts (dropout_a and dropout_v are one rnn_dropout here), n_layer, cpc_layers
+#: and the widths (d_ah, d_vh, d_aout, d_vout, d_prjh) as there, lr_main and lr_mmilb as log ranges over theirs;
+#: lr_bert / weight_decay_bert are not searched (MMSA's MMIM does not fine-tune BERT: use_finetune false)
+MMIM_SPACE = {"batch_size": Choice(16, 32), "grad_clip_norm": Choice(0.6, 0.8, 1.0),
+              **{k: Float(1e-4, 5e-3, log=True) for k in ("lr", "mmilb_lr")},
+              **{k: Choice(0.0, 1e-4, 1e-3) for k in ("weight_decay", "mmilb_weight_decay")},
+              **{k: Choice(0.0, 0.1, 0.2, 0.3, 0.4) for k in ("alpha", "beta", "dropout", "rnn_dropout")},
+              "rnn_layers": Int(1, 4), "cpc_layers": Int(1, 4),
+              **{k: Choice(16, 32, 64, 128) for k in ("audio_hidden", "vision_hidden", "audio_out", "vision_out")},
+              "fusion_dim": Choice(64, 128, 256, 512)}
+
+
+@register_model("mmim", MMIMConfig, search_space=MMIM_SPACE,
                 presets={"mosi": {**MOSI_INPUTS}, "mosei": {**MOSEI_INPUTS}, "sims": {**SIMS_INPUTS},
                          "tiny": {"audio_hidden": 4, "vision_hidden": 4, "audio_out": 8, "vision_out": 8,
                                   "fusion_dim": 8, "dropout": 0.0}},

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._fields import doc
+from ..space import Choice, Float
 from ._registry import register_model
 from .base import LossOutput, ModelConfig, ModelOutput, MSAModel, Objective
 from .presets import MOSEI_INPUTS, MOSI_INPUTS, SIMS_INPUTS
@@ -124,7 +125,20 @@ class _Head(nn.Module):
         return f, self.out(f).squeeze(-1)
 
 
-@register_model("self_mm", SelfMMConfig,
+#: `msa tune`'s default ranges: MMSA's Self-MM tuning config (config_tune.json "self_mm"), its names mapped as the
+#: field docs say: batch size, LSTM widths, head widths, head dropouts and the weight decays as there, the audio,
+#: video and other learning rates as log ranges over theirs; single values there (learning_rate_bert 5e-5,
+#: audio_out 16, video_out 32, the LSTM dropouts 0, H 3) are fixed here
+SELF_MM_SPACE = {"batch_size": Choice(16, 32), **{k: Float(1e-4, 5e-3, log=True) for k in ("audio_lr", "vision_lr")},
+                 "lr": Float(1e-4, 1e-3, log=True), "text_encoder_weight_decay": Choice(1e-3, 1e-2),
+                 "weight_decay": Choice(1e-3, 1e-2), "audio_weight_decay": Choice(0.0, 1e-3, 1e-2),
+                 "vision_weight_decay": Choice(0.0, 1e-3, 1e-2), "audio_hidden": Choice(16, 32),
+                 "vision_hidden": Choice(32, 64), "fusion_dim": Choice(64, 128), "text_head_dim": Choice(32, 64),
+                 "audio_head_dim": Choice(16, 32), "vision_head_dim": Choice(16, 32),
+                 **{f"{k}_dropout": Choice(0.0, 0.1) for k in ("fusion", "text_head", "audio_head", "vision_head")}}
+
+
+@register_model("self_mm", SelfMMConfig, search_space=SELF_MM_SPACE,
                 presets={
                     "mosi": {**MOSI_INPUTS},
                     "mosei": {**MOSEI_INPUTS, "batch_size": 32, "vision_lr": 1e-4, "audio_weight_decay": 0.0,
