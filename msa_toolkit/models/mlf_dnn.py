@@ -21,7 +21,7 @@ __all__ = ["MLFDNNConfig", "MLFDNN"]
 
 
 @dataclass(frozen=True)
-class MLFDNNConfig(LFDNNConfig, MultiTaskConfig):
+class MLFDNNConfig(MultiTaskConfig, LFDNNConfig):
     """MLF-DNN (MMSA's multi-task LF-DNN); base ``dropout`` unused (see the per-part dropouts)."""
 
     post_fusion_dropout: float = doc(0.2, "dropout on the concatenated modality representations (MMSA "

@@ -21,7 +21,7 @@ __all__ = ["MLMFConfig", "MLMF"]
 
 
 @dataclass(frozen=True)
-class MLMFConfig(LMFConfig, MultiTaskConfig):
+class MLMFConfig(MultiTaskConfig, LMFConfig):
     """MLMF (MMSA's multi-task LMF); base ``dropout`` unused (see the per-part dropouts)."""
 
     weight_decay: float = doc(5e-3, "weight decay of the factors, the rank weights and the heads")

@@ -25,7 +25,7 @@ __all__ = ["MTFNConfig", "MTFN", "unimodal_head"]
 
 
 @dataclass(frozen=True)
-class MTFNConfig(ModelConfig, MultiTaskConfig):
+class MTFNConfig(MultiTaskConfig, ModelConfig):
     """MTFN (MMSA's multi-task TFN); base ``dropout`` unused (see the per-part dropouts)."""
 
     text_hidden: int = doc(128, "LSTM hidden size of the language subnetwork (MMSA hidden_dims[0])")
