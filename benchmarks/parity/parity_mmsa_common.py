@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (Namespace, ParamMap, ParityReport, check_coverage, compare_training,  # noqa: E402
-                           import_reference, load_mapped, reference_commit)
+from parity_common import (Namespace, ParamMap, ParityReport, base_parser, check_coverage,  # noqa: E402
+                           check_reference_dir, compare_training, finish, import_reference, load_mapped,
+                           reference_commit)
 
 REPO = "thuiar/MMSA"
 CONFIG = "src/MMSA/config/config_regression.json"
@@ -171,3 +172,149 @@ def batchnorm_subnets(tk: nn.Module, names: tuple[str, ...]) -> None:
     for n in names:
         net = getattr(tk, n).net
         net[0] = nn.BatchNorm1d(net[0].normalized_shape[0])
+
+
+# --------------------------------------------------------------------------- multi-task models (MTFN, MLMF, MLF-DNN)
+
+#: MMSA's unimodal head prefixes -> the toolkit's ``heads`` keys
+MULTITASK_HEADS = {"text": "T", "audio": "A", "video": "V"}
+
+
+def head_renames() -> dict[str, str]:
+    """MMSA's ``post_{text,audio,video}_layer_{1,2,3}`` -> the toolkit's ``heads.{T,A,V}.{1,3,5}``."""
+    return {f"post_{r}_layer_{i}": f"heads.{t}.{j}" for r, t in MULTITASK_HEADS.items()
+            for i, j in ((1, 1), (2, 3), (3, 5))}
+
+
+def multitask_preset_mismatches(p: Mapping[str, Any], c: Any, extra: Mapping[str, Any]) -> list[str]:
+    """Differences between MMSA's multi-task parameters ``p`` (config_regression.json, sims) and the toolkit
+    config ``c``: inputs, subnetwork widths and dropouts, heads, task weights, weight decays, batch size, lr,
+    plus the model's own ``extra`` (toolkit field -> MMSA value)."""
+    want = {"text_dim": p["feature_dims"][0], "audio_dim": p["feature_dims"][1], "vision_dim": p["feature_dims"][2],
+            "text_hidden": p["hidden_dims"][0], "audio_hidden": p["hidden_dims"][1],
+            "vision_hidden": p["hidden_dims"][2], "post_text_dim": p["post_text_dim"],
+            "post_audio_dim": p["post_audio_dim"], "post_vision_dim": p["post_video_dim"],
+            "audio_dropout": p["dropouts"][0], "vision_dropout": p["dropouts"][1],
+            "text_dropout": 0.0,  # reset to 0 by MMSA's 1-layer TextSubNet
+            "post_text_dropout": p["post_dropouts"][0], "post_audio_dropout": p["post_dropouts"][1],
+            "post_vision_dropout": p["post_dropouts"][2], "batch_size": p["batch_size"], "lr": p["learning_rate"],
+            "weight_M": p["M"], "weight_T": p["T"], "weight_A": p["A"], "weight_V": p["V"],
+            "text_weight_decay": p["text_weight_decay"], "audio_weight_decay": p["audio_weight_decay"],
+            "vision_weight_decay": p["video_weight_decay"], **extra}
+    return [f"{k}: MMSA {v}, preset {getattr(c, k)}" for k, v in want.items() if getattr(c, k) != v]
+
+
+def run_multitask_parity(name: str, ref_dir: Path, ref: nn.Module, tk: nn.Module, maps: Sequence[ParamMap],
+                         p: Mapping[str, Any], mismatches: Sequence[str], setting: dict,
+                         make_optimizer: Callable[[nn.Module], torch.optim.Optimizer], batch_size: int, seed: int,
+                         tolerance: float, ref_unused: Sequence[str] = ()) -> ParityReport:
+    """Map the weights, then compare the preset, parameter counts, the four predictions (M, T, A, V), the four
+    weighted L1 terms and their total (MMSA's multi-task trainers), gradients and two optimiser steps.
+
+    MMSA gets audio/vision averaged over time (its loader's ``need_normalized``), the toolkit the full sequences
+    without padding (its masked mean is the same average). ``make_optimizer(model)`` builds each side's
+    optimiser the way its training code does."""
+    from msa_toolkit.data.batch import Batch
+
+    check_coverage(maps, ref, tk, ref_unused)
+    load_mapped(maps, ref, tk)
+    ref.train(), tk.train()
+    c = tk.config
+    g = torch.Generator().manual_seed(seed + 1)
+    L = {"text": c.text_len, "audio": c.audio_len, "vision": c.vision_len}
+    dims = {"text": c.text_dim, "audio": c.audio_dim, "vision": c.vision_dim}
+    x = {m: torch.randn(batch_size, L[m], dims[m], generator=g) for m in L}
+    labels = {t: torch.empty(batch_size).uniform_(-1, 1, generator=g) for t in "MTAV"}
+    full = {f"{m}_mask": torch.ones(batch_size, L[m], dtype=torch.bool) for m in L}
+    batch = Batch(label=labels["M"], label_T=labels["T"], label_A=labels["A"], label_V=labels["V"], **x, **full)
+    weights = {t: p[t] for t in "MTAV"}
+
+    def ref_fn():
+        out = ref(x["text"], x["audio"].mean(1, keepdim=True), x["vision"].mean(1, keepdim=True))
+        losses = {t: weights[t] * nn.functional.l1_loss(out[t], labels[t].view(-1, 1)) for t in "MTAV"}
+        return {**{f"pred_{t}": out[t].squeeze(-1) for t in "MTAV"}, **{f"loss_{t}": v for t, v in losses.items()},
+                "total": sum(losses.values())}
+
+    def tk_fn():
+        out = tk(batch)
+        loss = tk.objective(out, batch)
+        return {"pred_M": out.prediction, **{f"pred_{t}": out.aux[f"prediction_{t}"] for t in "TAV"},
+                "loss_M": loss.components["prediction_l1"],
+                **{f"loss_{t}": loss.components[f"prediction_{t}_l1"] for t in "TAV"}, "total": loss.total}
+
+    report = ParityReport(name, REPO, reference_commit(ref_dir),
+                          {**setting, "batch_size": batch_size, "lengths": L, "dims": dims, "weights": weights,
+                           "parameters": {"reference": count_parameters(ref), "toolkit": tk.num_parameters()}})
+    report.add("config: preset sims vs config_regression.json", float(len(mismatches)), 0.0,
+               "; ".join(mismatches) or "equal")
+    report.add("parameter count (trainable)", float(abs(report.setting["parameters"]["reference"]
+                                                         - report.setting["parameters"]["toolkit"])), 0.0)
+    pairs = [(f"forward: prediction {t}", f"pred_{t}", f"pred_{t}") for t in "MTAV"]
+    pairs += [(f"loss: {t} (weighted L1)", f"loss_{t}", f"loss_{t}") for t in "MTAV"]
+    pairs.append(("loss: total", "total", "total"))
+    ref_ids = {id(q) for q in ref.parameters()}
+
+    def optimizer(params) -> torch.optim.Optimizer:
+        params = list(params)
+        return make_optimizer(ref if id(params[0]) in ref_ids else tk)
+
+    compare_training(report, ref, tk, maps, ref_fn, tk_fn, pairs, optimizer, seed=seed, tolerance=tolerance,
+                     measured_floor=True)
+    return report
+
+
+def mmsa_multitask_args(ref_dir: Path, model: str, dataset: str = "sims") -> dict:
+    """MMSA's parameters of multi-task ``model`` on ``dataset`` (config_regression.json: common + dataset params
+    + the dataset's unaligned inputs), regression."""
+    cfg = json.loads((ref_dir / CONFIG).read_text())
+    common = cfg["datasetCommonParams"][dataset]["unaligned"]
+    return {**cfg[model]["commonParams"], **cfg[model]["datasetParams"][dataset], **common,
+            "train_mode": "regression", "num_classes": 3}
+
+
+def multitask_setup(argv: list[str] | None, doc: str, model: str, file: str,
+                    extra: Callable[[dict], Mapping[str, Any]], bridge: tuple[str, str]) -> tuple:
+    """The command line (``--float64`` added) and both models of a multi-task parity script: MMSA's
+    ``models/multiTask/<file>.py`` and the toolkit's ``model`` at the ``sims`` settings, every dropout 0, the
+    toolkit's ``bridge`` subnetworks on BatchNorm1d. Returns (args, ref_dir, MMSA parameters, reference model,
+    toolkit model, preset mismatches; ``extra(p)`` adds the model's own fields to that check)."""
+    ap = base_parser(doc.splitlines()[0])
+    ap.add_argument("--float64", action="store_true", help="both sides in float64 (the after-step check's rounding "
+                    f"amplification gone; writes parity_{model}_mmsa_float64.json)")
+    a = ap.parse_args(argv)
+    if a.float64:
+        torch.set_default_dtype(torch.float64)
+    ref_dir = check_reference_dir(a.reference_dir, (f"src/MMSA/models/multiTask/{file}.py",
+                                                    f"src/MMSA/trains/multiTask/{file}.py", CONFIG), REPO)
+    from msa_toolkit.models import create_model
+
+    p = mmsa_multitask_args(ref_dir, model)
+    preset = create_model(model, "sims").config
+    mismatches = multitask_preset_mismatches(p, preset, extra(p))
+    torch.manual_seed(a.seed)
+    module = import_reference(ref_dir / "src/MMSA/models/multiTask", file)
+    ref = getattr(module, file)(Namespace({**p, "dropouts": [0.0] * 3, "post_dropouts": [0.0] * 4}))
+    tk = create_model(model, "sims", **{f: 0.0 for f in vars(preset) if f.endswith("_dropout")})
+    batchnorm_subnets(tk, bridge)
+    return a, ref_dir, p, ref, tk, mismatches
+
+
+def multitask_finish(report: ParityReport, a: Any) -> int:
+    """Record what a multi-task parity run leaves out, print and write the report."""
+    report.not_compared += [
+        "LayerNorm (toolkit) vs BatchNorm1d (MMSA) at the subnetworks' input: the toolkit's is replaced by "
+        "BatchNorm1d in memory (documented deviation)",
+        "padding: MMSA averages audio/vision over every stored step and reads the LSTM after the padded text; "
+        "the toolkit uses valid steps only (inputs here have no padding)",
+        "dropout (0 on both sides)"]
+    return finish(report, a.json, "mmsa_float64" if a.float64 else "mmsa")
+
+
+#: MMSA's subnetwork attributes in its multi-task models
+MMSA_SUBNETS = ("text_subnet", "audio_subnet", "video_subnet")
+
+
+def mmsa_subnet_groups(ref: nn.Module, p: Mapping[str, Any]) -> list[dict]:
+    """The first three Adam groups of MMSA's multi-task trainers: each subnetwork with its own weight decay."""
+    return [{"params": list(getattr(ref, n).parameters()), "weight_decay": p[f"{n.split('_')[0]}_weight_decay"]}
+            for n in MMSA_SUBNETS]

@@ -11,20 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from .._fields import doc
 from ..space import Choice, Float
-from ..layers import Dropout, TextSubNet, UtteranceSubNet, build_text_encoder, tensor_fusion, text_features
+from ..layers import TextSubNet, UtteranceSubNet, build_text_encoder, tensor_fusion, text_features
 from ._registry import register_model
-from .base import ModelConfig, ModelOutput, MSAModel, MultiTaskObjective, unimodal_key
+from ._multitask import (MultiTaskConfig, multitask_objective, subnet_param_groups, unimodal_head, unimodal_heads,
+                         with_unimodal)
+from .base import ModelConfig, ModelOutput, MSAModel
 from .presets import SIMS_INPUTS
 
 __all__ = ["MTFNConfig", "MTFN", "unimodal_head"]
 
 
 @dataclass(frozen=True)
-class MTFNConfig(ModelConfig):
+class MTFNConfig(MultiTaskConfig, ModelConfig):
     """MTFN (MMSA's multi-task TFN); base ``dropout`` unused (see the per-part dropouts)."""
 
     text_hidden: int = doc(128, "LSTM hidden size of the language subnetwork (MMSA hidden_dims[0])")
@@ -36,33 +37,13 @@ class MTFNConfig(ModelConfig):
     text_dropout: float = doc(0.0, "dropout before the language subnetwork's Linear (MMSA resets its dropouts[2] "
                                    "to 0 for a 1-layer LSTM, so its runs have 0)")
     post_fusion_dim: int = doc(128, "width of the two post-fusion hidden layers")
-    post_text_dim: int = doc(32, "width of the text head's two hidden layers")
-    post_audio_dim: int = doc(5, "width of the audio head's two hidden layers")
-    post_vision_dim: int = doc(5, "width of the vision head's two hidden layers")
     post_fusion_dropout: float = doc(0.2, "dropout before the post-fusion MLP (MMSA post_dropouts[3])")
-    post_text_dropout: float = doc(0.2, "dropout before the text head (MMSA post_dropouts[0])")
-    post_audio_dropout: float = doc(0.2, "dropout before the audio head (MMSA post_dropouts[1])")
-    post_vision_dropout: float = doc(0.2, "dropout before the vision head (MMSA post_dropouts[2])")
     output_range: float = doc(6.0, "fused prediction = sigmoid(x) * output_range + output_shift, as MMSA's "
                                    "regression TFN/MTFN (0 = the linear output)")
     output_shift: float = doc(-3.0, "see output_range")
-    weight_M: float = doc(1.0, "weight of the multimodal prediction loss (MMSA 'M')")
-    weight_T: float = doc(1.0, "weight of the text head's loss on label_T (MMSA 'T')")
-    weight_A: float = doc(1.0, "weight of the audio head's loss on label_A (MMSA 'A')")
-    weight_V: float = doc(1.0, "weight of the vision head's loss on label_V (MMSA 'V')")
-    text_weight_decay: float = doc(0.0, "weight decay of the language subnetwork's parameters")
-    audio_weight_decay: float = doc(0.0, "weight decay of the audio subnetwork's parameters")
-    vision_weight_decay: float = doc(0.0, "weight decay of the visual subnetwork's parameters")
     dropout: float = doc(0.0, "unused: MTFN has the per-part dropouts above")
     loss: str = doc("l1", "criterion of every task: l1 | mse (MMSA: L1)")
     lr: float = doc(1e-3, "learning rate")
-
-
-def unimodal_head(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
-    """A unimodal (or post-fusion) head as MMSA's multi-task models build it: ``Dropout -> Linear -> ReLU ->
-    Linear -> ReLU -> Linear`` to one score."""
-    return nn.Sequential(Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, 1))
 
 
 #: MMSA config_regression.json "mtfn" / "sims" (MMSA has no MOSI/MOSEI setting: those datasets carry no
@@ -123,12 +104,8 @@ class MTFN(MSAModel):
         self.vision_net = UtteranceSubNet(c.vision_dim, c.vision_hidden, c.vision_dropout)
         fused = (c.text_out + 1) * (c.audio_hidden + 1) * (c.vision_hidden + 1)
         self.post = unimodal_head(fused, c.post_fusion_dim, c.post_fusion_dropout)
-        self.heads = nn.ModuleDict({
-            "T": unimodal_head(c.text_out, c.post_text_dim, c.post_text_dropout),
-            "A": unimodal_head(c.audio_hidden, c.post_audio_dim, c.post_audio_dropout),
-            "V": unimodal_head(c.vision_hidden, c.post_vision_dim, c.post_vision_dropout)})
-        self.set_objective(MultiTaskObjective({"M": c.weight_M, "T": c.weight_T, "A": c.weight_A, "V": c.weight_V},
-                                              c.loss))
+        self.heads = unimodal_heads(c, c.text_out, c.audio_hidden, c.vision_hidden)
+        self.set_objective(multitask_objective(c))
 
     def forward(self, batch) -> ModelOutput:
         c = self.config
@@ -138,23 +115,10 @@ class MTFN(MSAModel):
         fused = self.post(tensor_fusion(z["T"], z["A"], z["V"])).squeeze(-1)
         if c.output_range:
             fused = torch.sigmoid(fused) * c.output_range + c.output_shift
-        aux = {unimodal_key(t): self.heads[t](z[t]).squeeze(-1) for t in self.heads}
-        aux.update({"z_text": z["T"], "z_audio": z["A"], "z_vision": z["V"]})
-        return ModelOutput(fused, aux)
+        return with_unimodal(ModelOutput(fused, {"z_text": z["T"], "z_audio": z["A"], "z_vision": z["V"]}), self.heads)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """MMSA's groups: the language, audio and visual subnetworks with their own weight decay, the rest
         (heads, fusion MLP, a fine-tuned text encoder) with ``weight_decay``."""
-        c = self.config
-        subnets = {"text": ([self.text_net], c.text_weight_decay),
-                   "audio": ([self.audio_net], c.audio_weight_decay),
-                   "vision": ([self.vision_net], c.vision_weight_decay)}
-        taken: set[int] = set()
-        groups = []
-        for name, (modules, wd) in subnets.items():
-            ps = [p for m in modules for p in m.parameters() if p.requires_grad]
-            taken.update(id(p) for p in ps)
-            groups.append({"params": ps, "name": f"{name}_subnet", "weight_decay": wd})
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in taken]
-        groups.append({"params": rest, "name": "other", "weight_decay": weight_decay})
-        return groups
+        return subnet_param_groups(self, {"text": self.text_net, "audio": self.audio_net, "vision": self.vision_net},
+                                   weight_decay)

@@ -73,6 +73,21 @@ def _mmsa_recipe(file: str, model: dict, *notes: str) -> Recipe:
                   source=_MMSA_SOURCE.format(file), notes=(_MMSA_LOOP, *notes))
 
 
+def _mmsa_multitask_recipe(file: str, trainer: dict, model: dict, *notes: str) -> Recipe:
+    """A reference recipe of MMSA's multi-task loop (``trains/multiTask/<file>.py``, CH-SIMS): MMSA's loop, but
+    the best epoch on the multi-task total loss (KeyEval "Loss" is the weighted sum of the four L1 terms)."""
+    return Recipe(
+        "reference", trainer={**_MMSA_TRAINER, **trainer, "monitor": "loss"}, model=model, seeds=_MMSA_SEEDS,
+        source=f"thuiar/MMSA@a94e65d src/MMSA/trains/multiTask/{file}.py, config/config_regression.json "
+               f"({file.lower()}, sims), run.py",
+        notes=("CH-SIMS unaligned_39.pkl with regression_labels_T/A/V; features as stored (MMSA's "
+               "need_normalized averages audio/vision over time, as the model's masked mean does)", *notes,
+               "best epoch on the valid loss (KeyEval 'Loss') with a 1e-6 margin; early stop after 8 epochs without "
+               "improvement (no epoch cap: 1000 here); seeds 1111-1115 (run.py's default)",
+               "differs: MMSA logs each task's metrics against the multimodal label; the toolkit scores each "
+               "unimodal head against its own label (mae_T, ...)"))
+
+
 #: model name -> recipe name -> Recipe (the "toolkit" recipe is implied for every model)
 RECIPES: dict[str, dict[str, Recipe]] = {
     "dlf": {"reference": Recipe(
@@ -180,24 +195,25 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "MMSA trains on word-aligned features (need_data_aligned, aligned_50.pkl, not averaged): import that "
         "pickle, or build the dataset with --align words; unaligned data is aligned per sample onto the text's "
         "steps")},
-    "mtfn": {"reference": Recipe(
-        "reference",
-        # MMSA's loop, but on the multi-task total loss (KeyEval "Loss" is the weighted sum of the four L1 terms)
-        trainer={**_MMSA_TRAINER, "batch_size": 64, "lr": 5e-3, "weight_decay": 0.0, "monitor": "loss"},
-        seeds=_MMSA_SEEDS,
-        source="thuiar/MMSA@a94e65d src/MMSA/trains/multiTask/MTFN.py, config/config_regression.json (mtfn, sims), "
-               "run.py",
-        notes=("CH-SIMS unaligned_39.pkl with regression_labels_T/A/V; features as stored (MMSA's "
-               "need_normalized averages audio/vision over time, as the model's masked mean does)",
-               "Adam lr 5e-3, batch 64; groups: the text/audio/visual subnetworks with weight decay 1e-3/1e-4/1e-5 "
-               "(the preset's *_weight_decay), every other parameter without (config's weight_decay 0.005 is "
-               "never passed to Adam)",
-               "loss 0.6·L1(M) + 0.4·L1(T) + 0·L1(A) + 1·L1(V) (the preset's weight_M/T/A/V)",
-               "best epoch on the valid loss (KeyEval 'Loss') with a 1e-6 margin; early stop after 8 epochs without "
-               "improvement (no epoch cap: 1000 here); seeds 1111-1115 (run.py's default)",
-               "differs: MMSA logs each task's metrics against the multimodal label; the toolkit scores each unimodal "
-               "head against its own label (mae_T, ...)")),
-    },
+    "mtfn": {"reference": _mmsa_multitask_recipe(
+        "MTFN", {"batch_size": 64, "lr": 5e-3, "weight_decay": 0.0}, {},
+        "Adam lr 5e-3, batch 64; groups: the text/audio/visual subnetworks with weight decay 1e-3/1e-4/1e-5 "
+        "(the preset's *_weight_decay), every other parameter without (config's weight_decay 0.005 is never "
+        "passed to Adam)",
+        "loss 0.6·L1(M) + 0.4·L1(T) + 0·L1(A) + 1·L1(V) (the preset's weight_M/T/A/V)")},
+    "mlmf": {"reference": _mmsa_multitask_recipe(
+        "MLMF", {"batch_size": 128, "lr": 1e-3, "weight_decay": 5e-3},
+        {"text_dropout": 0.0, "train_fusion_weights": False},
+        "Adam lr 1e-3, batch 128, weight decay 5e-3; groups: the three modality factors at factor_lr 1e-3, the "
+        "text/audio/visual subnetworks with weight decay 1e-4/0/1e-4 (the preset's *_weight_decay), the heads "
+        "with 5e-3; the rank weights and output bias sit in a group of lr 0 (parameters()[3:5]), so they keep "
+        "their initial values: train_fusion_weights false",
+        "loss 0.2·L1(M) + 1·L1(T) + 0.4·L1(A) + 0.8·L1(V) (the preset's weight_M/T/A/V)")},
+    "mlf_dnn": {"reference": _mmsa_multitask_recipe(
+        "MLF_DNN", {"batch_size": 32, "lr": 2e-3, "weight_decay": 0.0}, {"text_dropout": 0.0},
+        "Adam lr 2e-3, batch 32; groups: the text/audio/visual subnetworks with weight decay 1e-4/1e-3/1e-4 "
+        "(the preset's *_weight_decay), the post-fusion MLP and the heads with the config's weight_decay 0",
+        "loss 0.6·L1(M) + 0.2·L1(T) + 0.8·L1(A) + 0.8·L1(V) (the preset's weight_M/T/A/V)")},
     "tfr_net": {"reference": Recipe(
         "reference",
         trainer={**_REFERENCE_COMMON,

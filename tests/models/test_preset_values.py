@@ -62,6 +62,8 @@ PARAMETERS = {
     ("tetfn", "mosei"): 1_257_360,
     ("tetfn", "sims"): 1_529_968,
     ("mtfn", "sims"): 140_957_188,   # = MMSA's MTFN at config_regression.json mtfn/sims (parity_mmsa_mtfn.py)
+    ("mlmf", "sims"): 1_413_392,     # = MMSA's MLMF at config_regression.json mlmf/sims (parity_mmsa_mlmf.py)
+    ("mlf_dnn", "sims"): 283_388,    # = MMSA's MLF-DNN at mlf_dnn/sims (parity_mmsa_mlf_dnn.py)
     ("tfr_net", "mosi"): 660_195,    # MMSA's own count adds its trans_*_final transformers (left out, see tfr_net.py)
     ("tfr_net", "mosei"): 679_539,
     ("tfr_net", "sims"): 724_512,
@@ -204,6 +206,21 @@ REFERENCE_SIZES = {
                      text_hidden=256, audio_hidden=32, vision_hidden=256, text_out=256, post_fusion_dim=64,
                      post_text_dim=64, post_audio_dim=4, post_vision_dim=8, audio_dropout=0.2, vision_dropout=0.2,
                      weight_M=0.6, weight_T=0.4, weight_A=0.0, weight_V=1.0, lr=5e-3, batch_size=64),
+    },
+    # the same file: mlmf.datasetParams.sims (text_out = hidden_dims[0] // 2 as MMSA's MLMF computes it)
+    "mlmf": {
+        "sims": dict(text_dim=768, audio_dim=33, vision_dim=709, text_hidden=256, audio_hidden=32,
+                     vision_hidden=256, text_out=128, rank=3, post_text_dim=8, post_audio_dim=4, post_vision_dim=32,
+                     audio_dropout=0.3, vision_dropout=0.3, post_text_dropout=0.4, weight_M=0.2, weight_T=1.0,
+                     weight_A=0.4, weight_V=0.8, lr=1e-3, factor_lr=1e-3, batch_size=128, weight_decay=5e-3,
+                     text_weight_decay=1e-4, audio_weight_decay=0.0, vision_weight_decay=1e-4),
+    },
+    # the same file: mlf_dnn.datasetParams.sims
+    "mlf_dnn": {
+        "sims": dict(text_dim=768, audio_dim=33, vision_dim=709, text_hidden=64, audio_hidden=32, vision_hidden=64,
+                     text_out=32, post_fusion_dim=32, post_text_dim=16, post_audio_dim=4, post_vision_dim=32,
+                     audio_dropout=0.3, post_fusion_dropout=0.5, weight_M=0.6, weight_T=0.2, weight_A=0.8,
+                     weight_V=0.8, lr=2e-3, batch_size=32, weight_decay=0.0, audio_weight_decay=1e-3),
     },
 }
 

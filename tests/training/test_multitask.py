@@ -12,10 +12,13 @@ import torch
 from msa_toolkit.data.collate import collate_samples
 from msa_toolkit.data.mmsa import import_mmsa
 from msa_toolkit.errors import MSAError
+from msa_toolkit.models import get_entry, list_models
 from msa_toolkit.training.metrics import higher_is_better, is_better, mmsa_names, score, score_unimodal
 from tests.data.test_mmsa import _make_pickle
 
 TINY = ("trainer.epochs=2", "trainer.device=cpu", "trainer.batch_size=4", "trainer.num_workers=0")
+#: every registered multi-task model (``needs_unimodal_labels``)
+MULTITASK = [m for m in list_models() if get_entry(m).builder.needs_unimodal_labels]
 
 
 def _imported(tmp_path_factory, sims: bool):
@@ -50,10 +53,11 @@ def test_batches_carry_the_unimodal_labels_of_the_dataset(sims_dataset, plain_da
     assert part.label_A is None and part.label_T is not None
 
 
-def test_multitask_model_reports_unimodal_metrics_under_both_names(sims_dataset, tmp_path, capsys):
+@pytest.mark.parametrize("name", MULTITASK)
+def test_multitask_model_reports_unimodal_metrics_under_both_names(name, sims_dataset, tmp_path, capsys):
     from msa_toolkit import train
 
-    res = train("mtfn", sims_dataset.path, tmp_path / "run", preset="tiny",
+    res = train(name, sims_dataset.path, tmp_path / "run", preset="tiny",
                 overrides=[*TINY, "trainer.mmsa_names=true"], seeds=[0], progress=True)
     test = res.runs[0].test
     for t in "TAV":
@@ -77,13 +81,18 @@ def test_multitask_model_reports_unimodal_metrics_under_both_names(sims_dataset,
     assert "MAE_T" in err and "Has0_acc_2_V" in err and "mae_T" not in err
 
 
-def test_a_dataset_without_unimodal_labels_gets_one_clear_error(plain_dataset, tmp_path):
+def test_the_multitask_models_are_registered():
+    assert {"mtfn", "mlmf", "mlf_dnn"} <= set(MULTITASK)
+
+
+@pytest.mark.parametrize("name", MULTITASK)
+def test_a_dataset_without_unimodal_labels_gets_one_clear_error(name, plain_dataset, tmp_path):
     from msa_toolkit import train
 
     with pytest.raises(MSAError) as e:
-        train("mtfn", plain_dataset.path, tmp_path / "run", preset="tiny", overrides=TINY, seeds=[0])
+        train(name, plain_dataset.path, tmp_path / "run", preset="tiny", overrides=TINY, seeds=[0])
     msg = str(e.value)
-    assert "mtfn" in msg and str(plain_dataset.path) in msg and "label_T, label_A, label_V" in msg
+    assert name in msg and str(plain_dataset.path) in msg and "label_T, label_A, label_V" in msg
     assert "train: label_T, label_A, label_V" in msg
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
