@@ -30,7 +30,9 @@ own parameters, as there). The memory is a ring over training batches kept acros
 checkpoints (MMSA starts it empty each epoch and uses H from the memory's second full batch on); H is 0
 while a positive or negative group has no more samples than projected dimensions (its covariance would be
 singular). The projection of y for the entropy is frozen at its Xavier initialisation, as MMSA never steps
-it. The LSTMs read each modality's own valid steps; frozen text features use their first step as [CLS].
+it. The LSTMs read each modality's own valid steps; frozen text features use their first step as [CLS]. A
+pair's MMILB terms and entropy read only the samples that have both of its modalities (MMSA's data always has
+all three; an absent modality's constant representation would make the covariance singular).
 Initialisation: every weight matrix outside the text encoder is Xavier-normal, as MMSA's trainer sets it.
 """
 
@@ -222,13 +224,19 @@ class MMIMObjective(Objective):
             return LossOutput(pred, {"prediction_l1": pred})
         lld = mmilb = entropy = pred.new_zeros(())
         for x, y in self.pairs:
+            # a pair's bounds and entropy read the samples that have both modalities (an absent one is a constant
+            # representation: no information to bound, a singular covariance); MMSA's data always has all three
+            both = batch.present(x) & batch.present(y)
+            if not bool(both.any()):
+                continue
             key = f"{x[0]}{y[0]}"
             net = self.mi[key]
+            hx, hy, label = h[x][both], h[y][both], batch.label[both]
             frozen = {n: p.detach() for n, p in net.named_parameters()}
-            lld = lld + functional_call(net, frozen, (h[x], h[y]))  # gradient to the encoders only
-            mmilb = mmilb + net(h[x].detach(), h[y].detach())      # gradient to the MMILB networks only
-            proj = net.project(h[y])
-            pos, neg = proj[batch.label > 0], proj[batch.label < 0]
+            lld = lld + functional_call(net, frozen, (hx, hy))  # gradient to the encoders only
+            mmilb = mmilb + net(hx.detach(), hy.detach())      # gradient to the MMILB networks only
+            proj = net.project(hy)
+            pos, neg = proj[label > 0], proj[label < 0]
             entropy = entropy + self.entropy(key, pos, neg)
             self.memory[key] = (self.memory[key] + [(pos.detach(), neg.detach())])[-c.memory_size:]
         parts = {"prediction_l1": pred, "nce": c.alpha * h["nce"], "lld": -c.beta * lld,
