@@ -37,17 +37,26 @@ class MemoryFusionCore(nn.Module):
     every state unchanged, so the result is the state at each sample's last valid step.
 
     ``nets`` are (hidden width, dropout) of the attention, proposal, retain and write networks.
+    ``fusion`` (optional) replaces the delta-memory attention: a module with an ``out_dim`` attribute called as
+    ``fusion(previous, current)`` with each modality's (h, c) before and after the step, returning the
+    [B, out_dim] input of the proposal and gates (Graph-MFN's Dynamic Fusion Graph); the attention entry of
+    ``nets`` is then unused.
     ``forward(xs: [B, L, D_m] per modality, mask [B, L]) -> [B, sum(hidden) + mem_dim]`` (= [h_1; ...; mem]).
     """
 
     def __init__(self, in_dims: tuple[int, ...], hidden: tuple[int, ...], mem_dim: int,
-                 nets: tuple[tuple[int, float], tuple[int, float], tuple[int, float], tuple[int, float]]):
+                 nets: tuple[tuple[int, float], tuple[int, float], tuple[int, float], tuple[int, float]],
+                 fusion: nn.Module | None = None):
         super().__init__()
         self.mem_dim = mem_dim
         self.cells = nn.ModuleList([nn.LSTMCell(d, h) for d, h in zip(in_dims, hidden)])
-        att_in = sum(hidden) * MFN_WINDOW
         (ah, ad), (uh, ud), (rh, rd), (wh, wd) = nets
-        self.attention = _mlp(att_in, ah, att_in, ad)
+        self.fusion = fusion
+        if fusion is None:
+            att_in = sum(hidden) * MFN_WINDOW
+            self.attention = _mlp(att_in, ah, att_in, ad)
+        else:
+            att_in = fusion.out_dim
         self.proposal = _mlp(att_in, uh, mem_dim, ud)
         self.retain = _mlp(att_in + mem_dim, rh, mem_dim, rd)
         self.write = _mlp(att_in + mem_dim, wh, mem_dim, wd)
@@ -60,8 +69,11 @@ class MemoryFusionCore(nn.Module):
         mem = xs[0].new_zeros(B, self.mem_dim)
         for t in range(mask.shape[1]):
             step = [cell(x[:, t], (h, c)) for cell, x, h, c in zip(self.cells, xs, hs, cs)]
-            c_star = torch.cat(cs + [s[1] for s in step], dim=1)
-            attended = F.softmax(self.attention(c_star), dim=1) * c_star
+            if self.fusion is None:
+                c_star = torch.cat(cs + [s[1] for s in step], dim=1)
+                attended = F.softmax(self.attention(c_star), dim=1) * c_star
+            else:
+                attended = self.fusion(list(zip(hs, cs)), step)
             proposal = torch.tanh(self.proposal(attended))
             both = torch.cat([attended, mem], dim=1)
             new_mem = torch.sigmoid(self.retain(both)) * mem + torch.sigmoid(self.write(both)) * proposal

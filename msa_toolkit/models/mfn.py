@@ -104,12 +104,19 @@ class MFN(MSAModel):
         c = config
         self.text_encoder, dt = build_text_encoder(c.text_encoder, c.text_dim)
         hid = (c.text_hidden, c.audio_hidden, c.vision_hidden)
+        attention, fusion = self._fusion_step(hid)
         self.core = MemoryFusionCore((dt, c.audio_dim, c.vision_dim), hid, c.mem_dim,
-                                     ((c.attn_hidden, c.attn_dropout), (c.update_hidden, c.update_dropout),
-                                      (c.retain_hidden, c.retain_dropout), (c.write_hidden, c.write_dropout)))
+                                     (attention, (c.update_hidden, c.update_dropout),
+                                      (c.retain_hidden, c.retain_dropout), (c.write_hidden, c.write_dropout)),
+                                     fusion=fusion)
         self.out = nn.Sequential(nn.Linear(self.core.out_dim, c.out_hidden), nn.ReLU(), Dropout(c.out_dropout),
                                  nn.Linear(c.out_hidden, 1))
         self.set_objective(RegressionObjective(c.loss))
+
+    def _fusion_step(self, hidden: tuple[int, int, int]) -> tuple[tuple[int, float], nn.Module | None]:
+        """(hidden width, dropout) of the delta-memory attention, and the core's ``fusion`` module (None: that
+        attention); Graph-MFN returns its Dynamic Fusion Graph."""
+        return (self.config.attn_hidden, self.config.attn_dropout), None
 
     def forward(self, batch) -> ModelOutput:
         text = text_features(self.text_encoder, batch)

@@ -190,6 +190,14 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "the mean at every text step: pool_audio_vision true",
         "MMSA trains on word-aligned features (need_data_aligned, aligned_50.pkl): import that pickle, or build "
         "the dataset with --align words; unaligned data is aligned per sample onto the text's steps")},
+    "graph_mfn": {"reference": _mmsa_recipe(
+        "Graph_MFN", {"pool_audio_vision": False},
+        "Adam at the preset's lr and weight decay (trains/singleTask/Graph_MFN.py), no clipping",
+        "MMSA trains on word-aligned features, not averaged (need_data_aligned, need_normalized false: "
+        "aligned_50.pkl): import that pickle, or build the dataset with --align words; unaligned data is aligned "
+        "per sample onto the text's steps",
+        "differs: MMSA never trains the DFG's multimodal vertex networks (a plain dict, not parameters); the "
+        "toolkit trains them")},
     "ef_lstm": {"reference": _mmsa_recipe(
         "EF_LSTM", {},
         "MMSA trains on word-aligned features (need_data_aligned, aligned_50.pkl, not averaged): import that "

@@ -111,6 +111,25 @@ def test_mfn_pooled_audio_vision_are_the_means_at_every_step():
         assert not torch.allclose(pooled(b).prediction, plain(b).prediction, atol=1e-4)
 
 
+def test_graph_mfn_dfg_replaces_mfn_attention_and_trains_every_vertex():
+    torch.manual_seed(0)
+    model = create_model("graph_mfn", "tiny", **DIMS)
+    dfg = model.core.fusion
+    # three singletons, three pairs, one triple; 19 efficacies: 2 per pair, 6 for the triple, 7 for the output
+    assert sorted(dfg.nodes) == ["0_1", "0_1_2", "0_2", "1_2"]
+    assert dfg.efficacy[-1].out_features == 19
+    assert not any(k.startswith("core.attention") for k in model.state_dict())
+    b = synthetic_batch(3, (5, 8, 7), (6, 3, 4), seed=1)
+    model.objective(model(b), b).total.backward()
+    for name, p in dfg.named_parameters():  # the vertex networks are trained parameters (not in MMSA)
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert dfg.last_efficacies.shape == (3, 19)
+    # MFN without the hook keeps its attention and no fusion module
+    mfn = create_model("mfn", "tiny", **DIMS)
+    assert mfn.core.fusion is None and any(k.startswith("core.attention.") for k in mfn.state_dict())
+    assert not any(".fusion." in k for k in mfn.state_dict())
+
+
 def test_tfn_output_bound():
     torch.manual_seed(0)
     free = create_model("tfn", "tiny", **DIMS).eval()

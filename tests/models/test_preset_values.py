@@ -49,6 +49,11 @@ PARAMETERS = {
     ("mfn", "mosi"): 2_172_657,
     ("mfn", "mosei"): 1_276_865,
     ("mfn", "sims"): 601_505,
+    # Graph-MFN (issue 37): MMSA's count leaves out its DFG vertex networks (a plain dict there; 2,110,624 at mosi);
+    # with them registered, parity_mmsa_graph_mfn.py checks 2,319,280 on both sides
+    ("graph_mfn", "mosi"): 2_319_280,
+    ("graph_mfn", "mosei"): 809_504,
+    ("graph_mfn", "sims"): 2_978_572,
     # MMSA zoo part 2 (issue 37; thuiar/MMSA @ a94e65d): benchmarks/parity/parity_mmsa_<model>.py checks the
     # counts against MMSA's models (MFM: without MMSA's unused MFN output layers; CENET: without BERT)
     ("mctn", "mosi"): 763_778,
@@ -177,6 +182,17 @@ REFERENCE_SIZES = {
         "sims": dict(text_hidden=64, audio_hidden=16, vision_hidden=64, mem_dim=64, attn_hidden=128,
                      attn_dropout=0.2, update_hidden=128, update_dropout=0.0, retain_hidden=64, retain_dropout=0.2,
                      write_hidden=64, write_dropout=0.7, out_hidden=64, out_dropout=0.7, batch_size=32, lr=1e-3),
+    },
+    "graph_mfn": {
+        "mosi": dict(text_hidden=256, audio_hidden=32, vision_hidden=256, mem_dim=300, inner_node_dim=64,
+                     update_hidden=32, update_dropout=0.0, retain_hidden=128, retain_dropout=0.5, write_hidden=64,
+                     write_dropout=0.5, out_hidden=256, out_dropout=0.0, batch_size=32, lr=2e-3, weight_decay=5e-3),
+        "mosei": dict(text_hidden=64, audio_hidden=16, vision_hidden=64, mem_dim=300, inner_node_dim=128,
+                      update_hidden=32, update_dropout=0.5, retain_hidden=64, retain_dropout=0.0, write_hidden=256,
+                      write_dropout=0.7, out_hidden=128, out_dropout=0.7, batch_size=64, lr=2e-3, weight_decay=1e-3),
+        "sims": dict(text_hidden=256, audio_hidden=32, vision_hidden=256, mem_dim=64, inner_node_dim=128,
+                     update_hidden=256, update_dropout=0.5, retain_hidden=32, retain_dropout=0.2, write_hidden=32,
+                     write_dropout=0.7, out_hidden=256, out_dropout=0.2, batch_size=64, lr=5e-4, weight_decay=1e-3),
     },
     # thuiar/MMSA @ a94e65d src/MMSA/config/config_regression.json "<model>".datasetParams.<dataset> (MMSA names in
     # the toolkit's fields) and datasetCommonParams.<dataset> feature_dims / seq_lens

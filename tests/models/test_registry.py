@@ -71,7 +71,8 @@ def check_loss(loss, batch_size: int | None = None):
 def test_registry_lists_required_models():
     for name in ("text_only", "late_fusion", "tfn", "mult", "dlf", "almt"):
         assert name in MODELS
-    for name in ("lmf", "mfn", "ef_lstm", "lf_dnn", "mctn", "mfm", "cenet", "tetfn"):  # the MMSA zoo (issues 34, 37)
+    for name in ("lmf", "mfn", "ef_lstm", "lf_dnn", "mctn", "mfm", "cenet", "tetfn",
+                 "graph_mfn"):  # the MMSA zoo (issues 34, 37)
         assert name in MODELS
 
 

@@ -151,7 +151,7 @@ def test_best_test_figures_are_labelled():
 
 def test_recipe_data():
     assert set(RECIPES) >= {"dlf", "almt", "mmcl", "mind", "lmf", "lf_dnn", "mfn", "ef_lstm", "mctn", "mfm", "cenet",
-                            "tetfn", "mtfn", "mlmf", "mlf_dnn", "tfr_net", "self_mm", "misa", "mmim", "mag_bert"}
+                            "tetfn", "graph_mfn", "mtfn", "mlmf", "mlf_dnn", "tfr_net", "self_mm", "misa", "mmim", "mag_bert"}
     for model, recipes in RECIPES.items():
         rec = recipes["reference"]
         TrainConfig.from_dict(rec.trainer)  # every setting is a valid TrainConfig field
