@@ -9,6 +9,9 @@ from msa_toolkit.data.batch import Batch, synthetic_batch
 from msa_toolkit.layers.losses import central_moment_discrepancy, soft_orthogonality
 from msa_toolkit.models import create_model
 
+#: the tests read scalar loss values of tensors that require grad (the values, not their graph)
+pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
+
 DIMS = dict(text_dim=16, audio_dim=5, vision_dim=7, text_len=6, audio_len=9, vision_len=7)
 
 
