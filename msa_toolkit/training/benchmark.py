@@ -208,6 +208,8 @@ def run_benchmark(models: Sequence[str], data: Any, out_dir: str | Path, seeds: 
                              "data": label})
     rows += _earlier_rows(out_dir, protocol, {(r["model"], r["seed"]) for r in rows})
     if robustness:
+        from .robustness import run_robustness
+
         for r in rows:
             if r["status"] == "ok":
                 r["robustness"] = run_robustness(Path(r["run_dir"]), data, robustness)
@@ -239,40 +241,6 @@ def _refuse_frozen_text(models: Sequence[str], recipe: str, preset: str | None, 
         raise MSAError(f"the {recipe} recipe of {', '.join(refused)} fine-tunes BERT inside the model: pass "
                        "--set model.text_encoder=PATH (scoped as <model>:model.text_encoder=PATH where needed), or "
                        "--allow-frozen-text to train on the dataset's frozen text features (recorded as a deviation)")
-
-
-def run_robustness(run_dir: Path, data: Any, protocols: Sequence[str]) -> dict[str, Any]:
-    """Protocol -> {"auilc", "per_rate": [{"rate", "metrics"}]} of one run's best checkpoint at the default rates
-    and mask seed; read back from ``run_dir/robustness.json`` when it holds every protocol asked, scored that way."""
-    from ..data.missing import DEFAULT_MASK_SEED
-    from .robustness import DEFAULT_RATES, PROTOCOLS, ROBUSTNESS_JSON, robustness
-    from .trainer import BEST_FILE
-
-    bad = [p for p in protocols if p not in PROTOCOLS]
-    if bad:
-        raise MSAError(f"--robustness: unknown protocol(s) {bad}; use a subset of {', '.join(PROTOCOLS)}")
-    path = run_dir / ROBUSTNESS_JSON
-    doc = json.loads(path.read_text()) if path.is_file() else {}
-    have = doc.get("protocols", {}) if doc.get("mask_seeds") == [DEFAULT_MASK_SEED] else {}
-    if not all(list(have.get(p, {}).get("rates", ())) == list(DEFAULT_RATES[p]) for p in protocols):
-        doc = robustness(run_dir / BEST_FILE, data, protocols=protocols, out_dir=run_dir).to_dict()
-    return {p: {"auilc": doc["protocols"][p]["auilc"],
-                "per_rate": [{"rate": r["rate"], "metrics": r["metrics"]} for r in doc["protocols"][p]["per_rate"]]}
-            for p in protocols}
-
-
-def _robustness_table(ok: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Protocol -> {"auilc": metric -> seed stats, "per_rate": [{"rate", "metrics": metric -> seed stats}]}."""
-    rob = [r["robustness"] for r in ok if r.get("robustness")]
-    out: dict[str, Any] = {}
-    for p in (rob[0] if rob else {}):
-        runs = [x[p] for x in rob if p in x]
-        out[p] = {"auilc": {k: seed_stats([x["auilc"].get(k) for x in runs]) for k in runs[0]["auilc"]},
-                  "per_rate": [{"rate": row["rate"],
-                                "metrics": {k: seed_stats([x["per_rate"][i]["metrics"].get(k) for x in runs])
-                                            for k in row["metrics"]}}
-                               for i, row in enumerate(runs[0]["per_rate"])]}
-    return out
 
 
 def _protocol(data: Any, recipe: str, overrides: Sequence[str]) -> str:
@@ -332,7 +300,9 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
                          seconds_per_epoch=seed_stats([r["seconds_per_epoch"] for r in ok])["mean"],
                          epochs_run=[r["epochs_run"] for r in ok])
             if any(r.get("robustness") for r in ok):
-                entry["robustness"] = _robustness_table(ok)
+                from .robustness import robustness_table
+
+                entry["robustness"] = robustness_table(ok)
             for split in ("test", "valid", BEST_TEST_KEY):
                 names = list(dict.fromkeys(k for r in ok for k in r.get(split, {})))
                 if names:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +40,10 @@ from .._io import atomic_write_json, atomic_write_text
 from ..data.missing import DEFAULT_MASK_SEED
 from ..errors import MSAError
 from ..spec import MODALITIES
+from .metrics import seed_stats
 
 __all__ = ["PROTOCOLS", "DEFAULT_RATES", "RobustnessResult", "robustness", "auilc", "resolve_checkpoints",
-           "ROBUSTNESS_JSON", "ROBUSTNESS_CSV", "ROBUSTNESS_PNG"]
+           "ROBUSTNESS_JSON", "ROBUSTNESS_CSV", "ROBUSTNESS_PNG", "run_robustness", "robustness_table"]
 
 PROTOCOLS = ("A", "B", "noise")
 #: the rates each protocol is evaluated at by default (step 0.1)
@@ -362,3 +364,38 @@ def plot_curves(curves: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# --------------------------------------------------------------------------- msa benchmark --robustness
+
+
+def run_robustness(run_dir: Path, data: Any, protocols: Sequence[str]) -> dict[str, Any]:
+    """Protocol -> {"auilc", "per_rate": [{"rate", "metrics"}]} of one run's best checkpoint at the default rates
+    and mask seed; read back from ``run_dir/robustness.json`` when it holds every protocol asked, scored that way."""
+    from .trainer import BEST_FILE
+
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad:
+        raise MSAError(f"--robustness: unknown protocol(s) {bad}; use a subset of {', '.join(PROTOCOLS)}")
+    path = run_dir / ROBUSTNESS_JSON
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    have = doc.get("protocols", {}) if doc.get("mask_seeds") == [DEFAULT_MASK_SEED] else {}
+    if not all(list(have.get(p, {}).get("rates", ())) == list(DEFAULT_RATES[p]) for p in protocols):
+        doc = robustness(run_dir / BEST_FILE, data, protocols=protocols, out_dir=run_dir).to_dict()
+    return {p: {"auilc": doc["protocols"][p]["auilc"],
+                "per_rate": [{"rate": r["rate"], "metrics": r["metrics"]} for r in doc["protocols"][p]["per_rate"]]}
+            for p in protocols}
+
+
+def robustness_table(ok: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Protocol -> {"auilc": metric -> seed stats, "per_rate": [{"rate", "metrics": metric -> seed stats}]}."""
+    rob = [r["robustness"] for r in ok if r.get("robustness")]
+    out: dict[str, Any] = {}
+    for p in (rob[0] if rob else {}):
+        runs = [x[p] for x in rob if p in x]
+        out[p] = {"auilc": {k: seed_stats([x["auilc"].get(k) for x in runs]) for k in runs[0]["auilc"]},
+                  "per_rate": [{"rate": row["rate"],
+                                "metrics": {k: seed_stats([x["per_rate"][i]["metrics"].get(k) for x in runs])
+                                            for k in row["metrics"]}}
+                               for i, row in enumerate(runs[0]["per_rate"])]}
+    return out
