@@ -44,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,12 @@ import numpy as np
 
 from .._io import atomic_write_json, atomic_write_text
 from ..errors import MSAError, NonFiniteError
+from .tune_storage import HEARTBEAT_GRACE_S, HEARTBEAT_INTERVAL_S
+from .tune_storage import claimed as _claimed
+from .tune_storage import counts as _counts
+from .tune_storage import fail_dead_trials as _fail_dead_trials
+from .tune_storage import open_storage as _storage
+from .tune_storage import owner as _owner
 from .tune_report import (COUNTED_ATTR, ERROR_ATTR, OVER_ATTR, OWNER_ATTR, PRUNED_ATTR, RUN_ATTR, TuneResult,
                           finish_study, public_url)
 
@@ -72,10 +77,6 @@ TRIALS_DIR = "trials"
 PRUNER_STARTUP_TRIALS = 5
 #: nor in a trial's first epochs (valid curves are noisy at the start)
 PRUNER_WARMUP_EPOCHS = 2
-#: a running trial records a heartbeat this often (seconds) in the storage
-HEARTBEAT_INTERVAL_S = 30
-#: a running trial without a heartbeat for this long (seconds) is failed by the next process that starts a trial
-HEARTBEAT_GRACE_S = 120
 #: the study's user attribute that records what it is
 IDENTITY_ATTR = "msa_study"
 PRUNERS = ("median", "none")
@@ -177,23 +178,6 @@ def study_space(model: str, trainer: Any, fixed: Iterable[str], file: Mapping[st
 
 # -- the study ---------------------------------------------------------------------------------------------------
 
-def _sqlite(url: str) -> bool:
-    return url.startswith("sqlite")
-
-
-def _storage(url: str):
-    """An Optuna RDBStorage with heartbeats (SQLite: a long lock timeout, several processes write to one file)."""
-    import warnings
-
-    import optuna
-
-    kwargs = {"connect_args": {"timeout": 120}} if _sqlite(url) else {}
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words since 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                                          grace_period=HEARTBEAT_GRACE_S)
-
-
 def _pruner(name: str):
     import optuna
 
@@ -245,62 +229,6 @@ def _open_study(spec: StudySpec, identity: Mapping[str, Any]):
         raise MSAError(f"study {spec.study_name!r} in {public_url(spec.storage)} was started with another command "
                        f"({shown}); rerun it with its own settings, or use another --out / --study-name")
     return study
-
-
-# -- processes and the trial budget ------------------------------------------------------------------------------
-
-def _start_time(pid: int) -> str | None:
-    """The start time of a process (Linux /proc, in clock ticks since boot), telling a reused pid apart; None
-    where unknown. 'Z' (a zombie: finished, not yet reaped) counts as ended: returns ''."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    return "" if fields[0] == "Z" else fields[19]
-
-
-def _owner() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid())}
-
-
-def _owner_alive(owner: Mapping[str, Any]) -> bool:
-    """Whether the process that runs a trial still does; True where it cannot be known (another machine: the
-    heartbeat decides)."""
-    if owner.get("host") != socket.gethostname():
-        return True
-    pid = int(owner.get("pid", -1))
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    now = _start_time(pid)
-    return now is None or (now != "" and (owner.get("started") in (None, now)))
-
-
-def _fail_dead_trials(study) -> None:
-    """Mark failed the running trials whose process on this machine has ended (killed, crashed)."""
-    from optuna.trial import TrialState
-
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = t.user_attrs.get(OWNER_ATTR)
-        if owner and not _owner_alive(owner):
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-
-
-def _counts(t) -> bool:
-    """Whether a trial counts against the study's ``trials``: finished or running, or failed as non-finite."""
-    from optuna.trial import TrialState
-
-    if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
-        return not t.user_attrs.get(OVER_ATTR)
-    return t.state == TrialState.FAIL and bool(t.user_attrs.get(COUNTED_ATTR))
-
-
-def _claimed(study) -> int:
-    return sum(_counts(t) for t in study.get_trials(deepcopy=False))
 
 
 class _OverBudget(Exception):
