@@ -26,8 +26,12 @@ DISPLAY_SETTINGS = frozenset({"progress", "plots", "log_every", "mmsa_names", "n
                               "find_unused_parameters"})
 
 #: trainer settings added after runs were first fingerprinted, with their defaults: left out of the fingerprint
-#: while at the default, so a run made before they existed keeps its fingerprint (resume, benchmark read-back)
-LATER_SETTINGS = {"missing_rate": 0.0, "missing_schedule": "none", "select_missing_rate": 0.0}
+#: while at the default, so a run made before they existed keeps its fingerprint (resume, benchmark read-back);
+#: :func:`read_fingerprint` drops them at their defaults from a saved one too (runs that recorded them so)
+LATER_SETTINGS = {"missing_rate": 0.0, "missing_schedule": "none", "select_missing_rate": 0.0,
+                  # the reference-recipe settings (DLF's, ALMT's and MMSA's training loops)
+                  "peak_hold_epochs": 0, "grad_accum_sum": False, "clip_each_backward": False,
+                  "drop_partial_accum": False}
 
 
 def dataset_id(data: Any) -> str | None:
@@ -87,9 +91,13 @@ def read_fingerprint(run_dir: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    trainer = saved.get("trainer") if isinstance(saved, dict) else None
+    if isinstance(trainer, dict):  # a run written while a later setting was recorded at its default: as today's
+        saved["trainer"] = {k: v for k, v in trainer.items() if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
+    return saved
 
 
 def write_fingerprint(run_dir: str | Path, fingerprint: Mapping[str, Any]) -> Path:
