@@ -54,8 +54,7 @@ def main() -> None:
              "**Method.** Real CMU-MOSI utterance-level features (`mosi_poria_utterance.pkl`: text 100-d, audio 73-d, "
              "vision 100-d, one step per utterance; train/valid/test as stored) imported with "
              "`msa_toolkit.data.mmsa.import_mmsa`. Every registered model, toolkit recipe and default preset, seeds "
-             "1, 2, 3, at most 20 epochs with early stopping on valid MAE (patience 5); MMCL at 2 epochs (about 130 s "
-             "per epoch on this CPU). Each best checkpoint is scored on the test split under protocols A, B and "
+             "1, 2, 3, at most 20 epochs with early stopping on valid MAE (patience 5). Each best checkpoint is scored on the test split under protocols A, B and "
              "noise (`msa benchmark --robustness A,B,noise`, mask seed 1111; definitions in `docs/robustness.md`). "
              "Rows marked (lnln) are ALMT and DLF trained with `--set trainer.missing_schedule=lnln` (per epoch half "
              "the samples clean, the others one protocol-A rate per modality from U(0, 1)), evaluated the same way. "
@@ -66,7 +65,7 @@ def main() -> None:
              "masks them and always keeps one.", "",
              "- Commands: `PY=.venv/bin/python MOSI_PKL=../shared/data/mosi_utterance/mosi_poria_utterance.pkl "
              "benchmarks/robustness_mosi.sh WORK` (for each model `msa benchmark --models M -o WORK/plain -d "
-             "WORK/mosi_utt --seeds 1,2,3 --epochs 20 --set trainer.patience=5 --set mmcl:trainer.epochs=2 "
+             "WORK/mosi_utt --seeds 1,2,3 --epochs 20 --set trainer.patience=5 "
              "--device cpu --threads 1 --robustness A,B,noise`, the same into `WORK/lnln` for almt and dlf with "
              "`--set trainer.missing_schedule=lnln`), then `python benchmarks/robustness_report.py --plain "
              "WORK/plain --lnln WORK/lnln --out benchmarks/results/robustness_mosi.md`",

@@ -1,6 +1,6 @@
 """MMCL: Multi-Modality Collaborative Learning (Wang, Liu & Liu, arXiv 2501.12424).
 
-Pipeline (B batch, S = ``config.seq_len`` grid steps, d = ``config.d_model``)::
+Pipeline (B batch, S = min(``config.seq_len``, longest input length) grid steps, d = ``config.d_model``)::
 
     text [B, Lt, Dt], audio [B, La, Da], vision [B, Lv, Dv] (+ bool masks)
       └─ resample each modality's valid steps onto S slots, Linear -> X_m [B, S, d]   (shared subspace)
@@ -49,7 +49,12 @@ Deviations from the paper / the authors' public (IEMOCAP classification) code, a
   m's own steps with weights computed against the other modalities' steps at the same index),
   which the reference gets from word-aligned inputs of one length. We resample every
   modality's valid steps onto ``seq_len`` slots by adaptive average pooling (the identity for
-  aligned inputs of that length), which also aligns unaligned sequences roughly in time.
+  aligned inputs of that length), which also aligns unaligned sequences roughly in time. The grid
+  never has more slots than the data's longest input (``text_len``/``audio_len``/``vision_len``)
+  has steps: more slots would only repeat or average neighbouring steps. For one-step
+  (utterance-level) features this is the same function as a 50-slot grid (no positions anywhere,
+  so 50 identical slots attend and pool exactly as one does) at about 1/38 of the training time
+  (``benchmarks/mmcl_grid.py``).
 * **Absent modalities.** The min over the other modalities runs over *present* ones only (all
   similarities 0 when neither is present); an absent modality contributes zeros and is left out
   of the modality average (the reference always divides by 3).
@@ -115,7 +120,8 @@ class MMCLConfig(ModelConfig):
 
     text_encoder: str | None = doc(None, "must stay None: MMCL consumes precomputed (frozen) text features")
     d_model: int = doc(256, "width d of the shared subspace every modality is projected into (paper: 256)")
-    seq_len: int = doc(50, "length of the common time grid every modality is resampled onto before decoupling")
+    seq_len: int = doc(50, "length of the common time grid every modality is resampled onto before decoupling "
+                           "(capped at the longest input: text_len, audio_len, vision_len)")
     num_heads: int = doc(4, "attention heads in every transformer layer (common block, temporal encoders, critic)")
     ff_dim: int = doc(2048, "hidden width of the transformer layers' feed-forward networks")
     common_block: str = doc("transformer", "the common features' block: transformer (the paper: self-attention + "
@@ -249,6 +255,8 @@ class MMCL(MSAModel):
         self.head = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.LayerNorm(d), Dropout(c.dropout),
                                   nn.Linear(d, 1))
         self.set_objective(MMCLObjective(config, self.policy))
+        # the grid never has more slots than the longest input has steps (see "Common time grid")
+        self.grid = min(c.seq_len, max(c.text_len, c.audio_len, c.vision_len))
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """The authors' three optimisers as three groups (``name`` model / actor / critic) of the one optimiser:
@@ -292,7 +300,7 @@ class MMCL(MSAModel):
         x, present, slot_mask = {}, {}, {}
         for m in MODALITIES:
             v, mask = batch.features(m)
-            grid, slots = resample_to_grid(v.float(), mask, c.seq_len)
+            grid, slots = resample_to_grid(v.float(), mask, self.grid)
             x[m] = self.proj[m](grid) * slots.unsqueeze(-1).to(grid.dtype)
             present[m], slot_mask[m] = slots[:, 0], slots
         common, specific = self.decouple(x, present)
