@@ -20,7 +20,8 @@ the first bad tensor (files of earlier, finite epochs stay).
 
 ``Trainer.fit`` runs four steps around one :class:`~.state.RunState`: prepare
 (:class:`TrainingSetup`: step module, loader, optimiser, schedule, scaler),
-restore (resume from ``last.pt``), one epoch at a time, finish (test split, final files).
+restore (resume from ``last.pt``), one epoch at a time, finish (test split, final files). The run folder's
+files are written by :mod:`.run_files`.
 
 No per-model code paths: optimiser, schedule and clipping come from the
 model's config (``ModelConfig.optimizer/lr/weight_decay/scheduler/...``) unless
@@ -46,21 +47,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_write_json, atomic_write_text, dumps_json
+from .._io import atomic_write_text
 from ..errors import MSAError
 from ..threads import set_threads
 from . import distributed as D
-from .checkpoint import (EXTRA_PREFIX, RESUME_FILE, describe_nonfinite, full_model_state, load_resume_state,
-                         model_state_tensors, save_checkpoint, save_resume_state)
+from .checkpoint import EXTRA_PREFIX, RESUME_FILE, describe_nonfinite, load_resume_state, model_state_tensors
 from .config import TrainConfig, coerce_field
 from ..data.batch import UNIMODAL_TASKS
 from ..models.base import unimodal_key
-from .metrics import UNITS, Metrics, NonFiniteError, metric_set_of, score, score_unimodal
+from .metrics import Metrics, NonFiniteError, metric_set_of, score, score_unimodal
 from .optim import build_optimizer, build_scheduler, clip_thresholds, resolve_precision
 from .report import Reporter
 from .rng import loader_generators, rng_state, seed_everything, set_rng_state
 from . import selection as S
-from .state import FitResult, RunState, SplitOutputs, TrainingSetup, write_predictions
+from .state import FitResult, RunState, SplitOutputs, TrainingSetup
+from .run_files import (BEST_FILE, LOG_FILE, PREDICTIONS_FILE, RESULT_FILE, finished_result, json_line, save_best,
+                        save_resume, write_final)
 from .step import TrainStep
 
 # TrainConfig, coerce_field and the optimiser builders live in .config / .optim; they stay importable from here
@@ -68,10 +70,6 @@ __all__ = ["Trainer", "TrainConfig", "coerce_field", "FitResult", "RunState", "S
            "build_optimizer", "build_scheduler", "resolve_precision", "BEST_FILE", "LOG_FILE", "RESULT_FILE",
            "PREDICTIONS_FILE"]
 
-BEST_FILE = "best.safetensors"
-LOG_FILE = "log.jsonl"
-RESULT_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions_test.csv"
 
 
 def _split_name(data: Any, *candidates: str) -> str | None:
@@ -92,10 +90,6 @@ def _unimodal_outputs(out: Any, batch: Any) -> dict[str, tuple[np.ndarray, np.nd
             found[t] = (pred.detach().float().cpu().numpy().reshape(-1),
                         label.detach().float().cpu().numpy().reshape(-1))
     return found
-
-
-def _json_line(record: Mapping[str, Any]) -> str:
-    return dumps_json(record, indent=None) + "\n"
 
 
 def _robustness_transforms(tc: TrainConfig, model: nn.Module) -> tuple[Callable | None, Callable | None]:
@@ -223,7 +217,7 @@ class Trainer:
         if saved is not None and saved.get("finished"):
             if saved["epoch"] >= self.config.epochs or saved["result"].get("stopped_early"):
                 self.reporter.print(f"[green]run in {self.out_dir} already finished; nothing to resume")
-                return self._finished_result(saved)
+                return finished_result(self.out_dir, saved)
             self.reporter.print(f"[cyan]extending finished run {self.out_dir} to {self.config.epochs} epochs")
         setup = self._prepare()
         run = self._restore(setup, saved) if saved is not None else RunState()
@@ -231,7 +225,7 @@ class Trainer:
             self.reporter.notice(f"warning: the dataset has no validation split: no early stopping, the last epoch's "
                                  f"weights are kept (best.safetensors = epoch {self.config.epochs})")
         if self.writes:  # a fresh log, or the resumed run's history (drops lines of a half-finished epoch)
-            atomic_write_text(self.out_dir / LOG_FILE, "".join(_json_line(r) for r in run.history))
+            atomic_write_text(self.out_dir / LOG_FILE, "".join(json_line(r) for r in run.history))
         for epoch in range(run.epoch, self.config.epochs):
             if self.config.patience and self.valid_split is not None and run.bad_epochs >= self.config.patience:
                 run.stopped_early = True
@@ -343,7 +337,7 @@ class Trainer:
             if self.config.rollback_patience:
                 run.best_optimizer = S.snapshot_optimizer(setup.optimizer)
             if self.writes:
-                self._save_best(run.best_weights, {"valid": run.best_valid}, run.best_epoch)
+                save_best(self, run.best_weights, {"valid": run.best_valid}, run.best_epoch)
         else:
             run.bad_epochs += 1
             run.plateau_epochs += 1
@@ -358,9 +352,9 @@ class Trainer:
         run.history.append(record)
         run.epoch = epoch + 1
         if self.writes:
-            self._save_resume(setup, run)
+            save_resume(self, setup, run)
             with open(self.out_dir / LOG_FILE, "a") as f:
-                f.write(_json_line(record))
+                f.write(json_line(record))
         elif self.ctx.distributed and self.out_dir is not None:
             # every rank contributes its RNG state to rank 0's resume file
             D.all_gather_objects(self.ctx, rng_state())
@@ -490,57 +484,7 @@ class Trainer:
                            self.out_dir / BEST_FILE if self.out_dir is not None else None, run.stopped_early,
                            best_test)
         if self.writes:
-            self._write_final(run, test, outputs, {**best_test, **({"test_undefined": undefined} if undefined else {})})
+            write_final(self, run, test, outputs, {**best_test, **({"test_undefined": undefined} if undefined else {})})
         D.barrier(self.ctx)
         self.reporter.run_summary(run.history, test, self.monitor)
         return result
-
-    # -- files -------------------------------------------------------------------------------
-    def _write_final(self, run: RunState, test: dict[str, float], outputs: SplitOutputs | None,
-                     best_test: Mapping[str, Any]) -> None:
-        """best.safetensors with test metrics, metrics.json, test predictions, plots; last.pt marked finished."""
-        self._save_best(model_state_tensors(self.model), {"valid": run.best_valid, "test": test}, run.best_epoch)
-        summary = {"best_epoch": run.best_epoch, "stopped_early": run.stopped_early, "epochs_run": len(run.history),
-                   "metric_set": self.metric_set, "monitor": self.monitor, "units": UNITS, "valid": run.best_valid,
-                   "test": test, **best_test}
-        atomic_write_json(self.out_dir / RESULT_FILE, summary, indent=2)
-        if outputs is not None:
-            write_predictions(outputs, self.out_dir / PREDICTIONS_FILE)
-        if self.config.plots:
-            from .plots import write_run_plots
-
-            write_run_plots(self.out_dir, run.history, outputs.prediction if outputs is not None else None,
-                            outputs.label if outputs is not None else None, mmsa_names=self.config.mmsa_names)
-        resume_path = self.out_dir / RESUME_FILE
-        st = load_resume_state(resume_path) if resume_path.is_file() else {"history": run.history}
-        st.update(finished=True, result=summary)
-        save_resume_state(resume_path, st)
-
-    def _save_best(self, state: Mapping[str, torch.Tensor], metrics: Mapping[str, Any], epoch: int) -> None:
-        """``best.safetensors`` with ``state`` as weights, the metrics and what inference needs."""
-        extra = dict(self.extra)
-        extra.update(epoch=epoch, seed=self.config.seed, metric_set=self.metric_set)
-        save_checkpoint(self.out_dir / BEST_FILE, self.model, self.spec, self.config.to_dict(), metrics, extra,
-                        state=state)
-
-    def _save_resume(self, setup: TrainingSetup, run: RunState) -> None:
-        """``last.pt``: weights, optimiser, schedule, scaler, RunState, every rank's RNG and the loader's."""
-        rngs = D.all_gather_objects(self.ctx, rng_state())
-        save_resume_state(self.out_dir / RESUME_FILE, {
-            "model": full_model_state(self.model),
-            "optimizer": setup.optimizer.state_dict(),
-            "scheduler": setup.scheduler.state_dict() if setup.scheduler is not None else None,
-            "scaler": setup.scaler.state_dict() if setup.scaler is not None else None,
-            **run.resume_fields(),
-            "rng": rngs,
-            "loader_generators": [g.get_state() for g in loader_generators(setup.loader)],
-            "train_config": self.config.to_dict(),
-            "finished": False,
-        })
-
-    def _finished_result(self, state: Mapping[str, Any]) -> FitResult:
-        """The FitResult stored in a finished run's ``last.pt``."""
-        r = state["result"]
-        return FitResult(self.out_dir, r["best_epoch"], r["valid"], r["test"], state["history"],
-                         self.out_dir / BEST_FILE, r["stopped_early"],
-                         {k: r[k] for k in (S.BEST_TEST_KEY, S.BEST_PER_METRIC_KEY) if k in r})
