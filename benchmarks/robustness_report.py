@@ -21,6 +21,8 @@ PROTOCOL_TITLES = {"A": "Protocol A: frames dropped at rate r (each step kept if
                    "B": "Protocol B: a fraction r of the (utterance, modality) entries missing (>= 1 kept)",
                    "noise": "Noise: Gaussian noise of std p on the standardised audio and vision features"}
 METRICS = (("acc2_non0", "non-0 Acc-2 %", 100.0), ("mae", "MAE", 1.0))
+#: the hand-written reading of the results between these markers is carried over when the report is rewritten
+NOTES = ("<!-- notes: kept when the report is regenerated -->", "<!-- /notes -->")
 
 
 def _cell(s: Mapping[str, Any] | None, k: float) -> str:
@@ -45,6 +47,9 @@ def main() -> None:
 
     from msa_toolkit.training.robustness import plot_curves
 
+    old = args.out.read_text() if args.out.is_file() else ""
+    notes = old[old.index(NOTES[0]):old.index(NOTES[1]) + len(NOTES[1])] if NOTES[0] in old and NOTES[1] in old \
+        else f"{NOTES[0]}\n**What it means.** (to be written from the tables below)\n{NOTES[1]}"
     plain = json.loads((args.plain / "results.json").read_text())
     entries = _rows(plain, "")
     if args.lnln is not None:
@@ -73,7 +78,7 @@ def main() -> None:
              f"({platform.machine()}), no GPU, 1 torch thread, under the shared CPU lock",
              "- Raw: `robustness_mosi/robustness_mosi.json` (every model's table entry: clean metrics, per-rate seed "
              "statistics, AUILC); curves: `robustness_mosi/robustness_mosi.png` (mean over seeds, band ± std)", "",
-             "## Clean test metrics and AUILC", ""]
+             notes, "", "## Clean test metrics and AUILC", ""]
     head = "| model | seeds | non-0 Acc-2 % | MAE | " + " | ".join(
         f"AUILC-{p} {label}" for p in protos for _, label, _ in METRICS) + " |"
     lines += [head, "|---|---:|---:|---:|" + "---:|" * (2 * len(protos))]
@@ -91,7 +96,14 @@ def main() -> None:
             for name, e in entries.items():
                 per = e.get("robustness", {}).get(p, {}).get("per_rate", [])
                 lines.append(f"| {name} | " + " | ".join(_cell(row["metrics"].get(k), scale) for row in per) + " |")
-    failed = [f"- {m}: {err}" for m, e in {**plain["table"]}.items() for err in e.get("errors", [])]
+    failed = []
+    for m, e in plain["table"].items():  # one line per model and error text, with the seeds it hit
+        by_error: dict[str, list[str]] = {}
+        for err in e.get("errors", []):
+            seed, _, text = err.partition(": ") if err.startswith("seed ") else ("", "", err)
+            by_error.setdefault(text, []).append(seed.removeprefix("seed "))
+        failed += [f"- {m} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}): {text}"
+                   for text, seeds in by_error.items()]
     if failed:
         lines += ["", "## Failed runs", "", *failed]
     from msa_toolkit.models import list_models

@@ -343,6 +343,9 @@ def plot_curves(curves: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     metrics = [next((m for m in group if m in found), group[0]) for group in PLOT_METRICS]
     fig, axes = plt.subplots(len(metrics), len(protos), figsize=(3.6 * len(protos), 2.8 * len(metrics)),
                              squeeze=False)
+    # a distinct (colour, line style) per entry: tab10's colours, then again dashed, then dotted
+    colours, styles = plt.get_cmap("tab10").colors, ("-", "--", ":", "-.")
+    look = {label: (colours[k % 10], styles[(k // 10) % 4]) for k, label in enumerate(curves)}
     for j, p in enumerate(protos):
         for i, metric in enumerate(metrics):
             ax = axes[i][j]
@@ -353,15 +356,19 @@ def plot_curves(curves: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
                 x = [r["rate"] for r in rows]
                 y = np.array([r["metrics"].get(metric, np.nan) for r in rows])
                 s = np.array([r["std"].get(metric) or 0.0 for r in rows])
-                ax.plot(x, y, marker="o", ms=3, label=label)
-                ax.fill_between(x, y - s, y + s, alpha=0.15)
+                colour, style = look[label]
+                ax.plot(x, y, marker="o", ms=3, label=label, color=colour, linestyle=style)
+                ax.fill_between(x, y - s, y + s, alpha=0.15, color=colour)
             ax.set_title(f"protocol {p}: {metric}", fontsize=9)
             ax.set_xlabel("rate" if p != "noise" else "noise std", fontsize=8)
             ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
+    # the legend beside the panels (inside one it hid the curves once there were more than a few models)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+               ncol=1 + len(labels) // 30)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
