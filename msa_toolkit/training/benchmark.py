@@ -399,7 +399,10 @@ def markdown(table: Mapping[str, Mapping[str, Any]], metrics: Sequence[str], mms
     head = "| model | recipe | " + ("data | " if with_data else "") + "seeds ok | params | s / epoch | device | " + \
         " | ".join(_label(m, mmsa_names, percent) for m in metrics) + " |"
     rule = "|---|---|" + ("---|" if with_data else "") + "---:|---:|---:|---|" + "---:|" * len(metrics)
-    datasets = dict.fromkeys((e.get("data", ""), e.get("dataset_id", "")) for e in table.values())
+    pairs = dict.fromkeys((e.get("data", ""), e.get("dataset_id", "")) for e in table.values())
+    # a model that failed before reading its data records no content id: its folder is listed once, with the id
+    # another model recorded for it
+    datasets = [(d, i) for d, i in pairs if i or not any(d2 == d and i2 for d2, i2 in pairs)]
     lines = [f"# Benchmark ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
              "Data: " + "; ".join(f"{d or '(in memory)'} (content id {i[:12] or 'not recorded'})" for d, i in datasets),
              "", "## Test metrics of the checkpoint chosen on valid (mean ± std over seeds)", "", head, rule]

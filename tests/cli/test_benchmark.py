@@ -284,3 +284,15 @@ def test_reference_benchmark_refuses_frozen_text_before_any_run(bench_ds, tmp_pa
     message = " ".join(r.output.split()) + str(r.exception)
     assert "dlf, almt" in message and "--allow-frozen-text" in message
     assert not (out / "runs").exists()
+
+
+def test_a_failed_model_does_not_list_its_data_folder_again_without_a_content_id():
+    ok = {"model": "m", "seed": 1, "recipe": "toolkit", "preset": "-", "status": "ok", "error": "", "params": 10,
+          "seconds_per_epoch": 1.0, "device": "cpu", "epochs_run": 3, "data": "/d", "dataset_id": "abcdef0123456789",
+          "valid": {"mae": 1.0}, "test": {"mae": 0.9, "acc2_non0": 0.5}}
+    failed = {"model": "f", "seed": 1, "recipe": "toolkit", "preset": "-", "status": "failed",
+              "error": "MSAError: refused", "data": "/d"}
+    md = markdown(aggregate([ok, failed]), ("acc2_non0", "mae"))
+    assert "Data: /d (content id abcdef012345)\n" in md and "not recorded" not in md
+    alone = markdown(aggregate([failed]), ("acc2_non0", "mae"))  # no other model read it: said so
+    assert "/d (content id not recorded)" in alone
