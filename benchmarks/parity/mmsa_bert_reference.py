@@ -1,21 +1,14 @@
-"""Importing MMSA's model and trainer modules, its configuration, and the tiny random BERT both sides share.
-
-MMSA's package ``__init__`` imports its whole runner (GPU probing, every model); the parity scripts import
-single model / trainer modules instead: :func:`import_mmsa` registers the packages on the import path as bare
-packages (their ``__init__`` files are not run) and stubs ``pynvml`` when it is absent. Nothing of MMSA is
-copied here; the checkout is passed with ``--reference-dir`` (the repository root, with ``src/MMSA``).
+"""The tiny random BERT both sides of the MMSA parity scripts with a BERT text encoder share, and their inputs.
 
 MMSA's text encoder loads ``bert-base-uncased`` by name; the scripts replace it by :func:`tiny_bert`, a small
 randomly initialised BertModel built identically on both sides (the toolkit side loads the same weights from
-the folder :func:`save_tiny_bert` writes, as any local Hugging Face encoder).
+the folder :func:`save_tiny_bert` writes, as any local Hugging Face encoder; MMSA's side gets :func:`bert_stub`
+as its ``BertTextEncoder``). The checkout itself is imported with ``mmsa_reference.import_mmsa``.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -23,46 +16,11 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import Namespace, ParamMap, import_reference, same  # noqa: E402
+from parity_common import ParamMap, same  # noqa: E402
 
-REPO = "thuiar/MMSA"
-#: files a checkout must have
-EXPECTED_FILES = ("src/MMSA/config/config_regression.json", "src/MMSA/models/singleTask/MISA.py",
-                  "src/MMSA/models/multiTask/SELF_MM.py")
-#: packages registered bare (their __init__ would import MMSA's runner and every model)
-BARE_PACKAGES = ("MMSA", "MMSA.models", "MMSA.models.singleTask", "MMSA.models.multiTask", "MMSA.trains",
-                 "MMSA.trains.singleTask", "MMSA.trains.multiTask")
 #: the tiny BERT of both sides (no dropout: the two sides draw dropout masks differently)
 TINY_BERT = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                  max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-
-def import_mmsa(ref_dir: Path, module: str) -> Any:
-    """``MMSA.<module>`` (e.g. ``models.singleTask.MISA``) from the checkout, without MMSA's package inits."""
-    src = ref_dir / "src"
-
-    def before() -> None:
-        for name in BARE_PACKAGES:
-            pkg = types.ModuleType(name)
-            pkg.__path__ = [str(src / name.replace(".", "/"))]
-            sys.modules[name] = pkg
-        if "pynvml" not in sys.modules and importlib.util.find_spec("pynvml") is None:
-            sys.modules["pynvml"] = types.ModuleType("pynvml")  # MMSA.utils imports it for GPU probing
-
-    return import_reference(src, f"MMSA.{module}", before)
-
-
-def mmsa_args(ref_dir: Path, model: str, dataset: str = "mosi", aligned: bool = False, **overrides: Any) -> Namespace:
-    """MMSA's arguments for ``model`` on ``dataset``: config_regression.json's common, dataset and dataset-common
-    parameters merged as MMSA's get_config_regression does, then ``overrides``."""
-    cfg = json.loads((ref_dir / "src/MMSA/config/config_regression.json").read_text())
-    data = cfg["datasetCommonParams"][dataset]
-    values = {**cfg[model]["commonParams"], **data["aligned" if aligned and "aligned" in data else "unaligned"],
-              **cfg[model]["datasetParams"][dataset]}
-    values.update(model_name=model, dataset_name=dataset, train_mode="regression", device=torch.device("cpu"),
-                  num_classes=1)
-    values.update(overrides)
-    return Namespace(values)
 
 
 def tiny_bert(seed: int, **overrides: Any) -> nn.Module:

@@ -27,8 +27,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity_common import (Namespace, ParityReport, base_parser, check_coverage, compare_training,  # noqa: E402
-                           finish, fused, load_mapped, same)
-from mmsa_reference import REPO, import_mmsa, mmsa_checkout, mmsa_commit  # noqa: E402
+                           finish, fused, load_mapped, reference_commit, same)
+from mmsa_reference import REPO, import_mmsa, mmsa_checkout  # noqa: E402
 
 #: the small BERT built on both sides
 BERT = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = base_parser(__doc__.splitlines()[0])
     ap.add_argument("--length", type=int, default=8, help="tokens (and audio/visual steps)")
     a = ap.parse_args(argv)
-    root = mmsa_checkout(a.reference_dir, "singleTask/CENET.py")
+    root = mmsa_checkout(a.reference_dir, "models/singleTask/CENET.py")
     import transformers
 
     from msa_toolkit.data.batch import Batch
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n_ref = sum(p.numel() for n, p in ref.named_parameters() if not n.startswith(REF_UNUSED))
     n_tk = sum(p.numel() for p in tk.parameters())
-    report = ParityReport("cenet", REPO, mmsa_commit(root),
+    report = ParityReport("cenet", REPO, reference_commit(root),
                           {"preset": "mosi", "bert": BERT, "batch_size": B, "length": L, "dims": dims,
                            "optimizer": "Adam", "lr": 1e-5, "grad_clip_norm": 2.0, "dropout": 0.0})
     report.add("parameters: count (BERT included, reference without its unused embedding tables)",

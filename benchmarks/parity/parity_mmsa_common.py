@@ -1,19 +1,14 @@
-"""What the parity scripts against MMSA (thuiar/MMSA) share: importing one model file, its config, the run.
+"""What the parity scripts against MMSA (thuiar/MMSA) share: the models' sub-networks, the run and comparison.
 
-``--reference-dir`` is a checkout of https://github.com/thuiar/MMSA (the repository root, holding ``src/MMSA``).
-MMSA's package ``__init__`` imports its whole runner (transformers, the data loaders, every model), so
-:func:`import_mmsa_model` registers empty packages for ``MMSA``, ``MMSA.models``, ``MMSA.models.singleTask`` and
-``MMSA.models.subNets`` and imports only the model file and the sub-network files it names (nothing of the
-checkout is copied here; the modules are dropped from ``sys.modules`` afterwards, see
-``parity_common.import_reference``). :func:`mmsa_args` builds the model's ``args`` from
-``src/MMSA/config/config_regression.json`` as MMSA's ``get_config_regression`` merges it.
+``--reference-dir`` is a checkout of https://github.com/thuiar/MMSA (the repository root, holding ``src/MMSA``),
+imported with ``mmsa_reference.import_mmsa`` (MMSA's package ``__init__`` files are skipped; nothing of the checkout
+is copied here). The feature-input models get :func:`feature_subnets` on the bare ``MMSA.models.subNets``;
+their ``args`` come from ``mmsa_reference.mmsa_args``.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-import types
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -21,14 +16,12 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (Namespace, ParamMap, ParityReport, base_parser, check_coverage,  # noqa: E402
-                           check_reference_dir, compare_training, finish, import_reference, load_mapped,
-                           reference_commit)
+from mmsa_reference import REPO, SUBNETS, import_mmsa, mmsa_args, mmsa_checkout  # noqa: E402
+from parity_common import (Namespace, ParamMap, ParityReport, base_parser, check_coverage, compare_training,  # noqa: E402
+                           finish, load_mapped, reference_commit)
 
-REPO = "thuiar/MMSA"
-CONFIG = "src/MMSA/config/config_regression.json"
-#: files every MMSA parity run reads
-EXPECTED_FILES = (CONFIG, "src/MMSA/models/subNets/FeatureNets.py")
+#: the sub-network file the feature-input models import (relative to ``src/MMSA``)
+FEATURE_NETS = "models/subNets/FeatureNets.py"
 
 
 class _NoBert(nn.Module):
@@ -38,54 +31,16 @@ class _NoBert(nn.Module):
         raise RuntimeError("the parity runs feed text features; MMSA's BertTextEncoder is not built")
 
 
-def import_mmsa_model(ref_dir: Path, model_file: str) -> Any:
-    """The module ``src/MMSA/models/singleTask/<model_file>.py`` of the checkout (see the module docstring)."""
-    src = ref_dir / "src"
-    pkg = src / "MMSA"
-
-    def stub_packages() -> None:
-        for name, folder in (("MMSA", pkg), ("MMSA.models", pkg / "models"),
-                             ("MMSA.models.singleTask", pkg / "models" / "singleTask"),
-                             ("MMSA.models.subNets", pkg / "models" / "subNets")):
-            mod = types.ModuleType(name)
-            mod.__path__ = [str(folder)]
-            sys.modules[name] = mod
-        import importlib
-        nets = importlib.import_module("MMSA.models.subNets.FeatureNets")
-        sub = sys.modules["MMSA.models.subNets"]
-        sub.SubNet, sub.TextSubNet, sub.BertTextEncoder = nets.SubNet, nets.TextSubNet, _NoBert
-
-    return import_reference(src, f"MMSA.models.singleTask.{model_file}", before=stub_packages)
-
-
-def mmsa_args(ref_dir: Path, model: str, dataset: str = "mosi", aligned: bool = False,
-              **overrides: Any) -> Namespace:
-    """``args`` of MMSA model ``model`` on ``dataset`` (regression): the dataset's feature dims and lengths, the
-    model's commonParams and datasetParams, then ``overrides``."""
-    cfg = json.loads((ref_dir / CONFIG).read_text())
-    data = cfg["datasetCommonParams"][dataset]
-    data = data["aligned" if aligned and "aligned" in data else "unaligned"]
-    values = {**data, **cfg[model]["commonParams"], **cfg[model]["datasetParams"][dataset],
-              "model_name": model, "dataset_name": dataset, "train_mode": "regression", "use_bert": False}
-    values.update(overrides)
-    return Namespace(values)
+def feature_subnets(root: Path) -> dict[str, dict[str, Any]]:
+    """``attributes`` of the bare ``MMSA.models.subNets`` for a feature-input model file: FeatureNets' SubNet and
+    TextSubNet, and :class:`_NoBert` as BertTextEncoder."""
+    nets = import_mmsa(root, f"{SUBNETS}.FeatureNets")
+    return {SUBNETS: {"SubNet": nets.SubNet, "TextSubNet": nets.TextSubNet, "BertTextEncoder": _NoBert}}
 
 
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (MMSA's ``count_parameters``: ``requires_grad`` ones)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def zero_dropout(args: Namespace, names: Sequence[str]) -> None:
-    """Set the named dropout ``args`` to 0 (tuples and MFN's ``{"drop": p}`` dicts included)."""
-    for n in names:
-        v = getattr(args, n)
-        if isinstance(v, dict):
-            setattr(args, n, {**v, "drop": 0.0})
-        elif isinstance(v, (list, tuple)):
-            setattr(args, n, [0.0] * len(v))
-        else:
-            setattr(args, n, 0.0)
 
 
 def batches(B: int, lengths: Mapping[str, int], dims: Mapping[str, int], seed: int) -> tuple[dict, Any]:
@@ -263,15 +218,6 @@ def run_multitask_parity(name: str, ref_dir: Path, ref: nn.Module, tk: nn.Module
     return report
 
 
-def mmsa_multitask_args(ref_dir: Path, model: str, dataset: str = "sims") -> dict:
-    """MMSA's parameters of multi-task ``model`` on ``dataset`` (config_regression.json: common + dataset params
-    + the dataset's unaligned inputs), regression."""
-    cfg = json.loads((ref_dir / CONFIG).read_text())
-    common = cfg["datasetCommonParams"][dataset]["unaligned"]
-    return {**cfg[model]["commonParams"], **cfg[model]["datasetParams"][dataset], **common,
-            "train_mode": "regression", "num_classes": 3}
-
-
 def multitask_setup(argv: list[str] | None, doc: str, model: str, file: str,
                     extra: Callable[[dict], Mapping[str, Any]], bridge: tuple[str, str]) -> tuple:
     """The command line (``--float64`` added) and both models of a multi-task parity script: MMSA's
@@ -284,15 +230,14 @@ def multitask_setup(argv: list[str] | None, doc: str, model: str, file: str,
     a = ap.parse_args(argv)
     if a.float64:
         torch.set_default_dtype(torch.float64)
-    ref_dir = check_reference_dir(a.reference_dir, (f"src/MMSA/models/multiTask/{file}.py",
-                                                    f"src/MMSA/trains/multiTask/{file}.py", CONFIG), REPO)
+    ref_dir = mmsa_checkout(a.reference_dir, f"models/multiTask/{file}.py", f"trains/multiTask/{file}.py")
     from msa_toolkit.models import create_model
 
-    p = mmsa_multitask_args(ref_dir, model)
+    p = vars(mmsa_args(ref_dir, model, "sims"))
     preset = create_model(model, "sims").config
     mismatches = multitask_preset_mismatches(p, preset, extra(p))
     torch.manual_seed(a.seed)
-    module = import_reference(ref_dir / "src/MMSA/models/multiTask", file)
+    module = import_mmsa(ref_dir, f"MMSA.models.multiTask.{file}")
     ref = getattr(module, file)(Namespace({**p, "dropouts": [0.0] * 3, "post_dropouts": [0.0] * 4}))
     tk = create_model(model, "sims", **{f: 0.0 for f in vars(preset) if f.endswith("_dropout")})
     batchnorm_subnets(tk, bridge)

@@ -18,21 +18,20 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import base_parser, check_reference_dir, finish  # noqa: E402
-from parity_mmsa_common import (EXPECTED_FILES, REPO, batches, identity_map, import_mmsa_model,  # noqa: E402
-                                mmsa_args, run_parity)
+from parity_common import base_parser, finish  # noqa: E402
+from mmsa_reference import import_mmsa, mmsa_args, mmsa_checkout  # noqa: E402
+from parity_mmsa_common import FEATURE_NETS, batches, feature_subnets, identity_map, run_parity  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     a = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    ref_dir = check_reference_dir(a.reference_dir, (*EXPECTED_FILES, "src/MMSA/models/singleTask/EF_LSTM.py"),
-                                  REPO)
+    ref_dir = mmsa_checkout(a.reference_dir, FEATURE_NETS, "models/singleTask/EF_LSTM.py")
     from msa_toolkit.models import create_model
 
     torch.manual_seed(a.seed)
     args = mmsa_args(ref_dir, "ef_lstm", aligned=True, dropout=0.0)
     args.seq_lens = args.seq_lens[0]  # AMIO sets seq_lens to the aligned length (AlignSubNet.get_seq_len)
-    ref = import_mmsa_model(ref_dir, "EF_LSTM").EF_LSTM(args)
+    ref = import_mmsa(ref_dir, "MMSA.models.singleTask.EF_LSTM", attributes=feature_subnets(ref_dir)).EF_LSTM(args)
     tk = create_model("ef_lstm", "mosi", dropout=0.0)
     maps = identity_map(ref, tk, {})
     dims = dict(zip(("text", "audio", "vision"), args.feature_dims))

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import base_parser, check_reference_dir, finish  # noqa: E402
-from parity_mmsa_common import (EXPECTED_FILES, REPO, batches, count_parameters, identity_map,  # noqa: E402
-                                import_mmsa_model, mmsa_args, run_parity, zero_dropout)
+from parity_common import base_parser, finish  # noqa: E402
+from mmsa_reference import import_mmsa, mmsa_args, mmsa_checkout, zero_dropout  # noqa: E402
+from parity_mmsa_common import (FEATURE_NETS, batches, count_parameters, feature_subnets, identity_map,  # noqa: E402
+                                run_parity)
 
 #: MMSA layer -> toolkit module (each MLP is Linear-ReLU-Dropout-Linear: fc1 -> .0, fc2 -> .3)
 LAYERS = {"lstm_l": "core.cells.0", "lstm_a": "core.cells.1", "lstm_v": "core.cells.2",
@@ -51,14 +52,13 @@ def _register_vertex_networks(ref: nn.Module) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     a = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    ref_dir = check_reference_dir(a.reference_dir, (*EXPECTED_FILES, "src/MMSA/models/singleTask/Graph_MFN.py"),
-                                  REPO)
+    ref_dir = mmsa_checkout(a.reference_dir, FEATURE_NETS, "models/singleTask/Graph_MFN.py")
     from msa_toolkit.models import create_model
 
     torch.manual_seed(a.seed)
-    args = mmsa_args(ref_dir, "graph_mfn", aligned=True, device=torch.device("cpu"))
+    args = mmsa_args(ref_dir, "graph_mfn", aligned=True)
     zero_dropout(args, ["NNConfig", "gamma1Config", "gamma2Config", "outConfig"])
-    ref = import_mmsa_model(ref_dir, "Graph_MFN").Graph_MFN(args)
+    ref = import_mmsa(ref_dir, "MMSA.models.singleTask.Graph_MFN", attributes=feature_subnets(ref_dir)).Graph_MFN(args)
     mmsa_count = _register_vertex_networks(ref)
     tk = create_model("graph_mfn", "mosi", update_dropout=0.0, retain_dropout=0.0, write_dropout=0.0,
                       out_dropout=0.0)

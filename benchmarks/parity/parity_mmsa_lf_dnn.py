@@ -19,20 +19,21 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import base_parser, check_reference_dir, finish  # noqa: E402
-from parity_mmsa_common import (EXPECTED_FILES, REPO, batches, batchnorm_subnets, identity_map,  # noqa: E402
-                                import_mmsa_model, mmsa_args, run_parity, subnet_renames, zero_dropout)
+from parity_common import base_parser, finish  # noqa: E402
+from mmsa_reference import import_mmsa, mmsa_args, mmsa_checkout, zero_dropout  # noqa: E402
+from parity_mmsa_common import (FEATURE_NETS, batches, batchnorm_subnets, feature_subnets, identity_map,  # noqa: E402
+                                run_parity, subnet_renames)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    ref_dir = check_reference_dir(a.reference_dir, (*EXPECTED_FILES, "src/MMSA/models/singleTask/LF_DNN.py"), REPO)
+    ref_dir = mmsa_checkout(a.reference_dir, FEATURE_NETS, "models/singleTask/LF_DNN.py")
     from msa_toolkit.models import create_model
 
     torch.manual_seed(a.seed)
     args = mmsa_args(ref_dir, "lf_dnn")
     zero_dropout(args, ["dropouts"])
-    ref = import_mmsa_model(ref_dir, "LF_DNN").LF_DNN(args)
+    ref = import_mmsa(ref_dir, "MMSA.models.singleTask.LF_DNN", attributes=feature_subnets(ref_dir)).LF_DNN(args)
     tk = create_model("lf_dnn", "mosi", audio_dropout=0.0, vision_dropout=0.0, text_dropout=0.0,
                       post_fusion_dropout=0.0)
     batchnorm_subnets(tk, ("audio_subnet", "vision_subnet"))

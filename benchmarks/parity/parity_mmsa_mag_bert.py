@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (ParityReport, base_parser, check_coverage, check_reference_dir, compare_training,  # noqa: E402
-                           default_json, finish, load_mapped, reference_commit, same)
-from mmsa_bert_reference import (EXPECTED_FILES, REPO, TINY_BERT, import_mmsa, mmsa_args, save_tiny_bert,  # noqa: E402
-                            sequences, token_batch)
+from parity_common import (ParityReport, base_parser, check_coverage, compare_training, default_json,  # noqa: E402
+                           finish, load_mapped, reference_commit, same)
+from mmsa_bert_reference import TINY_BERT, save_tiny_bert, sequences, token_batch  # noqa: E402
+from mmsa_reference import REPO, import_mmsa, mmsa_args, mmsa_checkout  # noqa: E402
 
 MAG_NAMES = {"W_hv": "gate_v", "W_ha": "gate_a", "W_v": "shift_v", "W_a": "shift_a", "LayerNorm": "norm"}
 
@@ -52,13 +52,13 @@ def reference_forward(ref, ids: torch.Tensor, mask: torch.Tensor, visual: torch.
 def main(argv: list[str] | None = None) -> int:
     ap = base_parser(__doc__.splitlines()[0])
     a = ap.parse_args(argv)
-    ref_dir = check_reference_dir(a.reference_dir, EXPECTED_FILES, REPO)
+    ref_dir = mmsa_checkout(a.reference_dir, "models/singleTask/BERT_MAG.py")
     import transformers
 
     from msa_toolkit.data.batch import Batch
     from msa_toolkit.models import create_model
 
-    mod = import_mmsa(ref_dir, "models.singleTask.BERT_MAG")
+    mod = import_mmsa(ref_dir, "MMSA.models.singleTask.BERT_MAG")
     args = mmsa_args(ref_dir, "bert_mag", aligned=True, dropout_prob=0.0)
     args.feature_dims = [TINY_BERT["hidden_size"], *args.feature_dims[1:]]
     for cls in (mod.MAG_BertModel, mod.MAG_BertForSequenceClassification):

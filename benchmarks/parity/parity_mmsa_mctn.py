@@ -19,7 +19,6 @@ is applied on both sides), then again one step later.
 
 from __future__ import annotations
 
-import json
 import sys
 import types
 from pathlib import Path
@@ -29,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (Namespace, ParamMap, ParityReport, base_parser, check_coverage,  # noqa: E402
-                           compare_training, finish, load_mapped, same)
-from mmsa_reference import REPO, aligned_batch, import_mmsa, mmsa_checkout, mmsa_commit  # noqa: E402
+from parity_common import (ParamMap, ParityReport, base_parser, check_coverage, compare_training,  # noqa: E402
+                           finish, load_mapped, reference_commit, same)
+from mmsa_reference import REPO, aligned_batch, import_mmsa, mmsa_args, mmsa_checkout  # noqa: E402
 
 #: reference name prefix -> toolkit name prefix (longest first); other names are the same on both sides.
 #: MMSA registers each decoder's attention twice (attn1 / decoder1.attention): named_parameters lists it as attn1
@@ -63,11 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = base_parser(__doc__.splitlines()[0])
     ap.add_argument("--length", type=int, default=8, help="steps of the aligned sequences")
     a = ap.parse_args(argv)
-    root = mmsa_checkout(a.reference_dir, "singleTask/MCTN.py")
+    root = mmsa_checkout(a.reference_dir, "models/singleTask/MCTN.py")
     from msa_toolkit.models import create_model
 
-    cfg = json.loads((root / "src/MMSA/config/config_regression.json").read_text())["mctn"]
-    args = Namespace({**cfg["commonParams"], **cfg["datasetParams"]["mosi"]})
+    args = mmsa_args(root, "mctn", aligned=True)
     mod = import_mmsa(root, "MMSA.models.singleTask.MCTN")
     torch.manual_seed(a.seed)
     ref = mod.MCTN(args)
@@ -108,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 "l_y": c["prediction"], "total": loss.total}
 
     n_ref = sum(p.numel() for p in ref.parameters())
-    report = ParityReport("mctn", REPO, mmsa_commit(root),
+    report = ParityReport("mctn", REPO, reference_commit(root),
                           {"preset": "mosi", "batch_size": B, "length": L, "dims": dims, "feature_dim": W,
                            "optimizer": "Adam", "lr": args.init_lr, "grad_clip_norm": args.grad_clip,
                            "reference_layout": "time-major inputs, regression pooling bridged over time"})

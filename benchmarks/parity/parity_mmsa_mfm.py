@@ -14,7 +14,6 @@ optimiser: Adam, lr 1e-3; weight decay 0 here, see not_compared) are compared in
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -22,9 +21,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (Namespace, ParamMap, ParityReport, base_parser, check_coverage,  # noqa: E402
-                           compare_training, finish, load_mapped, same)
-from mmsa_reference import REPO, aligned_batch, import_mmsa, mmsa_checkout, mmsa_commit  # noqa: E402
+from parity_common import (ParamMap, ParityReport, base_parser, check_coverage, compare_training,  # noqa: E402
+                           finish, load_mapped, reference_commit, same)
+from mmsa_reference import REPO, aligned_batch, import_mmsa, mmsa_args, mmsa_checkout, zero_dropout  # noqa: E402
 
 #: MMSA's per-modality suffixes -> toolkit modality names
 MOD = {"l": "text", "a": "audio", "v": "vision"}
@@ -55,26 +54,17 @@ def weight_map() -> list[ParamMap]:
     return maps
 
 
-def mmsa_args(root: Path, dims: tuple[int, int, int]) -> tuple[Namespace, dict]:
-    """MMSA's args for MFM on MOSI (its config values, every dropout 0, CPU)."""
-    cfg = json.loads((root / "src/MMSA/config/config_regression.json").read_text())["mfm"]["datasetParams"]["mosi"]
-    cfg = json.loads(json.dumps(cfg))
-    for k in [k for k in cfg if k.endswith("_dropout")]:
-        cfg[k] = 0.0
-    for k in ("NN1Config", "NN2Config", "gamma1Config", "gamma2Config", "outConfig"):
-        cfg[k]["drop"] = 0.0
-    return Namespace({**cfg, "feature_dims": dims, "train_mode": "regression", "device": "cpu"}), cfg
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = base_parser(__doc__.splitlines()[0])
     ap.add_argument("--length", type=int, default=8, help="steps of the aligned sequences")
     a = ap.parse_args(argv)
-    root = mmsa_checkout(a.reference_dir, "singleTask/MFM.py")
+    root = mmsa_checkout(a.reference_dir, "models/singleTask/MFM.py")
     from msa_toolkit.models import create_model
 
     dims = (768, 5, 20)
-    args, cfg = mmsa_args(root, dims)
+    args = mmsa_args(root, "mfm", aligned=True, feature_dims=dims)
+    zero_dropout(args, [k for k in vars(args) if k.endswith("_dropout")]
+                 + ["NN1Config", "NN2Config", "gamma1Config", "gamma2Config", "outConfig"])
     mod = import_mmsa(root, "MMSA.models.singleTask.MFM")
     torch.manual_seed(a.seed)
     ref = mod.MFM(args)
@@ -105,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mmd": sum(v for k, v in c.items() if k.startswith("mmd_")), "total": loss.total}
 
     n_ref = sum(p.numel() for n, p in ref.named_parameters() if not n.startswith(REF_UNUSED))
-    report = ParityReport("mfm", REPO, mmsa_commit(root),
+    report = ParityReport("mfm", REPO, reference_commit(root),
                           {"preset": "mosi", "batch_size": B, "length": L, "dims": dims, "optimizer": "Adam",
                            "lr": 1e-3, "weight_decay": 0.0, "dropout": 0.0,
                            "parameters": tk.num_parameters()})

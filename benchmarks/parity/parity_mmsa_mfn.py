@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import base_parser, check_reference_dir, finish  # noqa: E402
-from parity_mmsa_common import (EXPECTED_FILES, REPO, batches, identity_map, import_mmsa_model,  # noqa: E402
-                                mmsa_args, run_parity, zero_dropout)
+from parity_common import base_parser, finish  # noqa: E402
+from mmsa_reference import import_mmsa, mmsa_args, mmsa_checkout, zero_dropout  # noqa: E402
+from parity_mmsa_common import FEATURE_NETS, batches, feature_subnets, identity_map, run_parity  # noqa: E402
 
 #: MMSA layer -> toolkit module (each MLP is Linear-ReLU-Dropout-Linear: fc1 -> .0, fc2 -> .3)
 LAYERS = {"lstm_l": "core.cells.0", "lstm_a": "core.cells.1", "lstm_v": "core.cells.2",
@@ -30,13 +30,13 @@ LAYERS = {"lstm_l": "core.cells.0", "lstm_a": "core.cells.1", "lstm_v": "core.ce
 
 def main(argv: list[str] | None = None) -> int:
     a = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    ref_dir = check_reference_dir(a.reference_dir, (*EXPECTED_FILES, "src/MMSA/models/singleTask/MFN.py"), REPO)
+    ref_dir = mmsa_checkout(a.reference_dir, FEATURE_NETS, "models/singleTask/MFN.py")
     from msa_toolkit.models import create_model
 
     torch.manual_seed(a.seed)
     args = mmsa_args(ref_dir, "mfn", aligned=True)
     zero_dropout(args, ["NN1Config", "NN2Config", "gamma1Config", "gamma2Config", "outConfig"])
-    ref = import_mmsa_model(ref_dir, "MFN").MFN(args)
+    ref = import_mmsa(ref_dir, "MMSA.models.singleTask.MFN", attributes=feature_subnets(ref_dir)).MFN(args)
     tk = create_model("mfn", "mosi", attn_dropout=0.0, update_dropout=0.0, retain_dropout=0.0, write_dropout=0.0,
                       out_dropout=0.0)
     maps = identity_map(ref, tk, LAYERS)

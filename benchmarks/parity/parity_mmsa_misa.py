@@ -23,10 +23,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (ParityReport, base_parser, check_coverage, check_reference_dir, compare_training,  # noqa: E402
-                           default_json, finish, load_mapped, reference_commit, same)
-from mmsa_bert_reference import (EXPECTED_FILES, REPO, TINY_BERT, bert_maps, bert_stub, import_mmsa,  # noqa: E402
-                            mmsa_args, mmsa_text, save_tiny_bert, sequences, token_batch)
+from parity_common import (ParityReport, base_parser, check_coverage, compare_training, default_json,  # noqa: E402
+                           finish, load_mapped, reference_commit, same)
+from mmsa_bert_reference import (TINY_BERT, bert_maps, bert_stub, mmsa_text, save_tiny_bert, sequences,  # noqa: E402
+                                 token_batch)
+from mmsa_reference import (REPO, SUBNETS, TRAINER_PACKAGES, gpu_probe_stub, import_mmsa, mmsa_args,  # noqa: E402
+                            mmsa_checkout)
 
 #: MISA's text projection is Linear(768, hidden) whatever the encoder: the tiny BERT is 768 wide here
 BERT = {"hidden_size": 768, "num_hidden_layers": 1, "num_attention_heads": 4}
@@ -63,13 +65,13 @@ def weight_map(ref) -> list:
 def main(argv: list[str] | None = None) -> int:
     ap = base_parser(__doc__.splitlines()[0])
     a = ap.parse_args(argv)
-    ref_dir = check_reference_dir(a.reference_dir, EXPECTED_FILES, REPO)
+    ref_dir = mmsa_checkout(a.reference_dir, "models/singleTask/MISA.py", "trains/singleTask/MISA.py")
     from msa_toolkit.data.batch import Batch
     from msa_toolkit.models import create_model
 
-    model_mod = import_mmsa(ref_dir, "models.singleTask.MISA")
-    trainer_mod = import_mmsa(ref_dir, "trains.singleTask.MISA")
-    model_mod.BertTextEncoder = bert_stub(a.seed, **BERT)
+    model_mod = import_mmsa(ref_dir, "MMSA.models.singleTask.MISA",
+                            attributes={SUBNETS: {"BertTextEncoder": bert_stub(a.seed, **BERT)}})
+    trainer_mod = import_mmsa(ref_dir, "MMSA.trains.singleTask.MISA", TRAINER_PACKAGES, stubs=gpu_probe_stub())
     args = mmsa_args(ref_dir, "misa", dropout=0.0)
     torch.manual_seed(a.seed)
     ref = model_mod.MISA(args)

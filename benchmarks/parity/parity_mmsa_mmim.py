@@ -23,10 +23,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (ParityReport, base_parser, check_coverage, check_reference_dir, default_json,  # noqa: E402
-                           diff_and_scale, finish, grad_diffs, load_mapped, param_diffs, reference_commit, same)
-from mmsa_bert_reference import (EXPECTED_FILES, REPO, TINY_BERT, bert_maps, bert_stub, import_mmsa,  # noqa: E402
-                            mmsa_args, mmsa_text, save_tiny_bert, sequences, token_batch)
+from parity_common import (ParityReport, base_parser, check_coverage, default_json, diff_and_scale,  # noqa: E402
+                           finish, grad_diffs, load_mapped, param_diffs, reference_commit, same)
+from mmsa_bert_reference import (TINY_BERT, bert_maps, bert_stub, mmsa_text, save_tiny_bert, sequences,  # noqa: E402
+                                 token_batch)
+from mmsa_reference import REPO, SUBNETS, import_mmsa, mmsa_args, mmsa_checkout  # noqa: E402
 
 PAIRS = {"tv": ("mi_tv", "objective_.mi.tv"), "ta": ("mi_ta", "objective_.mi.ta")}
 
@@ -53,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = base_parser(__doc__.splitlines()[0])
     ap.set_defaults(batch_size=8)  # enough positive and negative samples for non-singular covariances
     a = ap.parse_args(argv)
-    ref_dir = check_reference_dir(a.reference_dir, EXPECTED_FILES, REPO)
+    ref_dir = mmsa_checkout(a.reference_dir, "models/singleTask/MMIM.py")
     from msa_toolkit.data.batch import Batch
     from msa_toolkit.models import create_model
 
-    model_mod = import_mmsa(ref_dir, "models.singleTask.MMIM")
-    model_mod.BertTextEncoder = bert_stub(a.seed)
+    model_mod = import_mmsa(ref_dir, "MMSA.models.singleTask.MMIM",
+                            attributes={SUBNETS: {"BertTextEncoder": bert_stub(a.seed)}})
     hidden = TINY_BERT["hidden_size"]
     args = mmsa_args(ref_dir, "mmim", dropout_prj=0.0)
     args.feature_dims = [hidden, *args.feature_dims[1:]]  # d_tout is read from the text dim: the tiny BERT's

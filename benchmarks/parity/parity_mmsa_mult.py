@@ -30,9 +30,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import base_parser, check_reference_dir, finish, same  # noqa: E402
+from parity_common import base_parser, finish, same  # noqa: E402
 from parity_dlf import _encoder, _head  # noqa: E402  (MulT's encoder and residual head maps)
-from parity_mmsa_common import EXPECTED_FILES, REPO, batches, import_mmsa_model, mmsa_args, run_parity  # noqa: E402
+from mmsa_reference import import_mmsa, mmsa_args, mmsa_checkout  # noqa: E402
+from parity_mmsa_common import FEATURE_NETS, batches, feature_subnets, run_parity  # noqa: E402
 
 KEY = {"text": "l", "audio": "a", "vision": "v"}
 DROPOUTS = ("attn_dropout", "attn_dropout_a", "attn_dropout_v", "relu_dropout", "embed_dropout", "res_dropout",
@@ -60,13 +61,13 @@ def weight_map(layers: int, mem_layers: int) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     a = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    ref_dir = check_reference_dir(a.reference_dir, (*EXPECTED_FILES, "src/MMSA/models/singleTask/MULT.py"), REPO)
+    ref_dir = mmsa_checkout(a.reference_dir, FEATURE_NETS, "models/singleTask/MULT.py")
     from msa_toolkit.models import create_model
 
     torch.manual_seed(a.seed)
     args = mmsa_args(ref_dir, "mult", attn_mask=False, conv1d_kernel_size_l=1, conv1d_kernel_size_a=1,
                      conv1d_kernel_size_v=1, **{d: 0.0 for d in DROPOUTS})
-    ref = import_mmsa_model(ref_dir, "MULT").MULT(args)
+    ref = import_mmsa(ref_dir, "MMSA.models.singleTask.MULT", attributes=feature_subnets(ref_dir)).MULT(args)
     dim, heads = args.dst_feature_dim_nheads
     mem_layers = max(args.nlevels, 3)
     tk = create_model("mult", "mosi", dim=dim, heads=heads, layers=args.nlevels, mem_layers=mem_layers,

@@ -24,10 +24,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (ParityReport, base_parser, check_coverage, check_reference_dir, default_json,  # noqa: E402
-                           diff_and_scale, finish, grad_diffs, load_mapped, param_diffs, reference_commit, same)
-from mmsa_bert_reference import (EXPECTED_FILES, REPO, TINY_BERT, bert_maps, bert_stub, import_mmsa,  # noqa: E402
-                            mmsa_args, mmsa_text, save_tiny_bert, sequences, token_batch)
+from parity_common import (ParityReport, base_parser, check_coverage, default_json, diff_and_scale,  # noqa: E402
+                           finish, grad_diffs, load_mapped, param_diffs, reference_commit, same)
+from mmsa_bert_reference import (TINY_BERT, bert_maps, bert_stub, mmsa_text, save_tiny_bert, sequences,  # noqa: E402
+                                 token_batch)
+from mmsa_reference import (REPO, SUBNETS, TRAINER_PACKAGES, gpu_probe_stub, import_mmsa, mmsa_args,  # noqa: E402
+                            mmsa_checkout)
 
 HEADS = {"fusion": "M", "text": "T", "audio": "A", "vision": "V"}
 REF_HEAD = {"fusion": "fusion", "text": "text", "audio": "audio", "vision": "video"}
@@ -68,13 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=3, help="passes over the two training batches")
     ap.set_defaults(batch_size=8)  # 16 samples: both label signs stay populated for every head's centres
     a = ap.parse_args(argv)
-    ref_dir = check_reference_dir(a.reference_dir, EXPECTED_FILES, REPO)
+    ref_dir = mmsa_checkout(a.reference_dir, "models/multiTask/SELF_MM.py", "trains/multiTask/SELF_MM.py")
     from msa_toolkit.data.batch import Batch
     from msa_toolkit.models import create_model
 
-    model_mod = import_mmsa(ref_dir, "models.multiTask.SELF_MM")
-    trainer_mod = import_mmsa(ref_dir, "trains.multiTask.SELF_MM")
-    model_mod.BertTextEncoder = bert_stub(a.seed)
+    model_mod = import_mmsa(ref_dir, "MMSA.models.multiTask.SELF_MM",
+                            attributes={SUBNETS: {"BertTextEncoder": bert_stub(a.seed)}})
+    trainer_mod = import_mmsa(ref_dir, "MMSA.trains.multiTask.SELF_MM", TRAINER_PACKAGES, stubs=gpu_probe_stub())
     B, n_batches, L = a.batch_size, 2, {"text": 8, "audio": 12, "vision": 10}
     args = mmsa_args(ref_dir, "self_mm", text_out=TINY_BERT["hidden_size"], train_samples=B * n_batches, **DROPOUTS)
     dims = {"audio": args.feature_dims[1], "vision": args.feature_dims[2]}

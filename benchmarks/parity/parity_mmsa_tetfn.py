@@ -18,7 +18,6 @@ parameters after one Adam step (lr 3e-4), then again one step later.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -27,9 +26,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (Namespace, ParityReport, base_parser, check_coverage, compare_training,  # noqa: E402
-                           finish, load_mapped, same)
-from mmsa_reference import REPO, aligned_batch, import_mmsa, mmsa_checkout, mmsa_commit  # noqa: E402
+from parity_common import (ParityReport, base_parser, check_coverage, compare_training, finish,  # noqa: E402
+                           load_mapped, reference_commit, same)
+from mmsa_reference import (REPO, SUBNETS, aligned_batch, import_mmsa, mmsa_args, mmsa_checkout,  # noqa: E402
+                            zero_dropout)
 
 BERT = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -84,25 +84,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = base_parser(__doc__.splitlines()[0])
     ap.add_argument("--length", type=int, default=8, help="tokens and audio/visual steps")
     a = ap.parse_args(argv)
-    root = mmsa_checkout(a.reference_dir, "multiTask/TETFN.py")
+    root = mmsa_checkout(a.reference_dir, "models/multiTask/TETFN.py")
     import transformers
 
     from msa_toolkit.models import create_model
 
-    cfg = json.loads((root / "src/MMSA/config/config_regression.json").read_text())["tetfn"]
-    params = {**cfg["commonParams"], **cfg["datasetParams"]["mosi"]}
-    for k in [k for k in params if k.endswith("dropout") or k.startswith("attn_dropout")]:
-        params[k] = 0.0
     dims = (BERT["hidden_size"], 5, 20)
-    mod = import_mmsa(root, "MMSA.models.multiTask.TETFN",
-                      attributes={"MMSA.models.subNets": {"BertTextEncoder": bert_stand_in()}})
+    args = mmsa_args(root, "tetfn", aligned=True, feature_dims=dims)
+    zero_dropout(args, [k for k in vars(args) if k.endswith("dropout") or k.startswith("attn_dropout")])
+    mod = import_mmsa(root, "MMSA.models.multiTask.TETFN", attributes={SUBNETS: {"BertTextEncoder": bert_stand_in()}})
     zero = {k: 0.0 for k in ("attn_dropout", "attn_dropout_audio", "attn_dropout_vision", "relu_dropout",
                              "res_dropout", "embed_dropout", "post_fusion_dropout", "post_text_dropout",
                              "post_audio_dropout", "post_vision_dropout")}
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(a.seed)
         transformers.BertModel(transformers.BertConfig(**BERT)).save_pretrained(tmp)
-        ref = mod.TETFN(Namespace({**params, "pretrained": tmp, "feature_dims": dims}))
+        args.pretrained = tmp
+        ref = mod.TETFN(args)
         tk = create_model("tetfn", "mosi", text_encoder=tmp, **zero)
     for m in ref.modules():
         if hasattr(m, "attn_mask") and hasattr(m, "self_attn"):
@@ -143,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 "l_V": c["vision"], "total": loss.total}
 
     n_ref, n_tk = sum(p.numel() for p in ref.parameters()), sum(p.numel() for p in tk.parameters())
-    report = ParityReport("tetfn", REPO, mmsa_commit(root),
+    report = ParityReport("tetfn", REPO, reference_commit(root),
                           {"preset": "mosi", "bert": BERT, "batch_size": B, "length": L, "dims": dims,
                            "optimizer": "Adam", "lr": 3e-4, "dropout": 0.0, "causal_mask": "off on both sides"})
     report.add("parameters: count (BERT included)", float(abs(n_ref - n_tk)), 0.0,

@@ -18,8 +18,6 @@ docstring) and hence the generators' inputs.
 
 from __future__ import annotations
 
-import importlib
-import json
 import sys
 import types
 from pathlib import Path
@@ -28,44 +26,25 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_common import (Namespace, ParityReport, after_step_as_info, base_parser,  # noqa: E402
-                           check_coverage, check_reference_dir, compare_training, diff_and_scale, finish,
-                           load_mapped, reference_commit, same)
+from parity_common import (Namespace, ParityReport, after_step_as_info, base_parser, check_coverage,  # noqa: E402
+                           compare_training, diff_and_scale, finish, load_mapped, reference_commit, same)
+from mmsa_reference import REPO, SUBNETS, import_mmsa, mmsa_args, mmsa_checkout  # noqa: E402
 from parity_dlf import _encoder  # noqa: E402  the MulT TransformerEncoder -> CrossModalTransformer table
 
-REPO = "thuiar/MMSA"
-EXPECTED_FILES = ("src/MMSA/models/missingTask/TFR_NET/model.py", "src/MMSA/models/missingTask/TFR_NET/fusion.py",
-                  "src/MMSA/config/config_regression.json")
+#: the TFR_NET package (bare: its __init__ imports the model, which downloads BERT)
+TFR_PACKAGES = ("MMSA.models.missingTask", "MMSA.models.missingTask.TFR_NET")
 KEYS = {"text": "l", "audio": "a", "vision": "v"}
 FUSION = {"text": "text", "audio": "audio", "vision": "vision"}
-
-
-def import_parts(src: Path):
-    """MMSA's TFR_NET sub-modules (alignment, fusion, model) with MMSA's package ``__init__`` files skipped."""
-    before = set(sys.modules)
-    for name, folder in (("MMSA", ""), ("MMSA.models", "models"), ("MMSA.models.subNets", "models/subNets"),
-                         ("MMSA.models.missingTask", "models/missingTask"),
-                         ("MMSA.models.missingTask.TFR_NET", "models/missingTask/TFR_NET")):
-        pkg = types.ModuleType(name)
-        pkg.__path__ = [str(src / "MMSA" / folder)]
-        sys.modules[name] = pkg
-    sys.modules["MMSA.models.subNets.BertTextEncoder"] = types.SimpleNamespace(BertTextEncoder=None)
-    try:
-        return [importlib.import_module(f"MMSA.models.missingTask.TFR_NET.{m}") for m in ("alignment", "fusion",
-                                                                                        "model")]
-    finally:
-        for name in set(sys.modules) - before:
-            del sys.modules[name]
 
 
 class Reference(nn.Module):
     """MMSA's alignment + fusion (the prediction path of TFR_NET.forward with nothing missing)."""
 
-    def __init__(self, alignment, fusion, args):
+    def __init__(self, model_mod, args):
         super().__init__()
-        self.align_subnet = alignment.Alignment(args)
+        self.align_subnet = model_mod.Alignment(args)
         args.fusion_t_in = args.fusion_a_in = args.fusion_v_in = args.dst_feature_dim_nheads[0] * 3
-        self.fusion_subnet = fusion.Fusion(args)
+        self.fusion_subnet = model_mod.Fusion(args)
 
     def forward(self, text, audio, vision, masks):
         h_l, h_a, h_v, *_ = self.align_subnet(text, audio, vision)
@@ -96,24 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.float64:
         torch.set_default_dtype(torch.float64)
-    ref_dir = check_reference_dir(a.reference_dir, EXPECTED_FILES, REPO)
+    ref_dir = mmsa_checkout(a.reference_dir, "models/missingTask/TFR_NET/model.py",
+                            "models/missingTask/TFR_NET/fusion.py")
     from msa_toolkit.data.batch import Batch
     from msa_toolkit.models import create_model
 
-    cfg = json.loads((ref_dir / "src/MMSA/config/config_regression.json").read_text())
-    p = {**cfg["tfr_net"]["commonParams"], **cfg["tfr_net"]["datasetParams"]["mosi"],
-         **cfg["datasetCommonParams"]["mosi"]["unaligned"]}
     zero = {k: 0.0 for k in ("text_dropout", "attn_dropout", "attn_dropout_a", "attn_dropout_v", "relu_dropout",
                              "embed_dropout", "res_dropout", "fusion_drop", "cls_dropout")}
-    alignment, fusion, model_mod = import_parts(ref_dir / "src")
+    model_mod = import_mmsa(ref_dir, "MMSA.models.missingTask.TFR_NET.model", TFR_PACKAGES,
+                            stubs={f"{SUBNETS}.BertTextEncoder": types.SimpleNamespace(BertTextEncoder=None)})
     torch.manual_seed(a.seed)
 
     class Args(Namespace):  # MMSA reads args["num_temporal_head"] as well as args.x
         def __getitem__(self, k):
             return getattr(self, k)
 
-    args = Args({**p, **zero, "attn_mask": False, "device": "cpu"})
-    ref = Reference(alignment, fusion, args)
+    args = Args(vars(mmsa_args(ref_dir, "tfr_net", **zero, attn_mask=False, device="cpu")))
+    ref = Reference(model_mod, args)
     tk = create_model("tfr_net", "mosi", **{k: 0.0 for k in ("text_dropout", "attn_dropout", "attn_dropout_audio",
                                                             "attn_dropout_vision", "ff_dropout", "res_dropout",
                                                             "embed_dropout", "fusion_dropout", "cls_dropout",
@@ -130,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     g = torch.Generator().manual_seed(a.seed + 1)
     # MMSA's final transformers are built for its seq_lens (text, audio, vision) and run in forward
-    B, L = a.batch_size, dict(zip(("text", "audio", "vision"), p["seq_lens"]))
+    B, L = a.batch_size, dict(zip(("text", "audio", "vision"), args.seq_lens))
     dims = {"text": c.text_dim, "audio": c.audio_dim, "vision": c.vision_dim}
     x = {m: torch.randn(B, L[m], dims[m], generator=g) for m in L}
     label = torch.empty(B).uniform_(-3, 3, generator=g)

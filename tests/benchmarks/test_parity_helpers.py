@@ -203,6 +203,51 @@ def test_import_reference_forgets_the_checkout_modules(tmp_path):
     assert pc.reference_commit(tmp_path / "one") == "deadbeef"
 
 
+def _fake_mmsa(root: Path) -> Path:
+    """A checkout shaped like thuiar/MMSA: package __init__ files that must not run, a model importing a name
+    from the bare sub-network package and a stubbed module, and config_regression.json."""
+    src = root / "src" / "MMSA"
+    for pkg in ("", "models", "models/singleTask", "models/subNets", "trains", "trains/singleTask"):
+        (src / pkg).mkdir(parents=True, exist_ok=True)
+        (src / pkg / "__init__.py").write_text("raise RuntimeError('package __init__ ran')\n")
+    (src / "models/singleTask/NET.py").write_text("from ..subNets import Encoder\nimport fake_dep\n"
+                                                  "VALUE = (Encoder, fake_dep.X)\n")
+    (src / "trains/singleTask/NET.py").write_text("VALUE = 2\n")
+    (src / "config").mkdir()
+    (src / "config/config_regression.json").write_text(json.dumps({
+        "datasetCommonParams": {"mosi": {"aligned": {"seq_lens": [50], "feature_dims": [1]},
+                                         "unaligned": {"seq_lens": [60], "feature_dims": [2]}}},
+        "net": {"commonParams": {"feature_dims": [3], "a": 1}, "datasetParams": {"mosi": {"a": 2, "b": 3}}}}))
+    return root
+
+
+def test_import_mmsa_skips_package_inits_and_forgets_its_stubs(tmp_path):
+    mr = _load("mmsa_reference")
+    root = mr.mmsa_checkout(str(_fake_mmsa(tmp_path)), "models/singleTask/NET.py")
+    stub = SimpleNamespace(X=7)
+    mod = mr.import_mmsa(root, "MMSA.models.singleTask.NET", attributes={mr.SUBNETS: {"Encoder": "enc"}},
+                         stubs={"fake_dep": stub})
+    assert mod.VALUE == ("enc", 7)
+    assert "fake_dep" not in sys.modules and "MMSA.models.singleTask.NET" not in sys.modules
+    with pytest.raises(RuntimeError, match="package __init__ ran"):  # the trainer packages are not bare by default
+        mr.import_mmsa(root, "MMSA.trains.singleTask.NET")
+    assert mr.import_mmsa(root, "MMSA.trains.singleTask.NET", mr.TRAINER_PACKAGES).VALUE == 2
+    with pytest.raises(SystemExit, match="missing src/MMSA/models/singleTask/OTHER.py"):
+        mr.mmsa_checkout(str(root), "models/singleTask/OTHER.py")
+
+
+def test_mmsa_args_merges_the_config_as_mmsa_does(tmp_path):
+    mr = _load("mmsa_reference")
+    root = _fake_mmsa(tmp_path)
+    args = mr.mmsa_args(root, "net", b=4)
+    assert (args.seq_lens, args.feature_dims, args.a, args.b) == ([60], [3], 2, 4)
+    assert (args.model_name, args.dataset_name, args.train_mode, str(args.device)) == ("net", "mosi", "regression",
+                                                                                       "cpu")
+    assert mr.mmsa_args(root, "net", aligned=True).seq_lens == [50]
+    mr.zero_dropout(args, ["a", "feature_dims"])
+    assert (args.a, args.feature_dims) == (0.0, [0.0])
+
+
 def test_injected_noise_hands_out_the_draws_in_order_and_restores_randn_like():
     a, b = torch.randn(2, 3), torch.randn(2, 3)
     original = torch.randn_like
