@@ -3,12 +3,13 @@
 ``best.safetensors`` (the best weights with their spec, configs and metrics: :func:`save_best`),
 ``last.pt`` (the resume state: :func:`save_resume`; marked finished with the result by :func:`write_final`),
 ``log.jsonl`` (one :func:`json_line` per epoch), ``metrics.json`` and ``predictions_test.csv``
-(:func:`write_final`). Only rank 0 calls these (``Trainer.writes``).
+(:func:`write_final`). Only rank 0 calls these (``Trainer.writes``); ``trainer`` is the calling
+:class:`~.trainer.Trainer` (not imported here: this module is the trainer's, not the other way round).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import torch
 
@@ -20,9 +21,6 @@ from .checkpoint import (RESUME_FILE, full_model_state, load_resume_state, model
 from .metrics import UNITS
 from .rng import loader_generators, rng_state
 from .state import FitResult, RunState, SplitOutputs, TrainingSetup, write_predictions
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .trainer import Trainer
 
 __all__ = ["BEST_FILE", "LOG_FILE", "RESULT_FILE", "PREDICTIONS_FILE", "json_line", "save_best", "save_resume",
            "write_final", "finished_result"]
@@ -38,7 +36,7 @@ def json_line(record: Mapping[str, Any]) -> str:
     return dumps_json(record, indent=None) + "\n"
 
 
-def save_best(trainer: Trainer, state: Mapping[str, torch.Tensor], metrics: Mapping[str, Any], epoch: int) -> None:
+def save_best(trainer: Any, state: Mapping[str, torch.Tensor], metrics: Mapping[str, Any], epoch: int) -> None:
     """``best.safetensors`` with ``state`` as weights, the metrics and what inference needs."""
     extra = dict(trainer.extra)
     extra.update(epoch=epoch, seed=trainer.config.seed, metric_set=trainer.metric_set)
@@ -46,7 +44,7 @@ def save_best(trainer: Trainer, state: Mapping[str, torch.Tensor], metrics: Mapp
                     extra, state=state)
 
 
-def save_resume(trainer: Trainer, setup: TrainingSetup, run: RunState) -> None:
+def save_resume(trainer: Any, setup: TrainingSetup, run: RunState) -> None:
     """``last.pt``: weights, optimiser, schedule, scaler, RunState, every rank's RNG and the loader's (the other
     ranks send theirs from the Trainer's epoch loop)."""
     rngs = D.all_gather_objects(trainer.ctx, rng_state())
@@ -63,7 +61,7 @@ def save_resume(trainer: Trainer, setup: TrainingSetup, run: RunState) -> None:
     })
 
 
-def write_final(trainer: Trainer, run: RunState, test: dict[str, float], outputs: SplitOutputs | None,
+def write_final(trainer: Any, run: RunState, test: dict[str, float], outputs: SplitOutputs | None,
                 best_test: Mapping[str, Any]) -> None:
     """best.safetensors with test metrics, metrics.json, test predictions, plots; last.pt marked finished."""
     out_dir = trainer.out_dir
