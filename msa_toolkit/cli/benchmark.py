@@ -17,7 +17,7 @@ def _csv(text: str) -> list[str]:
 
 def benchmark_command(
     models: str = typer.Option(..., "--models",
-                               help="Comma-separated model names, e.g. dlf,almt,mmcl,mind,text_only.",
+                               help="Comma-separated model names (msa models lists them), e.g. dlf,almt,tfn.",
                                autocompletion=complete_models),
     data: Path = typer.Option(..., "--data", "-d", help="Native dataset directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Benchmark directory (runs/ + results.*); re-running resumes."),
@@ -33,7 +33,7 @@ def benchmark_command(
                                    help="Override for every model (trainer.epochs=3) or one (dlf:model.dim=32)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Shortcut for --set trainer.epochs=N."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=0,
+    threads: Optional[int] = typer.Option(None, "--threads", min=0, metavar="N",
                                           help="torch CPU threads for the run, set once at start-up (0 = MSA_THREADS "
                                                "or torch's default; fewer can be faster for small batches, "
                                                "see docs/cli.md)."),

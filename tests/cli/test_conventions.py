@@ -202,3 +202,11 @@ def test_docs_short_flag_table_lists_every_command_that_has_the_flag():
     assert set(documented) == set(SHORT_FLAGS) - {"-h"}
     for short, names in documented.items():
         assert names == actual[short], f"docs/cli.md, {short}: lists {sorted(names)}, CLI: {sorted(actual[short])}"
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _commands()], ids=lambda p: " ".join(p) or "msa")
+def test_help_cuts_nothing_off_in_an_80_column_terminal(path):
+    # rich shortens what does not fit its column with "…": an option name or an example would be unreadable
+    r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80", "TERM": "dumb", "NO_COLOR": "1"})
+    assert r.exit_code == 0, r.output
+    assert "…" not in r.output, f"msa {' '.join(path)} --help cuts text off at 80 columns:\n{r.output}"
