@@ -49,7 +49,7 @@ def tune_command(
                                           help="torch CPU threads per worker (default with --jobs N: cores / N)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per trial."),
 ) -> None:
-    """Tune a model's hyper-parameters on the validation split with Optuna; the test split is never read.
+    """Tune a model's hyper-parameters on the validation split with Optuna; trials never read the test split.
 
     Each trial is a normal run folder (OUT/trials/trial_<n>/, with its fingerprint); poor trials are pruned from
     their per-epoch validation values. The study lives in a database (default OUT/study.db): run the same
