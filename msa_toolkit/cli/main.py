@@ -11,6 +11,7 @@ helpers is one. An import error in a command module propagates.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import pkgutil
 import sys
@@ -97,7 +98,26 @@ def _register_commands() -> None:
         register(app)
 
 
+def reflow_help(doc: str) -> str:
+    """A command docstring as --help shows it: each prose paragraph's lines joined into one, so the terminal wraps
+    it (Typer's rich help keeps a docstring's own line breaks after the first paragraph, which wraps raggedly);
+    a paragraph with an indented, bulleted (``- ``, ``* ``) or ``\\b`` line keeps its lines."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    keep = ("\b", " ", "\t", "- ", "* ")
+    return "\n\n".join(p if any(line.startswith(keep) for line in p.splitlines()) else " ".join(p.split("\n"))
+                       for p in paragraphs)
+
+
+def _reflow_commands(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = reflow_help(info.callback.__doc__)
+    for group in typer_app.registered_groups:
+        _reflow_commands(group.typer_instance)
+
+
 _register_commands()
+_reflow_commands(app)
 
 
 def configure_threads(environ: dict | None = None) -> None:

@@ -210,3 +210,13 @@ def test_help_cuts_nothing_off_in_an_80_column_terminal(path):
     r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80", "TERM": "dumb", "NO_COLOR": "1"})
     assert r.exit_code == 0, r.output
     assert "…" not in r.output, f"msa {' '.join(path)} --help cuts text off at 80 columns:\n{r.output}"
+
+
+def test_help_paragraphs_are_rewrapped_to_the_terminal_not_to_the_docstring():
+    from msa_toolkit.cli.main import reflow_help
+
+    assert reflow_help("Summary.\n\n    One sentence\n    over two lines.\n\n    - a\n    - b") == \
+        "Summary.\n\nOne sentence over two lines.\n\n- a\n- b"
+    # the tune docstring breaks this sentence after "pruned from": the help joins it (rich kept the break)
+    r = runner.invoke(app, ["tune", "--help"], env={"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"})
+    assert "poor trials are pruned from their per-epoch validation values" in r.output, r.output
